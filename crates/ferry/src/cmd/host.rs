@@ -1,0 +1,10 @@
+//! `ferry host` (placeholder until its issue lands).
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("'ferry host' is not built yet")
+}

@@ -1,0 +1,10 @@
+//! `ferry image` (placeholder until its issue lands).
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("'ferry image' is not built yet")
+}

@@ -1,0 +1,19 @@
+//! Subcommands of the `ferry` binary, one module each. Each exposes `Args` (clap) and
+//! `run(Args) -> anyhow::Result<ExitCode>`.
+
+pub mod demo;
+pub mod doctor;
+pub mod host;
+pub mod image;
+pub mod ran;
+pub mod testbed;
+
+/// Logs go to stderr; `RUST_LOG` filters them (default: info for ferry's crates).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

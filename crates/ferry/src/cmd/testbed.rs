@@ -1,0 +1,10 @@
+//! `ferry testbed` (placeholder until its issue lands).
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("'ferry testbed' is not built yet")
+}

@@ -1,0 +1,51 @@
+//! `ferry`: one binary for every role of a ferry MEC system (like k3s' server and agent).
+//!
+//! Each subcommand lives in its own module under `cmd/`; this file only parses and dispatches.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "Live migration of stateful edge applications inside ETSI MEC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the `ferry host` daemon: one MEC host's containers, checkpoint and restore.
+    Host(cmd::host::Args),
+    /// Check the kernel and tool features ferry needs, and say how to fix what is missing.
+    Doctor(cmd::doctor::Args),
+    /// Build or inspect OCI image archives (used by the build to package ferry-counter).
+    Image(cmd::image::Args),
+    /// Run the emulated RAN: MEC 012 RNIS and MEC 013 Location APIs over a topology.
+    Ran(cmd::ran::Args),
+    /// Bring an emulated multi-host edge testbed up or down on this machine.
+    Testbed(cmd::testbed::Args),
+    /// Run the demo on the embedded default (what `make demo` runs).
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    cmd::init_logging();
+    let result = match cli.command {
+        Command::Host(args) => cmd::host::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
+        Command::Image(args) => cmd::image::run(args),
+        Command::Ran(args) => cmd::ran::run(args),
+        Command::Testbed(args) => cmd::testbed::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // One line with the reason (and, where the error carries it, the fix).
+            eprintln!("ferry: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
