@@ -1,0 +1,167 @@
+//! The topology of an edge network: MEC hosts, cells (and the host serving each), links,
+//! UEs and their mobility. Read from a TOML file (see `examples/three-hosts.toml`).
+//!
+//! Shared by the testbed (which builds namespaces and links from it) and the emulated RAN
+//! (which serves cells, UEs and handovers from it). Pure data: no I/O beyond reading the file.
+
+use serde::Deserialize;
+
+/// A whole topology file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Short name, used as a prefix of every namespace, link and process of this testbed so
+    /// that two testbeds never collide.
+    pub name: String,
+    /// Subnet the app instances' addresses come from; every MEC host's bridge carries the same
+    /// gateway address in it (an anycast gateway), so an instance keeps its address on any host.
+    #[serde(default = "default_app_subnet")]
+    pub app_subnet: String,
+    #[serde(default)]
+    pub hosts: Vec<Host>,
+    #[serde(default)]
+    pub cells: Vec<Cell>,
+    #[serde(default)]
+    pub links: Vec<Link>,
+    #[serde(default)]
+    pub ues: Vec<Ue>,
+}
+
+fn default_app_subnet() -> String {
+    "10.200.0.0/16".to_string()
+}
+
+/// A MEC host (an edge server): runs one `ferry host` daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub name: String,
+    /// The host's address on the core network (where its `ferry host` API listens).
+    pub address: String,
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+}
+
+/// E-UTRAN Cell Global Identifier, as MEC 012 spells it (`Ecgi { plmn { mcc, mnc }, cellId }`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ecgi {
+    pub mcc: String,
+    pub mnc: String,
+    /// 28-bit E-UTRAN cell identity, as the hex string MEC 012 carries.
+    pub cell_id: String,
+}
+
+/// A geographic position (WGS 84, as MEC 013 reports it).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Position {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// A radio cell, served by one MEC host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cell {
+    pub name: String,
+    pub ecgi: Ecgi,
+    pub position: Position,
+    /// Coverage radius in metres (used when a UE moves by waypoints).
+    #[serde(default = "default_radius")]
+    pub radius_m: f64,
+    /// Name of the MEC host that serves this cell.
+    pub host: String,
+}
+
+fn default_radius() -> f64 {
+    500.0
+}
+
+/// A link between two nodes (host-host, or cell-host), shaped both ways.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    /// A host or cell name.
+    pub a: String,
+    /// A host or cell name.
+    pub b: String,
+    /// Rate in Mbit/s (0 or absent: unshaped).
+    #[serde(default)]
+    pub rate_mbit: Option<f64>,
+    /// One-way delay in milliseconds.
+    #[serde(default)]
+    pub delay_ms: Option<f64>,
+}
+
+/// A user device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ue {
+    pub name: String,
+    /// The UE's IPv4 address (MEC 012 `associateId`, MEC 013 `address` as `acr:` URI).
+    pub address: String,
+    /// Cell the UE starts in.
+    pub cell: String,
+    /// Handovers at fixed times (seconds from testbed start).
+    #[serde(default)]
+    pub trace: Vec<TraceStep>,
+    /// Or: positions over time; the serving cell is the nearest covering one.
+    #[serde(default)]
+    pub waypoints: Vec<Waypoint>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceStep {
+    pub at_s: f64,
+    pub cell: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waypoint {
+    pub at_s: f64,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A syntax or schema error, with the line and field toml reports.
+    #[error("{0}")]
+    Parse(String),
+    /// A semantic error (unknown reference, duplicate name, bad address).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Topology {
+    pub fn from_file(path: &std::path::Path) -> Result<Topology, TopologyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Topology::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Topology, TopologyError> {
+        let topo: Topology = toml::from_str(text).map_err(|e| TopologyError::Parse(e.to_string()))?;
+        Ok(topo)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn cell(&self, name: &str) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.name == name)
+    }
+}
