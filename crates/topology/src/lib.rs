@@ -6,6 +6,12 @@
 
 use serde::Deserialize;
 
+mod addr;
+mod locate;
+mod validate;
+
+pub use addr::Ipv4Cidr;
+
 /// A whole topology file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +23,15 @@ pub struct Topology {
     /// gateway address in it (an anycast gateway), so an instance keeps its address on any host.
     #[serde(default = "default_app_subnet")]
     pub app_subnet: String,
+    /// Subnet the testbed carves point-to-point /30s from for its links (inside its own
+    /// namespaces only).
+    #[serde(default = "default_link_subnet")]
+    pub link_subnet: String,
+    /// A /30 for the management link between the root namespace (first address) and the
+    /// testbed's gateway namespace (second address). Two testbeds running at once need
+    /// different ones; the RAN API listens on the root side.
+    #[serde(default = "default_mgmt_subnet")]
+    pub mgmt_subnet: String,
     #[serde(default)]
     pub hosts: Vec<Host>,
     #[serde(default)]
@@ -29,6 +44,14 @@ pub struct Topology {
 
 fn default_app_subnet() -> String {
     "10.200.0.0/16".to_string()
+}
+
+fn default_link_subnet() -> String {
+    "10.201.0.0/16".to_string()
+}
+
+fn default_mgmt_subnet() -> String {
+    "10.199.0.0/30".to_string()
 }
 
 /// A MEC host (an edge server): runs one `ferry host` daemon.
@@ -138,9 +161,25 @@ pub enum TopologyError {
     /// A syntax or schema error, with the line and field toml reports.
     #[error("{0}")]
     Parse(String),
-    /// A semantic error (unknown reference, duplicate name, bad address).
-    #[error("{0}")]
-    Invalid(String),
+    /// A semantic error (unknown reference, duplicate name, bad address), with the line of the
+    /// field when it can be found in the text.
+    #[error("{}field `{field}`: {reason}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    Invalid {
+        line: Option<usize>,
+        field: String,
+        reason: String,
+    },
+}
+
+impl TopologyError {
+    /// The 1-based line the error points at, if known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            TopologyError::Read { .. } => None,
+            TopologyError::Parse(_) => None,
+            TopologyError::Invalid { line, .. } => *line,
+        }
+    }
 }
 
 impl Topology {
@@ -149,11 +188,26 @@ impl Topology {
             path: path.display().to_string(),
             source,
         })?;
-        Topology::parse(&text)
+        Topology::parse(&text).map_err(|e| match e {
+            TopologyError::Parse(m) => TopologyError::Parse(format!("{}: {m}", path.display())),
+            TopologyError::Invalid {
+                line,
+                field,
+                reason,
+            } => TopologyError::Invalid {
+                line,
+                field,
+                reason: format!("{reason} (in {})", path.display()),
+            },
+            other => other,
+        })
     }
 
+    /// Parses and validates a topology. Errors name the line and the field.
     pub fn parse(text: &str) -> Result<Topology, TopologyError> {
-        let topo: Topology = toml::from_str(text).map_err(|e| TopologyError::Parse(e.to_string()))?;
+        let topo: Topology = toml::from_str(text)
+            .map_err(|e| TopologyError::Parse(validate::describe_toml_error(text, &e)))?;
+        validate::check(&topo, text)?;
         Ok(topo)
     }
 
@@ -163,5 +217,40 @@ impl Topology {
 
     pub fn cell(&self, name: &str) -> Option<&Cell> {
         self.cells.iter().find(|c| c.name == name)
+    }
+
+    pub fn ue(&self, name: &str) -> Option<&Ue> {
+        self.ues.iter().find(|u| u.name == name)
+    }
+
+    /// The app subnet, parsed (validated by `parse`).
+    pub fn app_cidr(&self) -> Ipv4Cidr {
+        Ipv4Cidr::parse(&self.app_subnet).unwrap_or(Ipv4Cidr {
+            addr: std::net::Ipv4Addr::new(10, 200, 0, 0),
+            prefix: 16,
+        })
+    }
+
+    /// The link subnet, parsed (validated by `parse`).
+    pub fn link_cidr(&self) -> Ipv4Cidr {
+        Ipv4Cidr::parse(&self.link_subnet).unwrap_or(Ipv4Cidr {
+            addr: std::net::Ipv4Addr::new(10, 201, 0, 0),
+            prefix: 16,
+        })
+    }
+
+    /// The management /30, parsed (validated by `parse`).
+    pub fn mgmt_cidr(&self) -> Ipv4Cidr {
+        Ipv4Cidr::parse(&self.mgmt_subnet).unwrap_or(Ipv4Cidr {
+            addr: std::net::Ipv4Addr::new(10, 199, 0, 0),
+            prefix: 30,
+        })
+    }
+
+    /// The link between `a` and `b` (either order), if the file lists one.
+    pub fn link(&self, a: &str, b: &str) -> Option<&Link> {
+        self.links
+            .iter()
+            .find(|l| (l.a == a && l.b == b) || (l.a == b && l.b == a))
     }
 }

@@ -1,0 +1,185 @@
+//! Malformed topology files are rejected with the line and the field; the shipped example
+//! parses.
+
+use ferry_topology::{Topology, TopologyError};
+
+const EXAMPLE: &str = include_str!("../../../examples/three-hosts.toml");
+
+/// Replaces the first occurrence of `from` in the example (which must exist).
+fn edit(from: &str, to: &str) -> String {
+    assert!(EXAMPLE.contains(from), "example lacks {from:?}");
+    EXAMPLE.replacen(from, to, 1)
+}
+
+/// 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).expect("needle present");
+    text[..at].matches('\n').count() + 1
+}
+
+fn rejects(text: &str) -> String {
+    match Topology::parse(text) {
+        Ok(_) => panic!("accepted a malformed file"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn example_parses() {
+    let t = Topology::parse(EXAMPLE).expect("example is valid");
+    assert_eq!(t.name, "three");
+    assert_eq!(t.hosts.len(), 3);
+    assert_eq!(t.cells.len(), 3);
+    assert_eq!(t.ues[0].trace.len(), 2);
+    assert_eq!(t.link("mec2", "mec1").and_then(|l| l.delay_ms), Some(5.0));
+}
+
+#[test]
+fn bad_address_names_line_and_field() {
+    let text = edit("address = \"10.100.0.12\"", "address = \"10.100.0.300\"");
+    let err = Topology::parse(&text).unwrap_err();
+    let line = line_of(&text, "10.100.0.300");
+    assert_eq!(err.line(), Some(line));
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("line {line}")), "{msg}");
+    assert!(msg.contains("hosts[1].address"), "{msg}");
+}
+
+#[test]
+fn unknown_cell_host_is_rejected() {
+    let text = edit("host = \"mec2\"", "host = \"mec9\"");
+    let msg = rejects(&text);
+    assert!(
+        msg.contains(&format!("line {}", line_of(&text, "mec9"))),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("cells[1].host") && msg.contains("mec9"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_trace_cell_is_rejected() {
+    let text = edit(
+        "{ at_s = 40.0, cell = \"cell3\" }",
+        "{ at_s = 40.0, cell = \"cell7\" }",
+    );
+    let msg = rejects(&text);
+    assert!(
+        msg.contains(&format!("line {}", line_of(&text, "cell7"))),
+        "{msg}"
+    );
+    assert!(msg.contains("ues[0].trace[1].cell"), "{msg}");
+}
+
+#[test]
+fn duplicate_names_are_rejected() {
+    let text = edit("name = \"mec3\"", "name = \"mec1\"");
+    let msg = rejects(&text);
+    let second = text.match_indices("name = \"mec1\"").nth(1).unwrap().0;
+    let line = text[..second].matches('\n').count() + 1;
+    assert!(
+        msg.contains(&format!("line {line}")) && msg.contains("duplicate"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn overlapping_addresses_are_rejected() {
+    // A host address inside the app subnet.
+    let text = edit("address = \"10.100.0.13\"", "address = \"10.200.0.9\"");
+    let msg = rejects(&text);
+    assert!(
+        msg.contains("hosts[2].address") && msg.contains("app_subnet"),
+        "{msg}"
+    );
+    // Two subnets that overlap.
+    let text = edit(
+        "link_subnet = \"10.201.0.0/16\"",
+        "link_subnet = \"10.200.128.0/17\"",
+    );
+    let msg = rejects(&text);
+    assert!(
+        msg.contains(&format!("line {}", line_of(&text, "link_subnet ="))),
+        "{msg}"
+    );
+    // The same address twice.
+    let text = edit("address = \"10.150.0.1\"", "address = \"10.100.0.11\"");
+    assert!(rejects(&text).contains("already the address of hosts[0]"));
+}
+
+#[test]
+fn names_too_long_for_interfaces_are_rejected() {
+    let text = edit("name = \"three\"", "name = \"averylongname\"");
+    let msg = rejects(&text);
+    assert!(
+        msg.contains("line ") && msg.contains("`name`") && msg.contains("at most 10"),
+        "{msg}"
+    );
+    let text = edit("name = \"cell2\"", "name = \"cell-two-long-x\"");
+    let msg = rejects(&text);
+    assert!(
+        msg.contains("cells[1].name") && msg.contains("at most 12"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn syntax_and_type_errors_name_line_and_field() {
+    // A number where a string is expected.
+    let text = edit("address = \"10.100.0.12\"", "address = 5");
+    let msg = rejects(&text);
+    let line = line_of(&text, "address = 5");
+    assert!(
+        msg.starts_with(&format!("line {line}: field `hosts[1].address`")),
+        "{msg}"
+    );
+    // An unknown key.
+    let text = edit(
+        "radius_m = 600.0\nhost = \"mec2\"",
+        "radius = 600.0\nhost = \"mec2\"",
+    );
+    let msg = rejects(&text);
+    assert!(
+        msg.contains(&format!("line {}", line_of(&text, "radius = 600"))),
+        "{msg}"
+    );
+    assert!(msg.contains("radius"), "{msg}");
+    // Broken syntax.
+    let text = edit("delay_ms = 1.0", "delay_ms = = 1.0");
+    let msg = rejects(&text);
+    assert!(
+        msg.contains(&format!("line {}", line_of(&text, "= = 1.0"))),
+        "{msg}"
+    );
+    assert!(matches!(
+        Topology::parse(&text),
+        Err(TopologyError::Parse(_))
+    ));
+}
+
+#[test]
+fn links_must_join_known_nodes_and_cells_their_host() {
+    let text = edit("a = \"cell2\"\nb = \"mec2\"", "a = \"cell2\"\nb = \"mec3\"");
+    let msg = rejects(&text);
+    assert!(msg.contains("served by 'mec2'"), "{msg}");
+    let text = edit(
+        "a = \"mec2\"\nb = \"mec3\"",
+        "a = \"mec2\"\nb = \"nowhere\"",
+    );
+    let msg = rejects(&text);
+    assert!(
+        msg.contains(&format!("line {}", line_of(&text, "nowhere"))) && msg.contains("links[1].b"),
+        "{msg}"
+    );
+    let text = edit("delay_ms = 20.0", "delay_ms = -3.0");
+    assert!(rejects(&text).contains("links[2].delay_ms"));
+}
+
+#[test]
+fn a_missing_field_is_named() {
+    let text = edit("address = \"10.150.0.1\"\n", "");
+    let msg = rejects(&text);
+    assert!(msg.contains("address") && msg.contains("line "), "{msg}");
+}
