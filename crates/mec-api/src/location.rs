@@ -302,7 +302,10 @@ mod tests {
             "address":"acr:10.0.0.1","userEventCriteria":["Transferring"]}}"#;
         let b: UserTrackingSubscriptionBody = serde_json::from_str(text).unwrap();
         let s = b.user_tracking_subscription;
-        assert_eq!(s.user_event_criteria, Some(vec![UserEventType::Transferring]));
+        assert_eq!(
+            s.user_event_criteria,
+            Some(vec![UserEventType::Transferring])
+        );
         assert!(s.callback_reference.notify_url.ends_with("some-id"));
     }
 
@@ -315,15 +318,24 @@ mod tests {
             user_event_type: UserEventType::Entering,
             current_access_point_id: "cell-1".into(),
             previous_access_point_id: Some("cell-0".into()),
-            timestamp: TimeStamp { seconds: 1, nano_seconds: 2 },
+            timestamp: TimeStamp {
+                seconds: 1,
+                nano_seconds: 2,
+            },
             callback_data: None,
             link: vec![],
         };
-        let v = serde_json::to_value(ZonalPresenceNotificationBody { zonal_presence_notification: n }).unwrap();
+        let v = serde_json::to_value(ZonalPresenceNotificationBody {
+            zonal_presence_notification: n,
+        })
+        .unwrap();
         let n = &v["zonalPresenceNotification"];
         assert_eq!(n["userEventType"], "Entering");
         assert_eq!(n["currentAccessPointId"], "cell-1");
         assert_eq!(n["timestamp"]["nanoSeconds"], 2);
-        assert_eq!(serde_json::to_value(ConnectionType::LteSmallcell).unwrap(), "LTE-smallcell");
+        assert_eq!(
+            serde_json::to_value(ConnectionType::LteSmallcell).unwrap(),
+            "LTE-smallcell"
+        );
     }
 }

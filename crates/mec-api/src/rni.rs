@@ -56,7 +56,10 @@ impl TimeStamp {
     pub fn to_system_time(self) -> SystemTime {
         // Saturate rather than overflow on absurd input from the network.
         UNIX_EPOCH
-            .checked_add(Duration::new(self.seconds, self.nano_seconds.min(999_999_999)))
+            .checked_add(Duration::new(
+                self.seconds,
+                self.nano_seconds.min(999_999_999),
+            ))
             .unwrap_or(UNIX_EPOCH + Duration::from_secs(u32::MAX as u64))
     }
 }
@@ -97,7 +100,11 @@ impl TryFrom<u8> for AssociateIdType {
             2 => AssociateIdType::UeIpv6Address,
             3 => AssociateIdType::NatedIpAddress,
             4 => AssociateIdType::GtpTeid,
-            _ => return Err(format!("associateId type {v} is not one of 0..=4 (1 = UE_IPv4_ADDRESS)")),
+            _ => {
+                return Err(format!(
+                    "associateId type {v} is not one of 0..=4 (1 = UE_IPv4_ADDRESS)"
+                ))
+            }
         })
     }
 }
@@ -351,7 +358,9 @@ mod tests {
         let v = serde_json::to_value(&a).unwrap();
         assert_eq!(v, serde_json::json!({"type": 1, "value": "10.0.0.7"}));
         assert_eq!(serde_json::to_value(HoStatus::Completed).unwrap(), 3);
-        let bad = serde_json::from_str::<HoStatus>("9").unwrap_err().to_string();
+        let bad = serde_json::from_str::<HoStatus>("9")
+            .unwrap_err()
+            .to_string();
         assert!(bad.contains("1..=5"), "{bad}");
         assert!(serde_json::from_str::<AssociateIdType>("\"UE_IPv4_ADDRESS\"").is_err());
     }
@@ -364,7 +373,10 @@ mod tests {
             "filterCriteriaAssocHo":{"associateId":[{"type":1,"value":"10.0.0.1"}],
               "ecgi":[{"plmn":{"mcc":"001","mnc":"01"},"cellId":"0000001"}],"hoStatus":[3]}}"#;
         let s: CellChangeSubscription = serde_json::from_str(text).unwrap();
-        assert_eq!(s.filter_criteria_assoc_ho.ho_status, vec![HoStatus::Completed]);
+        assert_eq!(
+            s.filter_criteria_assoc_ho.ho_status,
+            vec![HoStatus::Completed]
+        );
         assert_eq!(s.expiry_deadline.unwrap().nano_seconds, 5);
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["filterCriteriaAssocHo"]["ecgi"][0]["cellId"], "0000001");
@@ -373,7 +385,10 @@ mod tests {
 
     #[test]
     fn timestamp_converts_both_ways() {
-        let t = TimeStamp { seconds: 1_700_000_000, nano_seconds: 42 };
+        let t = TimeStamp {
+            seconds: 1_700_000_000,
+            nano_seconds: 42,
+        };
         assert_eq!(TimeStamp::from_system_time(t.to_system_time()), t);
     }
 }

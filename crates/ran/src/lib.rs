@@ -1,1 +1,187 @@
-//! placeholder: filled by its issue
+//! The emulated RAN: cells, UEs and handovers from a topology file, exposed as the ETSI MEC
+//! APIs a MEC platform consumes from a real RAN.
+//!
+//! - `/rni/v2/...`: MEC 012 RNIS, cell change subscriptions and notifications, RAB and PLMN
+//!   queries (`rni.rs`);
+//! - `/location/v2/...`: MEC 013 Location, users, zones (one per MEC host) and access points
+//!   (cells), user tracking and zonal traffic subscriptions (`location.rs`);
+//! - `/ferry/ran/v1/...`: ferry's own control of the emulation: list UEs and cells, force a
+//!   handover (`admin.rs`).
+//!
+//! Handovers come from `Ran::handover` (forced), or from the UEs' traces and waypoints once
+//! `Ran::start_trace` runs (`trace.rs`). Every handover is published to the subscribers of
+//! both ETSI APIs and on `Ran::subscribe` (for an embedding testbed).
+
+pub mod admin;
+mod http;
+pub mod location;
+pub mod mobility;
+mod notify;
+pub mod rni;
+mod trace;
+pub mod world;
+
+/// Re-exported so embedders build on the same axum as `Ran::router`.
+pub use axum;
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+use tokio::sync::broadcast;
+use world::{CellChange, World};
+
+/// Errors of the RAN library.
+#[derive(Debug, thiserror::Error)]
+pub enum RanError {
+    #[error("invalid topology for the RAN: {0}")]
+    InvalidTopology(String),
+    #[error("no UE named '{0}'")]
+    UnknownUe(String),
+    #[error("no cell named '{0}'")]
+    UnknownCell(String),
+    #[error("UE '{ue}' is already in cell '{cell}'")]
+    SameCell { ue: String, cell: String },
+}
+
+/// A completed handover, as published on `Ran::subscribe`.
+#[derive(Clone, Debug)]
+pub struct Handover {
+    pub ue: String,
+    pub ue_address: Ipv4Addr,
+    pub from_cell: String,
+    pub to_cell: String,
+    pub at: SystemTime,
+}
+
+impl From<&CellChange> for Handover {
+    fn from(c: &CellChange) -> Handover {
+        Handover {
+            ue: c.ue.clone(),
+            ue_address: c.address,
+            from_cell: c.from.name.clone(),
+            to_cell: c.to.name.clone(),
+            at: c.at,
+        }
+    }
+}
+
+/// Handovers buffered per `subscribe` receiver before a slow one starts lagging.
+const EVENT_BUFFER: usize = 1024;
+
+/// The RAN. Cheap to clone: all clones share one state.
+#[derive(Clone)]
+pub struct Ran {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    world: Mutex<World>,
+    rni: Mutex<rni::Subscriptions>,
+    location: Mutex<location::Subscriptions>,
+    events: broadcast::Sender<Handover>,
+    notifier: notify::Notifier,
+    schedule: trace::Schedule,
+    next_id: AtomicU64,
+}
+
+/// Locks a mutex even if a panicking thread poisoned it: the state stays consistent because
+/// every critical section is a few plain assignments.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Ran {
+    /// Builds the RAN over a topology: every UE in its start cell, no subscriptions.
+    pub fn new(topology: &ferry_topology::Topology) -> Result<Ran, RanError> {
+        let world = World::from_topology(topology)?;
+        let schedule = trace::Schedule::from_topology(topology, &world);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Ok(Ran {
+            inner: Arc::new(Inner {
+                world: Mutex::new(world),
+                rni: Mutex::new(rni::Subscriptions::default()),
+                location: Mutex::new(location::Subscriptions::default()),
+                events,
+                notifier: notify::Notifier::new(),
+                schedule,
+                next_id: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// All HTTP APIs of the RAN: `/rni/v2`, `/location/v2` and `/ferry/ran/v1`.
+    pub fn router(&self) -> axum::Router {
+        let etsi = rni::routes()
+            .merge(location::routes())
+            .layer(axum::middleware::from_fn(http::require_json_accept));
+        etsi.merge(admin::routes())
+            .fallback(http::not_found)
+            .method_not_allowed_fallback(http::method_not_allowed)
+            .with_state(self.clone())
+    }
+
+    /// Forces a handover of `ue` to `cell` now and notifies every matching subscriber.
+    pub fn handover(&self, ue: &str, cell: &str) -> Result<Handover, RanError> {
+        let change = {
+            let mut w = lock(&self.inner.world);
+            let u = w
+                .ue_index(ue)
+                .ok_or_else(|| RanError::UnknownUe(ue.to_string()))?;
+            let c = w
+                .cell_index(cell)
+                .ok_or_else(|| RanError::UnknownCell(cell.to_string()))?;
+            w.hand_over(u, c, SystemTime::now())?
+        };
+        self.publish(&change);
+        Ok(Handover::from(&change))
+    }
+
+    /// Every handover from now on (forced or from a trace).
+    pub fn subscribe(&self) -> broadcast::Receiver<Handover> {
+        self.inner.events.subscribe()
+    }
+
+    /// Drives the UEs' traces and waypoints, with time 0 = now. The task ends after the last
+    /// trace step and waypoint; abort it to stop the mobility early.
+    pub fn start_trace(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(trace::run(self.clone()))
+    }
+
+    /// A snapshot of the current state (for the APIs; never held across an await).
+    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
+        lock(&self.inner.world)
+    }
+
+    fn publish(&self, change: &CellChange) {
+        tracing::info!(
+            ue = %change.ue, address = %change.address,
+            from = %change.from.name, to = %change.to.name,
+            "handover"
+        );
+        rni::on_cell_change(self, change);
+        location::on_cell_change(self, change);
+        // No receiver is fine: nobody embeds the RAN.
+        let _ = self.inner.events.send(Handover::from(change));
+    }
+
+    /// A new subscription id, unique across both APIs.
+    pub(crate) fn new_id(&self, prefix: &str) -> String {
+        format!(
+            "{prefix}{}",
+            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// Serves the RAN's APIs on `listener` until `shutdown` completes.
+pub async fn serve(
+    ran: Ran,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, ran.router())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,125 @@
+//! ferry's own control of the emulated RAN (`/ferry/ran/v1`): list UEs and cells, force a
+//! handover. Not an ETSI API; errors are ProblemDetails all the same.
+//!
+//! - `GET  /ferry/ran/v1/ues`                 -> `[UeView]`
+//! - `GET  /ferry/ran/v1/cells`               -> `[CellView]`
+//! - `POST /ferry/ran/v1/ues/{ue}/handover`   `{"cell": "..."}` -> `HandoverView`
+//!   (404 unknown UE, 400 unknown cell or bad body, 409 already in that cell)
+
+use crate::http::{self, ApiError};
+use crate::Ran;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use mec_api::rni::{Ecgi, TimeStamp};
+use serde::{Deserialize, Serialize};
+
+/// A UE and where it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UeView {
+    pub name: String,
+    pub address: String,
+    pub cell: String,
+    /// The MEC host serving the cell (MEC 013 zoneId).
+    pub zone: String,
+    pub ecgi: Ecgi,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// A cell and how many UEs it serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellView {
+    pub name: String,
+    pub zone: String,
+    pub ecgi: Ecgi,
+    pub users: u32,
+}
+
+/// Body of a forced handover.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoverRequest {
+    pub cell: String,
+}
+
+/// Answer of a forced handover.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandoverView {
+    pub ue: String,
+    pub address: String,
+    pub from_cell: String,
+    pub to_cell: String,
+    pub at: TimeStamp,
+}
+
+pub(crate) fn routes() -> Router<Ran> {
+    Router::new()
+        .route("/ferry/ran/v1/ues", get(ues))
+        .route("/ferry/ran/v1/cells", get(cells))
+        .route("/ferry/ran/v1/ues/{ue}/handover", post(handover))
+}
+
+async fn ues(State(ran): State<Ran>) -> Response {
+    let w = ran.world();
+    let list: Vec<UeView> = w
+        .ues
+        .iter()
+        .map(|u| {
+            let c = &w.cells[u.cell];
+            UeView {
+                name: u.name.clone(),
+                address: u.address.to_string(),
+                cell: c.name.clone(),
+                zone: c.zone.clone(),
+                ecgi: c.ecgi.clone(),
+                latitude: u.latitude,
+                longitude: u.longitude,
+            }
+        })
+        .collect();
+    http::json(StatusCode::OK, &list)
+}
+
+async fn cells(State(ran): State<Ran>) -> Response {
+    let w = ran.world();
+    let list: Vec<CellView> = (0..w.cells.len())
+        .map(|i| {
+            let c = &w.cells[i];
+            CellView {
+                name: c.name.clone(),
+                zone: c.zone.clone(),
+                ecgi: c.ecgi.clone(),
+                users: w.users_in_cell(i),
+            }
+        })
+        .collect();
+    http::json(StatusCode::OK, &list)
+}
+
+async fn handover(
+    State(ran): State<Ran>,
+    Path(ue): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: HandoverRequest = http::parse_body(&headers, &body)?;
+    let h = ran.handover(&ue, &req.cell).map_err(|e| match e {
+        crate::RanError::UnknownCell(_) => {
+            let names: Vec<String> = ran.world().cells.iter().map(|c| c.name.clone()).collect();
+            ApiError::bad_request(format!("{e} (cells: {})", names.join(", ")))
+        }
+        other => ApiError::from(other),
+    })?;
+    let view = HandoverView {
+        ue: h.ue,
+        address: h.ue_address.to_string(),
+        from_cell: h.from_cell,
+        to_cell: h.to_cell,
+        at: TimeStamp::from_system_time(h.at),
+    };
+    Ok(http::json(StatusCode::OK, &view))
+}

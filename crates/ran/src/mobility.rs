@@ -1,0 +1,128 @@
+//! Where a UE moving by waypoints is at a given time, and which cell serves a position.
+//! Pure functions, unit-tested here; the trace driver (`trace.rs`) calls them on a timer.
+
+use crate::world::CellInfo;
+use ferry_topology::Waypoint;
+
+/// Mean Earth radius (m), as the haversine formula uses it.
+const EARTH_RADIUS_M: f64 = 6_371_008.8;
+
+/// Great-circle distance in metres between two WGS 84 positions (haversine; metre-accurate at
+/// cell scale, which is all the RAN needs).
+pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_M * a.sqrt().asin()
+}
+
+/// Position at `t` seconds: linear between the waypoints around `t`, the first waypoint before
+/// it, the last after it. `waypoints` must be sorted by `at_s`; `None` if there are none.
+pub fn position_at(waypoints: &[Waypoint], t: f64) -> Option<(f64, f64)> {
+    let first = waypoints.first()?;
+    if t <= first.at_s {
+        return Some((first.latitude, first.longitude));
+    }
+    for pair in waypoints.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if t <= b.at_s {
+            let span = b.at_s - a.at_s;
+            // Two waypoints at the same time: jump to the later one.
+            let f = if span > 0.0 { (t - a.at_s) / span } else { 1.0 };
+            return Some((
+                a.latitude + f * (b.latitude - a.latitude),
+                a.longitude + f * (b.longitude - a.longitude),
+            ));
+        }
+    }
+    waypoints.last().map(|w| (w.latitude, w.longitude))
+}
+
+/// The serving cell of a position: the nearest cell whose coverage radius contains it.
+/// `None` when no cell covers it (the caller keeps the UE where it was: out of coverage
+/// is not a handover).
+pub fn serving_cell(cells: &[CellInfo], latitude: f64, longitude: f64) -> Option<usize> {
+    cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                i,
+                distance_m(latitude, longitude, c.latitude, c.longitude),
+                c.radius_m,
+            )
+        })
+        .filter(|(_, d, r)| d <= r)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mec_api::rni::{Ecgi, Plmn};
+
+    fn cell(name: &str, lon: f64, radius_m: f64) -> CellInfo {
+        CellInfo {
+            name: name.into(),
+            ecgi: Ecgi {
+                plmn: Plmn {
+                    mcc: "001".into(),
+                    mnc: "01".into(),
+                },
+                cell_id: name.into(),
+            },
+            zone: "z".into(),
+            latitude: 48.0,
+            longitude: lon,
+            radius_m,
+        }
+    }
+
+    fn wp(at_s: f64, lon: f64) -> Waypoint {
+        Waypoint {
+            at_s,
+            latitude: 48.0,
+            longitude: lon,
+        }
+    }
+
+    #[test]
+    fn distance_of_a_known_arc() {
+        // 0.01 degree of longitude at 48 N is about 744 m.
+        let d = distance_m(48.0, 2.0, 48.0, 2.01);
+        assert!((d - 744.0).abs() < 2.0, "{d}");
+        assert_eq!(distance_m(1.0, 1.0, 1.0, 1.0), 0.0);
+    }
+
+    #[test]
+    fn position_interpolates_and_clamps() {
+        let w = [wp(0.0, 2.0), wp(10.0, 2.02)];
+        assert_eq!(position_at(&w, -1.0), Some((48.0, 2.0)));
+        let (_, lon) = position_at(&w, 5.0).unwrap();
+        assert!((lon - 2.01).abs() < 1e-9);
+        assert_eq!(position_at(&w, 99.0), Some((48.0, 2.02)));
+        assert_eq!(position_at(&[], 1.0), None);
+        // Same-time waypoints jump without dividing by zero.
+        let jump = [wp(0.0, 2.0), wp(0.0, 2.02)];
+        assert_eq!(position_at(&jump, 0.5), Some((48.0, 2.02)));
+    }
+
+    #[test]
+    fn nearest_covering_cell_serves() {
+        let cells = [
+            cell("a", 2.0, 500.0),
+            cell("b", 2.01, 500.0),
+            cell("big", 2.03, 5000.0),
+        ];
+        // On top of a: a (big covers too, but is farther).
+        assert_eq!(serving_cell(&cells, 48.0, 2.0), Some(0));
+        // Slightly nearer b than a, both in range (each about 372 m away): b.
+        assert_eq!(serving_cell(&cells, 48.0, 2.0051), Some(1));
+        // Far east of everything but inside big's 5 km.
+        assert_eq!(serving_cell(&cells, 48.0, 2.06), Some(2));
+        // Nothing covers.
+        assert_eq!(serving_cell(&cells, 10.0, 10.0), None);
+    }
+}

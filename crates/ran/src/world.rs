@@ -1,0 +1,272 @@
+//! The RAN's live state: cells (with the zone, i.e. MEC host, serving each), UEs and the cell
+//! and position of each UE. Pure data and its one mutation, a handover; no I/O, no locking.
+
+use crate::RanError;
+use mec_api::rni::{Ecgi, Plmn};
+use std::net::Ipv4Addr;
+use std::time::SystemTime;
+
+/// A cell as the RAN serves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellInfo {
+    pub name: String,
+    pub ecgi: Ecgi,
+    /// Name of the MEC host serving the cell: MEC 013's zoneId.
+    pub zone: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub radius_m: f64,
+}
+
+/// A UE and where it is now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UeState {
+    pub name: String,
+    pub address: Ipv4Addr,
+    /// Index into `World::cells`.
+    pub cell: usize,
+    pub latitude: f64,
+    pub longitude: f64,
+    /// When the UE entered its current cell (or the RAN started).
+    pub since: SystemTime,
+}
+
+/// One completed handover, with both cells in full (the notifications need ECGIs and zones).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellChange {
+    pub ue: String,
+    pub address: Ipv4Addr,
+    pub from: CellInfo,
+    pub to: CellInfo,
+    pub at: SystemTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct World {
+    pub cells: Vec<CellInfo>,
+    pub ues: Vec<UeState>,
+}
+
+impl World {
+    /// Checks what the RAN relies on (names unique, references resolve, addresses parse) so a
+    /// bad topology fails here with a reason instead of later in a handler.
+    pub fn from_topology(topo: &ferry_topology::Topology) -> Result<World, RanError> {
+        let invalid = |m: String| Err(RanError::InvalidTopology(m));
+        let mut cells: Vec<CellInfo> = Vec::new();
+        for c in &topo.cells {
+            if cells.iter().any(|o| o.name == c.name) {
+                return invalid(format!("cell '{}' is defined twice", c.name));
+            }
+            let ecgi = Ecgi {
+                plmn: Plmn {
+                    mcc: c.ecgi.mcc.clone(),
+                    mnc: c.ecgi.mnc.clone(),
+                },
+                cell_id: c.ecgi.cell_id.clone(),
+            };
+            if let Some(o) = cells.iter().find(|o| o.ecgi == ecgi) {
+                return invalid(format!(
+                    "cells '{}' and '{}' have the same ECGI",
+                    o.name, c.name
+                ));
+            }
+            if c.radius_m.is_nan() || c.radius_m <= 0.0 {
+                return invalid(format!("cell '{}': radius_m must be > 0", c.name));
+            }
+            cells.push(CellInfo {
+                name: c.name.clone(),
+                ecgi,
+                zone: c.host.clone(),
+                latitude: c.position.latitude,
+                longitude: c.position.longitude,
+                radius_m: c.radius_m,
+            });
+        }
+        let now = SystemTime::now();
+        let mut ues: Vec<UeState> = Vec::new();
+        for u in &topo.ues {
+            if ues.iter().any(|o| o.name == u.name) {
+                return invalid(format!("UE '{}' is defined twice", u.name));
+            }
+            let Ok(address) = u.address.parse::<Ipv4Addr>() else {
+                return invalid(format!(
+                    "UE '{}': address '{}' is not an IPv4 address",
+                    u.name, u.address
+                ));
+            };
+            if let Some(o) = ues.iter().find(|o| o.address == address) {
+                return invalid(format!(
+                    "UEs '{}' and '{}' have the same address {address}",
+                    o.name, u.name
+                ));
+            }
+            let Some(cell) = cells.iter().position(|c| c.name == u.cell) else {
+                return invalid(format!(
+                    "UE '{}' starts in unknown cell '{}'",
+                    u.name, u.cell
+                ));
+            };
+            for step in &u.trace {
+                if !cells.iter().any(|c| c.name == step.cell) {
+                    return invalid(format!(
+                        "UE '{}': trace names unknown cell '{}'",
+                        u.name, step.cell
+                    ));
+                }
+                if step.at_s.is_nan() || step.at_s < 0.0 {
+                    return invalid(format!(
+                        "UE '{}': trace time {} must be >= 0",
+                        u.name, step.at_s
+                    ));
+                }
+            }
+            if !u.trace.is_empty() && !u.waypoints.is_empty() {
+                return invalid(format!(
+                    "UE '{}' has both a trace and waypoints: keep one",
+                    u.name
+                ));
+            }
+            // A UE moving by waypoints starts at its first waypoint; otherwise at its cell's centre.
+            let (latitude, longitude) = match u.waypoints.first() {
+                Some(w) => (w.latitude, w.longitude),
+                None => (cells[cell].latitude, cells[cell].longitude),
+            };
+            ues.push(UeState {
+                name: u.name.clone(),
+                address,
+                cell,
+                latitude,
+                longitude,
+                since: now,
+            });
+        }
+        Ok(World { cells, ues })
+    }
+
+    pub fn cell_index(&self, name: &str) -> Option<usize> {
+        self.cells.iter().position(|c| c.name == name)
+    }
+
+    pub fn ue_index(&self, name: &str) -> Option<usize> {
+        self.ues.iter().position(|u| u.name == name)
+    }
+
+    /// Zone ids (MEC host names) in the order their first cell appears.
+    pub fn zones(&self) -> Vec<String> {
+        let mut zones: Vec<String> = Vec::new();
+        for c in &self.cells {
+            if !zones.contains(&c.zone) {
+                zones.push(c.zone.clone());
+            }
+        }
+        zones
+    }
+
+    /// Number of UEs in a cell.
+    pub fn users_in_cell(&self, cell: usize) -> u32 {
+        self.ues.iter().filter(|u| u.cell == cell).count() as u32
+    }
+
+    /// Moves a UE to another cell. The caller checked both indices.
+    pub fn hand_over(
+        &mut self,
+        ue: usize,
+        to: usize,
+        at: SystemTime,
+    ) -> Result<CellChange, RanError> {
+        let from = self.ues[ue].cell;
+        if from == to {
+            return Err(RanError::SameCell {
+                ue: self.ues[ue].name.clone(),
+                cell: self.cells[to].name.clone(),
+            });
+        }
+        let u = &mut self.ues[ue];
+        u.cell = to;
+        u.since = at;
+        Ok(CellChange {
+            ue: u.name.clone(),
+            address: u.address,
+            from: self.cells[from].clone(),
+            to: self.cells[to].clone(),
+            at,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const TOPO: &str = r#"
+name = "t"
+[[hosts]]
+name = "edge-a"
+address = "10.0.0.1"
+[[hosts]]
+name = "edge-b"
+address = "10.0.0.2"
+[[cells]]
+name = "a1"
+ecgi = { mcc = "001", mnc = "01", cell_id = "0000001" }
+position = { latitude = 48.0, longitude = 2.0 }
+host = "edge-a"
+[[cells]]
+name = "a2"
+ecgi = { mcc = "001", mnc = "01", cell_id = "0000002" }
+position = { latitude = 48.0, longitude = 2.01 }
+host = "edge-a"
+[[cells]]
+name = "b1"
+ecgi = { mcc = "001", mnc = "01", cell_id = "0000003" }
+position = { latitude = 48.0, longitude = 2.02 }
+host = "edge-b"
+[[ues]]
+name = "ue1"
+address = "10.100.0.1"
+cell = "a1"
+"#;
+
+    pub(crate) fn world() -> World {
+        World::from_topology(&ferry_topology::Topology::parse(TOPO).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn handover_moves_the_ue_and_reports_both_cells() {
+        let mut w = world();
+        let to = w.cell_index("b1").unwrap();
+        let c = w.hand_over(0, to, SystemTime::now()).unwrap();
+        assert_eq!((c.from.name.as_str(), c.to.name.as_str()), ("a1", "b1"));
+        assert_eq!(
+            (c.from.zone.as_str(), c.to.zone.as_str()),
+            ("edge-a", "edge-b")
+        );
+        assert_eq!(w.ues[0].cell, to);
+        assert!(matches!(
+            w.hand_over(0, to, SystemTime::now()),
+            Err(RanError::SameCell { .. })
+        ));
+        assert_eq!(w.zones(), vec!["edge-a", "edge-b"]);
+    }
+
+    #[test]
+    fn bad_topologies_are_refused_with_a_reason() {
+        // Edit a parsed topology: the topology crate may refuse some of these itself, the RAN
+        // must not rely on it.
+        let topo = || ferry_topology::Topology::parse(TOPO).unwrap();
+        let mut t = topo();
+        t.ues[0].address = "not-an-ip".into();
+        let e = World::from_topology(&t).unwrap_err().to_string();
+        assert!(e.contains("not an IPv4 address"), "{e}");
+        let mut t = topo();
+        t.ues[0].cell = "zz".into();
+        let e = World::from_topology(&t).unwrap_err().to_string();
+        assert!(e.contains("unknown cell 'zz'"), "{e}");
+        let mut t = topo();
+        t.cells[1].ecgi.cell_id = "0000001".into();
+        assert!(World::from_topology(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("same ECGI"));
+    }
+}
