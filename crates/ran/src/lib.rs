@@ -23,6 +23,8 @@ pub mod world;
 
 /// Re-exported so embedders build on the same axum as `Ran::router`.
 pub use axum;
+/// Re-exported so the CLI reads the topology with the very types `Ran::new` takes.
+pub use ferry_topology as topology;
 
 use std::future::Future;
 use std::net::Ipv4Addr;

@@ -27,6 +27,9 @@ pub struct UeState {
     pub cell: usize,
     pub latitude: f64,
     pub longitude: f64,
+    /// Moves by waypoints (its position is set by the trace driver); otherwise the UE is
+    /// placed at the centre of its serving cell.
+    pub walks: bool,
     /// When the UE entered its current cell (or the RAN started).
     pub since: SystemTime,
 }
@@ -137,6 +140,7 @@ impl World {
                 cell,
                 latitude,
                 longitude,
+                walks: !u.waypoints.is_empty(),
                 since: now,
             });
         }
@@ -184,6 +188,10 @@ impl World {
         let u = &mut self.ues[ue];
         u.cell = to;
         u.since = at;
+        if !u.walks {
+            u.latitude = self.cells[to].latitude;
+            u.longitude = self.cells[to].longitude;
+        }
         Ok(CellChange {
             ue: u.name.clone(),
             address: u.address,
@@ -242,6 +250,11 @@ cell = "a1"
             ("edge-a", "edge-b")
         );
         assert_eq!(w.ues[0].cell, to);
+        assert_eq!(
+            (w.ues[0].latitude, w.ues[0].longitude),
+            (48.0, 2.02),
+            "at the new cell's centre"
+        );
         assert!(matches!(
             w.hand_over(0, to, SystemTime::now()),
             Err(RanError::SameCell { .. })
