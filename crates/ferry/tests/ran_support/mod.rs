@@ -72,7 +72,8 @@ pub fn ecgi(cell_id: &str) -> Value {
 pub struct RanProcess {
     child: Child,
     pub url: String,
-    pub started: Instant,
+    /// When the daemon printed its address: the trace's time 0 is just before.
+    pub ready: Instant,
     _topology: tempfile::NamedTempFile,
 }
 
@@ -80,7 +81,6 @@ impl RanProcess {
     pub fn start(topology: &str, extra_args: &[&str]) -> RanProcess {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(topology.as_bytes()).expect("write topology");
-        let started = Instant::now();
         let mut child = Command::new(BIN)
             .args(["ran", "--topology"])
             .arg(file.path())
@@ -101,10 +101,11 @@ impl RanProcess {
         let mut guard = RanProcess {
             child,
             url: String::new(),
-            started,
+            ready: Instant::now(),
             _topology: file,
         };
         let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        guard.ready = Instant::now();
         let url = line
             .trim()
             .strip_prefix("ferry ran: listening on ")
