@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 
 use super::format::{
-    digest_hex, host_arch, parse_json, sha256_digest, sniff, Compression, ConfigFile, Descriptor, DockerEntry, HashingReader,
-    Index, Manifest, OciLayout, MEDIA_CONFIG, MEDIA_DOCKER_LIST, MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR,
-    MEDIA_MANIFEST,
+    digest_hex, host_arch, parse_json, sha256_digest, sniff, Compression, ConfigFile, Descriptor,
+    DockerEntry, HashingReader, Index, Manifest, OciLayout, MEDIA_CONFIG, MEDIA_DOCKER_LIST,
+    MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_MANIFEST,
 };
 use super::unpack::clean_path;
 use super::{ImageConfig, ImageError, MAX_JSON_BYTES};
@@ -73,13 +73,19 @@ pub fn spool(input: impl Read, dir: &Path) -> Result<Spool, ImageError> {
         }
     }
     if got == 0 {
-        return Err(malformed("archive: empty request body (send a tar or tar.gz image archive)"));
+        return Err(malformed(
+            "archive: empty request body (send a tar or tar.gz image archive)",
+        ));
     }
     let chained = std::io::Cursor::new(head[..got].to_vec()).chain(input);
     let mut stream: Box<dyn Read> = match sniff(&head[..got]) {
         Compression::None => Box::new(chained),
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(chained)),
-        Compression::Zstd => return Err(malformed("archive: zstd-compressed archives are not supported (use tar or tar.gz)")),
+        Compression::Zstd => {
+            return Err(malformed(
+                "archive: zstd-compressed archives are not supported (use tar or tar.gz)",
+            ))
+        }
     };
 
     let mut spool = Spool::default();
@@ -89,7 +95,8 @@ pub fn spool(input: impl Read, dir: &Path) -> Result<Spool, ImageError> {
             .entries()
             .map_err(|e| malformed(format!("archive: not a tar archive: {e}")))?;
         for (n, entry) in entries.enumerate() {
-            let mut entry = entry.map_err(|e| malformed(format!("archive: corrupt or truncated tar/gzip: {e}")))?;
+            let mut entry = entry
+                .map_err(|e| malformed(format!("archive: corrupt or truncated tar/gzip: {e}")))?;
             let raw = entry
                 .path()
                 .map_err(|e| malformed(format!("archive: entry with an unreadable path: {e}")))?
@@ -103,21 +110,28 @@ pub fn spool(input: impl Read, dir: &Path) -> Result<Spool, ImageError> {
                     spool.files.insert(key, Spooled { file, digest, size });
                 }
                 kind @ (EntryType::Symlink | EntryType::Link) => {
-                    let target = entry
-                        .link_name()
-                        .ok()
-                        .flatten()
-                        .ok_or_else(|| malformed(format!("archive: link '{key}' has no target")))?;
+                    let target =
+                        entry.link_name().ok().flatten().ok_or_else(|| {
+                            malformed(format!("archive: link '{key}' has no target"))
+                        })?;
                     // Symlink targets are relative to the link's directory, hardlink targets to the archive root.
                     let base = match kind {
-                        EntryType::Symlink => Path::new(&key).parent().unwrap_or(Path::new("")).join(&target),
+                        EntryType::Symlink => Path::new(&key)
+                            .parent()
+                            .unwrap_or(Path::new(""))
+                            .join(&target),
                         _ => target.into_owned(),
                     };
-                    let resolved = resolve_lexically(&base)
-                        .ok_or_else(|| malformed(format!("archive: link '{key}' points outside the archive")))?;
+                    let resolved = resolve_lexically(&base).ok_or_else(|| {
+                        malformed(format!("archive: link '{key}' points outside the archive"))
+                    })?;
                     spool.links.insert(key, resolved);
                 }
-                other => return Err(malformed(format!("archive: entry '{key}' has unsupported type {other:?}"))),
+                other => {
+                    return Err(malformed(format!(
+                        "archive: entry '{key}' has unsupported type {other:?}"
+                    )))
+                }
             }
         }
     }
@@ -130,7 +144,10 @@ pub fn spool(input: impl Read, dir: &Path) -> Result<Spool, ImageError> {
 /// The cleaned path of an outer archive entry, `/`-separated.
 fn archive_key(raw: &Path) -> Result<String, ImageError> {
     let comps = clean_path(raw, "archive")?;
-    let parts: Vec<String> = comps.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+    let parts: Vec<String> = comps
+        .iter()
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect();
     Ok(parts.join("/"))
 }
 
@@ -159,9 +176,14 @@ fn spool_file(entry: &mut impl Read, file: &Path, key: &str) -> Result<(String, 
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(malformed(format!("archive: entry '{key}': corrupt or truncated: {e}"))),
+            Err(e) => {
+                return Err(malformed(format!(
+                    "archive: entry '{key}': corrupt or truncated: {e}"
+                )))
+            }
         };
-        std::io::Write::write_all(&mut out, &buf[..n]).map_err(ImageError::io("write spool file", file))?;
+        std::io::Write::write_all(&mut out, &buf[..n])
+            .map_err(ImageError::io("write spool file", file))?;
     }
     Ok(hashing.finish())
 }
@@ -195,9 +217,12 @@ impl Spool {
     fn blob(&self, desc: &Descriptor, what: &str) -> Result<&Spooled, ImageError> {
         let hex = digest_hex(&desc.digest, what)?;
         let key = format!("blobs/sha256/{hex}");
-        let f = self
-            .lookup(&key)
-            .ok_or_else(|| malformed(format!("{what} {}: blob '{key}' is missing from the archive", desc.digest)))?;
+        let f = self.lookup(&key).ok_or_else(|| {
+            malformed(format!(
+                "{what} {}: blob '{key}' is missing from the archive",
+                desc.digest
+            ))
+        })?;
         check_digest(f, &desc.digest, &key)?;
         if f.size != desc.size {
             return Err(malformed(format!(
@@ -255,7 +280,8 @@ impl Spool {
             )));
         }
         let config_blob = self.blob(&manifest.config, "config")?;
-        let config: ConfigFile = read_json(config_blob, &format!("config {}", manifest.config.digest))?;
+        let config: ConfigFile =
+            read_json(config_blob, &format!("config {}", manifest.config.digest))?;
         let diff_ids = check_rootfs(&config, manifest.layers.len(), &manifest.config.digest)?;
         let mut layers = Vec::new();
         for (desc, diff_id) in manifest.layers.iter().zip(diff_ids) {
@@ -280,7 +306,12 @@ impl Spool {
     }
 
     /// Collects the image manifests for this platform, descending into nested indexes.
-    fn collect_manifests(&self, index: &Index, depth: usize, out: &mut Vec<Descriptor>) -> Result<(), ImageError> {
+    fn collect_manifests(
+        &self,
+        index: &Index,
+        depth: usize,
+        out: &mut Vec<Descriptor>,
+    ) -> Result<(), ImageError> {
         for desc in &index.manifests {
             if let Some(p) = &desc.platform {
                 // Attestation manifests (buildx) say unknown/unknown; other platforms are not ours.
@@ -314,11 +345,18 @@ impl Spool {
             }
         };
         let config_key = archive_key(Path::new(&entry.config))?;
-        let config_file = self
-            .lookup(&config_key)
-            .ok_or_else(|| malformed(format!("manifest.json: config '{}' is missing from the archive", entry.config)))?;
+        let config_file = self.lookup(&config_key).ok_or_else(|| {
+            malformed(format!(
+                "manifest.json: config '{}' is missing from the archive",
+                entry.config
+            ))
+        })?;
         // docker names the config after its digest ("<hex>.json" or "blobs/sha256/<hex>").
-        let stem = config_key.rsplit('/').next().unwrap_or("").trim_end_matches(".json");
+        let stem = config_key
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(".json");
         if stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) {
             check_digest(config_file, &format!("sha256:{stem}"), &config_key)?;
         }
@@ -328,9 +366,11 @@ impl Spool {
         let mut manifest_layers = Vec::new();
         for (path, diff_id) in entry.layers.iter().zip(diff_ids) {
             let key = archive_key(Path::new(path))?;
-            let f = self
-                .lookup(&key)
-                .ok_or_else(|| malformed(format!("manifest.json: layer '{path}' is missing from the archive")))?;
+            let f = self.lookup(&key).ok_or_else(|| {
+                malformed(format!(
+                    "manifest.json: layer '{path}' is missing from the archive"
+                ))
+            })?;
             let media_type = match sniff(&read_head(&f.file)?) {
                 Compression::Gzip => MEDIA_LAYER_GZIP,
                 _ => MEDIA_LAYER_TAR,
@@ -362,7 +402,8 @@ impl Spool {
             },
             layers: manifest_layers,
         };
-        let bytes = serde_json::to_vec(&manifest).map_err(|e| malformed(format!("manifest.json: {e}")))?;
+        let bytes =
+            serde_json::to_vec(&manifest).map_err(|e| malformed(format!("manifest.json: {e}")))?;
         Ok(Found {
             digest: sha256_digest(&bytes),
             config: config.config.unwrap_or_default().to_image_config(),
@@ -426,7 +467,10 @@ mod tests {
 
     #[test]
     fn lexical_resolution() {
-        assert_eq!(resolve_lexically(Path::new("a/../b/c")).as_deref(), Some("b/c"));
+        assert_eq!(
+            resolve_lexically(Path::new("a/../b/c")).as_deref(),
+            Some("b/c")
+        );
         assert_eq!(resolve_lexically(Path::new("../x")), None);
         assert_eq!(resolve_lexically(Path::new("/x")), None);
     }

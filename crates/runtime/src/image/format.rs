@@ -84,11 +84,19 @@ pub struct ContainerConfig {
     pub user: Option<String>,
     #[serde(rename = "Env", default, skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
-    #[serde(rename = "Entrypoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Entrypoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entrypoint: Option<Vec<String>>,
     #[serde(rename = "Cmd", default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
-    #[serde(rename = "WorkingDir", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "WorkingDir",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_dir: Option<String>,
 }
 
@@ -135,13 +143,21 @@ impl ContainerConfig {
 /// Returns the hex part of a `sha256:<64 lowercase hex>` digest; anything else is Malformed
 /// (the hex becomes a file name in the store, so it must be exactly this).
 pub fn digest_hex<'a>(digest: &'a str, what: &str) -> Result<&'a str, ImageError> {
-    let hex = digest
-        .strip_prefix("sha256:")
-        .ok_or_else(|| ImageError::Malformed(format!("{what}: unsupported digest '{digest}' (only sha256 is)")))?;
-    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    let hex = digest.strip_prefix("sha256:").ok_or_else(|| {
+        ImageError::Malformed(format!(
+            "{what}: unsupported digest '{digest}' (only sha256 is)"
+        ))
+    })?;
+    if hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(hex)
     } else {
-        Err(ImageError::Malformed(format!("{what}: invalid digest '{digest}'")))
+        Err(ImageError::Malformed(format!(
+            "{what}: invalid digest '{digest}'"
+        )))
     }
 }
 
@@ -151,8 +167,12 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 }
 
 /// Parses a JSON document of at most [`super::MAX_JSON_BYTES`] bytes, naming `what` on error.
-pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ImageError> {
-    serde_json::from_slice(bytes).map_err(|e| ImageError::Malformed(format!("{what}: invalid JSON: {e}")))
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, ImageError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ImageError::Malformed(format!("{what}: invalid JSON: {e}")))
 }
 
 /// A reader that hashes (sha256) and counts everything read through it.
@@ -173,7 +193,10 @@ impl<R: Read> HashingReader<R> {
 
     /// (`sha256:<hex>`, bytes read)
     pub fn finish(self) -> (String, u64) {
-        (format!("sha256:{}", hex::encode(self.hasher.finalize())), self.bytes)
+        (
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.bytes,
+        )
     }
 }
 
@@ -223,8 +246,17 @@ mod tests {
     fn digests() {
         let good = sha256_digest(b"x");
         assert_eq!(digest_hex(&good, "t").unwrap(), &good[7..]);
-        for bad in ["sha512:00", "sha256:../../etc/passwd", "sha256:ABC", "", &good.to_uppercase()] {
-            assert!(matches!(digest_hex(bad, "t"), Err(ImageError::Malformed(_))), "{bad}");
+        for bad in [
+            "sha512:00",
+            "sha256:../../etc/passwd",
+            "sha256:ABC",
+            "",
+            &good.to_uppercase(),
+        ] {
+            assert!(
+                matches!(digest_hex(bad, "t"), Err(ImageError::Malformed(_))),
+                "{bad}"
+            );
         }
     }
 

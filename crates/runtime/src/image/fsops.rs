@@ -9,7 +9,9 @@ use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, mknodat, utimensat, Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::{
+    fchmod, fstatat, futimens, mkdirat, mknodat, utimensat, Mode, SFlag, UtimensatFlags,
+};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
@@ -40,7 +42,12 @@ impl AsRawFd for Dir {
 impl Dir {
     /// Opens a trusted directory by path (the layer root ferry created itself).
     pub fn open(path: &Path) -> nix::Result<Dir> {
-        let fd = openat(None, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let fd = openat(
+            None,
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Dir { fd: owned(fd) })
     }
 
@@ -57,7 +64,9 @@ impl Dir {
 
     pub fn kind(&self, name: &OsStr) -> nix::Result<Kind> {
         match fstatat(self.raw(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFDIR => Ok(Kind::Dir),
+            Ok(st) if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFDIR => {
+                Ok(Kind::Dir)
+            }
             Ok(_) => Ok(Kind::Other),
             Err(Errno::ENOENT) => Ok(Kind::Missing),
             Err(e) => Err(e),
@@ -70,7 +79,8 @@ impl Dir {
 
     /// Creates a new regular file (the name must not exist) for writing.
     pub fn create_file(&self, name: &OsStr) -> nix::Result<File> {
-        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(self.raw(), name, flags, Mode::from_bits_truncate(0o600))?;
         Ok(File::from(owned(fd)))
     }
@@ -81,7 +91,13 @@ impl Dir {
 
     /// Hard-links `from_dir/from_name` as `name` here (a symlink is linked itself, not followed).
     pub fn hardlink(&self, from_dir: &Dir, from_name: &OsStr, name: &OsStr) -> nix::Result<()> {
-        linkat(from_dir.raw(), from_name, self.raw(), name, AtFlags::empty())
+        linkat(
+            from_dir.raw(),
+            from_name,
+            self.raw(),
+            name,
+            AtFlags::empty(),
+        )
     }
 
     pub fn mknod(&self, name: &OsStr, kind: SFlag, mode: u32, dev: libc::dev_t) -> nix::Result<()> {
@@ -98,7 +114,10 @@ impl Dir {
         // then remove each by name relative to it.
         let listing = std::fs::read_dir(format!("/proc/self/fd/{}", child.fd.as_raw_fd()))
             .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        let names: Vec<std::ffi::OsString> = listing.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        let names: Vec<std::ffi::OsString> = listing
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
         for name in names {
             child.remove(&name)?;
         }
@@ -111,7 +130,11 @@ impl Dir {
     }
 
     pub fn set_mtime(&self, mtime: i64) -> nix::Result<()> {
-        futimens(self.fd.as_raw_fd(), &TimeSpec::UTIME_OMIT, &TimeSpec::new(mtime, 0))
+        futimens(
+            self.fd.as_raw_fd(),
+            &TimeSpec::UTIME_OMIT,
+            &TimeSpec::new(mtime, 0),
+        )
     }
 
     pub fn set_xattr(&self, name: &str, value: &[u8]) -> std::io::Result<()> {
@@ -121,7 +144,13 @@ impl Dir {
     /// Owner and times of a name that may be a symlink (the link itself is changed).
     pub fn set_link_meta(&self, name: &OsStr, uid: u32, gid: u32, mtime: i64) -> nix::Result<()> {
         if nix::unistd::geteuid().is_root() {
-            fchownat(self.raw(), name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            fchownat(
+                self.raw(),
+                name,
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
         }
         let t = TimeSpec::new(mtime, 0);
         utimensat(self.raw(), name, &t, &t, UtimensatFlags::NoFollowSymlink)
@@ -129,7 +158,13 @@ impl Dir {
 }
 
 /// Owner (only when running as root), mode (after chown, which clears set-id bits) and times.
-pub fn set_fd_meta(fd: &impl AsRawFd, uid: u32, gid: u32, mode: u32, mtime: i64) -> nix::Result<()> {
+pub fn set_fd_meta(
+    fd: &impl AsRawFd,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: i64,
+) -> nix::Result<()> {
     let fd = fd.as_raw_fd();
     if nix::unistd::geteuid().is_root() {
         fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
@@ -141,11 +176,18 @@ pub fn set_fd_meta(fd: &impl AsRawFd, uid: u32, gid: u32, mode: u32, mtime: i64)
 
 /// Sets an extended attribute on an open file or directory.
 pub fn set_xattr(fd: &impl AsRawFd, name: &str, value: &[u8]) -> std::io::Result<()> {
-    let name = CString::new(name).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let name =
+        CString::new(name).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: `name` is a NUL-terminated string and `value` a valid slice, both outliving the
     // call; the kernel only reads them. The fd is open for the duration of the call.
     let rc = unsafe {
-        libc::fsetxattr(fd.as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
     };
     if rc == 0 {
         Ok(())

@@ -63,7 +63,9 @@ pub struct ImageConfig {
 pub enum ImageError {
     #[error("image '{0}' not found")]
     NotFound(String),
-    #[error("image '{0}' already exists with different content (import with replace to overwrite)")]
+    #[error(
+        "image '{0}' already exists with different content (import with replace to overwrite)"
+    )]
     AlreadyExists(String),
     #[error("invalid image name '{0}': use [a-z0-9][a-z0-9._-]{{0,127}} with an optional ':tag'")]
     InvalidName(String),
@@ -79,9 +81,16 @@ pub enum ImageError {
 }
 
 impl ImageError {
-    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageError {
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> ImageError {
         let path = path.into();
-        move |source| ImageError::Io { context, path, source }
+        move |source| ImageError::Io {
+            context,
+            path,
+            source,
+        }
     }
 }
 
@@ -96,14 +105,15 @@ pub fn validate_name(name: &str) -> Result<(), ImageError> {
     };
     let repo_ok = (1..=128).contains(&repo.len())
         && repo.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && matches!(b, b'.' | b'_' | b'-'))
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || (i > 0 && matches!(b, b'.' | b'_' | b'-'))
         });
     let tag_ok = tag.is_none_or(|tag| {
         (1..=128).contains(&tag.len())
-            && tag
-                .bytes()
-                .enumerate()
-                .all(|(i, b)| b.is_ascii_alphanumeric() || b == b'_' || (i > 0 && matches!(b, b'.' | b'-')))
+            && tag.bytes().enumerate().all(|(i, b)| {
+                b.is_ascii_alphanumeric() || b == b'_' || (i > 0 && matches!(b, b'.' | b'-'))
+            })
     });
     if repo_ok && tag_ok {
         Ok(())
@@ -118,12 +128,33 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["counter", "ferry-counter:latest", "a", "a.b_c-d:v1.2", "x:Tag_1"] {
+        for ok in [
+            "counter",
+            "ferry-counter:latest",
+            "a",
+            "a.b_c-d:v1.2",
+            "x:Tag_1",
+        ] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
         let long = "a".repeat(129);
-        for bad in ["", "Counter", "-x", ".x", "a/b", "../x", "a:", "a:-x", "a:b:c", "a b", long.as_str()] {
-            assert!(matches!(validate_name(bad), Err(ImageError::InvalidName(_))), "{bad}");
+        for bad in [
+            "",
+            "Counter",
+            "-x",
+            ".x",
+            "a/b",
+            "../x",
+            "a:",
+            "a:-x",
+            "a:b:c",
+            "a b",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(validate_name(bad), Err(ImageError::InvalidName(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -11,8 +11,8 @@ use std::path::{Component, Path, PathBuf};
 use flate2::write::GzEncoder;
 
 use super::format::{
-    host_arch, sha256_digest, ConfigFile, ContainerConfig, Descriptor, Index, Manifest, OciLayout, RootFs,
-    ANNOTATION_REF_NAME, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_MANIFEST,
+    host_arch, sha256_digest, ConfigFile, ContainerConfig, Descriptor, Index, Manifest, OciLayout,
+    RootFs, ANNOTATION_REF_NAME, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_MANIFEST,
 };
 use super::{validate_name, ImageConfig, ImageError};
 
@@ -29,7 +29,13 @@ pub struct PackFile {
 
 /// The directories of the minimal root filesystem every packed image gets (runc mounts
 /// /proc, /dev, /sys over them; /tmp is the usual scratch space).
-const BASE_DIRS: [(&str, u32); 5] = [("dev", 0o755), ("etc", 0o755), ("proc", 0o555), ("sys", 0o555), ("tmp", 0o1777)];
+const BASE_DIRS: [(&str, u32); 5] = [
+    ("dev", 0o755),
+    ("etc", 0o755),
+    ("proc", 0o555),
+    ("sys", 0o555),
+    ("tmp", 0o1777),
+];
 
 enum Node<'a> {
     Dir(u32),
@@ -56,24 +62,39 @@ pub fn pack_oci_archive(
         let rel = dest_path(&file.dest)?;
         let parts: Vec<&str> = rel.split('/').collect();
         for i in 1..parts.len() {
-            nodes.entry(parts[..i].join("/")).or_insert(Node::Dir(0o755));
+            nodes
+                .entry(parts[..i].join("/"))
+                .or_insert(Node::Dir(0o755));
         }
         if let Some(Node::File(_)) = nodes.insert(rel.clone(), Node::File(file)) {
-            return Err(ImageError::Malformed(format!("pack: '{}' is given twice", file.dest)));
+            return Err(ImageError::Malformed(format!(
+                "pack: '{}' is given twice",
+                file.dest
+            )));
         }
     }
     // A file cannot also be the parent of another entry.
     for (path, node) in &nodes {
-        if matches!(node, Node::File(_)) && nodes.range(format!("{path}/")..).next().is_some_and(|(k, _)| k.starts_with(&format!("{path}/"))) {
-            return Err(ImageError::Malformed(format!("pack: '/{path}' is a file and a directory")));
+        if matches!(node, Node::File(_))
+            && nodes
+                .range(format!("{path}/")..)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(&format!("{path}/")))
+        {
+            return Err(ImageError::Malformed(format!(
+                "pack: '/{path}' is a file and a directory"
+            )));
         }
     }
 
     let layer_tar = build_layer(&nodes)?;
     let diff_id = sha256_digest(&layer_tar);
     let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&layer_tar).map_err(ImageError::io("compress layer", "<memory>"))?;
-    let layer = gz.finish().map_err(ImageError::io("compress layer", "<memory>"))?;
+    gz.write_all(&layer_tar)
+        .map_err(ImageError::io("compress layer", "<memory>"))?;
+    let layer = gz
+        .finish()
+        .map_err(ImageError::io("compress layer", "<memory>"))?;
 
     let config_json = to_json(&ConfigFile {
         architecture: host_arch().into(),
@@ -95,7 +116,11 @@ pub fn pack_oci_archive(
     let index_json = to_json(&Index {
         schema_version: 2,
         media_type: Some(MEDIA_INDEX.into()),
-        manifests: vec![descriptor(MEDIA_MANIFEST, &manifest_json, Some(annotations))],
+        manifests: vec![descriptor(
+            MEDIA_MANIFEST,
+            &manifest_json,
+            Some(annotations),
+        )],
     })?;
     let layout_json = to_json(&OciLayout {
         image_layout_version: "1.0.0".into(),
@@ -121,7 +146,11 @@ pub fn pack_oci_archive(
 /// `/a/b` -> `a/b`, refusing anything but a clean absolute path.
 fn dest_path(dest: &str) -> Result<String, ImageError> {
     let path = Path::new(dest);
-    let bad = || ImageError::Malformed(format!("pack: destination '{dest}' must be a clean absolute path like /app"));
+    let bad = || {
+        ImageError::Malformed(format!(
+            "pack: destination '{dest}' must be a clean absolute path like /app"
+        ))
+    };
     if !path.is_absolute() {
         return Err(bad());
     }
@@ -144,7 +173,9 @@ fn build_layer(nodes: &BTreeMap<String, Node>) -> Result<Vec<u8>, ImageError> {
     for (path, node) in nodes {
         let io = |e| ImageError::io("add to layer", path.as_str())(e);
         match node {
-            Node::Dir(mode) => append_dir_mode(&mut builder, &format!("{path}/"), *mode).map_err(io)?,
+            Node::Dir(mode) => {
+                append_dir_mode(&mut builder, &format!("{path}/"), *mode).map_err(io)?
+            }
             Node::File(f) => {
                 let data = std::fs::read(&f.source).map_err(ImageError::io("read", &f.source))?;
                 append_file(&mut builder, path, f.mode, &data).map_err(io)?;
@@ -171,17 +202,30 @@ fn append_dir<W: Write>(b: &mut tar::Builder<W>, path: &str) -> std::io::Result<
     append_dir_mode(b, path, 0o755)
 }
 
-fn append_dir_mode<W: Write>(b: &mut tar::Builder<W>, path: &str, mode: u32) -> std::io::Result<()> {
+fn append_dir_mode<W: Write>(
+    b: &mut tar::Builder<W>,
+    path: &str,
+    mode: u32,
+) -> std::io::Result<()> {
     let mut h = header(tar::EntryType::Directory, mode, 0);
     b.append_data(&mut h, path, std::io::empty())
 }
 
-fn append_file<W: Write>(b: &mut tar::Builder<W>, path: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
+fn append_file<W: Write>(
+    b: &mut tar::Builder<W>,
+    path: &str,
+    mode: u32,
+    data: &[u8],
+) -> std::io::Result<()> {
     let mut h = header(tar::EntryType::Regular, mode, data.len() as u64);
     b.append_data(&mut h, path, data)
 }
 
-fn descriptor(media_type: &str, bytes: &[u8], annotations: Option<BTreeMap<String, String>>) -> Descriptor {
+fn descriptor(
+    media_type: &str,
+    bytes: &[u8],
+    annotations: Option<BTreeMap<String, String>>,
+) -> Descriptor {
     Descriptor {
         media_type: media_type.into(),
         digest: sha256_digest(bytes),
@@ -230,8 +274,17 @@ mod tests {
                 dest: bad.into(),
                 mode: 0o644,
             }];
-            assert!(matches!(pack_oci_archive(&f, &config, "app", Vec::new()), Err(ImageError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(
+                    pack_oci_archive(&f, &config, "app", Vec::new()),
+                    Err(ImageError::Malformed(_))
+                ),
+                "{bad}"
+            );
         }
-        assert!(matches!(pack_oci_archive(&files, &config, "Bad Ref", Vec::new()), Err(ImageError::InvalidName(_))));
+        assert!(matches!(
+            pack_oci_archive(&files, &config, "Bad Ref", Vec::new()),
+            Err(ImageError::InvalidName(_))
+        ));
     }
 }

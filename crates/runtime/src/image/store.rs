@@ -48,10 +48,14 @@ impl ImageStore {
             std::fs::create_dir_all(&path).map_err(ImageError::io("create store dir", &path))?;
         }
         let staging = root.join("staging");
-        for entry in std::fs::read_dir(&staging).map_err(ImageError::io("read", &staging))?.flatten() {
+        for entry in std::fs::read_dir(&staging)
+            .map_err(ImageError::io("read", &staging))?
+            .flatten()
+        {
             let path = entry.path();
             tracing::info!(dir = %path.display(), "removing leftover of an interrupted import");
-            std::fs::remove_dir_all(&path).map_err(ImageError::io("remove leftover staging dir", &path))?;
+            std::fs::remove_dir_all(&path)
+                .map_err(ImageError::io("remove leftover staging dir", &path))?;
         }
         Ok(ImageStore {
             root: root.to_path_buf(),
@@ -75,17 +79,27 @@ impl ImageStore {
     fn locked(&self) -> std::sync::MutexGuard<'_, ()> {
         // A panic while holding the lock leaves no half-state the next caller could trip on
         // (records are renamed into place), so a poisoned lock is still usable.
-        self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Imports an image archive (tar or tar.gz holding an OCI image layout or a docker-archive)
     /// under `name`. The same content under the same name again is a no-op; different content
     /// replaces the image only with `replace`, else it is [`ImageError::AlreadyExists`].
-    pub fn import(&self, name: &str, archive: impl std::io::Read, replace: bool) -> Result<Image, ImageError> {
+    pub fn import(
+        &self,
+        name: &str,
+        archive: impl std::io::Read,
+        replace: bool,
+    ) -> Result<Image, ImageError> {
         validate_name(name)?;
         let _lock = self.locked();
         let id = self.next_staging.fetch_add(1, Ordering::Relaxed);
-        let staging = self.root.join("staging").join(format!("{}-{id}", std::process::id()));
+        let staging = self
+            .root
+            .join("staging")
+            .join(format!("{}-{id}", std::process::id()));
         let spool_dir = staging.join("spool");
         let layers_dir = staging.join("layers");
         for dir in [&spool_dir, &layers_dir] {
@@ -126,7 +140,12 @@ impl ImageStore {
     }
 
     /// Unpacks the layers the store lacks, moves them in, and writes the record.
-    fn unpack_and_commit(&self, name: &str, found: &Found, layers_dir: &Path) -> Result<Image, ImageError> {
+    fn unpack_and_commit(
+        &self,
+        name: &str,
+        found: &Found,
+        layers_dir: &Path,
+    ) -> Result<Image, ImageError> {
         let mut fresh: Vec<(PathBuf, PathBuf)> = Vec::new();
         for layer in &found.layers {
             let hex = digest_hex(&layer.diff_id, "layer")?;
@@ -149,7 +168,8 @@ impl ImageStore {
             fresh.push((staged, target));
         }
         for (staged, target) in &fresh {
-            std::fs::rename(staged, target).map_err(ImageError::io("move layer into the store", target))?;
+            std::fs::rename(staged, target)
+                .map_err(ImageError::io("move layer into the store", target))?;
         }
         let image = Image {
             name: name.to_string(),
@@ -180,7 +200,9 @@ impl ImageStore {
         let path = self.record_path(name);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ImageError::NotFound(name.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ImageError::NotFound(name.to_string()))
+            }
             Err(e) => return Err(ImageError::io("read image record", &path)(e)),
         };
         serde_json::from_slice(&bytes).map_err(|e| ImageError::Io {
@@ -197,7 +219,9 @@ impl ImageStore {
         for entry in std::fs::read_dir(&dir).map_err(ImageError::io("read", &dir))? {
             let entry = entry.map_err(ImageError::io("read", &dir))?;
             let file_name = entry.file_name().to_string_lossy().into_owned();
-            let Some(name) = file_name.strip_suffix(".json") else { continue };
+            let Some(name) = file_name.strip_suffix(".json") else {
+                continue;
+            };
             match self.get(name) {
                 Ok(image) => images.push(image),
                 // Removed between read_dir and get, or a stray file: not an image.
@@ -216,7 +240,9 @@ impl ImageStore {
         let path = self.record_path(name);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ImageError::NotFound(name.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ImageError::NotFound(name.to_string()))
+            }
             Err(e) => return Err(ImageError::io("remove image record", &path)(e)),
         }
         self.collect_garbage()?;
@@ -238,7 +264,8 @@ impl ImageStore {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !used.contains(&name) {
                 let path = entry.path();
-                std::fs::remove_dir_all(&path).map_err(ImageError::io("remove unused layer", &path))?;
+                std::fs::remove_dir_all(&path)
+                    .map_err(ImageError::io("remove unused layer", &path))?;
                 tracing::debug!(layer = %name, "removed unused layer");
             }
         }
@@ -256,7 +283,10 @@ impl ImageStore {
                 if dir.is_dir() {
                     Ok(dir)
                 } else {
-                    Err(ImageError::NotFound(format!("{} (its layer {l} is missing from the store)", image.name)))
+                    Err(ImageError::NotFound(format!(
+                        "{} (its layer {l} is missing from the store)",
+                        image.name
+                    )))
                 }
             })
             .collect()
@@ -312,7 +342,10 @@ mod tests {
         let store = ImageStore::open(tmp.path()).unwrap();
         assert!(!tmp.path().join("staging/123-0").exists());
         assert!(matches!(store.get("nothing"), Err(ImageError::NotFound(_))));
-        assert!(matches!(store.remove("nothing"), Err(ImageError::NotFound(_))));
+        assert!(matches!(
+            store.remove("nothing"),
+            Err(ImageError::NotFound(_))
+        ));
         assert!(matches!(store.get("../x"), Err(ImageError::InvalidName(_))));
         assert!(store.list().unwrap().is_empty());
     }

@@ -45,7 +45,9 @@ pub struct Unpacked {
 pub fn unpack_layer(blob: &Path, dest: &Path, what: &str) -> Result<Unpacked, ImageError> {
     let file = std::fs::File::open(blob).map_err(ImageError::io("open layer blob", blob))?;
     let mut buffered = BufReader::new(file);
-    let head = buffered.fill_buf().map_err(ImageError::io("read layer blob", blob))?;
+    let head = buffered
+        .fill_buf()
+        .map_err(ImageError::io("read layer blob", blob))?;
     let stream: Box<dyn Read> = match sniff(head) {
         Compression::None => Box::new(buffered),
         Compression::Gzip => Box::new(flate2::bufread::GzDecoder::new(buffered)),
@@ -70,14 +72,17 @@ pub fn unpack_layer(blob: &Path, dest: &Path, what: &str) -> Result<Unpacked, Im
             .entries()
             .map_err(|e| ImageError::Malformed(format!("{what}: not a tar archive: {e}")))?;
         for entry in entries {
-            let entry = entry.map_err(|e| ImageError::Malformed(format!("{what}: corrupt or truncated tar/gzip: {e}")))?;
+            let entry = entry.map_err(|e| {
+                ImageError::Malformed(format!("{what}: corrupt or truncated tar/gzip: {e}"))
+            })?;
             unpacker.entry(entry)?;
         }
     }
     // Read to the end: the tar's zero blocks and padding belong to the diff_id, and a gzip
     // stream is only checked (CRC, length) once its trailer is read.
-    std::io::copy(&mut hashing, &mut std::io::sink())
-        .map_err(|e| ImageError::Malformed(format!("{what}: corrupt or truncated tar/gzip: {e}")))?;
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| {
+        ImageError::Malformed(format!("{what}: corrupt or truncated tar/gzip: {e}"))
+    })?;
     unpacker.finish_dirs()?;
     let (diff_id, _) = hashing.finish();
     Ok(Unpacked {
@@ -143,7 +148,11 @@ struct Unpacker<'a> {
 
 impl Unpacker<'_> {
     fn bad(&self, path: &Path, reason: impl std::fmt::Display) -> ImageError {
-        ImageError::Malformed(format!("{}: entry '{}': {reason}", self.what, path.display()))
+        ImageError::Malformed(format!(
+            "{}: entry '{}': {reason}",
+            self.what,
+            path.display()
+        ))
     }
 
     fn fs_err(&self, path: &Path, op: &str, e: nix::Error) -> ImageError {
@@ -151,7 +160,10 @@ impl Unpacker<'_> {
         // through to the kernel (ELOOP, ENOTDIR, EEXIST) or a local I/O problem; name both.
         match e {
             nix::Error::ELOOP | nix::Error::ENOTDIR | nix::Error::EEXIST | nix::Error::ENOENT => {
-                self.bad(path, format!("{op}: {e} (a parent is a symlink or not a directory?)"))
+                self.bad(
+                    path,
+                    format!("{op}: {e} (a parent is a symlink or not a directory?)"),
+                )
             }
             other => ImageError::Io {
                 context: "unpack layer entry",
@@ -164,31 +176,49 @@ impl Unpacker<'_> {
     /// Opens the directory `comps` under the root, creating missing ones (mode 0755) and
     /// refusing to pass through anything that is not a real directory.
     fn walk(&self, comps: &[OsString], create: bool, path: &Path) -> Result<Dir, ImageError> {
-        let mut dir = Dir::open_dir_of(&self.root).map_err(|e| self.fs_err(path, "open layer root", e))?;
+        let mut dir =
+            Dir::open_dir_of(&self.root).map_err(|e| self.fs_err(path, "open layer root", e))?;
         for c in comps {
             match dir.kind(c).map_err(|e| self.fs_err(path, "stat", e))? {
                 Kind::Dir => {}
-                Kind::Missing if create => dir.mkdir(c, 0o755).map_err(|e| self.fs_err(path, "mkdir", e))?,
-                Kind::Missing => return Err(self.bad(path, format!("'{}' does not exist", c.to_string_lossy()))),
+                Kind::Missing if create => dir
+                    .mkdir(c, 0o755)
+                    .map_err(|e| self.fs_err(path, "mkdir", e))?,
+                Kind::Missing => {
+                    return Err(self.bad(path, format!("'{}' does not exist", c.to_string_lossy())))
+                }
                 Kind::Other => {
                     return Err(self.bad(
                         path,
-                        format!("parent '{}' is a symlink or a file, not a directory", c.to_string_lossy()),
+                        format!(
+                            "parent '{}' is a symlink or a file, not a directory",
+                            c.to_string_lossy()
+                        ),
                     ))
                 }
             }
-            dir = dir.open_dir(c).map_err(|e| self.fs_err(path, "open parent", e))?;
+            dir = dir
+                .open_dir(c)
+                .map_err(|e| self.fs_err(path, "open parent", e))?;
         }
         Ok(dir)
     }
 
     /// Removes whatever is at `name` in `dir` (unless it is a directory and `keep_dir`).
-    fn clear(&mut self, dir: &Dir, name: &OsStr, rel: &[OsString], keep_dir: bool, path: &Path) -> Result<(), ImageError> {
+    fn clear(
+        &mut self,
+        dir: &Dir,
+        name: &OsStr,
+        rel: &[OsString],
+        keep_dir: bool,
+        path: &Path,
+    ) -> Result<(), ImageError> {
         match dir.kind(name).map_err(|e| self.fs_err(path, "stat", e))? {
             Kind::Missing => Ok(()),
             Kind::Dir if keep_dir => Ok(()),
             _ => {
-                dir.remove(name).map_err(|e| self.fs_err(path, "remove existing", e))?;
+                dir.remove(name)
+                    .map_err(|e| self.fs_err(path, "remove existing", e))?;
                 self.written.retain(|w| !w.starts_with(rel));
                 Ok(())
             }
@@ -199,7 +229,9 @@ impl Unpacker<'_> {
         self.entries += 1;
         let path = entry
             .path()
-            .map_err(|e| ImageError::Malformed(format!("{}: entry with an unreadable path: {e}", self.what)))?
+            .map_err(|e| {
+                ImageError::Malformed(format!("{}: entry with an unreadable path: {e}", self.what))
+            })?
             .into_owned();
         let kind = entry.header().entry_type();
         if kind == EntryType::XGlobalHeader {
@@ -238,24 +270,39 @@ impl Unpacker<'_> {
         }
 
         let header = entry.header().clone();
-        let mode = header.mode().map_err(|e| self.bad(&path, format!("bad mode: {e}")))?;
+        let mode = header
+            .mode()
+            .map_err(|e| self.bad(&path, format!("bad mode: {e}")))?;
         let uid = header.uid().ok().and_then(|u| u32::try_from(u).ok());
         let gid = header.gid().ok().and_then(|g| u32::try_from(g).ok());
         let (Some(uid), Some(gid)) = (uid, gid) else {
             return Err(self.bad(&path, "bad uid/gid"));
         };
         // Timestamps are advisory; a broken mtime field is not worth refusing a layer for.
-        let mtime = header.mtime().ok().and_then(|t| i64::try_from(t).ok()).unwrap_or(0);
+        let mtime = header
+            .mtime()
+            .ok()
+            .and_then(|t| i64::try_from(t).ok())
+            .unwrap_or(0);
         let xattrs = self.xattrs(&mut entry, &path)?;
 
         match kind {
             EntryType::Directory => {
                 self.clear(&parent, &name, &rel, true, &path)?;
-                if parent.kind(&name).map_err(|e| self.fs_err(&path, "stat", e))? == Kind::Missing {
-                    parent.mkdir(&name, 0o700).map_err(|e| self.fs_err(&path, "mkdir", e))?;
+                if parent
+                    .kind(&name)
+                    .map_err(|e| self.fs_err(&path, "stat", e))?
+                    == Kind::Missing
+                {
+                    parent
+                        .mkdir(&name, 0o700)
+                        .map_err(|e| self.fs_err(&path, "mkdir", e))?;
                 }
-                let dir = parent.open_dir(&name).map_err(|e| self.fs_err(&path, "open dir", e))?;
-                dir.set_meta(uid, gid, mode, mtime).map_err(|e| self.fs_err(&path, "set metadata", e))?;
+                let dir = parent
+                    .open_dir(&name)
+                    .map_err(|e| self.fs_err(&path, "open dir", e))?;
+                dir.set_meta(uid, gid, mode, mtime)
+                    .map_err(|e| self.fs_err(&path, "set metadata", e))?;
                 for (k, v) in &xattrs {
                     self.apply_xattr(&dir, k, v, &path);
                 }
@@ -263,12 +310,15 @@ impl Unpacker<'_> {
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 self.clear(&parent, &name, &rel, false, &path)?;
-                let mut file = parent.create_file(&name).map_err(|e| self.fs_err(&path, "create", e))?;
+                let mut file = parent
+                    .create_file(&name)
+                    .map_err(|e| self.fs_err(&path, "create", e))?;
                 self.copy_data(&mut entry, &mut file, &path)?;
                 for (k, v) in &xattrs {
                     self.apply_xattr(&file, k, v, &path);
                 }
-                fsops::set_fd_meta(&file, uid, gid, mode, mtime).map_err(|e| self.fs_err(&path, "set metadata", e))?;
+                fsops::set_fd_meta(&file, uid, gid, mode, mtime)
+                    .map_err(|e| self.fs_err(&path, "set metadata", e))?;
                 self.written.insert(rel.clone());
             }
             EntryType::Symlink => {
@@ -282,7 +332,10 @@ impl Unpacker<'_> {
                 if target.is_relative() && !relative_target_stays_inside(&target, parents.len()) {
                     return Err(self.bad(
                         &path,
-                        format!("symlink target '{}' points outside the layer root", target.display()),
+                        format!(
+                            "symlink target '{}' points outside the layer root",
+                            target.display()
+                        ),
                     ));
                 }
                 self.clear(&parent, &name, &rel, false, &path)?;
@@ -301,12 +354,22 @@ impl Unpacker<'_> {
                     .flatten()
                     .map(|t| t.into_owned())
                     .ok_or_else(|| self.bad(&path, "hardlink without a target"))?;
-                let target_rel = clean_path(&target, self.what)
-                    .map_err(|_| self.bad(&path, format!("hardlink target '{}' is outside the layer", target.display())))?;
+                let target_rel = clean_path(&target, self.what).map_err(|_| {
+                    self.bad(
+                        &path,
+                        format!(
+                            "hardlink target '{}' is outside the layer",
+                            target.display()
+                        ),
+                    )
+                })?;
                 if target_rel == rel || !self.written.contains(&target_rel) {
                     return Err(self.bad(
                         &path,
-                        format!("hardlink target '{}' is not a file earlier in this layer", target.display()),
+                        format!(
+                            "hardlink target '{}' is not a file earlier in this layer",
+                            target.display()
+                        ),
                     ));
                 }
                 let Some((target_name, target_parents)) = target_rel.split_last() else {
@@ -350,15 +413,24 @@ impl Unpacker<'_> {
 
     /// The entry's `SCHILY.xattr.*` PAX records. overlayfs' own `trusted.overlay.*` attributes
     /// (redirects, metacopy, ...) would change how layers combine, so only `opaque` passes.
-    fn xattrs<R: Read>(&self, entry: &mut tar::Entry<R>, path: &Path) -> Result<Vec<(String, Vec<u8>)>, ImageError> {
+    fn xattrs<R: Read>(
+        &self,
+        entry: &mut tar::Entry<R>,
+        path: &Path,
+    ) -> Result<Vec<(String, Vec<u8>)>, ImageError> {
         let mut out = Vec::new();
-        let Some(exts) = entry.pax_extensions().map_err(|e| self.bad(path, format!("bad PAX header: {e}")))? else {
+        let Some(exts) = entry
+            .pax_extensions()
+            .map_err(|e| self.bad(path, format!("bad PAX header: {e}")))?
+        else {
             return Ok(out);
         };
         for ext in exts {
             let ext = ext.map_err(|e| self.bad(path, format!("bad PAX record: {e}")))?;
             let Ok(key) = ext.key() else { continue };
-            let Some(name) = key.strip_prefix("SCHILY.xattr.") else { continue };
+            let Some(name) = key.strip_prefix("SCHILY.xattr.") else {
+                continue;
+            };
             if name.starts_with("trusted.overlay.") && name != OPAQUE_XATTR {
                 tracing::warn!(layer = self.what, entry = %path.display(), xattr = name, "dropping overlayfs xattr from layer");
                 continue;
@@ -377,7 +449,12 @@ impl Unpacker<'_> {
     }
 
     /// Copies an entry's data; read errors are the archive's fault, write errors ours.
-    fn copy_data(&self, from: &mut impl Read, to: &mut std::fs::File, path: &Path) -> Result<(), ImageError> {
+    fn copy_data(
+        &self,
+        from: &mut impl Read,
+        to: &mut std::fs::File,
+        path: &Path,
+    ) -> Result<(), ImageError> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = match from.read(&mut buf) {
@@ -386,7 +463,8 @@ impl Unpacker<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.bad(path, format!("corrupt or truncated data: {e}"))),
             };
-            to.write_all(&buf[..n]).map_err(ImageError::io("write layer file", path))?;
+            to.write_all(&buf[..n])
+                .map_err(ImageError::io("write layer file", path))?;
         }
     }
 
@@ -395,8 +473,11 @@ impl Unpacker<'_> {
         for (rel, mtime) in self.dirs.iter().rev() {
             let path: std::path::PathBuf = rel.iter().collect();
             // A later entry may have replaced or whited out the directory: nothing to do then.
-            let Ok(dir) = self.walk(rel, false, &path) else { continue };
-            dir.set_mtime(*mtime).map_err(|e| self.fs_err(&path, "set mtime", e))?;
+            let Ok(dir) = self.walk(rel, false, &path) else {
+                continue;
+            };
+            dir.set_mtime(*mtime)
+                .map_err(|e| self.fs_err(&path, "set mtime", e))?;
         }
         Ok(())
     }
@@ -427,7 +508,10 @@ mod tests {
 
     #[test]
     fn clean_paths() {
-        assert_eq!(clean_path(Path::new("./a/b"), "t").unwrap(), vec![OsString::from("a"), OsString::from("b")]);
+        assert_eq!(
+            clean_path(Path::new("./a/b"), "t").unwrap(),
+            vec![OsString::from("a"), OsString::from("b")]
+        );
         assert!(clean_path(Path::new("./"), "t").unwrap().is_empty());
         assert!(clean_path(Path::new("a/../b"), "t").is_err());
         assert!(clean_path(Path::new("/etc/x"), "t").is_err());
