@@ -1,1 +1,25 @@
-//! placeholder
+//! One MEC host's container runtime: what `ferry host` drives.
+//!
+//! - [`image`]: OCI image import into a content-addressed store, layers unpacked for overlayfs.
+//! - [`container`]: the persisted record of one container and its lifecycle states.
+//! - [`spec`]: the OCI runtime `config.json` ferry writes for a container.
+//! - [`overlay`]: the container's root filesystem (image layers + its own writable layer).
+//! - [`net`]: the host's bridge, each container's network namespace, CRIU network-lock cleanup.
+//! - [`runc`]: the OCI runtime driver (the runc CLI; runc calls CRIU for checkpoint/restore).
+//! - [`criu`]: finding CRIU and probing the kernel features it needs.
+//! - [`runtime`]: [`Runtime`], all containers of one host, tying the above together.
+
+pub mod command;
+pub mod container;
+pub mod criu;
+pub mod image;
+pub mod net;
+pub mod overlay;
+pub mod runc;
+pub mod runtime;
+pub mod spec;
+
+pub use container::{Container, ContainerRequest, Status};
+pub use runtime::{
+    CheckpointReport, CheckpointRequest, RestoreRequest, Runtime, RuntimeConfig, RuntimeError,
+};

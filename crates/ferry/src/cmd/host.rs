@@ -1,10 +1,97 @@
-//! `ferry host` (placeholder until its issue lands).
+//! `ferry host`: the daemon of one MEC host (HTTP API over its containers).
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ferry_runtime::{Runtime, RuntimeConfig};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// This host's name (reported by the API; part of cgroup paths).
+    #[arg(long, default_value = "mec1")]
+    name: String,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:7100")]
+    listen: SocketAddr,
+    /// Where images, containers and checkpoints are kept.
+    #[arg(long, default_value = "/var/lib/ferry/host")]
+    state_dir: PathBuf,
+    /// Run inside this named network namespace (`ip netns`); the API listens there too.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Bridge the containers attach to (created if missing).
+    #[arg(long, default_value = "ferry0")]
+    bridge: String,
+    /// Gateway address on the bridge with the app subnet's prefix; the same on every host.
+    #[arg(long, default_value = "10.200.0.1/16")]
+    gateway: ipnet::Ipv4Net,
+    /// OCI runtime binary.
+    #[arg(long, default_value = "runc")]
+    runc: PathBuf,
+    /// CRIU binary (default: $FERRY_CRIU, the private build of scripts/install-deps, then $PATH).
+    #[arg(long)]
+    criu: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("'ferry host' is not built yet")
+/// Moves this (still single-threaded) process into a named network namespace. Must run before
+/// any thread starts: setns only moves the calling thread.
+pub fn enter_netns(name: &str) -> anyhow::Result<()> {
+    let path = ferry_runtime::net::netns_path(name);
+    let file = std::fs::File::open(&path).with_context(|| {
+        format!(
+            "network namespace '{name}' not found at {} (create it with `ip netns add {name}`)",
+            path.display()
+        )
+    })?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("cannot enter network namespace '{name}'"))?;
+    // A fresh namespace has loopback down; the API may listen there.
+    ferry_runtime::command::run("ip", ["link", "set", "lo", "up"])?;
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(ns) = &args.netns {
+        enter_netns(ns)?;
+    }
+    let criu = args.criu.or_else(ferry_runtime::criu::find).context(
+        "CRIU not found: run `scripts/install-deps` (or `make deps`), or pass --criu PATH",
+    )?;
+    let config = RuntimeConfig {
+        name: args.name.clone(),
+        state_dir: args.state_dir,
+        bridge: args.bridge,
+        gateway: args.gateway,
+        runc: args.runc,
+        criu,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let rt = tokio::task::spawn_blocking(move || Runtime::open(config))
+            .await?
+            .context("cannot open the host runtime")?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(host = %args.name, listen = %args.listen, "ferry host ready");
+        ferry_host::serve(listener, Arc::new(rt), shutdown_signal()).await?;
+        tracing::info!("ferry host stopped (containers keep running)");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
 }

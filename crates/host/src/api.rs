@@ -1,0 +1,234 @@
+//! Resources of the host API (all under `/ferry/v1`):
+//!
+//! | method | path | action |
+//! |---|---|---|
+//! | GET | /health | liveness |
+//! | GET | /info | host name, runtime, CRIU version and features, bridge |
+//! | POST | /images?name=N[&replace=true] | import an image archive (request body: tar or tar.gz) |
+//! | GET | /images, /images/{name} | list / inspect |
+//! | DELETE | /images/{name} | remove |
+//! | POST | /containers | create (JSON `ContainerRequest`) |
+//! | GET | /containers, /containers/{name} | list / inspect |
+//! | DELETE | /containers/{name} | stop if running, then remove |
+//! | POST | /containers/{name}/start, /stop | lifecycle |
+//! | POST | /containers/{name}/checkpoint | CRIU dump (JSON `CheckpointRequest`) |
+//! | POST | /containers/{name}/restore | CRIU restore (JSON `RestoreRequest`) |
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use ferry_runtime::{CheckpointRequest, ContainerRequest, RestoreRequest, Runtime};
+
+use crate::error::ApiError;
+use crate::API_BASE;
+
+type Rt = Arc<Runtime>;
+
+pub fn router(runtime: Rt) -> Router {
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/info", get(info))
+        .route("/images", get(list_images).post(import_image))
+        .route("/images/{name}", get(get_image).delete(delete_image))
+        .route("/containers", get(list_containers).post(create_container))
+        .route(
+            "/containers/{name}",
+            get(get_container).delete(delete_container),
+        )
+        .route("/containers/{name}/start", post(start_container))
+        .route("/containers/{name}/stop", post(stop_container))
+        .route("/containers/{name}/checkpoint", post(checkpoint_container))
+        .route("/containers/{name}/restore", post(restore_container))
+        .fallback(not_found)
+        .with_state(runtime);
+    Router::new().nest(API_BASE, api).fallback(not_found)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such resource in the ferry host API (base /ferry/v1)",
+    )
+}
+
+/// Runs blocking runtime work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("worker failed: {e}"),
+        )
+    })?
+}
+
+/// JSON bodies: a malformed one is a 400 ProblemDetails, not axum's plain-text rejection.
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {}", e.body_text())))
+}
+
+/// An optional JSON body: empty means the defaults.
+fn optional_json<T: Default + serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+async fn health(State(rt): State<Rt>) -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok", "host": rt.config().name}))
+}
+
+async fn info(State(rt): State<Rt>) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || {
+        let cfg = rt.config();
+        let criu = &cfg.criu;
+        Ok(Json(serde_json::json!({
+            "host": cfg.name,
+            "state_dir": cfg.state_dir,
+            "bridge": cfg.bridge,
+            "gateway": cfg.gateway.to_string(),
+            "runtime": ferry_runtime::runc::Runc::version(&cfg.runc),
+            "criu": {
+                "path": criu,
+                "version": ferry_runtime::criu::version(criu).map(|(a, b, c)| format!("{a}.{b}.{c}")),
+                "features": ferry_runtime::criu::features(criu),
+            },
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ImportQuery {
+    name: Option<String>,
+    #[serde(default)]
+    replace: bool,
+}
+
+async fn import_image(
+    State(rt): State<Rt>,
+    query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let name = q.name.ok_or_else(|| {
+        ApiError::bad_request("query parameter 'name' (the image name) is required")
+    })?;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    // The bridge blocks on the async body from a blocking thread: the archive is unpacked as
+    // it arrives, never buffered whole in memory.
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    let image = blocking(move || Ok(rt.images().import(&name, reader, q.replace)?)).await?;
+    let location = format!("{API_BASE}/images/{}", image.name);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(image),
+    ))
+}
+
+async fn list_images(State(rt): State<Rt>) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || Ok(Json(rt.images().list()?))).await
+}
+
+async fn get_image(
+    State(rt): State<Rt>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || Ok(Json(rt.images().get(&name)?))).await
+}
+
+async fn delete_image(
+    State(rt): State<Rt>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || {
+        if let Some(c) = rt.list()?.into_iter().find(|c| c.request.image == name) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("image '{name}' is used by container '{}'", c.name),
+            ));
+        }
+        rt.images().remove(&name)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+async fn create_container(
+    State(rt): State<Rt>,
+    body: Result<Json<ContainerRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let req = json_body(body)?;
+    let c = blocking(move || Ok(rt.create(req)?)).await?;
+    let location = format!("{API_BASE}/containers/{}", c.name);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(c)))
+}
+
+async fn list_containers(State(rt): State<Rt>) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || Ok(Json(rt.list()?))).await
+}
+
+async fn get_container(
+    State(rt): State<Rt>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || Ok(Json(rt.get(&name)?))).await
+}
+
+async fn delete_container(
+    State(rt): State<Rt>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || {
+        rt.delete(&name)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+async fn start_container(
+    State(rt): State<Rt>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || Ok(Json(rt.start(&name)?))).await
+}
+
+async fn stop_container(
+    State(rt): State<Rt>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || Ok(Json(rt.stop(&name)?))).await
+}
+
+async fn checkpoint_container(
+    State(rt): State<Rt>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let req: CheckpointRequest = optional_json(&body)?;
+    blocking(move || Ok(Json(rt.checkpoint(&name, req)?))).await
+}
+
+async fn restore_container(
+    State(rt): State<Rt>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let req: RestoreRequest = optional_json(&body)?;
+    blocking(move || Ok(Json(rt.restore(&name, req)?))).await
+}

@@ -1,0 +1,171 @@
+//! Networking of one host: the host's bridge and each container's network namespace.
+//!
+//! Addressing (so that an app keeps its address on any host): every host's bridge carries the
+//! same gateway address (an anycast gateway, e.g. `10.200.0.1`) as a /32, and each container
+//! gets its own address as a /32 with a default route via the gateway. The host routes each of
+//! its containers' /32s to the bridge. Nothing depends on which host a container runs on, so
+//! moving a container only means removing its /32 on one host and adding it on the other.
+//!
+//! Uses iproute2 and iptables (what an operator would type, and what CRIU itself uses).
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+
+use crate::command::{self, CommandError};
+
+/// Path of a named network namespace (as `ip netns` makes them).
+pub fn netns_path(name: &str) -> PathBuf {
+    PathBuf::from("/run/netns").join(name)
+}
+
+pub fn netns_exists(name: &str) -> bool {
+    netns_path(name).exists()
+}
+
+/// Asks the kernel, not /sys/class/net: /sys shows the namespace it was mounted in, which is
+/// not the daemon's when it runs in its own network namespace.
+fn link_exists(name: &str) -> bool {
+    command::run("ip", ["link", "show", "dev", name]).is_ok()
+}
+
+/// Creates the bridge with the gateway address if missing, and turns on forwarding in the
+/// daemon's network namespace (the host routes its containers' traffic, like any container host).
+pub fn ensure_bridge(bridge: &str, gateway: Ipv4Net) -> Result<(), CommandError> {
+    if !link_exists(bridge) {
+        command::run("ip", ["link", "add", bridge, "type", "bridge"])?;
+    }
+    let gw = format!("{}/32", gateway.addr());
+    let addrs = command::run("ip", ["-4", "-o", "addr", "show", "dev", bridge])?;
+    if !addrs.contains(&format!("inet {gw}")) {
+        command::run("ip", ["addr", "add", &gw, "dev", bridge])?;
+    }
+    command::run("ip", ["link", "set", bridge, "up"])?;
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| CommandError {
+        command: "enable net.ipv4.ip_forward".into(),
+        status: "failed".into(),
+        stderr: e.to_string(),
+    })?;
+    Ok(())
+}
+
+/// Creates a named network namespace with loopback up (idempotent).
+pub fn create_netns(name: &str) -> Result<(), CommandError> {
+    if !netns_exists(name) {
+        command::run("ip", ["netns", "add", name])?;
+    }
+    command::run("ip", ["-n", name, "link", "set", "lo", "up"])?;
+    Ok(())
+}
+
+/// Wires a namespace to the bridge: a veth pair, `eth0` inside with `addr/32` and a default
+/// route via the gateway, and a host route for `addr` to the bridge. Idempotent.
+pub fn attach(
+    netns: &str,
+    veth: &str,
+    bridge: &str,
+    addr: Ipv4Addr,
+    gateway: Ipv4Net,
+) -> Result<(), CommandError> {
+    let inside_exists = command::run("ip", ["-n", netns, "link", "show", "eth0"]).is_ok();
+    if !inside_exists {
+        let peer = format!("{veth}p");
+        if link_exists(veth) {
+            command::run("ip", ["link", "del", veth])?;
+        }
+        command::run(
+            "ip",
+            ["link", "add", veth, "type", "veth", "peer", "name", &peer],
+        )?;
+        command::run("ip", ["link", "set", &peer, "netns", netns])?;
+        command::run("ip", ["-n", netns, "link", "set", &peer, "name", "eth0"])?;
+        let a = format!("{addr}/32");
+        command::run("ip", ["-n", netns, "addr", "add", &a, "dev", "eth0"])?;
+        command::run("ip", ["-n", netns, "link", "set", "eth0", "up"])?;
+        let gw = gateway.addr().to_string();
+        command::run(
+            "ip",
+            [
+                "-n", netns, "route", "add", &gw, "dev", "eth0", "scope", "link",
+            ],
+        )?;
+        command::run(
+            "ip",
+            [
+                "-n", netns, "route", "add", "default", "via", &gw, "dev", "eth0",
+            ],
+        )?;
+    }
+    command::run("ip", ["link", "set", veth, "master", bridge, "up"])?;
+    route_to_bridge(addr, bridge)
+}
+
+/// Routes `addr/32` to the bridge (replace: idempotent).
+pub fn route_to_bridge(addr: Ipv4Addr, bridge: &str) -> Result<(), CommandError> {
+    let a = format!("{addr}/32");
+    command::run("ip", ["route", "replace", &a, "dev", bridge])?;
+    Ok(())
+}
+
+/// Removes the host route for `addr` (no error if it is gone already).
+pub fn unroute(addr: Ipv4Addr) {
+    let a = format!("{addr}/32");
+    let _ = command::run("ip", ["route", "del", &a]);
+}
+
+/// Deletes a named namespace (its veth pair goes with it). No error if it is gone already.
+pub fn delete_netns(name: &str, veth: Option<&str>) -> Result<(), CommandError> {
+    if netns_exists(name) {
+        command::run("ip", ["netns", "del", name])?;
+    }
+    if let Some(v) = veth {
+        if link_exists(v) {
+            command::run("ip", ["link", "del", v])?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the network lock CRIU leaves behind in a namespace: after a dump (it keeps the
+/// source's traffic blocked, meant for migration) and after a failed restore. Without this a
+/// container restored into the same namespace stays cut off.
+pub fn remove_criu_network_lock(netns: &str) {
+    for tool in ["iptables", "ip6tables"] {
+        let Ok(rules) = command::run("ip", ["netns", "exec", netns, tool, "-S"]) else {
+            continue;
+        };
+        if !rules.contains("CRIU") {
+            continue;
+        }
+        for chain in ["INPUT", "OUTPUT"] {
+            let _ = command::run(
+                "ip",
+                ["netns", "exec", netns, tool, "-D", chain, "-j", "CRIU"],
+            );
+        }
+        let _ = command::run("ip", ["netns", "exec", netns, tool, "-F", "CRIU"]);
+        let _ = command::run("ip", ["netns", "exec", netns, tool, "-X", "CRIU"]);
+    }
+    // CRIU's nftables mode uses its own table.
+    if let Ok(tables) = command::run("ip", ["netns", "exec", netns, "nft", "list", "tables"]) {
+        for line in tables.lines().filter(|l| l.contains("CRIU")) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [_, family, name] = words[..] {
+                let _ = command::run(
+                    "ip",
+                    [
+                        "netns", "exec", netns, "nft", "delete", "table", family, name,
+                    ],
+                );
+            }
+        }
+    }
+}
+
+/// Whether a namespace still carries a CRIU network lock (used by tests and `doctor`).
+pub fn has_criu_network_lock(netns: &str) -> bool {
+    command::run("ip", ["netns", "exec", netns, "iptables", "-S"])
+        .map(|r| r.contains("CRIU"))
+        .unwrap_or(false)
+}

@@ -1,0 +1,223 @@
+//! The OCI runtime driver: runc's command line. runc runs the container and calls CRIU for
+//! checkpoint and restore (`--criu` names the CRIU binary ferry found or built).
+//!
+//! Containers get /dev/null as stdio: CRIU cannot dump a process whose stdout is a host file
+//! ("Can't lookup mount"), and a pipe to the daemon would break when the daemon restarts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use crate::command::{self, CommandError};
+
+#[derive(Debug, Clone)]
+pub struct Runc {
+    pub binary: PathBuf,
+    /// runc's state directory (`--root`), private to this host daemon.
+    pub root: PathBuf,
+    pub criu: PathBuf,
+}
+
+/// What `runc state` reports.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RuncState {
+    pub status: String,
+    pub pid: i64,
+}
+
+/// Options of one `runc checkpoint`.
+#[derive(Debug, Clone)]
+pub struct CheckpointOpts<'a> {
+    pub image_path: &'a Path,
+    pub work_path: &'a Path,
+    pub leave_running: bool,
+    pub tcp_established: bool,
+}
+
+/// Options of one `runc restore`.
+#[derive(Debug, Clone)]
+pub struct RestoreOpts<'a> {
+    pub image_path: &'a Path,
+    pub work_path: &'a Path,
+    pub bundle: &'a Path,
+    pub tcp_established: bool,
+}
+
+impl Runc {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--criu")
+            .arg(&self.criu);
+        c.stdout(Stdio::null());
+        c
+    }
+
+    /// A runc command whose container process inherits runc's stdio (`run -d`, `restore -d`):
+    /// all three must be /dev/null, or the container would hold our pipes open forever. Errors
+    /// come back through runc's JSON log instead.
+    fn detached(
+        &self,
+        op: &str,
+        id: &str,
+        args: impl FnOnce(&mut Command),
+    ) -> Result<(), CommandError> {
+        let log = self.root.join(format!("{id}.{op}.log"));
+        let _ = std::fs::remove_file(&log);
+        let mut c = Command::new(&self.binary);
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--criu")
+            .arg(&self.criu);
+        c.arg("--log").arg(&log).args(["--log-format", "json"]);
+        args(&mut c);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let status = c.status().map_err(|e| CommandError {
+            command: format!("runc {op} {id}"),
+            status: "not started".into(),
+            stderr: e.to_string(),
+        })?;
+        if status.success() {
+            return Ok(());
+        }
+        Err(CommandError {
+            command: format!("runc {op} {id}"),
+            status: status.to_string(),
+            stderr: log_errors(&log),
+        })
+    }
+
+    /// `runc run -d`: starts the container's process and returns once it runs.
+    pub fn run_detached(&self, id: &str, bundle: &Path) -> Result<(), CommandError> {
+        self.detached("run", id, |c| {
+            c.args(["run", "-d", "-b"]).arg(bundle).arg(id);
+        })
+    }
+
+    /// `runc state`; `None` when runc does not know the container.
+    pub fn state(&self, id: &str) -> Result<Option<RuncState>, CommandError> {
+        let mut c = self.cmd();
+        c.stdout(Stdio::piped());
+        c.args(["state", id]);
+        match command::output(&mut c) {
+            Ok(out) => serde_json::from_str(&out)
+                .map(Some)
+                .map_err(|e| CommandError {
+                    command: format!("runc state {id}"),
+                    status: "unparsable output".into(),
+                    stderr: e.to_string(),
+                }),
+            Err(e) if e.stderr.contains("does not exist") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn kill(&self, id: &str, signal: &str) -> Result<(), CommandError> {
+        let mut c = self.cmd();
+        c.args(["kill", id, signal]);
+        command::output(&mut c).map(|_| ())
+    }
+
+    /// `runc delete --force`: no error when runc no longer knows the container.
+    pub fn delete(&self, id: &str) -> Result<(), CommandError> {
+        let mut c = self.cmd();
+        c.args(["delete", "--force", id]);
+        match command::output(&mut c) {
+            Err(e) if e.stderr.contains("does not exist") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// `runc checkpoint`. Without `leave_running`, runc destroys the container after the dump.
+    pub fn checkpoint(&self, id: &str, o: &CheckpointOpts) -> Result<(), CommandError> {
+        let mut c = self.cmd();
+        c.arg("checkpoint")
+            .arg("--image-path")
+            .arg(o.image_path)
+            .arg("--work-path")
+            .arg(o.work_path);
+        if o.leave_running {
+            c.arg("--leave-running");
+        }
+        if o.tcp_established {
+            c.arg("--tcp-established");
+        }
+        c.arg(id);
+        command::output(&mut c).map(|_| ())
+    }
+
+    /// `runc restore -d`: recreates the container from a checkpoint and returns once it runs.
+    pub fn restore(&self, id: &str, o: &RestoreOpts) -> Result<(), CommandError> {
+        self.detached("restore", id, |c| {
+            c.arg("restore")
+                .arg("-d")
+                .arg("--image-path")
+                .arg(o.image_path)
+                .arg("--work-path")
+                .arg(o.work_path)
+                .arg("-b")
+                .arg(o.bundle);
+            if o.tcp_established {
+                c.arg("--tcp-established");
+            }
+            c.arg(id);
+        })
+    }
+
+    /// Version line of the runc binary (for `doctor` and `/info`).
+    pub fn version(binary: &Path) -> Option<String> {
+        command::output(Command::new(binary).arg("--version"))
+            .ok()
+            .and_then(|o| o.lines().next().map(str::to_string))
+    }
+}
+
+/// The error messages of a runc JSON log (`{"level":"error","msg":...}` lines).
+fn log_errors(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let msgs: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["level"] == "error" || v["level"] == "fatal")
+        .filter_map(|v| v["msg"].as_str().map(str::to_string))
+        .collect();
+    if msgs.is_empty() {
+        format!("no error message (see {})", log.display())
+    } else {
+        msgs.join(" | ")
+    }
+}
+
+/// The last error lines of a CRIU log, to put in an error message.
+pub fn criu_log_tail(work_path: &Path, log: &str) -> String {
+    let Ok(text) = std::fs::read_to_string(work_path.join(log)) else {
+        return String::new();
+    };
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Error") || l.contains("error"))
+        .collect();
+    let pick = if errors.is_empty() {
+        text.lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
+    } else {
+        errors
+            .into_iter()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+    };
+    pick.join(" | ")
+}

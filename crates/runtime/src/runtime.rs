@@ -1,0 +1,695 @@
+//! [`Runtime`]: all containers of one MEC host. Each operation is one method that reads the
+//! container's record, checks the status allows it, acts, and saves the new status; on a
+//! failure half-way it undoes what it did, so a container is never left half-created.
+//!
+//! Layout under the state directory:
+//! ```text
+//! images/                      image store (layers unpacked once, shared)
+//! runc/                        runc's own state (--root)
+//! containers/<name>/state.json the container's record
+//!                   bundle/    config.json + rootfs (overlay mount point)
+//!                   upper/ work/  the container's writable layer
+//!                   criu.conf  options runc passes to CRIU
+//!                   criu-dump/ criu-restore/  CRIU work dirs (logs of the last attempt)
+//! checkpoints/<name>/          default checkpoint directory
+//! ```
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::command::CommandError;
+use crate::container::{self, CheckpointRecord, Container, ContainerRequest, Status};
+use crate::image::{ImageError, ImageStore};
+use crate::net;
+use crate::overlay::{self, OverlayError};
+use crate::runc::{self, CheckpointOpts, RestoreOpts, Runc};
+use crate::spec;
+
+/// How long `stop` waits for SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The host's name (reported, and part of cgroup paths).
+    pub name: String,
+    pub state_dir: PathBuf,
+    /// The bridge containers attach to, in the daemon's network namespace.
+    pub bridge: String,
+    /// Gateway address and the app subnet, e.g. 10.200.0.1/16 (same on every host).
+    pub gateway: Ipv4Net,
+    pub runc: PathBuf,
+    pub criu: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{kind} '{name}' not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} '{name}' already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("container '{name}' is {status}: cannot {action} it")]
+    IncorrectStatus {
+        name: String,
+        status: Status,
+        action: &'static str,
+    },
+    #[error("address {addr} is already used by container '{by}'")]
+    AddressInUse { addr: Ipv4Addr, by: String },
+    #[error("{action} of '{name}' failed: {detail}")]
+    Criu {
+        action: &'static str,
+        name: String,
+        detail: String,
+    },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Overlay(#[from] OverlayError),
+    #[error("OCI runtime spec: {0}")]
+    Spec(#[from] oci_spec::OciSpecError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let context = context.into();
+    move |source| RuntimeError::Io { context, source }
+}
+
+/// A checkpoint request. `image_dir` defaults to `checkpoints/<name>` in the state dir; an
+/// existing non-empty directory is refused (a checkpoint never overwrites another).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointRequest {
+    #[serde(default)]
+    pub image_dir: Option<PathBuf>,
+    /// Keep the app running after the dump (a snapshot); otherwise it stops here.
+    #[serde(default)]
+    pub leave_running: bool,
+    /// Dump established TCP connections (CRIU `--tcp-established`).
+    #[serde(default)]
+    pub tcp_established: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointReport {
+    pub container: String,
+    pub image_dir: PathBuf,
+    pub leave_running: bool,
+    /// Wall time of `runc checkpoint` (freeze + dump + write images).
+    pub checkpoint_ms: u64,
+    /// Total size of the checkpoint images.
+    pub image_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// Defaults to the container's last checkpoint.
+    #[serde(default)]
+    pub image_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub tcp_established: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreReport {
+    pub container: String,
+    pub image_dir: PathBuf,
+    /// Wall time of `runc restore` until the process runs again.
+    pub restore_ms: u64,
+}
+
+pub struct Runtime {
+    config: RuntimeConfig,
+    images: ImageStore,
+    runc: Runc,
+    /// Short stable id of this daemon (from its state dir), so that namespaces, veths and
+    /// cgroups of two daemons on one machine never collide.
+    id: String,
+    /// One lock per container: operations on one container are serialized, others run freely.
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn short_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..4])
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+impl Runtime {
+    /// Opens (or creates) the host's state, makes sure the bridge exists, and finds the
+    /// containers a previous daemon left, bringing their records up to date.
+    pub fn open(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        for sub in ["containers", "checkpoints", "runc"] {
+            let d = config.state_dir.join(sub);
+            std::fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))?;
+        }
+        let images = ImageStore::open(&config.state_dir.join("images"))?;
+        let state_dir = std::fs::canonicalize(&config.state_dir)
+            .map_err(io(format!("resolve {}", config.state_dir.display())))?;
+        let id = short_hash(&[&state_dir.to_string_lossy()]);
+        let runc = Runc {
+            binary: config.runc.clone(),
+            root: state_dir.join("runc"),
+            criu: config.criu.clone(),
+        };
+        net::ensure_bridge(&config.bridge, config.gateway)?;
+        let rt = Runtime {
+            config: RuntimeConfig {
+                state_dir,
+                ..config
+            },
+            images,
+            runc,
+            id,
+            locks: Mutex::new(HashMap::new()),
+        };
+        rt.recover()?;
+        Ok(rt)
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    fn container_dir(&self, name: &str) -> PathBuf {
+        self.config.state_dir.join("containers").join(name)
+    }
+
+    fn netns_name(&self, name: &str) -> String {
+        format!("ferry-{}-{name}", self.id)
+    }
+
+    fn veth_name(&self, name: &str) -> String {
+        format!("fv{}", short_hash(&[&self.id, name]))
+    }
+
+    fn cgroups_path(&self, name: &str) -> String {
+        format!("/ferry/{}/{name}", self.id)
+    }
+
+    fn lock(&self, name: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(name.to_string()).or_default().clone()
+    }
+
+    fn load(&self, name: &str) -> Result<Container, RuntimeError> {
+        container::validate_name(name).map_err(|_| RuntimeError::NotFound {
+            kind: "container",
+            name: name.to_string(),
+        })?;
+        let dir = self.container_dir(name);
+        if !Container::state_file(&dir).exists() {
+            return Err(RuntimeError::NotFound {
+                kind: "container",
+                name: name.to_string(),
+            });
+        }
+        Container::load(&dir).map_err(io(format!("read container '{name}'")))
+    }
+
+    fn save(&self, c: &Container) -> Result<(), RuntimeError> {
+        c.save(&self.container_dir(&c.name))
+            .map_err(io(format!("save container '{}'", c.name)))
+    }
+
+    /// Corrects a record whose process ended behind the daemon's back (crash, reboot).
+    fn refresh(&self, c: &mut Container) -> Result<(), RuntimeError> {
+        if c.status == Status::Running {
+            let alive = matches!(self.runc.state(&c.name)?, Some(s) if s.status == "running");
+            if !alive {
+                tracing::warn!(container = %c.name, "process is gone; marking stopped");
+                self.runc.delete(&c.name)?;
+                c.status = Status::Stopped;
+                self.save(c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-establishes what a previous daemon (or boot) may have lost: records' statuses, the
+    /// root filesystem mounts and network namespaces of every container.
+    fn recover(&self) -> Result<(), RuntimeError> {
+        let dir = self.config.state_dir.join("containers");
+        let entries = std::fs::read_dir(&dir).map_err(io(format!("list {}", dir.display())))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !Container::state_file(&entry.path()).exists() {
+                // A creation that died half-way: nothing refers to it.
+                tracing::warn!(container = %name, "removing incomplete container directory");
+                let _ = overlay::unmount_root(&entry.path().join("bundle/rootfs"));
+                let _ = std::fs::remove_dir_all(entry.path());
+                continue;
+            }
+            let mut c = match self.load(&name) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(container = %name, error = %e, "cannot read container record; leaving it alone");
+                    continue;
+                }
+            };
+            self.refresh(&mut c)?;
+            self.prepare(&c)?;
+            tracing::info!(container = %c.name, status = %c.status, "recovered container");
+        }
+        Ok(())
+    }
+
+    /// Root filesystem mounted and network namespace wired (idempotent).
+    fn prepare(&self, c: &Container) -> Result<(), RuntimeError> {
+        let dir = self.container_dir(&c.name);
+        let image = self.images.get(&c.request.image)?;
+        let lower = self.images.lower_dirs(&image)?;
+        overlay::mount_root(
+            &lower,
+            &dir.join("upper"),
+            &dir.join("work"),
+            &dir.join("bundle/rootfs"),
+        )?;
+        net::create_netns(&c.netns)?;
+        if let (Some(ip), Some(veth)) = (c.request.ip, &c.veth) {
+            net::attach(&c.netns, veth, &self.config.bridge, ip, self.config.gateway)?;
+        }
+        Ok(())
+    }
+
+    fn check_address(&self, ip: Ipv4Addr, name: &str) -> Result<(), RuntimeError> {
+        let gw = self.config.gateway;
+        if !gw.contains(&ip) || ip == gw.addr() || ip == gw.network() || ip == gw.broadcast() {
+            return Err(RuntimeError::Invalid(format!(
+                "address {ip} is not a usable host address of the app subnet {}",
+                gw.trunc()
+            )));
+        }
+        for other in self.list()? {
+            if other.name != name && other.request.ip == Some(ip) {
+                return Err(RuntimeError::AddressInUse {
+                    addr: ip,
+                    by: other.name,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a container (bundle, root filesystem, network) without starting it.
+    pub fn create(&self, req: ContainerRequest) -> Result<Container, RuntimeError> {
+        container::validate_name(&req.name).map_err(RuntimeError::Invalid)?;
+        if let Some(m) = req.memory_mib {
+            if m < 4 {
+                return Err(RuntimeError::Invalid(format!(
+                    "memory_mib {m} is too small (at least 4)"
+                )));
+            }
+        }
+        if let Some(c) = req.cpus {
+            if !(c > 0.0 && c <= 1024.0) {
+                return Err(RuntimeError::Invalid(format!(
+                    "cpus {c} must be in (0, 1024]"
+                )));
+            }
+        }
+        for e in &req.env {
+            if !e.contains('=') {
+                return Err(RuntimeError::Invalid(format!(
+                    "env entry '{e}' is not KEY=VALUE"
+                )));
+            }
+        }
+        let lock = self.lock(&req.name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = self.container_dir(&req.name);
+        if dir.exists() {
+            return Err(RuntimeError::AlreadyExists {
+                kind: "container",
+                name: req.name.clone(),
+            });
+        }
+        let image = self.images.get(&req.image)?;
+        if let Some(ip) = req.ip {
+            self.check_address(ip, &req.name)?;
+        }
+        let c = Container {
+            name: req.name.clone(),
+            netns: self.netns_name(&req.name),
+            veth: req.ip.map(|_| self.veth_name(&req.name)),
+            request: req,
+            status: Status::Created,
+            created_at: now_rfc3339(),
+            started_at: None,
+            last_checkpoint: None,
+        };
+        let result = (|| {
+            std::fs::create_dir_all(dir.join("bundle")).map_err(io("create bundle"))?;
+            let criu_conf = dir.join("criu.conf");
+            std::fs::write(&criu_conf, spec::CRIU_CONFIG).map_err(io("write criu.conf"))?;
+            let spec = spec::build(
+                &c.request,
+                &image.config,
+                &net::netns_path(&c.netns),
+                &self.cgroups_path(&c.name),
+                &criu_conf,
+            )?;
+            spec.save(dir.join("bundle/config.json"))?;
+            self.prepare(&c)?;
+            self.save(&c)
+        })();
+        if let Err(e) = result {
+            self.teardown(&c);
+            return Err(e);
+        }
+        tracing::info!(container = %c.name, image = %c.request.image, ip = ?c.request.ip, "created");
+        Ok(c)
+    }
+
+    /// Removes everything a container owns on this host (best effort; logs what it cannot).
+    fn teardown(&self, c: &Container) {
+        let dir = self.container_dir(&c.name);
+        if let Err(e) = self.runc.delete(&c.name) {
+            tracing::warn!(container = %c.name, error = %e, "runc delete");
+        }
+        if let Err(e) = overlay::unmount_root(&dir.join("bundle/rootfs")) {
+            tracing::warn!(container = %c.name, error = %e, "unmount");
+        }
+        if let Some(ip) = c.request.ip {
+            net::unroute(ip);
+        }
+        if let Err(e) = net::delete_netns(&c.netns, c.veth.as_deref()) {
+            tracing::warn!(container = %c.name, error = %e, "delete netns");
+        }
+        if overlay::is_mounted(&dir.join("bundle/rootfs")) {
+            tracing::error!(container = %c.name, "root filesystem still mounted; keeping its directory");
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    pub fn get(&self, name: &str) -> Result<Container, RuntimeError> {
+        let mut c = self.load(name)?;
+        self.refresh(&mut c)?;
+        Ok(c)
+    }
+
+    pub fn list(&self) -> Result<Vec<Container>, RuntimeError> {
+        let dir = self.config.state_dir.join("containers");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir)
+            .map_err(io("list containers"))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(c) = self.load(&name) {
+                out.push(c);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub fn start(&self, name: &str) -> Result<Container, RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.get(name)?;
+        if !c.status.can_start() {
+            return Err(RuntimeError::IncorrectStatus {
+                name: c.name,
+                status: c.status,
+                action: "start",
+            });
+        }
+        self.prepare(&c)?;
+        self.runc.delete(&c.name)?; // a stopped runc container of the same id
+        self.runc
+            .run_detached(&c.name, &self.container_dir(name).join("bundle"))?;
+        c.status = Status::Running;
+        c.started_at = Some(now_rfc3339());
+        self.save(&c)?;
+        tracing::info!(container = %name, "started");
+        Ok(c)
+    }
+
+    pub fn stop(&self, name: &str) -> Result<Container, RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.get(name)?;
+        if !c.status.can_stop() {
+            return Err(RuntimeError::IncorrectStatus {
+                name: c.name,
+                status: c.status,
+                action: "stop",
+            });
+        }
+        self.stop_process(&c.name)?;
+        c.status = Status::Stopped;
+        self.save(&c)?;
+        tracing::info!(container = %name, "stopped");
+        Ok(c)
+    }
+
+    /// SIGTERM, a grace period, SIGKILL, then forget the runc container.
+    fn stop_process(&self, name: &str) -> Result<(), RuntimeError> {
+        let _ = self.runc.kill(name, "TERM");
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            match self.runc.state(name)? {
+                Some(s) if s.status == "running" => std::thread::sleep(Duration::from_millis(50)),
+                _ => break,
+            }
+        }
+        if matches!(self.runc.state(name)?, Some(s) if s.status == "running") {
+            let _ = self.runc.kill(name, "KILL");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.runc.delete(name)?;
+        Ok(())
+    }
+
+    /// Deletes a container, stopping it first if it runs.
+    pub fn delete(&self, name: &str) -> Result<(), RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.get(name)?;
+        if c.status == Status::Running {
+            self.stop_process(name)?;
+        }
+        self.teardown(&c);
+        if self.container_dir(name).exists() {
+            return Err(RuntimeError::Invalid(format!(
+                "container '{name}' could not be removed completely (its root filesystem is busy); try again"
+            )));
+        }
+        tracing::info!(container = %name, "deleted");
+        Ok(())
+    }
+
+    /// Checkpoints a running container with CRIU (through runc) into a directory.
+    pub fn checkpoint(
+        &self,
+        name: &str,
+        req: CheckpointRequest,
+    ) -> Result<CheckpointReport, RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.get(name)?;
+        if !c.status.can_checkpoint() {
+            return Err(RuntimeError::IncorrectStatus {
+                name: c.name,
+                status: c.status,
+                action: "checkpoint",
+            });
+        }
+        let image_dir = req
+            .image_dir
+            .clone()
+            .unwrap_or_else(|| self.config.state_dir.join("checkpoints").join(name));
+        if !image_dir.is_absolute() {
+            return Err(RuntimeError::Invalid(format!(
+                "image_dir '{}' must be an absolute path",
+                image_dir.display()
+            )));
+        }
+        if req.image_dir.is_none() && image_dir.exists() {
+            // The default directory holds the previous checkpoint: replace it.
+            std::fs::remove_dir_all(&image_dir).map_err(io("clear default checkpoint dir"))?;
+        }
+        if std::fs::read_dir(&image_dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+        {
+            return Err(RuntimeError::AlreadyExists {
+                kind: "checkpoint directory (not empty)",
+                name: image_dir.display().to_string(),
+            });
+        }
+        std::fs::create_dir_all(&image_dir)
+            .map_err(io(format!("create {}", image_dir.display())))?;
+        let work = self.container_dir(name).join("criu-dump");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
+
+        let started = Instant::now();
+        let result = self.runc.checkpoint(
+            name,
+            &CheckpointOpts {
+                image_path: &image_dir,
+                work_path: &work,
+                leave_running: req.leave_running,
+                tcp_established: req.tcp_established,
+            },
+        );
+        let checkpoint_ms = started.elapsed().as_millis() as u64;
+        if let Err(e) = result {
+            // CRIU resumes the tree when a dump fails; make sure the record says what is true.
+            net::remove_criu_network_lock(&c.netns);
+            let detail = format!(
+                "{}; CRIU: {}",
+                e.stderr,
+                runc::criu_log_tail(&work, "dump.log")
+            );
+            self.refresh(&mut c)?;
+            return Err(RuntimeError::Criu {
+                action: "checkpoint",
+                name: name.to_string(),
+                detail,
+            });
+        }
+        if !req.leave_running {
+            // runc destroyed the container after the dump; CRIU's network lock stays in the
+            // namespace until the restore (an established connection must not see a RST).
+            self.runc.delete(name)?;
+            c.status = Status::Checkpointed;
+            if !req.tcp_established {
+                net::remove_criu_network_lock(&c.netns);
+            }
+        }
+        c.last_checkpoint = Some(CheckpointRecord {
+            image_dir: image_dir.clone(),
+            taken_at: now_rfc3339(),
+            leave_running: req.leave_running,
+        });
+        self.save(&c)?;
+        let report = CheckpointReport {
+            container: name.to_string(),
+            image_bytes: dir_size(&image_dir),
+            image_dir,
+            leave_running: req.leave_running,
+            checkpoint_ms,
+        };
+        tracing::info!(container = %name, ms = checkpoint_ms, bytes = report.image_bytes, "checkpointed");
+        Ok(report)
+    }
+
+    /// Restores a container from a checkpoint directory.
+    pub fn restore(&self, name: &str, req: RestoreRequest) -> Result<RestoreReport, RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.get(name)?;
+        if !c.status.can_restore() {
+            return Err(RuntimeError::IncorrectStatus {
+                name: c.name,
+                status: c.status,
+                action: "restore",
+            });
+        }
+        let image_dir = match req
+            .image_dir
+            .clone()
+            .or(c.last_checkpoint.as_ref().map(|l| l.image_dir.clone()))
+        {
+            Some(d) => d,
+            None => {
+                return Err(RuntimeError::Invalid(format!(
+                    "container '{name}' has no checkpoint; give image_dir"
+                )))
+            }
+        };
+        if !image_dir.join("inventory.img").is_file() {
+            return Err(RuntimeError::Invalid(format!(
+                "'{}' holds no CRIU checkpoint (no inventory.img)",
+                image_dir.display()
+            )));
+        }
+        self.prepare(&c)?;
+        let work = self.container_dir(name).join("criu-restore");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
+        self.runc.delete(name)?;
+        // The lock the dump left would block the restored sockets; CRIU locks again itself.
+        net::remove_criu_network_lock(&c.netns);
+        let started = Instant::now();
+        let result = self.runc.restore(
+            name,
+            &RestoreOpts {
+                image_path: &image_dir,
+                work_path: &work,
+                bundle: &self.container_dir(name).join("bundle"),
+                tcp_established: req.tcp_established,
+            },
+        );
+        let restore_ms = started.elapsed().as_millis() as u64;
+        if let Err(e) = result {
+            net::remove_criu_network_lock(&c.netns);
+            let _ = self.runc.delete(name);
+            let detail = format!(
+                "{}; CRIU: {}",
+                e.stderr,
+                runc::criu_log_tail(&work, "restore.log")
+            );
+            return Err(RuntimeError::Criu {
+                action: "restore",
+                name: name.to_string(),
+                detail,
+            });
+        }
+        c.status = Status::Running;
+        self.save(&c)?;
+        tracing::info!(container = %name, ms = restore_ms, "restored");
+        Ok(RestoreReport {
+            container: name.to_string(),
+            image_dir,
+            restore_ms,
+        })
+    }
+}

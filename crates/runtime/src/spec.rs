@@ -1,0 +1,166 @@
+//! The OCI runtime configuration (`config.json`) ferry writes for a container: runc's defaults
+//! plus the image's process, the container's limits, and a network namespace given by path.
+//!
+//! The namespace is given by path on purpose: runc then treats it as external, so CRIU neither
+//! dumps nor recreates it, and a restore re-attaches whatever namespace the bundle names (on a
+//! migration target: the target's namespace, already holding the container's address).
+
+use std::path::Path;
+
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxResourcesBuilder, ProcessBuilder, RootBuilder, Spec,
+};
+
+use crate::container::ContainerRequest;
+use crate::image::ImageConfig;
+
+/// Annotation through which runc hands CRIU a configuration file (runc 1.1 has no flags for
+/// the options set there).
+pub const CRIU_CONFIG_ANNOTATION: &str = "org.criu.config";
+
+/// CRIU options for every dump and restore of a container. `skip-in-flight`: a client waiting
+/// in the listen queue must not make a checkpoint fail ("In-flight connection"); it retries.
+pub const CRIU_CONFIG: &str = "skip-in-flight\n";
+
+/// Builds the runtime spec for `req` on top of the image's configuration.
+pub fn build(
+    req: &ContainerRequest,
+    image: &ImageConfig,
+    netns_path: &Path,
+    cgroups_path: &str,
+    criu_config: &Path,
+) -> Result<Spec, oci_spec::OciSpecError> {
+    let mut args: Vec<String> = image.entrypoint.clone();
+    match &req.args {
+        Some(a) => args.extend(a.iter().cloned()),
+        None => args.extend(image.cmd.iter().cloned()),
+    }
+    let mut env: Vec<String> = if image.env.is_empty() {
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()]
+    } else {
+        image.env.clone()
+    };
+    env.extend(req.env.iter().cloned());
+
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .args(args)
+        .env(env)
+        .cwd(
+            image
+                .working_dir
+                .clone()
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| "/".into()),
+        )
+        .build()?;
+
+    // runc's default namespaces, minus the cgroup namespace (CRIU and cgroup v1 hosts do not
+    // mix well with it), with the network namespace given by path.
+    let namespaces: Vec<LinuxNamespace> = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+    ]
+    .into_iter()
+    .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+    .chain(std::iter::once(
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Network)
+            .path(netns_path.to_path_buf())
+            .build(),
+    ))
+    .collect::<Result<_, _>>()?;
+
+    let mut resources = LinuxResourcesBuilder::default();
+    if let Some(mib) = req.memory_mib {
+        let bytes = (mib as i64).saturating_mul(1024 * 1024);
+        resources = resources.memory(LinuxMemoryBuilder::default().limit(bytes).build()?);
+    }
+    if let Some(cpus) = req.cpus {
+        let period: u64 = 100_000;
+        let quota = (cpus * period as f64).round() as i64;
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .period(period)
+                .quota(quota)
+                .build()?,
+        );
+    }
+
+    let default_linux = oci_spec::runtime::Linux::default();
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(cgroups_path)
+        .resources(resources.build()?)
+        .masked_paths(default_linux.masked_paths().clone().unwrap_or_default())
+        .readonly_paths(default_linux.readonly_paths().clone().unwrap_or_default())
+        .build()?;
+
+    let mut spec = Spec::default();
+    spec.set_process(Some(process));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path("rootfs")
+            .readonly(false)
+            .build()?,
+    ));
+    spec.set_hostname(Some(req.name.clone()));
+    spec.set_linux(Some(linux));
+    let mut annotations = std::collections::HashMap::new();
+    annotations.insert(
+        CRIU_CONFIG_ANNOTATION.to_string(),
+        criu_config.display().to_string(),
+    );
+    spec.set_annotations(Some(annotations));
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_carries_process_limits_and_netns_path() {
+        let req = ContainerRequest {
+            name: "c1".into(),
+            image: "counter".into(),
+            args: Some(vec!["--port".into(), "8080".into()]),
+            env: vec!["A=1".into()],
+            memory_mib: Some(128),
+            cpus: Some(0.5),
+            ip: None,
+        };
+        let image = ImageConfig {
+            entrypoint: vec!["/ferry-counter".into()],
+            cmd: vec!["--ballast-mib".into(), "1".into()],
+            ..Default::default()
+        };
+        let spec = build(
+            &req,
+            &image,
+            Path::new("/run/netns/x"),
+            "/ferry/h/c1",
+            Path::new("/c.conf"),
+        )
+        .unwrap();
+        let v = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            v["process"]["args"],
+            serde_json::json!(["/ferry-counter", "--port", "8080"])
+        );
+        assert_eq!(
+            v["linux"]["resources"]["memory"]["limit"],
+            128 * 1024 * 1024
+        );
+        assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 50_000);
+        let ns = v["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns
+            .iter()
+            .any(|n| n["type"] == "network" && n["path"] == "/run/netns/x"));
+        assert!(!ns.iter().any(|n| n["type"] == "cgroup"));
+        assert_eq!(v["annotations"][CRIU_CONFIG_ANNOTATION], "/c.conf");
+    }
+}
