@@ -29,7 +29,7 @@ async fn handover_sends_exactly_one_cell_change_notification() {
     assert!(printed.contains("a1 -> b1"), "{printed}");
 
     let got = cb.wait("/cc", 1, WAIT).await;
-    assert_eq!(got.len(), 1, "no notification");
+    assert_eq!(got.len(), 1, "expected one notification, got {}", got.len());
     tokio::time::sleep(GRACE).await;
     assert_eq!(
         cb.on("/cc").len(),
@@ -81,11 +81,8 @@ async fn subscriptions_filter_by_associate_id_and_ecgi() {
     }
     handover(&ran, "ue1", "b1").await;
     for path in ["/this-ue", "/target-cell", "/source-cell", "/everything"] {
-        assert_eq!(
-            cb.wait(path, 1, WAIT).await.len(),
-            1,
-            "{path} got no notification"
-        );
+        let n = cb.wait(path, 1, WAIT).await.len();
+        assert_eq!(n, 1, "{path} got {n} notifications, expected 1");
     }
     tokio::time::sleep(GRACE).await;
     for path in [
@@ -312,7 +309,12 @@ async fn slow_or_dead_callbacks_do_not_delay_others() {
     handover(&ran, "ue1", "b1").await;
     handover(&ran, "ue1", "a1").await;
     let got = cb.wait("/fast", 2, WAIT).await;
-    assert_eq!(got.len(), 2, "healthy subscriber starved");
+    assert_eq!(
+        got.len(),
+        2,
+        "the healthy subscriber got {} of 2 notifications",
+        got.len()
+    );
     let took = got[1].at - t0;
     assert!(
         took < Duration::from_secs(2),

@@ -179,3 +179,29 @@ async fn cli_refuses_bad_input_with_one_line_reasons() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_daemon_cleanly() {
+    let mut ran = RanProcess::start(&topology(r#"trace = [{ at_s = 30.0, cell = "b1" }]"#), &[]);
+    // An open keep-alive connection must not hold the shutdown up.
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(ran.api("/ferry/ran/v1/cells"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let status = tokio::task::block_in_place(|| ran.terminate()).expect("did not exit within 5 s");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        client
+            .get(ran.api("/ferry/ran/v1/cells"))
+            .send()
+            .await
+            .is_err(),
+        "still serving"
+    );
+}
