@@ -41,7 +41,8 @@ impl Drop for StagingGuard {
 }
 
 impl ImageStore {
-    /// Opens (creating if needed) the store at `root`, and clears leftovers of interrupted imports.
+    /// Opens (creating if needed) the store at `root`, and clears leftovers of interrupted
+    /// imports (staging dirs, layers no image refers to).
     pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
         for dir in ["layers", "images", "staging"] {
             let path = root.join(dir);
@@ -57,11 +58,14 @@ impl ImageStore {
             std::fs::remove_dir_all(&path)
                 .map_err(ImageError::io("remove leftover staging dir", &path))?;
         }
-        Ok(ImageStore {
+        let store = ImageStore {
             root: root.to_path_buf(),
             lock: Mutex::new(()),
             next_staging: AtomicU64::new(0),
-        })
+        };
+        // Layers moved in by an import that crashed before writing its record.
+        store.collect_garbage()?;
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {
@@ -94,7 +98,6 @@ impl ImageStore {
         replace: bool,
     ) -> Result<Image, ImageError> {
         validate_name(name)?;
-        let _lock = self.locked();
         let id = self.next_staging.fetch_add(1, Ordering::Relaxed);
         let staging = self
             .root
@@ -107,8 +110,11 @@ impl ImageStore {
         }
         let _guard = StagingGuard(staging.clone());
 
+        // Reading the stream (maybe a slow upload) and checking it touch only this import's
+        // staging dir, so they run without the lock; the store changes below hold it.
         let spool = archive::spool(archive, &spool_dir)?;
         let found = spool.find_image()?;
+        let _lock = self.locked();
         let existing = match self.get(name) {
             Ok(image) => Some(image),
             Err(ImageError::NotFound(_)) => None,
@@ -250,7 +256,7 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Removes layers no image refers to. Called with the lock held.
+    /// Removes layers no image refers to. Called with the lock held (or from `open`).
     fn collect_garbage(&self) -> Result<(), ImageError> {
         let used: std::collections::HashSet<String> = self
             .list()?

@@ -31,6 +31,10 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// Other `.wh..wh.` names are aufs bookkeeping (e.g. `.wh..wh.plnk`); they carry no content.
 const AUFS_META_PREFIX: &str = ".wh..wh.";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// Longest entry path and deepest nesting accepted (Linux' PATH_MAX, and far more depth than
+/// any real root filesystem has).
+const MAX_PATH_BYTES: usize = 4096;
+const MAX_PATH_DEPTH: usize = 128;
 
 /// What unpacking a layer found out.
 #[derive(Debug)]
@@ -94,9 +98,23 @@ pub fn unpack_layer(blob: &Path, dest: &Path, what: &str) -> Result<Unpacked, Im
 /// Splits an archive path into its normal components; `.` components are dropped, `..` and
 /// absolute paths are refused.
 pub fn clean_path(path: &Path, what: &str) -> Result<Vec<OsString>, ImageError> {
+    // Real images stay far below these; the limits keep hostile nesting from making the
+    // recursive removal of a replaced directory (or the later overlay mount) fall over.
+    if path.as_os_str().len() > MAX_PATH_BYTES {
+        return Err(ImageError::Malformed(format!(
+            "{what}: entry path of {} bytes is over the {MAX_PATH_BYTES}-byte limit",
+            path.as_os_str().len()
+        )));
+    }
     let mut out = Vec::new();
     for c in path.components() {
         match c {
+            Component::Normal(n) if n.as_bytes().contains(&0) => {
+                return Err(ImageError::Malformed(format!(
+                    "{what}: entry '{}' has a NUL byte in its name",
+                    path.display()
+                )))
+            }
             Component::Normal(n) => out.push(n.to_os_string()),
             Component::CurDir => {}
             Component::ParentDir => {
@@ -112,6 +130,12 @@ pub fn clean_path(path: &Path, what: &str) -> Result<Vec<OsString>, ImageError> 
                 )))
             }
         }
+    }
+    if out.len() > MAX_PATH_DEPTH {
+        return Err(ImageError::Malformed(format!(
+            "{what}: entry '{}' is nested over {MAX_PATH_DEPTH} directories deep",
+            path.display()
+        )));
     }
     Ok(out)
 }
@@ -159,12 +183,15 @@ impl Unpacker<'_> {
         // The staging dir is ours, so a failure here is either a hostile layout the checks let
         // through to the kernel (ELOOP, ENOTDIR, EEXIST) or a local I/O problem; name both.
         match e {
-            nix::Error::ELOOP | nix::Error::ENOTDIR | nix::Error::EEXIST | nix::Error::ENOENT => {
-                self.bad(
-                    path,
-                    format!("{op}: {e} (a parent is a symlink or not a directory?)"),
-                )
-            }
+            nix::Error::ELOOP
+            | nix::Error::ENOTDIR
+            | nix::Error::EEXIST
+            | nix::Error::ENOENT
+            | nix::Error::EINVAL
+            | nix::Error::ENAMETOOLONG => self.bad(
+                path,
+                format!("{op}: {e} (a parent is a symlink or not a directory?)"),
+            ),
             other => ImageError::Io {
                 context: "unpack layer entry",
                 path: path.to_path_buf(),
@@ -515,5 +542,9 @@ mod tests {
         assert!(clean_path(Path::new("./"), "t").unwrap().is_empty());
         assert!(clean_path(Path::new("a/../b"), "t").is_err());
         assert!(clean_path(Path::new("/etc/x"), "t").is_err());
+        assert!(clean_path(Path::new(&"a/".repeat(129)), "t").is_err());
+        assert!(clean_path(Path::new(&"a/".repeat(128)), "t").is_ok());
+        assert!(clean_path(Path::new(&"a".repeat(4097)), "t").is_err());
+        assert!(clean_path(Path::new(std::ffi::OsStr::from_bytes(b"a\0b")), "t").is_err());
     }
 }
