@@ -309,6 +309,9 @@ async fn location_subscription_crud_and_errors() {
         &post_json(&zt, &zonal(&cb.url("/z"), "edge-x", None)).await,
         400,
     );
+    let mut huge = zonal(&cb.url("/z"), "edge-b", None);
+    huge["zonalTrafficSubscription"]["duration"] = json!(u64::MAX);
+    assert_problem(&post_json(&zt, &huge).await, 400);
     let mut short = zonal(&cb.url("/z"), "edge-b", None);
     short["zonalTrafficSubscription"]["duration"] = json!(1);
     let z = post_json(&zt, &short).await;

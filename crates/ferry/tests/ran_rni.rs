@@ -286,6 +286,12 @@ async fn expired_subscription_is_removed_and_told() {
     tokio::time::sleep(GRACE).await;
     assert_eq!(cb.on("/exp").len(), 1);
 
+    // Out-of-range time stamps are refused, the farthest valid one is fine.
+    body["expiryDeadline"] =
+        json!({"seconds": now.as_secs() + 60, "nanoSeconds": 1_000_000_000u32});
+    assert_problem(&post_json(&root, &body).await, 400);
+    body["expiryDeadline"] = json!({"seconds": u64::MAX, "nanoSeconds": 999_999_999});
+    assert_eq!(post_json(&root, &body).await.0, 201);
     // A deadline already past is refused.
     body["expiryDeadline"] = json!({"seconds": now.as_secs() - 10, "nanoSeconds": 0});
     assert_problem(&post_json(&root, &body).await, 422);

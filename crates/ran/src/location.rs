@@ -538,10 +538,16 @@ fn validate_zonal(
     Ok(s)
 }
 
-fn expiry_of(s: &ZonalTrafficSubscription) -> Option<SystemTime> {
-    s.duration
-        .filter(|d| *d > 0)
-        .map(|d| SystemTime::now() + Duration::from_secs(d))
+/// When a subscription with this `duration` ends (`None`: never). A duration past the
+/// clock's range is refused rather than overflowing.
+fn expiry_of(s: &ZonalTrafficSubscription) -> Result<Option<SystemTime>, ApiError> {
+    match s.duration.filter(|d| *d > 0) {
+        None => Ok(None),
+        Some(d) => SystemTime::now()
+            .checked_add(Duration::from_secs(d))
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("duration {d} s is too large"))),
+    }
 }
 
 /// The subscription as answered: `duration` is the time it is still valid for.
@@ -561,6 +567,7 @@ async fn create_zonal(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut sub = validate_zonal(&ran, &headers, &body)?;
+    let expires = expiry_of(&sub)?;
     let id = ran.new_id("zt-");
     let url = sub_url(&headers, "zonalTraffic", &id);
     sub.resource_url = Some(url.clone());
@@ -569,7 +576,7 @@ async fn create_zonal(
         .notifier
         .start(sub.callback_reference.notify_url.clone(), id.clone());
     let e = ZonalEntry {
-        expires: expiry_of(&sub),
+        expires,
         sub,
         delivery,
     };
@@ -631,6 +638,7 @@ async fn update_zonal(
         }
     }
     let mut sub = validate_zonal(&ran, &headers, &body)?;
+    let expires = expiry_of(&sub)?;
     check_resource_url(&sub.resource_url, &id)?;
     sub.resource_url = Some(sub_url(&headers, "zonalTraffic", &id));
     let mut subs = lock(&ran.inner.location);
@@ -644,7 +652,7 @@ async fn update_zonal(
             .notifier
             .start(sub.callback_reference.notify_url.clone(), id.clone());
     }
-    e.expires = expiry_of(&sub);
+    e.expires = expires;
     e.sub = sub;
     let view = zonal_view(e);
     Ok(http::json(

@@ -111,7 +111,7 @@ fn validate(body: &HeaderMap, bytes: &Bytes) -> Result<CellChangeSubscription, A
     let value: serde_json::Value = http::parse_body(body, bytes)?;
     let Some(kind) = value.get("subscriptionType").and_then(|v| v.as_str()) else {
         return Err(ApiError::bad_request(format!(
-            "subscriptionType is missing (use \"{CELL_CHANGE_SUBSCRIPTION}\")"
+            "subscriptionType is missing or not a string (use \"{CELL_CHANGE_SUBSCRIPTION}\")"
         )));
     };
     if kind != CELL_CHANGE_SUBSCRIPTION {
@@ -141,6 +141,12 @@ fn validate(body: &HeaderMap, bytes: &Bytes) -> Result<CellChangeSubscription, A
         }
     }
     if let Some(d) = sub.expiry_deadline {
+        if d.nano_seconds >= 1_000_000_000 {
+            return Err(ApiError::bad_request(format!(
+                "expiryDeadline.nanoSeconds {} must be below 1000000000",
+                d.nano_seconds
+            )));
+        }
         if d.to_system_time() <= SystemTime::now() {
             return Err(ApiError::unprocessable(format!(
                 "expiryDeadline {}.{:09} is in the past",
