@@ -97,6 +97,27 @@ impl Layer {
         self
     }
 
+    /// A regular file preceded by a PAX header carrying `SCHILY.xattr.*` records.
+    pub fn file_with_xattrs(mut self, path: &str, data: &[u8], xattrs: &[(&str, &[u8])]) -> Layer {
+        let mut pax = Vec::new();
+        for (name, value) in xattrs {
+            let body_len = format!(" SCHILY.xattr.{name}=").len() + value.len() + 1;
+            // The record's length counts its own digits.
+            let mut len = body_len + 1;
+            while len.to_string().len() + body_len != len {
+                len = len.to_string().len() + body_len;
+            }
+            pax.extend_from_slice(format!("{len} SCHILY.xattr.{name}=").as_bytes());
+            pax.extend_from_slice(value);
+            pax.push(b'\n');
+        }
+        let mut h = Self::header(tar::EntryType::XHeader, 0o644, pax.len() as u64);
+        self.builder
+            .append_data(&mut h, "PaxHeader", &pax[..])
+            .unwrap();
+        self.file(path, data, 0o644)
+    }
+
     /// An entry whose name and link name are written straight into the header bytes, so
     /// `../x`, `/abs` and friends reach the archive as an attacker would write them.
     pub fn raw(mut self, name: &str, kind: tar::EntryType, link: &str, data: &[u8]) -> Layer {

@@ -439,3 +439,64 @@ fn not_an_image_archive() {
     let zstd = [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
     assert_malformed(&sb, &zstd, "zstd");
 }
+
+#[test]
+fn xattrs_are_kept_but_overlayfs_ones_dropped() {
+    let sb = Sandbox::new();
+    let layer = Layer::new()
+        .file_with_xattrs(
+            "f",
+            b"data",
+            &[
+                ("user.note", b"hello"),
+                ("trusted.overlay.redirect", b"/etc"),
+            ],
+        )
+        .tar();
+    let image = sb
+        .store
+        .import("x", &Oci::new(vec![Blob::gzip(layer)]).archive()[..], false)
+        .unwrap();
+    let f = sb.store.lower_dirs(&image).unwrap()[0].join("f");
+    assert_eq!(std::fs::read(&f).unwrap(), b"data");
+    assert_eq!(xattr(&f, "user.note").as_deref(), Some(&b"hello"[..]));
+    assert_eq!(xattr(&f, "trusted.overlay.redirect"), None);
+}
+
+#[test]
+fn concurrent_imports_of_shared_layers() {
+    let sb = Sandbox::new();
+    let base = Layer::new().file("base", &[1u8; 100_000], 0o644).tar();
+    let archives: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            let top = Layer::new()
+                .file("top", format!("{i}").as_bytes(), 0o644)
+                .tar();
+            Oci::new(vec![Blob::gzip(base.clone()), Blob::gzip(top)]).archive()
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for (i, archive) in archives.iter().enumerate() {
+            let store = &sb.store;
+            // Each image twice, at the same time: both imports must succeed.
+            for _ in 0..2 {
+                s.spawn(move || {
+                    store
+                        .import(&format!("img{i}"), &archive[..], false)
+                        .unwrap()
+                });
+            }
+        }
+    });
+    assert_eq!(sb.store.list().unwrap().len(), 4);
+    assert_eq!(sb.count("layers"), 5);
+    assert_eq!(sb.count("staging"), 0);
+    for i in 0..4 {
+        let image = sb.store.get(&format!("img{i}")).unwrap();
+        let lower = sb.store.lower_dirs(&image).unwrap();
+        assert_eq!(
+            std::fs::read(lower[0].join("top")).unwrap(),
+            format!("{i}").as_bytes()
+        );
+    }
+}

@@ -313,3 +313,13 @@ fn hostile_outer_archive_paths_are_never_used_as_paths() {
     assert_outside_untouched(&sb);
     assert!(!Path::new(&abs).exists());
 }
+
+#[test]
+fn absurd_nesting_is_refused() {
+    let sb = sandbox();
+    let deep = "d/".repeat(200) + "f";
+    let mut layer = Layer::new();
+    // The builder writes long names as GNU long-name records, as real tools do.
+    layer = layer.file(&deep, b"x", 0o644);
+    assert_rejected(&sb, layer.tar(), "nested over");
+}

@@ -354,5 +354,18 @@ mod tests {
         ));
         assert!(matches!(store.get("../x"), Err(ImageError::InvalidName(_))));
         assert!(store.list().unwrap().is_empty());
+
+        // A layer no record refers to (an import died between moving it in and writing the
+        // record) is removed at the next open.
+        std::fs::create_dir_all(tmp.path().join("layers").join("ab".repeat(32)).join("etc"))
+            .unwrap();
+        drop(store);
+        ImageStore::open(tmp.path()).unwrap();
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("layers"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }
