@@ -25,11 +25,16 @@ async fn handover_sends_exactly_one_cell_change_notification() {
         .unwrap()
         .to_string();
 
+    let t0 = std::time::Instant::now();
     let printed = handover(&ran, "ue1", "b1").await;
     assert!(printed.contains("a1 -> b1"), "{printed}");
 
     let got = cb.wait("/cc", 1, WAIT).await;
     assert_eq!(got.len(), 1, "expected one notification, got {}", got.len());
+    eprintln!(
+        "forced handover (ferry ran handover, a process) -> CellChangeNotification at the callback: {:.1} ms",
+        (got[0].at - t0).as_secs_f64() * 1000.0
+    );
     tokio::time::sleep(GRACE).await;
     assert_eq!(
         cb.on("/cc").len(),
@@ -322,6 +327,10 @@ async fn slow_or_dead_callbacks_do_not_delay_others() {
         got.len()
     );
     let took = got[1].at - t0;
+    eprintln!(
+        "two forced handovers with a hung and a dead subscriber: healthy callback had both after {:.1} ms",
+        took.as_secs_f64() * 1000.0
+    );
     assert!(
         took < Duration::from_secs(2),
         "second notification took {took:?}"

@@ -22,7 +22,7 @@ prints `ferry ran: listening on http://ADDR` on stdout once it accepts connectio
 Examples:
   ferry ran --topology examples/three-hosts.toml --listen 127.0.0.1:7012
   ferry ran ues
-  ferry ran handover ue1 cell-b1 --ran http://127.0.0.1:7012"
+  ferry ran handover ue1 cell2 --ran http://127.0.0.1:7012"
 )]
 pub struct Args {
     #[command(subcommand)]
