@@ -424,6 +424,21 @@ impl Runtime {
             return;
         }
         let _ = std::fs::remove_dir_all(&dir);
+        self.remove_empty_cgroup_parents();
+    }
+
+    /// runc removes a container's own cgroups but not the `/ferry/<id>` parents it created
+    /// along the way; remove them once empty (rmdir fails, harmlessly, while they are not).
+    fn remove_empty_cgroup_parents(&self) {
+        let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        let mut roots: Vec<PathBuf> = controllers.flatten().map(|e| e.path()).collect();
+        roots.push(PathBuf::from("/sys/fs/cgroup"));
+        for root in roots {
+            let _ = std::fs::remove_dir(root.join("ferry").join(&self.id));
+            let _ = std::fs::remove_dir(root.join("ferry"));
+        }
     }
 
     pub fn get(&self, name: &str) -> Result<Container, RuntimeError> {

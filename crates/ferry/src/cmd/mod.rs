@@ -5,6 +5,7 @@ pub mod demo;
 pub mod doctor;
 pub mod host;
 pub mod image;
+pub mod local;
 pub mod ran;
 pub mod testbed;
 

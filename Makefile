@@ -1,0 +1,51 @@
+# ferry: the two commands a fresh Debian 12 machine needs (as root):
+#   make demo   the main job on the embedded default (emulated testbed)
+#   make test   every test (installs what it needs first)
+# Everything else here is what those two are made of.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+COUNTER_BIN := target/$(HOST_TRIPLE)/release/ferry-counter
+COUNTER_IMAGE := build/ferry-counter.oci.tar
+
+.PHONY: all deps build build-release counter counter-image test lint demo bench doctor clean
+
+all: build
+
+# Debian packages, CRIU >= 4.2 (private build when the system's is older), sysctls. Idempotent.
+deps:
+	@scripts/install-deps
+
+build: deps
+	$(CARGO) build --workspace
+
+build-release: deps
+	$(CARGO) build --release -p ferry
+
+# ferry-counter as a static binary (glibc, crt-static), so its image needs no libraries.
+counter:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p ferry-counter --target $(HOST_TRIPLE)
+
+# The counter's OCI image archive, packaged by ferry itself (no registry, no Docker).
+counter-image: counter build
+	@mkdir -p build
+	target/debug/ferry image pack --file $(COUNTER_BIN):/ferry-counter:0755 \
+		--entrypoint /ferry-counter --reference ferry-counter:latest -o $(COUNTER_IMAGE)
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: deps counter-image lint
+	$(CARGO) test --workspace
+
+doctor: build
+	target/debug/ferry doctor
+
+demo: deps counter-image build-release
+	target/release/ferry demo --image $(COUNTER_IMAGE)
+
+clean:
+	$(CARGO) clean
+	rm -rf build

@@ -1,0 +1,276 @@
+//! Test harness: real `ferry host` daemons in their own network namespaces, real runc and CRIU.
+//!
+//! [`TestHost`] owns everything a test creates (namespace, state directory, daemon process,
+//! containers) and removes all of it on drop, also when the test fails half-way.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const API: &str = "http://127.0.0.1:7100/ferry/v1";
+
+/// The counter image the build makes (`make counter-image`).
+pub fn counter_image() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/ferry-counter.oci.tar");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make test` (it builds the ferry-counter image first)",
+        p.display()
+    );
+    p
+}
+
+/// Runs `f` on a thread that has entered the network namespace `ns`. Sockets created there
+/// stay in that namespace wherever they are used afterwards.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("netns thread panicked")
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+pub struct TestHost {
+    pub netns: String,
+    pub state: tempfile::TempDir,
+    daemon: Option<Child>,
+    /// An HTTP client whose sockets live in the host's namespace.
+    pub http: reqwest::blocking::Client,
+}
+
+fn quiet(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl TestHost {
+    pub fn start() -> TestHost {
+        let netns = format!("ft{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        assert!(quiet("ip", &["netns", "add", &netns]), "ip netns add {netns}");
+        let state = tempfile::Builder::new().prefix("ferry-test-").tempdir().expect("tempdir");
+        let http = in_netns(&netns, || {
+            reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("client")
+        });
+        let mut host = TestHost { netns, state, daemon: None, http };
+        host.spawn_daemon();
+        host
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// Starts (or restarts) the daemon on the same state directory and waits until it answers.
+    pub fn spawn_daemon(&mut self) {
+        let log = File::create(self.state.path().join("daemon.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["host", "--name", "testhost", "--netns", &self.netns, "--listen", "127.0.0.1:7100"])
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ferry host");
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.http.get(format!("{API}/health")).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.daemon.as_mut().map(|c| c.try_wait()) {
+                panic!("ferry host exited ({status}): {}", self.daemon_log());
+            }
+            assert!(Instant::now() < deadline, "ferry host did not come up: {}", self.daemon_log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Stops the daemon the way an operator would (SIGTERM); containers keep running.
+    pub fn stop_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+        }
+    }
+
+    pub fn import_counter_image(&self) -> Value {
+        let body = std::fs::read(counter_image()).expect("read image");
+        let r = self.http.post(format!("{API}/images?name=counter")).body(body).send().expect("import");
+        assert_eq!(r.status().as_u16(), 201, "import: {}", r.text().unwrap_or_default());
+        r.json().expect("image json")
+    }
+
+    /// POST with a JSON body; returns (status, body as JSON).
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.http.post(format!("{API}{path}")).json(&body).send().expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{API}{path}")).send().expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn delete(&self, path: &str) -> u16 {
+        self.http.delete(format!("{API}{path}")).send().expect("DELETE").status().as_u16()
+    }
+
+    /// Creates and starts a counter container with the given address and ballast.
+    pub fn run_counter(&self, name: &str, ip: &str, ballast_mib: u32) -> Value {
+        let (s, c) = self.post(
+            "/containers",
+            serde_json::json!({
+                "name": name, "image": "counter", "ip": ip, "memory_mib": 64 + 2 * ballast_mib,
+                "args": ["--ballast-mib", ballast_mib.to_string(), "--port", "8080"],
+            }),
+        );
+        assert_eq!(s, 201, "create: {c}");
+        let (s, c) = self.post(&format!("/containers/{name}/start"), Value::Null);
+        assert_eq!(s, 200, "start: {c}");
+        c
+    }
+
+    /// Connects to an app in this host's namespace (retrying while it starts).
+    pub fn connect(&self, addr: &str) -> AppConn {
+        let addr = addr.to_string();
+        let stream = in_netns(&self.netns, move || {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                match TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(1)) {
+                    Ok(s) => return s,
+                    Err(e) if Instant::now() > deadline => panic!("connect {addr}: {e}"),
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        AppConn { stream }
+    }
+
+    /// Names of network namespaces that belong to this host's daemon or to the test.
+    pub fn leftover_netns(&self) -> Vec<String> {
+        let id = self.daemon_id();
+        let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| *n == self.netns || id.as_deref().is_some_and(|id| n.contains(id)))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The daemon's id (part of its namespaces' names), from a container record if any.
+    fn daemon_id(&self) -> Option<String> {
+        let dir = self.state.path().join("containers");
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let v: Value = serde_json::from_slice(&std::fs::read(e.path().join("state.json")).ok()?).ok()?;
+            let ns = v["netns"].as_str()?;
+            return ns.split('-').nth(1).map(str::to_string);
+        }
+        None
+    }
+
+    /// Mounts under this host's state directory.
+    pub fn leftover_mounts(&self) -> Vec<String> {
+        let root = self.state.path().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&root))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // Remove containers through the API (stops them, unmounts, deletes their namespaces).
+        if self.daemon.is_some() {
+            if let Ok(r) = self.http.get(format!("{API}/containers")).send() {
+                if let Ok(Value::Array(list)) = r.json::<Value>() {
+                    for c in list {
+                        if let Some(name) = c["name"].as_str() {
+                            let _ = self.http.delete(format!("{API}/containers/{name}")).send();
+                        }
+                    }
+                }
+            }
+        }
+        self.stop_daemon();
+        // Whatever the API could not remove (a test that failed in a bad state).
+        let runc_root = self.state.path().join("runc");
+        if let Ok(entries) = std::fs::read_dir(&runc_root) {
+            for e in entries.flatten().filter(|e| e.path().is_dir()) {
+                let id = e.file_name().to_string_lossy().into_owned();
+                quiet("runc", &["--root", &runc_root.to_string_lossy(), "delete", "--force", &id]);
+            }
+        }
+        for m in self.leftover_mounts() {
+            quiet("umount", &["-l", &m]);
+        }
+        for ns in self.leftover_netns() {
+            quiet("ip", &["netns", "del", &ns]);
+        }
+        quiet("ip", &["netns", "del", &self.netns]);
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection to a ferry-counter.
+pub struct AppConn {
+    pub stream: TcpStream,
+}
+
+impl AppConn {
+    /// Sends `GET path` on this connection and returns the JSON body.
+    pub fn get(&mut self, path: &str) -> std::io::Result<Value> {
+        use std::io::{BufRead, BufReader, Read, Write};
+        write!(self.stream, "GET {path} HTTP/1.1\r\nHost: app\r\n\r\n")?;
+        let mut reader = BufReader::new(&self.stream);
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body)?;
+        serde_json::from_slice(&body).map_err(std::io::Error::other)
+    }
+}
