@@ -243,22 +243,60 @@ impl Oci {
 
 /// A docker-archive (`docker save` layout: `<hex>.json`, `<id>/layer.tar`, `manifest.json` last).
 pub fn docker_archive(layers: &[Blob]) -> Vec<u8> {
-    let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
-    let config = config_json(&["/bin/app", "--serve"], &ids);
-    let config_name = format!("{}.json", &sha256(&config)[7..]);
+    docker_archive_multi(&[(layers, "app:latest")])
+}
+
+/// A docker-archive holding several images, each with one RepoTag.
+pub fn docker_archive_multi(images: &[(&[Blob], &str)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    append(&mut b, &config_name, &config);
-    let mut paths = Vec::new();
-    for (i, layer) in layers.iter().enumerate() {
-        let path = format!("layer{i}/layer.tar");
-        append(&mut b, &path, &layer.bytes);
-        paths.push(path);
+    let mut entries = Vec::new();
+    for (n, (layers, tag)) in images.iter().enumerate() {
+        let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let config = config_json(&["/bin/app", "--serve"], &ids);
+        let config_name = format!("{}.json", &sha256(&config)[7..]);
+        append(&mut b, &config_name, &config);
+        let mut paths = Vec::new();
+        for (i, layer) in layers.iter().enumerate() {
+            let path = format!("image{n}-layer{i}/layer.tar");
+            append(&mut b, &path, &layer.bytes);
+            paths.push(path);
+        }
+        entries
+            .push(serde_json::json!({"Config": config_name, "RepoTags": [tag], "Layers": paths}));
     }
-    let manifest = serde_json::to_vec(
-        &serde_json::json!([{"Config": config_name, "RepoTags": ["app:latest"], "Layers": paths}]),
-    )
-    .unwrap();
-    append(&mut b, "manifest.json", &manifest);
+    append(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&entries).unwrap(),
+    );
+    b.into_inner().unwrap()
+}
+
+/// An OCI image layout holding several images, each named by a ref.name annotation.
+pub fn oci_layout_multi(images: &[(&Oci, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut manifests = Vec::new();
+    let mut blobs: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+    for (oci, name) in images {
+        let manifest = oci.manifest();
+        manifests.push(
+            serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": sha256(&manifest), "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": name}}),
+        );
+        for blob in [manifest, oci.config.clone()]
+            .into_iter()
+            .chain(oci.layers.iter().map(|l| l.bytes.clone()))
+        {
+            blobs.insert(sha256(&blob)[7..].to_string(), blob);
+        }
+    }
+    append(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
+    append(&mut b, "index.json", &serde_json::to_vec(&index).unwrap());
+    for (hex, blob) in blobs {
+        append(&mut b, &format!("blobs/sha256/{hex}"), &blob);
+    }
     b.into_inner().unwrap()
 }
 

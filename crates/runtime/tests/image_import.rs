@@ -10,7 +10,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ferry_runtime::image::{pack_oci_archive, ImageConfig, ImageError, PackFile};
-use fixtures::{docker_archive, gzip, Blob, Layer, Oci, Sandbox};
+use fixtures::{
+    docker_archive, docker_archive_multi, gzip, oci_layout_multi, Blob, Layer, Oci, Sandbox,
+};
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
@@ -499,4 +501,57 @@ fn concurrent_imports_of_shared_layers() {
             format!("{i}").as_bytes()
         );
     }
+}
+
+#[test]
+fn multi_member_gzip_layers() {
+    // pigz and estargz write several gzip members; all of them are the layer.
+    let sb = Sandbox::new();
+    let first = Layer::new().file("a", b"first", 0o644).tar();
+    let tar = Layer::new()
+        .file("a", b"first", 0o644)
+        .file("b", b"second", 0o644)
+        .tar();
+    // Split the tar in two gzip members at a block boundary inside the second entry.
+    let cut = first.len() - 1024 + 512;
+    let mut bytes = gzip(&tar[..cut]);
+    bytes.extend(gzip(&tar[cut..]));
+    let blob = Blob {
+        bytes,
+        diff_id: fixtures::sha256(&tar),
+    };
+    let image = sb
+        .store
+        .import("mm", &Oci::new(vec![blob]).archive()[..], false)
+        .unwrap();
+    let lower = sb.store.lower_dirs(&image).unwrap();
+    assert_eq!(std::fs::read(lower[0].join("b")).unwrap(), b"second");
+}
+
+#[test]
+fn archives_with_several_images_pick_the_named_one() {
+    let sb = Sandbox::new();
+    let one = Oci::new(vec![Blob::gzip(
+        Layer::new().file("which", b"one", 0o644).tar(),
+    )]);
+    let two = Oci::new(vec![Blob::gzip(
+        Layer::new().file("which", b"two", 0o644).tar(),
+    )]);
+    let oci = oci_layout_multi(&[(&one, "app:1"), (&two, "app:2")]);
+    let which = |name: &str| {
+        let image = sb.store.get(name).unwrap();
+        std::fs::read(sb.store.lower_dirs(&image).unwrap()[0].join("which")).unwrap()
+    };
+    sb.store.import("app:2", &oci[..], false).unwrap();
+    assert_eq!(which("app:2"), b"two");
+    let err = sb.store.import("other", &oci[..], false).unwrap_err();
+    assert!(err.to_string().contains("none named 'other'"), "{err}");
+
+    let l1 = [Blob::plain(Layer::new().file("which", b"d1", 0o644).tar())];
+    let l2 = [Blob::plain(Layer::new().file("which", b"d2", 0o644).tar())];
+    let docker = docker_archive_multi(&[(&l1, "docker.io/library/web:1"), (&l2, "web:2")]);
+    sb.store.import("web:1", &docker[..], false).unwrap();
+    assert_eq!(which("web:1"), b"d1");
+    let err = sb.store.import("web:3", &docker[..], false).unwrap_err();
+    assert!(err.to_string().contains("none tagged 'web:3'"), "{err}");
 }

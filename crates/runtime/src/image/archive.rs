@@ -13,8 +13,8 @@ use tar::EntryType;
 
 use super::format::{
     digest_hex, host_arch, parse_json, sha256_digest, sniff, Compression, ConfigFile, Descriptor,
-    DockerEntry, HashingReader, Index, Manifest, OciLayout, MEDIA_CONFIG, MEDIA_DOCKER_LIST,
-    MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_MANIFEST,
+    DockerEntry, HashingReader, Index, Manifest, OciLayout, ANNOTATION_REF_NAME, MEDIA_CONFIG,
+    MEDIA_DOCKER_LIST, MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_MANIFEST,
 };
 use super::unpack::clean_path;
 use super::{ImageConfig, ImageError, MAX_JSON_BYTES};
@@ -80,7 +80,8 @@ pub fn spool(input: impl Read, dir: &Path) -> Result<Spool, ImageError> {
     let chained = std::io::Cursor::new(head[..got].to_vec()).chain(input);
     let mut stream: Box<dyn Read> = match sniff(&head[..got]) {
         Compression::None => Box::new(chained),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(chained)),
+        // Multi-member gzip (pigz, estargz) is valid gzip: read every member.
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(chained)),
         Compression::Zstd => {
             return Err(malformed(
                 "archive: zstd-compressed archives are not supported (use tar or tar.gz)",
@@ -233,12 +234,13 @@ impl Spool {
         Ok(f)
     }
 
-    /// Finds the image in the spooled archive.
-    pub fn find_image(&self) -> Result<Found, ImageError> {
+    /// Finds the image in the spooled archive. If it holds several, the one whose reference
+    /// matches `name` (see [`reference_matches`]) is taken.
+    pub fn find_image(&self, name: &str) -> Result<Found, ImageError> {
         if self.has("index.json") {
-            self.find_oci()
+            self.find_oci(name)
         } else if self.has("manifest.json") {
-            self.find_docker()
+            self.find_docker(name)
         } else {
             Err(malformed(
                 "archive: neither an OCI image layout (index.json) nor a docker-archive (manifest.json)",
@@ -246,7 +248,7 @@ impl Spool {
         }
     }
 
-    fn find_oci(&self) -> Result<Found, ImageError> {
+    fn find_oci(&self, name: &str) -> Result<Found, ImageError> {
         if self.has("oci-layout") {
             let layout: OciLayout = self.json("oci-layout")?;
             if !layout.image_layout_version.starts_with("1.") {
@@ -259,15 +261,36 @@ impl Spool {
         let index: Index = self.json("index.json")?;
         let mut candidates = Vec::new();
         self.collect_manifests(&index, 0, &mut candidates)?;
-        let desc = match candidates.as_slice() {
-            [one] => one.clone(),
-            [] => return Err(malformed(format!("index.json: no image manifest for linux/{}", host_arch()))),
-            many => {
+        // Several tags of one image are one image.
+        let mut seen = std::collections::HashSet::new();
+        candidates.retain(|d| seen.insert(d.digest.clone()));
+        let named: Vec<&Descriptor> = candidates
+            .iter()
+            .filter(|d| {
+                d.annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ANNOTATION_REF_NAME))
+                    .is_some_and(|r| reference_matches(r, name))
+            })
+            .collect();
+        let desc = match (candidates.as_slice(), named.as_slice()) {
+            ([one], _) => one.clone(),
+            (_, [one]) => (*one).clone(),
+            ([], _) => {
                 return Err(malformed(format!(
-                    "index.json: {} image manifests for linux/{} ({}); ferry imports archives holding one image",
+                    "index.json: no image manifest for linux/{}",
+                    host_arch()
+                )))
+            }
+            (many, _) => {
+                return Err(malformed(format!(
+                    "index.json: {} image manifests for linux/{} ({}) and none named '{name}'; import under the name of one (its org.opencontainers.image.ref.name)",
                     many.len(),
                     host_arch(),
-                    many.iter().map(|d| d.digest.as_str()).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|d| d.digest.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )))
             }
         };
@@ -333,14 +356,24 @@ impl Spool {
         Ok(())
     }
 
-    fn find_docker(&self) -> Result<Found, ImageError> {
+    fn find_docker(&self, name: &str) -> Result<Found, ImageError> {
         let entries: Vec<DockerEntry> = self.json("manifest.json")?;
-        let entry = match entries.as_slice() {
-            [one] => one,
-            other => {
+        let named: Vec<&DockerEntry> = entries
+            .iter()
+            .filter(|e| {
+                e.repo_tags
+                    .iter()
+                    .flatten()
+                    .any(|t| reference_matches(t, name))
+            })
+            .collect();
+        let entry = match (entries.as_slice(), named.as_slice()) {
+            ([one], _) => one,
+            (_, [one]) => *one,
+            _ => {
                 return Err(malformed(format!(
-                    "manifest.json: holds {} images; ferry imports archives holding one image",
-                    other.len()
+                    "manifest.json: holds {} images and none tagged '{name}'; import under one of its RepoTags",
+                    entries.len()
                 )))
             }
         };
@@ -412,6 +445,14 @@ impl Spool {
     }
 }
 
+/// Whether a reference found in an archive (`latest`, `app:1`, `docker.io/library/app:1`)
+/// names the image being imported as `name` (`app:1`): equal, equal to its tag, or equal after
+/// dropping a registry/repository prefix.
+fn reference_matches(reference: &str, name: &str) -> bool {
+    let tag = name.split_once(':').map(|(_, t)| t);
+    reference == name || Some(reference) == tag || reference.rsplit('/').next() == Some(name)
+}
+
 /// The config's diff_ids, checked to match the layer count and to be valid digests.
 fn check_rootfs(config: &ConfigFile, layers: usize, what: &str) -> Result<Vec<String>, ImageError> {
     let ids = &config.rootfs.diff_ids;
@@ -464,6 +505,15 @@ fn read_head(path: &Path) -> Result<Vec<u8>, ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references() {
+        assert!(reference_matches("app:1", "app:1"));
+        assert!(reference_matches("1", "app:1"));
+        assert!(reference_matches("docker.io/library/app:1", "app:1"));
+        assert!(!reference_matches("app:2", "app:1"));
+        assert!(!reference_matches("latest", "app"));
+    }
 
     #[test]
     fn lexical_resolution() {

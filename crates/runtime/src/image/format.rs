@@ -114,6 +114,8 @@ pub struct DockerEntry {
     pub config: String,
     #[serde(rename = "Layers")]
     pub layers: Vec<String>,
+    #[serde(rename = "RepoTags", default)]
+    pub repo_tags: Option<Vec<String>>,
 }
 
 impl ContainerConfig {

@@ -113,7 +113,7 @@ impl ImageStore {
         // Reading the stream (maybe a slow upload) and checking it touch only this import's
         // staging dir, so they run without the lock; the store changes below hold it.
         let spool = archive::spool(archive, &spool_dir)?;
-        let found = spool.find_image()?;
+        let found = spool.find_image(name)?;
         let _lock = self.locked();
         let existing = match self.get(name) {
             Ok(image) => Some(image),

@@ -54,7 +54,8 @@ pub fn unpack_layer(blob: &Path, dest: &Path, what: &str) -> Result<Unpacked, Im
         .map_err(ImageError::io("read layer blob", blob))?;
     let stream: Box<dyn Read> = match sniff(head) {
         Compression::None => Box::new(buffered),
-        Compression::Gzip => Box::new(flate2::bufread::GzDecoder::new(buffered)),
+        // Multi-member gzip (pigz, estargz) is valid gzip: read every member.
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
         Compression::Zstd => {
             return Err(ImageError::Malformed(format!(
                 "{what}: zstd-compressed layers are not supported (re-export the image with gzip or uncompressed layers)"
