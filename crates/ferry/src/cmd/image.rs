@@ -268,4 +268,36 @@ mod tests {
         );
         assert_eq!(default_reference("/Bad Name"), "image:latest");
     }
+
+    #[test]
+    fn pack_then_inspect() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("app");
+        std::fs::write(&src, b"#!/bin/sh\n").unwrap();
+        let out = tmp.path().join("build/app.oci.tar");
+        let args = PackArgs {
+            files: vec![format!("{}:/app:0755", src.display())],
+            entrypoint: vec!["/app".into()],
+            cmd: vec![],
+            env: vec!["A=1".into()],
+            workdir: None,
+            user: None,
+            reference: None,
+            output: out.clone(),
+        };
+        assert_eq!(pack(args).unwrap(), ExitCode::SUCCESS);
+        // Only the archive: no temp file left beside it.
+        let names: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        let ok = inspect(InspectArgs {
+            archive: out,
+            json: true,
+        });
+        assert_eq!(ok.unwrap(), ExitCode::SUCCESS);
+        let bad = inspect(InspectArgs {
+            archive: src,
+            json: false,
+        });
+        assert!(format!("{:#}", bad.unwrap_err()).contains("not an image ferry can run"));
+    }
 }
