@@ -1,0 +1,233 @@
+//! The delay element: a userspace layer-2 forwarder between two interfaces that holds every
+//! frame for a fixed time before passing it on. Used where the kernel has no netem qdisc.
+//!
+//! Each direction has a receiving thread (AF_PACKET socket bound to one interface, stamps the
+//! frame's due time) and a sending thread (waits until the frame is due, sends it out the
+//! other interface). The delay is the same for every frame, so FIFO order is due-time order
+//! and a plain channel is the whole queue. Rate limiting is not done here: tbf on the
+//! senders' interfaces shapes the traffic before it reaches the forwarder.
+//!
+//! The interfaces must have checksum and segmentation offloads off (see `links`): a raw
+//! socket reads frames as the sender built them, so a TSO super-frame would not fit the MTU
+//! on the way out and a frame with a partial checksum would be dropped by the receiver.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Frames larger than this are dropped (MTU 1500 plus headers, with room to spare).
+const MAX_FRAME: usize = 65536;
+/// Socket buffers: at 1 Gbit/s a 4 MiB buffer absorbs 30 ms of backlog.
+const SOCKET_BUFFER: libc::c_int = 8 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DelayError {
+    #[error("cannot enter network namespace {netns}: {source}")]
+    Netns { netns: String, source: io::Error },
+    #[error("no interface {name} in namespace {netns}")]
+    NoInterface { name: String, netns: String },
+    #[error("cannot open a raw socket on {name}: {source}")]
+    Socket { name: String, source: io::Error },
+    #[error("cannot start a forwarder thread: {0}")]
+    Thread(io::Error),
+}
+
+/// One delay element: frames between interfaces `a` and `b` of namespace `netns` are held
+/// for `delay` each way.
+#[derive(Debug, Clone)]
+pub struct DelaySpec {
+    pub netns: String,
+    pub a: String,
+    pub b: String,
+    pub delay: Duration,
+}
+
+/// Opens the sockets inside the namespace and starts the four threads. They run until the
+/// process exits (the testbed agent owns them).
+pub fn start(spec: &DelaySpec) -> Result<(), DelayError> {
+    let (sa, sb) = open_pair(spec)?;
+    let sa = std::sync::Arc::new(sa);
+    let sb = std::sync::Arc::new(sb);
+    pump(
+        &format!("{}>{}", spec.a, spec.b),
+        sa.clone(),
+        sb.clone(),
+        spec.delay,
+    )?;
+    pump(&format!("{}>{}", spec.b, spec.a), sb, sa, spec.delay)?;
+    Ok(())
+}
+
+/// Opens both sockets from a short-lived thread that enters the namespace: `setns` only
+/// moves the calling thread, and a socket stays in the namespace it was created in.
+fn open_pair(spec: &DelaySpec) -> Result<(OwnedFd, OwnedFd), DelayError> {
+    let spec = spec.clone();
+    std::thread::Builder::new()
+        .name("delay-open".into())
+        .spawn(move || {
+            enter_netns(&spec.netns)?;
+            Ok((
+                open_socket(&spec.a, &spec.netns)?,
+                open_socket(&spec.b, &spec.netns)?,
+            ))
+        })
+        .map_err(DelayError::Thread)?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(DelayError::Thread(io::Error::other(
+                "opener thread panicked",
+            )))
+        })
+}
+
+fn enter_netns(netns: &str) -> Result<(), DelayError> {
+    let path = format!("/run/netns/{netns}");
+    let file = std::fs::File::open(&path).map_err(|source| DelayError::Netns {
+        netns: netns.to_string(),
+        source,
+    })?;
+    // SAFETY: setns on a valid open namespace fd; it changes only this thread's namespace.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(DelayError::Netns {
+            netns: netns.to_string(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+fn open_socket(name: &str, netns: &str) -> Result<OwnedFd, DelayError> {
+    let err = |source: io::Error| DelayError::Socket {
+        name: name.to_string(),
+        source,
+    };
+    let cname = std::ffi::CString::new(name).map_err(|_| DelayError::NoInterface {
+        name: name.to_string(),
+        netns: netns.to_string(),
+    })?;
+    // SAFETY: if_nametoindex reads a valid NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if ifindex == 0 {
+        return Err(DelayError::NoInterface {
+            name: name.to_string(),
+            netns: netns.to_string(),
+        });
+    }
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, libc::c_int::from(proto)) };
+    if fd < 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Frames we send on this interface would otherwise come back to us as outgoing ones.
+    setsockopt(&sock, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1).map_err(err)?;
+    // FORCE variants: we run as root, and the defaults (~200 KiB) drop frames at 1 Gbit/s.
+    setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).map_err(err)?;
+    setsockopt(&sock, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SOCKET_BUFFER).map_err(err)?;
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = proto;
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: addr is a valid sockaddr_ll and the length matches it.
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(sock)
+}
+
+fn setsockopt(
+    sock: &OwnedFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: value lives across the call and the length is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            opt,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// One direction: receive on `from`, hold for `delay`, send on `to`.
+fn pump(
+    label: &str,
+    from: std::sync::Arc<OwnedFd>,
+    to: std::sync::Arc<OwnedFd>,
+    delay: Duration,
+) -> Result<(), DelayError> {
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::Builder::new()
+        .name(format!("rx {label}"))
+        .spawn(move || receive_loop(&from, &tx, delay))
+        .map_err(DelayError::Thread)?;
+    std::thread::Builder::new()
+        .name(format!("tx {label}"))
+        .spawn(move || send_loop(&to, &rx))
+        .map_err(DelayError::Thread)?;
+    Ok(())
+}
+
+fn receive_loop(sock: &OwnedFd, tx: &mpsc::Sender<(Instant, Vec<u8>)>, delay: Duration) {
+    let mut buf = vec![0u8; MAX_FRAME];
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes for the duration of the call.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // The interface went away (testbed coming down): stop this direction.
+            tracing::debug!(error = %e, "delay: receive failed, stopping");
+            return;
+        }
+        let due = Instant::now() + delay;
+        if tx.send((due, buf[..n as usize].to_vec())).is_err() {
+            return;
+        }
+    }
+}
+
+fn send_loop(sock: &OwnedFd, rx: &mpsc::Receiver<(Instant, Vec<u8>)>) {
+    while let Ok((due, frame)) = rx.recv() {
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        // SAFETY: frame is valid for frame.len() bytes for the duration of the call.
+        let n = unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                // A full queue or a frame too large: drop it, as a real link would.
+                Some(libc::ENOBUFS) | Some(libc::EMSGSIZE) | Some(libc::EAGAIN) => continue,
+                _ => {
+                    tracing::debug!(error = %e, "delay: send failed, stopping");
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Tears a testbed down: processes, mounts, namespaces, root-namespace links and state.
+//! Safe to run twice and after a crash: what to delete is derived from the name prefix
+//! (namespaces `<name>-*`, links `<name>-*`, processes inside those namespaces or rooted
+//! under the testbed's state directory, the agent by its command line), not only from the
+//! state file.
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use crate::command::run;
+use crate::error::TestbedError;
+use crate::plan::{prefix, run_dir, state_dir};
+use crate::state::State;
+
+/// What `down` removed (for the CLI to print).
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub processes: usize,
+    pub mounts: usize,
+    pub namespaces: usize,
+    pub links: usize,
+}
+
+/// Names of existing namespaces starting with `prefix`.
+pub fn our_netns(prefix: &str) -> impl Iterator<Item = String> + '_ {
+    std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(move |n| n.starts_with(prefix))
+}
+
+/// Root-namespace links whose name starts with `prefix`.
+pub fn our_links(prefix: &str) -> Vec<String> {
+    let out = run("ip", ["-o", "link", "show"]).unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Pids of processes that belong to testbed `name`: the agent (by its command line), anything
+/// running in one of its namespaces, anything whose root is under its state directory (a
+/// container of one of its hosts).
+pub fn our_processes(name: &str) -> Vec<u32> {
+    let p = prefix(name);
+    let ns_inodes: HashSet<u64> = our_netns(&p)
+        .filter_map(|n| std::fs::metadata(format!("/run/netns/{n}")).ok())
+        .map(|m| m.ino())
+        .collect();
+    let sdir = state_dir(name);
+    let agent_args = ["testbed", "agent", "--name", name];
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let base = e.path();
+        let in_ns = std::fs::metadata(base.join("ns/net"))
+            .map(|m| ns_inodes.contains(&m.ino()))
+            .unwrap_or(false);
+        let rooted = std::fs::read_link(base.join("root"))
+            .map(|r| r.starts_with(&sdir))
+            .unwrap_or(false);
+        let cmd: Vec<String> = std::fs::read(base.join("cmdline"))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let is_agent = cmd
+            .windows(agent_args.len())
+            .any(|w| w.iter().zip(agent_args).all(|(a, b)| a == b));
+        if in_ns || rooted || is_agent {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry; count it as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a pid we found in /proc; failure (already gone) is harmless.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// SIGTERM, up to 3 s to exit, then SIGKILL.
+fn stop(pids: &[u32]) {
+    for &p in pids {
+        signal(p, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &p in pids.iter().filter(|p| alive(**p)) {
+        signal(p, libc::SIGKILL);
+    }
+}
+
+/// Mount points under `dir`, deepest first.
+fn mounts_under(dir: &str) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut v: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| m.replace("\\040", " "))
+        .filter(|m| m == dir || m.starts_with(&format!("{dir}/")))
+        .collect();
+    v.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    v.dedup();
+    v
+}
+
+/// Removes testbed `name` and everything it left. Idempotent.
+pub fn down(name: &str) -> Result<Removed, TestbedError> {
+    let mut removed = Removed::default();
+    let p = prefix(name);
+    // 1. Processes: those the state file names, then whatever the prefix finds.
+    let mut pids: Vec<u32> = State::load(name)
+        .map(|s| s.procs.iter().map(|p| p.pid).collect())
+        .unwrap_or_default();
+    pids.retain(|p| alive(*p));
+    stop(&pids);
+    removed.processes += pids.len();
+    for _ in 0..3 {
+        let rest: Vec<u32> = our_processes(name)
+            .into_iter()
+            .filter(|p| alive(*p))
+            .collect();
+        if rest.is_empty() {
+            break;
+        }
+        stop(&rest);
+        removed.processes += rest.len();
+    }
+    // 2. Mounts under the state directory (ferry host overlays), deepest first.
+    let sdir = state_dir(name);
+    for m in mounts_under(&sdir) {
+        let c = std::ffi::CString::new(m.clone())
+            .map_err(|_| TestbedError::Invalid(format!("bad mount path {m}")))?;
+        // SAFETY: umount2 with a valid NUL-terminated path; MNT_DETACH so a busy mount goes too.
+        let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        if rc == 0 {
+            removed.mounts += 1;
+        } else {
+            tracing::warn!(mount = %m, error = %std::io::Error::last_os_error(), "cannot unmount");
+        }
+    }
+    // 3. Namespaces (their veths, routes and qdiscs go with them), then root links.
+    for ns in our_netns(&p).collect::<Vec<_>>() {
+        match run("ip", ["netns", "del", ns.as_str()]) {
+            Ok(_) => removed.namespaces += 1,
+            Err(e) => tracing::warn!(netns = %ns, error = %e, "cannot delete namespace"),
+        }
+    }
+    for l in our_links(&p) {
+        if run("ip", ["link", "del", l.as_str()]).is_ok() {
+            removed.links += 1;
+        }
+    }
+    // 4. State: the run directory always; the state directory only once nothing is mounted
+    //    in it (never delete through a mount).
+    let _ = std::fs::remove_dir_all(run_dir(name));
+    if mounts_under(&sdir).is_empty() {
+        let _ = std::fs::remove_dir_all(&sdir);
+    } else {
+        tracing::warn!(dir = %sdir, "mounts remain under the state directory; left it in place");
+    }
+    let left_ns: Vec<String> = our_netns(&p).collect();
+    let left_links = our_links(&p);
+    if !left_ns.is_empty() || !left_links.is_empty() {
+        return Err(TestbedError::Conflict(format!(
+            "could not remove namespaces {left_ns:?} / links {left_links:?}; run `ferry testbed down --name {name}` again"
+        )));
+    }
+    Ok(removed)
+}
