@@ -128,6 +128,8 @@ fn open_socket(name: &str, netns: &str) -> Result<OwnedFd, DelayError> {
     // FORCE variants: we run as root, and the defaults (~200 KiB) drop frames at 1 Gbit/s.
     setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).map_err(err)?;
     setsockopt(&sock, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SOCKET_BUFFER).map_err(err)?;
+    // Kernel receive time of each frame (see receive_loop).
+    setsockopt(&sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).map_err(err)?;
     // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
@@ -191,9 +193,21 @@ fn pump(
 
 fn receive_loop(sock: &OwnedFd, tx: &mpsc::Sender<(Instant, Vec<u8>)>, delay: Duration) {
     let mut buf = vec![0u8; MAX_FRAME];
+    // Room for one SCM_TIMESTAMPNS control message (a timespec), with alignment to spare.
+    let mut control = [0u64; 8];
     loop {
-        // SAFETY: buf is valid for buf.len() bytes for the duration of the call.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain data; all-zero is a valid starting value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: msg points at buffers that live across the call, with their real sizes.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -203,18 +217,64 @@ fn receive_loop(sock: &OwnedFd, tx: &mpsc::Sender<(Instant, Vec<u8>)>, delay: Du
             tracing::debug!(error = %e, "delay: receive failed, stopping");
             return;
         }
-        let due = Instant::now() + delay;
+        // The frame is due `delay` after the kernel received it, not after this thread woke
+        // up: the wake-up latency would otherwise add to every frame's delay.
+        let now = Instant::now();
+        let waited = kernel_age(&msg).unwrap_or_default().min(delay);
+        let due = now + (delay - waited);
         if tx.send((due, buf[..n as usize].to_vec())).is_err() {
             return;
         }
     }
 }
 
+/// How long ago the kernel stamped the frame (SO_TIMESTAMPNS, CLOCK_REALTIME).
+fn kernel_age(msg: &libc::msghdr) -> Option<Duration> {
+    // SAFETY: msg was filled by recvmsg; the CMSG macros walk its control buffer within
+    // msg_controllen.
+    let ts = unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        let mut found = None;
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                found = Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(c) as *const libc::timespec
+                ));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+        found?
+    };
+    let stamped = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    now.checked_sub(stamped)
+}
+
 fn send_loop(sock: &OwnedFd, rx: &mpsc::Receiver<(Instant, Vec<u8>)>) {
+    // The default timer slack (50 us) would add to every frame's delay; 1 ns makes the
+    // sleep end on time (costs a few more wake-ups, not busy-waiting).
+    // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer slack.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+    // How late sleeps end, on average (an EWMA in ns): the next sleep ends that much earlier,
+    // so frames leave at their due time rather than after it.
+    let mut late_ns: u64 = 0;
     while let Ok((due, frame)) = rx.recv() {
         let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+        let target = due
+            .checked_sub(Duration::from_nanos(late_ns))
+            .unwrap_or(due);
+        if target > now {
+            std::thread::sleep(target - now);
+            let woke = Instant::now();
+            let late = woke
+                .saturating_duration_since(target)
+                .as_nanos()
+                .min(1_000_000) as u64;
+            late_ns = (late_ns * 7 + late) / 8;
         }
         // SAFETY: frame is valid for frame.len() bytes for the duration of the call.
         let n = unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
