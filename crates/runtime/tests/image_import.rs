@@ -555,3 +555,42 @@ fn archives_with_several_images_pick_the_named_one() {
     let err = sb.store.import("web:3", &docker[..], false).unwrap_err();
     assert!(err.to_string().contains("none tagged 'web:3'"), "{err}");
 }
+
+#[test]
+fn a_layer_repeated_in_an_image_is_mounted_once() {
+    let sb = Sandbox::new();
+    let same = Layer::new().dir("etc").file("etc/conf", b"v", 0o644).tar();
+    let middle = Layer::new()
+        .whiteout("etc", "conf")
+        .file("mid", b"m", 0o644)
+        .tar();
+    let oci = Oci::new(vec![
+        Blob::plain(same.clone()),
+        Blob::gzip(middle),
+        Blob::gzip(same),
+    ]);
+    let image = sb.store.import("rep", &oci.archive()[..], false).unwrap();
+    assert_eq!(image.layers.len(), 3);
+    assert_eq!(sb.count("layers"), 2);
+    let lower = sb.store.lower_dirs(&image).unwrap();
+    assert_eq!(lower.len(), 2);
+    let mnt = sb.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let lowerdir = lower
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    nix::mount::mount(
+        Some("overlay"),
+        &mnt,
+        Some("overlay"),
+        nix::mount::MsFlags::MS_RDONLY,
+        Some(format!("lowerdir={lowerdir}").as_str()),
+    )
+    .expect("mount overlay (needs root)");
+    let _guard = MountGuard(mnt.clone());
+    // The top copy brings back what the middle layer whited out.
+    assert_eq!(std::fs::read(mnt.join("etc/conf")).unwrap(), b"v");
+    assert_eq!(std::fs::read(mnt.join("mid")).unwrap(), b"m");
+}

@@ -118,6 +118,8 @@ impl ImageStore {
         let existing = match self.get(name) {
             Ok(image) => Some(image),
             Err(ImageError::NotFound(_)) => None,
+            // A damaged record is replaced when asked to; otherwise say what is wrong.
+            Err(ImageError::Io { .. }) if replace => None,
             Err(e) => return Err(e),
         };
         if let Some(existing) = &existing {
@@ -218,10 +220,17 @@ impl ImageStore {
         })
     }
 
-    /// All images, by name.
+    /// All images, by name. A record that cannot be read is logged and left out, so one
+    /// damaged file does not hide the other images.
     pub fn list(&self) -> Result<Vec<Image>, ImageError> {
+        Ok(self.records()?.0)
+    }
+
+    /// The readable records, and how many records could not be read.
+    fn records(&self) -> Result<(Vec<Image>, usize), ImageError> {
         let dir = self.root.join("images");
         let mut images = Vec::new();
+        let mut unreadable = 0;
         for entry in std::fs::read_dir(&dir).map_err(ImageError::io("read", &dir))? {
             let entry = entry.map_err(ImageError::io("read", &dir))?;
             let file_name = entry.file_name().to_string_lossy().into_owned();
@@ -232,11 +241,14 @@ impl ImageStore {
                 Ok(image) => images.push(image),
                 // Removed between read_dir and get, or a stray file: not an image.
                 Err(ImageError::NotFound(_) | ImageError::InvalidName(_)) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(record = %entry.path().display(), error = %e, "unreadable image record");
+                    unreadable += 1;
+                }
             }
         }
         images.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(images)
+        Ok((images, unreadable))
     }
 
     /// Removes an image; layers other images use stay.
@@ -258,8 +270,16 @@ impl ImageStore {
 
     /// Removes layers no image refers to. Called with the lock held (or from `open`).
     fn collect_garbage(&self) -> Result<(), ImageError> {
-        let used: std::collections::HashSet<String> = self
-            .list()?
+        let (images, unreadable) = self.records()?;
+        if unreadable > 0 {
+            // Their layers are unknown, so removing "unused" ones could break those images.
+            tracing::warn!(
+                unreadable,
+                "skipping layer cleanup: some image records cannot be read"
+            );
+            return Ok(());
+        }
+        let used: std::collections::HashSet<String> = images
             .iter()
             .flat_map(|i| i.layers.iter())
             .filter_map(|l| digest_hex(l, "layer").ok().map(str::to_string))
@@ -279,23 +299,23 @@ impl ImageStore {
     }
 
     /// The image's unpacked layer directories in overlayfs `lowerdir` order (top-most first).
+    /// A layer that occurs twice is listed once, at its top-most place: overlayfs refuses a
+    /// lowerdir given twice (ELOOP), and the lower copy is entirely covered by the upper one.
     pub fn lower_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, ImageError> {
-        image
-            .layers
-            .iter()
-            .rev()
-            .map(|l| {
-                let dir = self.layer_dir(l)?;
-                if dir.is_dir() {
-                    Ok(dir)
-                } else {
-                    Err(ImageError::NotFound(format!(
-                        "{} (its layer {l} is missing from the store)",
-                        image.name
-                    )))
-                }
-            })
-            .collect()
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for layer in image.layers.iter().rev() {
+            let dir = self.layer_dir(layer)?;
+            if !dir.is_dir() {
+                return Err(ImageError::NotFound(format!(
+                    "{} (its layer {layer} is missing from the store)",
+                    image.name
+                )));
+            }
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        Ok(dirs)
     }
 }
 
@@ -367,5 +387,14 @@ mod tests {
                 .count(),
             0
         );
+
+        // A damaged record: open and list still work, and no layer is collected meanwhile.
+        std::fs::write(tmp.path().join("images/broken.json"), b"{not json").unwrap();
+        std::fs::create_dir_all(tmp.path().join("layers").join("cd".repeat(32))).unwrap();
+        let store = ImageStore::open(tmp.path()).unwrap();
+        assert!(store.list().unwrap().is_empty());
+        let layers = std::fs::read_dir(tmp.path().join("layers")).unwrap();
+        assert_eq!(layers.count(), 1);
+        assert!(matches!(store.get("broken"), Err(ImageError::Io { .. })));
     }
 }
