@@ -300,6 +300,19 @@ pub fn oci_layout_multi(images: &[(&Oci, &str)]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// The same archive with every entry moved under `dir/` (as `tar cf x.tar dir/` makes it).
+pub fn under_dir(archive: &[u8], dir: &str) -> Vec<u8> {
+    let mut out = tar::Builder::new(Vec::new());
+    let mut input = tar::Archive::new(archive);
+    for entry in input.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = format!("{dir}/{}", entry.path().unwrap().display());
+        let mut header = entry.header().clone();
+        out.append_data(&mut header, path, &mut entry).unwrap();
+    }
+    out.into_inner().unwrap()
+}
+
 /// A temp dir with the store at `<tmp>/store`, so a test can check nothing was written beside it.
 pub struct Sandbox {
     pub tmp: tempfile::TempDir,

@@ -165,7 +165,7 @@ fn docker_archive_with_plain_and_gzip_layers() {
 }
 
 #[test]
-fn whole_archive_gzip_compressed() {
+fn whole_archive_gzip_compressed_or_inside_a_directory() {
     let sb = Sandbox::new();
     let oci = Oci::new(two_layers(false, true));
     sb.store
@@ -175,6 +175,13 @@ fn whole_archive_gzip_compressed() {
     let docker = gzip(&docker_archive(&two_layers(false, false)));
     sb.store.import("app2", &docker[..], false).unwrap();
     check_two_layers(&sb, "app2");
+    // A layout tarred with its directory around it.
+    let wrapped = fixtures::under_dir(&oci.archive(), "my-image");
+    sb.store.import("app3", &wrapped[..], false).unwrap();
+    check_two_layers(&sb, "app3");
+    let wrapped = fixtures::under_dir(&docker_archive(&two_layers(true, false)), "saved");
+    sb.store.import("app4", &wrapped[..], false).unwrap();
+    check_two_layers(&sb, "app4");
 }
 
 /// Unmounts (lazily) on drop, so a failing assertion does not leave the mount behind.

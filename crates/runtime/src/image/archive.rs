@@ -33,6 +33,8 @@ pub struct Spool {
     files: HashMap<String, Spooled>,
     /// Symlinks and hardlinks of the outer archive (older `docker save` links shared layers).
     links: HashMap<String, String>,
+    /// `dir/` when the whole layout sits in one top-level directory (`tar cf x.tar dir/`).
+    prefix: String,
 }
 
 /// One layer of the image found in an archive, ready to unpack.
@@ -136,6 +138,7 @@ pub fn spool(input: impl Read, dir: &Path) -> Result<Spool, ImageError> {
             }
         }
     }
+    spool.prefix = spool.layout_prefix();
     // The gzip trailer (CRC, length) is only checked once it is read.
     std::io::copy(&mut stream, &mut std::io::sink())
         .map_err(|e| malformed(format!("archive: corrupt or truncated tar/gzip: {e}")))?;
@@ -191,7 +194,7 @@ fn spool_file(entry: &mut impl Read, file: &Path, key: &str) -> Result<(String, 
 
 impl Spool {
     fn lookup(&self, key: &str) -> Option<&Spooled> {
-        let mut key = key.to_string();
+        let mut key = format!("{}{key}", self.prefix);
         // Links may chain; a few hops are plenty, and a loop must not hang the import.
         for _ in 0..8 {
             if let Some(f) = self.files.get(&key) {
@@ -200,6 +203,27 @@ impl Spool {
             key = self.links.get(&key)?.clone();
         }
         None
+    }
+
+    /// Where the layout starts: the archive root, or its single top-level directory if the
+    /// root has no index.json / manifest.json but that directory does.
+    fn layout_prefix(&self) -> String {
+        let is_top = |k: &str| k == "index.json" || k == "manifest.json";
+        let keys = || self.files.keys().chain(self.links.keys());
+        if keys().any(|k| is_top(k)) {
+            return String::new();
+        }
+        let mut dirs: Vec<&str> = keys()
+            .filter_map(|k| k.split_once('/'))
+            .filter(|(_, rest)| is_top(rest))
+            .map(|(dir, _)| dir)
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        match dirs.as_slice() {
+            [one] => format!("{one}/"),
+            _ => String::new(),
+        }
     }
 
     fn has(&self, key: &str) -> bool {
