@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 const APP: &str = "10.200.0.10:8080";
 
 fn counter(v: &Value) -> u64 {
-    v["counter"].as_u64().unwrap_or_else(|| panic!("no counter in {v}"))
+    v["counter"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter in {v}"))
 }
 
 #[test]
@@ -29,26 +31,42 @@ fn checkpoint_and_restore_keep_counter_and_ballast() {
 
     let (s, report) = host.post("/containers/c1/checkpoint", json!({}));
     assert_eq!(s, 200, "checkpoint: {report}");
-    assert!(report["image_bytes"].as_u64().unwrap() > 16 << 20, "ballast pages are in the images: {report}");
+    assert!(
+        report["image_bytes"].as_u64().unwrap() > 16 << 20,
+        "ballast pages are in the images: {report}"
+    );
     let (_, c) = host.get("/containers/c1");
     assert_eq!(c["status"], "checkpointed");
 
     // The app is really gone: nothing answers until the restore.
     let gone = common::in_netns(&host.netns, || {
-        std::net::TcpStream::connect_timeout(&APP.parse().unwrap(), std::time::Duration::from_millis(300)).is_err()
+        std::net::TcpStream::connect_timeout(
+            &APP.parse().unwrap(),
+            std::time::Duration::from_millis(300),
+        )
+        .is_err()
     });
-    assert!(gone, "the app still answers after a checkpoint without leave_running");
+    assert!(
+        gone,
+        "the app still answers after a checkpoint without leave_running"
+    );
 
     let (s, report) = host.post("/containers/c1/restore", json!({}));
     assert_eq!(s, 200, "restore: {report}");
     let mut conn = host.connect(APP);
     let after = conn.get("/").unwrap();
     assert_eq!(counter(&after), 4, "the counter continues: {after}");
-    assert_eq!(after["started_at_ms"], before["started_at_ms"], "same process, not a restart");
+    assert_eq!(
+        after["started_at_ms"], before["started_at_ms"],
+        "same process, not a restart"
+    );
     let verify = conn.get("/verify").unwrap();
     assert_eq!(verify["ok"], true, "every ballast page came back: {verify}");
     assert_eq!(verify["checksum"], before["checksum"], "ballast unchanged");
-    assert!(!ferry_runtime_lock(&host, "c1"), "CRIU's network lock was removed");
+    assert!(
+        !ferry_runtime_lock(&host, "c1"),
+        "CRIU's network lock was removed"
+    );
 }
 
 /// Whether the container's namespace still carries CRIU's iptables lock.
@@ -70,7 +88,10 @@ fn established_tcp_connection_survives_checkpoint_restore() {
     let mut conn = host.connect("10.200.0.11:8080");
     assert_eq!(counter(&conn.get("/").unwrap()), 1);
 
-    let (s, r) = host.post("/containers/tcp/checkpoint", json!({"tcp_established": true}));
+    let (s, r) = host.post(
+        "/containers/tcp/checkpoint",
+        json!({"tcp_established": true}),
+    );
     assert_eq!(s, 200, "checkpoint: {r}");
     let (s, r) = host.post("/containers/tcp/restore", json!({"tcp_established": true}));
     assert_eq!(s, 200, "restore: {r}");
@@ -98,7 +119,10 @@ fn leave_running_checkpoint_keeps_serving() {
     let (_, c) = host.get("/containers/snap");
     assert_eq!(c["status"], "running");
     // A second checkpoint into the same (now non-empty) directory is refused.
-    let (s, r) = host.post("/containers/snap/checkpoint", json!({"leave_running": true, "image_dir": dir}));
+    let (s, r) = host.post(
+        "/containers/snap/checkpoint",
+        json!({"leave_running": true, "image_dir": dir}),
+    );
     assert_eq!(s, 409, "{r}");
 }
 
@@ -121,7 +145,10 @@ fn restarted_daemon_finds_its_containers() {
     let (_, images) = host.get("/images");
     assert_eq!(images.as_array().map(Vec::len), Some(1));
     // And it can still act on it.
-    let (s, r) = host.post("/containers/keep/checkpoint", json!({"tcp_established": true}));
+    let (s, r) = host.post(
+        "/containers/keep/checkpoint",
+        json!({"tcp_established": true}),
+    );
     assert_eq!(s, 200, "{r}");
     let (s, r) = host.post("/containers/keep/restore", json!({"tcp_established": true}));
     assert_eq!(s, 200, "{r}");
@@ -134,10 +161,19 @@ fn bad_requests_get_problem_details() {
     host.import_counter_image();
 
     let problem = |status: u16, body: &Value| {
-        assert_eq!(body["status"], status, "ProblemDetails carries the status: {body}");
-        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+        assert_eq!(
+            body["status"], status,
+            "ProblemDetails carries the status: {body}"
+        );
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
     };
-    let (s, b) = host.post("/containers", json!({"name": "x", "image": "no-such-image"}));
+    let (s, b) = host.post(
+        "/containers",
+        json!({"name": "x", "image": "no-such-image"}),
+    );
     assert_eq!(s, 404);
     problem(404, &b);
 
@@ -150,26 +186,45 @@ fn bad_requests_get_problem_details() {
     let (s, b) = host.post("/containers", json!({"name": "../etc", "image": "counter"}));
     assert_eq!(s, 400);
     problem(400, &b);
-    let (s, b) = host.post("/containers", json!({"name": "y", "image": "counter", "bogus": 1}));
+    let (s, b) = host.post(
+        "/containers",
+        json!({"name": "y", "image": "counter", "bogus": 1}),
+    );
     assert_eq!(s, 400, "unknown fields are refused: {b}");
-    let (s, b) = host.post("/containers", json!({"name": "z", "image": "counter", "ip": "192.168.1.1"}));
+    let (s, b) = host.post(
+        "/containers",
+        json!({"name": "z", "image": "counter", "ip": "192.168.1.1"}),
+    );
     assert_eq!(s, 400, "an address outside the app subnet: {b}");
 
     let (s, b) = host.post("/containers/dup/restore", json!({}));
     assert_eq!(s, 400, "no checkpoint to restore from: {b}");
     let (s, b) = host.post("/containers/dup/checkpoint", json!({}));
-    assert_eq!(s, 409, "a container that does not run cannot be checkpointed: {b}");
+    assert_eq!(
+        s, 409,
+        "a container that does not run cannot be checkpointed: {b}"
+    );
     problem(409, &b);
     let (s, b) = host.post("/containers/nope/start", json!({}));
     assert_eq!(s, 404);
     problem(404, &b);
 
-    let r = host.http.post(format!("{API}/containers")).body("{not json").send().unwrap();
+    let r = host
+        .http
+        .post(format!("{API}/containers"))
+        .body("{not json")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
 
     // A body that is no image archive at all.
-    let r = host.http.post(format!("{API}/images?name=junk")).body(vec![0x1f, 0x8b, 0x08, 0, 1, 2]).send().unwrap();
+    let r = host
+        .http
+        .post(format!("{API}/images?name=junk"))
+        .body(vec![0x1f, 0x8b, 0x08, 0, 1, 2])
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400, "{}", r.text().unwrap_or_default());
     let (s, _) = host.get("/images/junk");
     assert_eq!(s, 404, "a failed import leaves no image behind");
@@ -188,10 +243,21 @@ fn deleting_everything_leaves_nothing_behind() {
     let netns = c["netns"].as_str().unwrap().to_string();
     assert_eq!(host.delete("/containers/gone"), 204);
     assert_eq!(host.get("/containers/gone").0, 404);
-    assert!(host.leftover_mounts().is_empty(), "mounts left: {:?}", host.leftover_mounts());
-    assert!(!std::path::Path::new("/run/netns").join(&netns).exists(), "netns {netns} left");
+    assert!(
+        host.leftover_mounts().is_empty(),
+        "mounts left: {:?}",
+        host.leftover_mounts()
+    );
+    assert!(
+        !std::path::Path::new("/run/netns").join(&netns).exists(),
+        "netns {netns} left"
+    );
     // Other tests run counters concurrently, so runc's own state is the precise check.
     let runc_root = host.state_dir().join("runc");
-    let left: Vec<_> = std::fs::read_dir(&runc_root).unwrap().flatten().filter(|e| e.path().is_dir()).collect();
+    let left: Vec<_> = std::fs::read_dir(&runc_root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
     assert!(left.is_empty(), "runc still knows containers: {left:?}");
 }

@@ -98,6 +98,7 @@ async fn info(State(rt): State<Rt>) -> Result<impl IntoResponse, ApiError> {
         let criu = &cfg.criu;
         Ok(Json(serde_json::json!({
             "host": cfg.name,
+            "id": rt.id(),
             "state_dir": cfg.state_dir,
             "bridge": cfg.bridge,
             "gateway": cfg.gateway.to_string(),

@@ -210,6 +210,11 @@ impl Runtime {
         &self.config
     }
 
+    /// Short id of this daemon; prefix of its namespaces, veths and cgroups.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     pub fn images(&self) -> &ImageStore {
         &self.images
     }

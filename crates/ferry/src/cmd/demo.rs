@@ -72,7 +72,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     let t = Instant::now();
-    let ck = host.post("/containers/counter/checkpoint", json!({"tcp_established": true}))?;
+    let ck = host.post(
+        "/containers/counter/checkpoint",
+        json!({"tcp_established": true}),
+    )?;
     println!(
         "checkpoint  {} ms, {:.1} MiB of images in {} -- the app is no longer running",
         ck["checkpoint_ms"],
@@ -80,12 +83,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ck["image_dir"].as_str().unwrap_or("?")
     );
     let status = host.get("/containers/counter")?;
-    ensure!(status["status"] == "checkpointed", "expected checkpointed, got {}", status["status"]);
+    ensure!(
+        status["status"] == "checkpointed",
+        "expected checkpointed, got {}",
+        status["status"]
+    );
 
-    let rs = host.post("/containers/counter/restore", json!({"tcp_established": true}))?;
-    println!("restore     {} ms (checkpoint to running again: {} ms)", rs["restore_ms"], t.elapsed().as_millis());
+    let rs = host.post(
+        "/containers/counter/restore",
+        json!({"tcp_established": true}),
+    )?;
+    println!(
+        "restore     {} ms (checkpoint to running again: {} ms)",
+        rs["restore_ms"],
+        t.elapsed().as_millis()
+    );
 
-    let after = conn.get("/").context("the TCP connection did not survive")?;
+    let after = conn
+        .get("/")
+        .context("the TCP connection did not survive")?;
     let verify = conn.get("/verify")?;
     println!(
         "client    same connection: counter={} started_at_ms={} ballast checksum ok={}",
@@ -93,8 +109,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let counter_before = last["counter"].as_u64().unwrap_or(0);
     let counter_after = after["counter"].as_u64().unwrap_or(0);
-    ensure!(counter_after == counter_before + 1, "counter went {counter_before} -> {counter_after}");
-    ensure!(after["started_at_ms"] == before["started_at_ms"], "the app was restarted, not restored");
+    ensure!(
+        counter_after == counter_before + 1,
+        "counter went {counter_before} -> {counter_after}"
+    );
+    ensure!(
+        after["started_at_ms"] == before["started_at_ms"],
+        "the app was restarted, not restored"
+    );
     ensure!(verify["ok"] == true, "ballast corrupted: {verify}");
     println!(
         "\nresult    state survived: counter {counter_before} -> {counter_after}, same process start time, \

@@ -228,7 +228,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
-        println!("{:<26} {:<6} {}", "CHECK", "RESULT", "DETAIL");
+        println!("{:<26} {:<6} DETAIL", "CHECK", "RESULT");
         for c in &results {
             let mark = match (c.ok, c.required) {
                 (true, _) => "ok",

@@ -59,12 +59,25 @@ impl Owned {
         if let Ok(entries) = std::fs::read_dir(&runc_root) {
             for e in entries.flatten().filter(|e| e.path().is_dir()) {
                 let id = e.file_name().to_string_lossy().into_owned();
-                quiet("runc", &["--root", &runc_root.to_string_lossy(), "delete", "--force", &id]);
+                quiet(
+                    "runc",
+                    &[
+                        "--root",
+                        &runc_root.to_string_lossy(),
+                        "delete",
+                        "--force",
+                        &id,
+                    ],
+                );
             }
         }
         let root = self.state_dir.to_string_lossy().into_owned();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)) {
+        for m in mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&root))
+        {
             quiet("umount", &["-l", m]);
         }
         // Container namespaces carry the daemon's id; read them from the records.
@@ -80,7 +93,11 @@ impl Owned {
         }
         quiet("ip", &["netns", "del", &self.netns]);
         // runc removed the containers' cgroups; their empty /ferry/<id> parents remain.
-        for controller in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        for controller in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let ferry = controller.path().join("ferry");
             for id in std::fs::read_dir(&ferry).into_iter().flatten().flatten() {
                 let _ = std::fs::remove_dir(id.path());
@@ -106,7 +123,11 @@ impl LocalHost {
         }
         let netns = format!("ferry-{label}-{}", std::process::id());
         let state_dir = std::env::temp_dir().join(&netns);
-        let owned = Arc::new(Mutex::new(Owned { netns: netns.clone(), state_dir: state_dir.clone(), daemon: None }));
+        let owned = Arc::new(Mutex::new(Owned {
+            netns: netns.clone(),
+            state_dir: state_dir.clone(),
+            daemon: None,
+        }));
         // Ctrl-C or SIGTERM: undo everything, then exit.
         let for_signal = owned.clone();
         let _ = ctrlc::set_handler(move || {
@@ -117,12 +138,22 @@ impl LocalHost {
             std::process::exit(130);
         });
         if !quiet("ip", &["netns", "add", &netns]) {
-            bail!("cannot create network namespace {netns} (is iproute2 installed? run `make deps`)");
+            bail!(
+                "cannot create network namespace {netns} (is iproute2 installed? run `make deps`)"
+            );
         }
         std::fs::create_dir_all(&state_dir)?;
         let log = File::create(state_dir.join("daemon.log"))?;
         let daemon = Command::new(std::env::current_exe()?)
-            .args(["host", "--name", label, "--netns", &netns, "--listen", "127.0.0.1:7100"])
+            .args([
+                "host",
+                "--name",
+                label,
+                "--netns",
+                &netns,
+                "--listen",
+                "127.0.0.1:7100",
+            ])
             .arg("--state-dir")
             .arg(&state_dir)
             .stdout(Stdio::null())
@@ -131,11 +162,23 @@ impl LocalHost {
             .context("start ferry host")?;
         owned.lock().map_err(|_| anyhow::anyhow!("lock"))?.daemon = Some(daemon);
         let http = in_netns(&netns, || {
-            reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build()
+            reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(600))
+                .build()
         })??;
-        let host = LocalHost { netns, state_dir, owned, http };
+        let host = LocalHost {
+            netns,
+            state_dir,
+            owned,
+            http,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !host.http.get(format!("{API}/health")).send().is_ok_and(|r| r.status().is_success()) {
+        while !host
+            .http
+            .get(format!("{API}/health"))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
             if Instant::now() > deadline {
                 bail!("ferry host did not start: {}", host.daemon_log());
             }
@@ -152,7 +195,10 @@ impl LocalHost {
         let status = r.status();
         let body: Value = r.json().unwrap_or(Value::Null);
         if !status.is_success() {
-            bail!("{status}: {}", body["detail"].as_str().unwrap_or(&body.to_string()));
+            bail!(
+                "{status}: {}",
+                body["detail"].as_str().unwrap_or(&body.to_string())
+            );
         }
         Ok(body)
     }
@@ -175,9 +221,17 @@ impl LocalHost {
 
     pub fn import_image(&self, name: &str, archive: &Path) -> anyhow::Result<Value> {
         let body = std::fs::read(archive).with_context(|| {
-            format!("cannot read {} (build it with `make counter-image`)", archive.display())
+            format!(
+                "cannot read {} (build it with `make counter-image`)",
+                archive.display()
+            )
         })?;
-        Self::check(self.http.post(format!("{API}/images?name={name}&replace=true")).body(body).send()?)
+        Self::check(
+            self.http
+                .post(format!("{API}/images?name={name}&replace=true"))
+                .body(body)
+                .send()?,
+        )
     }
 
     /// Opens a TCP connection from the host's namespace (retrying while the app starts).

@@ -45,6 +45,7 @@ pub struct TestHost {
     pub netns: String,
     pub state: tempfile::TempDir,
     daemon: Option<Child>,
+    id: Option<String>,
     /// An HTTP client whose sockets live in the host's namespace.
     pub http: reqwest::blocking::Client,
 }
@@ -60,16 +61,32 @@ fn quiet(program: &str, args: &[&str]) -> bool {
 
 impl TestHost {
     pub fn start() -> TestHost {
-        let netns = format!("ft{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-        assert!(quiet("ip", &["netns", "add", &netns]), "ip netns add {netns}");
-        let state = tempfile::Builder::new().prefix("ferry-test-").tempdir().expect("tempdir");
+        let netns = format!(
+            "ft{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        assert!(
+            quiet("ip", &["netns", "add", &netns]),
+            "ip netns add {netns}"
+        );
+        let state = tempfile::Builder::new()
+            .prefix("ferry-test-")
+            .tempdir()
+            .expect("tempdir");
         let http = in_netns(&netns, || {
             reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("client")
         });
-        let mut host = TestHost { netns, state, daemon: None, http };
+        let mut host = TestHost {
+            netns,
+            state,
+            daemon: None,
+            id: None,
+            http,
+        };
         host.spawn_daemon();
         host
     }
@@ -82,7 +99,15 @@ impl TestHost {
     pub fn spawn_daemon(&mut self) {
         let log = File::create(self.state.path().join("daemon.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["host", "--name", "testhost", "--netns", &self.netns, "--listen", "127.0.0.1:7100"])
+            .args([
+                "host",
+                "--name",
+                "testhost",
+                "--netns",
+                &self.netns,
+                "--listen",
+                "127.0.0.1:7100",
+            ])
             .arg("--state-dir")
             .arg(self.state.path())
             .stdout(Stdio::null())
@@ -94,13 +119,19 @@ impl TestHost {
         loop {
             if let Ok(r) = self.http.get(format!("{API}/health")).send() {
                 if r.status().is_success() {
+                    let (_, info) = self.get("/info");
+                    self.id = info["id"].as_str().map(str::to_string);
                     return;
                 }
             }
             if let Some(Ok(Some(status))) = self.daemon.as_mut().map(|c| c.try_wait()) {
                 panic!("ferry host exited ({status}): {}", self.daemon_log());
             }
-            assert!(Instant::now() < deadline, "ferry host did not come up: {}", self.daemon_log());
+            assert!(
+                Instant::now() < deadline,
+                "ferry host did not come up: {}",
+                self.daemon_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -122,14 +153,29 @@ impl TestHost {
 
     pub fn import_counter_image(&self) -> Value {
         let body = std::fs::read(counter_image()).expect("read image");
-        let r = self.http.post(format!("{API}/images?name=counter")).body(body).send().expect("import");
-        assert_eq!(r.status().as_u16(), 201, "import: {}", r.text().unwrap_or_default());
+        let r = self
+            .http
+            .post(format!("{API}/images?name=counter"))
+            .body(body)
+            .send()
+            .expect("import");
+        assert_eq!(
+            r.status().as_u16(),
+            201,
+            "import: {}",
+            r.text().unwrap_or_default()
+        );
         r.json().expect("image json")
     }
 
     /// POST with a JSON body; returns (status, body as JSON).
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.http.post(format!("{API}{path}")).json(&body).send().expect("POST");
+        let r = self
+            .http
+            .post(format!("{API}{path}"))
+            .json(&body)
+            .send()
+            .expect("POST");
         let status = r.status().as_u16();
         (status, r.json().unwrap_or(Value::Null))
     }
@@ -141,7 +187,12 @@ impl TestHost {
     }
 
     pub fn delete(&self, path: &str) -> u16 {
-        self.http.delete(format!("{API}{path}")).send().expect("DELETE").status().as_u16()
+        self.http
+            .delete(format!("{API}{path}"))
+            .send()
+            .expect("DELETE")
+            .status()
+            .as_u16()
     }
 
     /// Creates and starts a counter container with the given address and ballast.
@@ -165,21 +216,29 @@ impl TestHost {
         let stream = in_netns(&self.netns, move || {
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
-                match TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(1)) {
+                match TcpStream::connect_timeout(
+                    &addr.parse().expect("addr"),
+                    Duration::from_secs(1),
+                ) {
                     Ok(s) => return s,
                     Err(e) if Instant::now() > deadline => panic!("connect {addr}: {e}"),
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
             }
         });
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         AppConn { stream }
     }
 
     /// Names of network namespaces that belong to this host's daemon or to the test.
     pub fn leftover_netns(&self) -> Vec<String> {
         let id = self.daemon_id();
-        let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+        let out = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip netns list");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_whitespace().next())
@@ -188,15 +247,9 @@ impl TestHost {
             .collect()
     }
 
-    /// The daemon's id (part of its namespaces' names), from a container record if any.
+    /// The daemon's id (part of its namespaces' names), as it reported it at start.
     fn daemon_id(&self) -> Option<String> {
-        let dir = self.state.path().join("containers");
-        for e in std::fs::read_dir(dir).ok()?.flatten() {
-            let v: Value = serde_json::from_slice(&std::fs::read(e.path().join("state.json")).ok()?).ok()?;
-            let ns = v["netns"].as_str()?;
-            return ns.split('-').nth(1).map(str::to_string);
-        }
-        None
+        self.id.clone()
     }
 
     /// Mounts under this host's state directory.
@@ -232,7 +285,16 @@ impl Drop for TestHost {
         if let Ok(entries) = std::fs::read_dir(&runc_root) {
             for e in entries.flatten().filter(|e| e.path().is_dir()) {
                 let id = e.file_name().to_string_lossy().into_owned();
-                quiet("runc", &["--root", &runc_root.to_string_lossy(), "delete", "--force", &id]);
+                quiet(
+                    "runc",
+                    &[
+                        "--root",
+                        &runc_root.to_string_lossy(),
+                        "delete",
+                        "--force",
+                        &id,
+                    ],
+                );
             }
         }
         for m in self.leftover_mounts() {
@@ -260,7 +322,10 @@ impl AppConn {
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line)? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed",
+                ));
             }
             if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                 len = v.trim().parse().unwrap_or(0);
