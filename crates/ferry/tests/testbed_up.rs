@@ -1,0 +1,171 @@
+//! `ferry testbed up/down/status/route` and the data plane, with real namespaces, real
+//! delay elements and the real `ferry host` daemons.
+
+#[path = "testbed_support.rs"]
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+/// Up with three `ferry host` daemons; each answers its health check from the root
+/// namespace; the UE reaches its serving host with the cell link's delay and another host
+/// over the host-host link; `down` leaves nothing behind, and a second `down` is fine.
+#[test]
+fn three_hosts_come_up_and_down_leaves_nothing() {
+    let name = "tbup";
+    let a = addrs(1);
+    let tb = Testbed::up(name, &topology(name, 1), &[]);
+    assert_eq!(netns_with_prefix(&format!("{name}-")).len(), 5, "gw, 3 hosts, 1 UE");
+    for (i, h) in a.hosts.iter().enumerate() {
+        let api = format!("{h}:7100");
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5", &format!("http://{api}/ferry/v1/health")])
+            .output()
+            .expect("curl");
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(body.contains(&format!("mec{}", i + 1)), "health of {api}: {body}");
+    }
+    let pids = status_pids(name);
+    assert_eq!(pids.len(), 4, "agent + 3 hosts");
+    assert!(pids.iter().all(|p| alive(*p)));
+    // Serving host over the 1 ms cell link; mec2 also over the 5 ms host link.
+    assert_rtt("ue1 -> mec1", ping_median(&tb.ns("ue1"), &a.hosts[0], 15), 2.0);
+    assert_rtt("ue1 -> mec2", ping_median(&tb.ns("ue1"), &a.hosts[1], 15), 12.0);
+    // Host to host (migration path) crosses the shaped link: mec1 -> mec3 takes the 10 ms
+    // path through mec2, not the direct 20 ms one.
+    assert_rtt("mec1 -> mec3", ping_median(&tb.ns("mec1"), &a.hosts[2], 15), 20.0);
+
+    let out = ferry(&["testbed", "down", "--name", name]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(netns_with_prefix(&format!("{name}-")).is_empty());
+    assert!(links_with_prefix(&format!("{name}-")).is_empty());
+    std::thread::sleep(Duration::from_millis(100));
+    for p in pids {
+        assert!(!alive(p), "pid {p} survived down");
+    }
+    assert!(!std::path::Path::new(&format!("/run/ferry/testbed/{name}")).exists());
+    assert!(!std::path::Path::new(&format!("/var/lib/ferry/testbed/{name}")).exists());
+    let again = ferry(&["testbed", "down", "--name", name]);
+    assert!(again.status.success(), "second down: {}", text(&again));
+    drop(tb);
+}
+
+/// Moving an app address from host to host with `ferry testbed route` changes which host
+/// answers and the UE's latency to it. The app is an address on the host's loopback (what
+/// the `ferry host` bridge route does for a container).
+#[test]
+fn route_switch_changes_which_host_answers() {
+    let name = "tbroute";
+    let a = addrs(2);
+    let tb = Testbed::up(name, &topology(name, 2), &["--without-hosts"]);
+    let app = format!("{}.0.42", a.app_subnet_prefix);
+    let place = |host: &str, add: bool| {
+        let verb = if add { "add" } else { "del" };
+        let ok = Command::new("ip")
+            .args(["-n", &tb.ns(host), "addr", verb, &format!("{app}/32"), "dev", "lo"])
+            .status()
+            .expect("ip")
+            .success();
+        assert!(ok, "ip addr {verb} {app} in {host}");
+    };
+    let route = |host: &str| {
+        let out = ferry(&["testbed", "route", &app, host, "--name", name]);
+        assert!(out.status.success(), "route to {host}: {}", text(&out));
+    };
+    place("mec2", true);
+    route("mec2");
+    assert_rtt("app on mec2", ping_median(&tb.ns("ue1"), &app, 15), 12.0);
+    // Move it to mec3: without the route switch nobody answers...
+    place("mec2", false);
+    place("mec3", true);
+    assert_eq!(ping_median(&tb.ns("ue1"), &app, 3), None, "answered before the route switch");
+    // ...with it, mec3 answers over mec1 -> mec2 -> mec3 (1 + 5 + 5 ms each way).
+    route("mec3");
+    assert_rtt("app on mec3", ping_median(&tb.ns("ue1"), &app, 15), 22.0);
+    // And on the serving host itself: only the cell link.
+    place("mec3", false);
+    place("mec1", true);
+    route("mec1");
+    assert_rtt("app on mec1", ping_median(&tb.ns("ue1"), &app, 15), 2.0);
+    // The root namespace reaches it too, through the gateway.
+    let root = Command::new("ping").args(["-c", "2", "-W", "2", "-q", &app]).status().expect("ping");
+    assert!(root.success(), "root namespace cannot reach the app");
+    // Bad input is refused with a reason.
+    let out = ferry(&["testbed", "route", "10.1.2.3", "mec1", "--name", name]);
+    assert!(!out.status.success() && text(&out).contains("app subnet"), "{}", text(&out));
+    let out = ferry(&["testbed", "route", &app, "mec9", "--name", name]);
+    assert!(!out.status.success() && text(&out).contains("unknown host 'mec9'"), "{}", text(&out));
+    drop(tb);
+}
+
+/// A handover on the RAN re-wires the UE's path: the latency to the new serving host drops
+/// from the host-link path to the cell link alone.
+#[test]
+fn handover_rewires_the_ue_path() {
+    let name = "tbho";
+    let a = addrs(3);
+    let tb = Testbed::up(name, &topology(name, 3), &["--without-hosts"]);
+    assert_rtt("before: ue1 -> mec2", ping_median(&tb.ns("ue1"), &a.hosts[1], 10), 12.0);
+    let ran = "http://10.199.3.1:7200";
+    let out = ferry(&["ran", "handover", "ue1", "cell2", "--ran", ran]);
+    assert!(out.status.success(), "handover: {}", text(&out));
+    // The agent re-wires asynchronously, right after the RAN publishes the handover.
+    let mut rtt = None;
+    for _ in 0..50 {
+        rtt = ping_median(&tb.ns("ue1"), &a.hosts[1], 5);
+        if rtt.is_some_and(|r| r < 6.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_rtt("after: ue1 -> mec2", rtt, 2.0);
+    assert_rtt("after: ue1 -> mec1", ping_median(&tb.ns("ue1"), &a.hosts[0], 10), 12.0);
+    let status = text(&ferry(&["testbed", "status", "--name", name]));
+    assert!(status.contains("cell cell2"), "{status}");
+    drop(tb);
+}
+
+/// After a crash (agent killed, state file gone), `down` still removes everything, deriving
+/// it from the name prefix.
+#[test]
+fn down_after_a_crash_removes_everything() {
+    let name = "tbcrash";
+    let tb = Testbed::up(name, &topology(name, 4), &["--without-hosts"]);
+    let pids = status_pids(name);
+    assert_eq!(pids.len(), 1);
+    // A stray process inside one of the namespaces, as a crashed daemon would leave.
+    let mut stray = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("mec2"), "sleep", "600"])
+        .spawn()
+        .expect("spawn sleep");
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::remove_dir_all(format!("/run/ferry/testbed/{name}")).expect("remove state");
+    let out = ferry(&["testbed", "down", "--name", name]);
+    assert!(out.status.success(), "{}", text(&out));
+    let _ = stray.wait();
+    assert!(netns_with_prefix(&format!("{name}-")).is_empty());
+    assert!(links_with_prefix(&format!("{name}-")).is_empty());
+    assert!(!alive(pids[0]), "agent survived");
+    drop(tb);
+}
+
+/// A malformed file is rejected before anything is created, naming the line and the field.
+#[test]
+fn malformed_topology_is_rejected_with_line_and_field() {
+    let name = "tbbad";
+    let good = topology(name, 5);
+    let bad = good.replacen("cell = \"cell1\"", "cell = \"cell9\"", 1);
+    let line = bad[..bad.find("cell9").unwrap()].matches('\n').count() + 1;
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(file.path(), &bad).unwrap();
+    let out = ferry(&["testbed", "up", "-f", file.path().to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains(&format!("line {line}")) && t.contains("ues[0].cell") && t.contains("cell9"), "{t}");
+    assert!(netns_with_prefix(&format!("{name}-")).is_empty());
+    // A syntax error too.
+    std::fs::write(file.path(), good.replacen("delay_ms = 5.0", "delay_ms = \"5\"", 1)).unwrap();
+    let out = ferry(&["testbed", "up", "-f", file.path().to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("links[0].delay_ms"), "{}", text(&out));
+}
