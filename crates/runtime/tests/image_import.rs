@@ -601,3 +601,40 @@ fn a_layer_repeated_in_an_image_is_mounted_once() {
     assert_eq!(std::fs::read(mnt.join("etc/conf")).unwrap(), b"v");
     assert_eq!(std::fs::read(mnt.join("mid")).unwrap(), b"m");
 }
+
+#[test]
+fn layers_of_a_mounted_image_outlive_its_removal_until_unmounted() {
+    let sb = Sandbox::new();
+    let archive = Oci::new(vec![Blob::gzip(
+        Layer::new().file("app", b"running", 0o755).tar(),
+    )])
+    .archive();
+    let image = sb.store.import("busy", &archive[..], false).unwrap();
+    let lower = sb.store.lower_dirs(&image).unwrap();
+    let mnt = sb.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    // Two lowers are needed for a read-only overlay without upper; use an empty second one.
+    let empty = sb.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let data = format!("lowerdir={}:{}", lower[0].display(), empty.display());
+    nix::mount::mount(
+        Some("overlay"),
+        &mnt,
+        Some("overlay"),
+        nix::mount::MsFlags::MS_RDONLY,
+        Some(data.as_str()),
+    )
+    .expect("mount overlay (needs root)");
+    let guard = MountGuard(mnt.clone());
+
+    sb.store.remove("busy").unwrap();
+    assert!(matches!(sb.store.get("busy"), Err(ImageError::NotFound(_))));
+    assert!(lower[0].is_dir(), "a mounted layer was deleted");
+    assert_eq!(std::fs::read(mnt.join("app")).unwrap(), b"running");
+
+    drop(guard);
+    // The next cleanup (here: the next open) takes it.
+    let reopened = ferry_runtime::image::ImageStore::open(&sb.store_dir("")).unwrap();
+    assert!(reopened.list().unwrap().is_empty());
+    assert!(!lower[0].exists(), "an unused, unmounted layer was kept");
+}

@@ -55,6 +55,11 @@ impl Dir {
         Some(self.fd.as_raw_fd())
     }
 
+    /// A second handle on the same directory (so walks can start from the root repeatedly).
+    pub fn reopen(&self) -> nix::Result<Dir> {
+        self.open_dir(OsStr::new("."))
+    }
+
     /// Opens the child directory `name`; fails (ELOOP / ENOTDIR) if it is a symlink or not a directory.
     pub fn open_dir(&self, name: &OsStr) -> nix::Result<Dir> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;

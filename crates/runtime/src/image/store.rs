@@ -9,6 +9,10 @@
 //! An import spools and verifies everything in its own staging directory and only then moves
 //! new layers into `layers/` and writes the record, so a failed import leaves nothing behind
 //! (the staging directory is removed by a guard, and leftovers of a crash at the next `open`).
+//!
+//! Removing or replacing an image deletes the layers no other image uses, except layers some
+//! overlay still mounts (a container running on the old image): those go at a later cleanup.
+//! One `ImageStore` per root directory: `open` clears the staging area of that root.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -284,11 +288,16 @@ impl ImageStore {
             .flat_map(|i| i.layers.iter())
             .filter_map(|l| digest_hex(l, "layer").ok().map(str::to_string))
             .collect();
+        // A container still running on a removed or replaced image keeps its layers: deleting
+        // a mounted lowerdir would pull files from under it. They go at a later cleanup.
+        let mounted = mounted_layers();
         let dir = self.root.join("layers");
         for entry in std::fs::read_dir(&dir).map_err(ImageError::io("read", &dir))? {
             let entry = entry.map_err(ImageError::io("read", &dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !used.contains(&name) {
+            if mounted.contains(&name) && !used.contains(&name) {
+                tracing::info!(layer = %name, "unused layer still mounted; kept for now");
+            } else if !used.contains(&name) {
                 let path = entry.path();
                 std::fs::remove_dir_all(&path)
                     .map_err(ImageError::io("remove unused layer", &path))?;
@@ -317,6 +326,26 @@ impl ImageStore {
         }
         Ok(dirs)
     }
+}
+
+/// Hex digests of layer directories (`.../layers/<hex>`) that some overlay mount of this
+/// mount namespace uses. Matching on the name alone errs on the side of keeping a layer.
+fn mounted_layers() -> std::collections::HashSet<String> {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Default::default();
+    };
+    let mut found = std::collections::HashSet::new();
+    for line in mounts.lines().filter(|l| l.contains(" overlay ")) {
+        for (i, _) in line.match_indices("/layers/") {
+            let rest = &line[i + "/layers/".len()..];
+            if let Some(hex) = rest.get(..64) {
+                if hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    found.insert(hex.to_string());
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Now as RFC 3339 UTC (`2026-11-27T19:05:00Z`), without a date-time dependency.

@@ -204,8 +204,10 @@ impl Unpacker<'_> {
     /// Opens the directory `comps` under the root, creating missing ones (mode 0755) and
     /// refusing to pass through anything that is not a real directory.
     fn walk(&self, comps: &[OsString], create: bool, path: &Path) -> Result<Dir, ImageError> {
-        let mut dir =
-            Dir::open_dir_of(&self.root).map_err(|e| self.fs_err(path, "open layer root", e))?;
+        let mut dir = self
+            .root
+            .reopen()
+            .map_err(|e| self.fs_err(path, "open layer root", e))?;
         for c in comps {
             match dir.kind(c).map_err(|e| self.fs_err(path, "stat", e))? {
                 Kind::Dir => {}
@@ -508,13 +510,6 @@ impl Unpacker<'_> {
                 .map_err(|e| self.fs_err(&path, "set mtime", e))?;
         }
         Ok(())
-    }
-}
-
-impl Dir {
-    /// A second handle on the same directory (so walks can start from the root repeatedly).
-    pub fn open_dir_of(dir: &Dir) -> nix::Result<Dir> {
-        dir.open_dir(OsStr::from_bytes(b"."))
     }
 }
 
