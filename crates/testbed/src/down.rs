@@ -134,10 +134,38 @@ fn mounts_under(dir: &str) -> Vec<String> {
     v
 }
 
+/// Named namespaces (`/run/netns/*`) of the containers of this testbed's hosts: the
+/// `ferry host` daemons name them without the testbed prefix, so they are found through
+/// their processes, whose root is under the testbed's state directory.
+fn container_netns(name: &str) -> Vec<String> {
+    let sdir = state_dir(name);
+    let mut inodes = HashSet::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let base = e.path();
+        let rooted = std::fs::read_link(base.join("root")).map(|r| r.starts_with(&sdir)).unwrap_or(false);
+        if rooted {
+            if let Ok(m) = std::fs::metadata(base.join("ns/net")) {
+                inodes.insert(m.ino());
+            }
+        }
+    }
+    let p = prefix(name);
+    std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| std::fs::metadata(e.path()).map(|m| inodes.contains(&m.ino())).unwrap_or(false))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with(&p))
+        .collect()
+}
+
 /// Removes testbed `name` and everything it left. Idempotent.
 pub fn down(name: &str) -> Result<Removed, TestbedError> {
     let mut removed = Removed::default();
     let p = prefix(name);
+    // Found before the processes stop: afterwards nothing ties them to this testbed.
+    let containers = container_netns(name);
     // 1. Processes: those the state file names, then whatever the prefix finds.
     let mut pids: Vec<u32> = State::load(name)
         .map(|s| s.procs.iter().map(|p| p.pid).collect())
@@ -170,7 +198,7 @@ pub fn down(name: &str) -> Result<Removed, TestbedError> {
         }
     }
     // 3. Namespaces (their veths, routes and qdiscs go with them), then root links.
-    for ns in our_netns(&p).collect::<Vec<_>>() {
+    for ns in our_netns(&p).chain(containers).collect::<Vec<_>>() {
         match run("ip", ["netns", "del", ns.as_str()]) {
             Ok(_) => removed.namespaces += 1,
             Err(e) => tracing::warn!(netns = %ns, error = %e, "cannot delete namespace"),
