@@ -12,7 +12,18 @@ use support::*;
 fn check_passes(name: &str, filter: &str) -> String {
     let mut last = String::new();
     for _ in 0..2 {
-        let out = ferry(&["testbed", "check", "--name", name, "--link", filter, "--pings", "30", "--seconds", "4"]);
+        let out = ferry(&[
+            "testbed",
+            "check",
+            "--name",
+            name,
+            "--link",
+            filter,
+            "--pings",
+            "30",
+            "--seconds",
+            "4",
+        ]);
         last = text(&out);
         if out.status.success() {
             return last;

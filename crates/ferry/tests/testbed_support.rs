@@ -68,7 +68,10 @@ pub fn topology(name: &str, k: u8) -> String {
     for i in 1..=3 {
         t += &format!("[[links]]\na = \"cell{i}\"\nb = \"mec{i}\"\ndelay_ms = 1.0\n");
     }
-    t += &format!("[[ues]]\nname = \"ue1\"\naddress = \"{}\"\ncell = \"cell1\"\n", a.ue);
+    t += &format!(
+        "[[ues]]\nname = \"ue1\"\naddress = \"{}\"\ncell = \"cell1\"\n",
+        a.ue
+    );
     t
 }
 
@@ -82,7 +85,10 @@ impl Testbed {
     /// Writes the topology and runs `ferry testbed up` (with `extra` flags); panics with the
     /// output if it fails.
     pub fn up(name: &str, topology: &str, extra: &[&str]) -> Testbed {
-        let file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp file");
+        let file = tempfile::Builder::new()
+            .suffix(".toml")
+            .tempfile()
+            .expect("temp file");
         std::fs::write(file.path(), topology).expect("write topology");
         // A leftover of an earlier, killed run must not make this one fail.
         let _ = ferry(&["testbed", "down", "--name", name]);
@@ -111,9 +117,23 @@ impl Drop for Testbed {
 
 /// Median RTT in ms of `n` pings from namespace `ns` to `to` (after one warm-up ping).
 pub fn ping_median(ns: &str, to: &str, n: u32) -> Option<f64> {
-    let _ = Command::new("ip").args(["netns", "exec", ns, "ping", "-c", "1", "-W", "2", to]).output();
+    let _ = Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "2", to])
+        .output();
     let out = Command::new("ip")
-        .args(["netns", "exec", ns, "ping", "-c", &n.to_string(), "-i", "0.05", "-W", "2", to])
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-c",
+            &n.to_string(),
+            "-i",
+            "0.05",
+            "-W",
+            "2",
+            to,
+        ])
         .output()
         .ok()?;
     let mut v: Vec<f64> = String::from_utf8_lossy(&out.stdout)
@@ -141,7 +161,10 @@ pub fn assert_rtt(what: &str, got: Option<f64>, want: f64) {
 }
 
 pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -151,7 +174,10 @@ pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
 }
 
 pub fn links_with_prefix(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip").args(["-o", "link", "show"]).output().expect("ip link");
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split(':').nth(1))
@@ -162,7 +188,13 @@ pub fn links_with_prefix(prefix: &str) -> Vec<String> {
 
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 

@@ -16,7 +16,11 @@ fn three_hosts_come_up_and_down_leaves_nothing() {
     let name = "tbup";
     let a = addrs(1);
     let tb = Testbed::up(name, &topology(name, 1), &[]);
-    assert_eq!(netns_with_prefix(&format!("{name}-")).len(), 5, "gw, 3 hosts, 1 UE");
+    assert_eq!(
+        netns_with_prefix(&format!("{name}-")).len(),
+        5,
+        "gw, 3 hosts, 1 UE"
+    );
     for (i, h) in a.hosts.iter().enumerate() {
         let api = format!("{h}:7100");
         let out = Command::new("curl")
@@ -24,17 +28,32 @@ fn three_hosts_come_up_and_down_leaves_nothing() {
             .output()
             .expect("curl");
         let body = String::from_utf8_lossy(&out.stdout);
-        assert!(body.contains(&format!("mec{}", i + 1)), "health of {api}: {body}");
+        assert!(
+            body.contains(&format!("mec{}", i + 1)),
+            "health of {api}: {body}"
+        );
     }
     let pids = status_pids(name);
     assert_eq!(pids.len(), 4, "agent + 3 hosts");
     assert!(pids.iter().all(|p| alive(*p)));
     // Serving host over the 1 ms cell link; mec2 also over the 5 ms host link.
-    assert_rtt("ue1 -> mec1", ping_median(&tb.ns("ue1"), &a.hosts[0], 15), 2.0);
-    assert_rtt("ue1 -> mec2", ping_median(&tb.ns("ue1"), &a.hosts[1], 15), 12.0);
+    assert_rtt(
+        "ue1 -> mec1",
+        ping_median(&tb.ns("ue1"), &a.hosts[0], 15),
+        2.0,
+    );
+    assert_rtt(
+        "ue1 -> mec2",
+        ping_median(&tb.ns("ue1"), &a.hosts[1], 15),
+        12.0,
+    );
     // Host to host (migration path) crosses the shaped link: mec1 -> mec3 takes the 10 ms
     // path through mec2, not the direct 20 ms one.
-    assert_rtt("mec1 -> mec3", ping_median(&tb.ns("mec1"), &a.hosts[2], 15), 20.0);
+    assert_rtt(
+        "mec1 -> mec3",
+        ping_median(&tb.ns("mec1"), &a.hosts[2], 15),
+        20.0,
+    );
 
     let out = ferry(&["testbed", "down", "--name", name]);
     assert!(out.status.success(), "{}", text(&out));
@@ -63,7 +82,15 @@ fn route_switch_changes_which_host_answers() {
     let place = |host: &str, add: bool| {
         let verb = if add { "add" } else { "del" };
         let ok = Command::new("ip")
-            .args(["-n", &tb.ns(host), "addr", verb, &format!("{app}/32"), "dev", "lo"])
+            .args([
+                "-n",
+                &tb.ns(host),
+                "addr",
+                verb,
+                &format!("{app}/32"),
+                "dev",
+                "lo",
+            ])
             .status()
             .expect("ip")
             .success();
@@ -79,7 +106,11 @@ fn route_switch_changes_which_host_answers() {
     // Move it to mec3: without the route switch nobody answers...
     place("mec2", false);
     place("mec3", true);
-    assert_eq!(ping_median(&tb.ns("ue1"), &app, 3), None, "answered before the route switch");
+    assert_eq!(
+        ping_median(&tb.ns("ue1"), &app, 3),
+        None,
+        "answered before the route switch"
+    );
     // ...with it, mec3 answers over mec1 -> mec2 -> mec3 (1 + 5 + 5 ms each way).
     route("mec3");
     assert_rtt("app on mec3", ping_median(&tb.ns("ue1"), &app, 15), 22.0);
@@ -89,13 +120,24 @@ fn route_switch_changes_which_host_answers() {
     route("mec1");
     assert_rtt("app on mec1", ping_median(&tb.ns("ue1"), &app, 15), 2.0);
     // The root namespace reaches it too, through the gateway.
-    let root = Command::new("ping").args(["-c", "2", "-W", "2", "-q", &app]).status().expect("ping");
+    let root = Command::new("ping")
+        .args(["-c", "2", "-W", "2", "-q", &app])
+        .status()
+        .expect("ping");
     assert!(root.success(), "root namespace cannot reach the app");
     // Bad input is refused with a reason.
     let out = ferry(&["testbed", "route", "10.1.2.3", "mec1", "--name", name]);
-    assert!(!out.status.success() && text(&out).contains("app subnet"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("app subnet"),
+        "{}",
+        text(&out)
+    );
     let out = ferry(&["testbed", "route", &app, "mec9", "--name", name]);
-    assert!(!out.status.success() && text(&out).contains("unknown host 'mec9'"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("unknown host 'mec9'"),
+        "{}",
+        text(&out)
+    );
     drop(tb);
 }
 
@@ -106,7 +148,11 @@ fn handover_rewires_the_ue_path() {
     let name = "tbho";
     let a = addrs(3);
     let tb = Testbed::up(name, &topology(name, 3), &["--without-hosts"]);
-    assert_rtt("before: ue1 -> mec2", ping_median(&tb.ns("ue1"), &a.hosts[1], 10), 12.0);
+    assert_rtt(
+        "before: ue1 -> mec2",
+        ping_median(&tb.ns("ue1"), &a.hosts[1], 10),
+        12.0,
+    );
     let ran = "http://10.199.3.1:7200";
     let out = ferry(&["ran", "handover", "ue1", "cell2", "--ran", ran]);
     assert!(out.status.success(), "handover: {}", text(&out));
@@ -120,7 +166,11 @@ fn handover_rewires_the_ue_path() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_rtt("after: ue1 -> mec2", rtt, 2.0);
-    assert_rtt("after: ue1 -> mec1", ping_median(&tb.ns("ue1"), &a.hosts[0], 10), 12.0);
+    assert_rtt(
+        "after: ue1 -> mec1",
+        ping_median(&tb.ns("ue1"), &a.hosts[0], 10),
+        12.0,
+    );
     let status = text(&ferry(&["testbed", "status", "--name", name]));
     assert!(status.contains("cell cell2"), "{status}");
     drop(tb);
@@ -162,10 +212,21 @@ fn malformed_topology_is_rejected_with_line_and_field() {
     let out = ferry(&["testbed", "up", "-f", file.path().to_str().unwrap()]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains(&format!("line {line}")) && t.contains("ues[0].cell") && t.contains("cell9"), "{t}");
+    assert!(
+        t.contains(&format!("line {line}")) && t.contains("ues[0].cell") && t.contains("cell9"),
+        "{t}"
+    );
     assert!(netns_with_prefix(&format!("{name}-")).is_empty());
     // A syntax error too.
-    std::fs::write(file.path(), good.replacen("delay_ms = 5.0", "delay_ms = \"5\"", 1)).unwrap();
+    std::fs::write(
+        file.path(),
+        good.replacen("delay_ms = 5.0", "delay_ms = \"5\"", 1),
+    )
+    .unwrap();
     let out = ferry(&["testbed", "up", "-f", file.path().to_str().unwrap()]);
-    assert!(!out.status.success() && text(&out).contains("links[0].delay_ms"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("links[0].delay_ms"),
+        "{}",
+        text(&out)
+    );
 }

@@ -142,7 +142,9 @@ fn container_netns(name: &str) -> Vec<String> {
     let mut inodes = HashSet::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let base = e.path();
-        let rooted = std::fs::read_link(base.join("root")).map(|r| r.starts_with(&sdir)).unwrap_or(false);
+        let rooted = std::fs::read_link(base.join("root"))
+            .map(|r| r.starts_with(&sdir))
+            .unwrap_or(false);
         if rooted {
             if let Ok(m) = std::fs::metadata(base.join("ns/net")) {
                 inodes.insert(m.ino());
@@ -154,7 +156,11 @@ fn container_netns(name: &str) -> Vec<String> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| std::fs::metadata(e.path()).map(|m| inodes.contains(&m.ino())).unwrap_or(false))
+        .filter(|e| {
+            std::fs::metadata(e.path())
+                .map(|m| inodes.contains(&m.ino()))
+                .unwrap_or(false)
+        })
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| !n.starts_with(&p))
         .collect()
