@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 mod cmd;
 
 #[derive(Parser)]
-#[command(name = "ferry", version, about = "Live migration of stateful edge applications inside ETSI MEC")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Live migration of stateful edge applications inside ETSI MEC"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,6 +31,8 @@ enum Command {
     Testbed(cmd::testbed::Args),
     /// Run the demo on the embedded default (what `make demo` runs).
     Demo(cmd::demo::Args),
+    /// Benchmarks: medians with ranges, as tables and JSON.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Ran(args) => cmd::ran::run(args),
         Command::Testbed(args) => cmd::testbed::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => code,

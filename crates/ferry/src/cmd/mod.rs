@@ -1,6 +1,7 @@
 //! Subcommands of the `ferry` binary, one module each. Each exposes `Args` (clap) and
 //! `run(Args) -> anyhow::Result<ExitCode>`.
 
+pub mod bench;
 pub mod demo;
 pub mod doctor;
 pub mod host;
