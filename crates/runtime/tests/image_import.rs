@@ -638,3 +638,53 @@ fn layers_of_a_mounted_image_outlive_its_removal_until_unmounted() {
     assert!(reopened.list().unwrap().is_empty());
     assert!(!lower[0].exists(), "an unused, unmounted layer was kept");
 }
+
+/// The daemon may run with a strict umask: modes in the store come from the archive (0755 for
+/// directories it does not list), never from that umask. The umask belongs to the whole
+/// process, so the check runs in a child: this test binary, re-run for this one test.
+#[test]
+fn modes_do_not_depend_on_the_umask() {
+    const CHILD: &str = "FERRY_IMAGE_UMASK_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "modes_do_not_depend_on_the_umask",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "child failed:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("1 passed"), "child ran no test:\n{stdout}");
+        return;
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let sb = Sandbox::new();
+    let implicit = Layer::new()
+        .file("a/b/f", b"f", 0o644)
+        .raw("p", tar::EntryType::Fifo, "", b"")
+        .dir("d")
+        .tar();
+    let with_root = Layer::new()
+        .raw("./", tar::EntryType::Directory, "", b"")
+        .file("g", b"g", 0o644)
+        .tar();
+    let oci = Oci::new(vec![Blob::gzip(implicit), Blob::plain(with_root)]);
+    let image = sb.store.import("modes", &oci.archive()[..], false).unwrap();
+    let lower = sb.store.lower_dirs(&image).unwrap();
+    let (top, bottom) = (&lower[0], &lower[1]);
+    assert_eq!(mode(bottom), 0o755, "layer root");
+    assert_eq!(mode(&bottom.join("a")), 0o755, "implicit parent");
+    assert_eq!(mode(&bottom.join("a/b")), 0o755, "implicit parent");
+    assert_eq!(mode(&bottom.join("a/b/f")), 0o644);
+    assert_eq!(mode(&bottom.join("p")), 0o644, "fifo");
+    assert_eq!(mode(&bottom.join("d")), 0o755);
+    // raw() entries carry mode 0644: the `./` entry sets the layer root's mode.
+    assert_eq!(mode(top), 0o644, "layer root from './'");
+}

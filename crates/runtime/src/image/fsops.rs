@@ -129,6 +129,20 @@ impl Dir {
         unlinkat(self.raw(), name, UnlinkatFlags::RemoveDir)
     }
 
+    /// Sets the mode of `name`, which must not be a symlink (callers just created it).
+    pub fn chmod_at(&self, name: &OsStr, mode: u32) -> nix::Result<()> {
+        let st = fstatat(self.raw(), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFLNK {
+            return Err(Errno::ELOOP);
+        }
+        nix::sys::stat::fchmodat(
+            self.raw(),
+            name,
+            Mode::from_bits_truncate(mode),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+    }
+
     /// Sets owner, mode and times of the directory itself.
     pub fn set_meta(&self, uid: u32, gid: u32, mode: u32, mtime: i64) -> nix::Result<()> {
         set_fd_meta(&self.fd, uid, gid, mode, mtime)

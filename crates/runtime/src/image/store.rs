@@ -168,6 +168,10 @@ impl ImageStore {
                 continue;
             }
             std::fs::create_dir(&staged).map_err(ImageError::io("create layer dir", &staged))?;
+            // The layer root becomes `/` in the container if the tar has no `./` entry: 0755
+            // whatever the daemon's umask.
+            std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .map_err(ImageError::io("chmod layer dir", &staged))?;
             let what = format!("layer {}", layer.diff_id);
             let unpacked = unpack_layer(&layer.blob, &staged, &what)?;
             if unpacked.diff_id != layer.diff_id {

@@ -211,9 +211,14 @@ impl Unpacker<'_> {
         for c in comps {
             match dir.kind(c).map_err(|e| self.fs_err(path, "stat", e))? {
                 Kind::Dir => {}
-                Kind::Missing if create => dir
-                    .mkdir(c, 0o755)
-                    .map_err(|e| self.fs_err(path, "mkdir", e))?,
+                Kind::Missing if create => {
+                    dir.mkdir(c, 0o755)
+                        .map_err(|e| self.fs_err(path, "mkdir", e))?;
+                    // mkdir applies the daemon's umask; a parent the tar does not list gets
+                    // the usual 0755 whatever that umask is.
+                    dir.chmod_at(c, 0o755)
+                        .map_err(|e| self.fs_err(path, "chmod", e))?;
+                }
                 Kind::Missing => {
                     return Err(self.bad(path, format!("'{}' does not exist", c.to_string_lossy())))
                 }
@@ -269,11 +274,17 @@ impl Unpacker<'_> {
         }
         let rel = clean_path(&path, self.what)?;
         let Some((name, parents)) = rel.split_last() else {
-            // The layer root itself ("./"): its directory is ours already.
-            return match kind {
-                EntryType::Directory => Ok(()),
-                _ => Err(self.bad(&path, "names the layer root but is not a directory")),
-            };
+            // The layer root itself ("./"): the directory exists, take its metadata (the top
+            // layer's root becomes the container's `/`).
+            if kind != EntryType::Directory {
+                return Err(self.bad(&path, "names the layer root but is not a directory"));
+            }
+            let (uid, gid, mode, mtime) = self.owner_mode_mtime(entry.header(), &path)?;
+            self.root
+                .set_meta(uid, gid, mode, mtime)
+                .map_err(|e| self.fs_err(&path, "set metadata", e))?;
+            self.dirs.push((Vec::new(), mtime));
+            return Ok(());
         };
         let name = name.clone();
         let name_str = name.to_string_lossy().into_owned();
@@ -300,20 +311,7 @@ impl Unpacker<'_> {
         }
 
         let header = entry.header().clone();
-        let mode = header
-            .mode()
-            .map_err(|e| self.bad(&path, format!("bad mode: {e}")))?;
-        let uid = header.uid().ok().and_then(|u| u32::try_from(u).ok());
-        let gid = header.gid().ok().and_then(|g| u32::try_from(g).ok());
-        let (Some(uid), Some(gid)) = (uid, gid) else {
-            return Err(self.bad(&path, "bad uid/gid"));
-        };
-        // Timestamps are advisory; a broken mtime field is not worth refusing a layer for.
-        let mtime = header
-            .mtime()
-            .ok()
-            .and_then(|t| i64::try_from(t).ok())
-            .unwrap_or(0);
+        let (uid, gid, mode, mtime) = self.owner_mode_mtime(&header, &path)?;
         let xattrs = self.xattrs(&mut entry, &path)?;
 
         match kind {
@@ -427,12 +425,38 @@ impl Unpacker<'_> {
                     .mknod(&name, SFlag::S_IFIFO, mode & 0o7777, 0)
                     .map_err(|e| self.fs_err(&path, "mkfifo", e))?;
                 parent
+                    .chmod_at(&name, mode & 0o7777)
+                    .map_err(|e| self.fs_err(&path, "chmod", e))?;
+                parent
                     .set_link_meta(&name, uid, gid, mtime)
                     .map_err(|e| self.fs_err(&path, "set metadata", e))?;
             }
             other => return Err(self.bad(&path, format!("unsupported tar entry type {other:?}"))),
         }
         Ok(())
+    }
+
+    /// (uid, gid, permission bits, mtime) of an entry.
+    fn owner_mode_mtime(
+        &self,
+        header: &tar::Header,
+        path: &Path,
+    ) -> Result<(u32, u32, u32, i64), ImageError> {
+        let mode = header
+            .mode()
+            .map_err(|e| self.bad(path, format!("bad mode: {e}")))?;
+        let uid = header.uid().ok().and_then(|u| u32::try_from(u).ok());
+        let gid = header.gid().ok().and_then(|g| u32::try_from(g).ok());
+        let (Some(uid), Some(gid)) = (uid, gid) else {
+            return Err(self.bad(path, "bad uid/gid"));
+        };
+        // Timestamps are advisory; a broken mtime field is not worth refusing a layer for.
+        let mtime = header
+            .mtime()
+            .ok()
+            .and_then(|t| i64::try_from(t).ok())
+            .unwrap_or(0);
+        Ok((uid, gid, mode & 0o7777, mtime))
     }
 
     /// An overlayfs whiteout: a char device 0:0.
