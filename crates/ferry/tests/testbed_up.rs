@@ -230,3 +230,111 @@ fn malformed_topology_is_rejected_with_line_and_field() {
         text(&out)
     );
 }
+
+/// The whole stack: a ferry-counter container on mec2 (through mec2's `ferry host` API from
+/// the root namespace), routed with `ferry testbed route`, answers the UE over cell1 ->
+/// mec1 -> mec2; `down` then removes the container's processes, namespace and overlay mount.
+#[test]
+fn container_app_is_reachable_and_down_removes_it() {
+    let name = "tbapp";
+    let a = addrs(7);
+    let image =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/ferry-counter.oci.tar");
+    assert!(
+        image.is_file(),
+        "{} is missing: run `make test` (it builds the image)",
+        image.display()
+    );
+    let tb = Testbed::up(name, &topology(name, 7), &[]);
+    let api = format!("http://{}:7100/ferry/v1", a.hosts[1]);
+    let app = format!("{}.0.10", a.app_subnet_prefix);
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "10", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let image_arg = format!("@{}", image.display());
+    let r = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &image_arg,
+        &format!("{api}/images?name=counter"),
+    ]);
+    assert!(r.ends_with("201"), "import: {r}");
+    let body = format!(
+        r#"{{"name":"c1","image":"counter","ip":"{app}","memory_mib":64,"args":["--port","8080"]}}"#
+    );
+    let r = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        &format!("{api}/containers"),
+    ]);
+    assert!(r.ends_with("201"), "create: {r}");
+    let r = curl(&["-X", "POST", &format!("{api}/containers/c1/start")]);
+    assert!(r.ends_with("200"), "start: {r}");
+    let out = ferry(&["testbed", "route", &app, "mec2", "--name", name]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut reply = String::new();
+    for _ in 0..50 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &tb.ns("ue1"),
+                "curl",
+                "-s",
+                "-m",
+                "2",
+                &format!("http://{app}:8080/"),
+            ])
+            .output()
+            .expect("curl in ue1");
+        reply = String::from_utf8_lossy(&out.stdout).into_owned();
+        if reply.contains("counter") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        reply.contains("\"counter\""),
+        "the UE got no answer from the app: {reply:?}"
+    );
+    assert_rtt(
+        "ue1 -> app on mec2",
+        ping_median(&tb.ns("ue1"), &app, 10),
+        12.0,
+    );
+    let sdir = format!("/var/lib/ferry/testbed/{name}/");
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&sdir))
+            .count()
+    };
+    assert!(
+        mounted() > 0,
+        "expected the container's overlay under {sdir}"
+    );
+    let before: Vec<String> = netns_with_prefix("");
+
+    let out = ferry(&["testbed", "down", "--name", name]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(mounted(), 0, "mounts left under {sdir}");
+    let after: Vec<String> = netns_with_prefix("");
+    let gone: Vec<&String> = before.iter().filter(|n| !after.contains(n)).collect();
+    assert!(
+        gone.iter().any(|n| !n.starts_with(name)),
+        "the container's namespace survived: {after:?}"
+    );
+    assert!(!std::path::Path::new(&sdir).exists());
+    drop(tb);
+}

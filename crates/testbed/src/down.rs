@@ -66,9 +66,7 @@ pub fn our_processes(name: &str) -> Vec<u32> {
         let in_ns = std::fs::metadata(base.join("ns/net"))
             .map(|m| ns_inodes.contains(&m.ino()))
             .unwrap_or(false);
-        let rooted = std::fs::read_link(base.join("root"))
-            .map(|r| r.starts_with(&sdir))
-            .unwrap_or(false);
+        let rooted = is_container_of(&base, &sdir);
         let cmd: Vec<String> = std::fs::read(base.join("cmdline"))
             .map(|b| {
                 b.split(|c| *c == 0)
@@ -134,23 +132,50 @@ fn mounts_under(dir: &str) -> Vec<String> {
     v
 }
 
-/// Named namespaces (`/run/netns/*`) of the containers of this testbed's hosts: the
-/// `ferry host` daemons name them without the testbed prefix, so they are found through
-/// their processes, whose root is under the testbed's state directory.
-fn container_netns(name: &str) -> Vec<String> {
+/// Whether process `/proc/PID` is a container of this testbed: its root is an overlay whose
+/// layers are under the testbed's state directory. (`/proc/PID/root` reads `/` inside the
+/// container's own mount namespace, so the mount table is what tells.)
+fn is_container_of(proc_dir: &std::path::Path, sdir: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(proc_dir.join("mountinfo")) else {
+        return false;
+    };
+    let needle = format!("{sdir}/");
+    text.lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .is_some_and(|root| root.contains(&needle))
+}
+
+/// The containers of this testbed's hosts: their network namespace inodes and cgroup paths.
+/// The `ferry host` daemons name container namespaces and cgroups without the testbed
+/// prefix, so they are found through the containers' processes.
+fn containers(name: &str) -> (HashSet<u64>, HashSet<String>) {
     let sdir = state_dir(name);
     let mut inodes = HashSet::new();
+    let mut cgroups = HashSet::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let base = e.path();
-        let rooted = std::fs::read_link(base.join("root"))
-            .map(|r| r.starts_with(&sdir))
-            .unwrap_or(false);
-        if rooted {
-            if let Ok(m) = std::fs::metadata(base.join("ns/net")) {
-                inodes.insert(m.ino());
+        if !is_container_of(&base, &sdir) {
+            continue;
+        }
+        if let Ok(m) = std::fs::metadata(base.join("ns/net")) {
+            inodes.insert(m.ino());
+        }
+        for line in std::fs::read_to_string(base.join("cgroup"))
+            .unwrap_or_default()
+            .lines()
+        {
+            if let Some(path) = line.splitn(3, ':').nth(2) {
+                if path.len() > 1 {
+                    cgroups.insert(path.to_string());
+                }
             }
         }
     }
+    (inodes, cgroups)
+}
+
+/// Named namespaces (`/run/netns/*`) with one of these inodes, except the testbed's own.
+fn netns_with_inodes(name: &str, inodes: &HashSet<u64>) -> Vec<String> {
     let p = prefix(name);
     std::fs::read_dir("/run/netns")
         .into_iter()
@@ -166,12 +191,38 @@ fn container_netns(name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Removes the (now empty) cgroups of the killed containers in every v1 hierarchy and the
+/// unified one, and their parent (the host daemon's group) when it is empty too. rmdir only:
+/// a cgroup that still has processes or children stays.
+fn remove_cgroups(paths: &HashSet<String>) {
+    let roots: Vec<std::path::PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .chain(std::iter::once(std::path::PathBuf::from("/sys/fs/cgroup")))
+        .collect();
+    for path in paths {
+        let rel = path.trim_start_matches('/');
+        let parent = std::path::Path::new(rel)
+            .parent()
+            .filter(|p| p.components().count() >= 2);
+        for root in &roots {
+            let _ = std::fs::remove_dir(root.join(rel));
+            if let Some(parent) = parent {
+                let _ = std::fs::remove_dir(root.join(parent));
+            }
+        }
+    }
+}
+
 /// Removes testbed `name` and everything it left. Idempotent.
 pub fn down(name: &str) -> Result<Removed, TestbedError> {
     let mut removed = Removed::default();
     let p = prefix(name);
     // Found before the processes stop: afterwards nothing ties them to this testbed.
-    let containers = container_netns(name);
+    let (container_inodes, container_cgroups) = containers(name);
+    let container_netns = netns_with_inodes(name, &container_inodes);
     // 1. Processes: those the state file names, then whatever the prefix finds.
     let mut pids: Vec<u32> = State::load(name)
         .map(|s| s.procs.iter().map(|p| p.pid).collect())
@@ -187,8 +238,16 @@ pub fn down(name: &str) -> Result<Removed, TestbedError> {
         if rest.is_empty() {
             break;
         }
-        stop(&rest);
+        // SIGKILL: everything they could clean up is about to be deleted anyway, and a
+        // container's init ignores SIGTERM.
+        for &p in &rest {
+            signal(p, libc::SIGKILL);
+        }
         removed.processes += rest.len();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while rest.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     // 2. Mounts under the state directory (ferry host overlays), deepest first.
     let sdir = state_dir(name);
@@ -204,7 +263,8 @@ pub fn down(name: &str) -> Result<Removed, TestbedError> {
         }
     }
     // 3. Namespaces (their veths, routes and qdiscs go with them), then root links.
-    for ns in our_netns(&p).chain(containers).collect::<Vec<_>>() {
+    remove_cgroups(&container_cgroups);
+    for ns in our_netns(&p).chain(container_netns).collect::<Vec<_>>() {
         match run("ip", ["netns", "del", ns.as_str()]) {
             Ok(_) => removed.namespaces += 1,
             Err(e) => tracing::warn!(netns = %ns, error = %e, "cannot delete namespace"),
