@@ -300,3 +300,19 @@ fn shape(e: &End, l: &LinkPlan, mode: DelayMode) -> Result<(), TestbedError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::tbf_params;
+
+    #[test]
+    fn tbf_sizes_follow_rate_and_delay() {
+        // 1 Gbit/s: 2 ms bucket = 250 kB; queue = BDP of 2 x 5 ms + 10 ms = 2.5 MB.
+        assert_eq!(tbf_params(1000.0, 5.0), (250_000, 2_500_000));
+        // Slow links keep at least two full frames in the bucket.
+        assert_eq!(tbf_params(1.0, 0.0).0, 3028);
+        let (burst, limit) = tbf_params(100.0, 20.0);
+        assert_eq!(burst, 25_000);
+        assert_eq!(limit, 625_000);
+    }
+}
