@@ -1,0 +1,138 @@
+//! MEC 011 service management (`/mec_service_mgmt/v1`) data models: the service registry and
+//! service availability subscriptions and notifications.
+//!
+//! Names follow `MEC011_MecServiceMgmtApi.yaml` (v2.1.1).
+
+use crate::ams::{LinkType, SelfLink};
+use serde::{Deserialize, Serialize};
+
+/// `ServiceState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServiceState {
+    Active,
+    Inactive,
+}
+
+/// `SerializerType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SerializerType {
+    Json,
+    Xml,
+    Protobuf3,
+}
+
+/// `LocalityType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LocalityType {
+    MecSystem,
+    MecHost,
+    NfviPop,
+    Zone,
+    ZoneGroup,
+    NfviNode,
+}
+
+/// `CategoryRef`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryRef {
+    pub href: String,
+    pub id: String,
+    pub name: String,
+    pub version: String,
+}
+
+/// `ServiceInfo`. `transportInfo` is kept as sent (it must be an object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ser_instance_id: Option<String>,
+    pub ser_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ser_category: Option<CategoryRef>,
+    pub version: String,
+    pub state: ServiceState,
+    pub transport_info: serde_json::Map<String, serde_json::Value>,
+    pub serializer: SerializerType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_of_locality: Option<LocalityType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumed_local_only: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_local: Option<bool>,
+    /// ferry extension: the app instance that produces the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ferry_app_instance_id: Option<String>,
+}
+
+pub const SER_AVAILABILITY_SUBSCRIPTION: &str = "SerAvailabilityNotificationSubscription";
+pub const SER_AVAILABILITY_NOTIFICATION: &str = "SerAvailabilityNotification";
+
+/// `SerAvailabilityNotificationSubscription.FilteringCriteria`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SerAvailabilityFilter {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ser_instance_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ser_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ser_categories: Vec<CategoryRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<ServiceState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_local: Option<bool>,
+}
+
+/// `SerAvailabilityNotificationSubscription`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SerAvailabilityNotificationSubscription {
+    pub subscription_type: String,
+    pub callback_reference: String,
+    #[serde(rename = "_links", default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<SelfLink>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtering_criteria: Option<SerAvailabilityFilter>,
+}
+
+/// `ServiceAvailabilityNotification.ChangeType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChangeType {
+    Added,
+    Removed,
+    StateChanged,
+    AttributesChanged,
+}
+
+/// `ServiceAvailabilityNotification.ServiceReferences`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkType>,
+    pub ser_name: String,
+    pub ser_instance_id: String,
+    pub state: ServiceState,
+    pub change_type: ChangeType,
+}
+
+/// `Subscription` (the `_links` of a notification).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionLinks {
+    pub subscription: LinkType,
+}
+
+/// `ServiceAvailabilityNotification`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAvailabilityNotification {
+    pub notification_type: String,
+    pub service_references: Vec<ServiceReference>,
+    #[serde(rename = "_links")]
+    pub links: SubscriptionLinks,
+}
