@@ -20,7 +20,10 @@ pub struct LinkCheck {
     pub rtt_measured_ms: f64,
     pub rtt_ok: bool,
     pub rate_configured_mbit: Option<f64>,
+    /// a -> b.
     pub rate_measured_mbit: Option<f64>,
+    /// b -> a.
+    pub rate_measured_reverse_mbit: Option<f64>,
     pub rate_ok: Option<bool>,
 }
 
@@ -64,13 +67,15 @@ impl Drop for ServerGuard {
     }
 }
 
-/// TCP throughput in Mbit/s from `from_ns` to `to_addr` (an address in `to_ns`), measured by
-/// iperf3 for `secs` seconds after one second of ramp-up (not counted).
+/// TCP throughput in Mbit/s from `from_ns` to `to_addr` (an address in `to_ns`), or the
+/// other way with `reverse`, measured by iperf3 for `secs` seconds after one second of
+/// ramp-up (not counted).
 pub fn throughput_mbit(
     from_ns: &str,
     to_ns: &str,
     to_addr: &str,
     secs: u32,
+    reverse: bool,
 ) -> Result<f64, TestbedError> {
     let port = "5201";
     let server = Command::new("ip")
@@ -84,22 +89,13 @@ pub fn throughput_mbit(
         .map_err(|e| TestbedError::io("starting iperf3 (install it: apt-get install iperf3)", e))?;
     let _guard = ServerGuard(server);
     let start = Instant::now();
+    let duration = (secs + 1).to_string();
+    let mut args = vec!["-c", to_addr, "-p", port, "-t", &duration, "-O", "1", "-J"];
+    if reverse {
+        args.push("-R");
+    }
     let out = loop {
-        match exec_in(
-            from_ns,
-            "iperf3",
-            &[
-                "-c",
-                to_addr,
-                "-p",
-                port,
-                "-t",
-                &(secs + 1).to_string(),
-                "-O",
-                "1",
-                "-J",
-            ],
-        ) {
+        match exec_in(from_ns, "iperf3", &args) {
             Ok(out) => break out,
             // The server may not listen yet.
             Err(CommandError { .. }) if start.elapsed() < Duration::from_secs(3) => {
@@ -120,18 +116,21 @@ fn within(measured: f64, configured: f64) -> bool {
     (measured - configured).abs() <= configured * TOLERANCE
 }
 
-/// Measures one link from its `a` end to its `b` end.
+/// Measures one link: RTT from its `a` end to its `b` end, throughput both ways.
 pub fn check_link(l: &LinkPlan, pings: u32, secs: u32) -> Result<LinkCheck, TestbedError> {
     let rtt_configured = 2.0 * l.delay_ms.unwrap_or(0.0);
     let rtt = ping_median(&l.a.netns, &l.b.addr.to_string(), pings)?;
-    let rate = match l.rate_mbit {
-        Some(_) => Some(throughput_mbit(
-            &l.a.netns,
-            &l.b.netns,
-            &l.b.addr.to_string(),
-            secs,
-        )?),
-        None => None,
+    let b_addr = l.b.addr.to_string();
+    let (rate, reverse) = match l.rate_mbit {
+        Some(_) => (
+            Some(throughput_mbit(
+                &l.a.netns, &l.b.netns, &b_addr, secs, false,
+            )?),
+            Some(throughput_mbit(
+                &l.a.netns, &l.b.netns, &b_addr, secs, true,
+            )?),
+        ),
+        None => (None, None),
     };
     Ok(LinkCheck {
         label: l.label.clone(),
@@ -145,12 +144,16 @@ pub fn check_link(l: &LinkPlan, pings: u32, secs: u32) -> Result<LinkCheck, Test
         },
         rate_configured_mbit: l.rate_mbit,
         rate_measured_mbit: rate,
-        rate_ok: l.rate_mbit.zip(rate).map(|(c, m)| within(m, c)),
+        rate_measured_reverse_mbit: reverse,
+        rate_ok: l
+            .rate_mbit
+            .zip(rate.zip(reverse))
+            .map(|(c, (m, r))| within(m, c) && within(r, c)),
     })
 }
 
-/// The links `check` measures: host-host links, and each UE's link to its start cell... and
-/// to every other cell (all are built at `up`). Uplinks are unshaped plumbing.
+/// The links `check` measures: host-host links and each UE's link to every cell (all are
+/// built at `up`). Uplinks are unshaped plumbing.
 pub fn links_to_check(plan: &Plan) -> Vec<&LinkPlan> {
     plan.links
         .iter()

@@ -255,7 +255,7 @@ fn cmd_check(
 ) -> anyhow::Result<ExitCode> {
     let s = load(name)?;
     println!(
-        "{:<16} {:>9} {:>9} {:>5}   {:>10} {:>10} {:>5}",
+        "{:<16} {:>9} {:>9} {:>5}   {:>10} {:>14} {:>5}",
         "link", "RTT conf", "RTT meas", "", "rate conf", "rate meas", ""
     );
     let mut all_ok = true;
@@ -269,14 +269,17 @@ fn cmd_check(
         let c = check::check_link(l, pings, secs)?;
         all_ok &= c.ok();
         let verdict = |ok: bool| if ok { "pass" } else { "FAIL" };
-        let (rc, rm, rv) = match (c.rate_configured_mbit, c.rate_measured_mbit, c.rate_ok) {
-            (Some(cf), Some(m), Some(ok)) => {
-                (format!("{cf:.0} Mbit"), format!("{m:.0} Mbit"), verdict(ok))
-            }
+        let measured = c.rate_measured_mbit.zip(c.rate_measured_reverse_mbit);
+        let (rc, rm, rv) = match (c.rate_configured_mbit, measured, c.rate_ok) {
+            (Some(cf), Some((m, r)), Some(ok)) => (
+                format!("{cf:.0} Mbit"),
+                format!("{m:.0}/{r:.0} Mbit"),
+                verdict(ok),
+            ),
             _ => ("-".into(), "-".into(), ""),
         };
         println!(
-            "{:<16} {:>6.2} ms {:>6.2} ms {:>5}   {:>10} {:>10} {:>5}",
+            "{:<16} {:>6.2} ms {:>6.2} ms {:>5}   {:>10} {:>14} {:>5}",
             c.label,
             c.rtt_configured_ms,
             c.rtt_measured_ms,
@@ -287,7 +290,7 @@ fn cmd_check(
         );
     }
     println!(
-        "tolerance {:.0}%; RTT is the median of {pings} pings, rate is iperf3 TCP a->b over {secs} s",
+        "tolerance {:.0}%; RTT is the median of {pings} pings, rate is iperf3 TCP a->b/b->a over {secs} s",
         check::TOLERANCE * 100.0
     );
     Ok(if all_ok {
