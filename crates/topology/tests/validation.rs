@@ -183,3 +183,17 @@ fn a_missing_field_is_named() {
     let msg = rejects(&text);
     assert!(msg.contains("address") && msg.contains("line "), "{msg}");
 }
+
+#[test]
+fn every_shipped_example_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("examples dir") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            Topology::from_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected the shipped examples in {}", dir.display());
+}
