@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 /// Frames larger than this are dropped (MTU 1500 plus headers, with room to spare).
 const MAX_FRAME: usize = 65536;
+/// Frames held at once per direction: 1 Gbit/s of full frames for 1 s (memory stays bounded
+/// even on an unshaped link whose sender outruns the forwarder).
+const MAX_QUEUED: usize = 83_000;
 /// Socket buffers: at 1 Gbit/s a 4 MiB buffer absorbs 30 ms of backlog.
 const SOCKET_BUFFER: libc::c_int = 8 << 20;
 
@@ -179,7 +182,7 @@ fn pump(
     to: std::sync::Arc<OwnedFd>,
     delay: Duration,
 ) -> Result<(), DelayError> {
-    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let (tx, rx) = mpsc::sync_channel::<(Instant, Vec<u8>)>(MAX_QUEUED);
     std::thread::Builder::new()
         .name(format!("rx {label}"))
         .spawn(move || receive_loop(&from, &tx, delay))
@@ -191,7 +194,7 @@ fn pump(
     Ok(())
 }
 
-fn receive_loop(sock: &OwnedFd, tx: &mpsc::Sender<(Instant, Vec<u8>)>, delay: Duration) {
+fn receive_loop(sock: &OwnedFd, tx: &mpsc::SyncSender<(Instant, Vec<u8>)>, delay: Duration) {
     let mut buf = vec![0u8; MAX_FRAME];
     // Room for one SCM_TIMESTAMPNS control message (a timespec), with alignment to spare.
     let mut control = [0u64; 8];
@@ -222,8 +225,11 @@ fn receive_loop(sock: &OwnedFd, tx: &mpsc::Sender<(Instant, Vec<u8>)>, delay: Du
         let now = Instant::now();
         let waited = kernel_age(&msg).unwrap_or_default().min(delay);
         let due = now + (delay - waited);
-        if tx.send((due, buf[..n as usize].to_vec())).is_err() {
-            return;
+        match tx.try_send((due, buf[..n as usize].to_vec())) {
+            Ok(()) => {}
+            // The line is full: drop the frame (tail drop), as a router queue would.
+            Err(mpsc::TrySendError::Full(_)) => {}
+            Err(mpsc::TrySendError::Disconnected(_)) => return,
         }
     }
 }
