@@ -218,6 +218,8 @@ fn remove_cgroups(paths: &HashSet<String>) {
 
 /// Removes testbed `name` and everything it left. Idempotent.
 pub fn down(name: &str) -> Result<Removed, TestbedError> {
+    ferry_topology::topology_name_problem(name)
+        .map_err(|p| TestbedError::Invalid(format!("not a testbed name: {p}")))?;
     let mut removed = Removed::default();
     let p = prefix(name);
     // Found before the processes stop: afterwards nothing ties them to this testbed.

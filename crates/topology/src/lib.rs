@@ -11,6 +11,7 @@ mod locate;
 mod validate;
 
 pub use addr::Ipv4Cidr;
+pub use validate::topology_name_problem;
 
 /// A whole topology file.
 #[derive(Debug, Clone, Deserialize)]

@@ -99,10 +99,26 @@ fn name_problem(name: &str, max: usize, allow_dash: bool) -> Option<String> {
     None
 }
 
+/// Checks a topology name on its own (also what `ferry testbed down --name` accepts, so it
+/// can never delete by a prefix that is not a testbed's).
+pub fn topology_name_problem(name: &str) -> Result<(), String> {
+    if let Some(p) = name_problem(name, MAX_TOPOLOGY_NAME, false) {
+        return Err(p);
+    }
+    // `ferry host` daemons name container namespaces `ferry-...`.
+    if name == "ferry" {
+        return Err(
+            "'ferry' is reserved (ferry's own namespaces start with 'ferry-'); pick another name"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 fn check_names(t: &Topology, text: &str) -> Result<(), TopologyError> {
     // No '-' in the topology name: `down` deletes by the prefix `<name>-`, which must not
     // match another testbed's names.
-    if let Some(p) = name_problem(&t.name, MAX_TOPOLOGY_NAME, false) {
+    if let Err(p) = topology_name_problem(&t.name) {
         return Err(invalid(text, Field::top("name"), p));
     }
     if t.hosts.is_empty() {

@@ -197,3 +197,11 @@ fn every_shipped_example_parses() {
     }
     assert!(n >= 2, "expected the shipped examples in {}", dir.display());
 }
+
+#[test]
+fn reserved_and_malformed_topology_names_are_refused() {
+    assert!(ferry_topology::topology_name_problem("ferry").is_err());
+    assert!(ferry_topology::topology_name_problem("a-b").is_err());
+    assert!(ferry_topology::topology_name_problem("../x").is_err());
+    assert!(ferry_topology::topology_name_problem("three").is_ok());
+}
