@@ -1,0 +1,108 @@
+//! The seam of the relocation controller (issue 5 item 5, built once the migration and the
+//! testbed land): the relocation record kept in the store, and the `Migrator` call that moves
+//! a container between MEC hosts.
+//!
+//! What exists now: the record type (persisted in `Table::Relocations`, served read-only at
+//! `/ferry/control/v1/relocations`), `Migrator` with its HTTP implementation over the
+//! `ferry host` migrate call, and `Control::in_flight_relocations` for the restart path. The
+//! controller itself will: map the new cell to a host, `Control::notify_mobility(TRIGGERED)`,
+//! move the state (APPLICATION: wait for `contextTransferState`; CONTAINER_MIGRATION:
+//! `Migrator::migrate`), `DataPlane::route`, clean up, `notify_mobility(COMPLETED|FAILED)`,
+//! writing the record at every phase change.
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+/// Phases of one relocation. `Completed`, `Failed` and `RolledBack` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Phase {
+    Triggered,
+    TransferringState,
+    SwitchingTraffic,
+    CleaningUp,
+    Completed,
+    Failed,
+    RolledBack,
+}
+
+impl Phase {
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Completed | Phase::Failed | Phase::RolledBack)
+    }
+}
+
+/// One relocation of one app instance, as the platform saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelocationRecord {
+    pub id: String,
+    pub app_instance_id: String,
+    /// The UE that moved (`UE_IPv4_ADDRESS`).
+    pub associate_id: String,
+    pub source_host: String,
+    pub target_host: String,
+    /// `APPLICATION` or `CONTAINER_MIGRATION`.
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub technique: Option<String>,
+    pub phase: Phase,
+    /// Unix time in milliseconds of each phase entered, in order.
+    #[serde(default)]
+    pub phase_times_ms: Vec<(Phase, u64)>,
+    /// The migration report of the source host (bytes, downtime as the platform saw it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_report: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Moves a container with its state from one MEC host to another.
+pub trait Migrator: Send + Sync {
+    /// Asks `source_url`'s host to migrate `container` to `target_url` with `technique`;
+    /// returns the host's migration report.
+    fn migrate<'a>(
+        &'a self,
+        source_url: &'a str,
+        container: &'a str,
+        target_url: &'a str,
+        technique: &'a str,
+    ) -> BoxFuture<'a, Result<serde_json::Value, String>>;
+}
+
+/// `POST {source}/ferry/v1/containers/{name}/migrate {"target", "technique"}`.
+pub struct HttpMigrator {
+    pub client: reqwest::Client,
+}
+
+impl Migrator for HttpMigrator {
+    fn migrate<'a>(
+        &'a self,
+        source_url: &'a str,
+        container: &'a str,
+        target_url: &'a str,
+        technique: &'a str,
+    ) -> BoxFuture<'a, Result<serde_json::Value, String>> {
+        Box::pin(async move {
+            let resp = self
+                .client
+                .post(format!(
+                    "{source_url}/ferry/v1/containers/{container}/migrate"
+                ))
+                .json(&serde_json::json!({"target": target_url, "technique": technique}))
+                .send()
+                .await
+                .map_err(|e| format!("source host unreachable: {e}"))?;
+            let status = resp.status();
+            let body: serde_json::Value = resp
+                .json()
+                .await
+                .map_err(|e| format!("migration answer is not JSON: {e}"))?;
+            if status.is_success() {
+                Ok(body)
+            } else {
+                Err(format!("migration refused ({status}): {body}"))
+            }
+        })
+    }
+}

@@ -1,0 +1,397 @@
+//! MEC 011 service management (`/mec_service_mgmt/v1`): the service registry (apps register
+//! the services they produce; anyone lists them with the spec's query filters) and service
+//! availability subscriptions, notified with `ServiceAvailabilityNotification` when a service
+//! is added, removed or changed.
+
+use crate::http::{self, ApiError};
+use crate::store::{StoreError, Table};
+use crate::Control;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use mec_api::ams::{LinkType, SelfLink};
+use mec_api::service_mgmt::*;
+use serde::{Deserialize, Serialize};
+
+/// Path prefix of this API.
+pub const ROOT: &str = "/mec_service_mgmt/v1";
+
+/// A subscription as stored: the resource and the app instance that made it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredSubscription {
+    app_instance_id: String,
+    sub: SerAvailabilityNotificationSubscription,
+}
+
+pub(crate) fn routes() -> Router<Control> {
+    Router::new()
+        .route("/mec_service_mgmt/v1/services", get(list_all))
+        .route("/mec_service_mgmt/v1/services/{ser}", get(read_any))
+        .route(
+            "/mec_service_mgmt/v1/applications/{app}/services",
+            get(list_app).post(create),
+        )
+        .route(
+            "/mec_service_mgmt/v1/applications/{app}/services/{ser}",
+            get(read_app).put(update).delete(remove),
+        )
+        .route(
+            "/mec_service_mgmt/v1/applications/{app}/subscriptions",
+            get(list_subs).post(create_sub),
+        )
+        .route(
+            "/mec_service_mgmt/v1/applications/{app}/subscriptions/{id}",
+            get(read_sub).delete(delete_sub),
+        )
+}
+
+pub(crate) fn restore(c: &Control) -> Result<(), StoreError> {
+    for (id, s) in c
+        .store()
+        .list::<StoredSubscription>(Table::ServiceSubscriptions)?
+    {
+        c.start_delivery(&id, &s.sub.callback_reference);
+    }
+    Ok(())
+}
+
+fn check_instance(c: &Control, app: &str) -> Result<(), ApiError> {
+    match c.store().get::<serde_json::Value>(Table::Instances, app)? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!("no app instance '{app}'"))),
+    }
+}
+
+fn no_service(id: &str) -> ApiError {
+    ApiError::not_found(format!("no service '{id}'"))
+}
+
+/// Lists services with the query filters of the spec: at most one of `ser_instance_id`,
+/// `ser_name`, `ser_category_id`; plus `consumed_local_only`, `is_local`, `scope_of_locality`.
+fn query(c: &Control, q: Option<&str>, app: Option<&str>) -> Result<Vec<ServiceInfo>, ApiError> {
+    let pairs = http::query_pairs(
+        q,
+        &[
+            "ser_instance_id",
+            "ser_name",
+            "ser_category_id",
+            "consumed_local_only",
+            "is_local",
+            "scope_of_locality",
+        ],
+    )?;
+    let ids = http::values(&pairs, "ser_instance_id");
+    let names = http::values(&pairs, "ser_name");
+    let cats = http::values(&pairs, "ser_category_id");
+    if [!ids.is_empty(), !names.is_empty(), !cats.is_empty()]
+        .iter()
+        .filter(|b| **b)
+        .count()
+        > 1
+    {
+        return Err(ApiError::bad_request(
+            "ser_instance_id, ser_name and ser_category_id are mutually exclusive",
+        ));
+    }
+    let flag = |name: &str| -> Result<Option<bool>, ApiError> {
+        match http::values(&pairs, name).first() {
+            None => Ok(None),
+            Some(&"true") => Ok(Some(true)),
+            Some(&"false") => Ok(Some(false)),
+            Some(v) => Err(ApiError::bad_request(format!(
+                "{name} '{v}' must be true or false"
+            ))),
+        }
+    };
+    let local_only = flag("consumed_local_only")?;
+    let is_local = flag("is_local")?;
+    let scope = http::values(&pairs, "scope_of_locality");
+    let mut out = Vec::new();
+    for (_, s) in c.store().list::<ServiceInfo>(Table::Services)? {
+        let scope_name = s
+            .scope_of_locality
+            .and_then(|l| serde_json::to_value(l).ok())
+            .and_then(|v| v.as_str().map(str::to_string));
+        let keep = app.is_none_or(|a| s.ferry_app_instance_id.as_deref() == Some(a))
+            && (ids.is_empty() || ids.contains(&s.ser_instance_id.as_deref().unwrap_or("")))
+            && (names.is_empty() || names.contains(&s.ser_name.as_str()))
+            && (cats.is_empty()
+                || s.ser_category
+                    .as_ref()
+                    .is_some_and(|cat| cats.contains(&cat.id.as_str())))
+            && local_only.is_none_or(|b| s.consumed_local_only.unwrap_or(false) == b)
+            && is_local.is_none_or(|b| s.is_local.unwrap_or(true) == b)
+            && (scope.is_empty() || scope_name.is_some_and(|n| scope.contains(&n.as_str())));
+        if keep {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+async fn list_all(State(c): State<Control>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    Ok(http::json(StatusCode::OK, &query(&c, q.as_deref(), None)?))
+}
+
+async fn read_any(State(c): State<Control>, Path(ser): Path<String>) -> Result<Response, ApiError> {
+    let s: ServiceInfo = c
+        .store()
+        .get(Table::Services, &ser)?
+        .ok_or_else(|| no_service(&ser))?;
+    Ok(http::json(StatusCode::OK, &s))
+}
+
+async fn list_app(
+    State(c): State<Control>,
+    Path(app): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    check_instance(&c, &app)?;
+    Ok(http::json(
+        StatusCode::OK,
+        &query(&c, q.as_deref(), Some(&app))?,
+    ))
+}
+
+fn validate(s: &ServiceInfo) -> Result<(), ApiError> {
+    if s.ser_name.trim().is_empty() {
+        return Err(ApiError::bad_request("serName must not be empty"));
+    }
+    if s.version.trim().is_empty() {
+        return Err(ApiError::bad_request("version must not be empty"));
+    }
+    Ok(())
+}
+
+async fn create(
+    State(c): State<Control>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut s: ServiceInfo = http::parse_body(&headers, &body)?;
+    validate(&s)?;
+    check_instance(&c, &app)?;
+    let id = c.store().next_id("svc")?;
+    s.ser_instance_id = Some(id.clone());
+    s.ferry_app_instance_id = Some(app.clone());
+    c.store().put(Table::Services, &id, &s)?;
+    let href = format!(
+        "{}{ROOT}/applications/{app}/services/{id}",
+        http::base_url(&headers)
+    );
+    notify(&c, &headers, &s, ChangeType::Added)?;
+    tracing::info!(service = %id, name = %s.ser_name, instance = %app, "service registered");
+    let mut resp = http::json(StatusCode::CREATED, &s);
+    if let Ok(v) = href.parse() {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+fn own_service(c: &Control, app: &str, ser: &str) -> Result<ServiceInfo, ApiError> {
+    check_instance(c, app)?;
+    c.store()
+        .get::<ServiceInfo>(Table::Services, ser)?
+        .filter(|s| s.ferry_app_instance_id.as_deref() == Some(app))
+        .ok_or_else(|| no_service(ser))
+}
+
+async fn read_app(
+    State(c): State<Control>,
+    Path((app, ser)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(http::json(StatusCode::OK, &own_service(&c, &app, &ser)?))
+}
+
+async fn update(
+    State(c): State<Control>,
+    Path((app, ser)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut s: ServiceInfo = http::parse_body(&headers, &body)?;
+    validate(&s)?;
+    if s.ser_instance_id.as_deref().is_some_and(|i| i != ser) {
+        return Err(ApiError::bad_request(format!(
+            "serInstanceId in the body does not match '{ser}' in the URI"
+        )));
+    }
+    let old = own_service(&c, &app, &ser)?;
+    s.ser_instance_id = Some(ser.clone());
+    s.ferry_app_instance_id = Some(app);
+    c.store().put(Table::Services, &ser, &s)?;
+    let change = if old.state != s.state {
+        ChangeType::StateChanged
+    } else {
+        ChangeType::AttributesChanged
+    };
+    notify(&c, &headers, &s, change)?;
+    Ok(http::json(StatusCode::OK, &s))
+}
+
+async fn remove(
+    State(c): State<Control>,
+    Path((app, ser)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let s = own_service(&c, &app, &ser)?;
+    c.store().delete(Table::Services, &ser)?;
+    notify(&c, &headers, &s, ChangeType::Removed)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- availability subscriptions ----
+
+fn filter_selects(f: &Option<SerAvailabilityFilter>, s: &ServiceInfo) -> bool {
+    let Some(f) = f else { return true };
+    let id = s.ser_instance_id.as_deref().unwrap_or("");
+    (f.ser_instance_ids.is_empty() || f.ser_instance_ids.iter().any(|i| i == id))
+        && (f.ser_names.is_empty() || f.ser_names.contains(&s.ser_name))
+        && (f.ser_categories.is_empty()
+            || s.ser_category
+                .as_ref()
+                .is_some_and(|c| f.ser_categories.iter().any(|fc| fc.id == c.id)))
+        && (f.states.is_empty() || f.states.contains(&s.state))
+        && f.is_local.is_none_or(|b| s.is_local.unwrap_or(true) == b)
+}
+
+fn notify(
+    c: &Control,
+    headers: &HeaderMap,
+    s: &ServiceInfo,
+    change: ChangeType,
+) -> Result<(), StoreError> {
+    let id = s.ser_instance_id.clone().unwrap_or_default();
+    let link = format!("{}{ROOT}/services/{id}", http::base_url(headers));
+    for (sid, st) in c
+        .store()
+        .list::<StoredSubscription>(Table::ServiceSubscriptions)?
+    {
+        if !filter_selects(&st.sub.filtering_criteria, s) {
+            continue;
+        }
+        let n = ServiceAvailabilityNotification {
+            notification_type: SER_AVAILABILITY_NOTIFICATION.to_string(),
+            service_references: vec![ServiceReference {
+                link: Some(LinkType { href: link.clone() }),
+                ser_name: s.ser_name.clone(),
+                ser_instance_id: id.clone(),
+                state: s.state,
+                change_type: change,
+            }],
+            links: SubscriptionLinks {
+                subscription: LinkType {
+                    href: st
+                        .sub
+                        .links
+                        .as_ref()
+                        .map(|l| l.self_.href.clone())
+                        .unwrap_or_default(),
+                },
+            },
+        };
+        if let Ok(body) = serde_json::to_value(&n) {
+            c.deliver(&sid, body);
+        }
+    }
+    Ok(())
+}
+
+async fn create_sub(
+    State(c): State<Control>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut sub: SerAvailabilityNotificationSubscription = http::parse_body(&headers, &body)?;
+    if sub.subscription_type != SER_AVAILABILITY_SUBSCRIPTION {
+        return Err(ApiError::bad_request(format!(
+            "subscriptionType '{}' must be \"{SER_AVAILABILITY_SUBSCRIPTION}\"",
+            sub.subscription_type
+        )));
+    }
+    http::check_callback(&sub.callback_reference, "callbackReference")?;
+    check_instance(&c, &app)?;
+    let id = c.store().next_id("svc-sub")?;
+    let href = format!(
+        "{}{ROOT}/applications/{app}/subscriptions/{id}",
+        http::base_url(&headers)
+    );
+    sub.links = Some(SelfLink {
+        self_: LinkType { href: href.clone() },
+    });
+    c.store().put(
+        Table::ServiceSubscriptions,
+        &id,
+        &StoredSubscription {
+            app_instance_id: app,
+            sub: sub.clone(),
+        },
+    )?;
+    c.start_delivery(&id, &sub.callback_reference);
+    let mut resp = http::json(StatusCode::CREATED, &sub);
+    if let Ok(v) = href.parse() {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+fn own_sub(c: &Control, app: &str, id: &str) -> Result<StoredSubscription, ApiError> {
+    check_instance(c, app)?;
+    c.store()
+        .get::<StoredSubscription>(Table::ServiceSubscriptions, id)?
+        .filter(|s| s.app_instance_id == app)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no subscription '{id}' of app instance '{app}'"))
+        })
+}
+
+async fn list_subs(
+    State(c): State<Control>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_instance(&c, &app)?;
+    let subs: Vec<serde_json::Value> = c
+        .store()
+        .list::<StoredSubscription>(Table::ServiceSubscriptions)?
+        .into_iter()
+        .filter(|(_, s)| s.app_instance_id == app)
+        .map(|(_, s)| {
+            serde_json::json!({
+                "href": s.sub.links.map(|l| l.self_.href).unwrap_or_default(),
+                "rel": s.sub.subscription_type,
+            })
+        })
+        .collect();
+    let self_href = format!(
+        "{}{ROOT}/applications/{app}/subscriptions",
+        http::base_url(&headers)
+    );
+    Ok(http::json(
+        StatusCode::OK,
+        &serde_json::json!({"_links": {"self": {"href": self_href}, "subscriptions": subs}}),
+    ))
+}
+
+async fn read_sub(
+    State(c): State<Control>,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(http::json(StatusCode::OK, &own_sub(&c, &app, &id)?.sub))
+}
+
+async fn delete_sub(
+    State(c): State<Control>,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    own_sub(&c, &app, &id)?;
+    c.store().delete(Table::ServiceSubscriptions, &id)?;
+    c.stop_delivery(&id);
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,314 @@
+//! The persistent store: every resource `ferry control` owns, as JSON records in one embedded
+//! redb database (`STATE_DIR/control.redb`), so a restarted daemon knows all of them.
+//!
+//! One table per resource kind, keyed by the resource id. Records are the API's own JSON
+//! bodies: what a client PUT is what a restart serves back. Every write is one redb write
+//! transaction (durable on commit); `update` reads and writes in the same transaction, so
+//! concurrent changes of one record cannot lose each other.
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::Path;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: String,
+        source: redb::DatabaseError,
+    },
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    #[error("stored {table} record '{key}' is damaged: {source}")]
+    Damaged {
+        table: &'static str,
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("cannot encode a {table} record: {0}", table = .0)]
+    Encode(&'static str),
+}
+
+/// Turns any redb error into `StoreError::Io` (they all mean "the disk or the file failed").
+macro_rules! io {
+    ($e:expr) => {
+        $e.map_err(|e| StoreError::Io(e.to_string()))
+    };
+}
+
+/// The resource kinds, one redb table each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// MEC 010-2 `AppPkgInfo` by package id.
+    Packages,
+    /// The onboarded AppD of a package, by package id.
+    AppDs,
+    /// MEC 010-2 `AppInstanceInfo` by instance id.
+    Instances,
+    /// MEC 010-2 `AppInstanceLcmOpOcc` by id.
+    LcmOps,
+    /// MEC 010-2 `AppInstSubscriptionInfo` by id.
+    LcmSubscriptions,
+    /// MEC 021 `RegistrationInfo` by appMobilityServiceId.
+    Registrations,
+    /// MEC 021 subscriptions by id.
+    AmsSubscriptions,
+    /// MEC 011 `TrafficRule`s by "appInstanceId/trafficRuleId".
+    TrafficRules,
+    /// MEC 011 `DnsRule`s by "appInstanceId/dnsRuleId".
+    DnsRules,
+    /// MEC 011 readiness: `{"ready": bool}` by appInstanceId.
+    AppStatus,
+    /// MEC 011 `ServiceInfo` by serInstanceId.
+    Services,
+    /// MEC 011 service availability subscriptions by id.
+    ServiceSubscriptions,
+    /// Relocation records by id (see `relocation.rs`).
+    Relocations,
+}
+
+impl Table {
+    pub const ALL: [Table; 13] = [
+        Table::Packages,
+        Table::AppDs,
+        Table::Instances,
+        Table::LcmOps,
+        Table::LcmSubscriptions,
+        Table::Registrations,
+        Table::AmsSubscriptions,
+        Table::TrafficRules,
+        Table::DnsRules,
+        Table::AppStatus,
+        Table::Services,
+        Table::ServiceSubscriptions,
+        Table::Relocations,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Packages => "packages",
+            Table::AppDs => "appds",
+            Table::Instances => "instances",
+            Table::LcmOps => "lcm_ops",
+            Table::LcmSubscriptions => "lcm_subscriptions",
+            Table::Registrations => "registrations",
+            Table::AmsSubscriptions => "ams_subscriptions",
+            Table::TrafficRules => "traffic_rules",
+            Table::DnsRules => "dns_rules",
+            Table::AppStatus => "app_status",
+            Table::Services => "services",
+            Table::ServiceSubscriptions => "service_subscriptions",
+            Table::Relocations => "relocations",
+        }
+    }
+
+    fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        TableDefinition::new(self.name())
+    }
+}
+
+/// Counters for ids that stay unique across restarts.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The store. Cheap to share behind an `Arc`; redb serializes write transactions itself.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) `DIR/control.redb` and makes sure every table exists.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join("control.redb");
+        let db = Database::create(&path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let tx = io!(db.begin_write())?;
+        for t in Table::ALL {
+            io!(tx.open_table(t.def()))?;
+        }
+        io!(tx.open_table(META))?;
+        io!(tx.commit())?;
+        Ok(Store { db })
+    }
+
+    /// Stores `value` under `key`, replacing what was there.
+    pub fn put<T: Serialize>(&self, t: Table, key: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|_| StoreError::Encode(t.name()))?;
+        let tx = io!(self.db.begin_write())?;
+        {
+            let mut table = io!(tx.open_table(t.def()))?;
+            io!(table.insert(key, bytes.as_slice()))?;
+        }
+        io!(tx.commit())
+    }
+
+    /// The record under `key`, if any.
+    pub fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>, StoreError> {
+        let tx = io!(self.db.begin_read())?;
+        let table = io!(tx.open_table(t.def()))?;
+        let Some(v) = io!(table.get(key))? else {
+            return Ok(None);
+        };
+        decode(t, key, v.value()).map(Some)
+    }
+
+    /// All records of a table, by key order. A damaged record is logged and skipped, so one bad
+    /// record does not hide the others.
+    pub fn list<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<(String, T)>, StoreError> {
+        let tx = io!(self.db.begin_read())?;
+        let table = io!(tx.open_table(t.def()))?;
+        let mut out = Vec::new();
+        for entry in io!(table.iter())? {
+            let (k, v) = io!(entry)?;
+            match decode(t, k.value(), v.value()) {
+                Ok(rec) => out.push((k.value().to_string(), rec)),
+                Err(e) => tracing::warn!("{e}; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a record; false if there was none.
+    pub fn delete(&self, t: Table, key: &str) -> Result<bool, StoreError> {
+        let tx = io!(self.db.begin_write())?;
+        let existed = {
+            let mut table = io!(tx.open_table(t.def()))?;
+            let old = io!(table.remove(key))?;
+            old.is_some()
+        };
+        io!(tx.commit())?;
+        Ok(existed)
+    }
+
+    /// Reads the record under `key`, lets `f` change it (or refuse with its own error), and
+    /// writes it back in one transaction. `Ok(None)` if there is no such record.
+    pub fn update<T, R, E>(
+        &self,
+        t: Table,
+        key: &str,
+        f: impl FnOnce(&mut T) -> Result<R, E>,
+    ) -> Result<Option<Result<R, E>>, StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        let tx = io!(self.db.begin_write())?;
+        let result = {
+            let mut table = io!(tx.open_table(t.def()))?;
+            let current: Option<T> = match io!(table.get(key))? {
+                Some(v) => Some(decode(t, key, v.value())?),
+                None => None,
+            };
+            let Some(mut rec) = current else {
+                return Ok(None);
+            };
+            match f(&mut rec) {
+                Ok(r) => {
+                    let bytes =
+                        serde_json::to_vec(&rec).map_err(|_| StoreError::Encode(t.name()))?;
+                    io!(table.insert(key, bytes.as_slice()))?;
+                    Ok(r)
+                }
+                // Nothing written: dropping the transaction aborts it.
+                Err(e) => return Ok(Some(Err(e))),
+            }
+        };
+        io!(tx.commit())?;
+        Ok(Some(result))
+    }
+
+    /// A new id `PREFIX-N`, unique for this store across restarts.
+    pub fn next_id(&self, prefix: &str) -> Result<String, StoreError> {
+        let tx = io!(self.db.begin_write())?;
+        let n = {
+            let mut meta = io!(tx.open_table(META))?;
+            let n = io!(meta.get(prefix))?.map(|v| v.value()).unwrap_or(0) + 1;
+            io!(meta.insert(prefix, n))?;
+            n
+        };
+        io!(tx.commit())?;
+        Ok(format!("{prefix}-{n}"))
+    }
+}
+
+fn decode<T: DeserializeOwned>(t: Table, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Damaged {
+        table: t.name(),
+        key: key.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn records_survive_reopening_and_ids_stay_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.put(Table::Packages, "p1", &json!({"a": 1})).unwrap();
+            s.put(Table::Packages, "p2", &json!({"a": 2})).unwrap();
+            assert_eq!(s.next_id("pkg").unwrap(), "pkg-1");
+            assert!(s.delete(Table::Packages, "p2").unwrap());
+            assert!(!s.delete(Table::Packages, "p2").unwrap());
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let all: Vec<(String, Value)> = s.list(Table::Packages).unwrap();
+        assert_eq!(all, vec![("p1".to_string(), json!({"a": 1}))]);
+        assert_eq!(s.next_id("pkg").unwrap(), "pkg-2");
+    }
+
+    #[test]
+    fn update_is_atomic_and_refusal_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.put(Table::Instances, "i", &json!({"n": 1})).unwrap();
+        let r = s
+            .update(Table::Instances, "i", |v: &mut Value| {
+                v["n"] = json!(2);
+                Err::<(), _>("no")
+            })
+            .unwrap();
+        assert_eq!(r, Some(Err("no")));
+        assert_eq!(
+            s.get::<Value>(Table::Instances, "i").unwrap(),
+            Some(json!({"n": 1}))
+        );
+        s.update(Table::Instances, "i", |v: &mut Value| {
+            v["n"] = json!(3);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert_eq!(
+            s.get::<Value>(Table::Instances, "i").unwrap(),
+            Some(json!({"n": 3}))
+        );
+        assert!(s
+            .update(Table::Instances, "nope", |_: &mut Value| Ok::<_, ()>(()))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn damaged_record_is_an_error_on_get_and_skipped_in_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.put(Table::Services, "ok", &json!({"x": 1})).unwrap();
+        s.put(Table::Services, "bad", &json!("text")).unwrap();
+        #[derive(serde::Deserialize, Debug)]
+        struct X {
+            #[allow(dead_code)]
+            x: u8,
+        }
+        assert!(matches!(
+            s.get::<X>(Table::Services, "bad"),
+            Err(StoreError::Damaged { .. })
+        ));
+        assert_eq!(s.list::<X>(Table::Services).unwrap().len(), 1);
+    }
+}
