@@ -239,7 +239,18 @@ fn serve(state: Arc<State>, stream: TcpStream) -> std::io::Result<()> {
     }
 }
 
+extern "C" fn on_term(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(0) }
+}
+
 fn main() {
+    // As PID 1 of its container the kernel ignores SIGTERM unless a handler is installed:
+    // without one every `stop` would wait for the grace period and SIGKILL.
+    // SAFETY: installing a handler that only calls an async-signal-safe function.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
+    }
     let opts = parse_options();
     let started_at_ms = now_ms();
     let (ballast, checksum) = Ballast::new(opts.ballast_mib, started_at_ms ^ 0x00fe_77e5);

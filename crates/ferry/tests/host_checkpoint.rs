@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestHost, API};
+use common::TestHost;
 use serde_json::{json, Value};
 
 const APP: &str = "10.200.0.10:8080";
@@ -211,7 +211,7 @@ fn bad_requests_get_problem_details() {
 
     let r = host
         .http
-        .post(format!("{API}/containers"))
+        .post(format!("{}/containers", host.api))
         .body("{not json")
         .send()
         .unwrap();
@@ -221,7 +221,7 @@ fn bad_requests_get_problem_details() {
     // A body that is no image archive at all.
     let r = host
         .http
-        .post(format!("{API}/images?name=junk"))
+        .post(format!("{}/images?name=junk", host.api))
         .body(vec![0x1f, 0x8b, 0x08, 0, 1, 2])
         .send()
         .unwrap();

@@ -13,20 +13,26 @@
 //! | POST | /containers/{name}/start, /stop | lifecycle |
 //! | POST | /containers/{name}/checkpoint | CRIU dump (JSON `CheckpointRequest`) |
 //! | POST | /containers/{name}/restore | CRIU restore (JSON `RestoreRequest`) |
+//! | POST | /containers/{name}/migrate | live migration to another host (JSON `MigrateRequest`) |
+//! | * | /migrations/... | the target side of the migration channel (see `ferry_migration::protocol`) |
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
+use std::net::IpAddr;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use ferry_migration::protocol::{MigrateRequest, Offer, Outcome};
+use ferry_migration::target::Incoming;
 use ferry_runtime::{CheckpointRequest, ContainerRequest, RestoreRequest, Runtime};
 
 use crate::error::ApiError;
@@ -34,7 +40,32 @@ use crate::API_BASE;
 
 type Rt = Arc<Runtime>;
 
-pub fn router(runtime: Rt) -> Router {
+/// What every handler can reach: the runtime and this host's incoming migrations.
+#[derive(Clone)]
+pub struct AppState {
+    pub rt: Rt,
+    pub incoming: Arc<Incoming>,
+    /// The API's address: the target's page server listens there too.
+    pub listen_ip: IpAddr,
+}
+
+impl AppState {
+    pub fn new(rt: Rt, listen_ip: IpAddr) -> AppState {
+        AppState {
+            rt,
+            incoming: Arc::new(Incoming::default()),
+            listen_ip,
+        }
+    }
+}
+
+impl FromRef<AppState> for Rt {
+    fn from_ref(s: &AppState) -> Rt {
+        s.rt.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/health", get(health))
         .route("/info", get(info))
@@ -49,8 +80,15 @@ pub fn router(runtime: Rt) -> Router {
         .route("/containers/{name}/stop", post(stop_container))
         .route("/containers/{name}/checkpoint", post(checkpoint_container))
         .route("/containers/{name}/restore", post(restore_container))
+        .route("/containers/{name}/migrate", post(migrate_container))
+        .route("/migrations", post(migration_offer))
+        .route("/migrations/{id}", get(migration_state))
+        .route("/migrations/{id}/images", put(migration_images))
+        .route("/migrations/{id}/restore", post(migration_restore))
+        .route("/migrations/{id}/commit", post(migration_commit))
+        .route("/migrations/{id}/abort", post(migration_abort))
         .fallback(not_found)
-        .with_state(runtime);
+        .with_state(state);
     Router::new().nest(API_BASE, api).fallback(not_found)
 }
 
@@ -232,4 +270,135 @@ async fn restore_container(
 ) -> Result<impl IntoResponse, ApiError> {
     let req: RestoreRequest = optional_json(&body)?;
     blocking(move || Ok(Json(rt.restore(&name, req)?))).await
+}
+
+async fn migrate_container(
+    State(rt): State<Rt>,
+    Path(name): Path<String>,
+    body: Result<Json<MigrateRequest>, JsonRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let req = json_body(body)?;
+    let report = blocking(move || {
+        let source = rt.config().name.clone();
+        Ok(ferry_migration::source::migrate(&rt, &source, &name, req)?)
+    })
+    .await?;
+    if report.outcome == Outcome::Completed {
+        return Ok(Json(report).into_response());
+    }
+    // A failed migration is a ProblemDetails that carries the report as an extension member.
+    let status = StatusCode::BAD_GATEWAY;
+    let detail = format!(
+        "migration {:?} in phase {}: {}",
+        report.outcome,
+        report
+            .failed_phase
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        report.error.clone().unwrap_or_default()
+    );
+    let mut body = serde_json::to_value(mec_api::ProblemDetails::new(
+        status.as_u16(),
+        "Bad Gateway",
+        detail,
+    ))
+    .unwrap_or_default();
+    body["report"] = serde_json::to_value(&report).unwrap_or_default();
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, mec_api::problem::PROBLEM_JSON)],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// The per-migration token from `Authorization: Bearer <token>`.
+fn token(headers: &HeaderMap) -> Result<String, ApiError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the migration channel needs Authorization: Bearer <token>",
+            )
+        })
+}
+
+async fn migration_offer(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<Offer>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = token(&headers)?;
+    let offer = json_body(body)?;
+    blocking(move || {
+        Ok((
+            StatusCode::CREATED,
+            Json(app.incoming.offer(&app.rt, &token, offer, app.listen_ip)?),
+        ))
+    })
+    .await
+}
+
+async fn migration_images(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = token(&headers)?;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    blocking(move || {
+        app.incoming.receive_images(&app.rt, &id, &token, reader)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+async fn migration_restore(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = token(&headers)?;
+    blocking(move || Ok(Json(app.incoming.restore(&app.rt, &id, &token)?))).await
+}
+
+async fn migration_commit(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = token(&headers)?;
+    blocking(move || {
+        app.incoming.commit(&app.rt, &id, &token)?;
+        Ok(Json(app.incoming.state(&id, &token)?))
+    })
+    .await
+}
+
+async fn migration_abort(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = token(&headers)?;
+    blocking(move || {
+        app.incoming.abort(&app.rt, &id, &token)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+async fn migration_state(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = token(&headers)?;
+    blocking(move || Ok(Json(app.incoming.state(&id, &token)?))).await
 }

@@ -2,6 +2,7 @@
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ferry_migration::MigrationError;
 use ferry_runtime::image::ImageError;
 use ferry_runtime::RuntimeError;
 use mec_api::problem::{ProblemDetails, PROBLEM_JSON};
@@ -25,37 +26,54 @@ impl ApiError {
     }
 }
 
+/// The status a runtime error maps to.
+fn runtime_status(e: &RuntimeError) -> StatusCode {
+    match e {
+        RuntimeError::NotFound { .. } => StatusCode::NOT_FOUND,
+        RuntimeError::AlreadyExists { .. }
+        | RuntimeError::IncorrectStatus { .. }
+        | RuntimeError::AddressInUse { .. }
+        | RuntimeError::MigrationInProgress { .. } => StatusCode::CONFLICT,
+        RuntimeError::Invalid(_) => StatusCode::BAD_REQUEST,
+        RuntimeError::Image(ie) => image_status(ie),
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn image_status(e: &ImageError) -> StatusCode {
+    match e {
+        ImageError::NotFound(_) => StatusCode::NOT_FOUND,
+        ImageError::AlreadyExists(_) => StatusCode::CONFLICT,
+        ImageError::InvalidName(_) | ImageError::Malformed(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
-        let status = match &e {
-            RuntimeError::NotFound { .. } => StatusCode::NOT_FOUND,
-            RuntimeError::AlreadyExists { .. }
-            | RuntimeError::IncorrectStatus { .. }
-            | RuntimeError::AddressInUse { .. } => StatusCode::CONFLICT,
-            RuntimeError::Invalid(_) => StatusCode::BAD_REQUEST,
-            RuntimeError::Image(ie) => return ApiError::from_image(ie, e.to_string()),
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
+        ApiError::new(runtime_status(&e), e.to_string())
     }
 }
 
 impl From<ImageError> for ApiError {
     fn from(e: ImageError) -> Self {
-        let detail = e.to_string();
-        ApiError::from_image(&e, detail)
+        ApiError::new(image_status(&e), e.to_string())
     }
 }
 
-impl ApiError {
-    fn from_image(e: &ImageError, detail: String) -> Self {
-        let status = match e {
-            ImageError::NotFound(_) => StatusCode::NOT_FOUND,
-            ImageError::AlreadyExists(_) => StatusCode::CONFLICT,
-            ImageError::InvalidName(_) | ImageError::Malformed(_) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+impl From<MigrationError> for ApiError {
+    fn from(e: MigrationError) -> Self {
+        let status = match &e {
+            MigrationError::Runtime(re) => runtime_status(re),
+            MigrationError::Refused(_) => StatusCode::BAD_REQUEST,
+            MigrationError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            MigrationError::UnknownMigration(_) => StatusCode::NOT_FOUND,
+            MigrationError::Integrity(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            MigrationError::Phase { .. } | MigrationError::Io(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
-        ApiError::new(status, detail)
+        ApiError::new(status, e.to_string())
     }
 }
 

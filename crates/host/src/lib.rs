@@ -11,7 +11,7 @@ pub mod error;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use api::router;
+pub use api::{router, AppState};
 use ferry_runtime::Runtime;
 
 /// Base path of ferry's host API.
@@ -23,7 +23,22 @@ pub async fn serve(
     runtime: Arc<Runtime>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(runtime))
+    let listen = listener.local_addr()?;
+    let state = AppState::new(runtime, listen.ip());
+    // Uncommitted incoming migrations whose deadline passed are removed here.
+    let reaper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let s = state.clone();
+                let _ = tokio::task::spawn_blocking(move || s.incoming.reap(&s.rt)).await;
+            }
+        })
+    };
+    let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    reaper.abort();
+    result
 }

@@ -27,6 +27,8 @@ pub enum Status {
     Stopped,
     /// The process was dumped to a checkpoint and no longer runs here.
     Checkpointed,
+    /// Migration target side: arriving (or restored) but not committed, so not reachable.
+    Incoming,
 }
 
 impl Status {
@@ -54,6 +56,7 @@ impl std::fmt::Display for Status {
             Status::Running => "running",
             Status::Stopped => "stopped",
             Status::Checkpointed => "checkpointed",
+            Status::Incoming => "incoming",
         };
         f.write_str(s)
     }
@@ -108,6 +111,19 @@ pub struct Container {
     pub started_at: Option<String>,
     #[serde(default)]
     pub last_checkpoint: Option<CheckpointRecord>,
+    /// Set while the container migrates away; persisted so that a restarted daemon finishes
+    /// (committed) or rolls back (not committed) the migration.
+    #[serde(default)]
+    pub outgoing: Option<Outgoing>,
+}
+
+/// An outgoing migration in flight on the source host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub migration: String,
+    pub target: String,
+    /// Past the point of no return: the target was told to take over.
+    pub committed: bool,
 }
 
 /// Container names become directory, netns and runc IDs: keep them plain.
@@ -196,6 +212,7 @@ mod tests {
             created_at: "now".into(),
             started_at: None,
             last_checkpoint: None,
+            outgoing: None,
         };
         c.save(dir.path()).unwrap();
         let back = Container::load(dir.path()).unwrap();

@@ -21,5 +21,6 @@ pub mod spec;
 
 pub use container::{Container, ContainerRequest, Status};
 pub use runtime::{
-    CheckpointReport, CheckpointRequest, RestoreRequest, Runtime, RuntimeConfig, RuntimeError,
+    CheckpointReport, CheckpointRequest, DumpStats, IncomingDirs, RestoreRequest, Runtime,
+    RuntimeConfig, RuntimeError,
 };

@@ -108,10 +108,11 @@ pub fn route_to_bridge(addr: Ipv4Addr, bridge: &str) -> Result<(), CommandError>
     Ok(())
 }
 
-/// Removes the host route for `addr` (no error if it is gone already).
-pub fn unroute(addr: Ipv4Addr) {
+/// Removes this host's route for `addr` to the bridge (no error if it is gone already). Only
+/// that route: a data plane may hold other routes for the same address (e.g. via a peer).
+pub fn unroute(addr: Ipv4Addr, bridge: &str) {
     let a = format!("{addr}/32");
-    let _ = command::run("ip", ["route", "del", &a]);
+    let _ = command::run("ip", ["route", "del", &a, "dev", bridge]);
 }
 
 /// Deletes a named namespace (its veth pair goes with it). No error if it is gone already.

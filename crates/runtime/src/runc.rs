@@ -33,6 +33,8 @@ pub struct CheckpointOpts<'a> {
     pub work_path: &'a Path,
     pub leave_running: bool,
     pub tcp_established: bool,
+    /// Send memory pages to this CRIU page server (`ADDR:PORT`) instead of the image dir.
+    pub page_server: Option<&'a str>,
 }
 
 /// Options of one `runc restore`.
@@ -146,7 +148,24 @@ impl Runc {
         if o.tcp_established {
             c.arg("--tcp-established");
         }
+        if let Some(ps) = o.page_server {
+            c.arg("--page-server").arg(ps);
+        }
         c.arg(id);
+        command::output(&mut c).map(|_| ())
+    }
+
+    /// `runc pause`: freezes every process of the container (freezer cgroup).
+    pub fn pause(&self, id: &str) -> Result<(), CommandError> {
+        let mut c = self.cmd();
+        c.args(["pause", id]);
+        command::output(&mut c).map(|_| ())
+    }
+
+    /// `runc resume`: thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<(), CommandError> {
+        let mut c = self.cmd();
+        c.args(["resume", id]);
         command::output(&mut c).map(|_| ())
     }
 

@@ -32,6 +32,9 @@ use crate::overlay::{self, OverlayError};
 use crate::runc::{self, CheckpointOpts, RestoreOpts, Runc};
 use crate::spec;
 
+mod handoff;
+pub use handoff::{DumpStats, IncomingDirs};
+
 /// How long `stop` waits for SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -62,6 +65,8 @@ pub enum RuntimeError {
         status: Status,
         action: &'static str,
     },
+    #[error("container '{name}' is already migrating (migration {migration})")]
+    MigrationInProgress { name: String, migration: String },
     #[error("address {addr} is already used by container '{by}'")]
     AddressInUse { addr: Ipv4Addr, by: String },
     #[error("{action} of '{name}' failed: {detail}")]
@@ -143,6 +148,17 @@ pub struct Runtime {
     id: String,
     /// One lock per container: operations on one container are serialized, others run freely.
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// Lifecycle operations wait until a migration of the container has ended.
+fn not_migrating(c: &Container) -> Result<(), RuntimeError> {
+    match &c.outgoing {
+        Some(o) => Err(RuntimeError::MigrationInProgress {
+            name: c.name.clone(),
+            migration: o.migration.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn now_rfc3339() -> String {
@@ -235,6 +251,28 @@ impl Runtime {
         format!("/ferry/{}/{name}", self.id)
     }
 
+    /// Memory the container's processes use (its cgroup's usage), if known: the state a
+    /// migration has to move.
+    pub fn memory_bytes(&self, name: &str) -> Option<u64> {
+        let cg = self.cgroups_path(name);
+        let rel = cg.trim_start_matches('/');
+        [
+            PathBuf::from("/sys/fs/cgroup/memory")
+                .join(rel)
+                .join("memory.usage_in_bytes"),
+            PathBuf::from("/sys/fs/cgroup")
+                .join(rel)
+                .join("memory.current"),
+        ]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
+    }
+
+    /// Where this host keeps the images of migrations it sends.
+    pub fn migrations_dir(&self) -> PathBuf {
+        self.config.state_dir.join("migrations")
+    }
+
     fn lock(&self, name: &str) -> Arc<Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(name.to_string()).or_default().clone()
@@ -263,7 +301,7 @@ impl Runtime {
     /// Corrects a record whose process ended behind the daemon's back (crash, reboot).
     fn refresh(&self, c: &mut Container) -> Result<(), RuntimeError> {
         if c.status == Status::Running {
-            let alive = matches!(self.runc.state(&c.name)?, Some(s) if s.status == "running");
+            let alive = matches!(self.runc.state(&c.name)?, Some(s) if s.status == "running" || s.status == "paused");
             if !alive {
                 tracing::warn!(container = %c.name, "process is gone; marking stopped");
                 self.runc.delete(&c.name)?;
@@ -295,6 +333,13 @@ impl Runtime {
                     continue;
                 }
             };
+            if let Err(e) = self.recover_handoff(&mut c) {
+                tracing::error!(container = %name, error = %e, "cannot settle an interrupted migration");
+                continue;
+            }
+            if !Container::state_file(&entry.path()).exists() {
+                continue; // the migration finished (source) or was aborted (target)
+            }
             self.refresh(&mut c)?;
             self.prepare(&c)?;
             tracing::info!(container = %c.name, status = %c.status, "recovered container");
@@ -304,6 +349,11 @@ impl Runtime {
 
     /// Root filesystem mounted and network namespace wired (idempotent).
     fn prepare(&self, c: &Container) -> Result<(), RuntimeError> {
+        self.mount_root(c)?;
+        self.wire_network(c)
+    }
+
+    fn mount_root(&self, c: &Container) -> Result<(), RuntimeError> {
         let dir = self.container_dir(&c.name);
         let image = self.images.get(&c.request.image)?;
         let lower = self.images.lower_dirs(&image)?;
@@ -313,6 +363,10 @@ impl Runtime {
             &dir.join("work"),
             &dir.join("bundle/rootfs"),
         )?;
+        Ok(())
+    }
+
+    fn wire_network(&self, c: &Container) -> Result<(), RuntimeError> {
         net::create_netns(&c.netns)?;
         if let (Some(ip), Some(veth)) = (c.request.ip, &c.veth) {
             net::attach(&c.netns, veth, &self.config.bridge, ip, self.config.gateway)?;
@@ -385,6 +439,7 @@ impl Runtime {
             created_at: now_rfc3339(),
             started_at: None,
             last_checkpoint: None,
+            outgoing: None,
         };
         let result = (|| {
             std::fs::create_dir_all(dir.join("bundle")).map_err(io("create bundle"))?;
@@ -419,7 +474,7 @@ impl Runtime {
             tracing::warn!(container = %c.name, error = %e, "unmount");
         }
         if let Some(ip) = c.request.ip {
-            net::unroute(ip);
+            net::unroute(ip, &self.config.bridge);
         }
         if let Err(e) = net::delete_netns(&c.netns, c.veth.as_deref()) {
             tracing::warn!(container = %c.name, error = %e, "delete netns");
@@ -494,6 +549,7 @@ impl Runtime {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut c = self.get(name)?;
+        not_migrating(&c)?;
         if !c.status.can_stop() {
             return Err(RuntimeError::IncorrectStatus {
                 name: c.name,
@@ -531,6 +587,7 @@ impl Runtime {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let c = self.get(name)?;
+        not_migrating(&c)?;
         if c.status == Status::Running {
             self.stop_process(name)?;
         }
@@ -553,6 +610,7 @@ impl Runtime {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut c = self.get(name)?;
+        not_migrating(&c)?;
         if !c.status.can_checkpoint() {
             return Err(RuntimeError::IncorrectStatus {
                 name: c.name,
@@ -597,6 +655,7 @@ impl Runtime {
                 work_path: &work,
                 leave_running: req.leave_running,
                 tcp_established: req.tcp_established,
+                page_server: None,
             },
         );
         let checkpoint_ms = started.elapsed().as_millis() as u64;

@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const API: &str = "http://127.0.0.1:7100/ferry/v1";
-
 /// The counter image the build makes (`make counter-image`).
 pub fn counter_image() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/ferry-counter.oci.tar");
@@ -41,9 +39,21 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
+/// A name unique to this test process, for namespaces.
+pub fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
 pub struct TestHost {
     pub netns: String,
+    /// Base URL of the daemon's API.
+    pub api: String,
     pub state: tempfile::TempDir,
+    listen: String,
     daemon: Option<Child>,
     id: Option<String>,
     /// An HTTP client whose sockets live in the host's namespace.
@@ -61,15 +71,16 @@ fn quiet(program: &str, args: &[&str]) -> bool {
 
 impl TestHost {
     pub fn start() -> TestHost {
-        let netns = format!(
-            "ft{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
+        let netns = unique_name("ft");
         assert!(
             quiet("ip", &["netns", "add", &netns]),
             "ip netns add {netns}"
         );
+        TestHost::start_in(netns, "127.0.0.1:7100")
+    }
+
+    /// Starts a daemon in an existing namespace (which the host then owns and deletes).
+    pub fn start_in(netns: String, listen: &str) -> TestHost {
         let state = tempfile::Builder::new()
             .prefix("ferry-test-")
             .tempdir()
@@ -82,6 +93,8 @@ impl TestHost {
         });
         let mut host = TestHost {
             netns,
+            api: format!("http://{listen}/ferry/v1"),
+            listen: listen.to_string(),
             state,
             daemon: None,
             id: None,
@@ -102,11 +115,11 @@ impl TestHost {
             .args([
                 "host",
                 "--name",
-                "testhost",
+                &self.netns,
                 "--netns",
                 &self.netns,
                 "--listen",
-                "127.0.0.1:7100",
+                &self.listen,
             ])
             .arg("--state-dir")
             .arg(self.state.path())
@@ -117,7 +130,7 @@ impl TestHost {
         self.daemon = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = self.http.get(format!("{API}/health")).send() {
+            if let Ok(r) = self.http.get(format!("{}/health", self.api)).send() {
                 if r.status().is_success() {
                     let (_, info) = self.get("/info");
                     self.id = info["id"].as_str().map(str::to_string);
@@ -155,7 +168,7 @@ impl TestHost {
         let body = std::fs::read(counter_image()).expect("read image");
         let r = self
             .http
-            .post(format!("{API}/images?name=counter"))
+            .post(format!("{}/images?name=counter", self.api))
             .body(body)
             .send()
             .expect("import");
@@ -172,7 +185,7 @@ impl TestHost {
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self
             .http
-            .post(format!("{API}{path}"))
+            .post(format!("{}{path}", self.api))
             .json(&body)
             .send()
             .expect("POST");
@@ -181,14 +194,18 @@ impl TestHost {
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(format!("{API}{path}")).send().expect("GET");
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .send()
+            .expect("GET");
         let status = r.status().as_u16();
         (status, r.json().unwrap_or(Value::Null))
     }
 
     pub fn delete(&self, path: &str) -> u16 {
         self.http
-            .delete(format!("{API}{path}"))
+            .delete(format!("{}{path}", self.api))
             .send()
             .expect("DELETE")
             .status()
@@ -269,11 +286,14 @@ impl Drop for TestHost {
     fn drop(&mut self) {
         // Remove containers through the API (stops them, unmounts, deletes their namespaces).
         if self.daemon.is_some() {
-            if let Ok(r) = self.http.get(format!("{API}/containers")).send() {
+            if let Ok(r) = self.http.get(format!("{}/containers", self.api)).send() {
                 if let Ok(Value::Array(list)) = r.json::<Value>() {
                     for c in list {
                         if let Some(name) = c["name"].as_str() {
-                            let _ = self.http.delete(format!("{API}/containers/{name}")).send();
+                            let _ = self
+                                .http
+                                .delete(format!("{}/containers/{name}", self.api))
+                                .send();
                         }
                     }
                 }
@@ -337,5 +357,173 @@ impl AppConn {
         let mut body = vec![0; len];
         reader.read_exact(&mut body)?;
         serde_json::from_slice(&body).map_err(std::io::Error::other)
+    }
+}
+
+/// Two MEC hosts and a gateway, each in its own namespace:
+///
+/// ```text
+///   host a (10.99.1.2) --veth-- gateway --veth-- host b (10.99.2.2)
+/// ```
+/// The gateway routes each app address to the host that runs it (what the data plane does),
+/// and the hosts reach each other through it. The test's app client sits in the gateway.
+pub struct Pair {
+    // Fields drop in order: the hosts (their daemons listen on the gateway links) before
+    // the gateway namespace.
+    pub a: TestHost,
+    pub b: TestHost,
+    pub gw: String,
+    _gw: NetnsGuard,
+}
+
+/// Deletes a namespace on drop.
+pub struct NetnsGuard(String);
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        quiet("ip", &["netns", "del", &self.0]);
+    }
+}
+
+impl Pair {
+    pub fn start() -> Pair {
+        let gw = unique_name("fg");
+        assert!(quiet("ip", &["netns", "add", &gw]), "ip netns add {gw}");
+        quiet("ip", &["-n", &gw, "link", "set", "lo", "up"]);
+        quiet(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &gw,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        );
+        let mut hosts = Vec::new();
+        for i in 1..=2 {
+            let ns = unique_name("ft");
+            assert!(quiet("ip", &["netns", "add", &ns]), "ip netns add {ns}");
+            let (g, h) = (format!("g{i}"), format!("h{i}"));
+            assert!(quiet(
+                "ip",
+                &[
+                    "link", "add", &g, "netns", &gw, "type", "veth", "peer", "name", &h, "netns",
+                    &ns
+                ]
+            ));
+            quiet(
+                "ip",
+                &[
+                    "-n",
+                    &gw,
+                    "addr",
+                    "add",
+                    &format!("10.99.{i}.1/30"),
+                    "dev",
+                    &g,
+                ],
+            );
+            quiet("ip", &["-n", &gw, "link", "set", &g, "up"]);
+            quiet(
+                "ip",
+                &[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("10.99.{i}.2/30"),
+                    "dev",
+                    &h,
+                ],
+            );
+            quiet("ip", &["-n", &ns, "link", "set", &h, "up"]);
+            quiet("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+            quiet(
+                "ip",
+                &[
+                    "-n",
+                    &ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("10.99.{i}.1"),
+                ],
+            );
+            hosts.push(TestHost::start_in(ns, &format!("10.99.{i}.2:7100")));
+        }
+        let b = hosts.pop().expect("b");
+        let a = hosts.pop().expect("a");
+        Pair {
+            a,
+            b,
+            _gw: NetnsGuard(gw.clone()),
+            gw,
+        }
+    }
+
+    /// Points the gateway's route for `app_ip` at host a (1) or b (2).
+    pub fn route(&self, app_ip: &str, host: u8) {
+        let via = format!("10.99.{host}.2");
+        assert!(quiet(
+            "ip",
+            &[
+                "-n",
+                &self.gw,
+                "route",
+                "replace",
+                &format!("{app_ip}/32"),
+                "via",
+                &via
+            ]
+        ));
+    }
+
+    /// Takes the gateway's link to host a (1) or b (2) down or up: a cut link.
+    pub fn link(&self, host: u8, up: bool) {
+        quiet(
+            "ip",
+            &[
+                "-n",
+                &self.gw,
+                "link",
+                "set",
+                &format!("g{host}"),
+                if up { "up" } else { "down" },
+            ],
+        );
+    }
+
+    /// A keep-alive connection to an app from the gateway namespace.
+    pub fn connect(&self, addr: &str) -> AppConn {
+        let addr = addr.to_string();
+        let stream = in_netns(&self.gw, move || {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                match TcpStream::connect_timeout(
+                    &addr.parse().expect("addr"),
+                    Duration::from_secs(1),
+                ) {
+                    Ok(s) => return s,
+                    Err(e) if Instant::now() > deadline => panic!("connect {addr}: {e}"),
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        AppConn { stream }
+    }
+
+    /// Where the container runs now, by asking both hosts: (a's status, b's status).
+    pub fn whereabouts(&self, name: &str) -> (Option<String>, Option<String>) {
+        let status = |h: &TestHost| {
+            let (s, c) = h.get(&format!("/containers/{name}"));
+            (s == 200).then(|| c["status"].as_str().unwrap_or("?").to_string())
+        };
+        (status(&self.a), status(&self.b))
     }
 }

@@ -1,0 +1,427 @@
+//! The source host's side of a migration, top-down:
+//!
+//! ```text
+//! prepare   offer the container to the target (it prepares a parked copy and a page server)
+//! freeze    park the app's network, freeze its processes          <- downtime starts
+//! dump      CRIU dump, memory pages straight to the target's page server; original stays frozen
+//! transfer  stream the other images and the writable layer, with sizes and sha256
+//! restore   the target checks everything and restores, still parked
+//! commit    point of no return: the target unparks and serves     <- downtime ends
+//! cleanup   the frozen original and its namespace are removed here
+//! ```
+//! Any failure before the commit rolls back: the target drops its copy, the original thaws
+//! and serves again with its state as it was. A commit whose answer is lost is settled by
+//! asking the target; if it cannot be reached, the outcome is `unknown` and the frozen
+//! original is kept, never resumed on a guess (two copies must never serve at once).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ferry_runtime::{criu, Runtime, RuntimeError};
+
+use crate::protocol::{
+    Fault, MigrateRequest, MigrationReport, Offer, OfferReply, Outcome, Phase, RestoreReply,
+    TargetPhase, TargetState, Timings, AUTH_HEADER,
+};
+use crate::stream;
+use crate::target::LEASE;
+use crate::technique::{self, Technique};
+use crate::MigrationError;
+
+/// Techniques this build carries out end to end.
+pub const IMPLEMENTED: &[Technique] = &[Technique::Cold];
+
+/// The migration channel to the target host (blocking HTTP; runs on a blocking thread).
+#[derive(Clone)]
+pub struct TargetClient {
+    base: String,
+    host: String,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl TargetClient {
+    pub fn new(target: &str, token: &str) -> Result<TargetClient, MigrationError> {
+        let url = reqwest::Url::parse(target)
+            .map_err(|e| MigrationError::Refused(format!("target '{target}' is not a URL: {e}")))?;
+        if url.scheme() != "http" {
+            return Err(MigrationError::Refused(format!(
+                "target '{target}': only http:// is supported so far"
+            )));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| MigrationError::Refused(format!("target '{target}' has no host")))?
+            .to_string();
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| MigrationError::Io(e.to_string()))?;
+        Ok(TargetClient {
+            base: format!("{}/ferry/v1/migrations", target.trim_end_matches('/')),
+            host,
+            token: token.to_string(),
+            http,
+        })
+    }
+
+    fn auth(&self, r: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+        r.header(AUTH_HEADER, format!("Bearer {}", self.token))
+    }
+
+    fn check(
+        r: reqwest::Result<reqwest::blocking::Response>,
+    ) -> Result<reqwest::blocking::Response, String> {
+        let r = r.map_err(|e| format!("target unreachable: {e}"))?;
+        if r.status().is_success() {
+            return Ok(r);
+        }
+        let status = r.status();
+        let body: serde_json::Value = r.json().unwrap_or_default();
+        Err(format!(
+            "target answered {status}: {}",
+            body["detail"].as_str().unwrap_or("")
+        ))
+    }
+
+    pub fn offer(&self, offer: &Offer) -> Result<OfferReply, String> {
+        Self::check(self.auth(self.http.post(&self.base)).json(offer).send())?
+            .json()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Streams images and writable layer; returns the bytes sent.
+    pub fn send_images(
+        &self,
+        id: &str,
+        manifest: stream::Manifest,
+        images: PathBuf,
+        upper: PathBuf,
+        corrupt: bool,
+    ) -> Result<u64, String> {
+        let (reader, writer) = std::io::pipe().map_err(|e| e.to_string())?;
+        // The tar is produced while it is sent: nothing is written twice on the source.
+        let producer = std::thread::spawn(move || {
+            stream::write_stream(&manifest, &images, &upper, writer, corrupt)
+        });
+        let sent = Self::check(
+            self.auth(self.http.put(format!("{}/{id}/images", self.base)))
+                .body(reqwest::blocking::Body::new(reader))
+                .send(),
+        );
+        let bytes = producer
+            .join()
+            .map_err(|_| "stream producer panicked".to_string())?;
+        sent?;
+        bytes.map_err(|e| format!("stream: {e}"))
+    }
+
+    pub fn restore(&self, id: &str) -> Result<RestoreReply, String> {
+        Self::check(
+            self.auth(self.http.post(format!("{}/{id}/restore", self.base)))
+                .send(),
+        )?
+        .json()
+        .map_err(|e| e.to_string())
+    }
+
+    pub fn commit(&self, id: &str) -> Result<(), String> {
+        Self::check(
+            self.auth(self.http.post(format!("{}/{id}/commit", self.base)))
+                .send(),
+        )
+        .map(|_| ())
+    }
+
+    pub fn abort(&self, id: &str) -> Result<(), String> {
+        Self::check(
+            self.auth(self.http.post(format!("{}/{id}/abort", self.base)))
+                .send(),
+        )
+        .map(|_| ())
+    }
+
+    pub fn state(&self, id: &str) -> Result<TargetState, String> {
+        Self::check(
+            self.auth(self.http.get(format!("{}/{id}", self.base)))
+                .send(),
+        )?
+        .json()
+        .map_err(|e| e.to_string())
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut buf);
+    }
+    hex::encode(buf)
+}
+
+/// A phase that failed, and whether the commit had been sent (then rollback is not safe).
+struct Failure {
+    phase: Phase,
+    detail: String,
+    commit_sent: bool,
+}
+
+fn fail(phase: Phase) -> impl Fn(String) -> Failure {
+    move |detail| Failure {
+        phase,
+        detail,
+        commit_sent: false,
+    }
+}
+
+/// Migrates container `name` to `req.target`. On error before any side effect (unknown
+/// container, refused technique, already migrating) nothing changes; after that the report
+/// says how it ended.
+pub fn migrate(
+    rt: &Runtime,
+    source_name: &str,
+    name: &str,
+    req: MigrateRequest,
+) -> Result<MigrationReport, MigrationError> {
+    let started = Instant::now();
+    let features = criu::features(&rt.config().criu);
+    let state_bytes = rt.memory_bytes(name).unwrap_or(0);
+    let technique = technique::choose(req.technique, &features, state_bytes, IMPLEMENTED)
+        .map_err(MigrationError::Refused)?;
+    let token = req
+        .token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| random_hex(32));
+    let client = TargetClient::new(&req.target, &token)?;
+    let id = format!("m-{}", random_hex(8));
+    let container = rt.begin_outgoing(name, &id, &req.target)?;
+    tracing::info!(container = %name, migration = %id, target = %req.target, %technique, "migration starts");
+
+    let image_dir = rt.migrations_dir().join(&id).join("images");
+    let mut report = MigrationReport {
+        id: id.clone(),
+        container: name.to_string(),
+        source: source_name.to_string(),
+        target: req.target.clone(),
+        requested: req.technique,
+        technique,
+        outcome: Outcome::Completed,
+        timings: Timings::default(),
+        stream_bytes: 0,
+        pages_bytes: 0,
+        bytes_on_wire: 0,
+        dump: None,
+        failed_phase: None,
+        error: None,
+        image_dir: None,
+    };
+    let result = run(
+        rt,
+        &client,
+        &container.request,
+        &id,
+        technique,
+        &image_dir,
+        req.fault.as_ref(),
+        &mut report,
+    );
+    if let Err(f) = result {
+        report.failed_phase = Some(f.phase);
+        report.error = Some(f.detail.clone());
+        tracing::error!(container = %name, migration = %id, phase = %f.phase, error = %f.detail, "migration failed");
+        if f.commit_sent {
+            report.outcome = settle_lost_commit(rt, &client, name, &id)?;
+        } else {
+            // The target's copy (if any) is parked and never served: drop it, thaw ours.
+            if let Err(e) = client.abort(&id) {
+                tracing::warn!(migration = %id, error = %e, "could not tell the target to abort; retrying in the background");
+                retry_abort(client.clone(), id.clone());
+            }
+            rt.rollback_outgoing(name)?;
+            report.outcome = Outcome::RolledBack;
+        }
+    }
+    if report.outcome != Outcome::Unknown {
+        let _ = std::fs::remove_dir_all(rt.migrations_dir().join(&id));
+    } else {
+        report.image_dir = Some(image_dir);
+    }
+    report.bytes_on_wire = report.stream_bytes + report.pages_bytes;
+    report.timings.total_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(container = %name, migration = %id, outcome = ?report.outcome, total_ms = report.timings.total_ms, "migration ended");
+    Ok(report)
+}
+
+fn ms_since(t: Instant) -> Option<u64> {
+    Some(t.elapsed().as_millis() as u64)
+}
+
+fn pause_if(fault: Option<&Fault>, phase: Phase) {
+    if let Some(Fault::PauseBefore { phase: p, ms }) = fault {
+        if *p == phase {
+            tracing::warn!(%phase, ms, "fault injection: pausing");
+            std::thread::sleep(Duration::from_millis(*ms));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    rt: &Runtime,
+    client: &TargetClient,
+    request: &ferry_runtime::ContainerRequest,
+    id: &str,
+    technique: Technique,
+    image_dir: &Path,
+    fault: Option<&Fault>,
+    report: &mut MigrationReport,
+) -> Result<(), Failure> {
+    let name = request.name.as_str();
+
+    // Prepare ---- offer ----> target holds a parked copy and a page server.
+    pause_if(fault, Phase::Prepare);
+    let t = Instant::now();
+    let offer = Offer {
+        id: id.to_string(),
+        container: request.clone(),
+        technique,
+    };
+    let reply = client.offer(&offer).map_err(fail(Phase::Prepare))?;
+    report.timings.prepare_ms = ms_since(t);
+    let port = reply
+        .page_server_port
+        .ok_or_else(|| fail(Phase::Prepare)("the target offered no page server".to_string()))?;
+    let page_server = format!("{}:{port}", client.host);
+
+    // Freeze: from here the app does not answer.
+    pause_if(fault, Phase::Freeze);
+    let frozen_at = Instant::now();
+    rt.freeze_outgoing(name)
+        .map_err(|e| fail(Phase::Freeze)(e.to_string()))?;
+    report.timings.freeze_ms = ms_since(frozen_at);
+
+    // Dump: pages go to the target as CRIU reads them.
+    pause_if(fault, Phase::Dump);
+    let t = Instant::now();
+    let stats = rt
+        .dump_outgoing(name, image_dir, Some(&page_server))
+        .map_err(|e| fail(Phase::Dump)(e.to_string()))?;
+    report.timings.dump_ms = ms_since(t);
+    report.pages_bytes = stats.pages_written * 4096;
+    report.dump = Some(stats.clone());
+    if fault == Some(&Fault::BreakRestore) {
+        break_core_image(image_dir).map_err(fail(Phase::Dump))?;
+    }
+
+    // Transfer: the other images and the writable layer, checked on arrival.
+    pause_if(fault, Phase::Transfer);
+    let t = Instant::now();
+    let manifest = stream::build_manifest(image_dir, &rt.upper_dir(name), report.pages_bytes)
+        .map_err(|e| fail(Phase::Transfer)(e.to_string()))?;
+    report.stream_bytes = client
+        .send_images(
+            id,
+            manifest,
+            image_dir.to_path_buf(),
+            rt.upper_dir(name),
+            fault == Some(&Fault::CorruptImage),
+        )
+        .map_err(fail(Phase::Transfer))?;
+    report.timings.transfer_ms = ms_since(t);
+
+    // Restore on the target, still unreachable there.
+    pause_if(fault, Phase::Restore);
+    let t = Instant::now();
+    let restored = client.restore(id).map_err(fail(Phase::Restore))?;
+    report.timings.restore_ms = Some(restored.restore_ms);
+    let _ = t;
+
+    // Commit ---- point of no return ----> the target serves.
+    pause_if(fault, Phase::Commit);
+    let t = Instant::now();
+    rt.commit_outgoing(name)
+        .map_err(|e| fail(Phase::Commit)(e.to_string()))?;
+    client.commit(id).map_err(|detail| Failure {
+        phase: Phase::Commit,
+        detail,
+        commit_sent: true,
+    })?;
+    report.timings.commit_ms = ms_since(t);
+    report.timings.frozen_ms = ms_since(frozen_at);
+
+    // Cleanup: nothing of the app stays on the source.
+    let t = Instant::now();
+    if let Err(e) = rt.finish_outgoing(name) {
+        tracing::error!(container = %name, error = %e, "source cleanup incomplete after a completed migration");
+    }
+    report.timings.cleanup_ms = ms_since(t);
+    Ok(())
+}
+
+/// The commit was sent but its answer lost: ask the target until its lease would have run
+/// out. Committed there: finish here. Aborted or unknown there: roll back. Unreachable: the
+/// outcome is unknown and the frozen original stays as it is.
+fn settle_lost_commit(
+    rt: &Runtime,
+    client: &TargetClient,
+    name: &str,
+    id: &str,
+) -> Result<Outcome, RuntimeError> {
+    let deadline = Instant::now() + LEASE + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match client.state(id) {
+            Ok(s) if s.phase == TargetPhase::Committed => {
+                rt.finish_outgoing(name)?;
+                return Ok(Outcome::Completed);
+            }
+            Ok(s) if s.phase == TargetPhase::Aborted => {
+                rt.rollback_outgoing(name)?;
+                return Ok(Outcome::RolledBack);
+            }
+            Ok(_) => {
+                // Restored but not committed: commit again (idempotent on the target).
+                if client.commit(id).is_ok() {
+                    rt.finish_outgoing(name)?;
+                    return Ok(Outcome::Completed);
+                }
+            }
+            Err(e) if e.contains("404") => {
+                rt.rollback_outgoing(name)?;
+                return Ok(Outcome::RolledBack);
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    tracing::error!(container = %name, migration = %id,
+        "UNRECOVERABLE WITHOUT AN OPERATOR: the commit was sent but the target cannot be reached; \
+         it may be serving the app. The source keeps its frozen copy and will not resume it.");
+    Ok(Outcome::Unknown)
+}
+
+/// Keeps telling an unreachable target to drop its parked copy (it also expires on its own).
+fn retry_abort(client: TargetClient, id: String) {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + crate::target::PREPARE_TIMEOUT;
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(2));
+            match client.abort(&id) {
+                Ok(()) => return,
+                Err(e) if e.contains("404") || e.contains("409") || e.contains("400") => return,
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// Fault injection: truncates the core image of the process so CRIU's restore fails.
+fn break_core_image(dir: &Path) -> Result<(), String> {
+    let core = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("core-"))
+        .ok_or("no core image to break")?;
+    std::fs::write(core.path(), b"broken").map_err(|e| e.to_string())
+}

@@ -1,0 +1,348 @@
+//! The target host's side: incoming migrations, each with its token, its page server and a
+//! deadline. A copy that was restored but not committed within [`LEASE`] is removed, so a
+//! source that lost contact can safely thaw its original: the copy here never served.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry_runtime::Runtime;
+use sha2::{Digest, Sha256};
+
+use crate::protocol::{Offer, OfferReply, RestoreReply, TargetPhase, TargetState};
+use crate::stream;
+use crate::MigrationError;
+
+/// How long a restored, uncommitted copy waits for the source's commit.
+pub const LEASE: Duration = Duration::from_secs(30);
+/// How long a prepared migration waits for its images and restore.
+pub const PREPARE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the restore waits for the page server to finish receiving pages.
+const PAGE_SERVER_WAIT: Duration = Duration::from_secs(120);
+
+struct IncomingMigration {
+    /// sha256 of the token (compared as digests, never as the secret itself).
+    token_digest: [u8; 32],
+    container: String,
+    phase: TargetPhase,
+    page_server: Option<Child>,
+    expected_pages: Option<u64>,
+    deadline: Instant,
+}
+
+/// All incoming migrations of this host.
+#[derive(Default)]
+pub struct Incoming {
+    migrations: Mutex<HashMap<String, Arc<Mutex<IncomingMigration>>>>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn io(e: impl std::fmt::Display) -> MigrationError {
+    MigrationError::Io(e.to_string())
+}
+
+/// Whether something listens on TCP `port` in this network namespace (/proc/net/tcp*).
+fn listening(port: u16) -> bool {
+    let needle = format!(":{port:04X} ");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|a| format!("{a} ").ends_with(&needle))
+                    && l.split_whitespace().nth(3) == Some("0A")
+            })
+    })
+}
+
+fn free_port(ip: IpAddr) -> Result<u16, MigrationError> {
+    let l = std::net::TcpListener::bind((ip, 0)).map_err(io)?;
+    Ok(l.local_addr().map_err(io)?.port())
+}
+
+fn start_page_server(
+    criu: &Path,
+    images: &Path,
+    ip: IpAddr,
+) -> Result<(Child, u16), MigrationError> {
+    std::fs::create_dir_all(images).map_err(io)?;
+    for _ in 0..5 {
+        let port = free_port(ip)?;
+        let mut child = Command::new(criu)
+            .arg("page-server")
+            .arg("--images-dir")
+            .arg(images)
+            .args(["--address", &ip.to_string(), "--port", &port.to_string()])
+            .args(["-o", "page-server.log", "-v4"])
+            .arg("--work-dir")
+            .arg(images.parent().unwrap_or(images))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| MigrationError::Io(format!("start criu page-server: {e}")))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if listening(port) {
+                return Ok((child, port));
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // the port was taken meanwhile: try another
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    Err(MigrationError::Io(
+        "criu page-server did not start listening".into(),
+    ))
+}
+
+impl Incoming {
+    fn get(&self, id: &str, token: &str) -> Result<Arc<Mutex<IncomingMigration>>, MigrationError> {
+        let m = self
+            .migrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| MigrationError::UnknownMigration(id.to_string()))?;
+        let ok = m.lock().unwrap_or_else(|p| p.into_inner()).token_digest == digest(token);
+        if !ok {
+            return Err(MigrationError::Unauthorized(format!(
+                "wrong token for migration '{id}'"
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Prepares a parked copy of the offered container and, for cold migration, a page
+    /// server on `listen_ip`.
+    pub fn offer(
+        &self,
+        rt: &Runtime,
+        token: &str,
+        offer: Offer,
+        listen_ip: IpAddr,
+    ) -> Result<OfferReply, MigrationError> {
+        if token.len() < 16 {
+            return Err(MigrationError::Unauthorized(
+                "a migration token of at least 16 characters is required".into(),
+            ));
+        }
+        if self
+            .migrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&offer.id)
+        {
+            return Err(MigrationError::Refused(format!(
+                "migration '{}' exists already",
+                offer.id
+            )));
+        }
+        let name = offer.container.name.clone();
+        rt.create_incoming(offer.container, &offer.id)?;
+        let images = rt.incoming_dirs(&name).images;
+        let (child, port) = match start_page_server(&rt.config().criu, &images, listen_ip) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = rt.abort_incoming(&name);
+                return Err(e);
+            }
+        };
+        let m = IncomingMigration {
+            token_digest: digest(token),
+            container: name,
+            phase: TargetPhase::Prepared,
+            page_server: Some(child),
+            expected_pages: None,
+            deadline: Instant::now() + PREPARE_TIMEOUT,
+        };
+        self.migrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(offer.id, Arc::new(Mutex::new(m)));
+        Ok(OfferReply {
+            page_server_port: Some(port),
+        })
+    }
+
+    /// Receives and verifies the stream. A bad stream aborts the migration here.
+    pub fn receive_images(
+        &self,
+        rt: &Runtime,
+        id: &str,
+        token: &str,
+        input: impl Read,
+    ) -> Result<(), MigrationError> {
+        let m = self.get(id, token)?;
+        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+        if m.phase != TargetPhase::Prepared {
+            return Err(MigrationError::Refused(format!(
+                "migration '{id}' is {:?}, not expecting images",
+                m.phase
+            )));
+        }
+        let dirs = rt.incoming_dirs(&m.container);
+        match stream::receive_stream(input, &dirs.images, &dirs.upper) {
+            Ok(manifest) => {
+                m.expected_pages = Some(manifest.pages_bytes);
+                m.phase = TargetPhase::ImagesReceived;
+                Ok(())
+            }
+            Err(e) => {
+                self.abort_locked(rt, &mut m);
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks the pages arrived whole and restores the copy (still parked).
+    pub fn restore(
+        &self,
+        rt: &Runtime,
+        id: &str,
+        token: &str,
+    ) -> Result<RestoreReply, MigrationError> {
+        let m = self.get(id, token)?;
+        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+        if m.phase != TargetPhase::ImagesReceived {
+            return Err(MigrationError::Refused(format!(
+                "migration '{id}' is {:?}, cannot restore",
+                m.phase
+            )));
+        }
+        let result = (|| {
+            if let Some(mut ps) = m.page_server.take() {
+                let deadline = Instant::now() + PAGE_SERVER_WAIT;
+                let status = loop {
+                    if let Some(s) = ps.try_wait().map_err(io)? {
+                        break s;
+                    }
+                    if Instant::now() > deadline {
+                        let _ = ps.kill();
+                        let _ = ps.wait();
+                        return Err(MigrationError::Integrity(
+                            "the page server never finished receiving pages".into(),
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                };
+                if !status.success() {
+                    return Err(MigrationError::Integrity(format!(
+                        "the page server failed ({status})"
+                    )));
+                }
+            }
+            let images = rt.incoming_dirs(&m.container).images;
+            let pages = stream::pages_bytes(&images);
+            let expected = m.expected_pages.unwrap_or(0);
+            if pages != expected {
+                return Err(MigrationError::Integrity(format!(
+                    "memory pages: received {pages} bytes, the source dumped {expected}"
+                )));
+            }
+            let restore_ms = rt.restore_incoming(&m.container)?;
+            Ok(RestoreReply {
+                restore_ms,
+                pages_bytes: pages,
+            })
+        })();
+        match result {
+            Ok(r) => {
+                m.phase = TargetPhase::Restored;
+                m.deadline = Instant::now() + LEASE;
+                Ok(r)
+            }
+            Err(e) => {
+                self.abort_locked(rt, &mut m);
+                Err(e)
+            }
+        }
+    }
+
+    /// The source committed: the copy becomes reachable. Idempotent.
+    pub fn commit(&self, rt: &Runtime, id: &str, token: &str) -> Result<(), MigrationError> {
+        let m = self.get(id, token)?;
+        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+        match m.phase {
+            TargetPhase::Committed => Ok(()),
+            TargetPhase::Restored => {
+                rt.commit_incoming(&m.container)?;
+                m.phase = TargetPhase::Committed;
+                Ok(())
+            }
+            other => Err(MigrationError::Refused(format!(
+                "migration '{id}' is {other:?}, cannot commit"
+            ))),
+        }
+    }
+
+    pub fn abort(&self, rt: &Runtime, id: &str, token: &str) -> Result<(), MigrationError> {
+        let m = self.get(id, token)?;
+        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+        if m.phase == TargetPhase::Committed {
+            return Err(MigrationError::Refused(format!(
+                "migration '{id}' is committed; it cannot be aborted"
+            )));
+        }
+        self.abort_locked(rt, &mut m);
+        Ok(())
+    }
+
+    fn abort_locked(&self, rt: &Runtime, m: &mut IncomingMigration) {
+        if let Some(mut ps) = m.page_server.take() {
+            let _ = ps.kill();
+            let _ = ps.wait();
+        }
+        if m.phase != TargetPhase::Aborted {
+            if let Err(e) = rt.abort_incoming(&m.container) {
+                tracing::error!(container = %m.container, error = %e, "abort of incoming migration incomplete");
+            }
+        }
+        m.phase = TargetPhase::Aborted;
+    }
+
+    pub fn state(&self, id: &str, token: &str) -> Result<TargetState, MigrationError> {
+        let m = self.get(id, token)?;
+        let m = m.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(TargetState {
+            id: id.to_string(),
+            container: m.container.clone(),
+            phase: m.phase,
+        })
+    }
+
+    /// Removes uncommitted copies whose deadline passed (call periodically).
+    pub fn reap(&self, rt: &Runtime) {
+        let all: Vec<_> = self
+            .migrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for m in all {
+            let Ok(mut m) = m.try_lock() else { continue }; // busy: it is making progress
+            let open = matches!(
+                m.phase,
+                TargetPhase::Prepared | TargetPhase::ImagesReceived | TargetPhase::Restored
+            );
+            if open && Instant::now() > m.deadline {
+                tracing::warn!(container = %m.container, phase = ?m.phase, "incoming migration expired; removing the uncommitted copy");
+                self.abort_locked(rt, &mut m);
+            }
+        }
+    }
+}

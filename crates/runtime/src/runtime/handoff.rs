@@ -1,0 +1,474 @@
+//! The runtime's side of a live migration: the steps the migration engine
+//! (crate `ferry-migration`) composes on the source and on the target host.
+//!
+//! Source: `begin_outgoing` -> `freeze_outgoing` -> `dump_outgoing` -> (target restores)
+//! -> `commit_outgoing` -> `finish_outgoing`; on any failure before the commit,
+//! `rollback_outgoing` thaws the untouched original.
+//!
+//! Target: `create_incoming` -> (images arrive in `incoming_dirs`) -> `restore_incoming` ->
+//! `commit_incoming`; or `abort_incoming`.
+//!
+//! Why the source freezes instead of letting CRIU kill it: the dump runs with
+//! `--leave-running` on a paused container, so CRIU leaves it frozen (it restores the
+//! freezer state it found). Until the commit, the original is intact and can simply be
+//! thawed. Its network is "parked" first (host side of its veth down, host route removed) so
+//! no packet reaches its sockets after the dump: a TCP segment acknowledged there would be
+//! lost to the copy on the target.
+//!
+//! Why the target restores "parked": a restored copy must not serve until the source has
+//! committed, so that two copies never serve at once, whatever fails.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::{io, now_rfc3339, Runtime, RuntimeError};
+use crate::container::{self, Container, ContainerRequest, Outgoing, Status};
+use crate::net;
+use crate::runc::{self, CheckpointOpts, RestoreOpts};
+use crate::spec;
+
+/// What CRIU's `stats-dump` says about one dump.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DumpStats {
+    /// Time the tasks were frozen by CRIU, microseconds.
+    pub frozen_us: u64,
+    pub memdump_us: u64,
+    pub memwrite_us: u64,
+    pub pages_scanned: u64,
+    pub pages_written: u64,
+    pub pages_lazy: u64,
+}
+
+impl DumpStats {
+    /// Parses CRIU's `stats-dump` image: two magic words, a length, then a protobuf
+    /// `StatsEntry { DumpStatsEntry dump = 1 }` (field numbers from CRIU's stats.proto).
+    pub fn parse(bytes: &[u8]) -> Option<DumpStats> {
+        let len = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize;
+        let entry = bytes.get(12..12 + len)?;
+        let mut top = ProtoReader(entry);
+        let mut dump = None;
+        while let Some((field, value)) = top.next() {
+            if let (1, ProtoValue::Bytes(b)) = (field, value) {
+                dump = Some(b);
+            }
+        }
+        let mut s = DumpStats::default();
+        let mut r = ProtoReader(dump?);
+        while let Some((field, value)) = r.next() {
+            let ProtoValue::Varint(v) = value else {
+                continue;
+            };
+            match field {
+                2 => s.frozen_us = v,
+                3 => s.memdump_us = v,
+                4 => s.memwrite_us = v,
+                5 => s.pages_scanned = v,
+                7 => s.pages_written = v,
+                9 => s.pages_lazy = v,
+                _ => {}
+            }
+        }
+        Some(s)
+    }
+}
+
+enum ProtoValue<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+}
+
+/// Just enough protobuf to read CRIU's stats (varints and length-delimited fields).
+struct ProtoReader<'a>(&'a [u8]);
+
+impl<'a> ProtoReader<'a> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = self.0.split_first()?;
+            self.0 = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn next(&mut self) -> Option<(u64, ProtoValue<'a>)> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let key = self.varint()?;
+        match key & 7 {
+            0 => Some((key >> 3, ProtoValue::Varint(self.varint()?))),
+            2 => {
+                let len = usize::try_from(self.varint()?).ok()?;
+                let b = self.0.get(..len)?;
+                self.0 = &self.0[len..];
+                Some((key >> 3, ProtoValue::Bytes(b)))
+            }
+            _ => None, // CRIU's stats use no other wire types
+        }
+    }
+}
+
+/// Directories a migration writes on the target: CRIU images and the writable layer.
+pub struct IncomingDirs {
+    pub images: PathBuf,
+    pub upper: PathBuf,
+}
+
+impl Runtime {
+    fn outgoing_container(&self, name: &str) -> Result<Container, RuntimeError> {
+        let c = self.load(name)?;
+        if c.outgoing.is_none() {
+            return Err(RuntimeError::Invalid(format!(
+                "container '{name}' is not migrating"
+            )));
+        }
+        Ok(c)
+    }
+
+    /// Marks a running container as migrating to `target`. Refuses (conflict) a container
+    /// that does not run or already migrates.
+    pub fn begin_outgoing(
+        &self,
+        name: &str,
+        migration: &str,
+        target: &str,
+    ) -> Result<Container, RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.get(name)?;
+        if let Some(o) = &c.outgoing {
+            return Err(RuntimeError::MigrationInProgress {
+                name: name.to_string(),
+                migration: o.migration.clone(),
+            });
+        }
+        if c.status != Status::Running {
+            return Err(RuntimeError::IncorrectStatus {
+                name: c.name,
+                status: c.status,
+                action: "migrate",
+            });
+        }
+        c.outgoing = Some(Outgoing {
+            migration: migration.to_string(),
+            target: target.to_string(),
+            committed: false,
+        });
+        self.save(&c)?;
+        Ok(c)
+    }
+
+    /// Parks the container's network and freezes its processes: the downtime starts here.
+    pub fn freeze_outgoing(&self, name: &str) -> Result<(), RuntimeError> {
+        let c = self.outgoing_container(name)?;
+        self.park(&c)?;
+        self.runc.pause(name)?;
+        Ok(())
+    }
+
+    /// Dumps the frozen container into `image_dir` (pages to `page_server` when given),
+    /// leaving the original frozen and intact.
+    pub fn dump_outgoing(
+        &self,
+        name: &str,
+        image_dir: &Path,
+        page_server: Option<&str>,
+    ) -> Result<DumpStats, RuntimeError> {
+        let _c = self.outgoing_container(name)?;
+        let work = self.container_dir(name).join("criu-dump");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
+        std::fs::create_dir_all(image_dir).map_err(io("create image dir"))?;
+        let result = self.runc.checkpoint(
+            name,
+            &CheckpointOpts {
+                image_path: image_dir,
+                work_path: &work,
+                leave_running: true,
+                tcp_established: true,
+                page_server,
+            },
+        );
+        if let Err(e) = result {
+            let detail = format!(
+                "{}; CRIU: {}",
+                e.stderr,
+                runc::criu_log_tail(&work, "dump.log")
+            );
+            return Err(RuntimeError::Criu {
+                action: "dump",
+                name: name.to_string(),
+                detail,
+            });
+        }
+        let stats = std::fs::read(work.join("stats-dump"))
+            .ok()
+            .and_then(|b| DumpStats::parse(&b))
+            .unwrap_or_default();
+        Ok(stats)
+    }
+
+    /// The container's writable layer (what moves besides the CRIU images).
+    pub fn upper_dir(&self, name: &str) -> PathBuf {
+        self.container_dir(name).join("upper")
+    }
+
+    /// Past the point of no return: persisted before the target is told to take over.
+    pub fn commit_outgoing(&self, name: &str) -> Result<(), RuntimeError> {
+        let mut c = self.outgoing_container(name)?;
+        if let Some(o) = c.outgoing.as_mut() {
+            o.committed = true;
+        }
+        self.save(&c)
+    }
+
+    /// The target runs the app: remove the frozen original and everything it held here.
+    pub fn finish_outgoing(&self, name: &str) -> Result<(), RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.outgoing_container(name)?;
+        // Thaw after SIGKILL is queued so the frozen tasks actually die.
+        let _ = self.runc.kill(name, "KILL");
+        let _ = self.runc.resume(name);
+        self.runc.delete(name)?;
+        self.teardown(&c);
+        tracing::info!(container = %name, "migrated away; source copy removed");
+        Ok(())
+    }
+
+    /// Undoes a migration that did not commit: the original resumes where it stopped.
+    pub fn rollback_outgoing(&self, name: &str) -> Result<(), RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.outgoing_container(name)?;
+        net::remove_criu_network_lock(&c.netns);
+        if matches!(self.runc.state(name)?, Some(s) if s.status == "paused") {
+            self.runc.resume(name)?;
+        }
+        self.unpark(&c)?;
+        c.outgoing = None;
+        self.refresh(&mut c)?;
+        self.save(&c)?;
+        tracing::warn!(container = %name, "migration rolled back; the app runs here again");
+        Ok(())
+    }
+
+    /// Host side of the veth down and the host route gone: nothing reaches the container.
+    fn park(&self, c: &Container) -> Result<(), RuntimeError> {
+        if let (Some(ip), Some(veth)) = (c.request.ip, &c.veth) {
+            net::unroute(ip, &self.config.bridge);
+            crate::command::run("ip", ["link", "set", veth, "down"])?;
+        }
+        Ok(())
+    }
+
+    fn unpark(&self, c: &Container) -> Result<(), RuntimeError> {
+        self.wire_network(c)
+    }
+
+    /// Target: creates the container's record, bundle and (parked) network for an incoming
+    /// migration. The root filesystem is mounted only at restore, once its writable layer
+    /// has arrived (overlayfs must not see its upper dir change underneath).
+    pub fn create_incoming(
+        &self,
+        req: ContainerRequest,
+        migration: &str,
+    ) -> Result<Container, RuntimeError> {
+        container::validate_name(&req.name).map_err(RuntimeError::Invalid)?;
+        let lock = self.lock(&req.name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = self.container_dir(&req.name);
+        if dir.exists() {
+            return Err(RuntimeError::AlreadyExists {
+                kind: "container",
+                name: req.name.clone(),
+            });
+        }
+        let image = self.images.get(&req.image)?;
+        if let Some(ip) = req.ip {
+            self.check_address(ip, &req.name)?;
+        }
+        let c = Container {
+            name: req.name.clone(),
+            netns: self.netns_name(&req.name),
+            veth: req.ip.map(|_| self.veth_name(&req.name)),
+            request: req,
+            status: Status::Incoming,
+            created_at: now_rfc3339(),
+            started_at: None,
+            last_checkpoint: None,
+            outgoing: None,
+        };
+        let result = (|| {
+            for sub in ["bundle", "upper", "work", "incoming"] {
+                std::fs::create_dir_all(dir.join(sub)).map_err(io("create container dirs"))?;
+            }
+            let criu_conf = dir.join("criu.conf");
+            std::fs::write(&criu_conf, spec::CRIU_CONFIG).map_err(io("write criu.conf"))?;
+            let spec = spec::build(
+                &c.request,
+                &image.config,
+                &net::netns_path(&c.netns),
+                &self.cgroups_path(&c.name),
+                &criu_conf,
+            )?;
+            spec.save(dir.join("bundle/config.json"))?;
+            self.wire_network(&c)?;
+            self.park(&c)?;
+            std::fs::write(dir.join("incoming/migration"), migration)
+                .map_err(io("write migration id"))?;
+            self.save(&c)
+        })();
+        if let Err(e) = result {
+            self.teardown(&c);
+            return Err(e);
+        }
+        tracing::info!(container = %c.name, migration, "incoming migration prepared");
+        Ok(c)
+    }
+
+    pub fn incoming_dirs(&self, name: &str) -> IncomingDirs {
+        let dir = self.container_dir(name);
+        IncomingDirs {
+            images: dir.join("incoming/images"),
+            upper: dir.join("upper"),
+        }
+    }
+
+    fn incoming_container(&self, name: &str) -> Result<Container, RuntimeError> {
+        let c = self.load(name)?;
+        if c.status != Status::Incoming {
+            return Err(RuntimeError::IncorrectStatus {
+                name: c.name,
+                status: c.status,
+                action: "restore an incoming migration into",
+            });
+        }
+        Ok(c)
+    }
+
+    /// Restores the arrived images with the network still parked. Returns the restore time.
+    pub fn restore_incoming(&self, name: &str) -> Result<u64, RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.incoming_container(name)?;
+        self.mount_root(&c)?;
+        let images = self.incoming_dirs(name).images;
+        let work = self.container_dir(name).join("criu-restore");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
+        self.runc.delete(name)?;
+        net::remove_criu_network_lock(&c.netns);
+        let started = Instant::now();
+        let result = self.runc.restore(
+            name,
+            &RestoreOpts {
+                image_path: &images,
+                work_path: &work,
+                bundle: &self.container_dir(name).join("bundle"),
+                tcp_established: true,
+            },
+        );
+        if let Err(e) = result {
+            net::remove_criu_network_lock(&c.netns);
+            let _ = self.runc.delete(name);
+            let detail = format!(
+                "{}; CRIU: {}",
+                e.stderr,
+                runc::criu_log_tail(&work, "restore.log")
+            );
+            return Err(RuntimeError::Criu {
+                action: "restore",
+                name: name.to_string(),
+                detail,
+            });
+        }
+        Ok(started.elapsed().as_millis() as u64)
+    }
+
+    /// The source committed: the restored copy becomes reachable and is a normal container.
+    pub fn commit_incoming(&self, name: &str) -> Result<Container, RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.incoming_container(name)?;
+        self.unpark(&c)?;
+        c.status = Status::Running;
+        c.started_at = Some(now_rfc3339());
+        self.save(&c)?;
+        let dir = self.container_dir(name).join("incoming");
+        let _ = std::fs::remove_dir_all(dir);
+        tracing::info!(container = %name, "incoming migration committed; serving here");
+        Ok(c)
+    }
+
+    /// Removes an uncommitted incoming container (restored or not). Idempotent.
+    pub fn abort_incoming(&self, name: &str) -> Result<(), RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let c = match self.load(name) {
+            Ok(c) => c,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if c.status != Status::Incoming {
+            return Err(RuntimeError::IncorrectStatus {
+                name: c.name,
+                status: c.status,
+                action: "abort",
+            });
+        }
+        self.teardown(&c);
+        tracing::warn!(container = %name, "incoming migration aborted; target copy removed");
+        Ok(())
+    }
+
+    /// Settles a migration a previous daemon left half-done: an uncommitted outgoing one is
+    /// rolled back, a committed one finished; an incoming one that never committed is removed.
+    pub(super) fn recover_handoff(&self, c: &mut Container) -> Result<(), RuntimeError> {
+        match (&c.outgoing, c.status) {
+            (Some(o), _) if o.committed => self.finish_outgoing(&c.name),
+            (Some(_), _) => self.rollback_outgoing(&c.name).map(|_| ()),
+            (None, Status::Incoming) => self.abort_incoming(&c.name),
+            _ => Ok(()),
+        }
+        .map(|()| {
+            if let Ok(fresh) = self.load(&c.name) {
+                *c = fresh;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_criu_dump_stats() {
+        // Bytes of a real stats-dump written by CRIU 4.2.1 (32 MiB ballast, page server).
+        let raw: [u8; 51] = [
+            0x40, 0x59, 0x10, 0x55, 0x06, 0x33, 0x09, 0x57, 0x27, 0x00, 0x00, 0x00, 0x0a, 0x25,
+            0x08, 0xe4, 0x04, 0x10, 0xbf, 0x9b, 0x15, 0x18, 0xcd, 0x8a, 0x04, 0x20, 0x8a, 0xee,
+            0x03, 0x28, 0xa8, 0x40, 0x30, 0x00, 0x38, 0x9c, 0x40, 0x40, 0x00, 0x48, 0x00, 0x50,
+            0x08, 0x58, 0x08, 0x60, 0x00, 0x68, 0x00, 0x70, 0x00,
+        ];
+        let s = DumpStats::parse(&raw).unwrap();
+        assert_eq!(s.pages_written, 8220);
+        assert_eq!(s.pages_scanned, 8232);
+        assert_eq!(s.pages_lazy, 0);
+        assert!(s.frozen_us > 0);
+    }
+
+    #[test]
+    fn rejects_truncated_stats() {
+        assert!(DumpStats::parse(&[0x40, 0x59, 0x10]).is_none());
+        // A header announcing an empty entry: no dump stats inside.
+        assert!(DumpStats::parse(&[0; 12]).is_none());
+    }
+}
