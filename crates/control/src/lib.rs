@@ -19,6 +19,7 @@ pub mod app_lcm;
 pub mod app_pkgm;
 pub mod app_support;
 pub mod dataplane;
+pub mod file_config;
 pub mod filter;
 pub mod hosts;
 mod http;

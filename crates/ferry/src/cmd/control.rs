@@ -1,0 +1,150 @@
+//! `ferry control`: runs the MEC control plane daemon (MEC 010-2 orchestrator, MEC 011 and
+//! MEC 021 platform services, persistent store) over the given MEC hosts.
+
+use anyhow::{bail, Context};
+use ferry_control::file_config::{parse_subnet, FileConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Where the daemon listens unless told otherwise (7021: MEC 021).
+const DEFAULT_LISTEN: &str = "127.0.0.1:7021";
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Serves /app_pkgm/v1 and /app_lcm/v1 (MEC 010-2), /mec_app_support/v1 and /mec_service_mgmt/v1
+(MEC 011), /amsi/v1 (MEC 021) and /ferry/control/v1, and prints
+`ferry control: listening on http://ADDR` on stdout once it accepts connections. Everything it
+is told is kept in STATE_DIR/control.redb: a restarted daemon knows it all again.
+
+Examples:
+  ferry control --state-dir /var/lib/ferry-control \\
+      --host edge1=http://10.0.0.1:7100 --host edge2=http://10.0.0.2:7100 \\
+      --topology examples/three-hosts.toml --ran http://127.0.0.1:7012 \\
+      --data-plane-cmd 'ferry testbed route'
+  ferry control --config /etc/ferry/control.toml")]
+pub struct Args {
+    /// Configuration file (TOML: state_dir, listen, ran, topology, data_plane_cmd,
+    /// app_subnet, [hosts]); options given here override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (port 0: any free port, printed on stdout).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory of the persistent store and uploaded packages.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// A MEC host: NAME=http://ADDR:PORT of its `ferry host` API (repeat for each host).
+    #[arg(long = "host", value_name = "NAME=URL")]
+    hosts: Vec<String>,
+    /// Topology file: which host serves each cell, and the app subnet.
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// Base URL of the RAN's MEC 012/013 APIs (to place an instance at a UE's serving host).
+    #[arg(long)]
+    ran: Option<String>,
+    /// Command that steers an app address to a host, run as `CMD APP_ADDR HOST`
+    /// (e.g. 'ferry testbed route'). Without it, traffic rules are only recorded.
+    #[arg(long)]
+    data_plane_cmd: Option<String>,
+    /// Subnet app instances get their addresses from (.1 is the gateway).
+    #[arg(long)]
+    app_subnet: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(p) => FileConfig::load(p).map_err(anyhow::Error::msg)?,
+        None => FileConfig::default(),
+    };
+    let Some(state_dir) = args.state_dir.clone().or(file.state_dir.clone()) else {
+        bail!("no state directory: run `ferry control --state-dir DIR` (see `ferry control --help`)");
+    };
+    let mut config = ferry_control::Config::new(state_dir);
+    config.hosts = file.hosts.clone();
+    for h in &args.hosts {
+        let Some((name, url)) = h.split_once('=') else {
+            bail!("--host '{h}' is not NAME=URL (e.g. --host edge1=http://10.0.0.1:7100)");
+        };
+        let parsed = reqwest::Url::parse(url)
+            .with_context(|| format!("--host '{h}': '{url}' is not a URL"))?;
+        if parsed.scheme() != "http" {
+            bail!("--host '{h}': use an http:// URL");
+        }
+        config
+            .hosts
+            .insert(name.trim().to_string(), url.trim_end_matches('/').to_string());
+    }
+    if let Some(path) = args.topology.clone().or(file.topology.clone()) {
+        let topo = ferry_ran::topology::Topology::from_file(&path)
+            .with_context(|| format!("topology {}", path.display()))?;
+        for cell in &topo.cells {
+            config.cells.insert(cell.name.clone(), cell.host.clone());
+        }
+        config.app_subnet = parse_subnet(&topo.app_subnet)
+            .map_err(|e| anyhow::anyhow!("topology {}: app_subnet: {e}", path.display()))?;
+    }
+    if let Some(s) = args.app_subnet.as_deref().or(file.app_subnet.as_deref()) {
+        config.app_subnet =
+            parse_subnet(s).map_err(|e| anyhow::anyhow!("--app-subnet: {e}"))?;
+    }
+    config.ran = args
+        .ran
+        .clone()
+        .or(file.ran.clone())
+        .map(|r| r.trim_end_matches('/').to_string());
+    let data_plane: Arc<dyn ferry_control::DataPlane> =
+        match args.data_plane_cmd.as_deref().or(file.data_plane_cmd.as_deref()) {
+            Some(cmd) => Arc::new(
+                ferry_control::CommandDataPlane::new(cmd)
+                    .map_err(|e| anyhow::anyhow!("--data-plane-cmd: {e}"))?,
+            ),
+            None => Arc::new(ferry_control::MemoryDataPlane::default()),
+        };
+    let listen = args
+        .listen
+        .clone()
+        .or(file.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(serve(config, data_plane, &listen))
+}
+
+async fn serve(
+    config: ferry_control::Config,
+    data_plane: Arc<dyn ferry_control::DataPlane>,
+    listen: &str,
+) -> anyhow::Result<ExitCode> {
+    let state_dir = config.state_dir.display().to_string();
+    let control = ferry_control::Control::open(config, data_plane)
+        .with_context(|| format!("cannot open the control plane state in {state_dir}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (pick another with --listen)"))?;
+    let addr = listener
+        .local_addr()
+        .context("listening socket has no address")?;
+    // Printed on stdout (logs go to stderr) so scripts and tests can read the port.
+    println!("ferry control: listening on http://{addr}");
+    ferry_control::serve(control, listener, shutdown_signal())
+        .await
+        .context("control plane server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down");
+}
