@@ -2,6 +2,7 @@
 //! `run(Args) -> anyhow::Result<ExitCode>`.
 
 pub mod bench;
+pub mod control;
 pub mod demo;
 pub mod doctor;
 pub mod host;
