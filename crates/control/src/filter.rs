@@ -46,9 +46,11 @@ impl Filter {
                 "neq" => Op::Neq,
                 "in" => Op::In,
                 "nin" => Op::Nin,
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "filter operator '{other}' in '{raw}' is not supported (use eq, neq, in, nin)"
-                )),
+                ))
+                }
             };
             let attr = parts.next().unwrap_or("").trim();
             if attr.is_empty() {

@@ -35,8 +35,14 @@ pub struct ControlProcess {
 impl ControlProcess {
     /// Starts `ferry control --listen 127.0.0.1:0 --state-dir DIR ARGS...`.
     pub fn start(state_dir: &Path, args: &[String]) -> ControlProcess {
+        ControlProcess::start_on("127.0.0.1:0", state_dir, args)
+    }
+
+    /// Starts `ferry control` on a given address (to restart on the same port, so the
+    /// stored self links stay valid).
+    pub fn start_on(listen: &str, state_dir: &Path, args: &[String]) -> ControlProcess {
         let mut child = Command::new(BIN)
-            .args(["control", "--listen", "127.0.0.1:0", "--state-dir"])
+            .args(["control", "--listen", listen, "--state-dir"])
             .arg(state_dir)
             .args(args)
             .env("RUST_LOG", "warn")
@@ -86,6 +92,11 @@ impl ControlProcess {
 
     pub fn api(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// `127.0.0.1:PORT` of the running daemon.
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
     }
 }
 
