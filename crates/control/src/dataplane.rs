@@ -71,23 +71,35 @@ impl DataPlane for CommandDataPlane {
 /// Records routes in memory: the current host of each app address, and every call in order.
 #[derive(Default)]
 pub struct MemoryDataPlane {
-    state: Mutex<(BTreeMap<Ipv4Addr, String>, Vec<(Ipv4Addr, String)>)>,
+    state: Mutex<Recorded>,
+}
+
+#[derive(Default)]
+struct Recorded {
+    routes: BTreeMap<Ipv4Addr, String>,
+    calls: Vec<(Ipv4Addr, String)>,
 }
 
 impl MemoryDataPlane {
     pub fn routes(&self) -> BTreeMap<Ipv4Addr, String> {
-        self.state.lock().map(|s| s.0.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.routes.clone())
+            .unwrap_or_default()
     }
     pub fn calls(&self) -> Vec<(Ipv4Addr, String)> {
-        self.state.lock().map(|s| s.1.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.calls.clone())
+            .unwrap_or_default()
     }
 }
 
 impl DataPlane for MemoryDataPlane {
     fn route(&self, app: Ipv4Addr, host: &str) -> BoxFuture<'_, Result<(), DataPlaneError>> {
         if let Ok(mut s) = self.state.lock() {
-            s.0.insert(app, host.to_string());
-            s.1.push((app, host.to_string()));
+            s.routes.insert(app, host.to_string());
+            s.calls.push((app, host.to_string()));
         }
         tracing::info!(%app, host, "route (in-memory data plane)");
         Box::pin(async { Ok(()) })

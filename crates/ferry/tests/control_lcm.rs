@@ -16,32 +16,72 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
 
     // Bad creations.
     let pk = c.api("/app_pkgm/v1/app_packages");
-    let bad_alg = post_json(&pk, &json!({"appPkgName": "x", "appPkgVersion": "1",
-        "checksum": {"algorithm": "MD5", "hash": "00"}})).await;
+    let bad_alg = post_json(
+        &pk,
+        &json!({"appPkgName": "x", "appPkgVersion": "1",
+        "checksum": {"algorithm": "MD5", "hash": "00"}}),
+    )
+    .await;
     assert_problem(&bad_alg, 400);
     let missing = post_json(&pk, &json!({"appPkgName": "x"})).await;
     assert_problem(&missing, 400);
-    assert!(missing.2["detail"].as_str().unwrap().contains("appPkgVersion"), "{}", missing.2);
+    assert!(
+        missing.2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("appPkgVersion"),
+        "{}",
+        missing.2
+    );
 
-    let created = post_json(&pk, &json!({"appPkgName": "counter", "appPkgVersion": "1.0",
-        "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}})).await;
+    let created = post_json(
+        &pk,
+        &json!({"appPkgName": "counter", "appPkgVersion": "1.0",
+        "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
+    )
+    .await;
     assert_eq!(created.0, 201, "{}", created.2);
-    assert_schema(&created.2, &[("id", "string"), ("appDId", "string"), ("appName", "string"),
-        ("appSoftwareVersion", "string"), ("appDVersion", "string"), ("checksum", "object"),
-        ("softwareImages", "array"), ("onboardingState", "string"), ("operationalState", "string"),
-        ("usageState", "string"), ("_links", "object")]);
+    assert_schema(
+        &created.2,
+        &[
+            ("id", "string"),
+            ("appDId", "string"),
+            ("appName", "string"),
+            ("appSoftwareVersion", "string"),
+            ("appDVersion", "string"),
+            ("checksum", "object"),
+            ("softwareImages", "array"),
+            ("onboardingState", "string"),
+            ("operationalState", "string"),
+            ("usageState", "string"),
+            ("_links", "object"),
+        ],
+    );
     assert_eq!(created.2["onboardingState"], "CREATED");
     let id = created.2["id"].as_str().unwrap().to_string();
-    assert!(created.1["location"].to_str().unwrap().ends_with(&format!("/app_packages/{id}")));
+    assert!(created.1["location"]
+        .to_str()
+        .unwrap()
+        .ends_with(&format!("/app_packages/{id}")));
     let content_url = c.api(&format!("/app_pkgm/v1/app_packages/{id}/package_content"));
 
     // AppD not there yet: 409.
-    assert_problem(&get(&c.api(&format!("/app_pkgm/v1/app_packages/{id}/appd"))).await, 409);
+    assert_problem(
+        &get(&c.api(&format!("/app_pkgm/v1/app_packages/{id}/appd"))).await,
+        409,
+    );
     // Wrong content: the checksum does not match.
     let wrong = put_bytes(&content_url, b"not a tar".to_vec()).await;
     assert_problem(&wrong, 400);
-    assert!(wrong.2["detail"].as_str().unwrap().contains("SHA-256"), "{}", wrong.2);
-    assert!(a.calls().is_empty(), "nothing may reach a host before the content is valid");
+    assert!(
+        wrong.2["detail"].as_str().unwrap().contains("SHA-256"),
+        "{}",
+        wrong.2
+    );
+    assert!(
+        a.calls().is_empty(),
+        "nothing may reach a host before the content is valid"
+    );
 
     let up = put_bytes(&content_url, content.clone()).await;
     assert_eq!(up.0, 202, "{}", up.2);
@@ -50,29 +90,61 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
         assert_eq!(calls.len(), 1, "{:?}", host.summary());
         assert_eq!(calls[0].path, "/ferry/v1/images");
         assert!(calls[0].query.contains("name=counter") && calls[0].query.contains("replace=true"));
-        assert_eq!(calls[0].body.as_ref(), image.as_slice(), "the image must arrive unchanged");
+        assert_eq!(
+            calls[0].body.as_ref(),
+            image.as_slice(),
+            "the image must arrive unchanged"
+        );
     }
-    let info = get(&c.api(&format!("/app_pkgm/v1/app_packages/{id}"))).await.2;
+    let info = get(&c.api(&format!("/app_pkgm/v1/app_packages/{id}")))
+        .await
+        .2;
     assert_eq!(info["onboardingState"], "ONBOARDED");
     assert_eq!(info["operationalState"], "ENABLED");
     assert_eq!(info["appDId"], "counter");
     let d = get(&c.api(&format!("/app_pkgm/v1/app_packages/{id}/appd"))).await;
     assert_eq!(d.0, 200);
     assert_eq!(d.2["ferryStateRelocation"]["mode"], "CONTAINER_MIGRATION");
-    assert_eq!(d.2["mecVersion"], json!(["2.1.1"]), "unknown AppD fields are kept");
-    assert_eq!(get(&c.api("/app_pkgm/v1/onboarded_app_packages/counter/appd")).await.0, 200);
+    assert_eq!(
+        d.2["mecVersion"],
+        json!(["2.1.1"]),
+        "unknown AppD fields are kept"
+    );
+    assert_eq!(
+        get(&c.api("/app_pkgm/v1/onboarded_app_packages/counter/appd"))
+            .await
+            .0,
+        200
+    );
     // Uploading twice: 409.
     assert_problem(&put_bytes(&content_url, content).await, 409);
     // A second package with the same appDId: 409 at upload.
     let again = package(&appd("counter"), &image);
-    let p2 = post_json(&pk, &json!({"appPkgName": "c2", "appPkgVersion": "1",
-        "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&again)}})).await.2;
-    let r = put_bytes(&c.api(&format!("/app_pkgm/v1/app_packages/{}/package_content", p2["id"].as_str().unwrap())), again).await;
+    let p2 = post_json(
+        &pk,
+        &json!({"appPkgName": "c2", "appPkgVersion": "1",
+        "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&again)}}),
+    )
+    .await
+    .2;
+    let r = put_bytes(
+        &c.api(&format!(
+            "/app_pkgm/v1/app_packages/{}/package_content",
+            p2["id"].as_str().unwrap()
+        )),
+        again,
+    )
+    .await;
     assert_problem(&r, 409);
     // Filtered list.
-    let l = get(&c.api("/app_pkgm/v1/app_packages?filter=(eq,onboardingState,ONBOARDED)")).await.2;
+    let l = get(&c.api("/app_pkgm/v1/app_packages?filter=(eq,onboardingState,ONBOARDED)"))
+        .await
+        .2;
     assert_eq!(l.as_array().unwrap().len(), 1, "{l}");
-    assert_problem(&get(&c.api("/app_pkgm/v1/app_packages?filter=(gt,x,1)")).await, 400);
+    assert_problem(
+        &get(&c.api("/app_pkgm/v1/app_packages?filter=(gt,x,1)")).await,
+        400,
+    );
 }
 
 #[tokio::test]
@@ -82,12 +154,30 @@ async fn bad_appd_and_bad_technique_are_refused() {
     let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &a)]));
     let mut d = appd("counter");
     d["ferryStateRelocation"]["technique"] = json!("teleport");
-    for (appd, needle) in [(d, "teleport"), (json!({"appDId": "Bad Id!", "appName": "n", "appProvider": "p",
-        "appSoftVersion": "1", "appDVersion": "1"}), "appDId")] {
+    for (appd, needle) in [
+        (d, "teleport"),
+        (
+            json!({"appDId": "Bad Id!", "appName": "n", "appProvider": "p",
+        "appSoftVersion": "1", "appDVersion": "1"}),
+            "appDId",
+        ),
+    ] {
         let content = package(&appd, &fake_image());
-        let p = post_json(&c.api("/app_pkgm/v1/app_packages"), &json!({"appPkgName": "x", "appPkgVersion": "1",
-            "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}})).await.2;
-        let r = put_bytes(&c.api(&format!("/app_pkgm/v1/app_packages/{}/package_content", p["id"].as_str().unwrap())), content).await;
+        let p = post_json(
+            &c.api("/app_pkgm/v1/app_packages"),
+            &json!({"appPkgName": "x", "appPkgVersion": "1",
+            "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
+        )
+        .await
+        .2;
+        let r = put_bytes(
+            &c.api(&format!(
+                "/app_pkgm/v1/app_packages/{}/package_content",
+                p["id"].as_str().unwrap()
+            )),
+            content,
+        )
+        .await;
         assert_problem(&r, 400);
         assert!(r.2["detail"].as_str().unwrap().contains(needle), "{}", r.2);
     }
@@ -101,51 +191,136 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &a), ("edge-b", &b)]));
     let pkg = onboard(&c, "counter").await;
     let cb = Callback::start().await;
-    let sub = post_json(&c.api("/app_lcm/v1/subscriptions"), &json!({
-        "subscriptionType": "AppInstanceStateChange", "callbackUri": cb.url("/lcm")})).await;
+    let sub = post_json(
+        &c.api("/app_lcm/v1/subscriptions"),
+        &json!({
+        "subscriptionType": "AppInstanceStateChange", "callbackUri": cb.url("/lcm")}),
+    )
+    .await;
     assert_eq!(sub.0, 201, "{}", sub.2);
-    assert_schema(&sub.2, &[("id", "string"), ("subscriptionType", "string"), ("callbackUri", "string"), ("_links", "object")]);
-    assert_problem(&post_json(&c.api("/app_lcm/v1/subscriptions"), &json!({
-        "subscriptionType": "Other", "callbackUri": cb.url("/x")})).await, 400);
+    assert_schema(
+        &sub.2,
+        &[
+            ("id", "string"),
+            ("subscriptionType", "string"),
+            ("callbackUri", "string"),
+            ("_links", "object"),
+        ],
+    );
+    assert_problem(
+        &post_json(
+            &c.api("/app_lcm/v1/subscriptions"),
+            &json!({
+        "subscriptionType": "Other", "callbackUri": cb.url("/x")}),
+        )
+        .await,
+        400,
+    );
 
     // Create: unknown appDId is a 400.
-    assert_problem(&post_json(&c.api("/app_lcm/v1/app_instances"), &json!({"appDId": "nope"})).await, 400);
-    let created = post_json(&c.api("/app_lcm/v1/app_instances"), &json!({"appDId": "counter", "appInstanceName": "c1"})).await;
+    assert_problem(
+        &post_json(
+            &c.api("/app_lcm/v1/app_instances"),
+            &json!({"appDId": "nope"}),
+        )
+        .await,
+        400,
+    );
+    let created = post_json(
+        &c.api("/app_lcm/v1/app_instances"),
+        &json!({"appDId": "counter", "appInstanceName": "c1"}),
+    )
+    .await;
     assert_eq!(created.0, 201, "{}", created.2);
-    assert_schema(&created.2, &[("id", "string"), ("appDId", "string"), ("appProvider", "string"),
-        ("appName", "string"), ("appSoftVersion", "string"), ("appDVersion", "string"),
-        ("appPkgId", "string"), ("instantiationState", "string"), ("_links", "object")]);
+    assert_schema(
+        &created.2,
+        &[
+            ("id", "string"),
+            ("appDId", "string"),
+            ("appProvider", "string"),
+            ("appName", "string"),
+            ("appSoftVersion", "string"),
+            ("appDVersion", "string"),
+            ("appPkgId", "string"),
+            ("instantiationState", "string"),
+            ("_links", "object"),
+        ],
+    );
     assert_eq!(created.2["instantiationState"], "NOT_INSTANTIATED");
     assert_eq!(created.2["appPkgId"], pkg.as_str());
     let id = created.2["id"].as_str().unwrap().to_string();
     let inst = c.api(&format!("/app_lcm/v1/app_instances/{id}"));
 
     // The package is in use now and cannot be deleted.
-    assert_eq!(get(&c.api(&format!("/app_pkgm/v1/app_packages/{pkg}"))).await.2["usageState"], "IN_USE");
-    assert_problem(&delete(&c.api(&format!("/app_pkgm/v1/app_packages/{pkg}"))).await, 409);
+    assert_eq!(
+        get(&c.api(&format!("/app_pkgm/v1/app_packages/{pkg}")))
+            .await
+            .2["usageState"],
+        "IN_USE"
+    );
+    assert_problem(
+        &delete(&c.api(&format!("/app_pkgm/v1/app_packages/{pkg}"))).await,
+        409,
+    );
 
     // Bad instantiations: no host named, unknown host, malformed.
-    assert_problem(&post_json(&format!("{inst}/instantiate"), &json!({})).await, 400);
-    let unknown = post_json(&format!("{inst}/instantiate"), &json!({"selectedMECHostInfo": [{"hostName": "edge-z", "hostId": {}}]})).await;
+    assert_problem(
+        &post_json(&format!("{inst}/instantiate"), &json!({})).await,
+        400,
+    );
+    let unknown = post_json(
+        &format!("{inst}/instantiate"),
+        &json!({"selectedMECHostInfo": [{"hostName": "edge-z", "hostId": {}}]}),
+    )
+    .await;
     assert_problem(&unknown, 400);
     assert!(unknown.2["detail"].as_str().unwrap().contains("edge-z"));
-    assert_problem(&post_json(&format!("{inst}/operate"), &json!({"changeStateTo": "STOPPED"})).await, 409);
+    assert_problem(
+        &post_json(
+            &format!("{inst}/operate"),
+            &json!({"changeStateTo": "STOPPED"}),
+        )
+        .await,
+        409,
+    );
 
     let before = b.calls().len();
-    let r = post_json(&format!("{inst}/instantiate"), &json!({"selectedMECHostInfo": [{"hostId": {"name": "edge-b"}}]})).await;
+    let r = post_json(
+        &format!("{inst}/instantiate"),
+        &json!({"selectedMECHostInfo": [{"hostId": {"name": "edge-b"}}]}),
+    )
+    .await;
     assert_eq!(r.0, 202, "{}", r.2);
     let op_url = r.1["location"].to_str().unwrap().to_string();
     let op = get(&op_url).await.2;
-    assert_schema(&op, &[("id", "string"), ("operationState", "string"), ("stateEnteredTime", "object"),
-        ("startTime", "object"), ("lcmOperation", "string"), ("_links", "object")]);
+    assert_schema(
+        &op,
+        &[
+            ("id", "string"),
+            ("operationState", "string"),
+            ("stateEnteredTime", "object"),
+            ("startTime", "object"),
+            ("lcmOperation", "string"),
+            ("_links", "object"),
+        ],
+    );
     assert_eq!(op["operationState"], "COMPLETED");
     assert_eq!(op["lcmOperation"], "INSTATIATE");
     let calls = b.calls()[before..].to_vec();
-    assert_eq!(b.summary()[before..], ["POST /ferry/v1/containers", format!("POST /ferry/v1/containers/{id}/start").as_str()]);
+    assert_eq!(
+        b.summary()[before..],
+        [
+            "POST /ferry/v1/containers",
+            format!("POST /ferry/v1/containers/{id}/start").as_str()
+        ]
+    );
     let spec = calls[0].json();
     assert_eq!(spec["name"], id.as_str());
     assert_eq!(spec["image"], "counter");
-    assert_eq!(spec["ip"], "10.200.0.2", "first address of the app subnet after the gateway");
+    assert_eq!(
+        spec["ip"], "10.200.0.2",
+        "first address of the app subnet after the gateway"
+    );
     assert_eq!(spec["args"], json!(["--port", "8080"]));
     assert_eq!(spec["memory_mib"], 64);
     assert_eq!(a.calls().len(), 1, "edge-a got only the image");
@@ -154,39 +329,128 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     assert_eq!(i["instantiatedAppState"]["operationalState"], "STARTED");
     assert_eq!(i["ferryHost"], "edge-b");
     assert_eq!(i["ferryAddress"], "10.200.0.2");
-    assert_problem(&post_json(&format!("{inst}/instantiate"), &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]})).await, 409);
+    assert_problem(
+        &post_json(
+            &format!("{inst}/instantiate"),
+            &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
+        )
+        .await,
+        409,
+    );
     assert_problem(&delete(&inst).await, 409);
 
     // Operate: stop, stop again (409), start.
-    assert_eq!(post_json(&format!("{inst}/operate"), &json!({"changeStateTo": "STOPPED"})).await.0, 202);
-    assert_problem(&post_json(&format!("{inst}/operate"), &json!({"changeStateTo": "STOPPED"})).await, 409);
-    assert_problem(&post_json(&format!("{inst}/operate"), &json!({"changeStateTo": "PAUSED"})).await, 400);
-    assert_eq!(post_json(&format!("{inst}/operate"), &json!({"changeStateTo": "STARTED"})).await.0, 202);
+    assert_eq!(
+        post_json(
+            &format!("{inst}/operate"),
+            &json!({"changeStateTo": "STOPPED"})
+        )
+        .await
+        .0,
+        202
+    );
+    assert_problem(
+        &post_json(
+            &format!("{inst}/operate"),
+            &json!({"changeStateTo": "STOPPED"}),
+        )
+        .await,
+        409,
+    );
+    assert_problem(
+        &post_json(
+            &format!("{inst}/operate"),
+            &json!({"changeStateTo": "PAUSED"}),
+        )
+        .await,
+        400,
+    );
+    assert_eq!(
+        post_json(
+            &format!("{inst}/operate"),
+            &json!({"changeStateTo": "STARTED"})
+        )
+        .await
+        .0,
+        202
+    );
 
     // A second instance gets the next address.
     let id2 = instantiate(&c, "counter", "edge-a").await;
-    assert_eq!(get(&c.api(&format!("/app_lcm/v1/app_instances/{id2}"))).await.2["ferryAddress"], "10.200.0.3");
+    assert_eq!(
+        get(&c.api(&format!("/app_lcm/v1/app_instances/{id2}")))
+            .await
+            .2["ferryAddress"],
+        "10.200.0.3"
+    );
 
     // Terminate, then delete.
-    let t = post_json(&format!("{inst}/terminate"), &json!({"terminationType": "FORCEFUL"})).await;
+    let t = post_json(
+        &format!("{inst}/terminate"),
+        &json!({"terminationType": "FORCEFUL"}),
+    )
+    .await;
     assert_eq!(t.0, 202, "{}", t.2);
-    assert!(b.summary().ends_with(&[format!("POST /ferry/v1/containers/{id}/stop"), format!("DELETE /ferry/v1/containers/{id}")]), "{:?}", b.summary());
-    assert_problem(&post_json(&format!("{inst}/terminate"), &json!({"terminationType": "FORCEFUL"})).await, 409);
+    assert!(
+        b.summary().ends_with(&[
+            format!("POST /ferry/v1/containers/{id}/stop"),
+            format!("DELETE /ferry/v1/containers/{id}")
+        ]),
+        "{:?}",
+        b.summary()
+    );
+    assert_problem(
+        &post_json(
+            &format!("{inst}/terminate"),
+            &json!({"terminationType": "FORCEFUL"}),
+        )
+        .await,
+        409,
+    );
     assert_eq!(delete(&inst).await.0, 204);
     assert_problem(&get(&inst).await, 404);
 
     // Notifications: one per state change, in order, for both instances.
     cb.wait("/lcm", 5, WAIT).await;
     tokio::time::sleep(GRACE).await;
-    let got: Vec<(String, String)> = cb.on("/lcm").iter()
-        .map(|r| (r.body["appInstanceId"].as_str().unwrap_or("").to_string(), r.body["notificationType"].as_str().unwrap_or("").to_string()))
+    let got: Vec<(String, String)> = cb
+        .on("/lcm")
+        .iter()
+        .map(|r| {
+            (
+                r.body["appInstanceId"].as_str().unwrap_or("").to_string(),
+                r.body["notificationType"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
         .collect();
-    let mine: Vec<&str> = got.iter().filter(|(i, _)| *i == id).map(|(_, n)| n.as_str()).collect();
-    assert_eq!(mine, ["STARTED", "STOPPED", "STARTED", "NOT_INSTANTIATED"], "{got:?}");
+    let mine: Vec<&str> = got
+        .iter()
+        .filter(|(i, _)| *i == id)
+        .map(|(_, n)| n.as_str())
+        .collect();
+    assert_eq!(
+        mine,
+        ["STARTED", "STOPPED", "STARTED", "NOT_INSTANTIATED"],
+        "{got:?}"
+    );
     assert_eq!(got.len(), 5, "{got:?}");
     let first = &cb.on("/lcm")[0].body;
-    assert_schema(first, &[("id", "string"), ("notificationType", "string"), ("subscriptionId", "string"),
-        ("timeStamp", "object"), ("appInstanceId", "string"), ("appPkgId", "string"), ("appDId", "string"), ("_links", "object")]);
+    assert_schema(
+        first,
+        &[
+            ("id", "string"),
+            ("notificationType", "string"),
+            ("subscriptionId", "string"),
+            ("timeStamp", "object"),
+            ("appInstanceId", "string"),
+            ("appPkgId", "string"),
+            ("appDId", "string"),
+            ("_links", "object"),
+        ],
+    );
     let ops = get(&c.api("/app_lcm/v1/app_lcm_op_occs")).await.2;
     assert_eq!(ops.as_array().unwrap().len(), 5, "{ops}");
 }
@@ -198,23 +462,54 @@ async fn a_host_that_fails_leaves_the_instance_not_instantiated() {
     let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &a)]));
     onboard(&c, "counter").await;
     a.fail_paths_ending_with(Some("/start"));
-    let created = post_json(&c.api("/app_lcm/v1/app_instances"), &json!({"appDId": "counter"})).await.2;
+    let created = post_json(
+        &c.api("/app_lcm/v1/app_instances"),
+        &json!({"appDId": "counter"}),
+    )
+    .await
+    .2;
     let id = created["id"].as_str().unwrap();
-    let r = post_json(&c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
-        &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]})).await;
+    let r = post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+        &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
+    )
+    .await;
     assert_problem(&r, 502);
-    assert!(r.2["detail"].as_str().unwrap().contains("injected failure"), "{}", r.2);
+    assert!(
+        r.2["detail"].as_str().unwrap().contains("injected failure"),
+        "{}",
+        r.2
+    );
     let op = get(r.2["instance"].as_str().unwrap()).await.2;
     assert_eq!(op["operationState"], "FAILED");
-    assert!(a.summary().ends_with(&[format!("POST /ferry/v1/containers/{id}/start"), format!("DELETE /ferry/v1/containers/{id}")]),
-        "a container that did not start is removed: {:?}", a.summary());
-    let i = get(&c.api(&format!("/app_lcm/v1/app_instances/{id}"))).await.2;
+    assert!(
+        a.summary().ends_with(&[
+            format!("POST /ferry/v1/containers/{id}/start"),
+            format!("DELETE /ferry/v1/containers/{id}")
+        ]),
+        "a container that did not start is removed: {:?}",
+        a.summary()
+    );
+    let i = get(&c.api(&format!("/app_lcm/v1/app_instances/{id}")))
+        .await
+        .2;
     assert_eq!(i["instantiationState"], "NOT_INSTANTIATED");
-    assert!(i.get("ferryAddress").is_none(), "the address is released: {i}");
+    assert!(
+        i.get("ferryAddress").is_none(),
+        "the address is released: {i}"
+    );
     // The host recovers: the same instance instantiates, with the same first address.
     a.fail_paths_ending_with(None);
-    let r = post_json(&c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
-        &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]})).await;
+    let r = post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+        &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
+    )
+    .await;
     assert_eq!(r.0, 202, "{}", r.2);
-    assert_eq!(get(&c.api(&format!("/app_lcm/v1/app_instances/{id}"))).await.2["ferryAddress"], "10.200.0.2");
+    assert_eq!(
+        get(&c.api(&format!("/app_lcm/v1/app_instances/{id}")))
+            .await
+            .2["ferryAddress"],
+        "10.200.0.2"
+    );
 }

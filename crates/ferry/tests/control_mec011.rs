@@ -28,29 +28,93 @@ async fn readiness_traffic_and_dns_rules_timing() {
     args.extend(["--data-plane-cmd".to_string(), cmd]);
     let c = ControlProcess::start(&dir, &args);
     onboard(&c, "counter").await;
-    let created = post_json(&c.api("/app_lcm/v1/app_instances"), &json!({"appDId": "counter"})).await.2;
+    let created = post_json(
+        &c.api("/app_lcm/v1/app_instances"),
+        &json!({"appDId": "counter"}),
+    )
+    .await
+    .2;
     let id = created["id"].as_str().unwrap().to_string();
     let app = c.api(&format!("/mec_app_support/v1/applications/{id}"));
 
     // Not instantiated yet: confirm_ready is a 409; unknown app a 404; bad indication a 400.
-    assert_problem(&post_json(&format!("{app}/confirm_ready"), &json!({"indication": "READY"})).await, 409);
-    assert_problem(&post_json(&c.api("/mec_app_support/v1/applications/nope/confirm_ready"), &json!({"indication": "READY"})).await, 404);
-    assert_problem(&post_json(&format!("{app}/confirm_ready"), &json!({"indication": "SOON"})).await, 400);
+    assert_problem(
+        &post_json(
+            &format!("{app}/confirm_ready"),
+            &json!({"indication": "READY"}),
+        )
+        .await,
+        409,
+    );
+    assert_problem(
+        &post_json(
+            &c.api("/mec_app_support/v1/applications/nope/confirm_ready"),
+            &json!({"indication": "READY"}),
+        )
+        .await,
+        404,
+    );
+    assert_problem(
+        &post_json(
+            &format!("{app}/confirm_ready"),
+            &json!({"indication": "SOON"}),
+        )
+        .await,
+        400,
+    );
 
-    let r = post_json(&c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
-        &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]})).await;
+    let r = post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+        &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
+    )
+    .await;
     assert_eq!(r.0, 202, "{}", r.2);
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "10.200.0.2 edge-a\n", "instantiation steers the address to its host");
-    assert_eq!(post_json(&format!("{app}/confirm_ready"), &json!({"indication": "READY"})).await.0, 204);
-    assert_problem(&post_json(&format!("{app}/confirm_termination"), &json!({"operationAction": "TERMINATING"})).await, 409);
-    assert_problem(&post_json(&format!("{app}/confirm_termination"), &json!({"operationAction": "EXPLODING"})).await, 400);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "10.200.0.2 edge-a\n",
+        "instantiation steers the address to its host"
+    );
+    assert_eq!(
+        post_json(
+            &format!("{app}/confirm_ready"),
+            &json!({"indication": "READY"})
+        )
+        .await
+        .0,
+        204
+    );
+    assert_problem(
+        &post_json(
+            &format!("{app}/confirm_termination"),
+            &json!({"operationAction": "TERMINATING"}),
+        )
+        .await,
+        409,
+    );
+    assert_problem(
+        &post_json(
+            &format!("{app}/confirm_termination"),
+            &json!({"operationAction": "EXPLODING"}),
+        )
+        .await,
+        400,
+    );
 
     // Traffic rules.
     let rules = get(&format!("{app}/traffic_rules")).await;
     assert_eq!(rules.0, 200);
     let rule = rules.2[0].clone();
-    assert_schema(&rule, &[("trafficRuleId", "string"), ("filterType", "string"), ("priority", "integer"),
-        ("trafficFilter", "array"), ("action", "string"), ("state", "string")]);
+    assert_schema(
+        &rule,
+        &[
+            ("trafficRuleId", "string"),
+            ("filterType", "string"),
+            ("priority", "integer"),
+            ("trafficFilter", "array"),
+            ("action", "string"),
+            ("state", "string"),
+        ],
+    );
     assert_eq!(rule["trafficRuleId"], "ferry-steer");
     assert_eq!(rule["ferryHost"], "edge-a");
     let rule_url = format!("{app}/traffic_rules/ferry-steer");
@@ -59,7 +123,10 @@ async fn readiness_traffic_and_dns_rules_timing() {
     moved["ferryHost"] = json!("edge-b");
     let p = put_json(&rule_url, &moved).await;
     assert_eq!(p.0, 200, "{}", p.2);
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "10.200.0.2 edge-a\n10.200.0.2 edge-b\n");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "10.200.0.2 edge-a\n10.200.0.2 edge-b\n"
+    );
     assert_eq!(get(&rule_url).await.2["ferryHost"], "edge-b");
     // A dstInterface.dstIpAddress that is no known host's address is refused.
     let mut by_ip = rule.clone();
@@ -70,10 +137,16 @@ async fn readiness_traffic_and_dns_rules_timing() {
     let mut bad = rule.clone();
     bad["ferryHost"] = json!("edge-z");
     assert_problem(&put_json(&rule_url, &bad).await, 400);
-    assert_problem(&put_json(&format!("{app}/traffic_rules/other"), &rule).await, 400);
+    assert_problem(
+        &put_json(&format!("{app}/traffic_rules/other"), &rule).await,
+        400,
+    );
     let mut other = rule.clone();
     other["trafficRuleId"] = json!("other");
-    assert_problem(&put_json(&format!("{app}/traffic_rules/other"), &other).await, 404);
+    assert_problem(
+        &put_json(&format!("{app}/traffic_rules/other"), &other).await,
+        404,
+    );
     let mut bad_action = rule.clone();
     bad_action["action"] = json!("TELEPORT");
     assert_problem(&put_json(&rule_url, &bad_action).await, 400);
@@ -85,12 +158,18 @@ async fn readiness_traffic_and_dns_rules_timing() {
 
     // DNS rules (from the AppD's appDNSRule, pointing at the instance).
     let dns = get(&format!("{app}/dns_rules")).await.2;
-    assert_eq!(dns, json!([{"dnsRuleId": "dns1", "domainName": "counter.mec", "ipAddressType": "IP_V4",
-        "ipAddress": "10.200.0.2", "ttl": 30, "state": "ACTIVE"}]));
+    assert_eq!(
+        dns,
+        json!([{"dnsRuleId": "dns1", "domainName": "counter.mec", "ipAddressType": "IP_V4",
+        "ipAddress": "10.200.0.2", "ttl": 30, "state": "ACTIVE"}])
+    );
     let mut d = dns[0].clone();
     d["ipAddress"] = json!("10.200.0.9");
     assert_eq!(put_json(&format!("{app}/dns_rules/dns1"), &d).await.0, 200);
-    assert_eq!(get(&format!("{app}/dns_rules/dns1")).await.2["ipAddress"], "10.200.0.9");
+    assert_eq!(
+        get(&format!("{app}/dns_rules/dns1")).await.2["ipAddress"],
+        "10.200.0.9"
+    );
     d["ipAddress"] = json!("nope");
     assert_problem(&put_json(&format!("{app}/dns_rules/dns1"), &d).await, 400);
     assert_problem(&get(&format!("{app}/dns_rules/dns9")).await, 404);
@@ -98,16 +177,39 @@ async fn readiness_traffic_and_dns_rules_timing() {
     // Timing.
     let t = get(&c.api("/mec_app_support/v1/timing/current_time")).await;
     assert_eq!(t.0, 200);
-    assert_schema(&t.2, &[("seconds", "integer"), ("nanoSeconds", "integer"), ("timeSourceStatus", "string")]);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert_schema(
+        &t.2,
+        &[
+            ("seconds", "integer"),
+            ("nanoSeconds", "integer"),
+            ("timeSourceStatus", "string"),
+        ],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     assert!(now.abs_diff(t.2["seconds"].as_u64().unwrap()) < 5);
     let caps = get(&c.api("/mec_app_support/v1/timing/timing_caps")).await;
     assert_eq!(caps.0, 200);
     assert_schema(&caps.2, &[("timeStamp", "object")]);
 
     // Termination removes the rules.
-    assert_eq!(post_json(&c.api(&format!("/app_lcm/v1/app_instances/{id}/terminate")), &json!({"terminationType": "GRACEFUL"})).await.0, 202);
-    assert!(get(&format!("{app}/traffic_rules")).await.2.as_array().unwrap().is_empty());
+    assert_eq!(
+        post_json(
+            &c.api(&format!("/app_lcm/v1/app_instances/{id}/terminate")),
+            &json!({"terminationType": "GRACEFUL"})
+        )
+        .await
+        .0,
+        202
+    );
+    assert!(get(&format!("{app}/traffic_rules"))
+        .await
+        .2
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -121,12 +223,18 @@ async fn data_plane_failure_is_a_502_and_keeps_the_old_rule() {
     let c = ControlProcess::start(&dir, &args);
     onboard(&c, "counter").await;
     let id = instantiate(&c, "counter", "edge-a").await;
-    let rule_url = c.api(&format!("/mec_app_support/v1/applications/{id}/traffic_rules/ferry-steer"));
+    let rule_url = c.api(&format!(
+        "/mec_app_support/v1/applications/{id}/traffic_rules/ferry-steer"
+    ));
     let mut rule = get(&rule_url).await.2;
     rule["ferryHost"] = json!("edge-bad");
     let r = put_json(&rule_url, &rule).await;
     assert_problem(&r, 502);
-    assert!(r.2["detail"].as_str().unwrap().contains("no such host"), "{}", r.2);
+    assert!(
+        r.2["detail"].as_str().unwrap().contains("no such host"),
+        "{}",
+        r.2
+    );
     assert_eq!(get(&rule_url).await.2["ferryHost"], "edge-a");
 }
 
@@ -140,29 +248,58 @@ async fn service_registry_and_availability_notifications() {
     let consumer = instantiate(&c, "counter", "edge-a").await;
     let cb = Callback::start().await;
     let sm = c.api("/mec_service_mgmt/v1");
-    let sub = post_json(&format!("{sm}/applications/{consumer}/subscriptions"), &json!({
+    let sub = post_json(
+        &format!("{sm}/applications/{consumer}/subscriptions"),
+        &json!({
         "subscriptionType": "SerAvailabilityNotificationSubscription",
         "callbackReference": cb.url("/svc"),
-        "filteringCriteria": {"serNames": ["counter-api"]}})).await;
+        "filteringCriteria": {"serNames": ["counter-api"]}}),
+    )
+    .await;
     assert_eq!(sub.0, 201, "{}", sub.2);
-    assert_schema(&sub.2, &[("subscriptionType", "string"), ("callbackReference", "string"), ("_links", "object")]);
-    assert_problem(&post_json(&format!("{sm}/applications/{consumer}/subscriptions"), &json!({
-        "subscriptionType": "Other", "callbackReference": cb.url("/x")})).await, 400);
+    assert_schema(
+        &sub.2,
+        &[
+            ("subscriptionType", "string"),
+            ("callbackReference", "string"),
+            ("_links", "object"),
+        ],
+    );
+    assert_problem(
+        &post_json(
+            &format!("{sm}/applications/{consumer}/subscriptions"),
+            &json!({
+        "subscriptionType": "Other", "callbackReference": cb.url("/x")}),
+        )
+        .await,
+        400,
+    );
     assert_problem(&post_json(&format!("{sm}/applications/nope/subscriptions"), &json!({
         "subscriptionType": "SerAvailabilityNotificationSubscription", "callbackReference": cb.url("/x")})).await, 404);
 
-    let service = |name: &str| json!({
-        "serName": name, "version": "1.0", "state": "ACTIVE", "serializer": "JSON",
-        "serCategory": {"href": "http://x/cat/1", "id": "cat1", "name": "demo", "version": "1"},
-        "transportInfo": {"id": "t1", "name": "REST", "type": "REST_HTTP", "protocol": "HTTP", "version": "1.1",
-            "endpoint": {"uris": ["http://10.200.0.2:8080/"]}, "security": {}},
-        "scopeOfLocality": "MEC_HOST"
-    });
+    let service = |name: &str| {
+        json!({
+            "serName": name, "version": "1.0", "state": "ACTIVE", "serializer": "JSON",
+            "serCategory": {"href": "http://x/cat/1", "id": "cat1", "name": "demo", "version": "1"},
+            "transportInfo": {"id": "t1", "name": "REST", "type": "REST_HTTP", "protocol": "HTTP", "version": "1.1",
+                "endpoint": {"uris": ["http://10.200.0.2:8080/"]}, "security": {}},
+            "scopeOfLocality": "MEC_HOST"
+        })
+    };
     let apps = format!("{sm}/applications/{producer}/services");
     let s = post_json(&apps, &service("counter-api")).await;
     assert_eq!(s.0, 201, "{}", s.2);
-    assert_schema(&s.2, &[("serInstanceId", "string"), ("serName", "string"), ("version", "string"),
-        ("state", "string"), ("transportInfo", "object"), ("serializer", "string")]);
+    assert_schema(
+        &s.2,
+        &[
+            ("serInstanceId", "string"),
+            ("serName", "string"),
+            ("version", "string"),
+            ("state", "string"),
+            ("transportInfo", "object"),
+            ("serializer", "string"),
+        ],
+    );
     let ser = s.2["serInstanceId"].as_str().unwrap().to_string();
     let other = post_json(&apps, &service("other-api")).await;
     assert_eq!(other.0, 201);
@@ -171,20 +308,52 @@ async fn service_registry_and_availability_notifications() {
     bad["serializer"] = json!("YAML");
     assert_problem(&post_json(&apps, &bad).await, 400);
     assert_problem(&post_json(&apps, &json!({"serName": "x"})).await, 400);
-    assert_problem(&post_json(&format!("{sm}/applications/nope/services"), &service("x")).await, 404);
+    assert_problem(
+        &post_json(&format!("{sm}/applications/nope/services"), &service("x")).await,
+        404,
+    );
 
     // Queries.
-    assert_eq!(get(&format!("{sm}/services")).await.2.as_array().unwrap().len(), 2);
+    assert_eq!(
+        get(&format!("{sm}/services"))
+            .await
+            .2
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let by_name = get(&format!("{sm}/services?ser_name=counter-api")).await.2;
     assert_eq!(by_name.as_array().unwrap().len(), 1);
     assert_eq!(by_name[0]["serInstanceId"], ser.as_str());
-    assert_eq!(get(&format!("{sm}/services?ser_category_id=cat1&scope_of_locality=MEC_HOST")).await.2.as_array().unwrap().len(), 2);
-    assert!(get(&format!("{sm}/services?is_local=false")).await.2.as_array().unwrap().is_empty());
-    assert_problem(&get(&format!("{sm}/services?ser_name=a&ser_instance_id=b")).await, 400);
+    assert_eq!(
+        get(&format!(
+            "{sm}/services?ser_category_id=cat1&scope_of_locality=MEC_HOST"
+        ))
+        .await
+        .2
+        .as_array()
+        .unwrap()
+        .len(),
+        2
+    );
+    assert!(get(&format!("{sm}/services?is_local=false"))
+        .await
+        .2
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_problem(
+        &get(&format!("{sm}/services?ser_name=a&ser_instance_id=b")).await,
+        400,
+    );
     assert_problem(&get(&format!("{sm}/services?is_local=maybe")).await, 400);
     assert_eq!(get(&format!("{sm}/services/{ser}")).await.0, 200);
     assert_problem(&get(&format!("{sm}/services/nope")).await, 404);
-    assert_problem(&get(&format!("{sm}/applications/{consumer}/services/{ser}")).await, 404);
+    assert_problem(
+        &get(&format!("{sm}/applications/{consumer}/services/{ser}")).await,
+        404,
+    );
 
     // Change state, then delete: ADDED, STATE_CHANGED, REMOVED for counter-api only.
     let mut inactive = service("counter-api");
@@ -194,17 +363,40 @@ async fn service_registry_and_availability_notifications() {
     assert_problem(&delete(&format!("{apps}/{ser}")).await, 404);
     let got = cb.wait("/svc", 3, WAIT).await;
     tokio::time::sleep(GRACE).await;
-    let changes: Vec<String> = cb.on("/svc").iter()
-        .map(|r| r.body["serviceReferences"][0]["changeType"].as_str().unwrap_or("").to_string()).collect();
+    let changes: Vec<String> = cb
+        .on("/svc")
+        .iter()
+        .map(|r| {
+            r.body["serviceReferences"][0]["changeType"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
     assert_eq!(changes, ["ADDED", "STATE_CHANGED", "REMOVED"]);
     let n = &got[0].body;
-    assert_schema(n, &[("notificationType", "string"), ("serviceReferences", "array"), ("_links", "object")]);
+    assert_schema(
+        n,
+        &[
+            ("notificationType", "string"),
+            ("serviceReferences", "array"),
+            ("_links", "object"),
+        ],
+    );
     assert_eq!(n["serviceReferences"][0]["serName"], "counter-api");
-    assert_eq!(n["_links"]["subscription"]["href"], sub.2["_links"]["self"]["href"]);
+    assert_eq!(
+        n["_links"]["subscription"]["href"],
+        sub.2["_links"]["self"]["href"]
+    );
 
     // Subscriptions list, read, delete.
-    let sub_href = sub.2["_links"]["self"]["href"].as_str().unwrap().to_string();
-    let l = get(&format!("{sm}/applications/{consumer}/subscriptions")).await.2;
+    let sub_href = sub.2["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let l = get(&format!("{sm}/applications/{consumer}/subscriptions"))
+        .await
+        .2;
     assert_eq!(l["_links"]["subscriptions"][0]["href"], sub_href.as_str());
     assert_eq!(get(&sub_href).await.0, 200);
     assert_eq!(delete(&sub_href).await.0, 204);

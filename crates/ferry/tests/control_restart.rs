@@ -22,9 +22,13 @@ async fn snapshot(c: &ControlProcess, inst: &str, sub_hrefs: &[String]) -> Vec<(
     .iter()
     .map(|p| p.to_string())
     .collect();
-    paths.push(format!("/mec_app_support/v1/applications/{inst}/traffic_rules"));
+    paths.push(format!(
+        "/mec_app_support/v1/applications/{inst}/traffic_rules"
+    ));
     paths.push(format!("/mec_app_support/v1/applications/{inst}/dns_rules"));
-    paths.push(format!("/mec_service_mgmt/v1/applications/{inst}/subscriptions"));
+    paths.push(format!(
+        "/mec_service_mgmt/v1/applications/{inst}/subscriptions"
+    ));
     let mut out = Vec::new();
     for p in paths {
         let r = get(&c.api(&p)).await;
@@ -50,12 +54,28 @@ async fn restart_keeps_every_resource_and_subscriptions_keep_delivering() {
     onboard(&c, "counter").await;
     let inst = instantiate(&c, "counter", "edge-a").await;
     let mut sub_hrefs = Vec::new();
-    let lcm = post_json(&c.api("/app_lcm/v1/subscriptions"), &json!({
-        "subscriptionType": "AppInstanceStateChange", "callbackUri": cb.url("/lcm")})).await;
+    let lcm = post_json(
+        &c.api("/app_lcm/v1/subscriptions"),
+        &json!({
+        "subscriptionType": "AppInstanceStateChange", "callbackUri": cb.url("/lcm")}),
+    )
+    .await;
     assert_eq!(lcm.0, 201);
-    sub_hrefs.push(lcm.2["_links"]["self"]["href"].as_str().unwrap().to_string());
+    sub_hrefs.push(
+        lcm.2["_links"]["self"]["href"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
     let mut reg_ids = Vec::new();
-    for (n, level) in ["APP_MOBILITY_NOT_ALLOWED", "APP_MOBILITY_WITH_CONFIRMATION", "APP_MOBILITY_WITHOUT_CONFIRMATION"].iter().enumerate() {
+    for (n, level) in [
+        "APP_MOBILITY_NOT_ALLOWED",
+        "APP_MOBILITY_WITH_CONFIRMATION",
+        "APP_MOBILITY_WITHOUT_CONFIRMATION",
+    ]
+    .iter()
+    .enumerate()
+    {
         let r = post_json(&c.api("/amsi/v1/app_mobility_services"), &json!({
             "serviceConsumerId": {"appInstanceId": inst},
             "deviceInformation": [{"associateId": {"type": "UE_IPv4_ADDRESS", "value": format!("10.150.0.{}", n + 1)},
@@ -63,23 +83,41 @@ async fn restart_keeps_every_resource_and_subscriptions_keep_delivering() {
         assert_eq!(r.0, 201);
         reg_ids.push(r.2["appMobilityServiceId"].as_str().unwrap().to_string());
     }
-    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 5;
-    let exp = post_json(&c.api("/amsi/v1/subscriptions"), &json!({
+    let deadline = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 5;
+    let exp = post_json(
+        &c.api("/amsi/v1/subscriptions"),
+        &json!({
         "subscriptionType": "MobilityProcedureSubscription", "callbackReference": cb.url("/exp"),
-        "filterCriteria": {}, "expiryDeadline": {"seconds": deadline, "nanoSeconds": 0}})).await;
+        "filterCriteria": {}, "expiryDeadline": {"seconds": deadline, "nanoSeconds": 0}}),
+    )
+    .await;
     assert_eq!(exp.0, 201);
-    let exp_href = exp.2["_links"]["self"]["href"].as_str().unwrap().to_string();
+    let exp_href = exp.2["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let svc_sub = post_json(&c.api(&format!("/mec_service_mgmt/v1/applications/{inst}/subscriptions")), &json!({
         "subscriptionType": "SerAvailabilityNotificationSubscription", "callbackReference": cb.url("/svc")})).await;
     assert_eq!(svc_sub.0, 201);
-    sub_hrefs.push(svc_sub.2["_links"]["self"]["href"].as_str().unwrap().to_string());
+    sub_hrefs.push(
+        svc_sub.2["_links"]["self"]["href"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
     let svc = post_json(&c.api(&format!("/mec_service_mgmt/v1/applications/{inst}/services")), &json!({
         "serName": "counter-api", "version": "1", "state": "ACTIVE", "serializer": "JSON",
         "transportInfo": {"id": "t", "name": "REST", "type": "REST_HTTP", "protocol": "HTTP", "version": "1.1",
             "endpoint": {}, "security": {}}})).await;
     assert_eq!(svc.0, 201);
     let ser = svc.2["serInstanceId"].as_str().unwrap().to_string();
-    let rule_url = c.api(&format!("/mec_app_support/v1/applications/{inst}/traffic_rules/ferry-steer"));
+    let rule_url = c.api(&format!(
+        "/mec_app_support/v1/applications/{inst}/traffic_rules/ferry-steer"
+    ));
     let mut rule = get(&rule_url).await.2;
     rule["ferryHost"] = json!("edge-b");
     assert_eq!(put_json(&rule_url, &rule).await.0, 200);
@@ -100,16 +138,42 @@ async fn restart_keeps_every_resource_and_subscriptions_keep_delivering() {
     // The expiring subscription is still there before its deadline...
     assert_eq!(get(&exp_href).await.0, 200);
     // ...and ids stay unique.
-    let r = post_json(&c.api("/amsi/v1/app_mobility_services"), &json!({"serviceConsumerId": {"mepId": "mep1"}})).await;
+    let r = post_json(
+        &c.api("/amsi/v1/app_mobility_services"),
+        &json!({"serviceConsumerId": {"mepId": "mep1"}}),
+    )
+    .await;
     assert_eq!(r.0, 201);
-    assert!(!reg_ids.contains(&r.2["appMobilityServiceId"].as_str().unwrap().to_string()), "{}", r.2);
+    assert!(
+        !reg_ids.contains(&r.2["appMobilityServiceId"].as_str().unwrap().to_string()),
+        "{}",
+        r.2
+    );
 
     // The restored workers deliver: a service removal and a termination...
-    assert_eq!(delete(&c.api(&format!("/mec_service_mgmt/v1/applications/{inst}/services/{ser}"))).await.0, 204);
-    assert_eq!(post_json(&c.api(&format!("/app_lcm/v1/app_instances/{inst}/terminate")), &json!({"terminationType": "FORCEFUL"})).await.0, 202);
+    assert_eq!(
+        delete(&c.api(&format!(
+            "/mec_service_mgmt/v1/applications/{inst}/services/{ser}"
+        )))
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        post_json(
+            &c.api(&format!("/app_lcm/v1/app_instances/{inst}/terminate")),
+            &json!({"terminationType": "FORCEFUL"})
+        )
+        .await
+        .0,
+        202
+    );
     let svc_got = cb.wait("/svc", 2, WAIT).await;
     assert_eq!(svc_got.len(), 2);
-    assert_eq!(svc_got[1].body["serviceReferences"][0]["changeType"], "REMOVED");
+    assert_eq!(
+        svc_got[1].body["serviceReferences"][0]["changeType"],
+        "REMOVED"
+    );
     let lcm_got = cb.wait("/lcm", 1, WAIT).await;
     assert_eq!(lcm_got.len(), 1);
     assert_eq!(lcm_got[0].body["notificationType"], "NOT_INSTANTIATED");
@@ -128,12 +192,52 @@ async fn bad_command_lines_fail_with_a_reason() {
     let (_d, dir) = state_dir();
     for (args, needle) in [
         (vec!["control"], "--state-dir"),
-        (vec!["control", "--state-dir", dir.to_str().unwrap(), "--host", "edge-a"], "NAME=URL"),
-        (vec!["control", "--state-dir", dir.to_str().unwrap(), "--host", "a=ftp://x"], "http"),
-        (vec!["control", "--state-dir", dir.to_str().unwrap(), "--app-subnet", "10.0.0.0"], "subnet"),
-        (vec!["control", "--state-dir", dir.to_str().unwrap(), "--listen", "nonsense"], "cannot listen"),
+        (
+            vec![
+                "control",
+                "--state-dir",
+                dir.to_str().unwrap(),
+                "--host",
+                "edge-a",
+            ],
+            "NAME=URL",
+        ),
+        (
+            vec![
+                "control",
+                "--state-dir",
+                dir.to_str().unwrap(),
+                "--host",
+                "a=ftp://x",
+            ],
+            "http",
+        ),
+        (
+            vec![
+                "control",
+                "--state-dir",
+                dir.to_str().unwrap(),
+                "--app-subnet",
+                "10.0.0.0",
+            ],
+            "subnet",
+        ),
+        (
+            vec![
+                "control",
+                "--state-dir",
+                dir.to_str().unwrap(),
+                "--listen",
+                "nonsense",
+            ],
+            "cannot listen",
+        ),
     ] {
-        let out = std::process::Command::new(BIN).args(&args).env("RUST_LOG", "error").output().unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");

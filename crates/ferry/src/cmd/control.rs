@@ -58,7 +58,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => FileConfig::default(),
     };
     let Some(state_dir) = args.state_dir.clone().or(file.state_dir.clone()) else {
-        bail!("no state directory: run `ferry control --state-dir DIR` (see `ferry control --help`)");
+        bail!(
+            "no state directory: run `ferry control --state-dir DIR` (see `ferry control --help`)"
+        );
     };
     let mut config = ferry_control::Config::new(state_dir);
     config.hosts = file.hosts.clone();
@@ -71,9 +73,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if parsed.scheme() != "http" {
             bail!("--host '{h}': use an http:// URL");
         }
-        config
-            .hosts
-            .insert(name.trim().to_string(), url.trim_end_matches('/').to_string());
+        config.hosts.insert(
+            name.trim().to_string(),
+            url.trim_end_matches('/').to_string(),
+        );
     }
     if let Some(path) = args.topology.clone().or(file.topology.clone()) {
         let topo = ferry_ran::topology::Topology::from_file(&path)
@@ -85,22 +88,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("topology {}: app_subnet: {e}", path.display()))?;
     }
     if let Some(s) = args.app_subnet.as_deref().or(file.app_subnet.as_deref()) {
-        config.app_subnet =
-            parse_subnet(s).map_err(|e| anyhow::anyhow!("--app-subnet: {e}"))?;
+        config.app_subnet = parse_subnet(s).map_err(|e| anyhow::anyhow!("--app-subnet: {e}"))?;
     }
     config.ran = args
         .ran
         .clone()
         .or(file.ran.clone())
         .map(|r| r.trim_end_matches('/').to_string());
-    let data_plane: Arc<dyn ferry_control::DataPlane> =
-        match args.data_plane_cmd.as_deref().or(file.data_plane_cmd.as_deref()) {
-            Some(cmd) => Arc::new(
-                ferry_control::CommandDataPlane::new(cmd)
-                    .map_err(|e| anyhow::anyhow!("--data-plane-cmd: {e}"))?,
-            ),
-            None => Arc::new(ferry_control::MemoryDataPlane::default()),
-        };
+    let data_plane: Arc<dyn ferry_control::DataPlane> = match args
+        .data_plane_cmd
+        .as_deref()
+        .or(file.data_plane_cmd.as_deref())
+    {
+        Some(cmd) => Arc::new(
+            ferry_control::CommandDataPlane::new(cmd)
+                .map_err(|e| anyhow::anyhow!("--data-plane-cmd: {e}"))?,
+        ),
+        None => Arc::new(ferry_control::MemoryDataPlane::default()),
+    };
     let listen = args
         .listen
         .clone()

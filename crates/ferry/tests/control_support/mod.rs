@@ -137,7 +137,12 @@ pub struct FakeHost {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn host_call(State(s): State<HostState>, method: Method, uri: Uri, body: Bytes) -> (StatusCode, String) {
+async fn host_call(
+    State(s): State<HostState>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> (StatusCode, String) {
     let path = uri.path().to_string();
     s.calls.lock().unwrap().push(HostCall {
         method: method.to_string(),
@@ -147,21 +152,27 @@ async fn host_call(State(s): State<HostState>, method: Method, uri: Uri, body: B
     });
     let fail = s.fail_suffix.lock().unwrap().clone();
     if fail.is_some_and(|f| path.ends_with(&f)) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, r#"{"status":500,"detail":"injected failure"}"#.into());
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"status":500,"detail":"injected failure"}"#.into(),
+        );
     }
-    let status = if method == Method::POST && (path.ends_with("/containers") || path.ends_with("/images")) {
-        StatusCode::CREATED
-    } else if method == Method::DELETE {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::OK
-    };
+    let status =
+        if method == Method::POST && (path.ends_with("/containers") || path.ends_with("/images")) {
+            StatusCode::CREATED
+        } else if method == Method::DELETE {
+            StatusCode::NO_CONTENT
+        } else {
+            StatusCode::OK
+        };
     (status, "{}".into())
 }
 
 impl FakeHost {
     pub async fn start() -> FakeHost {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake host");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake host");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let calls = Arc::new(Mutex::new(Vec::new()));
         let fail_suffix = Arc::new(Mutex::new(None));
@@ -172,7 +183,12 @@ impl FakeHost {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeHost { url, calls, fail_suffix, task }
+        FakeHost {
+            url,
+            calls,
+            fail_suffix,
+            task,
+        }
     }
 
     pub fn calls(&self) -> Vec<HostCall> {
@@ -181,7 +197,10 @@ impl FakeHost {
 
     /// "METHOD PATH" of every call, in order.
     pub fn summary(&self) -> Vec<String> {
-        self.calls().iter().map(|c| format!("{} {}", c.method, c.path)).collect()
+        self.calls()
+            .iter()
+            .map(|c| format!("{} {}", c.method, c.path))
+            .collect()
     }
 
     pub fn fail_paths_ending_with(&self, suffix: Option<&str>) {
@@ -210,11 +229,16 @@ struct Sink {
 
 async fn record(State(s): State<Sink>, uri: Uri, body: Bytes) -> StatusCode {
     let path = uri.path().to_string();
-    let body = serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
+    let body = serde_json::from_slice(&body)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
     if path.starts_with("/slow/") {
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
-    s.got.lock().unwrap().push(Received { path, body, at: Instant::now() });
+    s.got.lock().unwrap().push(Received {
+        path,
+        body,
+        at: Instant::now(),
+    });
     StatusCode::NO_CONTENT
 }
 
@@ -228,10 +252,14 @@ pub struct Callback {
 
 impl Callback {
     pub async fn start() -> Callback {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind callback");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind callback");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let got = Arc::new(Mutex::new(Vec::new()));
-        let app = Router::new().route("/{*path}", post(record)).with_state(Sink { got: got.clone() });
+        let app = Router::new()
+            .route("/{*path}", post(record))
+            .with_state(Sink { got: got.clone() });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -243,7 +271,13 @@ impl Callback {
     }
 
     pub fn on(&self, path: &str) -> Vec<Received> {
-        self.got.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
     }
 
     /// Waits until `path` got at least `n` notifications (or the timeout) and returns them.
@@ -271,15 +305,35 @@ pub async fn answer(r: reqwest::Response) -> Answer {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.unwrap_or_default();
-    (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
 }
 
 pub async fn post_json(url: &str, body: &Value) -> Answer {
-    answer(reqwest::Client::new().post(url).json(body).send().await.expect("POST")).await
+    answer(
+        reqwest::Client::new()
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .expect("POST"),
+    )
+    .await
 }
 
 pub async fn put_json(url: &str, body: &Value) -> Answer {
-    answer(reqwest::Client::new().put(url).json(body).send().await.expect("PUT")).await
+    answer(
+        reqwest::Client::new()
+            .put(url)
+            .json(body)
+            .send()
+            .await
+            .expect("PUT"),
+    )
+    .await
 }
 
 pub async fn put_bytes(url: &str, body: Vec<u8>) -> Answer {
@@ -298,16 +352,31 @@ pub async fn get(url: &str) -> Answer {
 }
 
 pub async fn delete(url: &str) -> Answer {
-    answer(reqwest::Client::new().delete(url).send().await.expect("DELETE")).await
+    answer(
+        reqwest::Client::new()
+            .delete(url)
+            .send()
+            .await
+            .expect("DELETE"),
+    )
+    .await
 }
 
 /// Asserts an error answer is a ProblemDetails with that status and a detail.
 pub fn assert_problem(got: &Answer, status: u16) {
     assert_eq!(got.0, status, "body: {}", got.2);
-    let ctype = got.1.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ctype = got
+        .1
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     assert_eq!(ctype, "application/problem+json");
     assert_eq!(got.2["status"], status);
-    assert!(got.2["detail"].as_str().is_some_and(|d| !d.is_empty()), "no detail: {}", got.2);
+    assert!(
+        got.2["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "no detail: {}",
+        got.2
+    );
 }
 
 /// Asserts `v` has each (field, JSON type) of an ETSI schema's required list.
@@ -345,7 +414,10 @@ pub fn fake_image() -> Vec<u8> {
 /// A package tar: `appd.json` + `image.tar`, in ferry's layout.
 pub fn package(appd: &Value, image: &[u8]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in [("appd.json", serde_json::to_vec(appd).unwrap()), ("image.tar", image.to_vec())] {
+    for (name, data) in [
+        ("appd.json", serde_json::to_vec(appd).unwrap()),
+        ("image.tar", image.to_vec()),
+    ] {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
@@ -366,7 +438,11 @@ pub fn sha256_hex(data: &[u8]) -> String {
             c.wait_with_output()
         })
         .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Creates and onboards a package; returns its id.
@@ -380,14 +456,22 @@ pub async fn onboard(c: &ControlProcess, app_d_id: &str) -> String {
     .await;
     assert_eq!(created.0, 201, "{}", created.2);
     let id = created.2["id"].as_str().unwrap().to_string();
-    let up = put_bytes(&c.api(&format!("/app_pkgm/v1/app_packages/{id}/package_content")), content).await;
+    let up = put_bytes(
+        &c.api(&format!("/app_pkgm/v1/app_packages/{id}/package_content")),
+        content,
+    )
+    .await;
     assert_eq!(up.0, 202, "{}", up.2);
     id
 }
 
 /// Creates an instance of `app_d_id` and instantiates it on `host`; returns its id.
 pub async fn instantiate(c: &ControlProcess, app_d_id: &str, host: &str) -> String {
-    let created = post_json(&c.api("/app_lcm/v1/app_instances"), &json!({"appDId": app_d_id})).await;
+    let created = post_json(
+        &c.api("/app_lcm/v1/app_instances"),
+        &json!({"appDId": app_d_id}),
+    )
+    .await;
     assert_eq!(created.0, 201, "{}", created.2);
     let id = created.2["id"].as_str().unwrap().to_string();
     let r = post_json(
