@@ -513,3 +513,187 @@ async fn a_host_that_fails_leaves_the_instance_not_instantiated() {
         "10.200.0.2"
     );
 }
+
+/// Two zones: edge-a (cell a1) and edge-b (cell b1); ue1 (10.150.0.1) starts in a1.
+const TOPOLOGY: &str = r#"
+name = "ctltest"
+
+[[hosts]]
+name = "edge-a"
+address = "10.100.0.11"
+
+[[hosts]]
+name = "edge-b"
+address = "10.100.0.12"
+
+[[cells]]
+name = "a1"
+ecgi = { mcc = "001", mnc = "01", cell_id = "00000a1" }
+position = { latitude = 43.7300, longitude = 7.4200 }
+radius_m = 400.0
+host = "edge-a"
+
+[[cells]]
+name = "b1"
+ecgi = { mcc = "001", mnc = "01", cell_id = "00000b1" }
+position = { latitude = 43.7300, longitude = 7.4400 }
+radius_m = 400.0
+host = "edge-b"
+
+[[ues]]
+name = "ue1"
+address = "10.150.0.1"
+cell = "a1"
+"#;
+
+/// A running `ferry ran` (no trace), killed on drop.
+struct Ran {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Ran {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_ran(topology: &std::path::Path) -> Ran {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(BIN)
+        .args(["ran", "--no-trace", "--listen", "127.0.0.1:0", "--topology"])
+        .arg(topology)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ferry ran");
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let url = line
+        .trim()
+        .strip_prefix("ferry ran: listening on ")
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        url.starts_with("http://"),
+        "ferry ran did not start: {line:?}"
+    );
+    Ran { child, url }
+}
+
+#[tokio::test]
+async fn instantiate_on_the_host_serving_a_ue() {
+    let (a, b) = (FakeHost::start().await, FakeHost::start().await);
+    let (_d, dir) = state_dir();
+    let topo = dir.join("topology.toml");
+    std::fs::write(&topo, TOPOLOGY).unwrap();
+    let ran = start_ran(&topo);
+    let mut args = host_args(&[("edge-a", &a), ("edge-b", &b)]);
+    args.extend([
+        "--topology".into(),
+        topo.display().to_string(),
+        "--ran".into(),
+        ran.url.clone(),
+    ]);
+    let c = ControlProcess::start(&dir, &args);
+    onboard(&c, "counter").await;
+
+    let for_ue = |ip: &str| json!({"ferryAssociateId": {"type": "UE_IPv4_ADDRESS", "value": ip}});
+    let new_instance = || async {
+        let r = post_json(
+            &c.api("/app_lcm/v1/app_instances"),
+            &json!({"appDId": "counter"}),
+        )
+        .await;
+        r.2["id"].as_str().unwrap().to_string()
+    };
+    let i1 = new_instance().await;
+    let r = post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{i1}/instantiate")),
+        &for_ue("10.150.0.1"),
+    )
+    .await;
+    assert_eq!(r.0, 202, "{}", r.2);
+    assert_eq!(
+        get(&c.api(&format!("/app_lcm/v1/app_instances/{i1}")))
+            .await
+            .2["ferryHost"],
+        "edge-a"
+    );
+
+    // The UE moves to b1: the next instance for it goes to edge-b.
+    let out = std::process::Command::new(BIN)
+        .args(["ran", "handover", "ue1", "b1", "--ran", &ran.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let i2 = new_instance().await;
+    let r = post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{i2}/instantiate")),
+        &for_ue("10.150.0.1"),
+    )
+    .await;
+    assert_eq!(r.0, 202, "{}", r.2);
+    assert_eq!(
+        get(&c.api(&format!("/app_lcm/v1/app_instances/{i2}")))
+            .await
+            .2["ferryHost"],
+        "edge-b"
+    );
+    assert!(b
+        .summary()
+        .contains(&format!("POST /ferry/v1/containers/{i2}/start")));
+
+    // Unknown UE, malformed id.
+    let i3 = new_instance().await;
+    let unknown = post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{i3}/instantiate")),
+        &for_ue("10.150.0.99"),
+    )
+    .await;
+    assert_problem(&unknown, 400);
+    assert!(
+        unknown.2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("10.150.0.99"),
+        "{}",
+        unknown.2
+    );
+    assert_problem(
+        &post_json(
+            &c.api(&format!("/app_lcm/v1/app_instances/{i3}/instantiate")),
+            &for_ue("ue1"),
+        )
+        .await,
+        400,
+    );
+
+    // Without a RAN the extension cannot be served: a 400 saying so.
+    drop(c);
+    let (_d2, dir2) = state_dir();
+    let c2 = ControlProcess::start(&dir2, &host_args(&[("edge-a", &a)]));
+    onboard(&c2, "counter2").await;
+    let r = post_json(
+        &c2.api("/app_lcm/v1/app_instances"),
+        &json!({"appDId": "counter2"}),
+    )
+    .await;
+    let id = r.2["id"].as_str().unwrap();
+    let no_ran = post_json(
+        &c2.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+        &for_ue("10.150.0.1"),
+    )
+    .await;
+    assert_problem(&no_ran, 400);
+    assert!(
+        no_ran.2["detail"].as_str().unwrap().contains("--ran"),
+        "{}",
+        no_ran.2
+    );
+}
