@@ -33,6 +33,8 @@ enum Command {
     Testbed(cmd::testbed::Args),
     /// Run the demo on the embedded default (what `make demo` runs).
     Demo(cmd::demo::Args),
+    /// Migrate a container live from one ferry host to another, with progress and report.
+    Migrate(cmd::migrate::Args),
     /// Benchmarks: medians with ranges, as tables and JSON.
     Bench(cmd::bench::Args),
 }
@@ -48,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Control(args) => cmd::control::run(args),
         Command::Testbed(args) => cmd::testbed::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Migrate(args) => cmd::migrate::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };
     match result {

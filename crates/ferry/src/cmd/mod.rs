@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod host;
 pub mod image;
 pub mod local;
+pub mod migrate;
 pub mod ran;
 pub mod testbed;
 
