@@ -226,3 +226,74 @@ fn cut_link_is_rolled_back() {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+#[test]
+fn post_copy_migration_moves_state_and_tcp_connection() {
+    let pair = Pair::start();
+    let (_, info) = pair.a.get("/info");
+    let lazy = info["criu"]["features"]["lazy_pages"].as_bool().unwrap();
+    assert!(
+        lazy,
+        "this machine supports lazy pages (see ferry doctor); the post-copy test must run here"
+    );
+    pair.a.import_counter_image();
+    pair.b.import_counter_image();
+    // A dirty rate, so the app touches pages while they are still on the source.
+    let (s, c) = pair.a.post(
+        "/containers",
+        json!({"name": "app", "image": "counter", "ip": IP, "memory_mib": 256,
+               "args": ["--ballast-mib", "48", "--dirty-mib-s", "8", "--port", "8080"]}),
+    );
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(pair.a.post("/containers/app/start", json!({})).0, 200);
+    pair.route(IP, 1);
+    let mut conn = pair.connect(APP);
+    assert_eq!(counter(&conn.get("/").unwrap()), 1);
+    let before = conn.get("/verify").unwrap();
+
+    let (s, report) = migrate(
+        &pair,
+        json!({"target": "http://10.99.2.2:7100", "technique": "post-copy"}),
+    );
+    assert_eq!(s, 200, "{report}");
+    eprintln!("post-copy migration report: {report}");
+    assert_eq!(report["technique"], "post-copy");
+    assert_eq!(report["outcome"], "completed");
+    assert!(
+        report["timings"]["lazy_completion_ms"].as_u64().is_some(),
+        "{report}"
+    );
+    assert!(
+        report["pages_bytes"].as_u64().unwrap() >= 40 << 20,
+        "the ballast was pulled lazily: {report}"
+    );
+    assert!(
+        report["stream_bytes"].as_u64().unwrap() < 8 << 20,
+        "memory did not go through the stream: {report}"
+    );
+    pair.route(IP, 2);
+
+    assert_eq!(pair.whereabouts("app"), (None, Some("running".to_string())));
+    let v = conn
+        .get("/")
+        .expect("the TCP connection survived the migration");
+    assert_eq!(counter(&v), 2, "{v}");
+    let verify = conn.get("/verify").unwrap();
+    assert_eq!(verify["ok"], true, "every page arrived intact: {verify}");
+    assert_eq!(verify["started_at_ms"], before["started_at_ms"]);
+}
+
+#[test]
+fn post_copy_failed_restore_is_rolled_back() {
+    let pair = Pair::start();
+    let (mut conn, before) = setup(&pair, 8);
+    let (s, body) = migrate(
+        &pair,
+        json!({"target": "http://10.99.2.2:7100", "technique": "post-copy",
+                                          "fault": {"kind": "break_restore"}}),
+    );
+    assert_eq!(s, 502, "{body}");
+    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
+    assert_eq!(body["report"]["failed_phase"], "restore", "{body}");
+    assert_still_on_a(&pair, &mut conn, &before, 2);
+}

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRef, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -361,11 +361,24 @@ async fn migration_images(
 
 async fn migration_restore(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = token(&headers)?;
-    blocking(move || Ok(Json(app.incoming.restore(&app.rt, &id, &token)?))).await
+    let req = optional_json(&body)?;
+    // Post-copy pages are pulled from the host that asked for the restore: the source.
+    blocking(move || {
+        Ok(Json(app.incoming.restore(
+            &app.rt,
+            &id,
+            &token,
+            req,
+            peer.ip(),
+        )?))
+    })
+    .await
 }
 
 async fn migration_commit(
@@ -376,7 +389,7 @@ async fn migration_commit(
     let token = token(&headers)?;
     blocking(move || {
         app.incoming.commit(&app.rt, &id, &token)?;
-        Ok(Json(app.incoming.state(&id, &token)?))
+        Ok(Json(app.incoming.state(&app.rt, &id, &token)?))
     })
     .await
 }
@@ -400,5 +413,5 @@ async fn migration_state(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = token(&headers)?;
-    blocking(move || Ok(Json(app.incoming.state(&id, &token)?))).await
+    blocking(move || Ok(Json(app.incoming.state(&app.rt, &id, &token)?))).await
 }

@@ -36,7 +36,8 @@ pub async fn serve(
             }
         })
     };
-    let result = axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     reaper.abort();

@@ -101,6 +101,30 @@ pub struct TargetState {
     pub id: String,
     pub container: String,
     pub phase: TargetPhase,
+    #[serde(default)]
+    pub lazy: Option<LazyState>,
+}
+
+/// Source -> target: restore now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// Post-copy: the port of the source's page server (on the address the request came from).
+    #[serde(default)]
+    pub lazy_page_server_port: Option<u16>,
+}
+
+/// Post-copy progress on the target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LazyState {
+    /// Every page has arrived (the lazy-pages daemon exited).
+    pub done: bool,
+    /// It exited successfully (meaningful once done).
+    pub ok: bool,
+    /// Page faults served from the source.
+    pub remote_page_faults: u64,
+    /// Pages that arrived from the source (faults and background push).
+    pub transferred_pages: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +158,8 @@ pub struct Timings {
     pub restore_ms: Option<u64>,
     pub commit_ms: Option<u64>,
     pub cleanup_ms: Option<u64>,
+    /// Post-copy: from the commit until the last page arrived.
+    pub lazy_completion_ms: Option<u64>,
     /// From freeze to commit: how long the app could not answer, as the hosts saw it.
     pub frozen_ms: Option<u64>,
     pub total_ms: u64,
@@ -157,6 +183,8 @@ pub struct MigrationReport {
     /// Everything between the hosts for this migration (stream + pages).
     pub bytes_on_wire: u64,
     pub dump: Option<DumpStats>,
+    /// Post-copy: page faults the target served from the source.
+    pub remote_page_faults: Option<u64>,
     /// Where it failed, and why (outcome rolled_back or unknown).
     pub failed_phase: Option<Phase>,
     pub error: Option<String>,

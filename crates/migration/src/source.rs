@@ -21,7 +21,7 @@ use ferry_runtime::{criu, Runtime, RuntimeError};
 
 use crate::protocol::{
     Fault, MigrateRequest, MigrationReport, Offer, OfferReply, Outcome, Phase, RestoreReply,
-    TargetPhase, TargetState, Timings, AUTH_HEADER,
+    RestoreRequest, TargetPhase, TargetState, Timings, AUTH_HEADER,
 };
 use crate::stream;
 use crate::target::LEASE;
@@ -29,7 +29,7 @@ use crate::technique::{self, Technique};
 use crate::MigrationError;
 
 /// Techniques this build carries out end to end.
-pub const IMPLEMENTED: &[Technique] = &[Technique::Cold];
+pub const IMPLEMENTED: &[Technique] = &[Technique::Cold, Technique::PostCopy];
 
 /// The migration channel to the target host (blocking HTTP; runs on a blocking thread).
 #[derive(Clone)]
@@ -117,9 +117,10 @@ impl TargetClient {
         bytes.map_err(|e| format!("stream: {e}"))
     }
 
-    pub fn restore(&self, id: &str) -> Result<RestoreReply, String> {
+    pub fn restore(&self, id: &str, req: &RestoreRequest) -> Result<RestoreReply, String> {
         Self::check(
             self.auth(self.http.post(format!("{}/{id}/restore", self.base)))
+                .json(req)
                 .send(),
         )?
         .json()
@@ -213,10 +214,12 @@ pub fn migrate(
         pages_bytes: 0,
         bytes_on_wire: 0,
         dump: None,
+        remote_page_faults: None,
         failed_phase: None,
         error: None,
         image_dir: None,
     };
+    let mut lazy_dump = None;
     let result = run(
         rt,
         &client,
@@ -226,8 +229,15 @@ pub fn migrate(
         &image_dir,
         req.fault.as_ref(),
         &mut report,
+        &mut lazy_dump,
     );
     if let Err(f) = result {
+        if !f.commit_sent {
+            // A post-copy dump still serving pages: stop it, and CRIU lets the original go.
+            if let Some(child) = lazy_dump.take() {
+                stop_lazy_dump(child);
+            }
+        }
         report.failed_phase = Some(f.phase);
         report.error = Some(f.detail.clone());
         tracing::error!(container = %name, migration = %id, phase = %f.phase, error = %f.detail, "migration failed");
@@ -258,6 +268,12 @@ fn ms_since(t: Instant) -> Option<u64> {
     Some(t.elapsed().as_millis() as u64)
 }
 
+/// Entering a phase: record it (for progress) and apply an injected pause.
+fn enter(rt: &Runtime, name: &str, fault: Option<&Fault>, phase: Phase) {
+    let _ = rt.outgoing_phase(name, &phase.to_string());
+    pause_if(fault, phase);
+}
+
 fn pause_if(fault: Option<&Fault>, phase: Phase) {
     if let Some(Fault::PauseBefore { phase: p, ms }) = fault {
         if *p == phase {
@@ -277,11 +293,12 @@ fn run(
     image_dir: &Path,
     fault: Option<&Fault>,
     report: &mut MigrationReport,
+    lazy_dump: &mut Option<std::process::Child>,
 ) -> Result<(), Failure> {
     let name = request.name.as_str();
 
     // Prepare ---- offer ----> target holds a parked copy and a page server.
-    pause_if(fault, Phase::Prepare);
+    enter(rt, name, fault, Phase::Prepare);
     let t = Instant::now();
     let offer = Offer {
         id: id.to_string(),
@@ -290,33 +307,50 @@ fn run(
     };
     let reply = client.offer(&offer).map_err(fail(Phase::Prepare))?;
     report.timings.prepare_ms = ms_since(t);
-    let port = reply
-        .page_server_port
-        .ok_or_else(|| fail(Phase::Prepare)("the target offered no page server".to_string()))?;
-    let page_server = format!("{}:{port}", client.host);
+    let post_copy = technique == Technique::PostCopy;
+    let target_page_server = match (post_copy, reply.page_server_port) {
+        (true, _) => None,
+        (false, Some(port)) => Some(format!("{}:{port}", client.host)),
+        (false, None) => {
+            return Err(fail(Phase::Prepare)(
+                "the target offered no page server".to_string(),
+            ))
+        }
+    };
 
     // Freeze: from here the app does not answer.
-    pause_if(fault, Phase::Freeze);
+    enter(rt, name, fault, Phase::Freeze);
     let frozen_at = Instant::now();
     rt.freeze_outgoing(name)
         .map_err(|e| fail(Phase::Freeze)(e.to_string()))?;
     report.timings.freeze_ms = ms_since(frozen_at);
 
-    // Dump: pages go to the target as CRIU reads them.
-    pause_if(fault, Phase::Dump);
+    // Dump. Cold: every page goes to the target's page server as CRIU reads it.
+    // Post-copy: everything but the memory; pages stay here, served on demand.
+    enter(rt, name, fault, Phase::Dump);
     let t = Instant::now();
-    let stats = rt
-        .dump_outgoing(name, image_dir, Some(&page_server))
-        .map_err(|e| fail(Phase::Dump)(e.to_string()))?;
+    let mut lazy_port = None;
+    if post_copy {
+        let port = free_port().map_err(fail(Phase::Dump))?;
+        let child = rt
+            .dump_outgoing_lazy(name, image_dir, &format!("0.0.0.0:{port}"))
+            .map_err(|e| fail(Phase::Dump)(e.to_string()))?;
+        *lazy_dump = Some(child);
+        lazy_port = Some(port);
+    } else {
+        let stats = rt
+            .dump_outgoing(name, image_dir, target_page_server.as_deref())
+            .map_err(|e| fail(Phase::Dump)(e.to_string()))?;
+        report.pages_bytes = stats.pages_written * 4096;
+        report.dump = Some(stats);
+    }
     report.timings.dump_ms = ms_since(t);
-    report.pages_bytes = stats.pages_written * 4096;
-    report.dump = Some(stats.clone());
     if fault == Some(&Fault::BreakRestore) {
         break_core_image(image_dir).map_err(fail(Phase::Dump))?;
     }
 
     // Transfer: the other images and the writable layer, checked on arrival.
-    pause_if(fault, Phase::Transfer);
+    enter(rt, name, fault, Phase::Transfer);
     let t = Instant::now();
     let manifest = stream::build_manifest(image_dir, &rt.upper_dir(name), report.pages_bytes)
         .map_err(|e| fail(Phase::Transfer)(e.to_string()))?;
@@ -332,14 +366,21 @@ fn run(
     report.timings.transfer_ms = ms_since(t);
 
     // Restore on the target, still unreachable there.
-    pause_if(fault, Phase::Restore);
+    enter(rt, name, fault, Phase::Restore);
     let t = Instant::now();
-    let restored = client.restore(id).map_err(fail(Phase::Restore))?;
+    let restored = client
+        .restore(
+            id,
+            &RestoreRequest {
+                lazy_page_server_port: lazy_port,
+            },
+        )
+        .map_err(fail(Phase::Restore))?;
     report.timings.restore_ms = Some(restored.restore_ms);
     let _ = t;
 
     // Commit ---- point of no return ----> the target serves.
-    pause_if(fault, Phase::Commit);
+    enter(rt, name, fault, Phase::Commit);
     let t = Instant::now();
     rt.commit_outgoing(name)
         .map_err(|e| fail(Phase::Commit)(e.to_string()))?;
@@ -350,6 +391,27 @@ fn run(
     })?;
     report.timings.commit_ms = ms_since(t);
     report.timings.frozen_ms = ms_since(frozen_at);
+
+    // Post-copy: the app serves on the target while its memory still arrives from here.
+    if let Some(child) = lazy_dump.take() {
+        let t = Instant::now();
+        let ok = wait_lazy_dump(child);
+        report.timings.lazy_completion_ms = ms_since(t);
+        // CRIU's dump statistics do not cover lazy pages: the target counts what arrived.
+        if let Some(l) = lazy_stats(client, id) {
+            report.remote_page_faults = Some(l.remote_page_faults);
+            report.pages_bytes = l.transferred_pages * 4096;
+        }
+        if !ok {
+            return Err(Failure {
+                phase: Phase::Cleanup,
+                detail: "post-copy: the source's page server failed before every page reached the target; \
+                         the app on the target may miss memory (unrecoverable)"
+                    .to_string(),
+                commit_sent: true,
+            });
+        }
+    }
 
     // Cleanup: nothing of the app stays on the source.
     let t = Instant::now();
@@ -399,6 +461,55 @@ fn settle_lost_commit(
         "UNRECOVERABLE WITHOUT AN OPERATOR: the commit was sent but the target cannot be reached; \
          it may be serving the app. The source keeps its frozen copy and will not resume it.");
     Ok(Outcome::Unknown)
+}
+
+/// A free TCP port in this namespace for the source's page server.
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// Stops a post-copy dump (runc and CRIU, one process group); CRIU then detaches from the
+/// frozen original, which stays as it was.
+fn stop_lazy_dump(mut child: std::process::Child) {
+    let pgid = child.id() as i32;
+    // SAFETY: kill(2) on the process group we created for this child; no memory involved.
+    unsafe {
+        libc::kill(-pgid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
+/// Waits until the post-copy dump has served every page; whether it succeeded.
+fn wait_lazy_dump(mut child: std::process::Child) -> bool {
+    child.wait().map(|s| s.success()).unwrap_or(false)
+}
+
+/// Post-copy statistics of the target, once its lazy-pages daemon has finished.
+fn lazy_stats(client: &TargetClient, id: &str) -> Option<crate::protocol::LazyState> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(TargetState { lazy: Some(l), .. }) = client.state(id) {
+            if l.done || Instant::now() > deadline {
+                return Some(l);
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Keeps telling an unreachable target to drop its parked copy (it also expires on its own).

@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 use ferry_runtime::Runtime;
 use sha2::{Digest, Sha256};
 
-use crate::protocol::{Offer, OfferReply, RestoreReply, TargetPhase, TargetState};
+use crate::protocol::{
+    LazyState, Offer, OfferReply, RestoreReply, RestoreRequest, TargetPhase, TargetState,
+};
 use crate::stream;
+use crate::technique::Technique;
 use crate::MigrationError;
 
 /// How long a restored, uncommitted copy waits for the source's commit.
@@ -30,6 +33,9 @@ struct IncomingMigration {
     container: String,
     phase: TargetPhase,
     page_server: Option<Child>,
+    /// Post-copy: the daemon pulling pages from the source, and how it ended.
+    lazy: Option<Child>,
+    lazy_exit: Option<bool>,
     expected_pages: Option<u64>,
     deadline: Instant,
 }
@@ -154,18 +160,26 @@ impl Incoming {
         let name = offer.container.name.clone();
         rt.create_incoming(offer.container, &offer.id)?;
         let images = rt.incoming_dirs(&name).images;
-        let (child, port) = match start_page_server(&rt.config().criu, &images, listen_ip) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = rt.abort_incoming(&name);
-                return Err(e);
+        // Cold: memory arrives through a page server here. Post-copy: it is pulled later.
+        let page_server = if offer.technique == Technique::PostCopy {
+            None
+        } else {
+            match start_page_server(&rt.config().criu, &images, listen_ip) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let _ = rt.abort_incoming(&name);
+                    return Err(e);
+                }
             }
         };
+        let port = page_server.as_ref().map(|(_, p)| *p);
         let m = IncomingMigration {
             token_digest: digest(token),
             container: name,
             phase: TargetPhase::Prepared,
-            page_server: Some(child),
+            page_server: page_server.map(|(c, _)| c),
+            lazy: None,
+            lazy_exit: None,
             expected_pages: None,
             deadline: Instant::now() + PREPARE_TIMEOUT,
         };
@@ -174,7 +188,7 @@ impl Incoming {
             .unwrap_or_else(|p| p.into_inner())
             .insert(offer.id, Arc::new(Mutex::new(m)));
         Ok(OfferReply {
-            page_server_port: Some(port),
+            page_server_port: port,
         })
     }
 
@@ -214,6 +228,8 @@ impl Incoming {
         rt: &Runtime,
         id: &str,
         token: &str,
+        req: RestoreRequest,
+        peer: IpAddr,
     ) -> Result<RestoreReply, MigrationError> {
         let m = self.get(id, token)?;
         let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -224,6 +240,7 @@ impl Incoming {
             )));
         }
         let result = (|| {
+            let cold = m.page_server.is_some();
             if let Some(mut ps) = m.page_server.take() {
                 let deadline = Instant::now() + PAGE_SERVER_WAIT;
                 let status = loop {
@@ -248,12 +265,17 @@ impl Incoming {
             let images = rt.incoming_dirs(&m.container).images;
             let pages = stream::pages_bytes(&images);
             let expected = m.expected_pages.unwrap_or(0);
-            if pages != expected {
+            if cold && pages != expected {
                 return Err(MigrationError::Integrity(format!(
                     "memory pages: received {pages} bytes, the source dumped {expected}"
                 )));
             }
-            let restore_ms = rt.restore_incoming(&m.container)?;
+            // Post-copy: pages are pulled from the host that asked for the restore.
+            let lazy_from = req
+                .lazy_page_server_port
+                .map(|p| std::net::SocketAddr::new(peer, p));
+            let (restore_ms, lazy) = rt.restore_incoming(&m.container, lazy_from)?;
+            m.lazy = lazy;
             Ok(RestoreReply {
                 restore_ms,
                 pages_bytes: pages,
@@ -302,9 +324,9 @@ impl Incoming {
     }
 
     fn abort_locked(&self, rt: &Runtime, m: &mut IncomingMigration) {
-        if let Some(mut ps) = m.page_server.take() {
-            let _ = ps.kill();
-            let _ = ps.wait();
+        for mut child in [m.page_server.take(), m.lazy.take()].into_iter().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         if m.phase != TargetPhase::Aborted {
             if let Err(e) = rt.abort_incoming(&m.container) {
@@ -314,13 +336,44 @@ impl Incoming {
         m.phase = TargetPhase::Aborted;
     }
 
-    pub fn state(&self, id: &str, token: &str) -> Result<TargetState, MigrationError> {
+    /// Post-copy progress; reaps the lazy-pages daemon once it exited.
+    fn lazy_state(rt: &Runtime, m: &mut IncomingMigration) -> Option<LazyState> {
+        if let Some(child) = m.lazy.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                m.lazy_exit = Some(status.success());
+                m.lazy = None;
+                if !status.success() {
+                    tracing::error!(container = %m.container,
+                        "post-copy: the lazy-pages daemon failed; the app here may miss memory pages (unrecoverable if the source is gone)");
+                }
+            }
+        }
+        if m.lazy.is_none() && m.lazy_exit.is_none() {
+            return None;
+        }
+        let (remote_page_faults, transferred_pages) = rt.lazy_stats(&m.container);
+        Some(LazyState {
+            done: m.lazy_exit.is_some(),
+            ok: m.lazy_exit.unwrap_or(false),
+            remote_page_faults,
+            transferred_pages,
+        })
+    }
+
+    pub fn state(
+        &self,
+        rt: &Runtime,
+        id: &str,
+        token: &str,
+    ) -> Result<TargetState, MigrationError> {
         let m = self.get(id, token)?;
-        let m = m.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+        let lazy = Self::lazy_state(rt, &mut m);
         Ok(TargetState {
             id: id.to_string(),
             container: m.container.clone(),
             phase: m.phase,
+            lazy,
         })
     }
 

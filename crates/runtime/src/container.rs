@@ -124,6 +124,9 @@ pub struct Outgoing {
     pub target: String,
     /// Past the point of no return: the target was told to take over.
     pub committed: bool,
+    /// The phase the migration is in (for progress displays).
+    #[serde(default)]
+    pub phase: String,
 }
 
 /// Container names become directory, netns and runc IDs: keep them plain.

@@ -44,6 +44,8 @@ pub struct RestoreOpts<'a> {
     pub work_path: &'a Path,
     pub bundle: &'a Path,
     pub tcp_established: bool,
+    /// Restore without memory; a `criu lazy-pages` daemon sharing `work_path` serves faults.
+    pub lazy_pages: bool,
 }
 
 impl Runc {
@@ -183,8 +185,87 @@ impl Runc {
             if o.tcp_established {
                 c.arg("--tcp-established");
             }
+            if o.lazy_pages {
+                c.arg("--lazy-pages");
+            }
             c.arg(id);
         })
+    }
+
+    /// `runc checkpoint --lazy-pages` in the background: CRIU dumps everything but memory,
+    /// then serves the pages from `page_server` (`ADDR:PORT`) until the target has them all,
+    /// and only then exits. Returns the running checkpoint once its page server is ready.
+    pub fn checkpoint_lazy(
+        &self,
+        id: &str,
+        o: &CheckpointOpts,
+        ready_timeout: std::time::Duration,
+    ) -> Result<std::process::Child, CommandError> {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let err = |stderr: String| CommandError {
+            command: format!("runc checkpoint --lazy-pages {id}"),
+            status: "failed".into(),
+            stderr,
+        };
+        let (mut ready_rx, ready_tx) = std::io::pipe().map_err(|e| err(e.to_string()))?;
+        let fd = ready_tx.as_raw_fd();
+        let log = self.root.join(format!("{id}.checkpoint-lazy.log"));
+        let _ = std::fs::remove_file(&log);
+        let mut c = Command::new(&self.binary);
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--criu")
+            .arg(&self.criu);
+        c.arg("--log").arg(&log).args(["--log-format", "json"]);
+        c.arg("checkpoint")
+            .args(["--lazy-pages", "--leave-running", "--tcp-established"])
+            .arg("--page-server")
+            .arg(o.page_server.unwrap_or("0.0.0.0:0"))
+            .args(["--status-fd", &fd.to_string()])
+            .arg("--image-path")
+            .arg(o.image_path)
+            .arg("--work-path")
+            .arg(o.work_path)
+            .arg(id);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own process group, so that stopping it reaches CRIU (runc's child) as well.
+        c.process_group(0);
+        // SAFETY: runs in the child between fork and exec; fcntl is async-signal-safe. It lets
+        // only this child inherit the status pipe (std creates pipes close-on-exec).
+        unsafe {
+            c.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = c.spawn().map_err(|e| err(e.to_string()))?;
+        drop(ready_tx);
+        // CRIU writes one NUL byte when its page server is ready; EOF means runc died.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut b = [1u8; 1];
+            let r = ready_rx.read(&mut b);
+            let _ = tx.send(matches!(r, Ok(1)) && b[0] == 0);
+        });
+        match rx.recv_timeout(ready_timeout) {
+            Ok(true) => Ok(child),
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let why = if other.is_err() {
+                    "page server not ready in time".to_string()
+                } else {
+                    log_errors(&log)
+                };
+                Err(err(why))
+            }
+        }
     }
 
     /// Version line of the runc binary (for `doctor` and `/info`).

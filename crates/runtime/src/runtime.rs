@@ -745,6 +745,7 @@ impl Runtime {
                 work_path: &work,
                 bundle: &self.container_dir(name).join("bundle"),
                 tcp_established: req.tcp_established,
+                lazy_pages: false,
             },
         );
         let restore_ms = started.elapsed().as_millis() as u64;

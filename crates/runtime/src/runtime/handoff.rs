@@ -159,6 +159,7 @@ impl Runtime {
             migration: migration.to_string(),
             target: target.to_string(),
             committed: false,
+            phase: "prepare".to_string(),
         });
         self.save(&c)?;
         Ok(c)
@@ -214,9 +215,58 @@ impl Runtime {
         Ok(stats)
     }
 
+    /// Post-copy: dumps the frozen container without its memory and keeps serving the pages
+    /// from a page server on `page_server` (`ADDR:PORT`). The returned process ends once the
+    /// target has every page (or is killed: then the original resumes where it was).
+    pub fn dump_outgoing_lazy(
+        &self,
+        name: &str,
+        image_dir: &Path,
+        page_server: &str,
+    ) -> Result<std::process::Child, RuntimeError> {
+        let _c = self.outgoing_container(name)?;
+        let work = self.container_dir(name).join("criu-dump");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
+        std::fs::create_dir_all(image_dir).map_err(io("create image dir"))?;
+        self.runc
+            .checkpoint_lazy(
+                name,
+                &CheckpointOpts {
+                    image_path: image_dir,
+                    work_path: &work,
+                    leave_running: true,
+                    tcp_established: true,
+                    page_server: Some(page_server),
+                },
+                std::time::Duration::from_secs(60),
+            )
+            .map_err(|e| {
+                let detail = format!(
+                    "{}; CRIU: {}",
+                    e.stderr,
+                    runc::criu_log_tail(&work, "dump.log")
+                );
+                RuntimeError::Criu {
+                    action: "lazy dump",
+                    name: name.to_string(),
+                    detail,
+                }
+            })
+    }
+
     /// The container's writable layer (what moves besides the CRIU images).
     pub fn upper_dir(&self, name: &str) -> PathBuf {
         self.container_dir(name).join("upper")
+    }
+
+    /// Records the phase an outgoing migration entered (shown by `GET /containers/{name}`).
+    pub fn outgoing_phase(&self, name: &str, phase: &str) -> Result<(), RuntimeError> {
+        let mut c = self.outgoing_container(name)?;
+        if let Some(o) = c.outgoing.as_mut() {
+            o.phase = phase.to_string();
+        }
+        self.save(&c)
     }
 
     /// Past the point of no return: persisted before the target is told to take over.
@@ -353,8 +403,14 @@ impl Runtime {
         Ok(c)
     }
 
-    /// Restores the arrived images with the network still parked. Returns the restore time.
-    pub fn restore_incoming(&self, name: &str) -> Result<u64, RuntimeError> {
+    /// Restores the arrived images with the network still parked. Returns the restore time
+    /// and, for post-copy (`lazy_from` = the source's page server), the `criu lazy-pages`
+    /// daemon that pulls the memory: it exits once every page has arrived.
+    pub fn restore_incoming(
+        &self,
+        name: &str,
+        lazy_from: Option<std::net::SocketAddr>,
+    ) -> Result<(u64, Option<std::process::Child>), RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let c = self.incoming_container(name)?;
@@ -366,6 +422,12 @@ impl Runtime {
         self.runc.delete(name)?;
         net::remove_criu_network_lock(&c.netns);
         let started = Instant::now();
+        // The lazy-pages daemon runs in the host's namespace (not the container's: the
+        // restore's network lock would cut it off) and shares the restore's work dir.
+        let mut lazy = match lazy_from {
+            Some(addr) => Some(self.start_lazy_pages(&images, &work, addr)?),
+            None => None,
+        };
         let result = self.runc.restore(
             name,
             &RestoreOpts {
@@ -373,9 +435,14 @@ impl Runtime {
                 work_path: &work,
                 bundle: &self.container_dir(name).join("bundle"),
                 tcp_established: true,
+                lazy_pages: lazy.is_some(),
             },
         );
         if let Err(e) = result {
+            if let Some(l) = lazy.as_mut() {
+                let _ = l.kill();
+                let _ = l.wait();
+            }
             net::remove_criu_network_lock(&c.netns);
             let _ = self.runc.delete(name);
             let detail = format!(
@@ -389,7 +456,59 @@ impl Runtime {
                 detail,
             });
         }
-        Ok(started.elapsed().as_millis() as u64)
+        Ok((started.elapsed().as_millis() as u64, lazy))
+    }
+
+    fn start_lazy_pages(
+        &self,
+        images: &Path,
+        work: &Path,
+        source: std::net::SocketAddr,
+    ) -> Result<std::process::Child, RuntimeError> {
+        let child = std::process::Command::new(&self.config.criu)
+            .args(["lazy-pages", "--page-server", "--address"])
+            .arg(source.ip().to_string())
+            .arg("--port")
+            .arg(source.port().to_string())
+            .arg("-D")
+            .arg(images)
+            .arg("-W")
+            .arg(work)
+            .args(["-o", "lazy-pages.log", "-v4"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(io("start criu lazy-pages"))?;
+        // The restore connects to the daemon's socket: wait until it exists.
+        let socket = work.join("lazy-pages.socket");
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while !socket.exists() {
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Criu {
+                    action: "lazy-pages",
+                    name: String::new(),
+                    detail: format!("no {} after 10 s; see lazy-pages.log", socket.display()),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(child)
+    }
+
+    /// Post-copy statistics from the lazy-pages daemon's log for `name`: (page faults served
+    /// remotely, pages transferred). CRIU logs each fault as `#PF` and, per task, a final
+    /// `UFFD transferred pages: (N/TOTAL)`.
+    pub fn lazy_stats(&self, name: &str) -> (u64, u64) {
+        let log = self.container_dir(name).join("criu-restore/lazy-pages.log");
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let faults = text.lines().filter(|l| l.contains("#PF")).count() as u64;
+        let pages = text
+            .lines()
+            .filter_map(|l| l.split("UFFD transferred pages: (").nth(1))
+            .filter_map(|rest| rest.split('/').next()?.trim().parse::<u64>().ok())
+            .sum();
+        (faults, pages)
     }
 
     /// The source committed: the restored copy becomes reachable and is a normal container.
