@@ -130,6 +130,12 @@ async fn create(
             req.app_d_id
         ))
     })?;
+    if pkg.operational_state != mec_api::app_pkgm::PkgOperationalState::Enabled {
+        return Err(ApiError::conflict(format!(
+            "app package '{}' of appDId '{}' is DISABLED: enable it first (PATCH operationState)",
+            pkg.id, req.app_d_id
+        )));
+    }
     let id = c.store().next_id("inst")?;
     let base = format!("{}{ROOT}/app_instances/{id}", http::base_url(&headers));
     let info = AppInstanceInfo {

@@ -9,6 +9,9 @@
 //!
 //! The package's `checksum` (algorithm `SHA-256`) is checked against the whole uploaded tar.
 //! The image is imported on every host under the name `appDId`.
+//!
+//! Subscriptions (`/subscriptions`) get an `AppPkgNotification` when a package is onboarded,
+//! enabled or disabled (`PATCH app_packages/{id}`), or deleted.
 
 use crate::filter::Filter;
 use crate::http::{self, ApiError};
@@ -33,7 +36,18 @@ const MAX_CONTENT: usize = 1 << 30;
 pub(crate) fn routes() -> Router<Control> {
     Router::new()
         .route("/app_pkgm/v1/app_packages", get(list).post(create))
-        .route("/app_pkgm/v1/app_packages/{id}", get(read).delete(remove))
+        .route(
+            "/app_pkgm/v1/app_packages/{id}",
+            get(read).delete(remove).patch(modify),
+        )
+        .route(
+            "/app_pkgm/v1/subscriptions",
+            get(list_subs).post(create_sub),
+        )
+        .route(
+            "/app_pkgm/v1/subscriptions/{id}",
+            get(read_sub).delete(delete_sub),
+        )
         .route("/app_pkgm/v1/app_packages/{id}/appd", get(appd))
         .route(
             "/app_pkgm/v1/app_packages/{id}/package_content",
@@ -153,6 +167,7 @@ async fn remove(State(c): State<Control>, Path(id): Path<String>) -> Result<Stat
             users.join(", ")
         )));
     }
+    notify(&c, &p, "AppPackageDeletion", "AppPackageDeleted")?;
     c.store().delete(Table::Packages, &id)?;
     c.store().delete(Table::AppDs, &id)?;
     let _ = std::fs::remove_dir_all(package_dir(&c, &id));
@@ -338,6 +353,9 @@ async fn upload(
         })?
         .ok_or_else(|| no_package(&id))??;
     tracing::info!(package = %id, app = %d.app_d_id, "app package onboarded");
+    if let Some(p) = c.store().get::<AppPkgInfo>(Table::Packages, &id)? {
+        notify(&c, &p, "AppPackageOnBoarding", "AppPackageOnBoarded")?;
+    }
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -348,4 +366,168 @@ fn set_state(c: &Control, id: &str, s: OnboardingState) -> Result<(), ApiError> 
             Ok::<_, ApiError>(())
         })?
         .ok_or_else(|| no_package(id))?
+}
+
+// ---- operational state ----
+
+async fn modify(
+    State(c): State<Control>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let m: AppPkgInfoModifications = http::parse_body(&headers, &body)?;
+    let p = c
+        .store()
+        .update(Table::Packages, &id, |p: &mut AppPkgInfo| {
+            if p.onboarding_state != OnboardingState::Onboarded {
+                return Err(ApiError::conflict(format!(
+                    "app package '{id}' is {:?}: only an ONBOARDED package has an operational state",
+                    p.onboarding_state
+                )));
+            }
+            if p.operational_state == m.operation_state {
+                return Err(ApiError::conflict(format!(
+                    "app package '{id}' is already {:?}",
+                    m.operation_state
+                )));
+            }
+            p.operational_state = m.operation_state;
+            Ok(p.clone())
+        })?
+        .ok_or_else(|| no_package(&id))??;
+    let kind = match m.operation_state {
+        PkgOperationalState::Enabled => "AppPacakgeEnabled",
+        PkgOperationalState::Disabled => "AppPacakgeDisabled",
+    };
+    notify(&c, &p, "AppPacakgeOperationChange", kind)?;
+    Ok(http::json(StatusCode::OK, &m))
+}
+
+// ---- subscriptions ----
+
+/// Queues an `AppPkgNotification` of `kind` to every subscription of `sub_type` whose filters
+/// select the package.
+fn notify(
+    c: &Control,
+    p: &AppPkgInfo,
+    sub_type: &str,
+    kind: &str,
+) -> Result<(), crate::store::StoreError> {
+    let v = serde_json::to_value(p).unwrap_or_default();
+    for (id, s) in c
+        .store()
+        .list::<AppPkgSubscriptionInfo>(Table::PkgSubscriptions)?
+    {
+        let selected = s.subscription_type == sub_type
+            && s.app_pkg_filter
+                .iter()
+                .all(|f| Filter::parse(f).is_ok_and(|f| f.matches(&v)));
+        if !selected {
+            continue;
+        }
+        let n = AppPkgNotification {
+            id: c.store().next_id("pkg-note")?,
+            notification_type: kind.to_string(),
+            subscription_id: id.clone(),
+            time_stamp: mec_api::rni::TimeStamp::now(),
+            app_pkg_id: p.id.clone(),
+            app_d_id: p.app_d_id.clone(),
+            operational_state: p.operational_state,
+            links: mec_api::ams::NotificationLinks {
+                subscription: s.links.self_.clone(),
+            },
+        };
+        if let Ok(body) = serde_json::to_value(&n) {
+            c.deliver(&id, body);
+        }
+    }
+    Ok(())
+}
+
+/// Restarts the delivery workers of the stored subscriptions.
+pub(crate) fn restore(c: &Control) -> Result<(), crate::store::StoreError> {
+    for (id, s) in c
+        .store()
+        .list::<AppPkgSubscriptionInfo>(Table::PkgSubscriptions)?
+    {
+        c.start_delivery(&id, &s.callback_uri);
+    }
+    Ok(())
+}
+
+async fn create_sub(
+    State(c): State<Control>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: AppPkgSubscription = http::parse_body(&headers, &body)?;
+    if !PKG_SUBSCRIPTION_TYPES.contains(&req.subsctiption_type.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "subsctiptionType '{}' is not one of {}",
+            req.subsctiption_type,
+            PKG_SUBSCRIPTION_TYPES.join(", ")
+        )));
+    }
+    http::check_callback(&req.callback_uri, "callbackUri")?;
+    for f in &req.app_pkg_filter {
+        Filter::parse(f).map_err(|e| ApiError::bad_request(format!("appPkgFilter: {e}")))?;
+    }
+    let id = c.store().next_id("pkg-sub")?;
+    let href = format!("{}{ROOT}/subscriptions/{id}", http::base_url(&headers));
+    let info = AppPkgSubscriptionInfo {
+        id: id.clone(),
+        subscription_type: req.subsctiption_type,
+        callback_uri: req.callback_uri,
+        app_pkg_filter: req.app_pkg_filter,
+        links: mec_api::ams::SelfLink {
+            self_: LinkType { href: href.clone() },
+        },
+    };
+    c.store().put(Table::PkgSubscriptions, &id, &info)?;
+    c.start_delivery(&id, &info.callback_uri);
+    let mut resp = http::json(StatusCode::CREATED, &info);
+    if let Ok(v) = href.parse() {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+async fn list_subs(State(c): State<Control>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let subs: Vec<serde_json::Value> = c
+        .store()
+        .list::<AppPkgSubscriptionInfo>(Table::PkgSubscriptions)?
+        .into_iter()
+        .map(|(_, s)| {
+            serde_json::json!({"href": s.links.self_.href, "subscriptionType": s.subscription_type})
+        })
+        .collect();
+    let self_href = format!("{}{ROOT}/subscriptions", http::base_url(&headers));
+    Ok(http::json(
+        StatusCode::OK,
+        &serde_json::json!({"_links": {"self": {"href": self_href}, "subscriptions": subs}}),
+    ))
+}
+
+fn no_sub(id: &str) -> ApiError {
+    ApiError::not_found(format!("no app package subscription '{id}'"))
+}
+
+async fn read_sub(State(c): State<Control>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let s: AppPkgSubscriptionInfo = c
+        .store()
+        .get(Table::PkgSubscriptions, &id)?
+        .ok_or_else(|| no_sub(&id))?;
+    Ok(http::json(StatusCode::OK, &s))
+}
+
+async fn delete_sub(
+    State(c): State<Control>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !c.store().delete(Table::PkgSubscriptions, &id)? {
+        return Err(no_sub(&id));
+    }
+    c.stop_delivery(&id);
+    Ok(StatusCode::NO_CONTENT)
 }

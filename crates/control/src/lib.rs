@@ -166,6 +166,7 @@ impl Control {
             }),
         };
         ams::restore(&control)?;
+        app_pkgm::restore(&control)?;
         app_lcm::restore(&control)?;
         service_mgmt::restore(&control)?;
         for r in control.in_flight_relocations()? {

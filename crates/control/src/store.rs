@@ -43,6 +43,8 @@ macro_rules! io {
 pub enum Table {
     /// MEC 010-2 `AppPkgInfo` by package id.
     Packages,
+    /// MEC 010-2 `AppPkgSubscriptionInfo` by id.
+    PkgSubscriptions,
     /// The onboarded AppD of a package, by package id.
     AppDs,
     /// MEC 010-2 `AppInstanceInfo` by instance id.
@@ -70,8 +72,9 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Packages,
+        Table::PkgSubscriptions,
         Table::AppDs,
         Table::Instances,
         Table::LcmOps,
@@ -89,6 +92,7 @@ impl Table {
     pub fn name(self) -> &'static str {
         match self {
             Table::Packages => "packages",
+            Table::PkgSubscriptions => "pkg_subscriptions",
             Table::AppDs => "appds",
             Table::Instances => "instances",
             Table::LcmOps => "lcm_ops",

@@ -697,3 +697,151 @@ async fn instantiate_on_the_host_serving_a_ue() {
         no_ran.2
     );
 }
+
+#[tokio::test]
+async fn package_subscriptions_and_operational_state() {
+    let a = FakeHost::start().await;
+    let (_d, dir) = state_dir();
+    let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &a)]));
+    let cb = Callback::start().await;
+    let subs = c.api("/app_pkgm/v1/subscriptions");
+    for (kind, path) in [
+        ("AppPackageOnBoarding", "/onb"),
+        ("AppPacakgeOperationChange", "/op"),
+        ("AppPackageDeletion", "/del"),
+    ] {
+        let r = post_json(
+            &subs,
+            &json!({"subsctiptionType": kind, "callbackUri": cb.url(path)}),
+        )
+        .await;
+        assert_eq!(r.0, 201, "{}", r.2);
+        assert_schema(
+            &r.2,
+            &[
+                ("id", "string"),
+                ("subscriptionType", "string"),
+                ("callbackUri", "string"),
+                ("_links", "object"),
+            ],
+        );
+    }
+    // Only packages of appDId "other" for this one: it must stay silent.
+    let filtered = post_json(
+        &subs,
+        &json!({"subsctiptionType": "AppPackageOnBoarding",
+        "callbackUri": cb.url("/other"), "appPkgFilter": ["(eq,appDId,other)"]}),
+    )
+    .await;
+    assert_eq!(filtered.0, 201, "{}", filtered.2);
+    assert_problem(
+        &post_json(
+            &subs,
+            &json!({"subsctiptionType": "AppPackageEaten", "callbackUri": cb.url("/x")}),
+        )
+        .await,
+        400,
+    );
+    assert_problem(
+        &post_json(
+            &subs,
+            &json!({"subsctiptionType": "AppPackageDeletion", "callbackUri": cb.url("/x"),
+        "appPkgFilter": ["appDId=x"]}),
+        )
+        .await,
+        400,
+    );
+    assert_eq!(
+        get(&subs).await.2["_links"]["subscriptions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    let pkg = onboard(&c, "counter").await;
+    let p = c.api(&format!("/app_pkgm/v1/app_packages/{pkg}"));
+    let patch = |state: &'static str| {
+        let p = p.clone();
+        async move {
+            answer(
+                reqwest::Client::new()
+                    .patch(&p)
+                    .json(&json!({"operationState": state}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let r = patch("DISABLED").await;
+    assert_eq!(r.0, 200, "{}", r.2);
+    assert_eq!(r.2, json!({"operationState": "DISABLED"}));
+    assert_problem(&patch("DISABLED").await, 409);
+    assert_problem(&patch("BROKEN").await, 400);
+    // A disabled package cannot be instantiated.
+    assert_problem(
+        &post_json(
+            &c.api("/app_lcm/v1/app_instances"),
+            &json!({"appDId": "counter"}),
+        )
+        .await,
+        409,
+    );
+    assert_eq!(patch("ENABLED").await.0, 200);
+    assert_eq!(
+        post_json(
+            &c.api("/app_lcm/v1/app_instances"),
+            &json!({"appDId": "counter"})
+        )
+        .await
+        .0,
+        201
+    );
+    let inst = get(&c.api("/app_lcm/v1/app_instances")).await.2[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        delete(&c.api(&format!("/app_lcm/v1/app_instances/{inst}")))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(delete(&p).await.0, 204);
+    assert_problem(&get(&p).await, 404);
+
+    let onb = cb.wait("/onb", 1, WAIT).await;
+    let op = cb.wait("/op", 2, WAIT).await;
+    let del = cb.wait("/del", 1, WAIT).await;
+    tokio::time::sleep(GRACE).await;
+    assert_eq!(cb.on("/onb").len(), 1);
+    assert_eq!(onb[0].body["notificationType"], "AppPackageOnBoarded");
+    assert_schema(
+        &onb[0].body,
+        &[
+            ("id", "string"),
+            ("notificationType", "string"),
+            ("subscriptionId", "string"),
+            ("timeStamp", "object"),
+            ("appPkgId", "string"),
+            ("appDId", "string"),
+            ("operationalState", "string"),
+            ("_links", "object"),
+        ],
+    );
+    let kinds: Vec<&str> = op
+        .iter()
+        .map(|n| n.body["notificationType"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["AppPacakgeDisabled", "AppPacakgeEnabled"]);
+    assert_eq!(cb.on("/op").len(), 2);
+    assert_eq!(del.len(), 1);
+    assert_eq!(del[0].body["notificationType"], "AppPackageDeleted");
+    assert_eq!(del[0].body["appPkgId"], pkg.as_str());
+    assert!(
+        cb.on("/other").is_empty(),
+        "the filter selects appDId 'other' only"
+    );
+}

@@ -175,6 +175,60 @@ impl AppD {
     }
 }
 
+/// `SubsctiptionType.AppPkg` values (spelled as in the v2.1.1 file, typos included).
+pub const PKG_SUBSCRIPTION_TYPES: [&str; 3] = [
+    "AppPackageOnBoarding",
+    "AppPacakgeOperationChange",
+    "AppPackageDeletion",
+];
+
+/// `AppPkgSubscription` (the request; the v2.1.1 file spells `subsctiptionType`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPkgSubscription {
+    pub callback_uri: String,
+    pub subsctiption_type: String,
+    /// MEC 009 attribute filters over `AppPkgInfo` (all must match).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_pkg_filter: Vec<String>,
+}
+
+/// `AppPkgSubscriptionInfo` (the answer), plus the filters it was created with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPkgSubscriptionInfo {
+    pub id: String,
+    pub subscription_type: String,
+    pub callback_uri: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_pkg_filter: Vec<String>,
+    #[serde(rename = "_links")]
+    pub links: crate::ams::SelfLink,
+}
+
+/// `AppPkgInfoModifications` (PATCH body and answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPkgInfoModifications {
+    pub operation_state: PkgOperationalState,
+}
+
+/// `AppPkgNotification`; `notificationType` is one of AppPackageOnBoarded,
+/// AppPacakgeEnabled, AppPacakgeDisabled, AppPackageDeleted (v2.1.1 spelling).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPkgNotification {
+    pub id: String,
+    pub notification_type: String,
+    pub subscription_id: String,
+    pub time_stamp: crate::rni::TimeStamp,
+    pub app_pkg_id: String,
+    pub app_d_id: String,
+    pub operational_state: PkgOperationalState,
+    #[serde(rename = "_links")]
+    pub links: crate::ams::NotificationLinks,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
