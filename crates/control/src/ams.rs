@@ -278,6 +278,85 @@ pub fn registrations(c: &Control) -> Result<Vec<RegistrationInfo>, StoreError> {
         .collect())
 }
 
+/// The registrations naming a UE (`UE_IPv4_ADDRESS`), with that UE's device information: the
+/// app instances the relocation controller must consider when the UE hands over.
+pub fn registrations_for_ue(
+    c: &Control,
+    ue: Ipv4Addr,
+) -> Result<Vec<(RegistrationInfo, DeviceInformation)>, StoreError> {
+    let mut out = Vec::new();
+    for r in registrations(c)? {
+        for d in &r.device_information {
+            let a = &d.associate_id;
+            if a.type_ == AssociateIdType::UeIpv4Address && a.value.trim().parse() == Ok(ue) {
+                out.push((r.clone(), d.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sets a UE's `contextTransferState` in a registration, as the app would with a PUT (the
+/// CONTAINER_MIGRATION path marks the context transferred on the app's behalf). Returns the
+/// updated registration, `None` if there is no such registration or UE in it.
+pub fn set_context_transfer_state(
+    c: &Control,
+    registration: &str,
+    ue: Ipv4Addr,
+    state: ContextTransferState,
+) -> Result<Option<RegistrationInfo>, StoreError> {
+    let r = c.store().update(
+        Table::Registrations,
+        registration,
+        |r: &mut StoredRegistration| {
+            let mut hit = false;
+            for d in &mut r.info.device_information {
+                if d.associate_id.value.trim().parse() == Ok(ue) {
+                    d.context_transfer_state = Some(state);
+                    hit = true;
+                }
+            }
+            if hit {
+                Ok(r.info.clone())
+            } else {
+                Err(())
+            }
+        },
+    )?;
+    let info = match r {
+        Some(Ok(info)) => info,
+        _ => return Ok(None),
+    };
+    c.publish_registration(&info);
+    Ok(Some(info))
+}
+
+/// What the platform may do with an app instance when its UE moves, by the registration's
+/// `appMobilityServiceLevel` (ETSI GS MEC 021 clause 8.2.x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MobilityDecision {
+    /// APP_MOBILITY_NOT_ALLOWED: keep the instance where it is; only steer traffic.
+    SteerOnly,
+    /// APP_MOBILITY_WITH_CONFIRMATION: relocate once the app confirmed (it sets
+    /// `contextTransferState` or otherwise acknowledges TRIGGERED).
+    RelocateAfterConfirmation,
+    /// APP_MOBILITY_WITHOUT_CONFIRMATION, or no level (a stateless app, per the spec's note
+    /// that stateful apps include the level): relocate.
+    Relocate,
+}
+
+pub fn decide(level: Option<AppMobilityServiceLevel>) -> MobilityDecision {
+    match level {
+        Some(AppMobilityServiceLevel::AppMobilityNotAllowed) => MobilityDecision::SteerOnly,
+        Some(AppMobilityServiceLevel::AppMobilityWithConfirmation) => {
+            MobilityDecision::RelocateAfterConfirmation
+        }
+        Some(AppMobilityServiceLevel::AppMobilityWithoutConfirmation) | None => {
+            MobilityDecision::Relocate
+        }
+    }
+}
+
 // ---- subscriptions ----
 
 fn subscription_href(headers: &HeaderMap, id: &str) -> String {

@@ -297,14 +297,19 @@ async fn upload(
             p.onboarding_state
         )));
     }
-    let digest = hex::encode(sha2::Sha256::digest(&body));
-    if !digest.eq_ignore_ascii_case(p.checksum.hash.trim()) {
-        return Err(ApiError::bad_request(format!(
-            "package content SHA-256 is {digest}, the package's checksum says {}",
-            p.checksum.hash
-        )));
-    }
-    let (d, image, image_name) = unpack(&body)?;
+    // Hashing and unpacking a large package is CPU work: keep it off the async workers.
+    let expected = p.checksum.hash.trim().to_string();
+    let (d, image, image_name) = tokio::task::spawn_blocking(move || {
+        let digest = hex::encode(sha2::Sha256::digest(&body));
+        if !digest.eq_ignore_ascii_case(&expected) {
+            return Err(ApiError::bad_request(format!(
+                "package content SHA-256 is {digest}, the package's checksum says {expected}"
+            )));
+        }
+        unpack(&body)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("package check failed: {e}")))??;
     if let Some((other, _)) = find_onboarded(&c, &d.app_d_id)? {
         return Err(ApiError::conflict(format!(
             "appDId '{}' is already onboarded as package '{}'",

@@ -261,3 +261,107 @@ async fn in_flight_relocations_are_found_after_a_restart() {
     .unwrap();
     assert_eq!(c.in_flight_relocations().unwrap(), vec![rec]);
 }
+
+#[tokio::test]
+async fn service_levels_decide_and_context_transfer_is_marked_for_the_app() {
+    use ferry_control::ams::{
+        decide, registrations_for_ue, set_context_transfer_state, MobilityDecision,
+    };
+    use mec_api::ams::{AppMobilityServiceLevel as L, ContextTransferState};
+    assert_eq!(
+        decide(Some(L::AppMobilityNotAllowed)),
+        MobilityDecision::SteerOnly
+    );
+    assert_eq!(
+        decide(Some(L::AppMobilityWithConfirmation)),
+        MobilityDecision::RelocateAfterConfirmation
+    );
+    assert_eq!(
+        decide(Some(L::AppMobilityWithoutConfirmation)),
+        MobilityDecision::Relocate
+    );
+    assert_eq!(decide(None), MobilityDecision::Relocate);
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = Servers::start(dir.path()).await;
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for (app, ue) in [
+        ("inst-1", "10.150.0.1"),
+        ("inst-2", "10.150.0.2"),
+        ("inst-3", "10.150.0.1"),
+    ] {
+        let r: Value = client
+            .post(format!("{}/amsi/v1/app_mobility_services", s.api))
+            .json(&json!({"serviceConsumerId": {"appInstanceId": app},
+                "deviceInformation": [{"associateId": {"type": "UE_IPv4_ADDRESS", "value": ue},
+                "appMobilityServiceLevel": "APP_MOBILITY_WITHOUT_CONFIRMATION",
+                "contextTransferState": "NOT_TRANSFERRED"}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(r["appMobilityServiceId"].as_str().unwrap().to_string());
+    }
+    let ue1 = "10.150.0.1".parse().unwrap();
+    let mine: Vec<String> = registrations_for_ue(&s.control, ue1)
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r.service_consumer_id.app_instance_id.unwrap())
+        .collect();
+    assert_eq!(mine, ["inst-1", "inst-3"]);
+
+    let mut events = s.control.registration_events();
+    let r = set_context_transfer_state(
+        &s.control,
+        &ids[0],
+        ue1,
+        ContextTransferState::UserContextTransferCompleted,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        r.device_information[0].context_transfer_state,
+        Some(ContextTransferState::UserContextTransferCompleted)
+    );
+    assert_eq!(
+        events.recv().await.unwrap(),
+        r,
+        "the controller hears of it"
+    );
+    // Seen by the app over the API.
+    let g: Value = client
+        .get(format!(
+            "{}/amsi/v1/app_mobility_services/{}",
+            s.api, ids[0]
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        g["deviceInformation"][0]["contextTransferState"],
+        "USER_CONTEXT_TRANSFER_COMPLETED"
+    );
+    // Wrong UE or registration: nothing changes.
+    assert!(set_context_transfer_state(
+        &s.control,
+        &ids[1],
+        ue1,
+        ContextTransferState::UserContextTransferCompleted
+    )
+    .unwrap()
+    .is_none());
+    assert!(set_context_transfer_state(
+        &s.control,
+        "ams-999",
+        ue1,
+        ContextTransferState::UserContextTransferCompleted
+    )
+    .unwrap()
+    .is_none());
+}
