@@ -157,6 +157,18 @@ async fn mobility_notifications_follow_filters_once_and_in_order() {
     );
 
     let got = s.wait("/all", 4).await;
+    let first_at = s
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(p, _, _)| p == "/all")
+        .map(|(_, _, at)| *at)
+        .unwrap();
+    eprintln!(
+        "notify_mobility -> MobilityProcedureNotification at a real callback: {:.1} ms (first of 4 events)",
+        (first_at - t0).as_secs_f64() * 1000.0
+    );
     let statuses: Vec<&str> = got
         .iter()
         .map(|n| n["mobilityStatus"].as_str().unwrap())
