@@ -230,6 +230,38 @@ fn bad_requests_get_problem_details() {
     assert_eq!(s, 404, "a failed import leaves no image behind");
     let (s, _) = host.get("/images/no-such");
     assert_eq!(s, 404);
+
+    // An image in use (container "dup") is not replaced by different content.
+    let other = host.state_dir().join("other.tar");
+    let packed = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "image",
+            "pack",
+            "--file",
+            "/bin/true:/true:0755",
+            "--entrypoint",
+            "/true",
+            "-o",
+        ])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    let r = host
+        .http
+        .post(format!("{}/images?name=counter&replace=true", host.api))
+        .body(std::fs::read(&other).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409, "{}", r.text().unwrap_or_default());
+    // The same content again is fine.
+    let r = host
+        .http
+        .post(format!("{}/images?name=counter&replace=true", host.api))
+        .body(std::fs::read(common::counter_image()).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
 }
 
 #[test]

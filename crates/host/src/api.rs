@@ -171,7 +171,28 @@ async fn import_image(
     // The bridge blocks on the async body from a blocking thread: the archive is unpacked as
     // it arrives, never buffered whole in memory.
     let reader = SyncIoBridge::new(StreamReader::new(stream));
-    let image = blocking(move || Ok(rt.images().import(&name, reader, q.replace)?)).await?;
+    let image = blocking(move || {
+        // An image a container uses is never replaced under it: re-importing the same content
+        // is fine (idempotent), different content is a conflict.
+        let user = rt.list()?.into_iter().find(|c| c.request.image == name);
+        match rt
+            .images()
+            .import(&name, reader, q.replace && user.is_none())
+        {
+            Err(ferry_runtime::image::ImageError::AlreadyExists(_)) if user.is_some() => {
+                Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "image '{name}' is used by container '{}' and differs from this archive; \
+                     delete the container or import under another name",
+                        user.map(|c| c.name).unwrap_or_default()
+                    ),
+                ))
+            }
+            other => Ok(other?),
+        }
+    })
+    .await?;
     let location = format!("{API_BASE}/images/{}", image.name);
     Ok((
         StatusCode::CREATED,
