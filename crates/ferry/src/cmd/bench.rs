@@ -3,6 +3,8 @@
 //!
 //! - `ferry bench checkpoint`: checkpoint and restore of ferry-counter on one host, for a list
 //!   of ballast sizes (the figures of the foundation issue).
+//! - `ferry bench migrate`: live migration between two testbed hosts, every technique the
+//!   hosts accept, with the Podman baseline (in `bench/`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +13,12 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::local::LocalHost;
+
+mod bed;
+mod migrate;
+mod plot;
+mod podman;
+mod probe;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,6 +30,8 @@ pub struct Args {
 enum Command {
     /// Checkpoint and restore ferry-counter on one host (stop-and-copy to local disk).
     Checkpoint(CheckpointArgs),
+    /// Live migration between two testbed hosts: downtime, total time, bytes; Podman baseline.
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(clap::Args)]
@@ -63,6 +73,7 @@ fn fmt_ms((median, min, max): (f64, f64, f64)) -> String {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Checkpoint(a) => checkpoint(a),
+        Command::Migrate(a) => migrate::run(a),
     }
 }
 

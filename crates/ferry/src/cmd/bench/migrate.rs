@@ -1,0 +1,835 @@
+//! `ferry bench migrate`: live migration of ferry-counter between two testbed hosts, for
+//! each link profile x ballast x dirty rate x technique the hosts accept, N runs each, with
+//! the Podman baseline in the same testbed. Downtime comes from the client's clock (longest
+//! gap between good replies), total time and bytes from the migration report.
+//!
+//! One run: create and start the counter on host 1, route its address there, wait for it to
+//! answer, start the client, post the migration; as soon as the target runs the app (its
+//! container record says `running`, or the call returned completed), steer the address to
+//! host 2, as the control plane does; then check the client saw one process whose counter
+//! only grew, and `/verify` (the whole ballast) on the target.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::bed::{Bed, Profile, APP_FERRY, APP_PODMAN, APP_PORT, PROFILES};
+use super::podman::Podman;
+use super::probe::{self, Probe};
+use super::{plot, summary};
+use crate::cmd::migrate::{phase_breakdown, Answer, Hosts};
+
+const TECHNIQUES: &[&str] = &["cold", "post-copy", "pre-copy", "hybrid"];
+const CONTAINER: &str = "benchapp";
+
+#[derive(clap::Args)]
+pub struct MigrateArgs {
+    /// 64 and 256 MiB, 1 Gbit/s only, 3 runs.
+    #[arg(long)]
+    quick: bool,
+    /// Runs per cell (at least 3 for a median with a range).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Where the JSON and the SVG plot go.
+    #[arg(long, default_value = "bench-results")]
+    out_dir: PathBuf,
+    /// The ferry-counter OCI image archive.
+    #[arg(long, default_value = "build/ferry-counter.oci.tar")]
+    image: PathBuf,
+    /// Override the ballast sizes (MiB).
+    #[arg(long, value_delimiter = ',')]
+    ballast_mib: Option<Vec<u32>>,
+    /// Override the dirty rates (MiB/s).
+    #[arg(long, value_delimiter = ',')]
+    dirty_mib_s: Option<Vec<u32>>,
+    /// Only these link profiles (1gbit-5ms, 100mbit-20ms).
+    #[arg(long, value_delimiter = ',')]
+    profiles: Option<Vec<String>>,
+    /// Only these techniques (default: every one; those the hosts refuse are skipped).
+    #[arg(long, value_delimiter = ',')]
+    techniques: Option<Vec<String>>,
+    /// Leave out the Podman baseline.
+    #[arg(long)]
+    no_podman: bool,
+}
+
+/// One measured run (a ferry technique or "podman").
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub profile: String,
+    pub ballast_mib: u32,
+    pub dirty_mib_s: u32,
+    pub technique: String,
+    pub run: usize,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub downtime_ms: Option<f64>,
+    pub total_ms: Option<f64>,
+    pub bytes_on_wire: Option<u64>,
+    /// The migration report (ferry) or the step times (podman).
+    pub detail: Value,
+}
+
+/// Median, min, max of the good runs of one cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub profile: String,
+    pub ballast_mib: u32,
+    pub dirty_mib_s: u32,
+    pub technique: String,
+    pub runs: usize,
+    pub ok_runs: usize,
+    pub downtime_ms: (f64, f64, f64),
+    pub total_ms: (f64, f64, f64),
+    pub mib_on_wire: f64,
+}
+
+pub fn cells(runs: &[Run]) -> Vec<Cell> {
+    let mut keys: Vec<(String, u32, u32, String)> = Vec::new();
+    for r in runs {
+        let k = (
+            r.profile.clone(),
+            r.ballast_mib,
+            r.dirty_mib_s,
+            r.technique.clone(),
+        );
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.into_iter()
+        .map(|(profile, ballast_mib, dirty_mib_s, technique)| {
+            let these: Vec<&Run> = runs
+                .iter()
+                .filter(|r| {
+                    r.profile == profile
+                        && r.ballast_mib == ballast_mib
+                        && r.dirty_mib_s == dirty_mib_s
+                        && r.technique == technique
+                })
+                .collect();
+            let good: Vec<&&Run> = these.iter().filter(|r| r.ok).collect();
+            let pick = |f: fn(&Run) -> Option<f64>| -> Vec<f64> {
+                good.iter().filter_map(|r| f(r)).collect()
+            };
+            let bytes = pick(|r| r.bytes_on_wire.map(|b| b as f64));
+            Cell {
+                profile,
+                ballast_mib,
+                dirty_mib_s,
+                technique,
+                runs: these.len(),
+                ok_runs: good.len(),
+                downtime_ms: summary(&pick(|r| r.downtime_ms)),
+                total_ms: summary(&pick(|r| r.total_ms)),
+                mib_on_wire: summary(&bytes).0 / 1048576.0,
+            }
+        })
+        .collect()
+}
+
+/// Seconds to move `mib` MiB at `rate_mbit` Mbit/s.
+pub fn transfer_s(mib: u32, rate_mbit: f64) -> f64 {
+    mib as f64 * 1048576.0 * 8.0 / (rate_mbit * 1e6)
+}
+
+/// The issue's targets for a cell at 256 MiB, 8 MiB/s, 1 Gbit/s: (what, limit ms, measured
+/// ms). Only the techniques that have targets.
+pub fn targets(c: &Cell, rate_mbit: f64) -> Vec<(String, f64, f64)> {
+    let link_ms = transfer_s(c.ballast_mib, rate_mbit) * 1000.0;
+    match c.technique.as_str() {
+        "cold" => vec![(
+            "cold downtime <= 1.3 x state/link + 300 ms".to_string(),
+            1.3 * link_ms + 300.0,
+            c.downtime_ms.0,
+        )],
+        "post-copy" => vec![
+            (
+                "post-copy downtime <= 150 ms".to_string(),
+                150.0,
+                c.downtime_ms.0,
+            ),
+            (
+                "post-copy total <= 1.5 x state/link + 1 s".to_string(),
+                1.5 * link_ms + 1000.0,
+                c.total_ms.0,
+            ),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// What one benchmark invocation covers.
+struct Plan {
+    profiles: Vec<Profile>,
+    ballast: Vec<u32>,
+    dirty: Vec<u32>,
+    techniques: Vec<String>,
+    runs: usize,
+}
+
+impl Plan {
+    fn from(a: &MigrateArgs) -> anyhow::Result<Plan> {
+        let mut profiles: Vec<Profile> = if a.quick {
+            PROFILES[..1].to_vec()
+        } else {
+            PROFILES.to_vec()
+        };
+        if let Some(only) = &a.profiles {
+            for p in only {
+                if !PROFILES.iter().any(|q| q.name == p) {
+                    let names: Vec<&str> = PROFILES.iter().map(|p| p.name).collect();
+                    bail!("unknown profile '{p}' (profiles: {})", names.join(", "));
+                }
+            }
+            profiles.retain(|p| only.iter().any(|o| o == p.name));
+        }
+        let ballast = a.ballast_mib.clone().unwrap_or(if a.quick {
+            vec![64, 256]
+        } else {
+            vec![64, 256, 1024]
+        });
+        let techniques = a
+            .techniques
+            .clone()
+            .unwrap_or_else(|| TECHNIQUES.iter().map(|t| t.to_string()).collect());
+        for t in &techniques {
+            if !TECHNIQUES.contains(&t.as_str()) {
+                bail!(
+                    "unknown technique '{t}' (techniques: {})",
+                    TECHNIQUES.join(", ")
+                );
+            }
+        }
+        let runs = a.runs.unwrap_or(3);
+        if runs == 0 {
+            bail!("--runs must be at least 1 (3 or more for a median with a range)");
+        }
+        Ok(Plan {
+            profiles,
+            ballast,
+            dirty: a.dirty_mib_s.clone().unwrap_or(vec![0, 8]),
+            techniques,
+            runs,
+        })
+    }
+}
+
+pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("needs root (network namespaces, runc, CRIU): run it with sudo");
+    }
+    let image = std::fs::canonicalize(&args.image).with_context(|| {
+        format!(
+            "cannot read {} (build it with `make counter-image`)",
+            args.image.display()
+        )
+    })?;
+    let plan = Plan::from(&args)?;
+    // The hosts find CRIU next to the binary; a binary built elsewhere (own CARGO_TARGET_DIR)
+    // gets the repository's from the working directory. Set before any thread starts.
+    let local_criu = Path::new(".deps/criu/sbin/criu");
+    if ferry_runtime::criu::find().is_none() && local_criu.is_file() {
+        std::env::set_var("FERRY_CRIU", std::fs::canonicalize(local_criu)?);
+    }
+    super::bed::cleanup_on_signal();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    // Techniques the hosts refused (400), with the reason: skipped everywhere after.
+    let mut refused: Vec<(String, String)> = Vec::new();
+    let mut info = Value::Null;
+    let mut delay_mode = String::new();
+    for (i, profile) in plan.profiles.iter().enumerate() {
+        // Unique per invocation and profile: <= 10 characters [a-z0-9].
+        let name = format!(
+            "bm{}{}",
+            std::process::id() % 100_000,
+            (b'a' + i as u8) as char
+        );
+        println!(
+            "== profile {}: {} Mbit/s, {} ms one way (testbed {name})",
+            profile.name, profile.rate_mbit, profile.delay_ms
+        );
+        let bed = Bed::up(&name, profile)?;
+        delay_mode = bed.delay_mode.clone();
+        let bench = Bench::new(&bed, &image)?;
+        info = bench.info.clone();
+        let podman = if args.no_podman {
+            None
+        } else {
+            let criu = info["criu"]["path"].as_str().unwrap_or("criu");
+            let criu_dir = Path::new(criu).parent().unwrap_or(Path::new("/usr/sbin"));
+            match Podman::setup(&bed, criu_dir, &image) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let note = format!("podman baseline not measured: {e:#}");
+                    println!("{note}");
+                    notes.push(note);
+                    None
+                }
+            }
+        };
+        for &mib in &plan.ballast {
+            for &dirty in &plan.dirty {
+                for t in &plan.techniques {
+                    if refused.iter().any(|(r, _)| r == t) {
+                        continue;
+                    }
+                    for n in 1..=plan.runs {
+                        let r = bench.ferry_run(profile, mib, dirty, t, n);
+                        match r {
+                            Err(Skip(reason)) => {
+                                println!("   {t}: refused by the host, skipped: {reason}");
+                                refused.push((t.clone(), reason));
+                                break;
+                            }
+                            Ok(r) => {
+                                print_run(&r);
+                                runs.push(r);
+                            }
+                        }
+                    }
+                }
+                if let Some(p) = &podman {
+                    for n in 1..=plan.runs {
+                        let r = bench.podman_run(p, profile, mib, dirty, n);
+                        print_run(&r);
+                        runs.push(r);
+                    }
+                }
+            }
+        }
+        drop(podman);
+        drop(bench);
+        drop(bed);
+    }
+    let cells = cells(&runs);
+    println!();
+    print_table(&cells, &plan);
+    print_targets(&cells, &runs, &plan);
+    for (t, reason) in &refused {
+        println!("skipped {t}: {reason}");
+    }
+    if delay_mode == "forwarder" {
+        println!(
+            "link delay: userspace delay element (no netem on this kernel), rate: tbf; see docs/testbed.md"
+        );
+    }
+    for n in &notes {
+        println!("{n}");
+    }
+    std::fs::create_dir_all(&args.out_dir)?;
+    let json_path = args.out_dir.join("migrate.json");
+    let svg_path = args.out_dir.join("migrate.svg");
+    let doc = json!({
+        "benchmark": "migrate",
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "client": {"period_ms": probe::PERIOD.as_millis() as u64, "timeout_ms": probe::TIMEOUT.as_millis() as u64,
+                   "where": "own namespace behind the gateway; new TCP connection per GET /"},
+        "link_delay": delay_mode,
+        "criu": info["criu"],
+        "profiles": plan.profiles,
+        "skipped": refused.iter().map(|(t, r)| json!({"technique": t, "reason": r})).collect::<Vec<_>>(),
+        "notes": notes,
+        "cells": cells,
+        "runs": runs,
+    });
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&doc)?)?;
+    std::fs::write(&svg_path, plot::svg(&cells))?;
+    println!(
+        "written to {} and {}",
+        json_path.display(),
+        svg_path.display()
+    );
+    let failed = runs.iter().filter(|r| !r.ok).count();
+    if failed > 0 {
+        println!("{failed} run(s) failed (see `error` in the JSON)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A technique the host refused (400): not a failed run, a skipped technique.
+struct Skip(String);
+
+/// The benchmark's view of a testbed: API clients, the client namespace.
+struct Bench<'a> {
+    bed: &'a Bed,
+    hosts: Arc<Hosts>,
+    http: reqwest::blocking::Client,
+    info: Value,
+    epoch: Instant,
+}
+
+impl<'a> Bench<'a> {
+    fn new(bed: &'a Bed, image: &Path) -> anyhow::Result<Bench<'a>> {
+        let hosts = Arc::new(Hosts::new(&bed.api(1), &bed.api(2))?);
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        let bytes = std::fs::read(image)?;
+        for h in 1..=2 {
+            let r = http
+                .post(format!(
+                    "{}/ferry/v1/images?name=counter&replace=true",
+                    bed.api(h)
+                ))
+                .body(bytes.clone())
+                .send()?;
+            if !r.status().is_success() {
+                bail!("image import on host {h}: {}", r.status());
+            }
+        }
+        let info: Value = http
+            .get(format!("{}/ferry/v1/info", bed.api(1)))
+            .send()?
+            .json()?;
+        Ok(Bench {
+            bed,
+            hosts,
+            http,
+            info,
+            epoch: Instant::now(),
+        })
+    }
+
+    fn app(addr: std::net::Ipv4Addr) -> SocketAddr {
+        SocketAddr::from((addr, APP_PORT))
+    }
+
+    fn container_status(&self, host: usize) -> Option<String> {
+        let v: Value = self
+            .http
+            .get(format!(
+                "{}/ferry/v1/containers/{CONTAINER}",
+                self.bed.api(host)
+            ))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        v["status"].as_str().map(str::to_string)
+    }
+
+    fn remove_app(&self) {
+        for h in 1..=2 {
+            let _ = self
+                .http
+                .delete(format!(
+                    "{}/ferry/v1/containers/{CONTAINER}",
+                    self.bed.api(h)
+                ))
+                .send();
+        }
+    }
+
+    /// Waits until the app answers the client (the ballast is written before it listens).
+    fn wait_serving(&self, addr: std::net::Ipv4Addr) -> anyhow::Result<()> {
+        let ns = self.bed.client_ns.clone();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        crate::cmd::local::in_netns(&ns, move || {
+            while Instant::now() < deadline {
+                if probe::get_once(Self::app(addr), Duration::from_millis(200)).is_some() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            bail!("the app did not answer within 120 s")
+        })?
+    }
+
+    /// `/verify` on the app (recomputes the ballast checksum) from the client namespace.
+    fn verify(&self, addr: std::net::Ipv4Addr) -> anyhow::Result<Value> {
+        let ns = self.bed.client_ns.clone();
+        crate::cmd::local::in_netns(&ns, move || -> anyhow::Result<Value> {
+            use std::io::{Read, Write};
+            let mut s =
+                std::net::TcpStream::connect_timeout(&Self::app(addr), Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            s.write_all(b"GET /verify HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")?;
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = s.read(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                    if let Ok(v) = serde_json::from_str::<Value>(body) {
+                        return Ok(v);
+                    }
+                }
+            }
+            bail!("no /verify answer")
+        })?
+    }
+
+    fn ferry_run(
+        &self,
+        profile: &Profile,
+        mib: u32,
+        dirty: u32,
+        technique: &str,
+        n: usize,
+    ) -> Result<Run, Skip> {
+        let mut run = Run {
+            profile: profile.name.to_string(),
+            ballast_mib: mib,
+            dirty_mib_s: dirty,
+            technique: technique.to_string(),
+            run: n,
+            ok: false,
+            error: None,
+            downtime_ms: None,
+            total_ms: None,
+            bytes_on_wire: None,
+            detail: Value::Null,
+        };
+        let result = self.ferry_measure(mib, dirty, technique, &mut run);
+        self.remove_app();
+        match result {
+            Ok(()) => {
+                run.ok = true;
+                Ok(run)
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if let Some(reason) = msg.strip_prefix("refused (400): ") {
+                    return Err(Skip(reason.to_string()));
+                }
+                run.error = Some(msg);
+                Ok(run)
+            }
+        }
+    }
+
+    fn ferry_measure(
+        &self,
+        mib: u32,
+        dirty: u32,
+        technique: &str,
+        run: &mut Run,
+    ) -> anyhow::Result<()> {
+        let create = json!({"name": CONTAINER, "image": "counter", "ip": APP_FERRY.to_string(),
+            "memory_mib": 128 + 2 * mib,
+            "args": ["--ballast-mib", mib.to_string(), "--dirty-mib-s", dirty.to_string(),
+                     "--port", APP_PORT.to_string()]});
+        let api1 = self.bed.api(1);
+        let r = self
+            .http
+            .post(format!("{api1}/ferry/v1/containers"))
+            .json(&create)
+            .send()?;
+        if !r.status().is_success() {
+            bail!(
+                "create on host 1: {} {}",
+                r.status(),
+                r.text().unwrap_or_default()
+            );
+        }
+        let r = self
+            .http
+            .post(format!("{api1}/ferry/v1/containers/{CONTAINER}/start"))
+            .send()?;
+        if !r.status().is_success() {
+            bail!(
+                "start on host 1: {} {}",
+                r.status(),
+                r.text().unwrap_or_default()
+            );
+        }
+        self.bed.route(APP_FERRY, 1)?;
+        self.wait_serving(APP_FERRY)?;
+
+        let probe = Probe::start(&self.bed.client_ns, Self::app(APP_FERRY), self.epoch)?;
+        std::thread::sleep(Duration::from_millis(300));
+        let trigger = probe.now_ms();
+        // Route switch as soon as the target runs the app (the control plane's move).
+        let switched = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let answer = std::thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    if self.container_status(2).as_deref() == Some("running") {
+                        if self.bed.route(APP_FERRY, 2).is_ok() {
+                            switched.store(true, Ordering::Relaxed);
+                        }
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+            let answer = self.hosts.migrate(CONTAINER, technique);
+            done.store(true, Ordering::Relaxed);
+            let _ = watcher.join();
+            answer
+        })?;
+        let report = match answer {
+            Answer::Completed(report) => report,
+            Answer::Failed { detail, report } => {
+                run.detail = report;
+                bail!("migration not completed: {detail}");
+            }
+            Answer::Refused {
+                status: 400,
+                detail,
+            } => bail!("refused (400): {detail}"),
+            Answer::Refused { status, detail } => bail!("refused ({status}): {detail}"),
+        };
+        if !switched.load(Ordering::Relaxed) {
+            self.bed.route(APP_FERRY, 2)?;
+        }
+        run.total_ms = report["timings"]["total_ms"].as_f64();
+        run.bytes_on_wire = report["bytes_on_wire"].as_u64();
+        run.detail = report;
+        let replies = self.finish_probe(probe)?;
+        let seen = probe::downtime(&replies, trigger)
+            .context("the client saw no reply after the migration")?;
+        run.downtime_ms = Some(seen.downtime_ms);
+        probe::continuity(&replies).map_err(anyhow::Error::msg)?;
+        let v = self.verify(APP_FERRY)?;
+        if v["ok"] != true {
+            bail!("/verify on the target: ballast corrupted: {v}");
+        }
+        Ok(())
+    }
+
+    /// Lets the client see the app on its new host for a moment, then stops it.
+    fn finish_probe(&self, probe: Probe) -> anyhow::Result<Vec<probe::Reply>> {
+        let switched_at = probe.now_ms();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && !probe
+                .last_reply_ms()
+                .is_some_and(|l| l > switched_at + 50.0)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(probe.stop())
+    }
+
+    fn podman_run(&self, p: &Podman, profile: &Profile, mib: u32, dirty: u32, n: usize) -> Run {
+        let mut run = Run {
+            profile: profile.name.to_string(),
+            ballast_mib: mib,
+            dirty_mib_s: dirty,
+            technique: "podman".to_string(),
+            run: n,
+            ok: false,
+            error: None,
+            downtime_ms: None,
+            total_ms: None,
+            bytes_on_wire: None,
+            detail: json!({"podman": p.version}),
+        };
+        let result = (|| -> anyhow::Result<()> {
+            p.start(self.bed, mib, dirty)?;
+            self.wait_serving(APP_PODMAN)?;
+            let probe = Probe::start(&self.bed.client_ns, Self::app(APP_PODMAN), self.epoch)?;
+            std::thread::sleep(Duration::from_millis(300));
+            let trigger = probe.now_ms();
+            let steps = p.migrate(self.bed);
+            let steps = match steps {
+                Ok(s) => s,
+                Err(e) => {
+                    drop(probe);
+                    return Err(e);
+                }
+            };
+            run.total_ms = Some(steps.total_ms);
+            run.bytes_on_wire = Some(steps.archive_bytes);
+            run.detail = json!({"podman": p.version, "steps": steps});
+            let replies = self.finish_probe(probe)?;
+            let seen = probe::downtime(&replies, trigger)
+                .context("the client saw no reply after the restore")?;
+            run.downtime_ms = Some(seen.downtime_ms);
+            probe::continuity(&replies).map_err(anyhow::Error::msg)?;
+            let v = self.verify(APP_PODMAN)?;
+            if v["ok"] != true {
+                bail!("/verify after the restore: ballast corrupted: {v}");
+            }
+            Ok(())
+        })();
+        p.reset();
+        match result {
+            Ok(()) => run.ok = true,
+            Err(e) => run.error = Some(format!("{e:#}")),
+        }
+        run
+    }
+}
+
+fn print_run(r: &Run) {
+    let f = |v: Option<f64>| v.map(|v| format!("{v:.0} ms")).unwrap_or("-".into());
+    println!(
+        "   {:>5} MiB {:>2} MiB/s {:<10} run {}: downtime {:>8}  total {:>8}{}",
+        r.ballast_mib,
+        r.dirty_mib_s,
+        r.technique,
+        r.run,
+        f(r.downtime_ms),
+        f(r.total_ms),
+        r.error
+            .as_ref()
+            .map(|e| format!("  FAILED: {e}"))
+            .unwrap_or_default()
+    );
+}
+
+fn fmt3((m, lo, hi): (f64, f64, f64)) -> String {
+    if m.is_nan() {
+        return "-".to_string();
+    }
+    format!("{m:.0} ({lo:.0}-{hi:.0})")
+}
+
+fn print_table(cells: &[Cell], plan: &Plan) {
+    println!(
+        "{:<13} {:>7} {:>6} {:<10} {:>5} {:>20} {:>20} {:>9} {:>11}",
+        "profile",
+        "ballast",
+        "dirty",
+        "technique",
+        "ok",
+        "downtime ms",
+        "total ms",
+        "MiB wire",
+        "podman/this"
+    );
+    for c in cells {
+        let podman = cells.iter().find(|p| {
+            p.technique == "podman"
+                && p.profile == c.profile
+                && p.ballast_mib == c.ballast_mib
+                && p.dirty_mib_s == c.dirty_mib_s
+        });
+        let ratio = match podman {
+            Some(p) if c.technique != "podman" && c.downtime_ms.0 > 0.0 => {
+                format!("{:.1}x", p.downtime_ms.0 / c.downtime_ms.0)
+            }
+            _ => String::new(),
+        };
+        println!(
+            "{:<13} {:>3} MiB {:>2} MiB/s {:<10} {:>2}/{:<2} {:>20} {:>20} {:>9.1} {:>11}",
+            c.profile,
+            c.ballast_mib,
+            c.dirty_mib_s,
+            c.technique,
+            c.ok_runs,
+            c.runs,
+            fmt3(c.downtime_ms),
+            fmt3(c.total_ms),
+            c.mib_on_wire,
+            ratio
+        );
+    }
+    println!(
+        "medians (min-max) over the good runs of {} per cell; podman/this = ratio of median downtimes",
+        plan.runs
+    );
+}
+
+fn print_targets(cells: &[Cell], runs: &[Run], plan: &Plan) {
+    let Some(gbit) = plan.profiles.iter().find(|p| p.name == "1gbit-5ms") else {
+        return;
+    };
+    let at = |t: &str| {
+        cells.iter().find(|c| {
+            c.profile == gbit.name && c.ballast_mib == 256 && c.dirty_mib_s == 8 && c.technique == t
+        })
+    };
+    println!("\ntargets (issue 3, item 8) at 256 MiB, 8 MiB/s, 1 Gbit/s:");
+    for t in ["cold", "post-copy"] {
+        let Some(c) = at(t) else {
+            println!("  {t}: not measured in this run");
+            continue;
+        };
+        for (what, limit, got) in targets(c, gbit.rate_mbit) {
+            let met = got <= limit;
+            println!(
+                "  {what}: limit {limit:.0} ms, median {got:.0} ms: {}",
+                if met { "met" } else { "MISSED" }
+            );
+            if !met {
+                // The phase breakdown of the run closest to the median.
+                let closest = runs
+                    .iter()
+                    .filter(|r| {
+                        r.ok && r.technique == t
+                            && r.profile == c.profile
+                            && r.ballast_mib == 256
+                            && r.dirty_mib_s == 8
+                    })
+                    .min_by(|a, b| {
+                        let d =
+                            |r: &&Run| (r.downtime_ms.unwrap_or(f64::MAX) - c.downtime_ms.0).abs();
+                        d(a).total_cmp(&d(b))
+                    });
+                if let Some(r) = closest {
+                    println!("    run {}: {}", r.run, phase_breakdown(&r.detail));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(t: &str, downtime: f64, ok: bool) -> Run {
+        Run {
+            profile: "1gbit-5ms".into(),
+            ballast_mib: 256,
+            dirty_mib_s: 8,
+            technique: t.into(),
+            run: 1,
+            ok,
+            error: None,
+            downtime_ms: Some(downtime),
+            total_ms: Some(downtime * 2.0),
+            bytes_on_wire: Some(1 << 20),
+            detail: Value::Null,
+        }
+    }
+
+    #[test]
+    fn cells_summarise_good_runs_only() {
+        let runs = [
+            run("cold", 100.0, true),
+            run("cold", 300.0, true),
+            run("cold", 9999.0, false),
+            run("post-copy", 50.0, true),
+        ];
+        let c = cells(&runs);
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].runs, c[0].ok_runs), (3, 2));
+        assert_eq!(c[0].downtime_ms, (200.0, 100.0, 300.0));
+        assert_eq!(c[0].mib_on_wire, 1.0);
+    }
+
+    #[test]
+    fn targets_follow_the_issue() {
+        // 256 MiB at 1 Gbit/s: 2147 ms of link time.
+        assert!((transfer_s(256, 1000.0) - 2.147).abs() < 0.001);
+        let c = &cells(&[run("cold", 100.0, true)])[0];
+        let t = targets(c, 1000.0);
+        assert_eq!(t.len(), 1);
+        assert!((t[0].1 - (1.3 * 2147.48 + 300.0)).abs() < 1.0);
+        let c = &cells(&[run("post-copy", 100.0, true)])[0];
+        let t = targets(c, 1000.0);
+        assert_eq!(t[0].1, 150.0);
+        assert_eq!(t[1].2, 200.0);
+        assert!(targets(&cells(&[run("podman", 1.0, true)])[0], 1000.0).is_empty());
+    }
+}
