@@ -299,14 +299,16 @@ async fn upload(
     }
     // Hashing and unpacking a large package is CPU work: keep it off the async workers.
     let expected = p.checksum.hash.trim().to_string();
-    let (d, image, image_name) = tokio::task::spawn_blocking(move || {
+    let (d, image, image_name, image_sha) = tokio::task::spawn_blocking(move || {
         let digest = hex::encode(sha2::Sha256::digest(&body));
         if !digest.eq_ignore_ascii_case(&expected) {
             return Err(ApiError::bad_request(format!(
                 "package content SHA-256 is {digest}, the package's checksum says {expected}"
             )));
         }
-        unpack(&body)
+        let (d, image, name) = unpack(&body)?;
+        let image_sha = hex::encode(sha2::Sha256::digest(&image));
+        Ok((d, image, name, image_sha))
     })
     .await
     .map_err(|e| ApiError::internal(format!("package check failed: {e}")))??;
@@ -327,12 +329,15 @@ async fn upload(
             "cannot keep the package image: {e}"
         )));
     }
-    for host in c.hosts().names() {
-        if let Err(e) = c
-            .hosts()
-            .upload_image(&host, &d.app_d_id, image.clone())
-            .await
-        {
+    // All hosts at once: onboarding takes as long as the slowest host, not the sum.
+    let image = Bytes::from(image);
+    let names = c.hosts().names();
+    let uploads = names
+        .iter()
+        .map(|host| c.hosts().upload_image(host, &d.app_d_id, image.clone()));
+    let results = futures_util::future::join_all(uploads).await;
+    for (host, r) in names.iter().zip(results) {
+        if let Err(e) = r {
             set_state(&c, &id, OnboardingState::Created)?;
             return Err(ApiError::bad_gateway(format!(
                 "onboarding failed, package left CREATED: {e}"
@@ -350,7 +355,7 @@ async fn upload(
             p.app_d_version = d.app_d_version.clone();
             p.software_images = serde_json::json!([{
                 "name": d.app_d_id, "containerFormat": "OCI", "size": image.len(),
-                "checksum": {"algorithm": "SHA-256", "hash": hex::encode(sha2::Sha256::digest(&image))},
+                "checksum": {"algorithm": "SHA-256", "hash": image_sha},
             }]);
             p.onboarding_state = OnboardingState::Onboarded;
             p.operational_state = PkgOperationalState::Enabled;

@@ -91,11 +91,12 @@ impl Hosts {
     }
 
     /// Imports an OCI image archive on a host under `name`, replacing an older one.
+    /// `archive` is shared, not copied, between concurrent uploads.
     pub async fn upload_image(
         &self,
         host: &str,
         name: &str,
-        archive: Vec<u8>,
+        archive: axum::body::Bytes,
     ) -> Result<(), HostError> {
         let url = format!("{}/ferry/v1/images", self.url(host)?);
         let req = self

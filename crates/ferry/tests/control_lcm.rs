@@ -285,12 +285,17 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     );
 
     let before = b.calls().len();
+    let t0 = std::time::Instant::now();
     let r = post_json(
         &format!("{inst}/instantiate"),
         &json!({"selectedMECHostInfo": [{"hostId": {"name": "edge-b"}}]}),
     )
     .await;
     assert_eq!(r.0, 202, "{}", r.2);
+    eprintln!(
+        "instantiate (create + start on a fake host, store, data plane, notifications): {:.1} ms",
+        t0.elapsed().as_secs_f64() * 1000.0
+    );
     let op_url = r.1["location"].to_str().unwrap().to_string();
     let op = get(&op_url).await.2;
     assert_schema(
@@ -843,5 +848,49 @@ async fn package_subscriptions_and_operational_state() {
     assert!(
         cb.on("/other").is_empty(),
         "the filter selects appDId 'other' only"
+    );
+}
+
+#[tokio::test]
+async fn onboarding_a_16_mib_image_to_three_hosts() {
+    let hosts = [
+        FakeHost::start().await,
+        FakeHost::start().await,
+        FakeHost::start().await,
+    ];
+    let (_d, dir) = state_dir();
+    let c = ControlProcess::start(
+        &dir,
+        &host_args(&[("h1", &hosts[0]), ("h2", &hosts[1]), ("h3", &hosts[2])]),
+    );
+    let image: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let content = package(&appd("big"), &image);
+    let created = post_json(
+        &c.api("/app_pkgm/v1/app_packages"),
+        &json!({"appPkgName": "big", "appPkgVersion": "1",
+            "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
+    )
+    .await;
+    let id = created.2["id"].as_str().unwrap();
+    let t0 = std::time::Instant::now();
+    let up = put_bytes(
+        &c.api(&format!("/app_pkgm/v1/app_packages/{id}/package_content")),
+        content,
+    )
+    .await;
+    let took = t0.elapsed();
+    assert_eq!(up.0, 202, "{}", up.2);
+    for h in &hosts {
+        assert_eq!(h.calls().len(), 1);
+        assert!(
+            h.calls()[0].body.as_ref() == image.as_slice(),
+            "image arrived intact"
+        );
+    }
+    eprintln!(
+        "onboarding a 16 MiB image to 3 hosts (upload, SHA-256, unpack, 3 imports): {:.0} ms",
+        took.as_secs_f64() * 1000.0
     );
 }

@@ -176,10 +176,14 @@ impl FakeHost {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let calls = Arc::new(Mutex::new(Vec::new()));
         let fail_suffix = Arc::new(Mutex::new(None));
-        let app = Router::new().fallback(host_call).with_state(HostState {
-            calls: calls.clone(),
-            fail_suffix: fail_suffix.clone(),
-        });
+        // Images are large; the real host streams them without a limit.
+        let app = Router::new()
+            .fallback(host_call)
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(HostState {
+                calls: calls.clone(),
+                fail_suffix: fail_suffix.clone(),
+            });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
