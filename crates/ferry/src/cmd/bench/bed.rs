@@ -5,6 +5,7 @@
 //! [`Bed`]'s drop, and by the Ctrl-C handler ([`cleanup_on_signal`]).
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -49,6 +50,13 @@ const CLIENT: &str = "10.185.0.2";
 type Cleanup = Box<dyn Fn() + Send>;
 static ON_SIGNAL: Mutex<Vec<(String, Cleanup)>> = Mutex::new(Vec::new());
 
+/// Set by the signal handler: work in progress stops creating things while it cleans up.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Registers a cleanup to run on Ctrl-C / SIGTERM (removed again with [`forget_cleanup`]).
 pub fn on_signal(key: &str, f: impl Fn() + Send + 'static) {
     if let Ok(mut v) = ON_SIGNAL.lock() {
@@ -65,6 +73,7 @@ pub fn forget_cleanup(key: &str) {
 /// Installs the Ctrl-C / SIGTERM handler: undo what is registered (newest first), exit 130.
 pub fn cleanup_on_signal() {
     let _ = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("\ninterrupted: cleaning up");
         if let Ok(mut v) = ON_SIGNAL.lock() {
             while let Some((_, f)) = v.pop() {

@@ -519,6 +519,9 @@ impl<'a> Bench<'a> {
         technique: &str,
         run: &mut Run,
     ) -> anyhow::Result<()> {
+        if super::bed::interrupted() {
+            bail!("interrupted");
+        }
         let create = json!({"name": CONTAINER, "image": "counter", "ip": APP_FERRY.to_string(),
             "memory_mib": 128 + 2 * mib,
             "args": ["--ballast-mib", mib.to_string(), "--dirty-mib-s", dirty.to_string(),

@@ -87,6 +87,10 @@ impl Podman {
         };
         let (dir, run_dir) = (p.dir.clone(), p.run_dir.clone());
         bed::on_signal("podman", move || cleanup(&dir, &run_dir));
+        // The CRIU options ferry's hosts give runc (skip-in-flight: a connection the client
+        // is opening at dump time is dropped, not a failed dump), through the same annotation.
+        std::fs::create_dir_all(&p.dir)?;
+        std::fs::write(p.criu_config(), ferry_runtime::spec::CRIU_CONFIG)?;
         for host in 1..=2 {
             p.podman(host, &["load", "-q", "-i", &image.to_string_lossy()])
                 .context("podman load of the counter image")?;
@@ -96,6 +100,9 @@ impl Podman {
 
     /// `podman ...` for host 1 or 2: its own storage, inside the host's network namespace.
     fn podman(&self, host: usize, args: &[&str]) -> anyhow::Result<String> {
+        if bed::interrupted() {
+            bail!("interrupted");
+        }
         let side = if host == 1 { "a" } else { "b" };
         let root = self.dir.join(side);
         let run = self.run_dir.join(side);
@@ -126,6 +133,10 @@ impl Podman {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    fn criu_config(&self) -> PathBuf {
+        self.dir.join("criu.conf")
+    }
+
     fn addr(&self, host: usize, op: &str) -> anyhow::Result<()> {
         ferry_testbed::command::ip_in(
             &self.ns[host - 1],
@@ -148,6 +159,12 @@ impl Podman {
                 NAME,
                 "--network",
                 "host",
+                "--annotation",
+                &format!(
+                    "{}={}",
+                    ferry_runtime::spec::CRIU_CONFIG_ANNOTATION,
+                    self.criu_config().display()
+                ),
                 "--ulimit",
                 "nofile=1024:1024",
                 "--ulimit",
