@@ -18,6 +18,7 @@ pub mod ams;
 pub mod app_lcm;
 pub mod app_pkgm;
 pub mod app_support;
+pub mod client;
 pub mod dataplane;
 pub mod file_config;
 pub mod filter;

@@ -894,3 +894,105 @@ async fn onboarding_a_16_mib_image_to_three_hosts() {
         took.as_secs_f64() * 1000.0
     );
 }
+
+/// Runs `ferry ARGS...`: (success, stdout, stderr).
+fn ferry(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn cli_onboards_and_instantiates() {
+    let a = FakeHost::start().await;
+    let (_d, dir) = state_dir();
+    let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &a)]));
+    let appd_file = dir.join("appd.json");
+    std::fs::write(&appd_file, serde_json::to_vec(&appd("counter")).unwrap()).unwrap();
+    let image_file = dir.join("counter.tar");
+    std::fs::write(&image_file, fake_image()).unwrap();
+    let (appd_s, image_s) = (
+        appd_file.display().to_string(),
+        image_file.display().to_string(),
+    );
+    let url = c.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        ferry(&[
+            "control",
+            "onboard",
+            "--appd",
+            &appd_s,
+            "--image",
+            &image_s,
+            "--control",
+            &url,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(out.0, "{}", out.2);
+    assert_eq!(
+        out.1.trim(),
+        "onboarded package pkg-1 (appDId counter, ONBOARDED)"
+    );
+    assert_eq!(a.calls()[0].body.as_ref(), fake_image().as_slice());
+
+    let url = c.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        ferry(&[
+            "control",
+            "instantiate",
+            "counter",
+            "--host",
+            "edge-a",
+            "--name",
+            "c1",
+            "--control",
+            &url,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(out.0, "{}", out.2);
+    assert_eq!(
+        out.1.trim(),
+        "instance inst-1 of counter on edge-a at 10.200.0.2"
+    );
+
+    let url = c.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        ferry(&[
+            "control",
+            "instantiate",
+            "nope",
+            "--host",
+            "edge-a",
+            "--control",
+            &url,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(!out.0);
+    assert!(
+        out.2.contains("instance creation refused (400)") && out.2.contains("nope"),
+        "{}",
+        out.2
+    );
+    assert_eq!(out.2.trim().lines().count(), 1, "{}", out.2);
+    let out = ferry(&[
+        "control",
+        "instantiate",
+        "counter",
+        "--control",
+        "http://127.0.0.1:9",
+    ]);
+    assert!(!out.0 && out.2.contains("--host"), "{}", out.2);
+}

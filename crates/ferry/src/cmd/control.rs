@@ -1,17 +1,22 @@
 //! `ferry control`: runs the MEC control plane daemon (MEC 010-2 orchestrator, MEC 011 and
-//! MEC 021 platform services, persistent store) over the given MEC hosts.
+//! MEC 021 platform services, persistent store) over the given MEC hosts, or talks to a
+//! running one: onboard an app package, instantiate an app.
 
 use anyhow::{bail, Context};
+use ferry_control::client::{ControlClient, Placement};
 use ferry_control::file_config::{parse_subnet, FileConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Where the daemon listens unless told otherwise (7021: MEC 021).
 const DEFAULT_LISTEN: &str = "127.0.0.1:7021";
+const DEFAULT_CONTROL: &str = "http://127.0.0.1:7021";
 
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "\
 Serves /app_pkgm/v1 and /app_lcm/v1 (MEC 010-2), /mec_app_support/v1 and /mec_service_mgmt/v1
 (MEC 011), /amsi/v1 (MEC 021) and /ferry/control/v1, and prints
 `ferry control: listening on http://ADDR` on stdout once it accepts connections. Everything it
@@ -22,8 +27,52 @@ Examples:
       --host edge1=http://10.0.0.1:7100 --host edge2=http://10.0.0.2:7100 \\
       --topology examples/three-hosts.toml --ran http://127.0.0.1:7012 \\
       --data-plane-cmd 'ferry testbed route'
-  ferry control --config /etc/ferry/control.toml")]
+  ferry control --config /etc/ferry/control.toml
+  ferry control onboard --appd appd.json --image counter.tar
+  ferry control instantiate counter --ue 10.150.0.1"
+)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Run the control plane daemon (the default).
+    Serve(ServeArgs),
+    /// Onboard an app package (AppD JSON + OCI image archive) on a running control plane.
+    Onboard {
+        /// The AppD (JSON), with ferry's extensions `ferryStateRelocation`, `ferryContainer`.
+        #[arg(long)]
+        appd: PathBuf,
+        /// The OCI image archive (`ferry image pack` output; .tar or .tar.gz).
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long, env = "FERRY_CONTROL", default_value = DEFAULT_CONTROL)]
+        control: String,
+    },
+    /// Create and instantiate an app instance on a host, or on the host serving a UE.
+    Instantiate {
+        /// The appDId of an onboarded package.
+        app_d_id: String,
+        /// MEC host to run on.
+        #[arg(long, conflicts_with = "ue", required_unless_present = "ue")]
+        host: Option<String>,
+        /// UE (IPv4 address) whose serving host runs the instance (needs `--ran` on the daemon).
+        #[arg(long)]
+        ue: Option<String>,
+        /// appInstanceName.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, env = "FERRY_CONTROL", default_value = DEFAULT_CONTROL)]
+        control: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
     /// Configuration file (TOML: state_dir, listen, ran, topology, data_plane_cmd,
     /// app_subnet, [hosts]); options given here override it.
     #[arg(long)]
@@ -53,6 +102,80 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        None => run_daemon(args.serve),
+        Some(Command::Serve(s)) => run_daemon(s),
+        Some(Command::Onboard {
+            appd,
+            image,
+            control,
+        }) => client_runtime()?.block_on(onboard(&control, &appd, &image)),
+        Some(Command::Instantiate {
+            app_d_id,
+            host,
+            ue,
+            name,
+            control,
+        }) => {
+            let placement = match (host, ue) {
+                (Some(h), _) => Placement::Host(h),
+                (None, Some(u)) => Placement::Ue(u),
+                (None, None) => bail!("name a host (--host NAME) or a UE (--ue IPV4)"),
+            };
+            client_runtime()?.block_on(instantiate(
+                &control,
+                &app_d_id,
+                name.as_deref(),
+                &placement,
+            ))
+        }
+    }
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn onboard(control: &str, appd: &Path, image: &Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read(appd).with_context(|| format!("cannot read {}", appd.display()))?;
+    let appd_json: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", appd.display()))?;
+    let image_bytes =
+        std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
+    let pkg = ControlClient::new(control)
+        .onboard(&appd_json, &image_bytes)
+        .await?;
+    println!(
+        "onboarded package {} (appDId {}, {})",
+        pkg["id"].as_str().unwrap_or("?"),
+        pkg["appDId"].as_str().unwrap_or("?"),
+        pkg["onboardingState"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn instantiate(
+    control: &str,
+    app_d_id: &str,
+    name: Option<&str>,
+    placement: &Placement,
+) -> anyhow::Result<ExitCode> {
+    let i = ControlClient::new(control)
+        .instantiate(app_d_id, name, placement)
+        .await?;
+    println!(
+        "instance {} of {app_d_id} on {} at {}",
+        i["id"].as_str().unwrap_or("?"),
+        i["ferryHost"].as_str().unwrap_or("?"),
+        i["ferryAddress"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_daemon(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let file = match &args.config {
         Some(p) => FileConfig::load(p).map_err(anyhow::Error::msg)?,
         None => FileConfig::default(),
