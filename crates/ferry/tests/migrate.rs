@@ -57,7 +57,7 @@ fn assert_still_on_a(pair: &Pair, conn: &mut AppConn, before: &Value, expected_c
 fn cold_migration_moves_state_and_tcp_connection() {
     let pair = Pair::start();
     let (mut conn, before) = setup(&pair, 32);
-    let target = format!("http://10.99.2.2:7100");
+    let target = "http://10.99.2.2:7100";
     let (s, report) = migrate(&pair, json!({"target": target, "technique": "cold"}));
     assert_eq!(s, 200, "{report}");
     assert_eq!(report["outcome"], "completed");

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod control;
 pub mod demo;
+mod demo_single;
 pub mod doctor;
 pub mod host;
 pub mod image;
