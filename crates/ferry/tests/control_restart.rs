@@ -190,8 +190,40 @@ async fn restart_keeps_every_resource_and_subscriptions_keep_delivering() {
 #[tokio::test]
 async fn bad_command_lines_fail_with_a_reason() {
     let (_d, dir) = state_dir();
+    // A topology whose cell b1 is served by edge-b, which is not given as a host.
+    let topo = dir.join("topology.toml");
+    let cell = |name: &str, id: &str, host: &str| {
+        format!(
+            "[[cells]]\nname = \"{name}\"\necgi = {{ mcc = \"001\", mnc = \"01\", cell_id = \"{id}\" }}\n\
+             position = {{ latitude = 43.73, longitude = 7.42 }}\nradius_m = 400.0\nhost = \"{host}\"\n"
+        )
+    };
+    let text = format!(
+        "name = \"t\"\n[[hosts]]\nname = \"edge-a\"\naddress = \"10.100.0.11\"\n\
+         [[hosts]]\nname = \"edge-b\"\naddress = \"10.100.0.12\"\n{}{}",
+        cell("a1", "00000a1", "edge-a"),
+        cell("b1", "00000b1", "edge-b")
+    );
+    std::fs::write(&topo, text).unwrap();
+    let missing = dir.join("missing.toml");
     for (args, needle) in [
         (vec!["control"], "--state-dir"),
+        (
+            vec![
+                "control",
+                "--state-dir",
+                dir.to_str().unwrap(),
+                "--topology",
+                topo.to_str().unwrap(),
+                "--host",
+                "edge-a=http://127.0.0.1:9",
+            ],
+            "edge-b",
+        ),
+        (
+            vec!["control", "--config", missing.to_str().unwrap()],
+            "missing.toml",
+        ),
         (
             vec![
                 "control",
