@@ -18,6 +18,8 @@ async fn snapshot(c: &ControlProcess, inst: &str, sub_hrefs: &[String]) -> Vec<(
         "/amsi/v1/app_mobility_services",
         "/amsi/v1/subscriptions",
         "/mec_service_mgmt/v1/services",
+        "/ferry/control/v1/hosts",
+        "/ferry/control/v1/relocations",
     ]
     .iter()
     .map(|p| p.to_string())
@@ -124,6 +126,12 @@ async fn restart_keeps_every_resource_and_subscriptions_keep_delivering() {
     cb.wait("/svc", 1, WAIT).await;
 
     let before = snapshot(&c, &inst, &sub_hrefs).await;
+    let hosts = get(&c.api("/ferry/control/v1/hosts")).await.2;
+    assert_eq!(hosts["edge-a"], a.url.as_str(), "{hosts}");
+    assert_eq!(
+        get(&c.api("/ferry/control/v1/relocations")).await.2,
+        json!([])
+    );
     let status = c.terminate().expect("ferry control exits on SIGTERM");
     assert!(status.success(), "{status:?}");
     let addr = c.addr();
