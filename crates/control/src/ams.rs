@@ -399,6 +399,7 @@ async fn create_subscription(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    http::require_json_body(&headers)?;
     let mut sub = validate_subscription(&headers, &body)?;
     let id = c.store().next_id("ams-sub")?;
     let href = subscription_href(&headers, &id);

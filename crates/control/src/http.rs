@@ -104,6 +104,29 @@ pub fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Res
         .map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))
 }
 
+/// 415 unless the body is declared JSON: for the operations whose ETSI definition lists 415
+/// (MEC 021 `POST /subscriptions`); the others answer 400 through `parse_body`.
+pub fn require_json_body(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ctype
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "request body must be JSON with 'Content-Type: application/json' (got '{ctype}')"
+            ),
+        ))
+    }
+}
+
 /// Query parameters as (name, value) pairs, comma-separated lists split (the ETSI files allow
 /// both `a=x,y` and `a=x&a=y`). A name outside `allowed` is a 400 listing the allowed ones.
 pub fn query_pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {

@@ -235,6 +235,18 @@ async fn subscriptions_good_and_bad_and_expiry_notified_once() {
     ftp["callbackReference"] = json!("ftp://h/x");
     assert_problem(&post_json(&url, &ftp).await, 400);
 
+    let text = answer(
+        reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body(mp("/x").to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_problem(&text, 415);
+
     // Lists, by type.
     let all = get(&url).await.2;
     assert_eq!(all["subscription"].as_array().unwrap().len(), 2, "{all}");
