@@ -100,8 +100,25 @@ impl Hosts {
         })
     }
 
-    /// Checks that the source answers and knows the container (before anything starts).
+    /// Checks that the source is a ferry host and knows the container (before anything
+    /// starts). Something else answering on the address (a proxy, another service) is told
+    /// apart from a missing container by the body: ferry answers with ProblemDetails.
     pub fn check_source(&self, container: &str) -> anyhow::Result<()> {
+        let health = format!("{}/ferry/v1/health", self.from);
+        let r = self
+            .http
+            .get(&health)
+            .send()
+            .map_err(|e| unreachable(&self.from, &e))?;
+        let status = r.status();
+        let body: Value = r.json().unwrap_or(Value::Null);
+        if !status.is_success() || body["status"] != "ok" {
+            bail!(
+                "{} is not a ferry host API (GET /ferry/v1/health answered {status}): check the \
+                 address and port (in a testbed: `ferry testbed status`)",
+                self.from
+            );
+        }
         let url = format!("{}/ferry/v1/containers/{container}", self.from);
         let r = self
             .http
@@ -150,7 +167,8 @@ impl Hosts {
     pub fn phase(&self, container: &str) -> Option<String> {
         let url = format!("{}/ferry/v1/containers/{container}", self.from);
         let v: Value = self.poll.get(url).send().ok()?.json().ok()?;
-        let out = v.get("outgoing")?;
+        // `outgoing` is null when no migration runs (yet, or any more).
+        let out = v.get("outgoing").filter(|o| o.is_object())?;
         let phase = out["phase"].as_str().unwrap_or("");
         let phase = if phase.is_empty() { "prepare" } else { phase };
         Some(if out["committed"] == true && phase != "commit" {
@@ -333,7 +351,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Answer::Failed { detail, report } => {
+        Answer::Failed { detail: _, report } => {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -344,7 +362,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 "it runs on the source as before; fix the cause and retry"
             };
-            eprintln!("ferry: migration not completed: {detail} ({fix})");
+            eprintln!(
+                "ferry: migration {} in phase {}: {} ({fix})",
+                report["outcome"]
+                    .as_str()
+                    .unwrap_or("failed")
+                    .replace('_', " "),
+                report["failed_phase"].as_str().unwrap_or("?"),
+                report["error"].as_str().unwrap_or("no reason given")
+            );
             Ok(ExitCode::FAILURE)
         }
         Answer::Refused { status, detail } => {
