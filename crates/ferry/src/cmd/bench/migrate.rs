@@ -86,9 +86,16 @@ pub struct Cell {
     pub technique: String,
     pub runs: usize,
     pub ok_runs: usize,
+    #[serde(serialize_with = "stat")]
     pub downtime_ms: (f64, f64, f64),
+    #[serde(serialize_with = "stat")]
     pub total_ms: (f64, f64, f64),
     pub mib_on_wire: f64,
+}
+
+/// (median, min, max) as a JSON object (null where no run succeeded).
+fn stat<S: serde::Serializer>(v: &(f64, f64, f64), s: S) -> Result<S::Ok, S::Error> {
+    json!({"median": v.0, "min": v.1, "max": v.2}).serialize(s)
 }
 
 pub fn cells(runs: &[Run]) -> Vec<Cell> {
@@ -744,6 +751,9 @@ fn print_table(cells: &[Cell], plan: &Plan) {
 
 fn print_targets(cells: &[Cell], runs: &[Run], plan: &Plan) {
     let Some(gbit) = plan.profiles.iter().find(|p| p.name == "1gbit-5ms") else {
+        println!(
+            "\ntargets (issue 3, item 8) need the 1gbit-5ms profile: not measured in this run"
+        );
         return;
     };
     let at = |t: &str| {
