@@ -8,6 +8,10 @@ CARGO ?= cargo
 HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 COUNTER_BIN := target/$(HOST_TRIPLE)/release/ferry-counter
 COUNTER_IMAGE := build/ferry-counter.oci.tar
+# Which build of ferry packs the image: tests use the debug build, the demo the release one,
+# so neither builds the workspace twice.
+PROFILE ?= debug
+FERRY_BIN = target/$(PROFILE)/ferry
 
 .PHONY: all deps build build-release counter counter-image test lint demo bench doctor clean
 
@@ -18,7 +22,11 @@ deps:
 	@scripts/install-deps
 
 build: deps
+ifeq ($(PROFILE),release)
+	$(CARGO) build --release -p ferry
+else
 	$(CARGO) build --workspace
+endif
 
 build-release: deps
 	$(CARGO) build --release -p ferry
@@ -30,7 +38,7 @@ counter:
 # The counter's OCI image archive, packaged by ferry itself (no registry, no Docker).
 counter-image: counter build
 	@mkdir -p build
-	target/debug/ferry image pack --file $(COUNTER_BIN):/ferry-counter:0755 \
+	$(FERRY_BIN) image pack --file $(COUNTER_BIN):/ferry-counter:0755 \
 		--entrypoint /ferry-counter --reference ferry-counter:latest -o $(COUNTER_IMAGE)
 
 lint:
@@ -43,7 +51,14 @@ test: deps counter-image lint
 doctor: build
 	target/debug/ferry doctor
 
-demo: deps counter-image build-release
+# Benchmarks (not tests): medians with ranges, JSON and plots under bench-results/.
+bench: deps
+	$(MAKE) --no-print-directory counter-image PROFILE=release
+	target/release/ferry bench checkpoint
+	target/release/ferry bench migrate --quick
+
+demo: deps
+	$(MAKE) --no-print-directory counter-image PROFILE=release
 	target/release/ferry demo --image $(COUNTER_IMAGE)
 
 clean:
