@@ -700,6 +700,60 @@ impl Runtime {
         Ok(report)
     }
 
+    /// The restore step every path shares (local restore, incoming migration): a fresh CRIU
+    /// work dir, no stale runc state, no network lock left by a dump (it would block the
+    /// restored sockets; CRIU locks again itself), then `runc restore`. For post-copy
+    /// (`lazy_from`: the source's page server) a `criu lazy-pages` daemon serves the memory.
+    /// On failure the lock and runc state are cleaned and CRIU's errors reported.
+    fn run_restore(
+        &self,
+        c: &Container,
+        images: &Path,
+        tcp_established: bool,
+        lazy_from: Option<std::net::SocketAddr>,
+    ) -> Result<(u64, Option<std::process::Child>), RuntimeError> {
+        let name = c.name.as_str();
+        let work = self.container_dir(name).join("criu-restore");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
+        self.runc.delete(name)?;
+        net::remove_criu_network_lock(&c.netns);
+        let started = Instant::now();
+        let mut lazy = match lazy_from {
+            Some(addr) => Some(self.start_lazy_pages(images, &work, addr)?),
+            None => None,
+        };
+        let result = self.runc.restore(
+            name,
+            &RestoreOpts {
+                image_path: images,
+                work_path: &work,
+                bundle: &self.container_dir(name).join("bundle"),
+                tcp_established,
+                lazy_pages: lazy.is_some(),
+            },
+        );
+        if let Err(e) = result {
+            if let Some(l) = lazy.as_mut() {
+                let _ = l.kill();
+                let _ = l.wait();
+            }
+            net::remove_criu_network_lock(&c.netns);
+            let _ = self.runc.delete(name);
+            let detail = format!(
+                "{}; CRIU: {}",
+                e.stderr,
+                runc::criu_log_tail(&work, "restore.log")
+            );
+            return Err(RuntimeError::Criu {
+                action: "restore",
+                name: name.to_string(),
+                detail,
+            });
+        }
+        Ok((started.elapsed().as_millis() as u64, lazy))
+    }
+
     /// Restores a container from a checkpoint directory.
     pub fn restore(&self, name: &str, req: RestoreRequest) -> Result<RestoreReport, RuntimeError> {
         let lock = self.lock(name);
@@ -731,38 +785,7 @@ impl Runtime {
             )));
         }
         self.prepare(&c)?;
-        let work = self.container_dir(name).join("criu-restore");
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
-        self.runc.delete(name)?;
-        // The lock the dump left would block the restored sockets; CRIU locks again itself.
-        net::remove_criu_network_lock(&c.netns);
-        let started = Instant::now();
-        let result = self.runc.restore(
-            name,
-            &RestoreOpts {
-                image_path: &image_dir,
-                work_path: &work,
-                bundle: &self.container_dir(name).join("bundle"),
-                tcp_established: req.tcp_established,
-                lazy_pages: false,
-            },
-        );
-        let restore_ms = started.elapsed().as_millis() as u64;
-        if let Err(e) = result {
-            net::remove_criu_network_lock(&c.netns);
-            let _ = self.runc.delete(name);
-            let detail = format!(
-                "{}; CRIU: {}",
-                e.stderr,
-                runc::criu_log_tail(&work, "restore.log")
-            );
-            return Err(RuntimeError::Criu {
-                action: "restore",
-                name: name.to_string(),
-                detail,
-            });
-        }
+        let (restore_ms, _) = self.run_restore(&c, &image_dir, req.tcp_established, None)?;
         c.status = Status::Running;
         self.save(&c)?;
         tracing::info!(container = %name, ms = restore_ms, "restored");

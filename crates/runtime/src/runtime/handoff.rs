@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::{io, now_rfc3339, Runtime, RuntimeError};
 use crate::container::{self, Container, ContainerRequest, Outgoing, Status};
 use crate::net;
-use crate::runc::{self, CheckpointOpts, RestoreOpts};
+use crate::runc::{self, CheckpointOpts};
 use crate::spec;
 
 /// What CRIU's `stats-dump` says about one dump.
@@ -415,51 +415,12 @@ impl Runtime {
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let c = self.incoming_container(name)?;
         self.mount_root(&c)?;
-        let images = self.incoming_dirs(name).images;
-        let work = self.container_dir(name).join("criu-restore");
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
-        self.runc.delete(name)?;
-        net::remove_criu_network_lock(&c.netns);
-        let started = Instant::now();
         // The lazy-pages daemon runs in the host's namespace (not the container's: the
         // restore's network lock would cut it off) and shares the restore's work dir.
-        let mut lazy = match lazy_from {
-            Some(addr) => Some(self.start_lazy_pages(&images, &work, addr)?),
-            None => None,
-        };
-        let result = self.runc.restore(
-            name,
-            &RestoreOpts {
-                image_path: &images,
-                work_path: &work,
-                bundle: &self.container_dir(name).join("bundle"),
-                tcp_established: true,
-                lazy_pages: lazy.is_some(),
-            },
-        );
-        if let Err(e) = result {
-            if let Some(l) = lazy.as_mut() {
-                let _ = l.kill();
-                let _ = l.wait();
-            }
-            net::remove_criu_network_lock(&c.netns);
-            let _ = self.runc.delete(name);
-            let detail = format!(
-                "{}; CRIU: {}",
-                e.stderr,
-                runc::criu_log_tail(&work, "restore.log")
-            );
-            return Err(RuntimeError::Criu {
-                action: "restore",
-                name: name.to_string(),
-                detail,
-            });
-        }
-        Ok((started.elapsed().as_millis() as u64, lazy))
+        self.run_restore(&c, &self.incoming_dirs(name).images, true, lazy_from)
     }
 
-    fn start_lazy_pages(
+    pub(super) fn start_lazy_pages(
         &self,
         images: &Path,
         work: &Path,
