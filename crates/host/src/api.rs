@@ -310,8 +310,11 @@ async fn migrate_container(
     // A failed migration is a ProblemDetails that carries the report as an extension member.
     let status = StatusCode::BAD_GATEWAY;
     let detail = format!(
-        "migration {:?} in phase {}: {}",
-        report.outcome,
+        "migration {} in phase {}: {}",
+        serde_json::to_value(report.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
         report
             .failed_phase
             .map(|p| p.to_string())

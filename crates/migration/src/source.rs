@@ -394,6 +394,7 @@ fn run(
 
     // Post-copy: the app serves on the target while its memory still arrives from here.
     if let Some(child) = lazy_dump.take() {
+        let _ = rt.outgoing_phase(name, "lazy");
         let t = Instant::now();
         let ok = wait_lazy_dump(child);
         report.timings.lazy_completion_ms = ms_since(t);
