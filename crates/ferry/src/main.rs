@@ -41,7 +41,9 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    cmd::init_logging();
+    // The demo and benchmarks print their own story; daemons log at info.
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    cmd::init_logging(if quiet { "warn" } else { "info" });
     let result = match cli.command {
         Command::Host(args) => cmd::host::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),

@@ -13,10 +13,10 @@ pub mod migrate;
 pub mod ran;
 pub mod testbed;
 
-/// Logs go to stderr; `RUST_LOG` filters them (default: info for ferry's crates).
-pub fn init_logging() {
+/// Logs go to stderr; `RUST_LOG` filters them (default: `default_level`).
+pub fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
