@@ -19,6 +19,7 @@ pub mod app_lcm;
 pub mod app_pkgm;
 pub mod app_support;
 pub mod client;
+pub mod controller;
 pub mod dataplane;
 pub mod file_config;
 pub mod filter;
@@ -107,6 +108,8 @@ struct Inner {
     busy: Mutex<std::collections::HashSet<String>>,
     /// Serializes address allocation.
     placement: tokio::sync::Mutex<()>,
+    /// The relocation controller's state (`controller.rs`).
+    controller: controller::Controller,
 }
 
 /// Marks an app instance busy until dropped (see `Control::claim`).
@@ -164,6 +167,13 @@ impl Control {
                     .unwrap_or_else(|_| reqwest::Client::new()),
                 busy: Mutex::new(Default::default()),
                 placement: tokio::sync::Mutex::new(()),
+                // Migrations take as long as the state is large: no overall timeout.
+                controller: controller::Controller::new(Box::new(relocation::HttpMigrator {
+                    client: reqwest::Client::builder()
+                        .connect_timeout(std::time::Duration::from_secs(5))
+                        .build()
+                        .unwrap_or_else(|_| reqwest::Client::new()),
+                })),
             }),
         };
         ams::restore(&control)?;
@@ -171,8 +181,7 @@ impl Control {
         app_lcm::restore(&control)?;
         service_mgmt::restore(&control)?;
         for r in control.in_flight_relocations()? {
-            // The controller that will finish or roll these back is not built yet (see
-            // relocation.rs); say loudly that one was interrupted.
+            // `serve` finishes or rolls these back (controller::recover).
             tracing::warn!(relocation = %r.id, instance = %r.app_instance_id, phase = ?r.phase,
                 "relocation was in flight when the control plane stopped");
         }
@@ -189,6 +198,10 @@ impl Control {
             .layer(axum::middleware::from_fn(http::require_json_accept));
         etsi.route("/ferry/control/v1/hosts", get(hosts_view))
             .route("/ferry/control/v1/relocations", get(relocations_view))
+            .route(
+                controller::CELL_CHANGE_PATH,
+                axum::routing::post(controller::cell_change),
+            )
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
             .with_state(self.clone())
@@ -328,13 +341,30 @@ async fn relocations_view(
     Ok(http::json(axum::http::StatusCode::OK, &all))
 }
 
-/// Serves the control plane's APIs on `listener` until `shutdown` completes.
+/// Serves the control plane's APIs on `listener` until `shutdown` completes. With a RAN, it
+/// also subscribes to MEC 012 CellChange (callback on this listener) and deletes the
+/// subscription at shutdown; interrupted relocations are finished or rolled back first.
 pub async fn serve(
     control: Control,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, control.router())
+    let mut addr = listener.local_addr()?;
+    if addr.ip().is_unspecified() {
+        // The RAN must reach us on a concrete address; loopback is the only one we know.
+        tracing::warn!("listening on all addresses: the RAN callback uses 127.0.0.1");
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let c2 = control.clone();
+    let callback = format!("http://{addr}{}", controller::CELL_CHANGE_PATH);
+    let subscriber = tokio::spawn(async move {
+        controller::recover(c2.clone()).await;
+        controller::subscribe_ran(c2, callback).await;
+    });
+    let result = axum::serve(listener, control.router())
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    subscriber.abort();
+    controller::unsubscribe_ran(&control).await;
+    result
 }

@@ -1,0 +1,601 @@
+//! The relocation controller: MEC 012 CellChange consumer and the procedure that moves a UE's
+//! app instances to the MEC host serving its new cell (MEC 021 mobility procedure).
+//!
+//! - `subscribe_ran` / `unsubscribe_ran`: a `CellChangeSubscription` at the RAN whose callback
+//!   is `POST /ferry/control/v1/notifications/rni/cell_change` of this daemon;
+//! - `on_cell_change`: a COMPLETED handover -> the target host -> for each instance serving the
+//!   UE (AMS registrations), queue a move. Moves of one instance are coalesced: a worker per
+//!   instance always goes to the latest wanted host (no ping-pong);
+//! - `relocate`: TRIGGERED -> state transfer (APPLICATION: the app says
+//!   USER_CONTEXT_TRANSFER_COMPLETED; CONTAINER_MIGRATION: the source host migrates) -> traffic
+//!   switch -> instance host updated -> COMPLETED, or FAILED with the app left on the source;
+//!   the record is written at every phase;
+//! - `recover`: at start, relocations in flight are completed (the container is on the target)
+//!   or marked FAILED.
+
+use crate::ams::{self, MobilityDecision, MobilityEvent};
+use crate::app_lcm::{self, STEER_RULE};
+use crate::relocation::{Migrator, Phase, RelocationRecord};
+use crate::store::Table;
+use crate::{lock, Control};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mec_api::ams::{
+    AssociateId, AssociateIdType, ContextTransferState, MobilityStatus, TargetAppInfo,
+};
+use mec_api::app_lcm::AppInstanceInfo;
+use mec_api::app_pkgm::StateRelocationMode;
+use mec_api::rni::{CellChangeNotification, HoStatus};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Path of the MEC 012 notification callback.
+pub const CELL_CHANGE_PATH: &str = "/ferry/control/v1/notifications/rni/cell_change";
+
+/// How many relocations may touch one MEC host at once.
+pub const PER_HOST_LIMIT: usize = 4;
+
+/// How long the app may take to confirm or transfer its context.
+pub const APP_WAIT: Duration = Duration::from_secs(30);
+
+/// One wanted move of an instance (the latest handover wins).
+#[derive(Clone, Debug)]
+struct Wanted {
+    target: String,
+    ue: Ipv4Addr,
+    registration: Option<String>,
+    decision: MobilityDecision,
+}
+
+/// The controller's shared state, kept in `Control`.
+pub struct Controller {
+    migrator: Box<dyn Migrator>,
+    /// Instance -> the latest wanted move not yet started.
+    wanted: std::sync::Mutex<HashMap<String, Wanted>>,
+    /// Instances with a running worker.
+    workers: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Per-host concurrency limit.
+    limits: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// The RAN subscription's href, to delete at shutdown.
+    ran_subscription: std::sync::Mutex<Option<String>>,
+}
+
+impl Controller {
+    pub fn new(migrator: Box<dyn Migrator>) -> Controller {
+        Controller {
+            migrator,
+            wanted: Default::default(),
+            workers: Default::default(),
+            limits: Default::default(),
+            ran_subscription: Default::default(),
+        }
+    }
+
+    fn limit(&self, host: &str) -> Arc<tokio::sync::Semaphore> {
+        lock(&self.limits)
+            .entry(host.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_HOST_LIMIT)))
+            .clone()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+// ---- MEC 012 consumer ----
+
+/// Subscribes to CellChange (hoStatus COMPLETED) at the RAN, retrying until it answers.
+pub async fn subscribe_ran(c: Control, callback: String) {
+    let Some(ran) = c.config().ran.clone() else {
+        return;
+    };
+    let body = serde_json::json!({
+        "subscriptionType": "CellChangeSubscription",
+        "callbackReference": callback,
+        "filterCriteriaAssocHo": {"hoStatus": [3]},
+    });
+    for attempt in 0u32.. {
+        let r = c
+            .http()
+            .post(format!("{ran}/rni/v2/subscriptions"))
+            .json(&body)
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == StatusCode::CREATED => {
+                let href = r
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .map(str::to_string);
+                tracing::info!(?href, "subscribed to MEC 012 CellChange at the RAN");
+                *lock(&c.inner.controller.ran_subscription) = href;
+                return;
+            }
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "RAN refused the CellChange subscription")
+            }
+            Err(e) => tracing::warn!("RAN unreachable for the CellChange subscription: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(10) + 1))).await;
+    }
+}
+
+/// Deletes the RAN subscription (at shutdown).
+pub async fn unsubscribe_ran(c: &Control) {
+    let href = lock(&c.inner.controller.ran_subscription).take();
+    if let Some(href) = href {
+        match c.http().delete(&href).send().await {
+            Ok(r) => tracing::info!(status = %r.status(), "CellChange subscription deleted"),
+            Err(e) => tracing::warn!("cannot delete the CellChange subscription: {e}"),
+        }
+    }
+}
+
+/// `POST /ferry/control/v1/notifications/rni/cell_change`.
+pub(crate) async fn cell_change(
+    State(c): State<Control>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let n: CellChangeNotification = match crate::http::parse_body(&headers, &body) {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
+    };
+    if n.ho_status == HoStatus::Completed {
+        tokio::spawn(async move { on_cell_change(&c, &n).await });
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// A completed handover: queue a move of each instance serving the UE whose host differs.
+async fn on_cell_change(c: &Control, n: &CellChangeNotification) {
+    for a in &n.associate_id {
+        let Ok(ue) = a.value.trim().parse::<Ipv4Addr>() else {
+            continue;
+        };
+        if a.type_ != mec_api::rni::AssociateIdType::UeIpv4Address {
+            continue;
+        }
+        let cell = n.trg_ecgi.first().map(|e| e.cell_id.clone());
+        let target = match cell.as_deref().and_then(|cl| c.config().cells.get(cl)) {
+            Some(h) => h.clone(),
+            // The topology names cells, the RAN sends ECGIs: ask the RAN where the UE is now.
+            None => match app_lcm::serving_host(c, ue).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(%ue, ?cell, "handover to a cell no host serves: {}", e.0.detail.unwrap_or_default());
+                    continue;
+                }
+            },
+        };
+        let regs = match ams::registrations_for_ue(c, ue) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot read registrations: {e}");
+                continue;
+            }
+        };
+        for (reg, dev) in regs {
+            let Some(instance) = reg.service_consumer_id.app_instance_id.clone() else {
+                continue;
+            };
+            let w = Wanted {
+                target: target.clone(),
+                ue,
+                registration: reg.app_mobility_service_id.clone(),
+                decision: ams::decide(dev.app_mobility_service_level),
+            };
+            want(c, &instance, w);
+        }
+    }
+}
+
+/// Records the latest wanted move of an instance; starts its worker if none runs.
+fn want(c: &Control, instance: &str, w: Wanted) {
+    let ctl = &c.inner.controller;
+    lock(&ctl.wanted).insert(instance.to_string(), w);
+    if !lock(&ctl.workers).insert(instance.to_string()) {
+        return; // the running worker picks it up after its current move
+    }
+    let c = c.clone();
+    let instance = instance.to_string();
+    tokio::spawn(async move {
+        loop {
+            let next = {
+                let ctl = &c.inner.controller;
+                let mut wanted = lock(&ctl.wanted);
+                let n = wanted.remove(&instance);
+                if n.is_none() {
+                    lock(&ctl.workers).remove(&instance);
+                }
+                n
+            };
+            let Some(w) = next else { break };
+            move_instance(&c, &instance, &w).await;
+        }
+    });
+}
+
+/// Carries out one wanted move, per the service level.
+async fn move_instance(c: &Control, instance: &str, w: &Wanted) {
+    let inst: AppInstanceInfo = match c.store().get(Table::Instances, instance) {
+        Ok(Some(i)) => i,
+        _ => return,
+    };
+    let (Some(source), Some(addr)) = (inst.ferry_host.clone(), inst.ferry_address.clone()) else {
+        return; // not instantiated
+    };
+    if source == w.target {
+        return;
+    }
+    let Ok(address) = addr.parse::<Ipv4Addr>() else {
+        return;
+    };
+    if w.decision == MobilityDecision::SteerOnly {
+        // APP_MOBILITY_NOT_ALLOWED: the instance stays; the UE's traffic keeps reaching it.
+        if let Err(e) = c.data_plane().route(address, &source).await {
+            tracing::warn!(%instance, "traffic rule not applied: {e}");
+        }
+        tracing::info!(%instance, %source, "mobility not allowed: traffic steered to the instance where it is");
+        return;
+    }
+    // A lifecycle operation holds the instance: wait for it (bounded).
+    let mut claim = None;
+    for _ in 0..100 {
+        claim = c.claim(instance);
+        if claim.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(_claim) = claim else {
+        tracing::warn!(%instance, "instance busy: relocation skipped");
+        return;
+    };
+    let ctl = &c.inner.controller;
+    // Per-host limit, acquired in name order so two moves cannot deadlock.
+    let (first, second) = if source < w.target {
+        (&source, &w.target)
+    } else {
+        (&w.target, &source)
+    };
+    let (l1, l2) = (ctl.limit(first), ctl.limit(second));
+    let _p1 = l1.acquire_owned().await;
+    let _p2 = l2.acquire_owned().await;
+    if let Err(e) = relocate(c, &inst, &source, address, w).await {
+        tracing::error!(%instance, "relocation bookkeeping failed: {e}");
+    }
+}
+
+fn save(
+    c: &Control,
+    r: &mut RelocationRecord,
+    phase: Phase,
+) -> Result<(), crate::store::StoreError> {
+    r.phase = phase;
+    r.phase_times_ms.push((phase, now_ms()));
+    c.store().put(Table::Relocations, &r.id, r)
+}
+
+fn event(r: &RelocationRecord, status: MobilityStatus, target: bool) -> MobilityEvent {
+    MobilityEvent {
+        app_instance_id: r.app_instance_id.clone(),
+        associate_id: vec![AssociateId {
+            type_: AssociateIdType::UeIpv4Address,
+            value: r.associate_id.clone(),
+        }],
+        status,
+        target: target.then(|| TargetAppInfo {
+            app_instance_id: r.app_instance_id.clone(),
+            comm_interface: None,
+        }),
+    }
+}
+
+/// The relocation procedure of one instance from `source` to `w.target`.
+async fn relocate(
+    c: &Control,
+    inst: &AppInstanceInfo,
+    source: &str,
+    address: Ipv4Addr,
+    w: &Wanted,
+) -> Result<(), crate::store::StoreError> {
+    let appd = app_lcm::appd_of(c, inst)?;
+    let sr = appd.as_ref().and_then(|a| a.ferry_state_relocation.clone());
+    let mode = sr.as_ref().map(|s| s.mode).unwrap_or_default();
+    let technique = sr
+        .as_ref()
+        .and_then(|s| s.technique.clone())
+        .unwrap_or_else(|| "auto".to_string());
+    let mut r = RelocationRecord {
+        id: c.store().next_id("reloc")?,
+        app_instance_id: inst.id.clone(),
+        associate_id: w.ue.to_string(),
+        source_host: source.to_string(),
+        target_host: w.target.clone(),
+        mode: match mode {
+            StateRelocationMode::Application => "APPLICATION",
+            StateRelocationMode::ContainerMigration => "CONTAINER_MIGRATION",
+        }
+        .to_string(),
+        technique: (mode == StateRelocationMode::ContainerMigration).then(|| technique.clone()),
+        phase: Phase::Triggered,
+        phase_times_ms: Vec::new(),
+        migration_report: None,
+        error: None,
+    };
+    // A stale COMPLETED from an earlier move must not count as this one's.
+    if let Some(reg) = &w.registration {
+        ams::set_context_transfer_state(c, reg, w.ue, ContextTransferState::NotTransferred)?;
+    }
+    let mut events = c.registration_events();
+    save(c, &mut r, Phase::Triggered)?;
+    c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutTriggered, true))?;
+
+    let outcome = transfer(c, inst, &mut r, w, mode, &technique, &mut events).await;
+    match outcome {
+        Ok(()) => {
+            save(c, &mut r, Phase::SwitchingTraffic)?;
+            switch(c, &inst.id, address, &w.target).await?;
+            save(c, &mut r, Phase::CleaningUp)?;
+            if mode == StateRelocationMode::Application {
+                if let Err(e) = c.hosts().delete(source, &inst.id).await {
+                    tracing::warn!(instance = %inst.id, "source container not removed: {e}");
+                }
+            }
+            save(c, &mut r, Phase::Completed)?;
+            c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutCompleted, false))?;
+            c.notify_adjacent(&inst.app_d_id)?;
+            tracing::info!(instance = %inst.id, from = %source, to = %w.target, "relocated");
+        }
+        Err(e) => {
+            tracing::warn!(instance = %inst.id, "relocation failed: {e}");
+            r.error = Some(e);
+            save(c, &mut r, Phase::Failed)?;
+            c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutFailed, false))?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits for a change of `registration` satisfying `ok`, up to `APP_WAIT`.
+async fn wait_registration(
+    events: &mut tokio::sync::broadcast::Receiver<mec_api::ams::RegistrationInfo>,
+    registration: &str,
+    ok: impl Fn(&mec_api::ams::RegistrationInfo) -> bool,
+) -> bool {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(r) if r.app_mobility_service_id.as_deref() == Some(registration) && ok(&r) => {
+                    return true
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(APP_WAIT, wait).await.unwrap_or(false)
+}
+
+/// Moves the user context; on error the app still serves from the source.
+async fn transfer(
+    c: &Control,
+    inst: &AppInstanceInfo,
+    r: &mut RelocationRecord,
+    w: &Wanted,
+    mode: StateRelocationMode,
+    technique: &str,
+    events: &mut tokio::sync::broadcast::Receiver<mec_api::ams::RegistrationInfo>,
+) -> Result<(), String> {
+    let completed = |reg: &mec_api::ams::RegistrationInfo| {
+        reg.device_information.iter().any(|d| {
+            d.associate_id.value.trim().parse() == Ok(w.ue)
+                && d.context_transfer_state
+                    == Some(ContextTransferState::UserContextTransferCompleted)
+        })
+    };
+    let source_url = c
+        .hosts()
+        .url(&r.source_host)
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let target_url = c
+        .hosts()
+        .url(&r.target_host)
+        .map_err(|e| e.to_string())?
+        .to_string();
+    match mode {
+        StateRelocationMode::ContainerMigration => {
+            if w.decision == MobilityDecision::RelocateAfterConfirmation {
+                let Some(reg) = &w.registration else {
+                    return Err("no registration to confirm the relocation".into());
+                };
+                // Any update of the registration after TRIGGERED is the app's confirmation.
+                if !wait_registration(events, reg, |_| true).await {
+                    return Err(format!(
+                        "the app did not confirm within {} s",
+                        APP_WAIT.as_secs()
+                    ));
+                }
+            }
+            save(c, r, Phase::TransferringState).map_err(|e| e.to_string())?;
+            let report = c
+                .inner
+                .controller
+                .migrator
+                .migrate(&source_url, &inst.id, &target_url, technique)
+                .await?;
+            r.migration_report = Some(report);
+            if let Some(reg) = &w.registration {
+                // The platform moved the context: say so on the app's behalf.
+                ams::set_context_transfer_state(
+                    c,
+                    reg,
+                    w.ue,
+                    ContextTransferState::UserContextTransferCompleted,
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        StateRelocationMode::Application => {
+            let Some(reg) = w.registration.clone() else {
+                return Err(
+                    "APPLICATION mode needs an AMS registration to report the context transfer"
+                        .into(),
+                );
+            };
+            save(c, r, Phase::TransferringState).map_err(|e| e.to_string())?;
+            // A fresh instance on the target; the app moves its context into it.
+            let spec = container_spec(c, inst).map_err(|e| e.to_string())?;
+            c.hosts()
+                .create(&r.target_host, &spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Err(e) = c.hosts().start(&r.target_host, &inst.id).await {
+                let _ = c.hosts().delete(&r.target_host, &inst.id).await;
+                return Err(e.to_string());
+            }
+            if !wait_registration(events, &reg, completed).await {
+                let _ = c.hosts().delete(&r.target_host, &inst.id).await;
+                return Err(format!(
+                    "the app did not report USER_CONTEXT_TRANSFER_COMPLETED within {} s",
+                    APP_WAIT.as_secs()
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The container spec of an instance (as instantiation built it).
+fn container_spec(
+    c: &Control,
+    inst: &AppInstanceInfo,
+) -> Result<crate::hosts::ContainerSpec, String> {
+    let appd = app_lcm::appd_of(c, inst)
+        .map_err(|e| e.to_string())?
+        .ok_or("the app package is no longer onboarded")?;
+    let fc = appd.ferry_container.clone().unwrap_or_default();
+    Ok(crate::hosts::ContainerSpec {
+        name: inst.id.clone(),
+        image: appd.app_d_id.clone(),
+        args: (!fc.args.is_empty()).then(|| fc.args.clone()),
+        env: fc.env.clone(),
+        memory_mib: fc.memory_mib,
+        cpus: fc.cpus,
+        ip: inst.ferry_address.clone().unwrap_or_default(),
+    })
+}
+
+/// Steers the instance's address to `target` and records the instance there.
+async fn switch(
+    c: &Control,
+    instance: &str,
+    address: Ipv4Addr,
+    target: &str,
+) -> Result<(), crate::store::StoreError> {
+    let rule = app_lcm::steer_rule(c, &address.to_string(), target);
+    c.store().put(
+        Table::TrafficRules,
+        &format!("{instance}/{STEER_RULE}"),
+        &rule,
+    )?;
+    if let Err(e) = c.data_plane().route(address, target).await {
+        tracing::warn!(%instance, "traffic rule not applied: {e}");
+    }
+    c.store()
+        .update(Table::Instances, instance, |i: &mut AppInstanceInfo| {
+            i.ferry_host = Some(target.to_string());
+            Ok::<_, ()>(())
+        })?;
+    Ok(())
+}
+
+// ---- restart ----
+
+/// Finishes or rolls back the relocations that were in flight when the daemon stopped: if the
+/// target host runs the container (the migration landed), complete; else FAILED.
+pub async fn recover(c: Control) {
+    let records = match c.in_flight_relocations() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot read relocations: {e}");
+            return;
+        }
+    };
+    for mut r in records {
+        let _claim = c.claim(&r.app_instance_id);
+        let on_target = container_on(&c, &r.target_host, &r.app_instance_id).await;
+        let landed = r.mode == "CONTAINER_MIGRATION" && on_target;
+        let inst: Option<AppInstanceInfo> = c
+            .store()
+            .get(Table::Instances, &r.app_instance_id)
+            .ok()
+            .flatten();
+        let address = inst
+            .as_ref()
+            .and_then(|i| i.ferry_address.as_deref())
+            .and_then(|a| a.parse::<Ipv4Addr>().ok());
+        let result = async {
+            match (landed, address) {
+                (true, Some(a)) => {
+                    save(&c, &mut r, Phase::SwitchingTraffic)?;
+                    switch(&c, &r.app_instance_id, a, &r.target_host).await?;
+                    save(&c, &mut r, Phase::Completed)?;
+                    c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutCompleted, false))?;
+                    tracing::info!(relocation = %r.id, "interrupted relocation completed");
+                }
+                _ => {
+                    if r.mode == "APPLICATION" && on_target {
+                        let _ = c.hosts().delete(&r.target_host, &r.app_instance_id).await;
+                    }
+                    if let Some(a) = address {
+                        // The app serves from the source: make sure traffic goes there.
+                        switch(&c, &r.app_instance_id, a, &r.source_host).await?;
+                    }
+                    r.error = Some("the control plane stopped during the relocation; the app stays on the source host".into());
+                    save(&c, &mut r, Phase::Failed)?;
+                    c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutFailed, false))?;
+                    tracing::warn!(relocation = %r.id, "interrupted relocation marked FAILED");
+                }
+            }
+            Ok::<_, crate::store::StoreError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(relocation = %r.id, "cannot finish the interrupted relocation: {e}");
+        }
+    }
+}
+
+/// Does `host` run a container named `name`? (`GET /ferry/v1/containers/{name}` is 200.)
+async fn container_on(c: &Control, host: &str, name: &str) -> bool {
+    let Ok(url) = c.hosts().url(host) else {
+        return false;
+    };
+    // The source may still be migrating: give it a while to land.
+    for _ in 0..3 {
+        match c
+            .http()
+            .get(format!("{url}/ferry/v1/containers/{name}"))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) if r.status() == StatusCode::NOT_FOUND => return false,
+            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+    false
+}

@@ -1,0 +1,574 @@
+//! The relocation controller of `ferry control`, end to end between real processes: the real
+//! `ferry ran` (MEC 012 CellChange over HTTP, forced handovers), the real `ferry control`
+//! binary, fake MEC hosts that record (and may delay or fail) the migrate calls, and a real AMS
+//! subscriber callback.
+
+mod control_support;
+
+use control_support::*;
+use ferry_control::axum::{
+    body::Bytes,
+    extract::State,
+    http::{Method, StatusCode, Uri},
+    Router,
+};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Two zones: edge-a (cell a1) and edge-b (cell b1); ue1 (10.150.0.1) starts in a1.
+const TOPOLOGY: &str = r#"
+name = "reloctest"
+
+[[hosts]]
+name = "edge-a"
+address = "10.100.0.11"
+
+[[hosts]]
+name = "edge-b"
+address = "10.100.0.12"
+
+[[cells]]
+name = "a1"
+ecgi = { mcc = "001", mnc = "01", cell_id = "00000a1" }
+position = { latitude = 43.7300, longitude = 7.4200 }
+radius_m = 400.0
+host = "edge-a"
+
+[[cells]]
+name = "b1"
+ecgi = { mcc = "001", mnc = "01", cell_id = "00000b1" }
+position = { latitude = 43.7300, longitude = 7.4400 }
+radius_m = 400.0
+host = "edge-b"
+
+[[ues]]
+name = "ue1"
+address = "10.150.0.1"
+cell = "a1"
+"#;
+
+const UE: &str = "10.150.0.1";
+
+// ---- a fake host whose migrate call can be slow or fail ----
+
+#[derive(Clone, Default)]
+struct Knobs {
+    calls: Arc<Mutex<Vec<(String, String, Value)>>>,
+    migrate_delay: Arc<Mutex<Duration>>,
+    migrate_fails: Arc<Mutex<bool>>,
+}
+
+struct Host {
+    url: String,
+    knobs: Knobs,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn host_call(
+    State(k): State<Knobs>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let path = uri.path().to_string();
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    k.calls
+        .lock()
+        .unwrap()
+        .push((method.to_string(), path.clone(), v));
+    if path.ends_with("/migrate") {
+        let d = *k.migrate_delay.lock().unwrap();
+        tokio::time::sleep(d).await;
+        if *k.migrate_fails.lock().unwrap() {
+            return (
+                StatusCode::BAD_GATEWAY,
+                r#"{"status":502,"detail":"restore failed on the target","report":{"outcome":"rolled back"}}"#.into(),
+            );
+        }
+        return (
+            StatusCode::OK,
+            r#"{"technique":"pre-copy","bytes_on_wire":1048576,"timings":{"total_ms":120,"downtime_ms":40}}"#.into(),
+        );
+    }
+    let status =
+        if method == Method::POST && (path.ends_with("/containers") || path.ends_with("/images")) {
+            StatusCode::CREATED
+        } else if method == Method::DELETE {
+            StatusCode::NO_CONTENT
+        } else {
+            StatusCode::OK
+        };
+    (status, "{}".into())
+}
+
+impl Host {
+    async fn start() -> Host {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let knobs = Knobs::default();
+        let app = Router::new()
+            .fallback(host_call)
+            .layer(ferry_control::axum::extract::DefaultBodyLimit::disable())
+            .with_state(knobs.clone());
+        let task = tokio::spawn(async move {
+            let _ = ferry_control::axum::serve(listener, app).await;
+        });
+        Host { url, knobs, task }
+    }
+
+    /// "METHOD PATH" of every call after the onboarding / instantiation ones.
+    fn calls_matching(&self, suffix: &str) -> Vec<(String, String, Value)> {
+        self.knobs
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.1.ends_with(suffix))
+            .cloned()
+            .collect()
+    }
+
+    fn migrations(&self) -> Vec<Value> {
+        self.calls_matching("/migrate")
+            .into_iter()
+            .map(|c| c.2)
+            .collect()
+    }
+}
+
+// ---- the RAN ----
+
+struct Ran {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Ran {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_ran(topology: &std::path::Path) -> Ran {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(BIN)
+        .args(["ran", "--no-trace", "--listen", "127.0.0.1:0", "--topology"])
+        .arg(topology)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ferry ran");
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let url = line
+        .trim()
+        .strip_prefix("ferry ran: listening on ")
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        url.starts_with("http://"),
+        "ferry ran did not start: {line:?}"
+    );
+    Ran { child, url }
+}
+
+async fn handover(ran: &Ran, cell: &str) {
+    let r = post_json(
+        &format!("{}/ferry/ran/v1/ues/ue1/handover", ran.url),
+        &json!({"cell": cell}),
+    )
+    .await;
+    assert_eq!(r.0, 200, "handover: {}", r.2);
+}
+
+/// Waits until the RAN lists `n` CellChange subscriptions.
+async fn wait_ran_subscriptions(ran: &Ran, n: usize) {
+    let mut got = 0;
+    for _ in 0..100 {
+        let l = get(&format!("{}/rni/v2/subscriptions", ran.url)).await.2;
+        got = l["_links"]["subscription"].as_array().map_or(0, Vec::len);
+        if got == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the RAN has {got} subscriptions, expected {n}");
+}
+
+/// Everything one test needs: RAN, two hosts, control, an instance on edge-a, an AMS
+/// registration for ue1 at `level`, a MobilityProcedure subscriber.
+struct Setup {
+    _d: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    ran: Ran,
+    a: Host,
+    b: Host,
+    c: ControlProcess,
+    cb: Callback,
+    instance: String,
+    registration: String,
+}
+
+async fn setup(level: &str, mode: &str) -> Setup {
+    let (a, b) = (Host::start().await, Host::start().await);
+    let (d, dir) = state_dir();
+    let topo = dir.join("topology.toml");
+    std::fs::write(&topo, TOPOLOGY).unwrap();
+    let ran = start_ran(&topo);
+    let args = vec![
+        "--host".to_string(),
+        format!("edge-a={}", a.url),
+        "--host".into(),
+        format!("edge-b={}", b.url),
+        "--topology".into(),
+        topo.display().to_string(),
+        "--ran".into(),
+        ran.url.clone(),
+    ];
+    let c = ControlProcess::start(&dir, &args);
+    wait_ran_subscriptions(&ran, 1).await;
+
+    let mut d_json = appd("counter");
+    d_json["ferryStateRelocation"]["mode"] = json!(mode);
+    let content = package(&d_json, &fake_image());
+    let created = post_json(
+        &c.api("/app_pkgm/v1/app_packages"),
+        &json!({"appPkgName": "counter", "appPkgVersion": "1.0", "appProvider": "ferry",
+                "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
+    )
+    .await;
+    let pkg = created.2["id"].as_str().unwrap().to_string();
+    let up = put_bytes(
+        &c.api(&format!("/app_pkgm/v1/app_packages/{pkg}/package_content")),
+        content,
+    )
+    .await;
+    assert_eq!(up.0, 202, "{}", up.2);
+    let instance = instantiate(&c, "counter", "edge-a").await;
+
+    let reg = post_json(
+        &c.api("/amsi/v1/app_mobility_services"),
+        &json!({
+            "serviceConsumerId": {"appInstanceId": instance},
+            "deviceInformation": [{
+                "associateId": {"type": "UE_IPv4_ADDRESS", "value": UE},
+                "appMobilityServiceLevel": level,
+                "contextTransferState": "NOT_TRANSFERRED"
+            }]
+        }),
+    )
+    .await;
+    assert_eq!(reg.0, 201, "{}", reg.2);
+    let registration = reg.2["appMobilityServiceId"].as_str().unwrap().to_string();
+    let cb = Callback::start().await;
+    let s = post_json(
+        &c.api("/amsi/v1/subscriptions"),
+        &json!({
+            "subscriptionType": "MobilityProcedureSubscription",
+            "callbackReference": cb.url("/mp"),
+            // Without mobilityStatus the spec's default is TRIGGERED only.
+            "filterCriteria": {"associateId": [{"type": "UE_IPv4_ADDRESS", "value": UE}],
+                "mobilityStatus": ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_COMPLETED",
+                    "INTERHOST_MOVEOUT_FAILED"]}
+        }),
+    )
+    .await;
+    assert_eq!(s.0, 201, "{}", s.2);
+    Setup {
+        _d: d,
+        dir,
+        ran,
+        a,
+        b,
+        c,
+        cb,
+        instance,
+        registration,
+    }
+}
+
+impl Setup {
+    async fn host_of_instance(&self) -> Value {
+        get(&self
+            .c
+            .api(&format!("/app_lcm/v1/app_instances/{}", self.instance)))
+        .await
+        .2["ferryHost"]
+            .clone()
+    }
+
+    async fn statuses(&self, n: usize, secs: u64) -> Vec<String> {
+        self.cb
+            .wait("/mp", n, Duration::from_secs(secs))
+            .await
+            .iter()
+            .map(|r| r.body["mobilityStatus"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    async fn relocations(&self) -> Vec<Value> {
+        get(&self.c.api("/ferry/control/v1/relocations"))
+            .await
+            .2
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn put_context_state(&self, state: &str) {
+        let r = put_json(
+            &self.c.api(&format!(
+                "/amsi/v1/app_mobility_services/{}",
+                self.registration
+            )),
+            &json!({
+                "appMobilityServiceId": self.registration,
+                "serviceConsumerId": {"appInstanceId": self.instance},
+                "deviceInformation": [{
+                    "associateId": {"type": "UE_IPv4_ADDRESS", "value": UE},
+                    "appMobilityServiceLevel": "APP_MOBILITY_WITH_CONFIRMATION",
+                    "contextTransferState": state
+                }]
+            }),
+        )
+        .await;
+        assert_eq!(r.0, 200, "{}", r.2);
+    }
+}
+
+#[tokio::test]
+async fn handover_migrates_the_container_and_switches_traffic() {
+    let s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
+    handover(&s.ran, "b1").await;
+    let st = s.statuses(2, 20).await;
+    assert_eq!(
+        st,
+        ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_COMPLETED"],
+        "{:?}",
+        s.relocations().await
+    );
+    let first = &s.cb.on("/mp")[0].body;
+    assert_eq!(first["targetAppInfo"]["appInstanceId"], s.instance.as_str());
+    assert_eq!(first["associateId"][0]["value"], UE);
+
+    let m = s.a.migrations();
+    assert_eq!(m.len(), 1, "exactly one migrate call at the source: {m:?}");
+    assert_eq!(m[0]["target"], s.b.url.as_str());
+    assert_eq!(m[0]["technique"], "pre-copy");
+    assert!(s.b.migrations().is_empty());
+    assert_eq!(
+        s.a.calls_matching(&format!("/containers/{}/migrate", s.instance))
+            .len(),
+        1
+    );
+    assert_eq!(s.host_of_instance().await, "edge-b");
+    let rules = get(&s.c.api(&format!(
+        "/mec_app_support/v1/applications/{}/traffic_rules",
+        s.instance
+    )))
+    .await
+    .2;
+    assert!(
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["ferryHost"] == "edge-b"),
+        "the traffic rule steers to edge-b: {rules}"
+    );
+    let rel = s.relocations().await;
+    assert_eq!(rel.len(), 1, "{rel:?}");
+    assert_eq!(rel[0]["phase"], "COMPLETED");
+    assert_eq!(rel[0]["sourceHost"], "edge-a");
+    assert_eq!(rel[0]["targetHost"], "edge-b");
+    assert_eq!(rel[0]["migrationReport"]["bytes_on_wire"], 1048576);
+    // The context is marked transferred on the app's behalf.
+    let reg = get(&s.c.api(&format!(
+        "/amsi/v1/app_mobility_services/{}",
+        s.registration
+    )))
+    .await
+    .2;
+    assert_eq!(
+        reg["deviceInformation"][0]["contextTransferState"],
+        "USER_CONTEXT_TRANSFER_COMPLETED"
+    );
+}
+
+#[tokio::test]
+async fn not_allowed_keeps_the_instance_where_it_is() {
+    let s = setup("APP_MOBILITY_NOT_ALLOWED", "CONTAINER_MIGRATION").await;
+    handover(&s.ran, "b1").await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(s.a.migrations().is_empty());
+    assert!(s.cb.on("/mp").is_empty(), "no mobility procedure");
+    assert_eq!(s.host_of_instance().await, "edge-a");
+    assert!(s.relocations().await.is_empty());
+}
+
+#[tokio::test]
+async fn with_confirmation_waits_for_the_app() {
+    let s = setup("APP_MOBILITY_WITH_CONFIRMATION", "CONTAINER_MIGRATION").await;
+    handover(&s.ran, "b1").await;
+    assert_eq!(s.statuses(1, 10).await, ["INTERHOST_MOVEOUT_TRIGGERED"]);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        s.a.migrations().is_empty(),
+        "no migration before the app confirms"
+    );
+    assert_eq!(s.host_of_instance().await, "edge-a");
+    s.put_context_state("NOT_TRANSFERRED").await; // the app's confirmation
+    let st = s.statuses(2, 20).await;
+    assert_eq!(st[1], "INTERHOST_MOVEOUT_COMPLETED");
+    assert_eq!(s.a.migrations().len(), 1);
+    assert_eq!(s.host_of_instance().await, "edge-b");
+}
+
+#[tokio::test]
+async fn application_mode_waits_for_the_context_transfer() {
+    let s = setup("APP_MOBILITY_WITH_CONFIRMATION", "APPLICATION").await;
+    handover(&s.ran, "b1").await;
+    assert_eq!(s.statuses(1, 10).await, ["INTERHOST_MOVEOUT_TRIGGERED"]);
+    // A fresh instance runs on the target for the app to move its context into.
+    for _ in 0..50 {
+        if !s
+            .b
+            .calls_matching(&format!("/containers/{}/start", s.instance))
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        s.b.calls_matching("/containers").len(),
+        1,
+        "created on edge-b"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        s.host_of_instance().await,
+        "edge-a",
+        "not moved before the app says so"
+    );
+    s.put_context_state("USER_CONTEXT_TRANSFER_COMPLETED").await;
+    let st = s.statuses(2, 20).await;
+    assert_eq!(st[1], "INTERHOST_MOVEOUT_COMPLETED");
+    assert!(
+        s.a.migrations().is_empty(),
+        "no container migration in APPLICATION mode"
+    );
+    assert_eq!(s.host_of_instance().await, "edge-b");
+    assert_eq!(
+        s.a.calls_matching(&format!("/containers/{}", s.instance))
+            .iter()
+            .filter(|c| c.0 == "DELETE")
+            .count(),
+        1,
+        "the source instance is removed"
+    );
+    assert_eq!(s.relocations().await[0]["mode"], "APPLICATION");
+}
+
+#[tokio::test]
+async fn failing_migration_leaves_the_app_on_its_host() {
+    let s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
+    *s.a.knobs.migrate_fails.lock().unwrap() = true;
+    handover(&s.ran, "b1").await;
+    let st = s.statuses(2, 20).await;
+    assert_eq!(
+        st,
+        ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_FAILED"]
+    );
+    assert_eq!(s.a.migrations().len(), 1);
+    assert_eq!(s.host_of_instance().await, "edge-a");
+    let rel = s.relocations().await;
+    assert_eq!(rel[0]["phase"], "FAILED");
+    assert!(
+        rel[0]["error"].as_str().unwrap().contains("restore failed"),
+        "{rel:?}"
+    );
+}
+
+#[tokio::test]
+async fn handovers_during_a_slow_migration_coalesce_to_the_final_host() {
+    let s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
+    *s.a.knobs.migrate_delay.lock().unwrap() = Duration::from_secs(2);
+    handover(&s.ran, "b1").await;
+    for _ in 0..50 {
+        if !s.a.migrations().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // While a -> b runs: back to a1, then b1 again, then a1 (the final cell).
+    for cell in ["a1", "b1", "a1"] {
+        handover(&s.ran, cell).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let st = s.statuses(4, 30).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(st.len(), 4, "{st:?}");
+    assert_eq!(s.a.migrations().len(), 1, "a -> b once");
+    let back = s.b.migrations();
+    assert_eq!(
+        back.len(),
+        1,
+        "then b -> a once, only to the final host: {back:?}"
+    );
+    assert_eq!(back[0]["target"], s.a.url.as_str());
+    assert_eq!(s.host_of_instance().await, "edge-a");
+    assert_eq!(s.relocations().await.len(), 2);
+}
+
+#[tokio::test]
+async fn restart_during_a_relocation_finishes_it() {
+    let mut s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
+    *s.a.knobs.migrate_delay.lock().unwrap() = Duration::from_secs(3);
+    handover(&s.ran, "b1").await;
+    for _ in 0..50 {
+        if !s.a.migrations().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.relocations().await[0]["phase"], "TRANSFERRING_STATE");
+    let addr = s.c.addr();
+    let args = s.c.args.clone();
+    s.c.terminate();
+    // Shutdown deleted the RAN subscription.
+    wait_ran_subscriptions(&s.ran, 0).await;
+    // The (fake) source host finishes the migration meanwhile; the target runs the container.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.c = ControlProcess::start_on(&addr, &s.dir, &args);
+    wait_ran_subscriptions(&s.ran, 1).await;
+    let mut phase = Value::Null;
+    for _ in 0..100 {
+        phase = s.relocations().await[0]["phase"].clone();
+        if phase == "COMPLETED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(phase, "COMPLETED");
+    assert_eq!(s.host_of_instance().await, "edge-b");
+    assert_eq!(s.a.migrations().len(), 1, "not migrated twice");
+    // The restarted daemon still follows handovers.
+    handover(&s.ran, "a1").await;
+    for _ in 0..100 {
+        if s.host_of_instance().await == "edge-a" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.host_of_instance().await, "edge-a");
+    assert_eq!(s.b.migrations().len(), 1);
+}
