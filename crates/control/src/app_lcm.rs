@@ -489,6 +489,14 @@ async fn instantiate(
     c.store()
         .put(Table::TrafficRules, &format!("{id}/{STEER_RULE}"), &rule)?;
     crate::app_support::import_dns_rules(&c, &id, &appd, &address.to_string())?;
+    if let Some(ue) = req
+        .ferry_associate_id
+        .as_ref()
+        .and_then(|a| a.value.trim().parse::<Ipv4Addr>().ok())
+    {
+        // The relocation controller moves this instance when that UE hands over.
+        c.store().put(Table::InstanceUes, &id, &ue.to_string())?;
+    }
     if let Err(e) = c.data_plane().route(address, &host).await {
         tracing::warn!(instance = %id, "traffic rule not applied: {e}");
     }

@@ -184,6 +184,7 @@ async fn on_cell_change(c: &Control, n: &CellChangeNotification) {
                 continue;
             }
         };
+        let mut covered = std::collections::HashSet::new();
         for (reg, dev) in regs {
             let Some(instance) = reg.service_consumer_id.app_instance_id.clone() else {
                 continue;
@@ -194,7 +195,25 @@ async fn on_cell_change(c: &Control, n: &CellChangeNotification) {
                 registration: reg.app_mobility_service_id.clone(),
                 decision: ams::decide(dev.app_mobility_service_level),
             };
+            covered.insert(instance.clone());
             want(c, &instance, w);
+        }
+        // Instances instantiated for this UE without an AMS registration: no service level
+        // was given, so (as for a stateless app) relocate.
+        let for_ue = c
+            .store()
+            .list::<String>(Table::InstanceUes)
+            .unwrap_or_default();
+        for (instance, v) in for_ue {
+            if v.parse() == Ok(ue) && !covered.contains(&instance) {
+                let w = Wanted {
+                    target: target.clone(),
+                    ue,
+                    registration: None,
+                    decision: ams::decide(None),
+                };
+                want(c, &instance, w);
+            }
         }
     }
 }
@@ -331,6 +350,7 @@ async fn relocate(
         phase: Phase::Triggered,
         phase_times_ms: Vec::new(),
         migration_report: None,
+        platform_downtime_ms: None,
         error: None,
     };
     // A stale COMPLETED from an earlier move must not count as this one's.
@@ -344,8 +364,17 @@ async fn relocate(
     let outcome = transfer(c, inst, &mut r, w, mode, &technique, &mut events).await;
     match outcome {
         Ok(()) => {
+            let transferred = std::time::Instant::now();
             save(c, &mut r, Phase::SwitchingTraffic)?;
             switch(c, &inst.id, address, &w.target).await?;
+            // Downtime as the platform saw it: the app frozen on the hosts, then until its
+            // traffic reaches the target.
+            let frozen = r
+                .migration_report
+                .as_ref()
+                .and_then(|m| m["timings"]["frozen_ms"].as_u64())
+                .unwrap_or(0);
+            r.platform_downtime_ms = Some(frozen + transferred.elapsed().as_millis() as u64);
             save(c, &mut r, Phase::CleaningUp)?;
             if mode == StateRelocationMode::Application {
                 if let Err(e) = c.hosts().delete(source, &inst.id).await {

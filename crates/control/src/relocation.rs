@@ -1,14 +1,9 @@
-//! The seam of the relocation controller (issue 5 item 5, built once the migration and the
-//! testbed land): the relocation record kept in the store, and the `Migrator` call that moves
+//! The relocation record kept in the store, and the `Migrator` call that moves
 //! a container between MEC hosts.
 //!
-//! What exists now: the record type (persisted in `Table::Relocations`, served read-only at
-//! `/ferry/control/v1/relocations`), `Migrator` with its HTTP implementation over the
-//! `ferry host` migrate call, and `Control::in_flight_relocations` for the restart path. The
-//! controller itself will: map the new cell to a host, `Control::notify_mobility(TRIGGERED)`,
-//! move the state (APPLICATION: wait for `contextTransferState`; CONTAINER_MIGRATION:
-//! `Migrator::migrate`), `DataPlane::route`, clean up, `notify_mobility(COMPLETED|FAILED)`,
-//! writing the record at every phase change.
+//! The record type is persisted in `Table::Relocations` and served read-only at
+//! `/ferry/control/v1/relocations`; `Migrator` has its HTTP implementation over the
+//! `ferry host` migrate call. The controller that uses them is `controller.rs`.
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -53,6 +48,10 @@ pub struct RelocationRecord {
     /// The migration report of the source host (bytes, downtime as the platform saw it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration_report: Option<serde_json::Value>,
+    /// Downtime as the platform saw it: the migration's `frozen_ms` plus the time until the
+    /// traffic rule steered the app's address to the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_downtime_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

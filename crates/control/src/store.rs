@@ -69,10 +69,13 @@ pub enum Table {
     ServiceSubscriptions,
     /// Relocation records by id (see `relocation.rs`).
     Relocations,
+    /// The UE (IPv4 address) an instance was instantiated for (`ferryAssociateId`), by
+    /// instance id: the relocation controller moves it with that UE.
+    InstanceUes,
 }
 
 impl Table {
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 15] = [
         Table::Packages,
         Table::PkgSubscriptions,
         Table::AppDs,
@@ -87,6 +90,7 @@ impl Table {
         Table::Services,
         Table::ServiceSubscriptions,
         Table::Relocations,
+        Table::InstanceUes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -105,6 +109,7 @@ impl Table {
             Table::Services => "services",
             Table::ServiceSubscriptions => "service_subscriptions",
             Table::Relocations => "relocations",
+            Table::InstanceUes => "instance_ues",
         }
     }
 

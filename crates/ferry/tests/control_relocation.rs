@@ -57,6 +57,8 @@ struct Knobs {
     calls: Arc<Mutex<Vec<(String, String, Value)>>>,
     migrate_delay: Arc<Mutex<Duration>>,
     migrate_fails: Arc<Mutex<bool>>,
+    /// `GET /ferry/v1/containers/{name}` answers 404 (the container is not here).
+    no_containers: Arc<Mutex<bool>>,
 }
 
 struct Host {
@@ -83,6 +85,15 @@ async fn host_call(
         .lock()
         .unwrap()
         .push((method.to_string(), path.clone(), v));
+    if method == Method::GET
+        && path.starts_with("/ferry/v1/containers/")
+        && *k.no_containers.lock().unwrap()
+    {
+        return (
+            StatusCode::NOT_FOUND,
+            r#"{"status":404,"detail":"no such container"}"#.into(),
+        );
+    }
     if path.ends_with("/migrate") {
         let d = *k.migrate_delay.lock().unwrap();
         tokio::time::sleep(d).await;
@@ -94,7 +105,7 @@ async fn host_call(
         }
         return (
             StatusCode::OK,
-            r#"{"technique":"pre-copy","bytes_on_wire":1048576,"timings":{"total_ms":120,"downtime_ms":40}}"#.into(),
+            r#"{"technique":"pre-copy","bytes_on_wire":1048576,"timings":{"total_ms":120,"frozen_ms":40}}"#.into(),
         );
     }
     let status =
@@ -390,6 +401,11 @@ async fn handover_migrates_the_container_and_switches_traffic() {
     assert_eq!(rel[0]["sourceHost"], "edge-a");
     assert_eq!(rel[0]["targetHost"], "edge-b");
     assert_eq!(rel[0]["migrationReport"]["bytes_on_wire"], 1048576);
+    // frozen_ms (40) plus the traffic switch.
+    assert!(
+        rel[0]["platformDowntimeMs"].as_u64().unwrap() >= 40,
+        "{rel:?}"
+    );
     // The context is marked transferred on the app's behalf.
     let reg = get(&s.c.api(&format!(
         "/amsi/v1/app_mobility_services/{}",
@@ -571,4 +587,72 @@ async fn restart_during_a_relocation_finishes_it() {
     }
     assert_eq!(s.host_of_instance().await, "edge-a");
     assert_eq!(s.b.migrations().len(), 1);
+}
+
+#[tokio::test]
+async fn instances_instantiated_for_the_ue_follow_it_without_a_registration() {
+    let s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
+    let created = post_json(
+        &s.c.api("/app_lcm/v1/app_instances"),
+        &json!({"appDId": "counter"}),
+    )
+    .await;
+    let i2 = created.2["id"].as_str().unwrap().to_string();
+    let r = post_json(
+        &s.c.api(&format!("/app_lcm/v1/app_instances/{i2}/instantiate")),
+        &json!({"ferryAssociateId": {"type": "UE_IPv4_ADDRESS", "value": UE}}),
+    )
+    .await;
+    assert_eq!(r.0, 202, "{}", r.2);
+    handover(&s.ran, "b1").await;
+    let host_of = |i: String| {
+        let url = s.c.api(&format!("/app_lcm/v1/app_instances/{i}"));
+        async move { get(&url).await.2["ferryHost"].clone() }
+    };
+    for _ in 0..100 {
+        if host_of(i2.clone()).await == "edge-b" && s.host_of_instance().await == "edge-b" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(host_of(i2.clone()).await, "edge-b");
+    assert_eq!(s.host_of_instance().await, "edge-b");
+    let mut moved: Vec<String> =
+        s.a.calls_matching("/migrate")
+            .iter()
+            .map(|c| c.1.clone())
+            .collect();
+    moved.sort();
+    let mut want = vec![
+        format!("/ferry/v1/containers/{}/migrate", s.instance),
+        format!("/ferry/v1/containers/{i2}/migrate"),
+    ];
+    want.sort();
+    assert_eq!(moved, want, "each instance migrated once");
+}
+
+#[tokio::test]
+async fn restart_rolls_back_a_relocation_that_did_not_land() {
+    let mut s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
+    *s.a.knobs.migrate_delay.lock().unwrap() = Duration::from_secs(3);
+    *s.b.knobs.no_containers.lock().unwrap() = true;
+    handover(&s.ran, "b1").await;
+    for _ in 0..50 {
+        if !s.a.migrations().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let addr = s.c.addr();
+    let args = s.c.args.clone();
+    s.c.terminate();
+    s.c = ControlProcess::start_on(&addr, &s.dir, &args);
+    let st = s.statuses(2, 20).await;
+    assert_eq!(
+        st,
+        ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_FAILED"]
+    );
+    let rel = s.relocations().await;
+    assert_eq!(rel[0]["phase"], "FAILED", "{rel:?}");
+    assert_eq!(s.host_of_instance().await, "edge-a");
 }
