@@ -565,6 +565,8 @@ pub async fn recover(c: Control) {
     };
     for mut r in records {
         let _claim = c.claim(&r.app_instance_id);
+        // The source host goes on migrating without us: wait until it is done.
+        wait_source_settled(&c, &r.source_host, &r.app_instance_id).await;
         let on_target = container_on(&c, &r.target_host, &r.app_instance_id).await;
         let landed = r.mode == "CONTAINER_MIGRATION" && on_target;
         let inst: Option<AppInstanceInfo> = c
@@ -627,4 +629,32 @@ async fn container_on(c: &Control, host: &str, name: &str) -> bool {
         }
     }
     false
+}
+
+/// Waits (up to 10 minutes) while the source host's container record says a migration is
+/// outgoing (`outgoing` set). Returns at once if the host does not answer.
+async fn wait_source_settled(c: &Control, host: &str, name: &str) {
+    let Ok(url) = c.hosts().url(host) else {
+        return;
+    };
+    for _ in 0..1200 {
+        let r = c
+            .http()
+            .get(format!("{url}/ferry/v1/containers/{name}"))
+            .send()
+            .await;
+        let outgoing = match r {
+            Ok(r) if r.status().is_success() => r
+                .json::<serde_json::Value>()
+                .await
+                .map(|v| !v["outgoing"].is_null())
+                .unwrap_or(false),
+            _ => false,
+        };
+        if !outgoing {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tracing::warn!(%host, container = %name, "the source host is still migrating after 10 minutes");
 }

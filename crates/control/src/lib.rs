@@ -7,8 +7,8 @@
 //!   timing, service registry (`app_support.rs`, `service_mgmt.rs`); traffic rules take effect
 //!   through `DataPlane` (`dataplane.rs`);
 //! - `/amsi/v1`: MEC 021 AMS registrations, subscriptions, adjacent app queries and the
-//!   notifications (`ams.rs`); `Control::notify_mobility` is what the relocation controller calls
-//!   (`relocation.rs` holds its seam);
+//!   notifications (`ams.rs`); the relocation controller (`controller.rs`, records in
+//!   `relocation.rs`) follows MEC 012 handovers from the RAN and moves instances;
 //! - `/ferry/control/v1`: ferry's own read-only views (hosts, relocation records).
 //!
 //! Every resource lives in the store (`store.rs`): a restarted daemon serves the same
@@ -318,7 +318,7 @@ impl Control {
     }
 
     pub(crate) fn publish_registration(&self, r: &mec_api::ams::RegistrationInfo) {
-        // No receiver is fine: no controller listens yet.
+        // No receiver is fine: only a relocation waiting for the app listens.
         let _ = self.inner.registration_events.send(r.clone());
     }
 }
@@ -357,10 +357,9 @@ pub async fn serve(
     }
     let c2 = control.clone();
     let callback = format!("http://{addr}{}", controller::CELL_CHANGE_PATH);
-    let subscriber = tokio::spawn(async move {
-        controller::recover(c2.clone()).await;
-        controller::subscribe_ran(c2, callback).await;
-    });
+    // Recovery may wait for a source host still migrating: follow handovers meanwhile.
+    tokio::spawn(controller::recover(control.clone()));
+    let subscriber = tokio::spawn(controller::subscribe_ran(c2, callback));
     let result = axum::serve(listener, control.router())
         .with_graceful_shutdown(shutdown)
         .await;

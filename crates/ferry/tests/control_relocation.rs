@@ -59,6 +59,8 @@ struct Knobs {
     migrate_fails: Arc<Mutex<bool>>,
     /// `GET /ferry/v1/containers/{name}` answers 404 (the container is not here).
     no_containers: Arc<Mutex<bool>>,
+    /// A migration runs (as on a real host, it goes on when the caller goes away).
+    migrating: Arc<Mutex<bool>>,
 }
 
 struct Host {
@@ -94,9 +96,24 @@ async fn host_call(
             r#"{"status":404,"detail":"no such container"}"#.into(),
         );
     }
+    if method == Method::GET
+        && path.starts_with("/ferry/v1/containers/")
+        && *k.migrating.lock().unwrap()
+    {
+        return (
+            StatusCode::OK,
+            r#"{"outgoing":{"migration":"m-1","target":"elsewhere","committed":false}}"#.into(),
+        );
+    }
     if path.ends_with("/migrate") {
         let d = *k.migrate_delay.lock().unwrap();
-        tokio::time::sleep(d).await;
+        let m = k.migrating.clone();
+        *m.lock().unwrap() = true;
+        let _ = tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            *m.lock().unwrap() = false;
+        })
+        .await;
         if *k.migrate_fails.lock().unwrap() {
             return (
                 StatusCode::BAD_GATEWAY,
@@ -562,9 +579,10 @@ async fn restart_during_a_relocation_finishes_it() {
     s.c.terminate();
     // Shutdown deleted the RAN subscription.
     wait_ran_subscriptions(&s.ran, 0).await;
-    // The (fake) source host finishes the migration meanwhile; the target runs the container.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The source host is still migrating when the daemon is back: recovery must wait for it
+    // (the fake source says `outgoing` until then) and then find the container on the target.
     s.c = ControlProcess::start_on(&addr, &s.dir, &args);
+    assert_eq!(s.relocations().await[0]["phase"], "TRANSFERRING_STATE");
     wait_ran_subscriptions(&s.ran, 1).await;
     let mut phase = Value::Null;
     for _ in 0..100 {
