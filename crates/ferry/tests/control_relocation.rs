@@ -61,6 +61,8 @@ struct Knobs {
     no_containers: Arc<Mutex<bool>>,
     /// A migration runs (as on a real host, it goes on when the caller goes away).
     migrating: Arc<Mutex<bool>>,
+    /// Migrations in flight now, and the most seen at once.
+    in_flight: Arc<Mutex<(usize, usize)>>,
 }
 
 struct Host {
@@ -107,6 +109,11 @@ async fn host_call(
     }
     if path.ends_with("/migrate") {
         let d = *k.migrate_delay.lock().unwrap();
+        {
+            let mut f = k.in_flight.lock().unwrap();
+            f.0 += 1;
+            f.1 = f.1.max(f.0);
+        }
         let m = k.migrating.clone();
         *m.lock().unwrap() = true;
         let _ = tokio::spawn(async move {
@@ -114,6 +121,7 @@ async fn host_call(
             *m.lock().unwrap() = false;
         })
         .await;
+        k.in_flight.lock().unwrap().0 -= 1;
         if *k.migrate_fails.lock().unwrap() {
             return (
                 StatusCode::BAD_GATEWAY,
@@ -673,4 +681,52 @@ async fn restart_rolls_back_a_relocation_that_did_not_land() {
     let rel = s.relocations().await;
     assert_eq!(rel[0]["phase"], "FAILED", "{rel:?}");
     assert_eq!(s.host_of_instance().await, "edge-a");
+}
+
+#[tokio::test]
+async fn many_instances_move_concurrently_within_the_per_host_limit() {
+    let s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
+    // Five more instances serving the same UE, each with its registration: six in all.
+    let mut all = vec![s.instance.clone()];
+    for _ in 0..5 {
+        let i = instantiate(&s.c, "counter", "edge-a").await;
+        let r = post_json(
+            &s.c.api("/amsi/v1/app_mobility_services"),
+            &json!({"serviceConsumerId": {"appInstanceId": i},
+                "deviceInformation": [{"associateId": {"type": "UE_IPv4_ADDRESS", "value": UE},
+                    "appMobilityServiceLevel": "APP_MOBILITY_WITHOUT_CONFIRMATION"}]}),
+        )
+        .await;
+        assert_eq!(r.0, 201, "{}", r.2);
+        all.push(i);
+    }
+    *s.a.knobs.migrate_delay.lock().unwrap() = Duration::from_millis(800);
+    handover(&s.ran, "b1").await;
+    let mut done = 0;
+    for _ in 0..150 {
+        done = s
+            .relocations()
+            .await
+            .iter()
+            .filter(|r| r["phase"] == "COMPLETED")
+            .count();
+        if done == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(done, 6);
+    assert_eq!(s.a.migrations().len(), 6);
+    let max = s.a.knobs.in_flight.lock().unwrap().1;
+    assert_eq!(
+        max,
+        ferry_control::controller::PER_HOST_LIMIT,
+        "at most 4 at once, and that many"
+    );
+    for i in all {
+        let h = get(&s.c.api(&format!("/app_lcm/v1/app_instances/{i}")))
+            .await
+            .2;
+        assert_eq!(h["ferryHost"], "edge-b");
+    }
 }
