@@ -453,6 +453,13 @@ async fn not_allowed_keeps_the_instance_where_it_is() {
     assert!(s.cb.on("/mp").is_empty(), "no mobility procedure");
     assert_eq!(s.host_of_instance().await, "edge-a");
     assert!(s.relocations().await.is_empty());
+    // A malformed MEC 012 notification is a 400 ProblemDetails naming the problem.
+    let bad = post_json(
+        &s.c.api("/ferry/control/v1/notifications/rni/cell_change"),
+        &json!({"notificationType": "CellChangeNotification", "hoStatus": "done"}),
+    )
+    .await;
+    assert_problem(&bad, 400);
 }
 
 #[tokio::test]
