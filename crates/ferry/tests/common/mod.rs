@@ -389,6 +389,8 @@ impl Pair {
     pub fn start() -> Pair {
         let gw = unique_name("fg");
         assert!(quiet("ip", &["netns", "add", &gw]), "ip netns add {gw}");
+        // Guards from the start: a host that fails to come up must not leak the namespaces.
+        let gw_guard = NetnsGuard(gw.clone());
         quiet("ip", &["-n", &gw, "link", "set", "lo", "up"]);
         quiet(
             "ip",
@@ -405,6 +407,7 @@ impl Pair {
         for i in 1..=2 {
             let ns = unique_name("ft");
             assert!(quiet("ip", &["netns", "add", &ns]), "ip netns add {ns}");
+            let ns_guard = NetnsGuard(ns.clone());
             let (g, h) = (format!("g{i}"), format!("h{i}"));
             assert!(quiet(
                 "ip",
@@ -453,13 +456,15 @@ impl Pair {
                 ],
             );
             hosts.push(TestHost::start_in(ns, &format!("10.99.{i}.2:7100")));
+            // The host owns its namespace now and deletes it on drop.
+            std::mem::forget(ns_guard);
         }
         let b = hosts.pop().expect("b");
         let a = hosts.pop().expect("a");
         Pair {
             a,
             b,
-            _gw: NetnsGuard(gw.clone()),
+            _gw: gw_guard,
             gw,
         }
     }
