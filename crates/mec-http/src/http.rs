@@ -1,0 +1,283 @@
+//! HTTP plumbing of a MEC API producer: errors as ETSI `ProblemDetails`, strict JSON body
+//! and query parsing (a bad request is a 400 naming the field, never a panic or a silent
+//! default), the `Accept` check (406) and absolute self links.
+
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use mec_api::problem::{ProblemDetails, PROBLEM_JSON};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// An error answer: a status and its ProblemDetails body.
+#[derive(Debug)]
+pub struct ApiError(pub ProblemDetails);
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
+        ApiError(ProblemDetails::new(
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            detail,
+        ))
+    }
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, detail)
+    }
+    pub fn conflict(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, detail)
+    }
+    pub fn unprocessable(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+    pub fn precondition_failed(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PRECONDITION_FAILED, detail)
+    }
+    pub fn internal(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
+    }
+    /// A MEC host or the data plane (a system behind this one) failed.
+    pub fn bad_gateway(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_GATEWAY, detail)
+    }
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "this method is not allowed on this resource",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self
+            .0
+            .status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.0).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response()
+    }
+}
+
+/// A JSON answer with a status.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode answer: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Parses a JSON request body. Missing or other content types are a 400 too (most ETSI
+/// operations list no 415; see [`require_json_body`] for those that do), and the detail says
+/// what to send.
+pub fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(ApiError::bad_request(format!(
+            "request body must be JSON with 'Content-Type: application/json' (got '{ctype}')"
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))
+}
+
+/// 415 unless the body is declared JSON: for the operations whose ETSI definition lists 415
+/// (MEC 021 `POST /subscriptions`); the others answer 400 through `parse_body`.
+pub fn require_json_body(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ctype
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "request body must be JSON with 'Content-Type: application/json' (got '{ctype}')"
+            ),
+        ))
+    }
+}
+
+/// Query parameters as (name, value) pairs, comma-separated lists split (the ETSI files allow
+/// both `a=x,y` and `a=x&a=y`). A name outside `allowed` is a 400 listing the allowed ones.
+pub fn query_pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?;
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter '{k}' (allowed: {})",
+                allowed.join(", ")
+            )));
+        }
+        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            out.push((k.clone(), part.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Query parameters as (name, value) pairs, values kept whole (for MEC 009 `filter`
+/// expressions, which contain commas). A name outside `allowed` is a 400.
+pub fn query_pairs_raw(
+    raw: Option<&str>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?;
+    for (k, _) in &pairs {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter '{k}' (allowed: {})",
+                allowed.join(", ")
+            )));
+        }
+    }
+    Ok(pairs)
+}
+
+/// All values of one query parameter.
+pub fn values<'a>(pairs: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// `http://<Host header>`: the root of absolute self links (`_links.self`, `resourceURL`),
+/// so the links work from wherever the client reached the API.
+pub fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['/', ' ']))
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// Checks an http(s) callback URL; the reason says what is wrong.
+pub fn check_callback(url: &str, field: &str) -> Result<(), ApiError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "http" && u.host().is_some() => Ok(()),
+        Ok(u) if u.scheme() == "https" => Err(ApiError::unprocessable(format!(
+            "{field} '{url}': https callbacks are not supported by ferry, use http"
+        ))),
+        Ok(_) => Err(ApiError::bad_request(format!(
+            "{field} '{url}' is not an http URL"
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "{field} '{url}' is not a URL: {e}"
+        ))),
+    }
+}
+
+/// 406 unless the client accepts JSON (or sent no Accept header). Answers are JSON or
+/// problem+json only.
+pub async fn require_json_accept(req: Request, next: Next) -> Response {
+    let accepts = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect::<Vec<_>>();
+    let ok = accepts.is_empty()
+        || accepts.iter().any(|m| {
+            matches!(
+                m.as_str(),
+                "" | "*/*" | "application/*" | "application/json" | "application/problem+json"
+            )
+        });
+    if !ok {
+        return ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!(
+                "this API only answers application/json (Accept was '{}')",
+                accepts.join(", ")
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Fallback for unknown paths.
+pub async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("no resource at {}", req.uri().path()))
+}
+
+/// Fallback for a known path with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_lists_split_and_unknown_names_fail() {
+        let p = query_pairs(Some("cell_id=a,b&cell_id=c"), &["cell_id"]).unwrap();
+        assert_eq!(values(&p, "cell_id"), vec!["a", "b", "c"]);
+        let e = query_pairs(Some("cel_id=a"), &["cell_id"]).unwrap_err();
+        assert_eq!(e.0.status, Some(400));
+        assert!(e.0.detail.unwrap().contains("cel_id"));
+        assert!(query_pairs(None, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn body_needs_json_content_type_and_valid_json() {
+        let mut h = HeaderMap::new();
+        let e = parse_body::<serde_json::Value>(&h, &Bytes::from_static(b"{}")).unwrap_err();
+        assert_eq!(e.0.status, Some(400));
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        assert!(parse_body::<serde_json::Value>(&h, &Bytes::from_static(b"{}")).is_ok());
+        let e = parse_body::<serde_json::Value>(&h, &Bytes::from_static(b"{")).unwrap_err();
+        assert!(e.0.detail.unwrap().starts_with("malformed request body"));
+    }
+
+    #[test]
+    fn callbacks_must_be_http_urls() {
+        assert!(check_callback("http://127.0.0.1:9/cb", "callbackReference").is_ok());
+        assert_eq!(check_callback("nope", "x").unwrap_err().0.status, Some(400));
+        assert_eq!(
+            check_callback("ftp://h/x", "x").unwrap_err().0.status,
+            Some(400)
+        );
+    }
+}
