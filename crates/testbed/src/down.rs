@@ -192,8 +192,8 @@ fn netns_with_inodes(name: &str, inodes: &HashSet<u64>) -> Vec<String> {
 }
 
 /// Removes the (now empty) cgroups of the killed containers in every v1 hierarchy and the
-/// unified one, and their parent (the host daemon's group) when it is empty too. rmdir only:
-/// a cgroup that still has processes or children stays.
+/// unified one, and their ancestors (the host daemon's group, `ferry`) when they are empty
+/// too. rmdir only: a cgroup that still has processes or children stays.
 fn remove_cgroups(paths: &HashSet<String>) {
     let roots: Vec<std::path::PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
@@ -203,14 +203,11 @@ fn remove_cgroups(paths: &HashSet<String>) {
         .chain(std::iter::once(std::path::PathBuf::from("/sys/fs/cgroup")))
         .collect();
     for path in paths {
-        let rel = path.trim_start_matches('/');
-        let parent = std::path::Path::new(rel)
-            .parent()
-            .filter(|p| p.components().count() >= 2);
+        let rel = std::path::Path::new(path.trim_start_matches('/'));
         for root in &roots {
-            let _ = std::fs::remove_dir(root.join(rel));
-            if let Some(parent) = parent {
-                let _ = std::fs::remove_dir(root.join(parent));
+            // Deepest first: the container's group, then each now-empty ancestor.
+            for dir in rel.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+                let _ = std::fs::remove_dir(root.join(dir));
             }
         }
     }
