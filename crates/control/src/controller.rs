@@ -92,11 +92,17 @@ fn now_ms() -> u64 {
 
 // ---- MEC 012 consumer ----
 
-/// Subscribes to CellChange (hoStatus COMPLETED) at the RAN, retrying until it answers.
+/// Store key (in `Table::RanSubscriptions`) of the CellChange subscription's href.
+const CELL_CHANGE_KEY: &str = "cell_change";
+
+/// Subscribes to CellChange (hoStatus COMPLETED) at the RAN, retrying until it answers. A
+/// subscription an earlier run left behind (killed before its shutdown) is deleted first, so
+/// the RAN never notifies this daemon twice per handover.
 pub async fn subscribe_ran(c: Control, callback: String) {
     let Some(ran) = c.config().ran.clone() else {
         return;
     };
+    delete_stale_ran_subscription(&c, &ran).await;
     let body = serde_json::json!({
         "subscriptionType": "CellChangeSubscription",
         "callbackReference": callback,
@@ -117,6 +123,13 @@ pub async fn subscribe_ran(c: Control, callback: String) {
                     .and_then(|l| l.to_str().ok())
                     .map(str::to_string);
                 tracing::info!(?href, "subscribed to MEC 012 CellChange at the RAN");
+                if let Some(h) = &href {
+                    // Recorded at once: a kill from here on leaves a subscription the next
+                    // start can find.
+                    if let Err(e) = c.store().put(Table::RanSubscriptions, CELL_CHANGE_KEY, h) {
+                        tracing::error!("cannot record the CellChange subscription: {e}");
+                    }
+                }
                 *lock(&c.inner.controller.ran_subscription) = href;
                 return;
             }
@@ -125,16 +138,73 @@ pub async fn subscribe_ran(c: Control, callback: String) {
             }
             Err(e) => tracing::warn!("RAN unreachable for the CellChange subscription: {e}"),
         }
-        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(10) + 1))).await;
+        tokio::time::sleep(backoff(attempt)).await;
     }
 }
 
-/// Deletes the RAN subscription (at shutdown).
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500 * u64::from(attempt.min(10) + 1))
+}
+
+/// Deletes the CellChange subscription a previous run recorded (404: the RAN forgot it
+/// already). Deleted rather than reused: the old one may name another callback (the daemon
+/// may listen elsewhere now) or another filter, while a fresh one always matches this run;
+/// the handovers missed in between are those of the downtime, which were missed anyway.
+async fn delete_stale_ran_subscription(c: &Control, ran: &str) {
+    let href = match c
+        .store()
+        .get::<String>(Table::RanSubscriptions, CELL_CHANGE_KEY)
+    {
+        Ok(Some(h)) => h,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!("cannot read the recorded CellChange subscription: {e}");
+            return;
+        }
+    };
+    if !href.starts_with(&format!("{ran}/")) {
+        // Not this RAN's: waiting for another (maybe retired) RAN would block the subscription.
+        tracing::warn!(%href, "recorded CellChange subscription is not at the configured RAN: forgotten");
+    } else {
+        for attempt in 0u32.. {
+            match c.http().delete(&href).send().await {
+                Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {
+                    tracing::info!(%href, status = %r.status(), "CellChange subscription of an earlier run deleted");
+                    break;
+                }
+                Ok(r) => {
+                    tracing::warn!(%href, status = %r.status(), "RAN refused to delete the CellChange subscription of an earlier run");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "RAN unreachable to delete the old CellChange subscription: {e}"
+                    );
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+    }
+    if let Err(e) = c.store().delete(Table::RanSubscriptions, CELL_CHANGE_KEY) {
+        tracing::error!("cannot forget the old CellChange subscription: {e}");
+    }
+}
+
+/// Deletes the RAN subscription (at shutdown). Its record stays unless the RAN confirmed, so
+/// the next start deletes it.
 pub async fn unsubscribe_ran(c: &Control) {
     let href = lock(&c.inner.controller.ran_subscription).take();
     if let Some(href) = href {
         match c.http().delete(&href).send().await {
-            Ok(r) => tracing::info!(status = %r.status(), "CellChange subscription deleted"),
+            Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {
+                tracing::info!(status = %r.status(), "CellChange subscription deleted");
+                if let Err(e) = c.store().delete(Table::RanSubscriptions, CELL_CHANGE_KEY) {
+                    tracing::error!("cannot forget the CellChange subscription: {e}");
+                }
+            }
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "RAN refused to delete the CellChange subscription")
+            }
             Err(e) => tracing::warn!("cannot delete the CellChange subscription: {e}"),
         }
     }

@@ -72,10 +72,14 @@ pub enum Table {
     /// The UE (IPv4 address) an instance was instantiated for (`ferryAssociateId`), by
     /// instance id: the relocation controller moves it with that UE.
     InstanceUes,
+    /// The relocation controller's MEC 012 subscriptions at the RAN: the resource URI (href)
+    /// by purpose (`cell_change`), so a daemon killed before its shutdown could delete one
+    /// finds it again at the next start.
+    RanSubscriptions,
 }
 
 impl Table {
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 16] = [
         Table::Packages,
         Table::PkgSubscriptions,
         Table::AppDs,
@@ -91,6 +95,7 @@ impl Table {
         Table::ServiceSubscriptions,
         Table::Relocations,
         Table::InstanceUes,
+        Table::RanSubscriptions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -110,6 +115,7 @@ impl Table {
             Table::ServiceSubscriptions => "service_subscriptions",
             Table::Relocations => "relocations",
             Table::InstanceUes => "instance_ues",
+            Table::RanSubscriptions => "ran_subscriptions",
         }
     }
 

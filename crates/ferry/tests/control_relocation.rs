@@ -622,6 +622,70 @@ async fn restart_during_a_relocation_finishes_it() {
     assert_eq!(s.b.migrations().len(), 1);
 }
 
+/// The hrefs of the RAN's CellChange subscriptions whose callback is `callback`, and how many
+/// subscriptions it holds in all.
+async fn ran_subscriptions_to(ran: &Ran, callback: &str) -> (Vec<String>, usize) {
+    let l = get(&format!("{}/rni/v2/subscriptions", ran.url)).await.2;
+    let all: Vec<String> = l["_links"]["subscription"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["href"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ours = Vec::new();
+    for href in &all {
+        if get(href).await.2["callbackReference"] == callback {
+            ours.push(href.clone());
+        }
+    }
+    (ours, all.len())
+}
+
+#[tokio::test]
+async fn sigkilled_control_does_not_leave_a_second_ran_subscription() {
+    let mut s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
+    let callback = s.c.api("/ferry/control/v1/notifications/rni/cell_change");
+    let (before, _) = ran_subscriptions_to(&s.ran, &callback).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    let addr = s.c.addr();
+    let args = s.c.args.clone();
+    s.c.kill();
+    // No shutdown ran: the subscription is still at the RAN.
+    assert_eq!(ran_subscriptions_to(&s.ran, &callback).await.0, before);
+    s.c = ControlProcess::start_on(&addr, &s.dir, &args);
+    // The restarted daemon replaces it: one subscription, a new one, for the same callback.
+    let mut now = (Vec::new(), 0);
+    for _ in 0..100 {
+        now = ran_subscriptions_to(&s.ran, &callback).await;
+        if now.1 == 1 && now.0.len() == 1 && now.0 != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(GRACE).await;
+    let settled = ran_subscriptions_to(&s.ran, &callback).await;
+    assert_eq!(settled, now, "still exactly one after a while");
+    assert_eq!(now.1, 1, "the RAN holds one subscription: {now:?}");
+    assert_eq!(now.0.len(), 1, "{now:?}");
+    assert_ne!(now.0, before, "the old one was deleted, a new one made");
+
+    handover(&s.ran, "b1").await;
+    let st = s.statuses(2, 20).await;
+    assert_eq!(
+        st,
+        ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_COMPLETED"]
+    );
+    tokio::time::sleep(GRACE).await;
+    assert_eq!(s.relocations().await.len(), 1, "one relocation record");
+    assert_eq!(s.cb.on("/mp").len(), 2, "no second procedure");
+    assert_eq!(s.a.migrations().len(), 1, "one migration");
+    // A clean stop still removes it.
+    s.c.terminate();
+    wait_ran_subscriptions(&s.ran, 0).await;
+}
+
 #[tokio::test]
 async fn instances_instantiated_for_the_ue_follow_it_without_a_registration() {
     let s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;

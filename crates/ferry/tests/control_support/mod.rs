@@ -90,6 +90,12 @@ impl ControlProcess {
         None
     }
 
+    /// SIGKILL, as a crash or the OOM killer would: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn api(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
