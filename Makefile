@@ -6,12 +6,15 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
-COUNTER_BIN := target/$(HOST_TRIPLE)/release/ferry-counter
+# Where cargo builds: CARGO_TARGET_DIR (from the environment or `make ... CARGO_TARGET_DIR=D`)
+# or ./target.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+COUNTER_BIN := $(TARGET_DIR)/$(HOST_TRIPLE)/release/ferry-counter
 COUNTER_IMAGE := build/ferry-counter.oci.tar
 # Which build of ferry packs the image: tests use the debug build, the demo the release one,
 # so neither builds the workspace twice.
 PROFILE ?= debug
-FERRY_BIN = target/$(PROFILE)/ferry
+FERRY_BIN = $(TARGET_DIR)/$(PROFILE)/ferry
 
 .PHONY: all deps build build-release counter counter-image test lint demo bench doctor clean
 
@@ -49,17 +52,17 @@ test: deps counter-image lint
 	$(CARGO) test --workspace
 
 doctor: build
-	target/debug/ferry doctor
+	$(TARGET_DIR)/debug/ferry doctor
 
 # Benchmarks (not tests): medians with ranges, JSON and plots under bench-results/.
 bench: deps
 	$(MAKE) --no-print-directory counter-image PROFILE=release
-	target/release/ferry bench checkpoint
-	target/release/ferry bench migrate --quick
+	$(TARGET_DIR)/release/ferry bench checkpoint
+	$(TARGET_DIR)/release/ferry bench migrate --quick
 
 demo: deps
 	$(MAKE) --no-print-directory counter-image PROFILE=release
-	target/release/ferry demo --image $(COUNTER_IMAGE)
+	$(TARGET_DIR)/release/ferry demo --image $(COUNTER_IMAGE)
 
 clean:
 	$(CARGO) clean
