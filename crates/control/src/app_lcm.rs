@@ -338,14 +338,24 @@ pub async fn serving_host(c: &Control, ue: Ipv4Addr) -> Result<String, ApiError>
     )))
 }
 
-/// The first free address of the app subnet (from .2; .1 is the gateway).
-fn allocate_address(c: &Control) -> Result<Ipv4Addr, ApiError> {
-    let used: BTreeSet<Ipv4Addr> = c
+/// The first free address of the app subnet (from .2; .1 is the gateway): used by no
+/// instance and by no relocation in flight. Call it under `Control::placement`, and record
+/// the address before releasing it.
+pub(crate) fn allocate_address(c: &Control) -> Result<Ipv4Addr, ApiError> {
+    let mut used: BTreeSet<Ipv4Addr> = c
         .store()
         .list::<AppInstanceInfo>(Table::Instances)?
         .into_iter()
         .filter_map(|(_, i)| i.ferry_address.and_then(|a| a.parse().ok()))
         .collect();
+    for r in c.in_flight_relocations()? {
+        used.extend(
+            [r.source_address, r.target_address]
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.parse::<Ipv4Addr>().ok()),
+        );
+    }
     let (net, prefix) = c.config().app_subnet;
     let size: u64 = 1u64 << (32 - u32::from(prefix.min(30)));
     let base = u32::from(net);
@@ -353,6 +363,50 @@ fn allocate_address(c: &Control) -> Result<Ipv4Addr, ApiError> {
         .map(|n| Ipv4Addr::from(base.wrapping_add(n as u32)))
         .find(|a| !used.contains(a))
         .ok_or_else(|| ApiError::conflict("the app subnet has no free address left"))
+}
+
+/// What an app instance learns from its environment (ETSI leaves the how to the platform):
+/// its id, where the platform's MEC APIs are, and the UE it serves.
+pub const ENV_APP_INSTANCE_ID: &str = "MEC_APP_INSTANCE_ID";
+pub const ENV_API_ROOT: &str = "MEC_API_ROOT";
+pub const ENV_ASSOCIATE_ID: &str = "MEC_ASSOCIATE_ID";
+
+/// The container of app instance `id` at `address`, as the AppD's `ferryContainer` says, with
+/// the platform's environment: `MEC_APP_INSTANCE_ID`, `MEC_API_ROOT` (when the platform knows
+/// how instances reach it) and `MEC_ASSOCIATE_ID` (the UE's IPv4 address, for an instance
+/// serving a UE). The platform's values replace AppD entries of the same names.
+pub(crate) fn container_spec(
+    c: &Control,
+    id: &str,
+    appd: &AppD,
+    address: Ipv4Addr,
+    ue: Option<Ipv4Addr>,
+) -> crate::hosts::ContainerSpec {
+    let fc = appd.ferry_container.clone().unwrap_or_default();
+    let mut platform = vec![format!("{ENV_APP_INSTANCE_ID}={id}")];
+    if let Some(root) = &c.config().app_api_root {
+        platform.push(format!("{ENV_API_ROOT}={root}"));
+    }
+    if let Some(ue) = ue {
+        platform.push(format!("{ENV_ASSOCIATE_ID}={ue}"));
+    }
+    let ours = [ENV_APP_INSTANCE_ID, ENV_API_ROOT, ENV_ASSOCIATE_ID];
+    let mut env: Vec<String> = fc
+        .env
+        .iter()
+        .filter(|kv| !ours.contains(&kv.split('=').next().unwrap_or("")))
+        .cloned()
+        .collect();
+    env.extend(platform);
+    crate::hosts::ContainerSpec {
+        name: id.to_string(),
+        image: appd.app_d_id.clone(),
+        args: (!fc.args.is_empty()).then(|| fc.args.clone()),
+        env,
+        memory_mib: fc.memory_mib,
+        cpus: fc.cpus,
+        ip: address.to_string(),
+    }
 }
 
 /// The traffic rule that steers an instance's address to its host.
@@ -443,20 +497,11 @@ async fn instantiate(
             .ok_or_else(|| no_instance(&id))??;
         a
     };
-    let fc = appd.ferry_container.clone().unwrap_or_default();
-    let spec = crate::hosts::ContainerSpec {
-        name: id.clone(),
-        image: appd.app_d_id.clone(),
-        args: if fc.args.is_empty() {
-            None
-        } else {
-            Some(fc.args.clone())
-        },
-        env: fc.env.clone(),
-        memory_mib: fc.memory_mib,
-        cpus: fc.cpus,
-        ip: address.to_string(),
-    };
+    let ue = req
+        .ferry_associate_id
+        .as_ref()
+        .and_then(|a| a.value.trim().parse::<Ipv4Addr>().ok());
+    let spec = container_spec(&c, &id, &appd, address, ue);
     let started = async {
         c.hosts().create(&host, &spec).await?;
         if let Err(e) = c.hosts().start(&host, &id).await {
@@ -489,11 +534,7 @@ async fn instantiate(
     c.store()
         .put(Table::TrafficRules, &format!("{id}/{STEER_RULE}"), &rule)?;
     crate::app_support::import_dns_rules(&c, &id, &appd, &address.to_string())?;
-    if let Some(ue) = req
-        .ferry_associate_id
-        .as_ref()
-        .and_then(|a| a.value.trim().parse::<Ipv4Addr>().ok())
-    {
+    if let Some(ue) = ue {
         // The relocation controller moves this instance when that UE hands over.
         c.store().put(Table::InstanceUes, &id, &ue.to_string())?;
     }

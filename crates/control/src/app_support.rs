@@ -92,6 +92,23 @@ pub(crate) fn import_dns_rules(
     Ok(())
 }
 
+/// Points an instance's DNS rules that resolve to `old` at `new` (an APPLICATION relocation
+/// gives the instance the target instance's address).
+pub(crate) fn readdress_dns_rules(
+    c: &Control,
+    id: &str,
+    old: &str,
+    new: &str,
+) -> Result<(), StoreError> {
+    for (key, mut rule) in rules_of::<DnsRule>(c, Table::DnsRules, id)? {
+        if rule.ip_address == old {
+            rule.ip_address = new.to_string();
+            c.store().put(Table::DnsRules, &key, &rule)?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes an instance's rules and readiness (at termination).
 pub(crate) fn forget_instance(c: &Control, id: &str) -> Result<(), StoreError> {
     for t in [Table::TrafficRules, Table::DnsRules] {

@@ -2,16 +2,19 @@
 //! app instances to the MEC host serving its new cell (MEC 021 mobility procedure).
 //!
 //! - `subscribe_ran` / `unsubscribe_ran`: a `CellChangeSubscription` at the RAN whose callback
-//!   is `POST /ferry/control/v1/notifications/rni/cell_change` of this daemon;
+//!   is `POST /ferry/control/v1/notifications/rni/cell_change` of this daemon (its URI is
+//!   stored, so a restart after a kill replaces it instead of adding a second one);
 //! - `on_cell_change`: a COMPLETED handover -> the target host -> for each instance serving the
 //!   UE (AMS registrations), queue a move. Moves of one instance are coalesced: a worker per
 //!   instance always goes to the latest wanted host (no ping-pong);
-//! - `relocate`: TRIGGERED -> state transfer (APPLICATION: the app says
-//!   USER_CONTEXT_TRANSFER_COMPLETED; CONTAINER_MIGRATION: the source host migrates) -> traffic
-//!   switch -> instance host updated -> COMPLETED, or FAILED with the app left on the source;
-//!   the record is written at every phase;
-//! - `recover`: at start, relocations in flight are completed (the container is on the target)
-//!   or marked FAILED.
+//! - `relocate`: the address on the target (APPLICATION: a new one) -> TRIGGERED with
+//!   `targetAppInfo` -> state transfer (APPLICATION: a target instance starts, the app moves its
+//!   context into it and says USER_CONTEXT_TRANSFER_COMPLETED; CONTAINER_MIGRATION: the source
+//!   host migrates) -> traffic switch -> instance host (and address) updated -> source removed
+//!   (APPLICATION) -> COMPLETED, or FAILED with the app left on the source; the record is
+//!   written at every phase;
+//! - `recover`: at start, relocations in flight are completed (the container is on the target,
+//!   and for APPLICATION the app had reported its context moved) or marked FAILED.
 
 use crate::ams::{self, MobilityDecision, MobilityEvent};
 use crate::app_lcm::{self, STEER_RULE};
@@ -23,7 +26,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mec_api::ams::{
-    AssociateId, AssociateIdType, ContextTransferState, MobilityStatus, TargetAppInfo,
+    AssociateId, AssociateIdType, CommunicationInterface, ContextTransferState, IpAddress,
+    MobilityStatus, TargetAppInfo,
 };
 use mec_api::app_lcm::AppInstanceInfo;
 use mec_api::app_pkgm::StateRelocationMode;
@@ -375,7 +379,11 @@ fn save(
     c.store().put(Table::Relocations, &r.id, r)
 }
 
-fn event(r: &RelocationRecord, status: MobilityStatus, target: bool) -> MobilityEvent {
+fn event(
+    r: &RelocationRecord,
+    status: MobilityStatus,
+    target: Option<TargetAppInfo>,
+) -> MobilityEvent {
     MobilityEvent {
         app_instance_id: r.app_instance_id.clone(),
         associate_id: vec![AssociateId {
@@ -383,10 +391,26 @@ fn event(r: &RelocationRecord, status: MobilityStatus, target: bool) -> Mobility
             value: r.associate_id.clone(),
         }],
         status,
-        target: target.then(|| TargetAppInfo {
-            app_instance_id: r.app_instance_id.clone(),
-            comm_interface: None,
+        target,
+    }
+}
+
+/// `targetAppInfo` of TRIGGERED: the instance id (ferry keeps it) and, when the AppD names the
+/// app's port, where the instance will listen on the target host: what an app that moves its
+/// own context sends it to.
+fn target_app_info(r: &RelocationRecord, port: Option<u16>) -> TargetAppInfo {
+    let comm = match (&r.target_address, port) {
+        (Some(host), Some(port)) => Some(CommunicationInterface {
+            ip_addresses: vec![IpAddress {
+                host: host.clone(),
+                port,
+            }],
         }),
+        _ => None,
+    };
+    TargetAppInfo {
+        app_instance_id: r.app_instance_id.clone(),
+        comm_interface: comm,
     }
 }
 
@@ -405,6 +429,10 @@ async fn relocate(
         .as_ref()
         .and_then(|s| s.technique.clone())
         .unwrap_or_else(|| "auto".to_string());
+    let port = appd
+        .as_ref()
+        .and_then(|a| a.ferry_container.as_ref())
+        .and_then(|fc| fc.port);
     let mut r = RelocationRecord {
         id: c.store().next_id("reloc")?,
         app_instance_id: inst.id.clone(),
@@ -417,6 +445,8 @@ async fn relocate(
         }
         .to_string(),
         technique: (mode == StateRelocationMode::ContainerMigration).then(|| technique.clone()),
+        source_address: Some(address.to_string()),
+        target_address: None,
         phase: Phase::Triggered,
         phase_times_ms: Vec::new(),
         migration_report: None,
@@ -428,15 +458,29 @@ async fn relocate(
         ams::set_context_transfer_state(c, reg, w.ue, ContextTransferState::NotTransferred)?;
     }
     let mut events = c.registration_events();
-    save(c, &mut r, Phase::Triggered)?;
-    c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutTriggered, true))?;
+    if let Err(e) = reserve_target_address(c, &mut r, mode, address).await? {
+        r.error = Some(e);
+        save(c, &mut r, Phase::Failed)?;
+        c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutFailed, None))?;
+        return Ok(());
+    }
+    c.notify_mobility(&event(
+        &r,
+        MobilityStatus::InterhostMoveoutTriggered,
+        Some(target_app_info(&r, port)),
+    ))?;
 
     let outcome = transfer(c, inst, &mut r, w, mode, &technique, &mut events).await;
     match outcome {
         Ok(()) => {
             let transferred = std::time::Instant::now();
             save(c, &mut r, Phase::SwitchingTraffic)?;
-            switch(c, &inst.id, address, &w.target).await?;
+            let to = r
+                .target_address
+                .as_deref()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(address);
+            switch(c, &inst.id, to, &w.target).await?;
             // Downtime as the platform saw it: the app frozen on the hosts, then until its
             // traffic reaches the target.
             let frozen = r
@@ -452,7 +496,7 @@ async fn relocate(
                 }
             }
             save(c, &mut r, Phase::Completed)?;
-            c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutCompleted, false))?;
+            c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutCompleted, None))?;
             c.notify_adjacent(&inst.app_d_id)?;
             tracing::info!(instance = %inst.id, from = %source, to = %w.target, "relocated");
         }
@@ -460,10 +504,34 @@ async fn relocate(
             tracing::warn!(instance = %inst.id, "relocation failed: {e}");
             r.error = Some(e);
             save(c, &mut r, Phase::Failed)?;
-            c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutFailed, false))?;
+            c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutFailed, None))?;
         }
     }
     Ok(())
+}
+
+/// Decides the instance's address on the target host and records the relocation (TRIGGERED),
+/// under the placement lock so no instantiation takes the address meanwhile. APPLICATION: both
+/// instances run while the app moves its context, and the source must reach the target, so
+/// the target gets an address of its own. CONTAINER_MIGRATION moves the instance with its
+/// address. The inner error: no address is free.
+async fn reserve_target_address(
+    c: &Control,
+    r: &mut RelocationRecord,
+    mode: StateRelocationMode,
+    address: Ipv4Addr,
+) -> Result<Result<(), String>, crate::store::StoreError> {
+    let _g = c.placement().lock().await;
+    let target = match mode {
+        StateRelocationMode::ContainerMigration => address,
+        StateRelocationMode::Application => match app_lcm::allocate_address(c) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e.0.detail.unwrap_or_default())),
+        },
+    };
+    r.target_address = Some(target.to_string());
+    save(c, r, Phase::Triggered)?;
+    Ok(Ok(()))
 }
 
 /// Waits for a change of `registration` satisfying `ok`, up to `APP_WAIT`.
@@ -555,12 +623,25 @@ async fn transfer(
                 );
             };
             save(c, r, Phase::TransferringState).map_err(|e| e.to_string())?;
-            // A fresh instance on the target; the app moves its context into it.
-            let spec = container_spec(c, inst).map_err(|e| e.to_string())?;
+            // A fresh instance on the target, at its own address; the app moves its context
+            // into it.
+            let target_address: Ipv4Addr = r
+                .target_address
+                .as_deref()
+                .and_then(|a| a.parse().ok())
+                .ok_or("no target address reserved")?;
+            let spec = container_spec(c, inst, target_address, w.ue)?;
             c.hosts()
                 .create(&r.target_host, &spec)
                 .await
                 .map_err(|e| e.to_string())?;
+            // Steered now, not at the switch: the source instance sends its context there and
+            // the target reaches the platform; the UE's traffic still goes to the source's
+            // address.
+            if let Err(e) = c.data_plane().route(target_address, &r.target_host).await {
+                let _ = c.hosts().delete(&r.target_host, &inst.id).await;
+                return Err(e.to_string());
+            }
             if let Err(e) = c.hosts().start(&r.target_host, &inst.id).await {
                 let _ = c.hosts().delete(&r.target_host, &inst.id).await;
                 return Err(e.to_string());
@@ -577,27 +658,27 @@ async fn transfer(
     }
 }
 
-/// The container spec of an instance (as instantiation built it).
+/// The container of `inst` at `address` on another host, as instantiation builds it.
 fn container_spec(
     c: &Control,
     inst: &AppInstanceInfo,
+    address: Ipv4Addr,
+    ue: Ipv4Addr,
 ) -> Result<crate::hosts::ContainerSpec, String> {
     let appd = app_lcm::appd_of(c, inst)
         .map_err(|e| e.to_string())?
         .ok_or("the app package is no longer onboarded")?;
-    let fc = appd.ferry_container.clone().unwrap_or_default();
-    Ok(crate::hosts::ContainerSpec {
-        name: inst.id.clone(),
-        image: appd.app_d_id.clone(),
-        args: (!fc.args.is_empty()).then(|| fc.args.clone()),
-        env: fc.env.clone(),
-        memory_mib: fc.memory_mib,
-        cpus: fc.cpus,
-        ip: inst.ferry_address.clone().unwrap_or_default(),
-    })
+    Ok(app_lcm::container_spec(
+        c,
+        &inst.id,
+        &appd,
+        address,
+        Some(ue),
+    ))
 }
 
-/// Steers the instance's address to `target` and records the instance there.
+/// Steers `address` to `target` and records the instance there at that address (its own for
+/// CONTAINER_MIGRATION, the target instance's for APPLICATION); DNS rules follow the address.
 async fn switch(
     c: &Control,
     instance: &str,
@@ -613,18 +694,26 @@ async fn switch(
     if let Err(e) = c.data_plane().route(address, target).await {
         tracing::warn!(%instance, "traffic rule not applied: {e}");
     }
-    c.store()
+    let new = address.to_string();
+    let old = c
+        .store()
         .update(Table::Instances, instance, |i: &mut AppInstanceInfo| {
             i.ferry_host = Some(target.to_string());
-            Ok::<_, ()>(())
-        })?;
+            Ok::<_, ()>(i.ferry_address.replace(new.clone()))
+        })?
+        .and_then(Result::ok)
+        .flatten();
+    if let Some(old) = old.filter(|o| *o != new) {
+        crate::app_support::readdress_dns_rules(c, instance, &old, &new)?;
+    }
     Ok(())
 }
 
 // ---- restart ----
 
 /// Finishes or rolls back the relocations that were in flight when the daemon stopped: if the
-/// target host runs the container (the migration landed), complete; else FAILED.
+/// target host runs the container (the migration landed, or in APPLICATION mode the app had
+/// reported its context moved), complete; else FAILED, with the traffic on the source.
 pub async fn recover(c: Control) {
     let records = match c.in_flight_relocations() {
         Ok(r) => r,
@@ -638,36 +727,53 @@ pub async fn recover(c: Control) {
         // The source host goes on migrating without us: wait until it is done.
         wait_source_settled(&c, &r.source_host, &r.app_instance_id).await;
         let on_target = container_on(&c, &r.target_host, &r.app_instance_id).await;
-        let landed = r.mode == "CONTAINER_MIGRATION" && on_target;
+        let application = r.mode == "APPLICATION";
+        // APPLICATION: the app reported its context moved once the record reached
+        // SWITCHING_TRAFFIC; before that the target instance may lack it.
+        let transferred = r
+            .phase_times_ms
+            .iter()
+            .any(|(p, _)| *p == Phase::SwitchingTraffic);
+        let landed = on_target && (!application || transferred);
         let inst: Option<AppInstanceInfo> = c
             .store()
             .get(Table::Instances, &r.app_instance_id)
             .ok()
             .flatten();
-        let address = inst
+        let current = inst
             .as_ref()
             .and_then(|i| i.ferry_address.as_deref())
             .and_then(|a| a.parse::<Ipv4Addr>().ok());
+        // Records written before they carried addresses: the instance's.
+        let parse = |a: &Option<String>| a.as_deref().and_then(|a| a.parse::<Ipv4Addr>().ok());
+        let (source_address, target_address) = (
+            parse(&r.source_address).or(current),
+            parse(&r.target_address).or(current),
+        );
         let result = async {
-            match (landed, address) {
+            match (landed, target_address) {
                 (true, Some(a)) => {
                     save(&c, &mut r, Phase::SwitchingTraffic)?;
                     switch(&c, &r.app_instance_id, a, &r.target_host).await?;
+                    if application {
+                        // Gone already if the stop came during the cleanup.
+                        let _ = c.hosts().delete(&r.source_host, &r.app_instance_id).await;
+                    }
                     save(&c, &mut r, Phase::Completed)?;
-                    c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutCompleted, false))?;
+                    c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutCompleted, None))?;
                     tracing::info!(relocation = %r.id, "interrupted relocation completed");
                 }
                 _ => {
-                    if r.mode == "APPLICATION" && on_target {
+                    if application && on_target {
                         let _ = c.hosts().delete(&r.target_host, &r.app_instance_id).await;
                     }
-                    if let Some(a) = address {
+                    if let Some(a) = source_address {
                         // The app serves from the source: make sure traffic goes there.
                         switch(&c, &r.app_instance_id, a, &r.source_host).await?;
                     }
                     r.error = Some("the control plane stopped during the relocation; the app stays on the source host".into());
                     save(&c, &mut r, Phase::Failed)?;
-                    c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutFailed, false))?;
+                    c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutFailed, None))?;
                     tracing::warn!(relocation = %r.id, "interrupted relocation marked FAILED");
                 }
             }

@@ -8,6 +8,7 @@
 //! topology = "/etc/ferry/three-hosts.toml"  # cell -> host map and app subnet
 //! data_plane_cmd = "ferry testbed route"    # run as CMD APP_ADDR HOST
 //! app_subnet = "10.200.0.0/16"
+//! app_api_root = "http://10.0.0.10:7021"   # MEC_API_ROOT of app instances
 //!
 //! [hosts]
 //! edge1 = "http://10.0.0.1:7100"
@@ -26,6 +27,7 @@ pub struct FileConfig {
     pub topology: Option<PathBuf>,
     pub data_plane_cmd: Option<String>,
     pub app_subnet: Option<String>,
+    pub app_api_root: Option<String>,
     #[serde(default)]
     pub hosts: BTreeMap<String, String>,
 }

@@ -70,6 +70,9 @@ pub struct Config {
     pub ran: Option<String>,
     /// The subnet app instances get their addresses from; `.1` is the gateway.
     pub app_subnet: (Ipv4Addr, u8),
+    /// Where app instances reach this platform's MEC APIs (their `apiRoot`, given to them as
+    /// `MEC_API_ROOT`); `None`: instances are not told (they cannot reach the platform).
+    pub app_api_root: Option<String>,
 }
 
 impl Config {
@@ -80,6 +83,7 @@ impl Config {
             cells: BTreeMap::new(),
             ran: None,
             app_subnet: (Ipv4Addr::new(10, 200, 0, 0), 16),
+            app_api_root: None,
         }
     }
 }

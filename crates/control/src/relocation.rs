@@ -41,6 +41,14 @@ pub struct RelocationRecord {
     pub mode: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub technique: Option<String>,
+    /// The instance's address on the source host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<String>,
+    /// The address the instance has on the target host: the same for CONTAINER_MIGRATION, the
+    /// target instance's own for APPLICATION (both run while the app moves its context). Both
+    /// stay reserved while the relocation is in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_address: Option<String>,
     pub phase: Phase,
     /// Unix time in milliseconds of each phase entered, in order.
     #[serde(default)]

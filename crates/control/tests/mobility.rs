@@ -249,6 +249,8 @@ async fn in_flight_relocations_are_found_after_a_restart() {
         target_host: "edge-b".into(),
         mode: "CONTAINER_MIGRATION".into(),
         technique: Some("cold".into()),
+        source_address: Some("10.200.0.2".into()),
+        target_address: Some("10.200.0.2".into()),
         phase: Phase::TransferringState,
         phase_times_ms: vec![(Phase::Triggered, 1)],
         migration_report: None,

@@ -28,7 +28,8 @@ enum Command {
     /// Run the emulated RAN: MEC 012 RNIS and MEC 013 Location APIs over a topology.
     Ran(cmd::ran::Args),
     /// Run the MEC control plane: MEC 010-2 orchestrator, MEC 011 and MEC 021 services.
-    Control(cmd::control::Args),
+    // Boxed: its options make it much larger than the other variants.
+    Control(Box<cmd::control::Args>),
     /// Bring an emulated multi-host edge testbed up or down on this machine.
     Testbed(cmd::testbed::Args),
     /// Run the demo on the embedded default (what `make demo` runs).
@@ -49,7 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Image(args) => cmd::image::run(args),
         Command::Ran(args) => cmd::ran::run(args),
-        Command::Control(args) => cmd::control::run(args),
+        Command::Control(args) => cmd::control::run(*args),
         Command::Testbed(args) => cmd::testbed::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Migrate(args) => cmd::migrate::run(args),

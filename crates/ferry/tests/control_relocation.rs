@@ -496,10 +496,37 @@ async fn application_mode_waits_for_the_context_transfer() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let created = s.b.calls_matching("/containers");
+    assert_eq!(created.len(), 1, "created on edge-b");
+    // The target instance has its own address (the source must reach it), announced in
+    // TRIGGERED, and the platform's environment.
+    let spec = &created[0].2;
+    let source_address = get(&s
+        .c
+        .api(&format!("/app_lcm/v1/app_instances/{}", s.instance)))
+    .await
+    .2["ferryAddress"]
+        .clone();
+    assert_ne!(spec["ip"], source_address);
+    let trig = &s.cb.on("/mp")[0].body["targetAppInfo"];
     assert_eq!(
-        s.b.calls_matching("/containers").len(),
-        1,
-        "created on edge-b"
+        trig["commInterface"]["ipAddresses"][0],
+        json!({"host": spec["ip"], "port": 8080})
+    );
+    let env: Vec<&str> = spec["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(env.contains(&"A=1"), "{env:?}");
+    assert!(
+        env.contains(&format!("MEC_APP_INSTANCE_ID={}", s.instance).as_str()),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&format!("MEC_ASSOCIATE_ID={UE}").as_str()),
+        "{env:?}"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -515,6 +542,14 @@ async fn application_mode_waits_for_the_context_transfer() {
         "no container migration in APPLICATION mode"
     );
     assert_eq!(s.host_of_instance().await, "edge-b");
+    let inst = get(&s
+        .c
+        .api(&format!("/app_lcm/v1/app_instances/{}", s.instance)))
+    .await;
+    assert_eq!(
+        inst.2["ferryAddress"], spec["ip"],
+        "the instance is at the target's address"
+    );
     assert_eq!(
         s.a.calls_matching(&format!("/containers/{}", s.instance))
             .iter()

@@ -74,7 +74,7 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Configuration file (TOML: state_dir, listen, ran, topology, data_plane_cmd,
-    /// app_subnet, [hosts]); options given here override it.
+    /// app_subnet, app_api_root, [hosts]); options given here override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Address to listen on (port 0: any free port, printed on stdout).
@@ -99,6 +99,10 @@ struct ServeArgs {
     /// Subnet app instances get their addresses from (.1 is the gateway).
     #[arg(long)]
     app_subnet: Option<String>,
+    /// URL at which app instances reach these MEC APIs, given to them as MEC_API_ROOT
+    /// (default: http://LISTEN_ADDRESS when that is neither loopback nor unspecified).
+    #[arg(long, value_name = "URL")]
+    app_api_root: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -234,24 +238,41 @@ fn run_daemon(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .or(file.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let api_root = args.app_api_root.clone().or(file.app_api_root.clone());
+    if let Some(root) = &api_root {
+        let parsed = reqwest::Url::parse(root)
+            .with_context(|| format!("--app-api-root '{root}' is not a URL"))?;
+        if parsed.scheme() != "http" {
+            bail!("--app-api-root '{root}': use an http:// URL");
+        }
+        config.app_api_root = Some(root.trim_end_matches('/').to_string());
+    }
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(serve(config, data_plane, &listen))
 }
 
 async fn serve(
-    config: ferry_control::Config,
+    mut config: ferry_control::Config,
     data_plane: Arc<dyn ferry_control::DataPlane>,
     listen: &str,
 ) -> anyhow::Result<ExitCode> {
-    let state_dir = config.state_dir.display().to_string();
-    let control = ferry_control::Control::open(config, data_plane)
-        .with_context(|| format!("cannot open the control plane state in {state_dir}"))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (pick another with --listen)"))?;
     let addr = listener
         .local_addr()
         .context("listening socket has no address")?;
+    if config.app_api_root.is_none() {
+        // Only an address other hosts can route to is worth telling the apps.
+        if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+            tracing::info!("app instances are not told where the MEC APIs are: set --app-api-root");
+        } else {
+            config.app_api_root = Some(format!("http://{addr}"));
+        }
+    }
+    let state_dir = config.state_dir.display().to_string();
+    let control = ferry_control::Control::open(config, data_plane)
+        .with_context(|| format!("cannot open the control plane state in {state_dir}"))?;
     // Printed on stdout (logs go to stderr) so scripts and tests can read the port.
     println!("ferry control: listening on http://{addr}");
     ferry_control::serve(control, listener, shutdown_signal())
