@@ -1,0 +1,372 @@
+//! Helpers of the relocation tests with real parts (on top of `common`'s `Pair`: two real
+//! `ferry host` daemons and a gateway namespace): the real `ferry ran` and `ferry control` in
+//! the gateway namespace, the gateway's route as the data plane, the counter package, and a
+//! real HTTP server there that records notifications. Everything stops on drop.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use crate::common::{counter_image, in_netns, Pair};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Two MEC hosts (`Pair`'s addresses), a cell each; ue1 starts in a1 (served by edge-a).
+pub const TOPOLOGY: &str = r#"
+name = "relocreal"
+
+[[hosts]]
+name = "edge-a"
+address = "10.99.1.2"
+
+[[hosts]]
+name = "edge-b"
+address = "10.99.2.2"
+
+[[cells]]
+name = "a1"
+ecgi = { mcc = "001", mnc = "01", cell_id = "00000a1" }
+position = { latitude = 43.7300, longitude = 7.4200 }
+radius_m = 400.0
+host = "edge-a"
+
+[[cells]]
+name = "b1"
+ecgi = { mcc = "001", mnc = "01", cell_id = "00000b1" }
+position = { latitude = 43.7300, longitude = 7.4400 }
+radius_m = 400.0
+host = "edge-b"
+
+[[ues]]
+name = "ue1"
+address = "10.150.0.1"
+cell = "a1"
+"#;
+
+pub const UE: &str = "10.150.0.1";
+
+/// A daemon started with `ip netns exec` (the child is the daemon), killed on drop.
+pub struct Daemon {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `ferry ARGS` in `netns` and waits for its `BANNER http://...` line on stdout.
+pub fn start_in(netns: &str, args: &[String], banner: &str) -> Daemon {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, env!("CARGO_BIN_EXE_ferry")])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn daemon");
+    let mut line = String::new();
+    let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let url = line
+        .trim()
+        .strip_prefix(banner)
+        .unwrap_or_default()
+        .to_string();
+    let d = Daemon { child, url };
+    assert!(
+        d.url.starts_with("http://"),
+        "daemon did not start: {line:?}"
+    );
+    d
+}
+
+/// The real RAN and the real control plane in the gateway namespace, managing `pair`'s hosts.
+pub struct ControlPlane {
+    // Control first: it unsubscribes from a RAN that is still there.
+    pub control: Daemon,
+    pub ran: Daemon,
+    /// An HTTP client whose sockets live in the gateway namespace.
+    pub http: reqwest::blocking::Client,
+}
+
+impl ControlPlane {
+    /// `ferry ran` on 127.0.0.1 and `ferry control` on `listen`, both in the gateway; the
+    /// data plane is the gateway's route for the app address (`dir` holds the files).
+    pub fn start(pair: &Pair, dir: &Path, listen: &str) -> ControlPlane {
+        let topo = dir.join("topology.toml");
+        std::fs::write(&topo, TOPOLOGY).unwrap();
+        let route = dir.join("route.sh");
+        std::fs::write(
+            &route,
+            "#!/bin/sh\ncase \"$2\" in edge-a) via=10.99.1.2;; edge-b) via=10.99.2.2;; *) exit 1;; esac\nexec ip route replace \"$1/32\" via \"$via\"\n",
+        )
+        .unwrap();
+        Command::new("chmod")
+            .arg("+x")
+            .arg(&route)
+            .status()
+            .unwrap();
+        let ran = start_in(
+            &pair.gw,
+            &[
+                "ran".into(),
+                "--no-trace".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--topology".into(),
+                topo.display().to_string(),
+            ],
+            "ferry ran: listening on ",
+        );
+        let control = start_in(
+            &pair.gw,
+            &[
+                "control".into(),
+                "--listen".into(),
+                listen.into(),
+                "--state-dir".into(),
+                dir.join("control").display().to_string(),
+                "--host".into(),
+                "edge-a=http://10.99.1.2:7100".into(),
+                "--host".into(),
+                "edge-b=http://10.99.2.2:7100".into(),
+                "--topology".into(),
+                topo.display().to_string(),
+                "--ran".into(),
+                ran.url.clone(),
+                "--data-plane-cmd".into(),
+                route.display().to_string(),
+            ],
+            "ferry control: listening on ",
+        );
+        let http = in_netns(&pair.gw, || {
+            reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("client")
+        });
+        ControlPlane { control, ran, http }
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.control.url)
+    }
+
+    /// (status, JSON body) of a request.
+    pub fn send(&self, r: reqwest::blocking::RequestBuilder) -> (u16, Value) {
+        let r = r.send().expect("request");
+        let s = r.status().as_u16();
+        (s, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(self.api(path)))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(self.http.post(self.api(path)).json(body))
+    }
+
+    /// Onboards the counter image under `appd` (a MEC 010-2 package, checksum and all).
+    pub fn onboard(&self, appd: &Value) {
+        let image = std::fs::read(counter_image()).unwrap();
+        let content = ferry_control::client::build_package(appd, &image).unwrap();
+        let (s, p) = self.post(
+            "/app_pkgm/v1/app_packages",
+            &json!({"appPkgName": "counter", "appPkgVersion": "1",
+                "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
+        );
+        assert_eq!(s, 201, "{p}");
+        let pkg = p["id"].as_str().unwrap();
+        let (s, b) = self.send(
+            self.http
+                .put(self.api(&format!("/app_pkgm/v1/app_packages/{pkg}/package_content")))
+                .body(content),
+        );
+        assert_eq!(s, 202, "onboarding: {b}");
+    }
+
+    /// Creates an instance of `app_d_id` and instantiates it for `UE` (at its serving host);
+    /// returns its id.
+    pub fn instantiate_for_ue(&self, pair: &Pair, app_d_id: &str) -> String {
+        let (s, i) = self.post("/app_lcm/v1/app_instances", &json!({"appDId": app_d_id}));
+        assert_eq!(s, 201, "{i}");
+        let id = i["id"].as_str().unwrap().to_string();
+        let (s, b) = self.post(
+            &format!("/app_lcm/v1/app_instances/{id}/instantiate"),
+            &json!({"ferryAssociateId": {"type": "UE_IPv4_ADDRESS", "value": UE}}),
+        );
+        assert_eq!(s, 202, "instantiation: {b}\n{}", pair.a.daemon_log());
+        id
+    }
+
+    /// Forces ue1's handover to `cell` at the RAN.
+    pub fn handover(&self, cell: &str) {
+        let (s, b) = self.send(
+            self.http
+                .post(format!("{}/ferry/ran/v1/ues/ue1/handover", self.ran.url))
+                .json(&json!({"cell": cell})),
+        );
+        assert_eq!(s, 200, "{b}");
+    }
+
+    /// Waits (up to `secs`) until the `n`th relocation record (0-based) is COMPLETED or
+    /// FAILED; returns it.
+    pub fn wait_relocation(&self, n: usize, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let rel = self.get("/ferry/control/v1/relocations").1;
+            let phase = rel[n]["phase"].as_str().unwrap_or("");
+            if phase == "COMPLETED" || phase == "FAILED" || Instant::now() > deadline {
+                return rel[n].clone();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x");
+    std::fs::write(&p, data).unwrap();
+    let out = Command::new("sha256sum").arg(&p).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// One notification as received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub body: Value,
+    pub at: Instant,
+}
+
+/// A real HTTP server in a namespace that answers every POST with 204 and records it (a MEC
+/// API consumer's callback). Stops accepting on drop.
+pub struct Recorder {
+    pub base: String,
+    got: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+    addr: std::net::SocketAddr,
+    netns: String,
+}
+
+impl Recorder {
+    pub fn start(netns: &str) -> Recorder {
+        let listener = in_netns(netns, || {
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind recorder")
+        });
+        let addr = listener.local_addr().unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g, s) = (got.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let g = g.clone();
+                std::thread::spawn(move || record(conn, &g));
+            }
+        });
+        Recorder {
+            base: format!("http://{addr}"),
+            got,
+            stop,
+            addr,
+            netns: netns.to_string(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn on(&self, path: &str) -> Vec<Received> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `path` got at least `n` notifications (or the timeout) and returns them.
+    pub fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        let end = Instant::now() + timeout;
+        loop {
+            let got = self.on(path);
+            if got.len() >= n || Instant::now() > end {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let addr = self.addr;
+        let _ = std::panic::catch_unwind(|| {
+            in_netns(&self.netns, move || {
+                let _ = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+            })
+        });
+    }
+}
+
+/// Serves one keep-alive connection: each request is recorded and answered 204.
+fn record(conn: std::net::TcpStream, got: &Mutex<Vec<Received>>) {
+    let mut w = match conn.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut request = String::new();
+        if r.read_line(&mut request).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            if h == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        got.lock().unwrap().push(Received {
+            path,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            at: Instant::now(),
+        });
+        if w.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
