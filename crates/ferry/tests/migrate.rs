@@ -297,3 +297,233 @@ fn post_copy_failed_restore_is_rolled_back() {
     assert_eq!(body["report"]["failed_phase"], "restore", "{body}");
     assert_still_on_a(&pair, &mut conn, &before, 2);
 }
+
+/// Posts a migration on its own thread (so the test can break something meanwhile).
+fn migrate_in_background(pair: &Pair, body: Value) -> std::thread::JoinHandle<(u16, Value)> {
+    let a_http = pair.a.http.clone();
+    let url = format!("{}/containers/app/migrate", pair.a.api);
+    std::thread::spawn(move || {
+        let r = a_http.post(url).json(&body).send().unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    })
+}
+
+fn ms(n: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(n)
+}
+
+/// Waits until the source's migration of `app` entered `phase`.
+fn wait_for_phase(pair: &Pair, phase: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pair.a.get("/containers/app").1["outgoing"]["phase"] != phase {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached {phase}"
+        );
+        std::thread::sleep(ms(50));
+    }
+}
+
+#[test]
+fn target_daemon_down_at_prepare_is_refused_before_freezing() {
+    let mut pair = Pair::start();
+    let (mut conn, before) = setup(&pair, 8);
+    let run = migrate_in_background(
+        &pair,
+        json!({"target": "http://10.99.2.2:7100", "technique": "cold",
+               "fault": {"kind": "pause_before", "phase": "prepare", "ms": 1500}}),
+    );
+    std::thread::sleep(ms(500));
+    pair.b.stop_daemon();
+    let (s, body) = run.join().unwrap();
+    assert_eq!(s, 502, "{body}");
+    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
+    assert_eq!(body["report"]["failed_phase"], "prepare", "{body}");
+    assert!(
+        body["report"]["timings"]["freeze_ms"].is_null(),
+        "the app was never frozen: {body}"
+    );
+    pair.b.spawn_daemon();
+    assert_still_on_a(&pair, &mut conn, &before, 2);
+    assert_eq!(pair.whereabouts("app").1, None, "b holds nothing");
+}
+
+#[test]
+fn cut_link_during_dump_times_out_and_rolls_back() {
+    let pair = Pair::start();
+    let (mut conn, before) = setup(&pair, 24);
+    // A slow link (20 Mbit/s: about 10 s for the ballast), cut while CRIU sends pages: it
+    // would wait for TCP for many minutes; the dump deadline closes its connection instead.
+    let tc = std::process::Command::new("tc")
+        .args([
+            "-n", &pair.gw, "qdisc", "replace", "dev", "g2", "root", "tbf",
+        ])
+        .args(["rate", "20mbit", "burst", "32kb", "latency", "400ms"])
+        .status()
+        .unwrap();
+    assert!(tc.success());
+    let run = migrate_in_background(
+        &pair,
+        json!({"target": "http://10.99.2.2:7100", "technique": "cold", "dump_timeout_s": 3}),
+    );
+    wait_for_phase(&pair, "dump");
+    std::thread::sleep(ms(1000));
+    pair.link(2, false);
+    let (s, body) = run.join().unwrap();
+    pair.link(2, true);
+    assert_eq!(s, 502, "{body}");
+    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
+    eprintln!("dump timed out: {body}");
+    assert_eq!(body["report"]["failed_phase"], "dump", "{body}");
+    assert!(
+        body["report"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{body}"
+    );
+    assert_still_on_a(&pair, &mut conn, &before, 2);
+    // The retried abort reaches b once the link is back: its parked copy goes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pair.whereabouts("app").1.is_some() {
+        assert!(std::time::Instant::now() < deadline, "b still holds a copy");
+        std::thread::sleep(ms(250));
+    }
+}
+
+#[test]
+fn target_restarted_before_commit_is_rolled_back() {
+    let mut pair = Pair::start();
+    let (mut conn, before) = setup(&pair, 8);
+    let run = migrate_in_background(
+        &pair,
+        json!({"target": "http://10.99.2.2:7100", "technique": "cold",
+               "fault": {"kind": "pause_before", "phase": "commit", "ms": 3000}}),
+    );
+    // The copy on b is restored (parked) when its daemon restarts: the new daemon removes
+    // the uncommitted copy, so the source's commit finds nothing there and rolls back.
+    wait_for_phase(&pair, "commit");
+    assert_eq!(pair.whereabouts("app").1.as_deref(), Some("incoming"));
+    pair.b.stop_daemon();
+    pair.b.spawn_daemon();
+    let (s, body) = run.join().unwrap();
+    assert_eq!(s, 502, "{body}");
+    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
+    assert_eq!(body["report"]["failed_phase"], "commit", "{body}");
+    assert_still_on_a(&pair, &mut conn, &before, 2);
+    assert_eq!(pair.whereabouts("app").1, None, "b removed its copy");
+}
+
+#[test]
+fn cut_link_at_commit_settles_on_exactly_one_host() {
+    let pair = Pair::start();
+    let (mut conn, before) = setup(&pair, 8);
+    let run = migrate_in_background(
+        &pair,
+        json!({"target": "http://10.99.2.2:7100", "technique": "cold",
+               "fault": {"kind": "pause_before", "phase": "commit", "ms": 2000}}),
+    );
+    wait_for_phase(&pair, "commit");
+    // The commit cannot reach b; the source must neither resume nor give up while b's
+    // parked copy may still take over. The link comes back before b's lease runs out.
+    pair.link(2, false);
+    std::thread::sleep(ms(6000));
+    pair.link(2, true);
+    let (s, report) = run.join().unwrap();
+    eprintln!("settled after a lost commit: {report}");
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["outcome"], "completed", "{report}");
+    // Exactly one host serves: b.
+    assert_eq!(pair.whereabouts("app"), (None, Some("running".to_string())));
+    pair.route(IP, 2);
+    let v = conn.get("/").expect("the connection survived");
+    assert_eq!(counter(&v), 2, "{v}");
+    let verify = conn.get("/verify").unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    assert_eq!(verify["started_at_ms"], before["started_at_ms"]);
+}
+
+/// Pre-copy and hybrid need soft-dirty tracking, which kernels of this project's CI lack.
+/// These tests are ignored by `cargo test`; `make test` runs them where `ferry doctor`
+/// finds the feature and says plainly that they did not run where it does not.
+fn require_dirty_tracking(pair: &Pair) {
+    let (_, info) = pair.a.get("/info");
+    assert_eq!(
+        info["criu"]["features"]["mem_dirty_track"], true,
+        "this kernel has no soft-dirty tracking (CONFIG_MEM_SOFT_DIRTY): pre-copy cannot run here"
+    );
+}
+
+fn moves_with_dirty_rate(technique: &str) {
+    let pair = Pair::start();
+    require_dirty_tracking(&pair);
+    pair.a.import_counter_image();
+    pair.b.import_counter_image();
+    let (s, c) = pair.a.post(
+        "/containers",
+        json!({"name": "app", "image": "counter", "ip": IP, "memory_mib": 256,
+               "args": ["--ballast-mib", "48", "--dirty-mib-s", "8", "--port", "8080"]}),
+    );
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(pair.a.post("/containers/app/start", json!({})).0, 200);
+    pair.route(IP, 1);
+    let mut conn = pair.connect(APP);
+    assert_eq!(counter(&conn.get("/").unwrap()), 1);
+    let before = conn.get("/verify").unwrap();
+
+    let (s, report) = migrate(
+        &pair,
+        json!({"target": "http://10.99.2.2:7100", "technique": technique}),
+    );
+    eprintln!("{technique} migration report: {report}");
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["technique"], technique);
+    let rounds = report["pre_copy_rounds"]
+        .as_array()
+        .expect("rounds reported");
+    assert!(!rounds.is_empty(), "{report}");
+    assert!(
+        rounds[0]["pages"].as_u64().unwrap() * 4096 >= 40 << 20,
+        "the first round carried the ballast: {report}"
+    );
+    pair.route(IP, 2);
+    assert_eq!(pair.whereabouts("app"), (None, Some("running".to_string())));
+    let v = conn.get("/").expect("the TCP connection survived");
+    assert_eq!(counter(&v), 2, "{v}");
+    let verify = conn.get("/verify").unwrap();
+    assert_eq!(verify["ok"], true, "every page arrived intact: {verify}");
+    assert_eq!(verify["started_at_ms"], before["started_at_ms"]);
+}
+
+#[test]
+#[ignore = "needs soft-dirty tracking (CONFIG_MEM_SOFT_DIRTY); make test runs it where ferry doctor finds mem_dirty_track"]
+fn pre_copy_migration_moves_state_and_tcp_connection() {
+    moves_with_dirty_rate("pre-copy");
+}
+
+#[test]
+#[ignore = "needs soft-dirty tracking (CONFIG_MEM_SOFT_DIRTY); make test runs it where ferry doctor finds mem_dirty_track"]
+fn hybrid_migration_moves_state_and_tcp_connection() {
+    moves_with_dirty_rate("hybrid");
+}
+
+#[test]
+#[ignore = "needs soft-dirty tracking (CONFIG_MEM_SOFT_DIRTY); make test runs it where ferry doctor finds mem_dirty_track"]
+fn pre_copy_cut_link_during_rounds_is_rolled_back() {
+    let pair = Pair::start();
+    require_dirty_tracking(&pair);
+    let (mut conn, before) = setup(&pair, 16);
+    let run = migrate_in_background(
+        &pair,
+        json!({"target": "http://10.99.2.2:7100", "technique": "pre-copy", "dump_timeout_s": 3,
+               "fault": {"kind": "pause_before", "phase": "pre_copy", "ms": 1500}}),
+    );
+    wait_for_phase(&pair, "pre_copy");
+    pair.link(2, false);
+    let (s, body) = run.join().unwrap();
+    pair.link(2, true);
+    assert_eq!(s, 502, "{body}");
+    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
+    assert_eq!(body["report"]["failed_phase"], "pre_copy", "{body}");
+    assert_still_on_a(&pair, &mut conn, &before, 2);
+}
