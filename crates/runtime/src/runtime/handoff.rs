@@ -184,6 +184,20 @@ impl Runtime {
         Ok(())
     }
 
+    /// Runs a final dump of a parked container with CRIU's network lock off (see
+    /// [`spec::CRIU_CONFIG_PARKED`]); the container's usual options are back afterwards.
+    fn with_parked_config<T>(
+        &self,
+        name: &str,
+        dump: impl FnOnce() -> Result<T, RuntimeError>,
+    ) -> Result<T, RuntimeError> {
+        let conf = self.container_dir(name).join("criu.conf");
+        std::fs::write(&conf, spec::CRIU_CONFIG_PARKED).map_err(io("write criu.conf"))?;
+        let result = dump();
+        std::fs::write(&conf, spec::CRIU_CONFIG).map_err(io("write criu.conf"))?;
+        result
+    }
+
     /// A fresh CRIU work dir for one dump (its logs and statistics).
     fn dump_work_dir(
         &self,
@@ -261,21 +275,23 @@ impl Runtime {
     ) -> Result<DumpStats, RuntimeError> {
         let _c = self.outgoing_container(name)?;
         let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
-        self.runc
-            .checkpoint(
-                name,
-                &CheckpointOpts {
-                    image_path: image_dir,
-                    work_path: &work,
-                    leave_running: true,
-                    tcp_established: true,
-                    page_server,
-                    pre_dump: false,
-                    parent_path: parent,
-                    timeout: Some(timeout),
-                },
-            )
-            .map_err(|e| Self::dump_error(name, "dump", e, &work, "dump.log"))?;
+        self.with_parked_config(name, || {
+            self.runc
+                .checkpoint(
+                    name,
+                    &CheckpointOpts {
+                        image_path: image_dir,
+                        work_path: &work,
+                        leave_running: true,
+                        tcp_established: true,
+                        page_server,
+                        pre_dump: false,
+                        parent_path: parent,
+                        timeout: Some(timeout),
+                    },
+                )
+                .map_err(|e| Self::dump_error(name, "dump", e, &work, "dump.log"))
+        })?;
         Ok(read_dump_stats(&work))
     }
 
@@ -292,22 +308,25 @@ impl Runtime {
     ) -> Result<std::process::Child, RuntimeError> {
         let _c = self.outgoing_container(name)?;
         let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
-        self.runc
-            .checkpoint_lazy(
-                name,
-                &CheckpointOpts {
-                    image_path: image_dir,
-                    work_path: &work,
-                    leave_running: true,
-                    tcp_established: true,
-                    page_server: Some(page_server),
-                    pre_dump: false,
-                    parent_path: parent,
-                    timeout: None,
-                },
-                std::time::Duration::from_secs(60),
-            )
-            .map_err(|e| Self::dump_error(name, "lazy dump", e, &work, "dump.log"))
+        // CRIU reads its options when it starts; the lazy dump runs on after this returns.
+        self.with_parked_config(name, || {
+            self.runc
+                .checkpoint_lazy(
+                    name,
+                    &CheckpointOpts {
+                        image_path: image_dir,
+                        work_path: &work,
+                        leave_running: true,
+                        tcp_established: true,
+                        page_server: Some(page_server),
+                        pre_dump: false,
+                        parent_path: parent,
+                        timeout: None,
+                    },
+                    std::time::Duration::from_secs(60),
+                )
+                .map_err(|e| Self::dump_error(name, "lazy dump", e, &work, "dump.log"))
+        })
     }
 
     /// The container's writable layer (what moves besides the CRIU images).
