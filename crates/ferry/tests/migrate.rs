@@ -251,12 +251,24 @@ fn post_copy_migration_moves_state_and_tcp_connection() {
     assert_eq!(counter(&conn.get("/").unwrap()), 1);
     let before = conn.get("/verify").unwrap();
 
+    // Whoever steers traffic hears of the commit at once, before the memory has all moved.
+    let hook = OnCommitHook::start(&pair);
     let (s, report) = migrate(
         &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": "post-copy"}),
+        json!({"target": "http://10.99.2.2:7100", "technique": "post-copy",
+               "on_commit": hook.url.clone()}),
     );
+    let returned = std::time::Instant::now();
     assert_eq!(s, 200, "{report}");
     eprintln!("post-copy migration report: {report}");
+    let (heard_at, committed) = hook.wait();
+    assert_eq!(committed["container"], "app", "{committed}");
+    assert_eq!(committed["migration"], report["id"], "{committed}");
+    assert!(
+        heard_at < returned,
+        "on_commit came {:?} after the report",
+        heard_at - returned
+    );
     assert_eq!(report["technique"], "post-copy");
     assert_eq!(report["outcome"], "completed");
     assert!(
@@ -296,6 +308,49 @@ fn post_copy_failed_restore_is_rolled_back() {
     assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
     assert_eq!(body["report"]["failed_phase"], "restore", "{body}");
     assert_still_on_a(&pair, &mut conn, &before, 2);
+}
+
+/// A one-shot HTTP endpoint on the gateway (reachable from the hosts) for `on_commit`.
+struct OnCommitHook {
+    url: String,
+    thread: std::thread::JoinHandle<(std::time::Instant, Value)>,
+}
+
+impl OnCommitHook {
+    fn start(pair: &Pair) -> OnCommitHook {
+        let listener = common::in_netns(&pair.gw, || {
+            std::net::TcpListener::bind("10.99.1.1:0").expect("bind on the gateway")
+        });
+        let url = format!("http://{}/committed", listener.local_addr().unwrap());
+        let thread = std::thread::spawn(move || {
+            use std::io::{BufRead, Read, Write};
+            let (stream, _) = listener.accept().unwrap();
+            let at = std::time::Instant::now();
+            let mut reader = std::io::BufReader::new(stream);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).unwrap();
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+            (at, serde_json::from_slice(&body).unwrap())
+        });
+        OnCommitHook { url, thread }
+    }
+
+    fn wait(self) -> (std::time::Instant, Value) {
+        self.thread.join().expect("on_commit hook")
+    }
 }
 
 /// Posts a migration on its own thread (so the test can break something meanwhile).

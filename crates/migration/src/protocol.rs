@@ -48,6 +48,19 @@ pub struct MigrateRequest {
     /// [`crate::source::default_dump_timeout`] of the state size).
     #[serde(default)]
     pub dump_timeout_s: Option<u64>,
+    /// URL the source POSTs [`Committed`] to the moment the target serves, so the caller
+    /// steers traffic then rather than when the report arrives (post-copy moves memory for a
+    /// while after the commit, and the source cleans up).
+    #[serde(default)]
+    pub on_commit: Option<String>,
+}
+
+/// Source -> `on_commit` URL: the app now serves on the target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Committed {
+    pub migration: String,
+    pub container: String,
+    pub target: String,
 }
 
 /// Faults a test can inject into a migration, each exercising a real failure path.

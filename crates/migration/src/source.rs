@@ -246,6 +246,14 @@ pub fn migrate(
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| random_hex(32));
     let client = TargetClient::new(&req.target, &token)?;
+    if let Some(url) = &req.on_commit {
+        let ok = reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !ok {
+            return Err(MigrationError::Refused(format!(
+                "on_commit '{url}' is not an http(s) URL"
+            )));
+        }
+    }
     let id = format!("m-{}", random_hex(8));
     let container = rt.begin_outgoing(name, &id, &req.target)?;
     tracing::info!(container = %name, migration = %id, target = %req.target, %technique, "migration starts");
@@ -278,6 +286,7 @@ pub fn migrate(
         image_dir: &image_dir,
         fault: req.fault.as_ref(),
         dump_timeout,
+        on_commit: req.on_commit.as_deref(),
     };
     let result = run(rt, &client, &plan, &mut report, &mut lazy_dump);
     if let Err(f) = result {
@@ -292,6 +301,9 @@ pub fn migrate(
         tracing::error!(container = %name, migration = %id, phase = %f.phase, error = %f.detail, "migration failed");
         if f.commit_sent {
             report.outcome = settle_lost_commit(rt, &client, name, &id)?;
+            if report.outcome == Outcome::Completed && report.timings.commit_ms.is_none() {
+                notify_committed(req.on_commit.as_deref(), &id, name, &req.target);
+            }
         } else {
             // The target's copy (if any) is parked and serves only once committed, which
             // never happens now: thaw ours first, so the app does not wait on a target that
@@ -340,6 +352,8 @@ struct Plan<'a> {
     image_dir: &'a Path,
     fault: Option<&'a Fault>,
     dump_timeout: Duration,
+    /// Told the moment the target serves.
+    on_commit: Option<&'a str>,
 }
 
 fn run(
@@ -356,6 +370,7 @@ fn run(
         image_dir,
         fault,
         dump_timeout,
+        on_commit,
     } = *plan;
     let name = request.name.as_str();
 
@@ -484,6 +499,7 @@ fn run(
     })?;
     report.timings.commit_ms = ms_since(t);
     report.timings.frozen_ms = ms_since(frozen_at);
+    notify_committed(on_commit, id, name, &report.target);
 
     // Post-copy: the app serves on the target while its memory still arrives from here.
     if let Some(child) = lazy_dump.take() {
@@ -701,6 +717,29 @@ fn lazy_stats(client: &TargetClient, id: &str) -> Option<crate::protocol::LazySt
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Tells whoever steers traffic that the target serves now (in the background: the
+/// migration does not wait on it).
+fn notify_committed(url: Option<&str>, id: &str, name: &str, target: &str) {
+    let Some(url) = url else { return };
+    let body = crate::protocol::Committed {
+        migration: id.to_string(),
+        container: name.to_string(),
+        target: target.to_string(),
+    };
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let sent = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .and_then(|c| c.post(&url).json(&body).send());
+        match sent {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => tracing::warn!(%url, status = %r.status(), "on_commit callback refused"),
+            Err(e) => tracing::warn!(%url, error = %e, "on_commit callback failed"),
+        }
+    });
 }
 
 /// Tells the target to drop its parked copy, in the background, retrying while it cannot be
