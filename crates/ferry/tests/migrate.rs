@@ -29,6 +29,24 @@ fn setup(pair: &Pair, ballast_mib: u32) -> (AppConn, Value) {
     (conn, v)
 }
 
+/// [`setup`] with 48 MiB that the app rewrites at 8 MiB/s, so pages change while they move.
+fn setup_writing(pair: &Pair) -> (AppConn, Value) {
+    pair.a.import_counter_image();
+    pair.b.import_counter_image();
+    let (s, c) = pair.a.post(
+        "/containers",
+        json!({"name": "app", "image": "counter", "ip": IP, "memory_mib": 256,
+               "args": ["--ballast-mib", "48", "--dirty-mib-s", "8", "--port", "8080"]}),
+    );
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(pair.a.post("/containers/app/start", json!({})).0, 200);
+    pair.route(IP, 1);
+    let mut conn = pair.connect(APP);
+    assert_eq!(counter(&conn.get("/").unwrap()), 1);
+    let before = conn.get("/verify").unwrap();
+    (conn, before)
+}
+
 fn migrate(pair: &Pair, body: Value) -> (u16, Value) {
     pair.a.post("/containers/app/migrate", body)
 }
@@ -236,20 +254,7 @@ fn post_copy_migration_moves_state_and_tcp_connection() {
         lazy,
         "this machine supports lazy pages (see ferry doctor); the post-copy test must run here"
     );
-    pair.a.import_counter_image();
-    pair.b.import_counter_image();
-    // A dirty rate, so the app touches pages while they are still on the source.
-    let (s, c) = pair.a.post(
-        "/containers",
-        json!({"name": "app", "image": "counter", "ip": IP, "memory_mib": 256,
-               "args": ["--ballast-mib", "48", "--dirty-mib-s", "8", "--port", "8080"]}),
-    );
-    assert_eq!(s, 201, "{c}");
-    assert_eq!(pair.a.post("/containers/app/start", json!({})).0, 200);
-    pair.route(IP, 1);
-    let mut conn = pair.connect(APP);
-    assert_eq!(counter(&conn.get("/").unwrap()), 1);
-    let before = conn.get("/verify").unwrap();
+    let (mut conn, before) = setup_writing(&pair);
 
     // Whoever steers traffic hears of the commit at once, before the memory has all moved.
     let hook = OnCommitHook::start(&pair);
@@ -512,19 +517,7 @@ fn require_dirty_tracking(pair: &Pair) {
 fn moves_with_dirty_rate(technique: &str) {
     let pair = Pair::start();
     require_dirty_tracking(&pair);
-    pair.a.import_counter_image();
-    pair.b.import_counter_image();
-    let (s, c) = pair.a.post(
-        "/containers",
-        json!({"name": "app", "image": "counter", "ip": IP, "memory_mib": 256,
-               "args": ["--ballast-mib", "48", "--dirty-mib-s", "8", "--port", "8080"]}),
-    );
-    assert_eq!(s, 201, "{c}");
-    assert_eq!(pair.a.post("/containers/app/start", json!({})).0, 200);
-    pair.route(IP, 1);
-    let mut conn = pair.connect(APP);
-    assert_eq!(counter(&conn.get("/").unwrap()), 1);
-    let before = conn.get("/verify").unwrap();
+    let (mut conn, before) = setup_writing(&pair);
 
     let (s, report) = migrate(
         &pair,
