@@ -210,6 +210,7 @@ fn killed_target_daemon_is_rolled_back() {
     // The app serves from a; b's daemon restarts and removes its uncommitted copy.
     pair.b.spawn_daemon();
     assert_still_on_a(&pair, &mut conn, &before, 2);
+    wait_b_clean(&pair);
 }
 
 #[test]
@@ -238,11 +239,7 @@ fn cut_link_is_rolled_back() {
     );
     assert_still_on_a(&pair, &mut conn, &before, 2);
     // Once b is reachable again, the source's retried abort removes b's parked copy.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while pair.whereabouts("app").1.is_some() {
-        assert!(std::time::Instant::now() < deadline, "b still holds a copy");
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    wait_b_clean(&pair);
 }
 
 #[test]
@@ -372,6 +369,34 @@ fn ms(n: u64) -> std::time::Duration {
     std::time::Duration::from_millis(n)
 }
 
+/// CRIU page servers and lazy-pages daemons still working for host `h` (none may outlive an
+/// aborted migration).
+fn criu_helpers(h: &common::TestHost) -> Vec<String> {
+    let dir = h.state.path().to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("criu") && (c.contains("page-server") || c.contains("lazy-pages")))
+        .filter(|c| c.contains(&dir))
+        .collect()
+}
+
+/// Waits until host b holds no copy of the app and no CRIU helper works for it.
+fn wait_b_clean(pair: &Pair) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pair.whereabouts("app").1.is_some() || !criu_helpers(&pair.b).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b still holds a copy ({:?}) or CRIU helpers: {:?}",
+            pair.whereabouts("app").1,
+            criu_helpers(&pair.b)
+        );
+        std::thread::sleep(ms(250));
+    }
+}
+
 /// Waits until the source's migration of `app` entered `phase`.
 fn wait_for_phase(pair: &Pair, phase: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -443,12 +468,9 @@ fn cut_link_during_dump_times_out_and_rolls_back() {
         "{body}"
     );
     assert_still_on_a(&pair, &mut conn, &before, 2);
-    // The retried abort reaches b once the link is back: its parked copy goes.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while pair.whereabouts("app").1.is_some() {
-        assert!(std::time::Instant::now() < deadline, "b still holds a copy");
-        std::thread::sleep(ms(250));
-    }
+    // The retried abort reaches b once the link is back: its parked copy and the page
+    // server that waited for the cut dump go.
+    wait_b_clean(&pair);
 }
 
 #[test]
@@ -472,6 +494,7 @@ fn target_restarted_before_commit_is_rolled_back() {
     assert_eq!(body["report"]["failed_phase"], "commit", "{body}");
     assert_still_on_a(&pair, &mut conn, &before, 2);
     assert_eq!(pair.whereabouts("app").1, None, "b removed its copy");
+    wait_b_clean(&pair);
 }
 
 #[test]

@@ -511,6 +511,30 @@ impl Incoming {
         })
     }
 
+    /// The daemon stops: every uncommitted copy goes, with its page server or lazy-pages
+    /// daemon (separate processes that would otherwise wait for the source forever). The
+    /// source sees the migration fail and rolls back. Committed copies stay: a post-copy
+    /// app still needs its lazy-pages daemon.
+    pub fn shutdown(&self, rt: &Runtime) {
+        let all: Vec<_> = self
+            .migrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for m in all {
+            let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(
+                m.phase,
+                TargetPhase::Prepared | TargetPhase::ImagesReceived | TargetPhase::Restored
+            ) {
+                tracing::warn!(container = %m.container, "daemon stops: removing the uncommitted incoming copy");
+                self.abort_locked(rt, &mut m);
+            }
+        }
+    }
+
     /// Removes uncommitted copies whose deadline passed (call periodically).
     pub fn reap(&self, rt: &Runtime) {
         let all: Vec<_> = self

@@ -578,6 +578,12 @@ impl Runtime {
                 action: "abort",
             });
         }
+        // A page server or lazy-pages daemon of this copy may outlive the daemon that
+        // started it (restart, crash): none may keep waiting for the source.
+        let dir = self.container_dir(name);
+        if crate::criu::kill_helpers_under(&dir) > 0 {
+            tracing::warn!(container = %name, "killed CRIU helpers left from the aborted migration");
+        }
         self.teardown(&c);
         tracing::warn!(container = %name, "incoming migration aborted; target copy removed");
         Ok(())
