@@ -31,7 +31,7 @@ use serde::Deserialize;
 use std::net::IpAddr;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use ferry_migration::protocol::{MigrateRequest, Offer, Outcome};
+use ferry_migration::protocol::{MigrateRequest, Offer, Outcome, RoundRequest};
 use ferry_migration::target::Incoming;
 use ferry_runtime::{CheckpointRequest, ContainerRequest, RestoreRequest, Runtime};
 
@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{name}/migrate", post(migrate_container))
         .route("/migrations", post(migration_offer))
         .route("/migrations/{id}", get(migration_state))
+        .route("/migrations/{id}/rounds", post(migration_round))
         .route("/migrations/{id}/images", put(migration_images))
         .route("/migrations/{id}/restore", post(migration_restore))
         .route("/migrations/{id}/commit", post(migration_commit))
@@ -363,6 +364,26 @@ async fn migration_offer(
             StatusCode::CREATED,
             Json(app.incoming.offer(&app.rt, &token, offer, app.listen_ip)?),
         ))
+    })
+    .await
+}
+
+async fn migration_round(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<RoundRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = token(&headers)?;
+    let req = json_body(body)?;
+    blocking(move || {
+        Ok(Json(app.incoming.round(
+            &app.rt,
+            &id,
+            &token,
+            req,
+            app.listen_ip,
+        )?))
     })
     .await
 }

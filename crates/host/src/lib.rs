@@ -36,10 +36,11 @@ pub async fn serve(
             }
         })
     };
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     reaper.abort();
+    let _ = tokio::task::spawn_blocking(move || state.incoming.shutdown(&state.rt)).await;
     result
 }

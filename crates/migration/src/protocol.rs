@@ -6,6 +6,7 @@
 //! | call | body | what the target does |
 //! |---|---|---|
 //! | `POST /ferry/v1/migrations` | [`Offer`] | prepares the container (parked network), starts a page server; [`OfferReply`] |
+//! | `POST /ferry/v1/migrations/{id}/rounds` | [`RoundRequest`] | pre-copy/hybrid: checks the last round's pages, starts a page server for the next; [`RoundReply`] |
 //! | `PUT /ferry/v1/migrations/{id}/images` | tar stream ([`crate::stream`]) | writes and verifies images and writable layer |
 //! | `POST /ferry/v1/migrations/{id}/restore` | - | waits for the pages, checks their size, restores (still parked) |
 //! | `POST /ferry/v1/migrations/{id}/commit` | - | makes the copy reachable: it now serves |
@@ -37,6 +38,29 @@ pub struct MigrateRequest {
     /// Fault injection, for tests of the transaction (never set in production).
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// Host-to-host link rate, bit/s, for `auto` (the orchestrator knows the topology).
+    #[serde(default)]
+    pub link_bit_s: Option<u64>,
+    /// How fast the app writes its memory, bytes/s, for `auto` (when the operator knows).
+    #[serde(default)]
+    pub dirty_bytes_s: Option<u64>,
+    /// How long one dump may take before the migration gives up and rolls back (default:
+    /// [`crate::source::default_dump_timeout`] of the state size).
+    #[serde(default)]
+    pub dump_timeout_s: Option<u64>,
+    /// URL the source POSTs [`Committed`] to the moment the target serves, so the caller
+    /// steers traffic then rather than when the report arrives (post-copy moves memory for a
+    /// while after the commit, and the source cleans up).
+    #[serde(default)]
+    pub on_commit: Option<String>,
+}
+
+/// Source -> `on_commit` URL: the app now serves on the target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Committed {
+    pub migration: String,
+    pub container: String,
+    pub target: String,
 }
 
 /// Faults a test can inject into a migration, each exercising a real failure path.
@@ -56,6 +80,8 @@ pub enum Fault {
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Prepare,
+    /// Pre-copy and hybrid: rounds of pre-dumps while the app runs.
+    PreCopy,
     Freeze,
     Dump,
     Transfer,
@@ -114,6 +140,45 @@ pub struct RestoreRequest {
     pub lazy_page_server_port: Option<u16>,
 }
 
+/// Source -> target (pre-copy, hybrid): the source is about to send round `round`
+/// (0-based) of pre-dumped pages, or its final dump when `last`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundRequest {
+    pub round: u32,
+    /// The final dump follows: pre-copy sends its pages to this round's page server into the
+    /// images directory; hybrid sends none (the rest is pulled after the restore).
+    pub last: bool,
+    /// Bytes of pages the source sent in the round before; the target checks it has them.
+    pub previous_pages_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoundReply {
+    /// Port of the page server for this round (absent for hybrid's last round).
+    pub page_server_port: Option<u16>,
+    /// The previous round's page index (`pagemap-*.img`, hex) and the names of its page
+    /// files. A lazy final dump (hybrid) reads the index of its parent locally to mark the
+    /// pages the target already holds; the pages themselves stay on the target.
+    pub previous_index: Vec<IndexFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexFile {
+    pub name: String,
+    /// File content in hex; absent for page files (created empty on the source).
+    pub hex: Option<String>,
+}
+
+/// One pre-copy round as the source saw it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreCopyRound {
+    pub round: u32,
+    /// Pages the pre-dump sent (dirtied since the round before).
+    pub pages: u64,
+    pub ms: u64,
+}
+
 /// Post-copy progress on the target.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LazyState {
@@ -151,6 +216,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {
     pub prepare_ms: Option<u64>,
+    /// Pre-copy and hybrid: all rounds, while the app ran.
+    pub pre_copy_ms: Option<u64>,
     pub freeze_ms: Option<u64>,
     /// CRIU dump; for cold this includes sending every page to the target's page server.
     pub dump_ms: Option<u64>,
@@ -183,6 +250,9 @@ pub struct MigrationReport {
     /// Everything between the hosts for this migration (stream + pages).
     pub bytes_on_wire: u64,
     pub dump: Option<DumpStats>,
+    /// Pre-copy and hybrid: one entry per round.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_copy_rounds: Vec<PreCopyRound>,
     /// Post-copy: page faults the target served from the source.
     pub remote_page_faults: Option<u64>,
     /// Where it failed, and why (outcome rolled_back or unknown).

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! prepare   offer the container to the target (it prepares a parked copy and a page server)
+//! pre-copy  (pre-copy, hybrid) rounds of pre-dumps while the app runs, each sending the
+//!           pages dirtied since the round before to a page server on the target
 //! freeze    park the app's network, freeze its processes          <- downtime starts
-//! dump      CRIU dump, memory pages straight to the target's page server; original stays frozen
+//! dump      CRIU dump, memory pages straight to the target's page server (post-copy and
+//!           hybrid: none, they are pulled later); the original stays frozen
 //! transfer  stream the other images and the writable layer, with sizes and sha256
 //! restore   the target checks everything and restores, still parked
 //! commit    point of no return: the target unparks and serves     <- downtime ends
@@ -20,8 +23,9 @@ use std::time::{Duration, Instant};
 use ferry_runtime::{criu, Runtime, RuntimeError};
 
 use crate::protocol::{
-    Fault, MigrateRequest, MigrationReport, Offer, OfferReply, Outcome, Phase, RestoreReply,
-    RestoreRequest, TargetPhase, TargetState, Timings, AUTH_HEADER,
+    Fault, MigrateRequest, MigrationReport, Offer, OfferReply, Outcome, Phase, PreCopyRound,
+    RestoreReply, RestoreRequest, RoundReply, RoundRequest, TargetPhase, TargetState, Timings,
+    AUTH_HEADER,
 };
 use crate::stream;
 use crate::target::LEASE;
@@ -29,7 +33,29 @@ use crate::technique::{self, Technique};
 use crate::MigrationError;
 
 /// Techniques this build carries out end to end.
-pub const IMPLEMENTED: &[Technique] = &[Technique::Cold, Technique::PostCopy];
+pub const IMPLEMENTED: &[Technique] = &[
+    Technique::Cold,
+    Technique::PostCopy,
+    Technique::PreCopy,
+    Technique::Hybrid,
+];
+
+/// Deadline of a control message on the migration channel (offer, commit, abort, state).
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pre-copy stops after this many rounds...
+const MAX_ROUNDS: u32 = 8;
+/// ...or once a round sent at most this much (the final dump's share is then small)...
+const ROUND_DONE_BYTES: u64 = 2 << 20;
+/// ...or when a round shrank by less than this share: the app dirties memory about as fast
+/// as the link moves it, so more rounds would not cut the downtime.
+const MIN_SHRINK: f64 = 0.2;
+
+/// How long a dump may take by default: 30 s plus 1 s per MiB of state, i.e. a link below
+/// about 8 Mbit/s, or one that stopped carrying pages, makes the migration roll back.
+pub fn default_dump_timeout(state_bytes: u64) -> Duration {
+    Duration::from_secs(30 + state_bytes / (1 << 20))
+}
 
 /// The migration channel to the target host (blocking HTTP; runs on a blocking thread).
 #[derive(Clone)]
@@ -70,6 +96,12 @@ impl TargetClient {
         r.header(AUTH_HEADER, format!("Bearer {}", self.token))
     }
 
+    /// A control message: small, answered at once by a healthy target. A short deadline
+    /// means a vanished target is noticed in seconds (TCP alone would wait for minutes).
+    fn control(&self, r: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+        self.auth(r).timeout(CONTROL_TIMEOUT)
+    }
+
     fn check(
         r: reqwest::Result<reqwest::blocking::Response>,
     ) -> Result<reqwest::blocking::Response, String> {
@@ -86,7 +118,7 @@ impl TargetClient {
     }
 
     pub fn offer(&self, offer: &Offer) -> Result<OfferReply, String> {
-        Self::check(self.auth(self.http.post(&self.base)).json(offer).send())?
+        Self::check(self.control(self.http.post(&self.base)).json(offer).send())?
             .json()
             .map_err(|e| e.to_string())
     }
@@ -117,6 +149,16 @@ impl TargetClient {
         bytes.map_err(|e| format!("stream: {e}"))
     }
 
+    pub fn round(&self, id: &str, req: &RoundRequest) -> Result<RoundReply, String> {
+        Self::check(
+            self.auth(self.http.post(format!("{}/{id}/rounds", self.base)))
+                .json(req)
+                .send(),
+        )?
+        .json()
+        .map_err(|e| e.to_string())
+    }
+
     pub fn restore(&self, id: &str, req: &RestoreRequest) -> Result<RestoreReply, String> {
         Self::check(
             self.auth(self.http.post(format!("{}/{id}/restore", self.base)))
@@ -129,7 +171,7 @@ impl TargetClient {
 
     pub fn commit(&self, id: &str) -> Result<(), String> {
         Self::check(
-            self.auth(self.http.post(format!("{}/{id}/commit", self.base)))
+            self.control(self.http.post(format!("{}/{id}/commit", self.base)))
                 .send(),
         )
         .map(|_| ())
@@ -137,7 +179,7 @@ impl TargetClient {
 
     pub fn abort(&self, id: &str) -> Result<(), String> {
         Self::check(
-            self.auth(self.http.post(format!("{}/{id}/abort", self.base)))
+            self.control(self.http.post(format!("{}/{id}/abort", self.base)))
                 .send(),
         )
         .map(|_| ())
@@ -145,7 +187,7 @@ impl TargetClient {
 
     pub fn state(&self, id: &str) -> Result<TargetState, String> {
         Self::check(
-            self.auth(self.http.get(format!("{}/{id}", self.base)))
+            self.control(self.http.get(format!("{}/{id}", self.base)))
                 .send(),
         )?
         .json()
@@ -187,15 +229,31 @@ pub fn migrate(
 ) -> Result<MigrationReport, MigrationError> {
     let started = Instant::now();
     let features = criu::features(&rt.config().criu);
-    let state_bytes = rt.memory_bytes(name).unwrap_or(0);
-    let technique = technique::choose(req.technique, &features, state_bytes, IMPLEMENTED)
+    let inputs = technique::Inputs {
+        state_bytes: rt.memory_bytes(name).unwrap_or(0),
+        link_bit_s: req.link_bit_s,
+        dirty_bytes_s: req.dirty_bytes_s,
+    };
+    let technique = technique::choose(req.technique, &features, inputs, IMPLEMENTED)
         .map_err(MigrationError::Refused)?;
+    let dump_timeout = req
+        .dump_timeout_s
+        .map(Duration::from_secs)
+        .unwrap_or_else(|| default_dump_timeout(inputs.state_bytes));
     let token = req
         .token
         .clone()
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| random_hex(32));
     let client = TargetClient::new(&req.target, &token)?;
+    if let Some(url) = &req.on_commit {
+        let ok = reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !ok {
+            return Err(MigrationError::Refused(format!(
+                "on_commit '{url}' is not an http(s) URL"
+            )));
+        }
+    }
     let id = format!("m-{}", random_hex(8));
     let container = rt.begin_outgoing(name, &id, &req.target)?;
     tracing::info!(container = %name, migration = %id, target = %req.target, %technique, "migration starts");
@@ -214,23 +272,23 @@ pub fn migrate(
         pages_bytes: 0,
         bytes_on_wire: 0,
         dump: None,
+        pre_copy_rounds: Vec::new(),
         remote_page_faults: None,
         failed_phase: None,
         error: None,
         image_dir: None,
     };
     let mut lazy_dump = None;
-    let result = run(
-        rt,
-        &client,
-        &container.request,
-        &id,
+    let plan = Plan {
+        request: &container.request,
+        id: &id,
         technique,
-        &image_dir,
-        req.fault.as_ref(),
-        &mut report,
-        &mut lazy_dump,
-    );
+        image_dir: &image_dir,
+        fault: req.fault.as_ref(),
+        dump_timeout,
+        on_commit: req.on_commit.as_deref(),
+    };
+    let result = run(rt, &client, &plan, &mut report, &mut lazy_dump);
     if let Err(f) = result {
         if !f.commit_sent {
             // A post-copy dump still serving pages: stop it, and CRIU lets the original go.
@@ -243,14 +301,16 @@ pub fn migrate(
         tracing::error!(container = %name, migration = %id, phase = %f.phase, error = %f.detail, "migration failed");
         if f.commit_sent {
             report.outcome = settle_lost_commit(rt, &client, name, &id)?;
-        } else {
-            // The target's copy (if any) is parked and never served: drop it, thaw ours.
-            if let Err(e) = client.abort(&id) {
-                tracing::warn!(migration = %id, error = %e, "could not tell the target to abort; retrying in the background");
-                retry_abort(client.clone(), id.clone());
+            if report.outcome == Outcome::Completed && report.timings.commit_ms.is_none() {
+                notify_committed(req.on_commit.as_deref(), &id, name, &req.target);
             }
+        } else {
+            // The target's copy (if any) is parked and serves only once committed, which
+            // never happens now: thaw ours first, so the app does not wait on a target that
+            // may be gone, then tell the target to drop its copy.
             rt.rollback_outgoing(name)?;
             report.outcome = Outcome::RolledBack;
+            abort_target(client.clone(), id.clone());
         }
     }
     if report.outcome != Outcome::Unknown {
@@ -283,18 +343,35 @@ fn pause_if(fault: Option<&Fault>, phase: Phase) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one migration does, decided before it starts.
+struct Plan<'a> {
+    request: &'a ferry_runtime::ContainerRequest,
+    id: &'a str,
+    technique: Technique,
+    /// Where this host's dump writes its images (pre-copy rounds go next to it).
+    image_dir: &'a Path,
+    fault: Option<&'a Fault>,
+    dump_timeout: Duration,
+    /// Told the moment the target serves.
+    on_commit: Option<&'a str>,
+}
+
 fn run(
     rt: &Runtime,
     client: &TargetClient,
-    request: &ferry_runtime::ContainerRequest,
-    id: &str,
-    technique: Technique,
-    image_dir: &Path,
-    fault: Option<&Fault>,
+    plan: &Plan,
     report: &mut MigrationReport,
     lazy_dump: &mut Option<std::process::Child>,
 ) -> Result<(), Failure> {
+    let Plan {
+        request,
+        id,
+        technique,
+        image_dir,
+        fault,
+        dump_timeout,
+        on_commit,
+    } = *plan;
     let name = request.name.as_str();
 
     // Prepare ---- offer ----> target holds a parked copy and a page server.
@@ -307,16 +384,33 @@ fn run(
     };
     let reply = client.offer(&offer).map_err(fail(Phase::Prepare))?;
     report.timings.prepare_ms = ms_since(t);
-    let post_copy = technique == Technique::PostCopy;
-    let target_page_server = match (post_copy, reply.page_server_port) {
-        (true, _) => None,
-        (false, Some(port)) => Some(format!("{}:{port}", client.host)),
-        (false, None) => {
-            return Err(fail(Phase::Prepare)(
-                "the target offered no page server".to_string(),
-            ))
+    let lazy = matches!(technique, Technique::PostCopy | Technique::Hybrid);
+    let mut target_page_server = reply
+        .page_server_port
+        .map(|port| format!("{}:{port}", client.host));
+    if technique == Technique::Cold && target_page_server.is_none() {
+        return Err(fail(Phase::Prepare)(
+            "the target offered no page server".to_string(),
+        ));
+    }
+
+    // Pre-copy rounds while the app runs; the final dump then holds only the last dirty pages.
+    let mut parent = None;
+    if matches!(technique, Technique::PreCopy | Technique::Hybrid) {
+        enter(rt, name, fault, Phase::PreCopy);
+        let t = Instant::now();
+        let last = pre_copy(rt, client, plan, report).map_err(fail(Phase::PreCopy))?;
+        target_page_server = last
+            .page_server_port
+            .map(|p| format!("{}:{p}", client.host));
+        if technique == Technique::PreCopy && target_page_server.is_none() {
+            return Err(fail(Phase::PreCopy)(
+                "the target offered no page server for the final dump".to_string(),
+            ));
         }
-    };
+        parent = Some(format!("../rounds/{}", report.pre_copy_rounds.len() - 1));
+        report.timings.pre_copy_ms = ms_since(t);
+    }
 
     // Freeze: from here the app does not answer.
     enter(rt, name, fault, Phase::Freeze);
@@ -325,23 +419,37 @@ fn run(
         .map_err(|e| fail(Phase::Freeze)(e.to_string()))?;
     report.timings.freeze_ms = ms_since(frozen_at);
 
-    // Dump. Cold: every page goes to the target's page server as CRIU reads it.
-    // Post-copy: everything but the memory; pages stay here, served on demand.
+    // Dump. Cold and pre-copy: every (remaining) page goes to the target's page server as
+    // CRIU reads it. Post-copy and hybrid: everything but the memory; pages stay here,
+    // served on demand.
     enter(rt, name, fault, Phase::Dump);
     let t = Instant::now();
     let mut lazy_port = None;
-    if post_copy {
+    let mut final_pages_bytes = 0;
+    if lazy {
         let port = free_port().map_err(fail(Phase::Dump))?;
         let child = rt
-            .dump_outgoing_lazy(name, image_dir, &format!("0.0.0.0:{port}"))
+            .dump_outgoing_lazy(
+                name,
+                image_dir,
+                &format!("0.0.0.0:{port}"),
+                parent.as_deref(),
+            )
             .map_err(|e| fail(Phase::Dump)(e.to_string()))?;
         *lazy_dump = Some(child);
         lazy_port = Some(port);
     } else {
         let stats = rt
-            .dump_outgoing(name, image_dir, target_page_server.as_deref())
+            .dump_outgoing(
+                name,
+                image_dir,
+                target_page_server.as_deref(),
+                parent.as_deref(),
+                dump_timeout,
+            )
             .map_err(|e| fail(Phase::Dump)(e.to_string()))?;
-        report.pages_bytes = stats.pages_written * 4096;
+        final_pages_bytes = stats.pages_written * 4096;
+        report.pages_bytes += final_pages_bytes;
         report.dump = Some(stats);
     }
     report.timings.dump_ms = ms_since(t);
@@ -352,7 +460,7 @@ fn run(
     // Transfer: the other images and the writable layer, checked on arrival.
     enter(rt, name, fault, Phase::Transfer);
     let t = Instant::now();
-    let manifest = stream::build_manifest(image_dir, &rt.upper_dir(name), report.pages_bytes)
+    let manifest = stream::build_manifest(image_dir, &rt.upper_dir(name), final_pages_bytes)
         .map_err(|e| fail(Phase::Transfer)(e.to_string()))?;
     report.stream_bytes = client
         .send_images(
@@ -391,6 +499,7 @@ fn run(
     })?;
     report.timings.commit_ms = ms_since(t);
     report.timings.frozen_ms = ms_since(frozen_at);
+    notify_committed(on_commit, id, name, &report.target);
 
     // Post-copy: the app serves on the target while its memory still arrives from here.
     if let Some(child) = lazy_dump.take() {
@@ -401,7 +510,7 @@ fn run(
         // CRIU's dump statistics do not cover lazy pages: the target counts what arrived.
         if let Some(l) = lazy_stats(client, id) {
             report.remote_page_faults = Some(l.remote_page_faults);
-            report.pages_bytes = l.transferred_pages * 4096;
+            report.pages_bytes += l.transferred_pages * 4096;
         }
         if !ok {
             return Err(Failure {
@@ -420,6 +529,103 @@ fn run(
         tracing::error!(container = %name, error = %e, "source cleanup incomplete after a completed migration");
     }
     report.timings.cleanup_ms = ms_since(t);
+    Ok(())
+}
+
+/// Pre-copy rounds: pre-dumps of the running app, each to a fresh page server on the
+/// target, until the dirty set is small or stops shrinking; then announces the final dump
+/// and returns the target's answer to that (its page server, for pre-copy). Rounds land in
+/// `rounds/N` next to `image_dir`, here and on the target alike.
+fn pre_copy(
+    rt: &Runtime,
+    client: &TargetClient,
+    plan: &Plan,
+    report: &mut MigrationReport,
+) -> Result<RoundReply, String> {
+    let (id, technique) = (plan.id, plan.technique);
+    let name = plan.request.name.as_str();
+    let rounds = plan
+        .image_dir
+        .parent()
+        .ok_or("image dir has no parent")?
+        .join("rounds");
+    let mut previous_bytes = None;
+    let mut round = 0u32;
+    loop {
+        let reply = client.round(
+            id,
+            &RoundRequest {
+                round,
+                last: false,
+                previous_pages_bytes: previous_bytes,
+            },
+        )?;
+        if round > 0 && technique == Technique::Hybrid {
+            write_index(&rounds.join((round - 1).to_string()), &reply.previous_index)?;
+        }
+        let port = reply
+            .page_server_port
+            .ok_or("the target offered no page server for a round")?;
+        let dir = rounds.join(round.to_string());
+        let parent = (round > 0).then(|| format!("../{}", round - 1));
+        let t = Instant::now();
+        let stats = rt
+            .predump_outgoing(
+                name,
+                &dir,
+                parent.as_deref(),
+                &format!("{}:{port}", client.host),
+                plan.dump_timeout,
+            )
+            .map_err(|e| e.to_string())?;
+        let bytes = stats.pages_written * 4096;
+        report.pages_bytes += bytes;
+        report.pre_copy_rounds.push(PreCopyRound {
+            round,
+            pages: stats.pages_written,
+            ms: t.elapsed().as_millis() as u64,
+        });
+        tracing::info!(container = %name, migration = %id, round, pages = stats.pages_written, "pre-copy round");
+        let shrank_enough =
+            previous_bytes.is_none_or(|p: u64| (bytes as f64) <= (1.0 - MIN_SHRINK) * p as f64);
+        previous_bytes = Some(bytes);
+        round += 1;
+        if bytes <= ROUND_DONE_BYTES || !shrank_enough || round >= MAX_ROUNDS {
+            break;
+        }
+    }
+    let last = client.round(
+        id,
+        &RoundRequest {
+            round,
+            last: true,
+            previous_pages_bytes: previous_bytes,
+        },
+    )?;
+    if technique == Technique::Hybrid {
+        write_index(&rounds.join((round - 1).to_string()), &last.previous_index)?;
+    }
+    Ok(last)
+}
+
+/// Puts a round's page index, as the target received it, into the round's dir here: CRIU's
+/// lazy final dump reads it to leave the pages the target holds to the target.
+fn write_index(dir: &Path, files: &[crate::protocol::IndexFile]) -> Result<(), String> {
+    for f in files {
+        let plain = !f.name.contains('/') && f.name.ends_with(".img");
+        let kind_ok = f.name.starts_with("pagemap-") || f.name.starts_with("pages-");
+        if !plain || !kind_ok {
+            return Err(format!(
+                "the target sent an unexpected index file '{}'",
+                f.name
+            ));
+        }
+        let bytes = match &f.hex {
+            Some(h) => hex::decode(h).map_err(|e| format!("index file {}: {e}", f.name))?,
+            None => Vec::new(),
+        };
+        std::fs::write(dir.join(&f.name), bytes).map_err(|e| format!("{}: {e}", f.name))?;
+    }
     Ok(())
 }
 
@@ -513,17 +719,47 @@ fn lazy_stats(client: &TargetClient, id: &str) -> Option<crate::protocol::LazySt
     }
 }
 
-/// Keeps telling an unreachable target to drop its parked copy (it also expires on its own).
-fn retry_abort(client: TargetClient, id: String) {
+/// Tells whoever steers traffic that the target serves now (in the background: the
+/// migration does not wait on it).
+fn notify_committed(url: Option<&str>, id: &str, name: &str, target: &str) {
+    let Some(url) = url else { return };
+    let body = crate::protocol::Committed {
+        migration: id.to_string(),
+        container: name.to_string(),
+        target: target.to_string(),
+    };
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let sent = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .and_then(|c| c.post(&url).json(&body).send());
+        match sent {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => tracing::warn!(%url, status = %r.status(), "on_commit callback refused"),
+            Err(e) => tracing::warn!(%url, error = %e, "on_commit callback failed"),
+        }
+    });
+}
+
+/// Tells the target to drop its parked copy, in the background, retrying while it cannot be
+/// reached (the copy also expires there on its own).
+fn abort_target(client: TargetClient, id: String) {
     std::thread::spawn(move || {
         let deadline = Instant::now() + crate::target::PREPARE_TIMEOUT;
-        while Instant::now() < deadline {
-            std::thread::sleep(Duration::from_secs(2));
+        loop {
             match client.abort(&id) {
                 Ok(()) => return,
                 Err(e) if e.contains("404") || e.contains("409") || e.contains("400") => return,
-                Err(_) => {}
+                Err(e) if Instant::now() > deadline => {
+                    tracing::warn!(migration = %id, error = %e, "target never acknowledged the abort; its copy expires there");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(migration = %id, error = %e, "could not tell the target to abort; retrying");
+                }
             }
+            std::thread::sleep(Duration::from_secs(2));
         }
     });
 }

@@ -123,6 +123,14 @@ pub fn build_manifest(
 ) -> Result<Manifest, MigrationError> {
     let mut entries = BTreeMap::new();
     walk(images, "images", &mut entries).map_err(io_err("read images"))?;
+    // CRIU's link to the previous pre-copy round: the target makes its own, to its own
+    // copy of that round; one from the network would name a path on this host.
+    if entries
+        .get("images/parent")
+        .is_some_and(|e| matches!(e.kind, Kind::Symlink))
+    {
+        entries.remove("images/parent");
+    }
     if upper.exists() {
         walk(upper, "upper", &mut entries).map_err(io_err("read writable layer"))?;
     }

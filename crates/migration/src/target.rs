@@ -14,7 +14,8 @@ use ferry_runtime::Runtime;
 use sha2::{Digest, Sha256};
 
 use crate::protocol::{
-    LazyState, Offer, OfferReply, RestoreReply, RestoreRequest, TargetPhase, TargetState,
+    IndexFile, LazyState, Offer, OfferReply, RestoreReply, RestoreRequest, RoundReply,
+    RoundRequest, TargetPhase, TargetState,
 };
 use crate::stream;
 use crate::technique::Technique;
@@ -31,8 +32,14 @@ struct IncomingMigration {
     /// sha256 of the token (compared as digests, never as the secret itself).
     token_digest: [u8; 32],
     container: String,
+    technique: Technique,
     phase: TargetPhase,
+    /// The page server of the dump in progress (cold, or the current pre-copy round).
     page_server: Option<Child>,
+    /// Pre-copy and hybrid: the round the source may start next, and whether the final
+    /// dump was announced.
+    next_round: u32,
+    last_round_started: bool,
     /// Post-copy: the daemon pulling pages from the source, and how it ended.
     lazy: Option<Child>,
     lazy_exit: Option<bool>,
@@ -114,6 +121,52 @@ fn start_page_server(
     ))
 }
 
+/// Waits until a page server has received its dump and exited; an error unless it
+/// finished cleanly.
+fn wait_page_server(ps: Option<Child>) -> Result<(), MigrationError> {
+    let Some(mut ps) = ps else { return Ok(()) };
+    let deadline = Instant::now() + PAGE_SERVER_WAIT;
+    let status = loop {
+        if let Some(s) = ps.try_wait().map_err(io)? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = ps.kill();
+            let _ = ps.wait();
+            return Err(MigrationError::Integrity(
+                "the page server never finished receiving pages".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if !status.success() {
+        return Err(MigrationError::Integrity(format!(
+            "the page server failed ({status})"
+        )));
+    }
+    Ok(())
+}
+
+/// A round's page index for the source's lazy final dump: `pagemap-*.img` with content, and
+/// the names of the `pages-*.img` files (the source needs them to exist, not their pages).
+fn page_index(dir: &Path) -> Result<Vec<IndexFile>, MigrationError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("pagemap-") && name.ends_with(".img") {
+            let bytes = std::fs::read(e.path()).map_err(io)?;
+            out.push(IndexFile {
+                name,
+                hex: Some(hex::encode(bytes)),
+            });
+        } else if name.starts_with("pages-") && name.ends_with(".img") {
+            out.push(IndexFile { name, hex: None });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 impl Incoming {
     fn get(&self, id: &str, token: &str) -> Result<Arc<Mutex<IncomingMigration>>, MigrationError> {
         let m = self
@@ -161,7 +214,8 @@ impl Incoming {
         rt.create_incoming(offer.container, &offer.id)?;
         let images = rt.incoming_dirs(&name).images;
         // Cold: memory arrives through a page server here. Post-copy: it is pulled later.
-        let page_server = if offer.technique == Technique::PostCopy {
+        // Pre-copy and hybrid: each round asks for its own page server.
+        let page_server = if offer.technique != Technique::Cold {
             None
         } else {
             match start_page_server(&rt.config().criu, &images, listen_ip) {
@@ -176,8 +230,11 @@ impl Incoming {
         let m = IncomingMigration {
             token_digest: digest(token),
             container: name,
+            technique: offer.technique,
             phase: TargetPhase::Prepared,
             page_server: page_server.map(|(c, _)| c),
+            next_round: 0,
+            last_round_started: false,
             lazy: None,
             lazy_exit: None,
             expected_pages: None,
@@ -190,6 +247,95 @@ impl Incoming {
         Ok(OfferReply {
             page_server_port: port,
         })
+    }
+
+    /// Pre-copy and hybrid: checks the previous round arrived whole and starts a page server
+    /// for the next, in `rounds/N` with a `parent` link to the round before (CRIU then
+    /// stores only the pages dirtied since); the last round goes to the images dir.
+    pub fn round(
+        &self,
+        rt: &Runtime,
+        id: &str,
+        token: &str,
+        req: RoundRequest,
+        listen_ip: IpAddr,
+    ) -> Result<RoundReply, MigrationError> {
+        let m = self.get(id, token)?;
+        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(m.technique, Technique::PreCopy | Technique::Hybrid) {
+            return Err(MigrationError::Refused(format!(
+                "migration '{id}' is {}, it has no pre-copy rounds",
+                m.technique
+            )));
+        }
+        if m.phase != TargetPhase::Prepared || m.last_round_started {
+            return Err(MigrationError::Refused(format!(
+                "migration '{id}' is {:?}, not expecting a round",
+                m.phase
+            )));
+        }
+        if req.round != m.next_round || (req.last && req.round == 0) {
+            return Err(MigrationError::Refused(format!(
+                "migration '{id}' expects round {} (the last one after at least one pre-dump), not {}",
+                m.next_round, req.round
+            )));
+        }
+        let dirs = rt.incoming_dirs(&m.container);
+        let result = (|| {
+            let mut previous_index = Vec::new();
+            if req.round > 0 {
+                // The next round builds on this one: every page of it must be here.
+                let prev = dirs.rounds.join((req.round - 1).to_string());
+                wait_page_server(m.page_server.take())?;
+                let got = stream::pages_bytes(&prev);
+                if Some(got) != req.previous_pages_bytes {
+                    return Err(MigrationError::Integrity(format!(
+                        "pre-copy round {}: received {got} bytes of pages, the source sent {:?}",
+                        req.round - 1,
+                        req.previous_pages_bytes
+                    )));
+                }
+                if m.technique == Technique::Hybrid {
+                    previous_index = page_index(&prev)?;
+                }
+            }
+            let (dir, parent) = if req.last {
+                (dirs.images.clone(), format!("../rounds/{}", req.round - 1))
+            } else {
+                (
+                    dirs.rounds.join(req.round.to_string()),
+                    format!("../{}", req.round.wrapping_sub(1)),
+                )
+            };
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            if req.round > 0 {
+                std::os::unix::fs::symlink(&parent, dir.join("parent")).map_err(io)?;
+            }
+            // Hybrid's final dump sends no pages: they are pulled after the restore.
+            let port = if req.last && m.technique == Technique::Hybrid {
+                None
+            } else {
+                let (child, port) = start_page_server(&rt.config().criu, &dir, listen_ip)?;
+                m.page_server = Some(child);
+                Some(port)
+            };
+            Ok(RoundReply {
+                page_server_port: port,
+                previous_index,
+            })
+        })();
+        match result {
+            Ok(r) => {
+                m.next_round = req.round + 1;
+                m.last_round_started = req.last;
+                m.deadline = Instant::now() + PREPARE_TIMEOUT;
+                Ok(r)
+            }
+            Err(e) => {
+                self.abort_locked(rt, &mut m);
+                Err(e)
+            }
+        }
     }
 
     /// Receives and verifies the stream. A bad stream aborts the migration here.
@@ -240,32 +386,20 @@ impl Incoming {
             )));
         }
         let result = (|| {
-            let cold = m.page_server.is_some();
-            if let Some(mut ps) = m.page_server.take() {
-                let deadline = Instant::now() + PAGE_SERVER_WAIT;
-                let status = loop {
-                    if let Some(s) = ps.try_wait().map_err(io)? {
-                        break s;
-                    }
-                    if Instant::now() > deadline {
-                        let _ = ps.kill();
-                        let _ = ps.wait();
-                        return Err(MigrationError::Integrity(
-                            "the page server never finished receiving pages".into(),
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                };
-                if !status.success() {
-                    return Err(MigrationError::Integrity(format!(
-                        "the page server failed ({status})"
-                    )));
-                }
+            if matches!(m.technique, Technique::PreCopy | Technique::Hybrid)
+                && !m.last_round_started
+            {
+                return Err(MigrationError::Refused(format!(
+                    "migration '{id}': {} restores only after its last round",
+                    m.technique
+                )));
             }
+            let pushed = m.page_server.is_some();
+            wait_page_server(m.page_server.take())?;
             let images = rt.incoming_dirs(&m.container).images;
             let pages = stream::pages_bytes(&images);
             let expected = m.expected_pages.unwrap_or(0);
-            if cold && pages != expected {
+            if pushed && pages != expected {
                 return Err(MigrationError::Integrity(format!(
                     "memory pages: received {pages} bytes, the source dumped {expected}"
                 )));
@@ -375,6 +509,30 @@ impl Incoming {
             phase: m.phase,
             lazy,
         })
+    }
+
+    /// The daemon stops: every uncommitted copy goes, with its page server or lazy-pages
+    /// daemon (separate processes that would otherwise wait for the source forever). The
+    /// source sees the migration fail and rolls back. Committed copies stay: a post-copy
+    /// app still needs its lazy-pages daemon.
+    pub fn shutdown(&self, rt: &Runtime) {
+        let all: Vec<_> = self
+            .migrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for m in all {
+            let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(
+                m.phase,
+                TargetPhase::Prepared | TargetPhase::ImagesReceived | TargetPhase::Restored
+            ) {
+                tracing::warn!(container = %m.container, "daemon stops: removing the uncommitted incoming copy");
+                self.abort_locked(rt, &mut m);
+            }
+        }
     }
 
     /// Removes uncommitted copies whose deadline passed (call periodically).

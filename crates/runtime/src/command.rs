@@ -55,3 +55,103 @@ where
 {
     output(Command::new(program).args(args))
 }
+
+/// Like [`output`], with a deadline: once `timeout` has passed, `on_timeout` runs once (to
+/// unblock the command the way it can recover from, e.g. closing a stuck connection), and
+/// after a further grace period the command is killed. A command that outlived its deadline
+/// is an error even if it then succeeds.
+pub fn output_until(
+    cmd: &mut Command,
+    timeout: std::time::Duration,
+    on_timeout: impl FnOnce(),
+) -> Result<String, CommandError> {
+    use std::io::Read;
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+    let command = describe(cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| CommandError {
+            command: command.clone(),
+            status: "not started".into(),
+            stderr: e.to_string(),
+        })?;
+    // Drained on their own threads so a chatty command never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let started = std::time::Instant::now();
+    let mut on_timeout = Some(on_timeout);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        let elapsed = started.elapsed();
+        if elapsed > timeout {
+            if let Some(f) = on_timeout.take() {
+                f();
+            }
+            if elapsed > timeout + GRACE {
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default().trim().to_string();
+    let timed_out = on_timeout.is_none();
+    match status {
+        Some(s) if s.success() && !timed_out => Ok(stdout),
+        s => Err(CommandError {
+            command,
+            status: if timed_out {
+                format!("timed out after {} s", timeout.as_secs())
+            } else {
+                s.map(|s| s.to_string()).unwrap_or_else(|| "lost".into())
+            },
+            stderr: if stderr.is_empty() {
+                stdout.trim().to_string()
+            } else {
+                stderr
+            },
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_until_calls_the_timeout_hook_and_reports_the_timeout() {
+        let hooked = std::sync::atomic::AtomicBool::new(false);
+        let e = output_until(
+            Command::new("sleep").arg("1"),
+            std::time::Duration::from_millis(100),
+            || hooked.store(true, std::sync::atomic::Ordering::SeqCst),
+        )
+        .unwrap_err();
+        assert!(hooked.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(e.status.contains("timed out"), "{e}");
+        let ok = output_until(
+            Command::new("echo").arg("hi"),
+            std::time::Duration::from_secs(5),
+            || panic!("no timeout expected"),
+        )
+        .unwrap();
+        assert_eq!(ok.trim(), "hi");
+    }
+}

@@ -90,3 +90,40 @@ pub fn pipe_max_size() -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// Kills the CRIU helpers (`page-server`, `lazy-pages`) working on anything under `dir`.
+/// They are separate processes: a host daemon that stopped or crashed mid-migration leaves
+/// them waiting on a peer that will never come back. Returns how many were killed.
+pub fn kill_helpers_under(dir: &Path) -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_criu = args
+            .first()
+            .is_some_and(|a| Path::new(std::ffi::OsStr::from_bytes(a)).ends_with("criu"));
+        let helper = args
+            .iter()
+            .any(|a| *a == b"page-server" || *a == b"lazy-pages");
+        let ours = args
+            .iter()
+            .any(|a| Path::new(std::ffi::OsStr::from_bytes(a)).starts_with(dir));
+        if is_criu && helper && ours {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            killed += 1;
+        }
+    }
+    killed
+}

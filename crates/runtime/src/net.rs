@@ -170,3 +170,19 @@ pub fn has_criu_network_lock(netns: &str) -> bool {
         .map(|r| r.contains("CRIU"))
         .unwrap_or(false)
 }
+
+/// Closes this namespace's TCP connections to `addr` (`IP:PORT`) with `ss -K` (sock_diag
+/// destroy): the program blocked on them gets an error instead of waiting out TCP's
+/// retransmissions (15 minutes by default) when the peer vanished.
+pub fn close_connections_to(addr: &str) {
+    let Some((ip, port)) = addr.rsplit_once(':') else {
+        return;
+    };
+    let filter = format!("dst {ip} and dport = {port}");
+    match crate::command::run("ss", ["-K", "-t", "-n", filter.as_str()]) {
+        Ok(_) => tracing::warn!(%addr, "closed stuck connections"),
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "could not close stuck connections (kernel without CONFIG_INET_DIAG_DESTROY?)")
+        }
+    }
+}

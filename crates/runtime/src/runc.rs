@@ -35,6 +35,15 @@ pub struct CheckpointOpts<'a> {
     pub tcp_established: bool,
     /// Send memory pages to this CRIU page server (`ADDR:PORT`) instead of the image dir.
     pub page_server: Option<&'a str>,
+    /// Pre-dump: copy memory while the container keeps running (needs soft-dirty tracking).
+    pub pre_dump: bool,
+    /// The previous pre-dump's image dir, relative to `image_path`: only pages dirtied since
+    /// then are dumped (runc adds CRIU's `--track-mem`).
+    pub parent_path: Option<&'a str>,
+    /// Give up after this long. A dump stuck sending pages (link cut, target gone) is
+    /// unblocked by closing its connection to the page server: CRIU then fails cleanly and
+    /// leaves the process as it found it.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Options of one `runc restore`.
@@ -153,8 +162,22 @@ impl Runc {
         if let Some(ps) = o.page_server {
             c.arg("--page-server").arg(ps);
         }
+        if o.pre_dump {
+            c.arg("--pre-dump");
+        }
+        if let Some(parent) = o.parent_path {
+            c.arg("--parent-path").arg(parent);
+        }
         c.arg(id);
-        command::output(&mut c).map(|_| ())
+        match o.timeout {
+            None => command::output(&mut c).map(|_| ()),
+            Some(t) => command::output_until(&mut c, t, || {
+                if let Some(ps) = o.page_server {
+                    crate::net::close_connections_to(ps);
+                }
+            })
+            .map(|_| ()),
+        }
     }
 
     /// `runc pause`: freezes every process of the container (freezer cgroup).
@@ -227,8 +250,11 @@ impl Runc {
             .arg("--image-path")
             .arg(o.image_path)
             .arg("--work-path")
-            .arg(o.work_path)
-            .arg(id);
+            .arg(o.work_path);
+        if let Some(parent) = o.parent_path {
+            c.arg("--parent-path").arg(parent);
+        }
+        c.arg(id);
         c.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -656,6 +656,9 @@ impl Runtime {
                 leave_running: req.leave_running,
                 tcp_established: req.tcp_established,
                 page_server: None,
+                pre_dump: false,
+                parent_path: None,
+                timeout: None,
             },
         );
         let checkpoint_ms = started.elapsed().as_millis() as u64;

@@ -23,6 +23,12 @@ pub const CRIU_CONFIG_ANNOTATION: &str = "org.criu.config";
 /// in the listen queue must not make a checkpoint fail ("In-flight connection"); it retries.
 pub const CRIU_CONFIG: &str = "skip-in-flight\n";
 
+/// The same for a migration's final dump. The container's network is parked then (host side
+/// of its veth down, route gone) and stays parked on the target until the commit, so CRIU's
+/// own iptables lock adds nothing but time: measured here, it took about 190 ms of the dump
+/// and 230 ms of the restore of a post-copy migration. A restore uses the dump's method.
+pub const CRIU_CONFIG_PARKED: &str = "skip-in-flight\nnetwork-lock skip\n";
+
 /// Builds the runtime spec for `req` on top of the image's configuration.
 pub fn build(
     req: &ContainerRequest,

@@ -31,6 +31,15 @@ pub struct Args {
     /// Print the report as JSON (stdout) instead of a table; progress still goes to stderr.
     #[arg(long)]
     json: bool,
+    /// The host-to-host link rate in Mbit/s, for `auto` (default: 1000).
+    #[arg(long)]
+    link_mbit: Option<u64>,
+    /// How fast the app writes its memory, MiB/s, for `auto` (default: unknown).
+    #[arg(long)]
+    dirty_mib_s: Option<u64>,
+    /// Give up (and roll back) a dump that takes longer (default: 30 s + 1 s per MiB).
+    #[arg(long)]
+    dump_timeout_s: Option<u64>,
 }
 
 /// The answer of the source host to a migration request.
@@ -140,11 +149,17 @@ impl Hosts {
 
     /// Posts the migration and waits for its end (one blocking call).
     pub fn migrate(&self, container: &str, technique: &str) -> anyhow::Result<Answer> {
+        self.migrate_with(container, json!({ "technique": technique }))
+    }
+
+    /// [`Hosts::migrate`] with more fields of the request (`target` is added).
+    pub fn migrate_with(&self, container: &str, mut request: Value) -> anyhow::Result<Answer> {
         let url = format!("{}/ferry/v1/containers/{container}/migrate", self.from);
+        request["target"] = json!(self.to);
         let r = self
             .http
             .post(&url)
-            .json(&json!({"target": self.to, "technique": technique}))
+            .json(&request)
             .send()
             .map_err(|e| unreachable(&self.from, &e))?;
         let status = r.status().as_u16();
@@ -249,6 +264,7 @@ impl Drop for Progress {
 /// carry (a phase not reached, a technique without it) are left out by the callers.
 const TIMINGS: &[(&str, &str)] = &[
     ("prepare_ms", "prepare"),
+    ("pre_copy_ms", "pre-copy rounds"),
     ("freeze_ms", "freeze"),
     ("dump_ms", "dump"),
     ("transfer_ms", "transfer"),
@@ -325,6 +341,14 @@ pub fn report_table(report: &Value) -> String {
         mib(&report["pages_bytes"]),
         mib(&report["stream_bytes"])
     ));
+    if let Some(rounds) = report["pre_copy_rounds"].as_array() {
+        for r in rounds {
+            out.push_str(&format!(
+                "  pre-copy round {}: {} pages in {} ms\n",
+                r["round"], r["pages"], r["ms"]
+            ));
+        }
+    }
     for key in ["remote_page_faults", "lazy_pages_bytes"] {
         if let Some(v) = report.get(key).filter(|v| !v.is_null()) {
             out.push_str(&format!("  {}: {v}\n", key.replace('_', " ")));
@@ -338,8 +362,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     hosts.check_source(&args.container)?;
     let answer = {
         let _progress = Progress::start(hosts.clone(), args.container.clone());
+        let mut request = json!({ "technique": args.technique });
+        let hints = [
+            ("link_bit_s", args.link_mbit.map(|m| m * 1_000_000)),
+            ("dirty_bytes_s", args.dirty_mib_s.map(|m| m << 20)),
+            ("dump_timeout_s", args.dump_timeout_s),
+        ];
+        for (key, value) in hints {
+            if let Some(v) = value {
+                request[key] = json!(v);
+            }
+        }
         hosts
-            .migrate(&args.container, &args.technique)
+            .migrate_with(&args.container, request)
             .with_context(|| format!("migrating {}", args.container))?
     };
     match answer {

@@ -114,10 +114,21 @@ impl<'a> ProtoReader<'a> {
     }
 }
 
+/// CRIU's statistics of the dump whose work dir is `work` (zero when it wrote none).
+fn read_dump_stats(work: &Path) -> DumpStats {
+    std::fs::read(work.join("stats-dump"))
+        .ok()
+        .and_then(|b| DumpStats::parse(&b))
+        .unwrap_or_default()
+}
+
 /// Directories a migration writes on the target: CRIU images and the writable layer.
 pub struct IncomingDirs {
     pub images: PathBuf,
     pub upper: PathBuf,
+    /// Pre-copy rounds, one dir each (`rounds/0`, `rounds/1`, ...), next to `images` so that
+    /// CRIU's relative parent links read the same on both hosts.
+    pub rounds: PathBuf,
 }
 
 impl Runtime {
@@ -173,86 +184,149 @@ impl Runtime {
         Ok(())
     }
 
-    /// Dumps the frozen container into `image_dir` (pages to `page_server` when given),
-    /// leaving the original frozen and intact.
+    /// Runs a final dump of a parked container with CRIU's network lock off (see
+    /// [`spec::CRIU_CONFIG_PARKED`]); the container's usual options are back afterwards.
+    fn with_parked_config<T>(
+        &self,
+        name: &str,
+        dump: impl FnOnce() -> Result<T, RuntimeError>,
+    ) -> Result<T, RuntimeError> {
+        let conf = self.container_dir(name).join("criu.conf");
+        std::fs::write(&conf, spec::CRIU_CONFIG_PARKED).map_err(io("write criu.conf"))?;
+        let result = dump();
+        std::fs::write(&conf, spec::CRIU_CONFIG).map_err(io("write criu.conf"))?;
+        result
+    }
+
+    /// A fresh CRIU work dir for one dump (its logs and statistics).
+    fn dump_work_dir(
+        &self,
+        name: &str,
+        tag: &str,
+        image_dir: &Path,
+    ) -> Result<PathBuf, RuntimeError> {
+        let work = self.container_dir(name).join(tag);
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
+        std::fs::create_dir_all(image_dir).map_err(io("create image dir"))?;
+        Ok(work)
+    }
+
+    fn dump_error(
+        name: &str,
+        action: &'static str,
+        e: crate::command::CommandError,
+        work: &Path,
+        log: &str,
+    ) -> RuntimeError {
+        RuntimeError::Criu {
+            action,
+            name: name.to_string(),
+            detail: format!(
+                "{} ({}); CRIU: {}",
+                e.stderr,
+                e.status,
+                runc::criu_log_tail(work, log)
+            ),
+        }
+    }
+
+    /// Pre-copy round: dumps the pages of the running container dirtied since `parent` (all
+    /// of them without one) to the target's page server; the app keeps running. `parent` is
+    /// the previous round's image dir, relative to `round_dir`.
+    pub fn predump_outgoing(
+        &self,
+        name: &str,
+        round_dir: &Path,
+        parent: Option<&str>,
+        page_server: &str,
+        timeout: std::time::Duration,
+    ) -> Result<DumpStats, RuntimeError> {
+        let _c = self.outgoing_container(name)?;
+        let work = self.dump_work_dir(name, "criu-predump", round_dir)?;
+        self.runc
+            .checkpoint(
+                name,
+                &CheckpointOpts {
+                    image_path: round_dir,
+                    work_path: &work,
+                    leave_running: true,
+                    tcp_established: true,
+                    page_server: Some(page_server),
+                    pre_dump: true,
+                    parent_path: parent,
+                    timeout: Some(timeout),
+                },
+            )
+            .map_err(|e| Self::dump_error(name, "pre-dump", e, &work, "dump.log"))?;
+        Ok(read_dump_stats(&work))
+    }
+
+    /// Dumps the frozen container into `image_dir` (pages to `page_server` when given; only
+    /// those dirtied since the `parent` pre-dump when given), leaving the original frozen and
+    /// intact. After `timeout` the dump is given up (see [`CheckpointOpts::timeout`]).
     pub fn dump_outgoing(
         &self,
         name: &str,
         image_dir: &Path,
         page_server: Option<&str>,
+        parent: Option<&str>,
+        timeout: std::time::Duration,
     ) -> Result<DumpStats, RuntimeError> {
         let _c = self.outgoing_container(name)?;
-        let work = self.container_dir(name).join("criu-dump");
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
-        std::fs::create_dir_all(image_dir).map_err(io("create image dir"))?;
-        let result = self.runc.checkpoint(
-            name,
-            &CheckpointOpts {
-                image_path: image_dir,
-                work_path: &work,
-                leave_running: true,
-                tcp_established: true,
-                page_server,
-            },
-        );
-        if let Err(e) = result {
-            let detail = format!(
-                "{}; CRIU: {}",
-                e.stderr,
-                runc::criu_log_tail(&work, "dump.log")
-            );
-            return Err(RuntimeError::Criu {
-                action: "dump",
-                name: name.to_string(),
-                detail,
-            });
-        }
-        let stats = std::fs::read(work.join("stats-dump"))
-            .ok()
-            .and_then(|b| DumpStats::parse(&b))
-            .unwrap_or_default();
-        Ok(stats)
+        let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
+        self.with_parked_config(name, || {
+            self.runc
+                .checkpoint(
+                    name,
+                    &CheckpointOpts {
+                        image_path: image_dir,
+                        work_path: &work,
+                        leave_running: true,
+                        tcp_established: true,
+                        page_server,
+                        pre_dump: false,
+                        parent_path: parent,
+                        timeout: Some(timeout),
+                    },
+                )
+                .map_err(|e| Self::dump_error(name, "dump", e, &work, "dump.log"))
+        })?;
+        Ok(read_dump_stats(&work))
     }
 
     /// Post-copy: dumps the frozen container without its memory and keeps serving the pages
     /// from a page server on `page_server` (`ADDR:PORT`). The returned process ends once the
-    /// target has every page (or is killed: then the original resumes where it was).
+    /// target has every page (or is killed: then the original resumes where it was). With a
+    /// `parent` pre-dump (hybrid), pages unchanged since then are left to the target's copy.
     pub fn dump_outgoing_lazy(
         &self,
         name: &str,
         image_dir: &Path,
         page_server: &str,
+        parent: Option<&str>,
     ) -> Result<std::process::Child, RuntimeError> {
         let _c = self.outgoing_container(name)?;
-        let work = self.container_dir(name).join("criu-dump");
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
-        std::fs::create_dir_all(image_dir).map_err(io("create image dir"))?;
-        self.runc
-            .checkpoint_lazy(
-                name,
-                &CheckpointOpts {
-                    image_path: image_dir,
-                    work_path: &work,
-                    leave_running: true,
-                    tcp_established: true,
-                    page_server: Some(page_server),
-                },
-                std::time::Duration::from_secs(60),
-            )
-            .map_err(|e| {
-                let detail = format!(
-                    "{}; CRIU: {}",
-                    e.stderr,
-                    runc::criu_log_tail(&work, "dump.log")
-                );
-                RuntimeError::Criu {
-                    action: "lazy dump",
-                    name: name.to_string(),
-                    detail,
-                }
-            })
+        let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
+        // CRIU reads its options when it starts; the lazy dump runs on after this returns.
+        self.with_parked_config(name, || {
+            self.runc
+                .checkpoint_lazy(
+                    name,
+                    &CheckpointOpts {
+                        image_path: image_dir,
+                        work_path: &work,
+                        leave_running: true,
+                        tcp_established: true,
+                        page_server: Some(page_server),
+                        pre_dump: false,
+                        parent_path: parent,
+                        timeout: None,
+                    },
+                    std::time::Duration::from_secs(60),
+                )
+                .map_err(|e| Self::dump_error(name, "lazy dump", e, &work, "dump.log"))
+        })
     }
 
     /// The container's writable layer (what moves besides the CRIU images).
@@ -388,6 +462,7 @@ impl Runtime {
         IncomingDirs {
             images: dir.join("incoming/images"),
             upper: dir.join("upper"),
+            rounds: dir.join("incoming/rounds"),
         }
     }
 
@@ -502,6 +577,12 @@ impl Runtime {
                 status: c.status,
                 action: "abort",
             });
+        }
+        // A page server or lazy-pages daemon of this copy may outlive the daemon that
+        // started it (restart, crash): none may keep waiting for the source.
+        let dir = self.container_dir(name);
+        if crate::criu::kill_helpers_under(&dir) > 0 {
+            tracing::warn!(container = %name, "killed CRIU helpers left from the aborted migration");
         }
         self.teardown(&c);
         tracing::warn!(container = %name, "incoming migration aborted; target copy removed");
