@@ -40,6 +40,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Path of the MEC 012 notification callback.
 pub const CELL_CHANGE_PATH: &str = "/ferry/control/v1/notifications/rni/cell_change";
 
+/// Where a source host says a migration committed: the target serves, traffic switches now.
+pub const COMMITTED_PATH: &str = "/ferry/control/v1/relocations/{id}/committed";
+
 /// How many relocations may touch one MEC host at once.
 pub const PER_HOST_LIMIT: usize = 4;
 
@@ -66,6 +69,19 @@ pub struct Controller {
     limits: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// The RAN subscription's href, to delete at shutdown.
     ran_subscription: std::sync::Mutex<Option<String>>,
+    /// Relocation id -> the migration whose commit we wait to hear of.
+    commits: std::sync::Mutex<HashMap<String, CommitWatch>>,
+}
+
+/// A container migration in flight whose source host calls back at the commit.
+struct CommitWatch {
+    /// In the callback URL: only the host we told may switch the traffic.
+    token: String,
+    instance: String,
+    address: Ipv4Addr,
+    target: String,
+    /// Set once the traffic switched at the commit: how long that took.
+    switched_ms: Option<u64>,
 }
 
 impl Controller {
@@ -76,6 +92,7 @@ impl Controller {
             workers: Default::default(),
             limits: Default::default(),
             ran_subscription: Default::default(),
+            commits: Default::default(),
         }
     }
 
@@ -451,6 +468,7 @@ async fn relocate(
         phase_times_ms: Vec::new(),
         migration_report: None,
         platform_downtime_ms: None,
+        traffic_switched_at_commit: false,
         error: None,
     };
     // A stale COMPLETED from an earlier move must not count as this one's.
@@ -471,6 +489,10 @@ async fn relocate(
     ))?;
 
     let outcome = transfer(c, inst, &mut r, w, mode, &technique, &mut events).await;
+    // Switched already if the source host told us of the commit.
+    let switched_at_commit = lock(&c.inner.controller.commits)
+        .remove(&r.id)
+        .and_then(|w| w.switched_ms);
     match outcome {
         Ok(()) => {
             let transferred = std::time::Instant::now();
@@ -480,15 +502,26 @@ async fn relocate(
                 .as_deref()
                 .and_then(|a| a.parse().ok())
                 .unwrap_or(address);
-            switch(c, &inst.id, to, &w.target).await?;
+            r.traffic_switched_at_commit = switched_at_commit.is_some();
+            let timing = |k: &str| {
+                r.migration_report
+                    .as_ref()
+                    .and_then(|m| m["timings"][k].as_u64())
+                    .unwrap_or(0)
+            };
             // Downtime as the platform saw it: the app frozen on the hosts, then until its
-            // traffic reaches the target.
-            let frozen = r
-                .migration_report
-                .as_ref()
-                .and_then(|m| m["timings"]["frozen_ms"].as_u64())
-                .unwrap_or(0);
-            r.platform_downtime_ms = Some(frozen + transferred.elapsed().as_millis() as u64);
+            // traffic reaches the target. Without the commit callback that includes what the
+            // source did after the commit (post-copy's last pages, its cleanup).
+            let after_commit = match switched_at_commit {
+                Some(ms) => ms,
+                None => {
+                    switch(c, &inst.id, to, &w.target).await?;
+                    timing("lazy_completion_ms")
+                        + timing("cleanup_ms")
+                        + transferred.elapsed().as_millis() as u64
+                }
+            };
+            r.platform_downtime_ms = Some(timing("frozen_ms") + after_commit);
             save(c, &mut r, Phase::CleaningUp)?;
             if mode == StateRelocationMode::Application {
                 if let Err(e) = c.hosts().delete(source, &inst.id).await {
@@ -596,11 +629,18 @@ async fn transfer(
                 }
             }
             save(c, r, Phase::TransferringState).map_err(|e| e.to_string())?;
+            let on_commit = watch_commit(c, r, inst);
             let report = c
                 .inner
                 .controller
                 .migrator
-                .migrate(&source_url, &inst.id, &target_url, technique)
+                .migrate(
+                    &source_url,
+                    &inst.id,
+                    &target_url,
+                    technique,
+                    on_commit.as_deref(),
+                )
                 .await?;
             r.migration_report = Some(report);
             if let Some(reg) = &w.registration {
@@ -656,6 +696,69 @@ async fn transfer(
             Ok(())
         }
     }
+}
+
+/// Registers the migration of relocation `r` for a commit callback; the URL to give the
+/// source host, when hosts can reach this daemon.
+fn watch_commit(c: &Control, r: &RelocationRecord, inst: &AppInstanceInfo) -> Option<String> {
+    let root = c.config().callback_root.as_ref()?;
+    let address = r.source_address.as_deref()?.parse().ok()?;
+    let mut secret = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
+        .ok()?;
+    let token = hex::encode(secret);
+    let url = format!(
+        "{root}{}?token={token}",
+        COMMITTED_PATH.replace("{id}", &r.id)
+    );
+    lock(&c.inner.controller.commits).insert(
+        r.id.clone(),
+        CommitWatch {
+            token,
+            instance: inst.id.clone(),
+            address,
+            target: r.target_host.clone(),
+            switched_ms: None,
+        },
+    );
+    Some(url)
+}
+
+/// `POST /ferry/control/v1/relocations/{id}/committed?token=...`: the source host says the
+/// target serves. Traffic switches now, not when the migration's report arrives.
+pub(crate) async fn committed(
+    State(c): State<Control>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let heard = std::time::Instant::now();
+    let watch = {
+        let commits = lock(&c.inner.controller.commits);
+        match commits.get(&id) {
+            Some(w) if Some(&w.token) == q.get("token") => {
+                (w.switched_ms.is_none()).then(|| (w.instance.clone(), w.address, w.target.clone()))
+            }
+            _ => {
+                return mec_http::http::ApiError::not_found(format!(
+                    "no migration of relocation '{id}' waits for this commit"
+                ))
+                .into_response()
+            }
+        }
+    };
+    if let Some((instance, address, target)) = watch {
+        if let Err(e) = switch(&c, &instance, address, &target).await {
+            tracing::warn!(relocation = %id, "traffic switch at commit failed: {e}");
+            return mec_http::http::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                .into_response();
+        }
+        if let Some(w) = lock(&c.inner.controller.commits).get_mut(&id) {
+            w.switched_ms = Some(heard.elapsed().as_millis() as u64);
+        }
+        tracing::info!(relocation = %id, %instance, %target, "migration committed: traffic switched");
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// The container of `inst` at `address` on another host, as instantiation builds it.

@@ -73,6 +73,10 @@ pub struct Config {
     /// Where app instances reach this platform's MEC APIs (their `apiRoot`, given to them as
     /// `MEC_API_ROOT`); `None`: instances are not told (they cannot reach the platform).
     pub app_api_root: Option<String>,
+    /// Where `ferry host`s reach this daemon: a migration tells it here the moment the
+    /// target serves, and traffic switches then. `None`: it switches when the migration's
+    /// report arrives (after the source's cleanup, and for post-copy after every page).
+    pub callback_root: Option<String>,
 }
 
 impl Config {
@@ -84,6 +88,7 @@ impl Config {
             ran: None,
             app_subnet: (Ipv4Addr::new(10, 200, 0, 0), 16),
             app_api_root: None,
+            callback_root: None,
         }
     }
 }
@@ -202,6 +207,10 @@ impl Control {
             .layer(axum::middleware::from_fn(http::require_json_accept));
         etsi.route("/ferry/control/v1/hosts", get(hosts_view))
             .route("/ferry/control/v1/relocations", get(relocations_view))
+            .route(
+                controller::COMMITTED_PATH,
+                axum::routing::post(controller::committed),
+            )
             .route(
                 controller::CELL_CHANGE_PATH,
                 axum::routing::post(controller::cell_change),

@@ -60,6 +60,10 @@ pub struct RelocationRecord {
     /// traffic rule steered the app's address to the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform_downtime_ms: Option<u64>,
+    /// The source host told the commit and traffic switched then (else: when the migration's
+    /// report arrived, after the source's cleanup and, for post-copy, every page).
+    #[serde(default)]
+    pub traffic_switched_at_commit: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -67,13 +71,15 @@ pub struct RelocationRecord {
 /// Moves a container with its state from one MEC host to another.
 pub trait Migrator: Send + Sync {
     /// Asks `source_url`'s host to migrate `container` to `target_url` with `technique`;
-    /// returns the host's migration report.
+    /// returns the host's migration report. The host POSTs to `on_commit` the moment the
+    /// target serves.
     fn migrate<'a>(
         &'a self,
         source_url: &'a str,
         container: &'a str,
         target_url: &'a str,
         technique: &'a str,
+        on_commit: Option<&'a str>,
     ) -> BoxFuture<'a, Result<serde_json::Value, String>>;
 }
 
@@ -89,14 +95,19 @@ impl Migrator for HttpMigrator {
         container: &'a str,
         target_url: &'a str,
         technique: &'a str,
+        on_commit: Option<&'a str>,
     ) -> BoxFuture<'a, Result<serde_json::Value, String>> {
         Box::pin(async move {
+            let mut request = serde_json::json!({"target": target_url, "technique": technique});
+            if let Some(url) = on_commit {
+                request["on_commit"] = serde_json::json!(url);
+            }
             let resp = self
                 .client
                 .post(format!(
                     "{source_url}/ferry/v1/containers/{container}/migrate"
                 ))
-                .json(&serde_json::json!({"target": target_url, "technique": technique}))
+                .json(&request)
                 .send()
                 .await
                 .map_err(|e| format!("source host unreachable: {e}"))?;

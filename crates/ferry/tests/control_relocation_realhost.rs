@@ -11,16 +11,46 @@ use common::*;
 use realhost_support::*;
 use serde_json::json;
 
+/// On loopback, the hosts cannot call the control plane back: traffic switches when the
+/// migration's report arrives.
 #[test]
 fn handover_migrates_the_app_between_real_hosts() {
+    handover_migrates(
+        "127.0.0.1:0",
+        json!({"mode": "CONTAINER_MIGRATION", "technique": "cold"}),
+        &["--port", "8080"],
+        false,
+    );
+}
+
+/// Reachable from the hosts, the control plane hears of the commit and switches traffic
+/// then: for post-copy, while memory still moves and before the source cleaned up.
+#[test]
+fn post_copy_relocation_switches_traffic_at_the_commit() {
+    handover_migrates(
+        "10.99.1.1:0",
+        json!({"mode": "CONTAINER_MIGRATION", "technique": "post-copy"}),
+        &[
+            "--port",
+            "8080",
+            "--ballast-mib",
+            "32",
+            "--dirty-mib-s",
+            "8",
+        ],
+        true,
+    );
+}
+
+fn handover_migrates(listen: &str, relocation: serde_json::Value, args: &[&str], at_commit: bool) {
     let pair = Pair::start();
     let dir = tempfile::tempdir().unwrap();
-    let cp = ControlPlane::start(&pair, dir.path(), "127.0.0.1:0");
+    let cp = ControlPlane::start(&pair, dir.path(), listen);
     cp.onboard(
         &json!({"appDId": "counter", "appName": "counter", "appProvider": "ferry",
         "appSoftVersion": "1", "appDVersion": "1",
-        "ferryStateRelocation": {"mode": "CONTAINER_MIGRATION", "technique": "cold"},
-        "ferryContainer": {"args": ["--port", "8080"], "memoryMib": 64, "port": 8080}}),
+        "ferryStateRelocation": relocation,
+        "ferryContainer": {"args": args, "memoryMib": 128, "port": 8080}}),
     );
     let id = cp.instantiate_for_ue(&pair, "counter");
     assert_eq!(pair.whereabouts(&id).0.as_deref(), Some("running"));
@@ -49,6 +79,18 @@ fn handover_migrates_the_app_between_real_hosts() {
     assert_eq!(inst["ferryHost"], "edge-b");
     assert!(rel["migrationReport"]["bytes_on_wire"].as_u64().unwrap() > 0);
     assert!(rel["platformDowntimeMs"].as_u64().is_some(), "{rel}");
+    assert_eq!(rel["trafficSwitchedAtCommit"], at_commit, "{rel}");
+    if at_commit {
+        // Switched before the memory had all moved and the source was cleaned up.
+        let t = &rel["migrationReport"]["timings"];
+        assert!(
+            rel["platformDowntimeMs"].as_u64().unwrap()
+                < t["frozen_ms"].as_u64().unwrap()
+                    + t["lazy_completion_ms"].as_u64().unwrap_or(0)
+                    + t["cleanup_ms"].as_u64().unwrap(),
+            "{rel}"
+        );
+    }
     eprintln!(
         "relocation: technique {} total {} ms frozen {} ms platform downtime {} ms bytes {}",
         rel["migrationReport"]["technique"],

@@ -262,13 +262,19 @@ async fn serve(
     let addr = listener
         .local_addr()
         .context("listening socket has no address")?;
+    // Only an address other hosts can route to is worth telling the apps and the hosts.
+    let routable = !(addr.ip().is_loopback() || addr.ip().is_unspecified());
     if config.app_api_root.is_none() {
-        // Only an address other hosts can route to is worth telling the apps.
-        if addr.ip().is_loopback() || addr.ip().is_unspecified() {
-            tracing::info!("app instances are not told where the MEC APIs are: set --app-api-root");
-        } else {
+        if routable {
             config.app_api_root = Some(format!("http://{addr}"));
+        } else {
+            tracing::info!("app instances are not told where the MEC APIs are: set --app-api-root");
         }
+    }
+    if routable {
+        config.callback_root = Some(format!("http://{addr}"));
+    } else {
+        tracing::info!("hosts cannot call back (listening on {addr}): traffic switches when a migration's report arrives, not at its commit");
     }
     let state_dir = config.state_dir.display().to_string();
     let control = ferry_control::Control::open(config, data_plane)

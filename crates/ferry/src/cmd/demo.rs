@@ -297,7 +297,14 @@ impl ControlPlane {
             std::env::temp_dir().join(format!("ferry-demo-control-{}", std::process::id()));
         let exe = std::env::current_exe()?;
         let mut cmd = ferry();
-        cmd.args(["control", "--listen", "127.0.0.1:0", "--state-dir"])
+        // On the management link, so the hosts can tell it the moment a migration commits
+        // (traffic then switches at once) and the apps reach their MEC APIs.
+        let mgmt_ip = plan
+            .ran_api
+            .rsplit_once(':')
+            .map_or("127.0.0.1", |(ip, _)| ip);
+        let listen = format!("{mgmt_ip}:0");
+        cmd.args(["control", "--listen", &listen, "--state-dir"])
             .arg(&state_dir)
             .arg("--topology")
             .arg(topology)
@@ -477,9 +484,11 @@ control   ferry control at {} (MEC 010-2, 011, 021), consuming MEC 012 from the 
                 relocations += 1;
                 println!("MEC 021   {status}");
                 println!(
-                    "relocate  {host} -> {target}  technique {}  downtime {} ms (client)  total {} ms  {:.1} MiB moved  latency {} -> {}",
+                    "relocate  {host} -> {target}  technique {}  downtime {} ms (client; platform {} ms, app frozen {} ms)  total {} ms  {:.1} MiB moved  latency {} -> {}",
                     report["technique"].as_str().unwrap_or("?"),
                     down.as_millis(),
+                    rec["platformDowntimeMs"],
+                    report["timings"]["frozen_ms"],
                     report["timings"]["total_ms"],
                     report["bytes_on_wire"].as_f64().unwrap_or(0.0) / 1048576.0,
                     fmt_ms(before),
