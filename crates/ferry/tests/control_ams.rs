@@ -3,6 +3,7 @@
 //! tested in crates/control/tests/mobility.rs).
 
 mod control_support;
+mod shared;
 
 use control_support::*;
 use serde_json::{json, Value};

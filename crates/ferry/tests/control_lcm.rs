@@ -2,6 +2,7 @@
 //! `ferry host` calls, a real callback server.
 
 mod control_support;
+mod shared;
 
 use control_support::*;
 use serde_json::json;

@@ -3,6 +3,7 @@
 //! notifications to a real callback server.
 
 mod control_support;
+mod shared;
 
 use control_support::*;
 use serde_json::json;

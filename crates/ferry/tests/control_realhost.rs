@@ -4,9 +4,11 @@
 //! network namespace and is driven from there; everything is removed on drop.
 
 mod common;
+mod shared;
 
 use common::*;
 use serde_json::{json, Value};
+use shared::sha256_hex;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -65,22 +67,6 @@ fn start_control(netns: &str, host_api: &str) -> ControlInNetns {
         "ferry control did not start: {line:?}"
     );
     guard
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    use std::io::Write;
-    let mut c = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(data).unwrap();
-    let out = c.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! subscriber callback.
 
 mod control_support;
+mod shared;
 
 use control_support::*;
 use ferry_control::axum::{

@@ -3,6 +3,7 @@
 //! re-armed, workers restarted).
 
 mod control_support;
+mod shared;
 
 use control_support::*;
 use serde_json::{json, Value};

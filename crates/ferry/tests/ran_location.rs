@@ -1,6 +1,7 @@
 //! MEC 013 Location of `ferry ran`, end to end: the real binary, a real callback server.
 
 mod ran_support;
+mod shared;
 
 use ran_support::*;
 use serde_json::{json, Value};

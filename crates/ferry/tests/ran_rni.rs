@@ -1,6 +1,7 @@
 //! MEC 012 RNIS of `ferry ran`, end to end: the real binary, a real callback server, real HTTP.
 
 mod ran_support;
+mod shared;
 
 use ran_support::*;
 use serde_json::json;

@@ -1,16 +1,16 @@
 //! Helpers of the `control_*` integration tests: the real `ferry control` binary as a child
 //! process (killed on drop, restartable on the same state directory), a fake MEC host (a real
-//! HTTP server that records the `ferry host` API calls it gets), a real callback server, and
-//! package builders.
+//! HTTP server that records the `ferry host` API calls it gets), and package builders; on top of `shared` (the callback server, the request helpers), which it
+//! re-exports.
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub use crate::shared::*;
 use ferry_control::axum::{
     self,
     body::Bytes,
     extract::State,
     http::{Method, StatusCode, Uri},
-    routing::post,
     Router,
 };
 use serde_json::{json, Value};
@@ -19,8 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 pub const WAIT: Duration = Duration::from_secs(5);
 /// After awaited notifications arrived: how long to watch for unwanted extra ones.
 pub const GRACE: Duration = Duration::from_millis(700);
@@ -176,10 +174,6 @@ async fn host_call(
 
 impl FakeHost {
     pub async fn start() -> FakeHost {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake host");
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let calls = Arc::new(Mutex::new(Vec::new()));
         let fail_suffix = Arc::new(Mutex::new(None));
         // Images are large; the real host streams them without a limit.
@@ -190,9 +184,7 @@ impl FakeHost {
                 calls: calls.clone(),
                 fail_suffix: fail_suffix.clone(),
             });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (url, task) = serve(app).await;
         FakeHost {
             url,
             calls,
@@ -222,171 +214,6 @@ impl Drop for FakeHost {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// One notification as received.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub path: String,
-    pub body: Value,
-    pub at: Instant,
-}
-
-#[derive(Clone)]
-struct Sink {
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-async fn record(State(s): State<Sink>, uri: Uri, body: Bytes) -> StatusCode {
-    let path = uri.path().to_string();
-    let body = serde_json::from_slice(&body)
-        .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
-    if path.starts_with("/slow/") {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-    }
-    s.got.lock().unwrap().push(Received {
-        path,
-        body,
-        at: Instant::now(),
-    });
-    StatusCode::NO_CONTENT
-}
-
-/// A real HTTP callback server on 127.0.0.1:0 recording every POST; paths under `/slow/`
-/// hang for 30 s. Stops on drop.
-pub struct Callback {
-    pub base: String,
-    got: Arc<Mutex<Vec<Received>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Callback {
-    pub async fn start() -> Callback {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind callback");
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let app = Router::new()
-            .route("/{*path}", post(record))
-            .with_state(Sink { got: got.clone() });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Callback { base, got, task }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    pub fn on(&self, path: &str) -> Vec<Received> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
-    }
-
-    /// Waits until `path` got at least `n` notifications (or the timeout) and returns them.
-    pub async fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
-        let end = Instant::now() + timeout;
-        loop {
-            let got = self.on(path);
-            if got.len() >= n || Instant::now() > end {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Callback {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-pub type Answer = (u16, reqwest::header::HeaderMap, Value);
-
-pub async fn answer(r: reqwest::Response) -> Answer {
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap_or_default();
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-    )
-}
-
-pub async fn post_json(url: &str, body: &Value) -> Answer {
-    answer(
-        reqwest::Client::new()
-            .post(url)
-            .json(body)
-            .send()
-            .await
-            .expect("POST"),
-    )
-    .await
-}
-
-pub async fn put_json(url: &str, body: &Value) -> Answer {
-    answer(
-        reqwest::Client::new()
-            .put(url)
-            .json(body)
-            .send()
-            .await
-            .expect("PUT"),
-    )
-    .await
-}
-
-pub async fn put_bytes(url: &str, body: Vec<u8>) -> Answer {
-    let r = reqwest::Client::new()
-        .put(url)
-        .header("content-type", "application/x-tar")
-        .body(body)
-        .send()
-        .await
-        .expect("PUT");
-    answer(r).await
-}
-
-pub async fn get(url: &str) -> Answer {
-    answer(reqwest::Client::new().get(url).send().await.expect("GET")).await
-}
-
-pub async fn delete(url: &str) -> Answer {
-    answer(
-        reqwest::Client::new()
-            .delete(url)
-            .send()
-            .await
-            .expect("DELETE"),
-    )
-    .await
-}
-
-/// Asserts an error answer is a ProblemDetails with that status and a detail.
-pub fn assert_problem(got: &Answer, status: u16) {
-    assert_eq!(got.0, status, "body: {}", got.2);
-    let ctype = got
-        .1
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    assert_eq!(ctype, "application/problem+json");
-    assert_eq!(got.2["status"], status);
-    assert!(
-        got.2["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "no detail: {}",
-        got.2
-    );
 }
 
 /// Asserts `v` has each (field, JSON type) of an ETSI schema's required list.
@@ -435,24 +262,6 @@ pub fn package(appd: &Value, image: &[u8]) -> Vec<u8> {
         b.append_data(&mut h, name, data.as_slice()).unwrap();
     }
     b.into_inner().unwrap()
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    let out = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(data)?;
-            c.wait_with_output()
-        })
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
 }
 
 /// Creates and onboards a package; returns its id.

@@ -1,17 +1,14 @@
 //! Helpers of the `ran_*` integration tests: the real `ferry ran` binary as a child process
-//! (killed on drop), a real HTTP callback server that records what it receives, and a small
-//! two-zone topology.
+//! (killed on drop) and a small two-zone topology; on top of `shared` (the callback server,
+//! the request helpers), which it re-exports.
 
 #![allow(dead_code)] // each test file uses a different part
 
-use ferry_ran::axum::{self, body::Bytes, extract::State, http::StatusCode, routing::post, Router};
+pub use crate::shared::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
 /// Two zones: edge-a (cells a1, a2) and edge-b (cell b1); ue1 and ue2 start in a1. `extra_ue1`
 /// is appended to ue1 (e.g. a trace).
@@ -145,98 +142,6 @@ impl Drop for RanProcess {
     }
 }
 
-/// One notification as received: the callback path and the JSON body.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub path: String,
-    pub body: Value,
-    pub at: Instant,
-}
-
-/// A real HTTP server on 127.0.0.1:0 recording every POST; stops on drop.
-pub struct Callback {
-    pub base: String,
-    got: Arc<Mutex<Vec<Received>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Clone)]
-struct Sink {
-    got: Arc<Mutex<Vec<Received>>>,
-    /// Paths under /slow/ answer only after this long (a callback that hangs).
-    slow: Duration,
-}
-
-async fn record(State(s): State<Sink>, uri: axum::http::Uri, body: Bytes) -> StatusCode {
-    let path = uri.path().to_string();
-    let body = serde_json::from_slice(&body)
-        .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
-    if path.starts_with("/slow/") {
-        tokio::time::sleep(s.slow).await;
-    }
-    s.got.lock().unwrap().push(Received {
-        path,
-        body,
-        at: Instant::now(),
-    });
-    StatusCode::NO_CONTENT
-}
-
-impl Callback {
-    pub async fn start() -> Callback {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind callback");
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let sink = Sink {
-            got: got.clone(),
-            slow: Duration::from_secs(30),
-        };
-        let app = Router::new()
-            .route("/{*path}", post(record))
-            .with_state(sink);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Callback { base, got, task }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Everything received on `path` so far.
-    pub fn on(&self, path: &str) -> Vec<Received> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
-    }
-
-    /// Waits until `path` has received at least `n` notifications (or the timeout passes) and
-    /// returns what it has.
-    pub async fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
-        let end = Instant::now() + timeout;
-        loop {
-            let got = self.on(path);
-            if got.len() >= n || Instant::now() > end {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Callback {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Runs the `ferry` binary to completion: (success, stdout, stderr).
 pub async fn ferry(args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(BIN)
@@ -257,69 +162,6 @@ pub async fn handover(ran: &RanProcess, ue: &str, cell: &str) -> String {
     let (ok, out, err) = ferry(&["ran", "handover", ue, cell, "--ran", &ran.url]).await;
     assert!(ok, "ferry ran handover {ue} {cell} failed: {err}");
     out
-}
-
-/// POSTs JSON, returning (status, headers, body as JSON or Null).
-pub async fn post_json(url: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .expect("POST");
-    answer(r).await
-}
-
-pub async fn put_json(url: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
-    let r = reqwest::Client::new()
-        .put(url)
-        .json(body)
-        .send()
-        .await
-        .expect("PUT");
-    answer(r).await
-}
-
-pub async fn get(url: &str) -> (u16, reqwest::header::HeaderMap, Value) {
-    let r = reqwest::Client::new().get(url).send().await.expect("GET");
-    answer(r).await
-}
-
-pub async fn delete(url: &str) -> (u16, reqwest::header::HeaderMap, Value) {
-    let r = reqwest::Client::new()
-        .delete(url)
-        .send()
-        .await
-        .expect("DELETE");
-    answer(r).await
-}
-
-pub async fn answer(r: reqwest::Response) -> (u16, reqwest::header::HeaderMap, Value) {
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap_or_default();
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-    )
-}
-
-/// Asserts an error answer is a ProblemDetails with that status.
-pub fn assert_problem(got: &(u16, reqwest::header::HeaderMap, Value), status: u16) {
-    assert_eq!(got.0, status, "body: {}", got.2);
-    let ctype = got
-        .1
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    assert_eq!(ctype, "application/problem+json");
-    assert_eq!(got.2["status"], status);
-    assert!(
-        got.2["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "no detail: {}",
-        got.2
-    );
 }
 
 /// A cell change subscription body.

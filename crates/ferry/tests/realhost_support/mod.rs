@@ -1,17 +1,19 @@
 //! Helpers of the relocation tests with real parts (on top of `common`'s `Pair`: two real
 //! `ferry host` daemons and a gateway namespace): the real `ferry ran` and `ferry control` in
 //! the gateway namespace, the gateway's route as the data plane, the counter package, and a
-//! real HTTP server there that records notifications. Everything stops on drop.
+//! real HTTP server there that records notifications. Everything stops on drop. Built on
+//! `shared` (the callback server's inbox).
 
 #![allow(dead_code)] // each test file uses a different part
 
 use crate::common::{counter_image, in_netns, Pair};
+use crate::shared::{sha256_hex, Callback, Inbox};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Two MEC hosts (`Pair`'s addresses), a cell each; ue1 starts in a1 (served by edge-a).
@@ -230,92 +232,42 @@ impl ControlPlane {
     }
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("x");
-    std::fs::write(&p, data).unwrap();
-    let out = Command::new("sha256sum").arg(&p).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
-/// One notification as received.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub path: String,
-    pub body: Value,
-    pub at: Instant,
-}
-
 /// A real HTTP server in a namespace that answers every POST with 204 and records it (a MEC
 /// API consumer's callback). Stops accepting on drop.
-pub struct Recorder {
-    pub base: String,
-    got: Arc<Mutex<Vec<Received>>>,
+pub fn recorder(netns: &str) -> Callback {
+    let listener = in_netns(netns, || {
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind recorder")
+    });
+    let addr = listener.local_addr().unwrap();
+    let inbox = Inbox::new(format!("http://{addr}"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (g, s) = (inbox.clone(), stop.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if s.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(conn) = conn else { continue };
+            let g = g.clone();
+            std::thread::spawn(move || record(conn, &g));
+        }
+    });
+    let stopper = StopAccepting {
+        stop,
+        addr,
+        netns: netns.to_string(),
+    };
+    Callback::new(inbox, stopper)
+}
+
+/// Stops a recorder's accept loop on drop.
+struct StopAccepting {
     stop: Arc<AtomicBool>,
     addr: std::net::SocketAddr,
     netns: String,
 }
 
-impl Recorder {
-    pub fn start(netns: &str) -> Recorder {
-        let listener = in_netns(netns, || {
-            std::net::TcpListener::bind("127.0.0.1:0").expect("bind recorder")
-        });
-        let addr = listener.local_addr().unwrap();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (g, s) = (got.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(conn) = conn else { continue };
-                let g = g.clone();
-                std::thread::spawn(move || record(conn, &g));
-            }
-        });
-        Recorder {
-            base: format!("http://{addr}"),
-            got,
-            stop,
-            addr,
-            netns: netns.to_string(),
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    pub fn on(&self, path: &str) -> Vec<Received> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
-    }
-
-    /// Waits until `path` got at least `n` notifications (or the timeout) and returns them.
-    pub fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
-        let end = Instant::now() + timeout;
-        loop {
-            let got = self.on(path);
-            if got.len() >= n || Instant::now() > end {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Recorder {
+impl Drop for StopAccepting {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wakes the accept loop so it sees the flag.
@@ -329,7 +281,7 @@ impl Drop for Recorder {
 }
 
 /// Serves one keep-alive connection: each request is recorded and answered 204.
-fn record(conn: std::net::TcpStream, got: &Mutex<Vec<Received>>) {
+fn record(conn: std::net::TcpStream, inbox: &Inbox) {
     let mut w = match conn.try_clone() {
         Ok(w) => w,
         Err(_) => return,
@@ -358,11 +310,7 @@ fn record(conn: std::net::TcpStream, got: &Mutex<Vec<Received>>) {
         if r.read_exact(&mut body).is_err() {
             return;
         }
-        got.lock().unwrap().push(Received {
-            path,
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-            at: Instant::now(),
-        });
+        inbox.record(path, serde_json::from_slice(&body).unwrap_or(Value::Null));
         if w.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
             .is_err()
         {

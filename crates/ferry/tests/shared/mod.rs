@@ -1,0 +1,263 @@
+//! Helpers several groups of integration tests share (`control_support`, `ran_support`,
+//! `realhost_support` and the tests themselves): what a callback server records and a real one that records every POST, the
+//! HTTP request helpers with the ProblemDetails assertion, and SHA-256.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use ferry_control::axum::{
+    self, body::Bytes, extract::State, http::StatusCode, http::Uri, routing::post, Router,
+};
+use serde_json::Value;
+use std::ops::Deref;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ferry");
+
+// ---- callbacks ----
+
+/// One notification as received: the callback path and the JSON body.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub body: Value,
+    pub at: Instant,
+}
+
+/// What a callback server at `base` has received, shared with the code that receives.
+#[derive(Clone)]
+pub struct Inbox {
+    pub base: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Inbox {
+    pub fn new(base: String) -> Inbox {
+        Inbox {
+            base,
+            got: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Records a notification, received now.
+    pub fn record(&self, path: String, body: Value) {
+        self.got.lock().unwrap().push(Received {
+            path,
+            body,
+            at: Instant::now(),
+        });
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Everything received on `path` so far.
+    pub fn on(&self, path: &str) -> Vec<Received> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// What `path` got, once that is at least `n` notifications or `end` has passed.
+    fn settled(&self, path: &str, n: usize, end: Instant) -> Option<Vec<Received>> {
+        let got = self.on(path);
+        (got.len() >= n || Instant::now() > end).then_some(got)
+    }
+
+    /// Waits until `path` got at least `n` notifications (or the timeout) and returns them.
+    pub async fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(got) = self.settled(path, n, end) {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `wait`, blocking the thread.
+    pub fn wait_blocking(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(got) = self.settled(path, n, end) {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Binds 127.0.0.1:0 and serves `app` on a task; returns the base URL and the task.
+pub async fn serve(app: Router) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind test server");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, task)
+}
+
+async fn record(State(inbox): State<Inbox>, uri: Uri, body: Bytes) -> StatusCode {
+    let path = uri.path().to_string();
+    let body = serde_json::from_slice(&body)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
+    if path.starts_with("/slow/") {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    inbox.record(path, body);
+    StatusCode::NO_CONTENT
+}
+
+/// A real HTTP callback server recording every POST in its `Inbox`; stops on drop.
+pub struct Callback {
+    inbox: Inbox,
+    /// Stops the server when dropped.
+    _server: Box<dyn Send + Sync>,
+}
+
+/// Aborts a server task on drop.
+struct Abort(tokio::task::JoinHandle<()>);
+
+impl Drop for Abort {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Callback {
+    /// A callback server on 127.0.0.1:0; paths under `/slow/` hang for 30 s.
+    pub async fn start() -> Callback {
+        // The handler's inbox learns its base URL once bound: share the list, not the URL.
+        let pending = Inbox::new(String::new());
+        let app = Router::new()
+            .route("/{*path}", post(record))
+            .with_state(pending.clone());
+        let (base, task) = serve(app).await;
+        Callback::new(Inbox { base, ..pending }, Abort(task))
+    }
+
+    /// A server that records in `inbox` and stops when `server` is dropped.
+    pub fn new(inbox: Inbox, server: impl Send + Sync + 'static) -> Callback {
+        Callback {
+            inbox,
+            _server: Box::new(server),
+        }
+    }
+}
+
+impl Deref for Callback {
+    type Target = Inbox;
+    fn deref(&self) -> &Inbox {
+        &self.inbox
+    }
+}
+
+// ---- requests ----
+
+/// (status, headers, body as JSON or Null).
+pub type Answer = (u16, reqwest::header::HeaderMap, Value);
+
+pub async fn answer(r: reqwest::Response) -> Answer {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap_or_default();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+pub async fn post_json(url: &str, body: &Value) -> Answer {
+    answer(
+        reqwest::Client::new()
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .expect("POST"),
+    )
+    .await
+}
+
+pub async fn put_json(url: &str, body: &Value) -> Answer {
+    answer(
+        reqwest::Client::new()
+            .put(url)
+            .json(body)
+            .send()
+            .await
+            .expect("PUT"),
+    )
+    .await
+}
+
+pub async fn put_bytes(url: &str, body: Vec<u8>) -> Answer {
+    let r = reqwest::Client::new()
+        .put(url)
+        .header("content-type", "application/x-tar")
+        .body(body)
+        .send()
+        .await
+        .expect("PUT");
+    answer(r).await
+}
+
+pub async fn get(url: &str) -> Answer {
+    answer(reqwest::Client::new().get(url).send().await.expect("GET")).await
+}
+
+pub async fn delete(url: &str) -> Answer {
+    answer(
+        reqwest::Client::new()
+            .delete(url)
+            .send()
+            .await
+            .expect("DELETE"),
+    )
+    .await
+}
+
+/// Asserts an error answer is a ProblemDetails with that status and a detail.
+pub fn assert_problem(got: &Answer, status: u16) {
+    assert_eq!(got.0, status, "body: {}", got.2);
+    let ctype = got
+        .1
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(got.2["status"], status);
+    assert!(
+        got.2["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "no detail: {}",
+        got.2
+    );
+}
+
+/// SHA-256 of `data`, in hex (by `sha256sum`).
+pub fn sha256_hex(data: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(data)?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
