@@ -552,42 +552,6 @@ address = "10.150.0.1"
 cell = "a1"
 "#;
 
-/// A running `ferry ran` (no trace), killed on drop.
-struct Ran {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Ran {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_ran(topology: &std::path::Path) -> Ran {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(BIN)
-        .args(["ran", "--no-trace", "--listen", "127.0.0.1:0", "--topology"])
-        .arg(topology)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn ferry ran");
-    let mut line = String::new();
-    let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let url = line
-        .trim()
-        .strip_prefix("ferry ran: listening on ")
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        url.starts_with("http://"),
-        "ferry ran did not start: {line:?}"
-    );
-    Ran { child, url }
-}
-
 #[tokio::test]
 async fn instantiate_on_the_host_serving_a_ue() {
     let (a, b) = (FakeHost::start().await, FakeHost::start().await);

@@ -134,29 +134,17 @@ async fn host_call(
             r#"{"technique":"pre-copy","bytes_on_wire":1048576,"timings":{"total_ms":120,"frozen_ms":40}}"#.into(),
         );
     }
-    let status =
-        if method == Method::POST && (path.ends_with("/containers") || path.ends_with("/images")) {
-            StatusCode::CREATED
-        } else if method == Method::DELETE {
-            StatusCode::NO_CONTENT
-        } else {
-            StatusCode::OK
-        };
-    (status, "{}".into())
+    success(&method, &path)
 }
 
 impl Host {
     async fn start() -> Host {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let knobs = Knobs::default();
         let app = Router::new()
             .fallback(host_call)
             .layer(ferry_control::axum::extract::DefaultBodyLimit::disable())
             .with_state(knobs.clone());
-        let task = tokio::spawn(async move {
-            let _ = ferry_control::axum::serve(listener, app).await;
-        });
+        let (url, task) = serve(app).await;
         Host { url, knobs, task }
     }
 
@@ -182,42 +170,7 @@ impl Host {
 
 // ---- the RAN ----
 
-struct Ran {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Ran {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_ran(topology: &std::path::Path) -> Ran {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(BIN)
-        .args(["ran", "--no-trace", "--listen", "127.0.0.1:0", "--topology"])
-        .arg(topology)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn ferry ran");
-    let mut line = String::new();
-    let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let url = line
-        .trim()
-        .strip_prefix("ferry ran: listening on ")
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        url.starts_with("http://"),
-        "ferry ran did not start: {line:?}"
-    );
-    Ran { child, url }
-}
-
-async fn handover(ran: &Ran, cell: &str) {
+async fn handover(ran: &Daemon, cell: &str) {
     let r = post_json(
         &format!("{}/ferry/ran/v1/ues/ue1/handover", ran.url),
         &json!({"cell": cell}),
@@ -227,7 +180,7 @@ async fn handover(ran: &Ran, cell: &str) {
 }
 
 /// Waits until the RAN lists `n` CellChange subscriptions.
-async fn wait_ran_subscriptions(ran: &Ran, n: usize) {
+async fn wait_ran_subscriptions(ran: &Daemon, n: usize) {
     let mut got = 0;
     for _ in 0..100 {
         let l = get(&format!("{}/rni/v2/subscriptions", ran.url)).await.2;
@@ -245,7 +198,7 @@ async fn wait_ran_subscriptions(ran: &Ran, n: usize) {
 struct Setup {
     _d: tempfile::TempDir,
     dir: std::path::PathBuf,
-    ran: Ran,
+    ran: Daemon,
     a: Host,
     b: Host,
     c: ControlProcess,
@@ -660,7 +613,7 @@ async fn restart_during_a_relocation_finishes_it() {
 
 /// The hrefs of the RAN's CellChange subscriptions whose callback is `callback`, and how many
 /// subscriptions it holds in all.
-async fn ran_subscriptions_to(ran: &Ran, callback: &str) -> (Vec<String>, usize) {
+async fn ran_subscriptions_to(ran: &Daemon, callback: &str) -> (Vec<String>, usize) {
     let l = get(&format!("{}/rni/v2/subscriptions", ran.url)).await.2;
     let all: Vec<String> = l["_links"]["subscription"]
         .as_array()

@@ -1,6 +1,7 @@
 //! Helpers of the `control_*` integration tests: the real `ferry control` binary as a child
 //! process (killed on drop, restartable on the same state directory), a fake MEC host (a real
-//! HTTP server that records the `ferry host` API calls it gets), and package builders; on top of `shared` (the callback server, the request helpers), which it
+//! HTTP server that records the `ferry host` API calls it gets), the real `ferry ran`, and
+//! package builders; on top of `shared` (the callback server, the request helpers), which it
 //! re-exports.
 
 #![allow(dead_code)] // each test file uses a different part
@@ -14,18 +15,17 @@ use ferry_control::axum::{
     Router,
 };
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 pub const WAIT: Duration = Duration::from_secs(5);
 /// After awaited notifications arrived: how long to watch for unwanted extra ones.
 pub const GRACE: Duration = Duration::from_millis(700);
 
 /// A running `ferry control`, killed and reaped on drop.
 pub struct ControlProcess {
-    child: Child,
+    daemon: Daemon,
     pub url: String,
     pub args: Vec<String>,
 }
@@ -39,63 +39,34 @@ impl ControlProcess {
     /// Starts `ferry control` on a given address (to restart on the same port, so the
     /// stored self links stay valid).
     pub fn start_on(listen: &str, state_dir: &Path, args: &[String]) -> ControlProcess {
-        let mut child = Command::new(BIN)
-            .args(["control", "--listen", listen, "--state-dir"])
-            .arg(state_dir)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn ferry control");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut guard = ControlProcess {
-            child,
-            url: String::new(),
-            args: args.to_vec(),
-        };
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
-        let url = line
-            .trim()
-            .strip_prefix("ferry control: listening on ")
-            .unwrap_or_default()
-            .to_string();
-        assert!(
-            url.starts_with("http://127.0.0.1:"),
-            "ferry control did not start: {line:?}"
+        let daemon = Daemon::spawn(
+            Command::new(BIN)
+                .args(["control", "--listen", listen, "--state-dir"])
+                .arg(state_dir)
+                .args(args),
+            "ferry control: listening on ",
+            "http://127.0.0.1:",
+            Some(Duration::from_secs(20)),
         );
-        guard.url = url;
-        guard
+        ControlProcess {
+            url: daemon.url.clone(),
+            daemon,
+            args: args.to_vec(),
+        }
     }
 
     /// SIGTERM, and waits (up to 5 s) for the exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.daemon.terminate()
     }
 
     /// SIGKILL, as a crash or the OOM killer would: no shutdown code runs.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.daemon.kill()
     }
 
     pub fn api(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
+        self.daemon.api(path)
     }
 
     /// `127.0.0.1:PORT` of the running daemon.
@@ -104,11 +75,16 @@ impl ControlProcess {
     }
 }
 
-impl Drop for ControlProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `ferry ran --no-trace` on 127.0.0.1:0 with `topology`, killed on drop.
+pub fn start_ran(topology: &Path) -> Daemon {
+    Daemon::spawn(
+        Command::new(BIN)
+            .args(["ran", "--no-trace", "--listen", "127.0.0.1:0", "--topology"])
+            .arg(topology),
+        "ferry ran: listening on ",
+        "http://",
+        None,
+    )
 }
 
 /// One call a fake host received.
@@ -161,6 +137,12 @@ async fn host_call(
             r#"{"status":500,"detail":"injected failure"}"#.into(),
         );
     }
+    success(&method, &path)
+}
+
+/// A host's answer to a call that succeeds: 201 for a POST that creates a container or an
+/// image, 204 for a DELETE, else 200; an empty JSON object.
+pub fn success(method: &Method, path: &str) -> (StatusCode, String) {
     let status =
         if method == Method::POST && (path.ends_with("/containers") || path.ends_with("/images")) {
             StatusCode::CREATED

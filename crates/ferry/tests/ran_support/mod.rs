@@ -6,8 +6,8 @@
 
 pub use crate::shared::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Two zones: edge-a (cells a1, a2) and edge-b (cell b1); ue1 and ue2 start in a1. `extra_ue1`
@@ -67,7 +67,7 @@ pub fn ecgi(cell_id: &str) -> Value {
 
 /// A running `ferry ran`, killed and reaped on drop.
 pub struct RanProcess {
-    child: Child,
+    daemon: Daemon,
     pub url: String,
     /// When the daemon printed its address: the trace's time 0 is just before.
     pub ready: Instant,
@@ -78,67 +78,31 @@ impl RanProcess {
     pub fn start(topology: &str, extra_args: &[&str]) -> RanProcess {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(topology.as_bytes()).expect("write topology");
-        let mut child = Command::new(BIN)
-            .args(["ran", "--topology"])
-            .arg(file.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra_args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn ferry ran");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut guard = RanProcess {
-            child,
-            url: String::new(),
+        let daemon = Daemon::spawn(
+            Command::new(BIN)
+                .args(["ran", "--topology"])
+                .arg(file.path())
+                .args(["--listen", "127.0.0.1:0"])
+                .args(extra_args),
+            "ferry ran: listening on ",
+            "http://127.0.0.1:",
+            Some(Duration::from_secs(20)),
+        );
+        RanProcess {
+            url: daemon.url.clone(),
+            daemon,
             ready: Instant::now(),
             _topology: file,
-        };
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
-        guard.ready = Instant::now();
-        let url = line
-            .trim()
-            .strip_prefix("ferry ran: listening on ")
-            .unwrap_or_default()
-            .to_string();
-        assert!(
-            url.starts_with("http://127.0.0.1:"),
-            "ferry ran did not start: {line:?}"
-        );
-        guard.url = url;
-        guard
+        }
     }
 
     /// Sends SIGTERM and waits (up to 5 s) for the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.daemon.terminate()
     }
 
     pub fn api(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-}
-
-impl Drop for RanProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.daemon.api(path)
     }
 }
 

@@ -2,16 +2,16 @@
 //! `ferry host` daemons and a gateway namespace): the real `ferry ran` and `ferry control` in
 //! the gateway namespace, the gateway's route as the data plane, the counter package, and a
 //! real HTTP server there that records notifications. Everything stops on drop. Built on
-//! `shared` (the callback server's inbox).
+//! `shared` (the daemon, the callback server's inbox).
 
 #![allow(dead_code)] // each test file uses a different part
 
 use crate::common::{counter_image, in_netns, Pair};
-use crate::shared::{sha256_hex, Callback, Inbox};
+use crate::shared::{sha256_hex, Callback, Daemon, Inbox};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,41 +50,17 @@ cell = "a1"
 
 pub const UE: &str = "10.150.0.1";
 
-/// A daemon started with `ip netns exec` (the child is the daemon), killed on drop.
-pub struct Daemon {
-    child: Child,
-    pub url: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `ferry ARGS` in `netns` and waits for its `BANNER http://...` line on stdout.
+/// Starts `ferry ARGS` in `netns` and waits for its `BANNER http://...` line on stdout (`ip
+/// netns exec` execs the program: the child is the daemon itself).
 pub fn start_in(netns: &str, args: &[String], banner: &str) -> Daemon {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", netns, env!("CARGO_BIN_EXE_ferry")])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn daemon");
-    let mut line = String::new();
-    let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let url = line
-        .trim()
-        .strip_prefix(banner)
-        .unwrap_or_default()
-        .to_string();
-    let d = Daemon { child, url };
-    assert!(
-        d.url.starts_with("http://"),
-        "daemon did not start: {line:?}"
-    );
-    d
+    Daemon::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", netns, crate::shared::BIN])
+            .args(args),
+        banner,
+        "http://",
+        None,
+    )
 }
 
 /// The real RAN and the real control plane in the gateway namespace, managing `pair`'s hosts.

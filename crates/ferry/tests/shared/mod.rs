@@ -1,5 +1,6 @@
 //! Helpers several groups of integration tests share (`control_support`, `ran_support`,
-//! `realhost_support` and the tests themselves): what a callback server records and a real one that records every POST, the
+//! `realhost_support` and the tests themselves): a `ferry` daemon as a child process (killed
+//! on drop), what a callback server records and a real one that records every POST, the
 //! HTTP request helpers with the ProblemDetails assertion, and SHA-256.
 
 #![allow(dead_code)] // each test file uses a different part
@@ -8,12 +9,94 @@ use ferry_control::axum::{
     self, body::Bytes, extract::State, http::StatusCode, http::Uri, routing::post, Router,
 };
 use serde_json::Value;
+use std::io::{BufRead, BufReader};
 use std::ops::Deref;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferry");
+
+// ---- daemons ----
+
+/// A daemon that printed `BANNER URL` as its first line on stdout, killed and reaped on drop.
+pub struct Daemon {
+    child: Child,
+    pub url: String,
+}
+
+impl Daemon {
+    /// Spawns `cmd` (with `RUST_LOG=warn` and stdout piped) and waits for its first line, for
+    /// at most `timeout` when one is given; asserts the line is `BANNER URL` with a URL that
+    /// starts with `prefix`.
+    pub fn spawn(
+        cmd: &mut Command,
+        banner: &str,
+        prefix: &str,
+        timeout: Option<Duration>,
+    ) -> Daemon {
+        let what = banner.split(':').next().unwrap_or(banner).to_string();
+        let mut child = cmd
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut guard = Daemon {
+            child,
+            url: String::new(),
+        };
+        let line = match timeout {
+            Some(t) => rx.recv_timeout(t).unwrap_or_default(),
+            None => rx.recv().unwrap_or_default(),
+        };
+        let url = line
+            .trim()
+            .strip_prefix(banner)
+            .unwrap_or_default()
+            .to_string();
+        assert!(url.starts_with(prefix), "{what} did not start: {line:?}");
+        guard.url = url;
+        guard
+    }
+
+    /// SIGTERM, and waits (up to 5 s) for the exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
 
 // ---- callbacks ----
 
