@@ -521,43 +521,16 @@ async fn a_host_that_fails_leaves_the_instance_not_instantiated() {
 }
 
 /// Two zones: edge-a (cell a1) and edge-b (cell b1); ue1 (10.150.0.1) starts in a1.
-const TOPOLOGY: &str = r#"
-name = "ctltest"
-
-[[hosts]]
-name = "edge-a"
-address = "10.100.0.11"
-
-[[hosts]]
-name = "edge-b"
-address = "10.100.0.12"
-
-[[cells]]
-name = "a1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000a1" }
-position = { latitude = 43.7300, longitude = 7.4200 }
-radius_m = 400.0
-host = "edge-a"
-
-[[cells]]
-name = "b1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000b1" }
-position = { latitude = 43.7300, longitude = 7.4400 }
-radius_m = 400.0
-host = "edge-b"
-
-[[ues]]
-name = "ue1"
-address = "10.150.0.1"
-cell = "a1"
-"#;
+fn topology() -> String {
+    two_zone_topology("ctltest", "10.100.0.11", "10.100.0.12")
+}
 
 #[tokio::test]
 async fn instantiate_on_the_host_serving_a_ue() {
     let (a, b) = (FakeHost::start().await, FakeHost::start().await);
     let (_d, dir) = state_dir();
     let topo = dir.join("topology.toml");
-    std::fs::write(&topo, TOPOLOGY).unwrap();
+    std::fs::write(&topo, topology()).unwrap();
     let ran = start_ran(&topo);
     let mut args = host_args(&[("edge-a", &a), ("edge-b", &b)]);
     args.extend([

@@ -18,36 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Two zones: edge-a (cell a1) and edge-b (cell b1); ue1 (10.150.0.1) starts in a1.
-const TOPOLOGY: &str = r#"
-name = "reloctest"
-
-[[hosts]]
-name = "edge-a"
-address = "10.100.0.11"
-
-[[hosts]]
-name = "edge-b"
-address = "10.100.0.12"
-
-[[cells]]
-name = "a1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000a1" }
-position = { latitude = 43.7300, longitude = 7.4200 }
-radius_m = 400.0
-host = "edge-a"
-
-[[cells]]
-name = "b1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000b1" }
-position = { latitude = 43.7300, longitude = 7.4400 }
-radius_m = 400.0
-host = "edge-b"
-
-[[ues]]
-name = "ue1"
-address = "10.150.0.1"
-cell = "a1"
-"#;
+fn topology() -> String {
+    two_zone_topology("reloctest", "10.100.0.11", "10.100.0.12")
+}
 
 const UE: &str = "10.150.0.1";
 
@@ -211,7 +184,7 @@ async fn setup(level: &str, mode: &str) -> Setup {
     let (a, b) = (Host::start().await, Host::start().await);
     let (d, dir) = state_dir();
     let topo = dir.join("topology.toml");
-    std::fs::write(&topo, TOPOLOGY).unwrap();
+    std::fs::write(&topo, topology()).unwrap();
     let ran = start_ran(&topo);
     let args = vec![
         "--host".to_string(),

@@ -13,51 +13,16 @@ use std::time::{Duration, Instant};
 /// Two zones: edge-a (cells a1, a2) and edge-b (cell b1); ue1 and ue2 start in a1. `extra_ue1`
 /// is appended to ue1 (e.g. a trace).
 pub fn topology(extra_ue1: &str) -> String {
-    format!(
-        r#"
-name = "rantest"
-
-[[hosts]]
-name = "edge-a"
-address = "10.100.0.11"
-
-[[hosts]]
-name = "edge-b"
-address = "10.100.0.12"
-
-[[cells]]
-name = "a1"
-ecgi = {{ mcc = "001", mnc = "01", cell_id = "00000a1" }}
-position = {{ latitude = 43.7300, longitude = 7.4200 }}
-radius_m = 400.0
-host = "edge-a"
-
-[[cells]]
-name = "a2"
-ecgi = {{ mcc = "001", mnc = "01", cell_id = "00000a2" }}
-position = {{ latitude = 43.7300, longitude = 7.4300 }}
-radius_m = 400.0
-host = "edge-a"
-
-[[cells]]
-name = "b1"
-ecgi = {{ mcc = "001", mnc = "01", cell_id = "00000b1" }}
-position = {{ latitude = 43.7300, longitude = 7.4400 }}
-radius_m = 400.0
-host = "edge-b"
-
-[[ues]]
-name = "ue1"
-address = "10.150.0.1"
-cell = "a1"
-{extra_ue1}
-
-[[ues]]
-name = "ue2"
-address = "10.150.0.2"
-cell = "a1"
-"#
-    )
+    [
+        two_hosts("rantest", "10.100.0.11", "10.100.0.12"),
+        cell("a1", "7.4200", "edge-a"),
+        cell("a2", "7.4300", "edge-a"),
+        cell("b1", "7.4400", "edge-b"),
+        ue("ue1", "10.150.0.1", "a1"),
+        format!("{extra_ue1}\n"),
+        ue("ue2", "10.150.0.2", "a1"),
+    ]
+    .concat()
 }
 
 /// ECGI JSON of a cell of `topology()`.

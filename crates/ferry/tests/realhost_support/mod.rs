@@ -2,7 +2,7 @@
 //! `ferry host` daemons and a gateway namespace): the real `ferry ran` and `ferry control` in
 //! the gateway namespace, the gateway's route as the data plane, the counter package, and a
 //! real HTTP server there that records notifications. Everything stops on drop. Built on
-//! `shared` (the daemon, the callback server's inbox).
+//! `shared` (the daemon, the inbox, the topology).
 
 #![allow(dead_code)] // each test file uses a different part
 
@@ -17,36 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Two MEC hosts (`Pair`'s addresses), a cell each; ue1 starts in a1 (served by edge-a).
-pub const TOPOLOGY: &str = r#"
-name = "relocreal"
-
-[[hosts]]
-name = "edge-a"
-address = "10.99.1.2"
-
-[[hosts]]
-name = "edge-b"
-address = "10.99.2.2"
-
-[[cells]]
-name = "a1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000a1" }
-position = { latitude = 43.7300, longitude = 7.4200 }
-radius_m = 400.0
-host = "edge-a"
-
-[[cells]]
-name = "b1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000b1" }
-position = { latitude = 43.7300, longitude = 7.4400 }
-radius_m = 400.0
-host = "edge-b"
-
-[[ues]]
-name = "ue1"
-address = "10.150.0.1"
-cell = "a1"
-"#;
+pub fn topology() -> String {
+    crate::shared::two_zone_topology("relocreal", "10.99.1.2", "10.99.2.2")
+}
 
 pub const UE: &str = "10.150.0.1";
 
@@ -77,7 +50,7 @@ impl ControlPlane {
     /// data plane is the gateway's route for the app address (`dir` holds the files).
     pub fn start(pair: &Pair, dir: &Path, listen: &str) -> ControlPlane {
         let topo = dir.join("topology.toml");
-        std::fs::write(&topo, TOPOLOGY).unwrap();
+        std::fs::write(&topo, topology()).unwrap();
         let route = dir.join("route.sh");
         std::fs::write(
             &route,

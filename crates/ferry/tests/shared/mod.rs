@@ -1,7 +1,7 @@
 //! Helpers several groups of integration tests share (`control_support`, `ran_support`,
 //! `realhost_support` and the tests themselves): a `ferry` daemon as a child process (killed
 //! on drop), what a callback server records and a real one that records every POST, the
-//! HTTP request helpers with the ProblemDetails assertion, and SHA-256.
+//! HTTP request helpers with the ProblemDetails assertion, a two-zone topology, and SHA-256.
 
 #![allow(dead_code)] // each test file uses a different part
 
@@ -96,6 +96,62 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The start of a topology `name`: hosts edge-a at `edge_a` and edge-b at `edge_b`.
+pub fn two_hosts(name: &str, edge_a: &str, edge_b: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+
+[[hosts]]
+name = "edge-a"
+address = "{edge_a}"
+
+[[hosts]]
+name = "edge-b"
+address = "{edge_b}"
+"#
+    )
+}
+
+/// A 400 m cell `name` (cell id `00000NAME`, PLMN 001-01) at latitude 43.73 and `longitude`,
+/// served by `host`.
+pub fn cell(name: &str, longitude: &str, host: &str) -> String {
+    format!(
+        r#"
+[[cells]]
+name = "{name}"
+ecgi = {{ mcc = "001", mnc = "01", cell_id = "00000{name}" }}
+position = {{ latitude = 43.7300, longitude = {longitude} }}
+radius_m = 400.0
+host = "{host}"
+"#
+    )
+}
+
+/// A UE `name` at `address`, in `cell`.
+pub fn ue(name: &str, address: &str, cell: &str) -> String {
+    format!(
+        r#"
+[[ues]]
+name = "{name}"
+address = "{address}"
+cell = "{cell}"
+"#
+    )
+}
+
+/// Two zones: edge-a (cell a1) at `edge_a` and edge-b (cell b1) at `edge_b`; ue1
+/// (10.150.0.1) starts in a1.
+pub fn two_zone_topology(name: &str, edge_a: &str, edge_b: &str) -> String {
+    [
+        two_hosts(name, edge_a, edge_b),
+        cell("a1", "7.4200", "edge-a"),
+        cell("b1", "7.4400", "edge-b"),
+        ue("ue1", "10.150.0.1", "a1"),
+    ]
+    .concat()
 }
 
 // ---- callbacks ----
