@@ -67,10 +67,9 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
     let content_url = c.api(&format!("/app_pkgm/v1/app_packages/{id}/package_content"));
 
     // AppD not there yet: 409.
-    assert_problem(
-        &get(&c.api(&format!("/app_pkgm/v1/app_packages/{id}/appd"))).await,
-        409,
-    );
+    get(&c.api(&format!("/app_pkgm/v1/app_packages/{id}/appd")))
+        .await
+        .assert_problem(409);
     // Wrong content: the checksum does not match.
     let wrong = put_bytes(&content_url, b"not a tar".to_vec()).await;
     assert_problem(&wrong, 400);
@@ -111,14 +110,11 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
         json!(["2.1.1"]),
         "unknown AppD fields are kept"
     );
-    assert_eq!(
-        get(&c.api("/app_pkgm/v1/onboarded_app_packages/counter/appd"))
-            .await
-            .0,
-        200
-    );
+    get(&c.api("/app_pkgm/v1/onboarded_app_packages/counter/appd"))
+        .await
+        .assert_status(200);
     // Uploading twice: 409.
-    assert_problem(&put_bytes(&content_url, content).await, 409);
+    put_bytes(&content_url, content).await.assert_problem(409);
     // A second package with the same appDId: 409 at upload.
     let again = package(&appd("counter"), &image);
     let p2 = post_json(
@@ -142,10 +138,9 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
         .await
         .2;
     assert_eq!(l.as_array().unwrap().len(), 1, "{l}");
-    assert_problem(
-        &get(&c.api("/app_pkgm/v1/app_packages?filter=(gt,x,1)")).await,
-        400,
-    );
+    get(&c.api("/app_pkgm/v1/app_packages?filter=(gt,x,1)"))
+        .await
+        .assert_problem(400);
 }
 
 #[tokio::test]
@@ -208,25 +203,21 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
             ("_links", "object"),
         ],
     );
-    assert_problem(
-        &post_json(
-            &c.api("/app_lcm/v1/subscriptions"),
-            &json!({
+    post_json(
+        &c.api("/app_lcm/v1/subscriptions"),
+        &json!({
         "subscriptionType": "Other", "callbackUri": cb.url("/x")}),
-        )
-        .await,
-        400,
-    );
+    )
+    .await
+    .assert_problem(400);
 
     // Create: unknown appDId is a 400.
-    assert_problem(
-        &post_json(
-            &c.api("/app_lcm/v1/app_instances"),
-            &json!({"appDId": "nope"}),
-        )
-        .await,
-        400,
-    );
+    post_json(
+        &c.api("/app_lcm/v1/app_instances"),
+        &json!({"appDId": "nope"}),
+    )
+    .await
+    .assert_problem(400);
     let created = post_json(
         &c.api("/app_lcm/v1/app_instances"),
         &json!({"appDId": "counter", "appInstanceName": "c1"}),
@@ -259,16 +250,14 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
             .2["usageState"],
         "IN_USE"
     );
-    assert_problem(
-        &delete(&c.api(&format!("/app_pkgm/v1/app_packages/{pkg}"))).await,
-        409,
-    );
+    delete(&c.api(&format!("/app_pkgm/v1/app_packages/{pkg}")))
+        .await
+        .assert_problem(409);
 
     // Bad instantiations: no host named, unknown host, malformed.
-    assert_problem(
-        &post_json(&format!("{inst}/instantiate"), &json!({})).await,
-        400,
-    );
+    post_json(&format!("{inst}/instantiate"), &json!({}))
+        .await
+        .assert_problem(400);
     let unknown = post_json(
         &format!("{inst}/instantiate"),
         &json!({"selectedMECHostInfo": [{"hostName": "edge-z", "hostId": {}}]}),
@@ -276,14 +265,12 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     .await;
     assert_problem(&unknown, 400);
     assert!(unknown.2["detail"].as_str().unwrap().contains("edge-z"));
-    assert_problem(
-        &post_json(
-            &format!("{inst}/operate"),
-            &json!({"changeStateTo": "STOPPED"}),
-        )
-        .await,
-        409,
-    );
+    post_json(
+        &format!("{inst}/operate"),
+        &json!({"changeStateTo": "STOPPED"}),
+    )
+    .await
+    .assert_problem(409);
 
     let before = b.calls().len();
     let t0 = std::time::Instant::now();
@@ -335,51 +322,39 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     assert_eq!(i["instantiatedAppState"]["operationalState"], "STARTED");
     assert_eq!(i["ferryHost"], "edge-b");
     assert_eq!(i["ferryAddress"], "10.200.0.2");
-    assert_problem(
-        &post_json(
-            &format!("{inst}/instantiate"),
-            &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
-        )
-        .await,
-        409,
-    );
-    assert_problem(&delete(&inst).await, 409);
+    post_json(
+        &format!("{inst}/instantiate"),
+        &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
+    )
+    .await
+    .assert_problem(409);
+    delete(&inst).await.assert_problem(409);
 
     // Operate: stop, stop again (409), start.
-    assert_eq!(
-        post_json(
-            &format!("{inst}/operate"),
-            &json!({"changeStateTo": "STOPPED"})
-        )
-        .await
-        .0,
-        202
-    );
-    assert_problem(
-        &post_json(
-            &format!("{inst}/operate"),
-            &json!({"changeStateTo": "STOPPED"}),
-        )
-        .await,
-        409,
-    );
-    assert_problem(
-        &post_json(
-            &format!("{inst}/operate"),
-            &json!({"changeStateTo": "PAUSED"}),
-        )
-        .await,
-        400,
-    );
-    assert_eq!(
-        post_json(
-            &format!("{inst}/operate"),
-            &json!({"changeStateTo": "STARTED"})
-        )
-        .await
-        .0,
-        202
-    );
+    post_json(
+        &format!("{inst}/operate"),
+        &json!({"changeStateTo": "STOPPED"}),
+    )
+    .await
+    .assert_status(202);
+    post_json(
+        &format!("{inst}/operate"),
+        &json!({"changeStateTo": "STOPPED"}),
+    )
+    .await
+    .assert_problem(409);
+    post_json(
+        &format!("{inst}/operate"),
+        &json!({"changeStateTo": "PAUSED"}),
+    )
+    .await
+    .assert_problem(400);
+    post_json(
+        &format!("{inst}/operate"),
+        &json!({"changeStateTo": "STARTED"}),
+    )
+    .await
+    .assert_status(202);
 
     // A second instance gets the next address.
     let id2 = instantiate(&c, "counter", "edge-a").await;
@@ -405,16 +380,14 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
         "{:?}",
         b.summary()
     );
-    assert_problem(
-        &post_json(
-            &format!("{inst}/terminate"),
-            &json!({"terminationType": "FORCEFUL"}),
-        )
-        .await,
-        409,
-    );
-    assert_eq!(delete(&inst).await.0, 204);
-    assert_problem(&get(&inst).await, 404);
+    post_json(
+        &format!("{inst}/terminate"),
+        &json!({"terminationType": "FORCEFUL"}),
+    )
+    .await
+    .assert_problem(409);
+    delete(&inst).await.assert_status(204);
+    get(&inst).await.assert_problem(404);
 
     // Notifications: one per state change, in order, for both instances.
     cb.wait("/lcm", 5, WAIT).await;
@@ -608,14 +581,12 @@ async fn instantiate_on_the_host_serving_a_ue() {
         "{}",
         unknown.2
     );
-    assert_problem(
-        &post_json(
-            &c.api(&format!("/app_lcm/v1/app_instances/{i3}/instantiate")),
-            &for_ue("ue1"),
-        )
-        .await,
-        400,
-    );
+    post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{i3}/instantiate")),
+        &for_ue("ue1"),
+    )
+    .await
+    .assert_problem(400);
 
     // Without a RAN the extension cannot be served: a 400 saying so.
     drop(c);
@@ -677,23 +648,19 @@ async fn package_subscriptions_and_operational_state() {
     )
     .await;
     assert_eq!(filtered.0, 201, "{}", filtered.2);
-    assert_problem(
-        &post_json(
-            &subs,
-            &json!({"subsctiptionType": "AppPackageEaten", "callbackUri": cb.url("/x")}),
-        )
-        .await,
-        400,
-    );
-    assert_problem(
-        &post_json(
-            &subs,
-            &json!({"subsctiptionType": "AppPackageDeletion", "callbackUri": cb.url("/x"),
+    post_json(
+        &subs,
+        &json!({"subsctiptionType": "AppPackageEaten", "callbackUri": cb.url("/x")}),
+    )
+    .await
+    .assert_problem(400);
+    post_json(
+        &subs,
+        &json!({"subsctiptionType": "AppPackageDeletion", "callbackUri": cb.url("/x"),
         "appPkgFilter": ["appDId=x"]}),
-        )
-        .await,
-        400,
-    );
+    )
+    .await
+    .assert_problem(400);
     assert_eq!(
         get(&subs).await.2["_links"]["subscriptions"]
             .as_array()
@@ -724,36 +691,28 @@ async fn package_subscriptions_and_operational_state() {
     assert_problem(&patch("DISABLED").await, 409);
     assert_problem(&patch("BROKEN").await, 400);
     // A disabled package cannot be instantiated.
-    assert_problem(
-        &post_json(
-            &c.api("/app_lcm/v1/app_instances"),
-            &json!({"appDId": "counter"}),
-        )
-        .await,
-        409,
-    );
+    post_json(
+        &c.api("/app_lcm/v1/app_instances"),
+        &json!({"appDId": "counter"}),
+    )
+    .await
+    .assert_problem(409);
     assert_eq!(patch("ENABLED").await.0, 200);
-    assert_eq!(
-        post_json(
-            &c.api("/app_lcm/v1/app_instances"),
-            &json!({"appDId": "counter"})
-        )
-        .await
-        .0,
-        201
-    );
+    post_json(
+        &c.api("/app_lcm/v1/app_instances"),
+        &json!({"appDId": "counter"}),
+    )
+    .await
+    .assert_status(201);
     let inst = get(&c.api("/app_lcm/v1/app_instances")).await.2[0]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(
-        delete(&c.api(&format!("/app_lcm/v1/app_instances/{inst}")))
-            .await
-            .0,
-        204
-    );
-    assert_eq!(delete(&p).await.0, 204);
-    assert_problem(&get(&p).await, 404);
+    delete(&c.api(&format!("/app_lcm/v1/app_instances/{inst}")))
+        .await
+        .assert_status(204);
+    delete(&p).await.assert_status(204);
+    get(&p).await.assert_problem(404);
 
     let onb = cb.wait("/onb", 1, WAIT).await;
     let op = cb.wait("/op", 2, WAIT).await;

@@ -366,6 +366,7 @@ pub async fn delete(url: &str) -> Answer {
 }
 
 /// Asserts an error answer is a ProblemDetails with that status and a detail.
+#[track_caller]
 pub fn assert_problem(got: &Answer, status: u16) {
     assert_eq!(got.0, status, "body: {}", got.2);
     let ctype = got
@@ -380,6 +381,27 @@ pub fn assert_problem(got: &Answer, status: u16) {
         "no detail: {}",
         got.2
     );
+}
+
+/// Assertions on an `Answer`, chained after the request
+/// (`get(url).await.assert_problem(404)`) and reported at the caller's line.
+pub trait AssertAnswer {
+    /// The free `assert_problem(self, status)`.
+    fn assert_problem(&self, status: u16);
+    /// Asserts the answer's status.
+    fn assert_status(&self, status: u16);
+}
+
+impl AssertAnswer for Answer {
+    #[track_caller]
+    fn assert_problem(&self, status: u16) {
+        assert_problem(self, status)
+    }
+
+    #[track_caller]
+    fn assert_status(&self, status: u16) {
+        assert_eq!(self.0, status, "body: {}", self.2);
+    }
 }
 
 /// SHA-256 of `data`, in hex (by `sha256sum`).
