@@ -35,12 +35,7 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
         missing.2
     );
 
-    let created = post_json(
-        &pk,
-        &json!({"appPkgName": "counter", "appPkgVersion": "1.0",
-        "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
-    )
-    .await;
+    let created = create_package(&c, "counter", "1.0", &content).await;
     assert_eq!(created.0, 201, "{}", created.2);
     assert_schema(
         &created.2,
@@ -117,21 +112,8 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
     put_bytes(&content_url, content).await.assert_problem(409);
     // A second package with the same appDId: 409 at upload.
     let again = package(&appd("counter"), &image);
-    let p2 = post_json(
-        &pk,
-        &json!({"appPkgName": "c2", "appPkgVersion": "1",
-        "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&again)}}),
-    )
-    .await
-    .2;
-    let r = put_bytes(
-        &c.api(&format!(
-            "/app_pkgm/v1/app_packages/{}/package_content",
-            p2["id"].as_str().unwrap()
-        )),
-        again,
-    )
-    .await;
+    let p2 = create_package(&c, "c2", "1", &again).await.2;
+    let r = upload(&c, p2["id"].as_str().unwrap(), again).await;
     assert_problem(&r, 409);
     // Filtered list.
     let l = get(&c.api("/app_pkgm/v1/app_packages?filter=(eq,onboardingState,ONBOARDED)"))
@@ -159,21 +141,8 @@ async fn bad_appd_and_bad_technique_are_refused() {
         ),
     ] {
         let content = package(&appd, &fake_image());
-        let p = post_json(
-            &c.api("/app_pkgm/v1/app_packages"),
-            &json!({"appPkgName": "x", "appPkgVersion": "1",
-            "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
-        )
-        .await
-        .2;
-        let r = put_bytes(
-            &c.api(&format!(
-                "/app_pkgm/v1/app_packages/{}/package_content",
-                p["id"].as_str().unwrap()
-            )),
-            content,
-        )
-        .await;
+        let p = create_package(&c, "x", "1", &content).await.2;
+        let r = upload(&c, p["id"].as_str().unwrap(), content).await;
         assert_problem(&r, 400);
         assert!(r.2["detail"].as_str().unwrap().contains(needle), "{}", r.2);
     }
@@ -212,12 +181,7 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     .assert_problem(400);
 
     // Create: unknown appDId is a 400.
-    post_json(
-        &c.api("/app_lcm/v1/app_instances"),
-        &json!({"appDId": "nope"}),
-    )
-    .await
-    .assert_problem(400);
+    create_instance(&c, "nope").await.assert_problem(400);
     let created = post_json(
         &c.api("/app_lcm/v1/app_instances"),
         &json!({"appDId": "counter", "appInstanceName": "c1"}),
@@ -242,6 +206,10 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     assert_eq!(created.2["appPkgId"], pkg.as_str());
     let id = created.2["id"].as_str().unwrap().to_string();
     let inst = c.api(&format!("/app_lcm/v1/app_instances/{id}"));
+    let operate = |to: &'static str| {
+        let url = format!("{inst}/operate");
+        async move { post_json(&url, &json!({"changeStateTo": to})).await }
+    };
 
     // The package is in use now and cannot be deleted.
     assert_eq!(
@@ -265,12 +233,7 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     .await;
     assert_problem(&unknown, 400);
     assert!(unknown.2["detail"].as_str().unwrap().contains("edge-z"));
-    post_json(
-        &format!("{inst}/operate"),
-        &json!({"changeStateTo": "STOPPED"}),
-    )
-    .await
-    .assert_problem(409);
+    operate("STOPPED").await.assert_problem(409);
 
     let before = b.calls().len();
     let t0 = std::time::Instant::now();
@@ -331,39 +294,14 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     delete(&inst).await.assert_problem(409);
 
     // Operate: stop, stop again (409), start.
-    post_json(
-        &format!("{inst}/operate"),
-        &json!({"changeStateTo": "STOPPED"}),
-    )
-    .await
-    .assert_status(202);
-    post_json(
-        &format!("{inst}/operate"),
-        &json!({"changeStateTo": "STOPPED"}),
-    )
-    .await
-    .assert_problem(409);
-    post_json(
-        &format!("{inst}/operate"),
-        &json!({"changeStateTo": "PAUSED"}),
-    )
-    .await
-    .assert_problem(400);
-    post_json(
-        &format!("{inst}/operate"),
-        &json!({"changeStateTo": "STARTED"}),
-    )
-    .await
-    .assert_status(202);
+    operate("STOPPED").await.assert_status(202);
+    operate("STOPPED").await.assert_problem(409);
+    operate("PAUSED").await.assert_problem(400);
+    operate("STARTED").await.assert_status(202);
 
     // A second instance gets the next address.
     let id2 = instantiate(&c, "counter", "edge-a").await;
-    assert_eq!(
-        get(&c.api(&format!("/app_lcm/v1/app_instances/{id2}")))
-            .await
-            .2["ferryAddress"],
-        "10.200.0.3"
-    );
+    assert_eq!(instance(&c, &id2).await["ferryAddress"], "10.200.0.3");
 
     // Terminate, then delete.
     let t = post_json(
@@ -441,15 +379,11 @@ async fn a_host_that_fails_leaves_the_instance_not_instantiated() {
     let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &a)]));
     onboard(&c, "counter").await;
     a.fail_paths_ending_with(Some("/start"));
-    let created = post_json(
-        &c.api("/app_lcm/v1/app_instances"),
-        &json!({"appDId": "counter"}),
-    )
-    .await
-    .2;
+    let created = create_instance(&c, "counter").await.2;
     let id = created["id"].as_str().unwrap();
-    let r = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+    let r = instantiate_with(
+        &c,
+        id,
         &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
     )
     .await;
@@ -469,9 +403,7 @@ async fn a_host_that_fails_leaves_the_instance_not_instantiated() {
         "a container that did not start is removed: {:?}",
         a.summary()
     );
-    let i = get(&c.api(&format!("/app_lcm/v1/app_instances/{id}")))
-        .await
-        .2;
+    let i = instance(&c, id).await;
     assert_eq!(i["instantiationState"], "NOT_INSTANTIATED");
     assert!(
         i.get("ferryAddress").is_none(),
@@ -479,18 +411,14 @@ async fn a_host_that_fails_leaves_the_instance_not_instantiated() {
     );
     // The host recovers: the same instance instantiates, with the same first address.
     a.fail_paths_ending_with(None);
-    let r = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+    let r = instantiate_with(
+        &c,
+        id,
         &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
     )
     .await;
     assert_eq!(r.0, 202, "{}", r.2);
-    assert_eq!(
-        get(&c.api(&format!("/app_lcm/v1/app_instances/{id}")))
-            .await
-            .2["ferryAddress"],
-        "10.200.0.2"
-    );
+    assert_eq!(instance(&c, id).await["ferryAddress"], "10.200.0.2");
 }
 
 /// Two zones: edge-a (cell a1) and edge-b (cell b1); ue1 (10.150.0.1) starts in a1.
@@ -517,26 +445,13 @@ async fn instantiate_on_the_host_serving_a_ue() {
 
     let for_ue = |ip: &str| json!({"ferryAssociateId": {"type": "UE_IPv4_ADDRESS", "value": ip}});
     let new_instance = || async {
-        let r = post_json(
-            &c.api("/app_lcm/v1/app_instances"),
-            &json!({"appDId": "counter"}),
-        )
-        .await;
+        let r = create_instance(&c, "counter").await;
         r.2["id"].as_str().unwrap().to_string()
     };
     let i1 = new_instance().await;
-    let r = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{i1}/instantiate")),
-        &for_ue("10.150.0.1"),
-    )
-    .await;
+    let r = instantiate_with(&c, &i1, &for_ue("10.150.0.1")).await;
     assert_eq!(r.0, 202, "{}", r.2);
-    assert_eq!(
-        get(&c.api(&format!("/app_lcm/v1/app_instances/{i1}")))
-            .await
-            .2["ferryHost"],
-        "edge-a"
-    );
+    assert_eq!(instance(&c, &i1).await["ferryHost"], "edge-a");
 
     // The UE moves to b1: the next instance for it goes to edge-b.
     let out = std::process::Command::new(BIN)
@@ -549,29 +464,16 @@ async fn instantiate_on_the_host_serving_a_ue() {
         String::from_utf8_lossy(&out.stderr)
     );
     let i2 = new_instance().await;
-    let r = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{i2}/instantiate")),
-        &for_ue("10.150.0.1"),
-    )
-    .await;
+    let r = instantiate_with(&c, &i2, &for_ue("10.150.0.1")).await;
     assert_eq!(r.0, 202, "{}", r.2);
-    assert_eq!(
-        get(&c.api(&format!("/app_lcm/v1/app_instances/{i2}")))
-            .await
-            .2["ferryHost"],
-        "edge-b"
-    );
+    assert_eq!(instance(&c, &i2).await["ferryHost"], "edge-b");
     assert!(b
         .summary()
         .contains(&format!("POST /ferry/v1/containers/{i2}/start")));
 
     // Unknown UE, malformed id.
     let i3 = new_instance().await;
-    let unknown = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{i3}/instantiate")),
-        &for_ue("10.150.0.99"),
-    )
-    .await;
+    let unknown = instantiate_with(&c, &i3, &for_ue("10.150.0.99")).await;
     assert_problem(&unknown, 400);
     assert!(
         unknown.2["detail"]
@@ -581,29 +483,18 @@ async fn instantiate_on_the_host_serving_a_ue() {
         "{}",
         unknown.2
     );
-    post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{i3}/instantiate")),
-        &for_ue("ue1"),
-    )
-    .await
-    .assert_problem(400);
+    instantiate_with(&c, &i3, &for_ue("ue1"))
+        .await
+        .assert_problem(400);
 
     // Without a RAN the extension cannot be served: a 400 saying so.
     drop(c);
     let (_d2, dir2) = state_dir();
     let c2 = ControlProcess::start(&dir2, &host_args(&[("edge-a", &a)]));
     onboard(&c2, "counter2").await;
-    let r = post_json(
-        &c2.api("/app_lcm/v1/app_instances"),
-        &json!({"appDId": "counter2"}),
-    )
-    .await;
+    let r = create_instance(&c2, "counter2").await;
     let id = r.2["id"].as_str().unwrap();
-    let no_ran = post_json(
-        &c2.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
-        &for_ue("10.150.0.1"),
-    )
-    .await;
+    let no_ran = instantiate_with(&c2, id, &for_ue("10.150.0.1")).await;
     assert_problem(&no_ran, 400);
     assert!(
         no_ran.2["detail"].as_str().unwrap().contains("--ran"),
@@ -691,19 +582,9 @@ async fn package_subscriptions_and_operational_state() {
     assert_problem(&patch("DISABLED").await, 409);
     assert_problem(&patch("BROKEN").await, 400);
     // A disabled package cannot be instantiated.
-    post_json(
-        &c.api("/app_lcm/v1/app_instances"),
-        &json!({"appDId": "counter"}),
-    )
-    .await
-    .assert_problem(409);
+    create_instance(&c, "counter").await.assert_problem(409);
     assert_eq!(patch("ENABLED").await.0, 200);
-    post_json(
-        &c.api("/app_lcm/v1/app_instances"),
-        &json!({"appDId": "counter"}),
-    )
-    .await
-    .assert_status(201);
+    create_instance(&c, "counter").await.assert_status(201);
     let inst = get(&c.api("/app_lcm/v1/app_instances")).await.2[0]["id"]
         .as_str()
         .unwrap()
@@ -764,19 +645,10 @@ async fn onboarding_a_16_mib_image_to_three_hosts() {
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
     let content = package(&appd("big"), &image);
-    let created = post_json(
-        &c.api("/app_pkgm/v1/app_packages"),
-        &json!({"appPkgName": "big", "appPkgVersion": "1",
-            "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
-    )
-    .await;
+    let created = create_package(&c, "big", "1", &content).await;
     let id = created.2["id"].as_str().unwrap();
     let t0 = std::time::Instant::now();
-    let up = put_bytes(
-        &c.api(&format!("/app_pkgm/v1/app_packages/{id}/package_content")),
-        content,
-    )
-    .await;
+    let up = upload(&c, id, content).await;
     let took = t0.elapsed();
     assert_eq!(up.0, 202, "{}", up.2);
     for h in &hosts {

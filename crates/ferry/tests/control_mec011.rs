@@ -29,37 +29,31 @@ async fn readiness_traffic_and_dns_rules_timing() {
     args.extend(["--data-plane-cmd".to_string(), cmd]);
     let c = ControlProcess::start(&dir, &args);
     onboard(&c, "counter").await;
-    let created = post_json(
-        &c.api("/app_lcm/v1/app_instances"),
-        &json!({"appDId": "counter"}),
-    )
-    .await
-    .2;
+    let created = create_instance(&c, "counter").await.2;
     let id = created["id"].as_str().unwrap().to_string();
     let app = c.api(&format!("/mec_app_support/v1/applications/{id}"));
+    let confirm = |what: &str, body: serde_json::Value| {
+        let url = format!("{app}/{what}");
+        async move { post_json(&url, &body).await }
+    };
 
     // Not instantiated yet: confirm_ready is a 409; unknown app a 404; bad indication a 400.
-    post_json(
-        &format!("{app}/confirm_ready"),
-        &json!({"indication": "READY"}),
-    )
-    .await
-    .assert_problem(409);
+    confirm("confirm_ready", json!({"indication": "READY"}))
+        .await
+        .assert_problem(409);
     post_json(
         &c.api("/mec_app_support/v1/applications/nope/confirm_ready"),
         &json!({"indication": "READY"}),
     )
     .await
     .assert_problem(404);
-    post_json(
-        &format!("{app}/confirm_ready"),
-        &json!({"indication": "SOON"}),
-    )
-    .await
-    .assert_problem(400);
+    confirm("confirm_ready", json!({"indication": "SOON"}))
+        .await
+        .assert_problem(400);
 
-    let r = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+    let r = instantiate_with(
+        &c,
+        &id,
         &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
     )
     .await;
@@ -69,21 +63,18 @@ async fn readiness_traffic_and_dns_rules_timing() {
         "10.200.0.2 edge-a\n",
         "instantiation steers the address to its host"
     );
-    post_json(
-        &format!("{app}/confirm_ready"),
-        &json!({"indication": "READY"}),
-    )
-    .await
-    .assert_status(204);
-    post_json(
-        &format!("{app}/confirm_termination"),
-        &json!({"operationAction": "TERMINATING"}),
+    confirm("confirm_ready", json!({"indication": "READY"}))
+        .await
+        .assert_status(204);
+    confirm(
+        "confirm_termination",
+        json!({"operationAction": "TERMINATING"}),
     )
     .await
     .assert_problem(409);
-    post_json(
-        &format!("{app}/confirm_termination"),
-        &json!({"operationAction": "EXPLODING"}),
+    confirm(
+        "confirm_termination",
+        json!({"operationAction": "EXPLODING"}),
     )
     .await
     .assert_problem(400);

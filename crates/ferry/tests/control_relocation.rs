@@ -201,20 +201,7 @@ async fn setup(level: &str, mode: &str) -> Setup {
 
     let mut d_json = appd("counter");
     d_json["ferryStateRelocation"]["mode"] = json!(mode);
-    let content = package(&d_json, &fake_image());
-    let created = post_json(
-        &c.api("/app_pkgm/v1/app_packages"),
-        &json!({"appPkgName": "counter", "appPkgVersion": "1.0", "appProvider": "ferry",
-                "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
-    )
-    .await;
-    let pkg = created.2["id"].as_str().unwrap().to_string();
-    let up = put_bytes(
-        &c.api(&format!("/app_pkgm/v1/app_packages/{pkg}/package_content")),
-        content,
-    )
-    .await;
-    assert_eq!(up.0, 202, "{}", up.2);
+    onboard_appd(&c, &d_json).await;
     let instance = instantiate(&c, "counter", "edge-a").await;
 
     let reg = post_json(
@@ -651,14 +638,11 @@ async fn sigkilled_control_does_not_leave_a_second_ran_subscription() {
 #[tokio::test]
 async fn instances_instantiated_for_the_ue_follow_it_without_a_registration() {
     let s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
-    let created = post_json(
-        &s.c.api("/app_lcm/v1/app_instances"),
-        &json!({"appDId": "counter"}),
-    )
-    .await;
+    let created = create_instance(&s.c, "counter").await;
     let i2 = created.2["id"].as_str().unwrap().to_string();
-    let r = post_json(
-        &s.c.api(&format!("/app_lcm/v1/app_instances/{i2}/instantiate")),
+    let r = instantiate_with(
+        &s.c,
+        &i2,
         &json!({"ferryAssociateId": {"type": "UE_IPv4_ADDRESS", "value": UE}}),
     )
     .await;
@@ -757,9 +741,7 @@ async fn many_instances_move_concurrently_within_the_per_host_limit() {
         "at most 4 at once, and that many"
     );
     for i in all {
-        let h = get(&s.c.api(&format!("/app_lcm/v1/app_instances/{i}")))
-            .await
-            .2;
+        let h = instance(&s.c, &i).await;
         assert_eq!(h["ferryHost"], "edge-b");
     }
 }

@@ -246,9 +246,38 @@ pub fn package(appd: &Value, image: &[u8]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-/// Creates and onboards a package; returns its id.
+/// Creates a package `name` of `version` whose content will be `content` (its SHA-256).
+pub async fn create_package(
+    c: &ControlProcess,
+    name: &str,
+    version: &str,
+    content: &[u8],
+) -> Answer {
+    post_json(
+        &c.api("/app_pkgm/v1/app_packages"),
+        &json!({"appPkgName": name, "appPkgVersion": version,
+            "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(content)}}),
+    )
+    .await
+}
+
+/// Uploads the content of package `id`.
+pub async fn upload(c: &ControlProcess, id: &str, content: Vec<u8>) -> Answer {
+    put_bytes(
+        &c.api(&format!("/app_pkgm/v1/app_packages/{id}/package_content")),
+        content,
+    )
+    .await
+}
+
+/// Creates and onboards a package of the test app (`appd(app_d_id)`); returns its id.
 pub async fn onboard(c: &ControlProcess, app_d_id: &str) -> String {
-    let content = package(&appd(app_d_id), &fake_image());
+    onboard_appd(c, &appd(app_d_id)).await
+}
+
+/// Creates and onboards a package of `appd` and the fake image; returns its id.
+pub async fn onboard_appd(c: &ControlProcess, appd: &Value) -> String {
+    let content = package(appd, &fake_image());
     let created = post_json(
         &c.api("/app_pkgm/v1/app_packages"),
         &json!({"appPkgName": "counter", "appPkgVersion": "1.0", "appProvider": "ferry",
@@ -257,26 +286,44 @@ pub async fn onboard(c: &ControlProcess, app_d_id: &str) -> String {
     .await;
     assert_eq!(created.0, 201, "{}", created.2);
     let id = created.2["id"].as_str().unwrap().to_string();
-    let up = put_bytes(
-        &c.api(&format!("/app_pkgm/v1/app_packages/{id}/package_content")),
-        content,
-    )
-    .await;
+    let up = upload(c, &id, content).await;
     assert_eq!(up.0, 202, "{}", up.2);
     id
 }
 
-/// Creates an instance of `app_d_id` and instantiates it on `host`; returns its id.
-pub async fn instantiate(c: &ControlProcess, app_d_id: &str, host: &str) -> String {
-    let created = post_json(
+/// Creates an instance of `app_d_id`.
+pub async fn create_instance(c: &ControlProcess, app_d_id: &str) -> Answer {
+    post_json(
         &c.api("/app_lcm/v1/app_instances"),
         &json!({"appDId": app_d_id}),
     )
-    .await;
+    .await
+}
+
+/// Instantiates instance `id` as `body` asks.
+pub async fn instantiate_with(c: &ControlProcess, id: &str, body: &Value) -> Answer {
+    post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+        body,
+    )
+    .await
+}
+
+/// Instance `id` as the API shows it.
+pub async fn instance(c: &ControlProcess, id: &str) -> Value {
+    get(&c.api(&format!("/app_lcm/v1/app_instances/{id}")))
+        .await
+        .2
+}
+
+/// Creates an instance of `app_d_id` and instantiates it on `host`; returns its id.
+pub async fn instantiate(c: &ControlProcess, app_d_id: &str, host: &str) -> String {
+    let created = create_instance(c, app_d_id).await;
     assert_eq!(created.0, 201, "{}", created.2);
     let id = created.2["id"].as_str().unwrap().to_string();
-    let r = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+    let r = instantiate_with(
+        c,
+        &id,
         &json!({"selectedMECHostInfo": [{"hostName": host, "hostId": {"name": host}}]}),
     )
     .await;
