@@ -3,6 +3,7 @@
 //! tested in crates/control/tests/mobility.rs).
 
 mod control_support;
+mod shared;
 
 use control_support::*;
 use serde_json::{json, Value};
@@ -94,26 +95,21 @@ async fn registrations_store_and_validate_the_three_service_levels() {
         "{}",
         bad_level.2
     );
-    assert_problem(
-        &post_json(
-            &url,
-            &registration("i", "not-an-ip", "APP_MOBILITY_NOT_ALLOWED"),
-        )
-        .await,
-        400,
-    );
-    assert_problem(
-        &post_json(
-            &url,
-            &json!({"serviceConsumerId": {"appInstanceId": "a", "mepId": "m"}}),
-        )
-        .await,
-        400,
-    );
-    assert_problem(
-        &post_json(&url, &json!({"deviceInformation": []})).await,
-        400,
-    );
+    post_json(
+        &url,
+        &registration("i", "not-an-ip", "APP_MOBILITY_NOT_ALLOWED"),
+    )
+    .await
+    .assert_problem(400);
+    post_json(
+        &url,
+        &json!({"serviceConsumerId": {"appInstanceId": "a", "mepId": "m"}}),
+    )
+    .await
+    .assert_problem(400);
+    post_json(&url, &json!({"deviceInformation": []}))
+        .await
+        .assert_problem(400);
     let no_ctype = answer(
         reqwest::Client::new()
             .post(&url)
@@ -145,24 +141,28 @@ async fn registrations_store_and_validate_the_three_service_levels() {
         "USER_CONTEXT_TRANSFER_COMPLETED"
     );
     body["appMobilityServiceId"] = json!("other");
-    assert_problem(&put_json(&format!("{url}/{}", ids[1]), &body).await, 400);
+    put_json(&format!("{url}/{}", ids[1]), &body)
+        .await
+        .assert_problem(400);
     body["appMobilityServiceId"] = json!("ams-999");
-    assert_problem(&put_json(&format!("{url}/ams-999"), &body).await, 404);
+    put_json(&format!("{url}/ams-999"), &body)
+        .await
+        .assert_problem(404);
 
     // Deregister task and DELETE.
-    assert_eq!(
-        post_json(&format!("{url}/{}/deregister_task", ids[0]), &json!({}))
-            .await
-            .0,
-        204
-    );
-    assert_problem(&get(&format!("{url}/{}", ids[0])).await, 404);
-    assert_eq!(delete(&format!("{url}/{}", ids[2])).await.0, 204);
-    assert_problem(&delete(&format!("{url}/{}", ids[2])).await, 404);
-    assert_problem(
-        &post_json(&format!("{url}/{}/deregister_task", ids[2]), &json!({})).await,
-        404,
-    );
+    post_json(&format!("{url}/{}/deregister_task", ids[0]), &json!({}))
+        .await
+        .assert_status(204);
+    get(&format!("{url}/{}", ids[0])).await.assert_problem(404);
+    delete(&format!("{url}/{}", ids[2]))
+        .await
+        .assert_status(204);
+    delete(&format!("{url}/{}", ids[2]))
+        .await
+        .assert_problem(404);
+    post_json(&format!("{url}/{}/deregister_task", ids[2]), &json!({}))
+        .await
+        .assert_problem(404);
 }
 
 #[tokio::test]
@@ -176,9 +176,9 @@ async fn registration_expiry_time_removes_it() {
     assert_eq!(r.0, 201, "{}", r.2);
     assert_eq!(r.2["expiryTime"], 1);
     let id = r.2["appMobilityServiceId"].as_str().unwrap();
-    assert_eq!(get(&format!("{url}/{id}")).await.0, 200);
+    get(&format!("{url}/{id}")).await.assert_status(200);
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_problem(&get(&format!("{url}/{id}")).await, 404);
+    get(&format!("{url}/{id}")).await.assert_problem(404);
 }
 
 #[tokio::test]
@@ -223,17 +223,17 @@ async fn subscriptions_good_and_bad_and_expiry_notified_once() {
     // Bad ones.
     let mut no_cb = mp("/x");
     no_cb.as_object_mut().unwrap().remove("callbackReference");
-    assert_problem(&post_json(&url, &no_cb).await, 400);
-    assert_problem(&post_json(&url, &json!({"subscriptionType": "CellChangeSubscription", "callbackReference": cb.url("/x"), "filterCriteria": {}})).await, 400);
+    post_json(&url, &no_cb).await.assert_problem(400);
+    post_json(&url, &json!({"subscriptionType": "CellChangeSubscription", "callbackReference": cb.url("/x"), "filterCriteria": {}})).await.assert_problem(400);
     let mut bad_status = mp("/x");
     bad_status["filterCriteria"]["mobilityStatus"] = json!([1]);
-    assert_problem(&post_json(&url, &bad_status).await, 400);
+    post_json(&url, &bad_status).await.assert_problem(400);
     let mut past = mp("/x");
     past["expiryDeadline"] = json!({"seconds": 1000, "nanoSeconds": 0});
-    assert_problem(&post_json(&url, &past).await, 422);
+    post_json(&url, &past).await.assert_problem(422);
     let mut ftp = mp("/x");
     ftp["callbackReference"] = json!("ftp://h/x");
-    assert_problem(&post_json(&url, &ftp).await, 400);
+    post_json(&url, &ftp).await.assert_problem(400);
 
     let text = answer(
         reqwest::Client::new()
@@ -258,15 +258,14 @@ async fn subscriptions_good_and_bad_and_expiry_notified_once() {
         only["subscription"],
         json!([{"href": self_href, "subscriptionType": "MobilityProcedureSubscription"}])
     );
-    assert_problem(
-        &get(&format!("{url}?subscriptionType=everything")).await,
-        400,
-    );
+    get(&format!("{url}?subscriptionType=everything"))
+        .await
+        .assert_problem(400);
 
     // PUT: type cannot change; a good PUT changes the filter.
     let mut as_adj = mp("/mp");
     as_adj["subscriptionType"] = json!("AdjacentAppInfoSubscription");
-    assert_problem(&put_json(&self_href, &as_adj).await, 400);
+    put_json(&self_href, &as_adj).await.assert_problem(400);
     let mut changed = mp("/mp");
     changed["filterCriteria"]["mobilityStatus"] =
         json!(["INTERHOST_MOVEOUT_COMPLETED", "INTERHOST_MOVEOUT_FAILED"]);
@@ -276,8 +275,8 @@ async fn subscriptions_good_and_bad_and_expiry_notified_once() {
         get(&self_href).await.2["filterCriteria"]["mobilityStatus"][1],
         "INTERHOST_MOVEOUT_FAILED"
     );
-    assert_eq!(delete(&self_href).await.0, 204);
-    assert_problem(&get(&self_href).await, 404);
+    delete(&self_href).await.assert_status(204);
+    get(&self_href).await.assert_problem(404);
 
     // Expiry: one ExpiryNotification, then the subscription is gone.
     let deadline = now_s() + 2;
@@ -305,7 +304,7 @@ async fn subscriptions_good_and_bad_and_expiry_notified_once() {
             ("expiryDeadline", "object"),
         ],
     );
-    assert_problem(&get(&e_href).await, 404);
+    get(&e_href).await.assert_problem(404);
 }
 
 #[tokio::test]
@@ -373,6 +372,6 @@ async fn adjacent_app_instances_query_and_notification() {
         .as_array()
         .unwrap()
         .is_empty());
-    assert_problem(&get(&format!("{q}?filter=appDId")).await, 400);
-    assert_problem(&get(&format!("{q}?all_fields=1")).await, 400);
+    get(&format!("{q}?filter=appDId")).await.assert_problem(400);
+    get(&format!("{q}?all_fields=1")).await.assert_problem(400);
 }

@@ -2,6 +2,7 @@
 //! `ferry host` calls, a real callback server.
 
 mod control_support;
+mod shared;
 
 use control_support::*;
 use serde_json::json;
@@ -34,12 +35,7 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
         missing.2
     );
 
-    let created = post_json(
-        &pk,
-        &json!({"appPkgName": "counter", "appPkgVersion": "1.0",
-        "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
-    )
-    .await;
+    let created = create_package(&c, "counter", "1.0", &content).await;
     assert_eq!(created.0, 201, "{}", created.2);
     assert_schema(
         &created.2,
@@ -66,10 +62,9 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
     let content_url = c.api(&format!("/app_pkgm/v1/app_packages/{id}/package_content"));
 
     // AppD not there yet: 409.
-    assert_problem(
-        &get(&c.api(&format!("/app_pkgm/v1/app_packages/{id}/appd"))).await,
-        409,
-    );
+    get(&c.api(&format!("/app_pkgm/v1/app_packages/{id}/appd")))
+        .await
+        .assert_problem(409);
     // Wrong content: the checksum does not match.
     let wrong = put_bytes(&content_url, b"not a tar".to_vec()).await;
     assert_problem(&wrong, 400);
@@ -110,41 +105,24 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
         json!(["2.1.1"]),
         "unknown AppD fields are kept"
     );
-    assert_eq!(
-        get(&c.api("/app_pkgm/v1/onboarded_app_packages/counter/appd"))
-            .await
-            .0,
-        200
-    );
+    get(&c.api("/app_pkgm/v1/onboarded_app_packages/counter/appd"))
+        .await
+        .assert_status(200);
     // Uploading twice: 409.
-    assert_problem(&put_bytes(&content_url, content).await, 409);
+    put_bytes(&content_url, content).await.assert_problem(409);
     // A second package with the same appDId: 409 at upload.
     let again = package(&appd("counter"), &image);
-    let p2 = post_json(
-        &pk,
-        &json!({"appPkgName": "c2", "appPkgVersion": "1",
-        "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&again)}}),
-    )
-    .await
-    .2;
-    let r = put_bytes(
-        &c.api(&format!(
-            "/app_pkgm/v1/app_packages/{}/package_content",
-            p2["id"].as_str().unwrap()
-        )),
-        again,
-    )
-    .await;
+    let p2 = create_package(&c, "c2", "1", &again).await.2;
+    let r = upload(&c, p2["id"].as_str().unwrap(), again).await;
     assert_problem(&r, 409);
     // Filtered list.
     let l = get(&c.api("/app_pkgm/v1/app_packages?filter=(eq,onboardingState,ONBOARDED)"))
         .await
         .2;
     assert_eq!(l.as_array().unwrap().len(), 1, "{l}");
-    assert_problem(
-        &get(&c.api("/app_pkgm/v1/app_packages?filter=(gt,x,1)")).await,
-        400,
-    );
+    get(&c.api("/app_pkgm/v1/app_packages?filter=(gt,x,1)"))
+        .await
+        .assert_problem(400);
 }
 
 #[tokio::test]
@@ -163,21 +141,8 @@ async fn bad_appd_and_bad_technique_are_refused() {
         ),
     ] {
         let content = package(&appd, &fake_image());
-        let p = post_json(
-            &c.api("/app_pkgm/v1/app_packages"),
-            &json!({"appPkgName": "x", "appPkgVersion": "1",
-            "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
-        )
-        .await
-        .2;
-        let r = put_bytes(
-            &c.api(&format!(
-                "/app_pkgm/v1/app_packages/{}/package_content",
-                p["id"].as_str().unwrap()
-            )),
-            content,
-        )
-        .await;
+        let p = create_package(&c, "x", "1", &content).await.2;
+        let r = upload(&c, p["id"].as_str().unwrap(), content).await;
         assert_problem(&r, 400);
         assert!(r.2["detail"].as_str().unwrap().contains(needle), "{}", r.2);
     }
@@ -207,25 +172,16 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
             ("_links", "object"),
         ],
     );
-    assert_problem(
-        &post_json(
-            &c.api("/app_lcm/v1/subscriptions"),
-            &json!({
+    post_json(
+        &c.api("/app_lcm/v1/subscriptions"),
+        &json!({
         "subscriptionType": "Other", "callbackUri": cb.url("/x")}),
-        )
-        .await,
-        400,
-    );
+    )
+    .await
+    .assert_problem(400);
 
     // Create: unknown appDId is a 400.
-    assert_problem(
-        &post_json(
-            &c.api("/app_lcm/v1/app_instances"),
-            &json!({"appDId": "nope"}),
-        )
-        .await,
-        400,
-    );
+    create_instance(&c, "nope").await.assert_problem(400);
     let created = post_json(
         &c.api("/app_lcm/v1/app_instances"),
         &json!({"appDId": "counter", "appInstanceName": "c1"}),
@@ -250,6 +206,10 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     assert_eq!(created.2["appPkgId"], pkg.as_str());
     let id = created.2["id"].as_str().unwrap().to_string();
     let inst = c.api(&format!("/app_lcm/v1/app_instances/{id}"));
+    let operate = |to: &'static str| {
+        let url = format!("{inst}/operate");
+        async move { post_json(&url, &json!({"changeStateTo": to})).await }
+    };
 
     // The package is in use now and cannot be deleted.
     assert_eq!(
@@ -258,16 +218,14 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
             .2["usageState"],
         "IN_USE"
     );
-    assert_problem(
-        &delete(&c.api(&format!("/app_pkgm/v1/app_packages/{pkg}"))).await,
-        409,
-    );
+    delete(&c.api(&format!("/app_pkgm/v1/app_packages/{pkg}")))
+        .await
+        .assert_problem(409);
 
     // Bad instantiations: no host named, unknown host, malformed.
-    assert_problem(
-        &post_json(&format!("{inst}/instantiate"), &json!({})).await,
-        400,
-    );
+    post_json(&format!("{inst}/instantiate"), &json!({}))
+        .await
+        .assert_problem(400);
     let unknown = post_json(
         &format!("{inst}/instantiate"),
         &json!({"selectedMECHostInfo": [{"hostName": "edge-z", "hostId": {}}]}),
@@ -275,14 +233,7 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     .await;
     assert_problem(&unknown, 400);
     assert!(unknown.2["detail"].as_str().unwrap().contains("edge-z"));
-    assert_problem(
-        &post_json(
-            &format!("{inst}/operate"),
-            &json!({"changeStateTo": "STOPPED"}),
-        )
-        .await,
-        409,
-    );
+    operate("STOPPED").await.assert_problem(409);
 
     let before = b.calls().len();
     let t0 = std::time::Instant::now();
@@ -334,60 +285,23 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
     assert_eq!(i["instantiatedAppState"]["operationalState"], "STARTED");
     assert_eq!(i["ferryHost"], "edge-b");
     assert_eq!(i["ferryAddress"], "10.200.0.2");
-    assert_problem(
-        &post_json(
-            &format!("{inst}/instantiate"),
-            &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
-        )
-        .await,
-        409,
-    );
-    assert_problem(&delete(&inst).await, 409);
+    post_json(
+        &format!("{inst}/instantiate"),
+        &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
+    )
+    .await
+    .assert_problem(409);
+    delete(&inst).await.assert_problem(409);
 
     // Operate: stop, stop again (409), start.
-    assert_eq!(
-        post_json(
-            &format!("{inst}/operate"),
-            &json!({"changeStateTo": "STOPPED"})
-        )
-        .await
-        .0,
-        202
-    );
-    assert_problem(
-        &post_json(
-            &format!("{inst}/operate"),
-            &json!({"changeStateTo": "STOPPED"}),
-        )
-        .await,
-        409,
-    );
-    assert_problem(
-        &post_json(
-            &format!("{inst}/operate"),
-            &json!({"changeStateTo": "PAUSED"}),
-        )
-        .await,
-        400,
-    );
-    assert_eq!(
-        post_json(
-            &format!("{inst}/operate"),
-            &json!({"changeStateTo": "STARTED"})
-        )
-        .await
-        .0,
-        202
-    );
+    operate("STOPPED").await.assert_status(202);
+    operate("STOPPED").await.assert_problem(409);
+    operate("PAUSED").await.assert_problem(400);
+    operate("STARTED").await.assert_status(202);
 
     // A second instance gets the next address.
     let id2 = instantiate(&c, "counter", "edge-a").await;
-    assert_eq!(
-        get(&c.api(&format!("/app_lcm/v1/app_instances/{id2}")))
-            .await
-            .2["ferryAddress"],
-        "10.200.0.3"
-    );
+    assert_eq!(instance(&c, &id2).await["ferryAddress"], "10.200.0.3");
 
     // Terminate, then delete.
     let t = post_json(
@@ -404,16 +318,14 @@ async fn instance_lifecycle_on_a_chosen_host_with_notifications() {
         "{:?}",
         b.summary()
     );
-    assert_problem(
-        &post_json(
-            &format!("{inst}/terminate"),
-            &json!({"terminationType": "FORCEFUL"}),
-        )
-        .await,
-        409,
-    );
-    assert_eq!(delete(&inst).await.0, 204);
-    assert_problem(&get(&inst).await, 404);
+    post_json(
+        &format!("{inst}/terminate"),
+        &json!({"terminationType": "FORCEFUL"}),
+    )
+    .await
+    .assert_problem(409);
+    delete(&inst).await.assert_status(204);
+    get(&inst).await.assert_problem(404);
 
     // Notifications: one per state change, in order, for both instances.
     cb.wait("/lcm", 5, WAIT).await;
@@ -467,15 +379,11 @@ async fn a_host_that_fails_leaves_the_instance_not_instantiated() {
     let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &a)]));
     onboard(&c, "counter").await;
     a.fail_paths_ending_with(Some("/start"));
-    let created = post_json(
-        &c.api("/app_lcm/v1/app_instances"),
-        &json!({"appDId": "counter"}),
-    )
-    .await
-    .2;
+    let created = create_instance(&c, "counter").await.2;
     let id = created["id"].as_str().unwrap();
-    let r = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+    let r = instantiate_with(
+        &c,
+        id,
         &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
     )
     .await;
@@ -495,9 +403,7 @@ async fn a_host_that_fails_leaves_the_instance_not_instantiated() {
         "a container that did not start is removed: {:?}",
         a.summary()
     );
-    let i = get(&c.api(&format!("/app_lcm/v1/app_instances/{id}")))
-        .await
-        .2;
+    let i = instance(&c, id).await;
     assert_eq!(i["instantiationState"], "NOT_INSTANTIATED");
     assert!(
         i.get("ferryAddress").is_none(),
@@ -505,86 +411,19 @@ async fn a_host_that_fails_leaves_the_instance_not_instantiated() {
     );
     // The host recovers: the same instance instantiates, with the same first address.
     a.fail_paths_ending_with(None);
-    let r = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+    let r = instantiate_with(
+        &c,
+        id,
         &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
     )
     .await;
     assert_eq!(r.0, 202, "{}", r.2);
-    assert_eq!(
-        get(&c.api(&format!("/app_lcm/v1/app_instances/{id}")))
-            .await
-            .2["ferryAddress"],
-        "10.200.0.2"
-    );
+    assert_eq!(instance(&c, id).await["ferryAddress"], "10.200.0.2");
 }
 
 /// Two zones: edge-a (cell a1) and edge-b (cell b1); ue1 (10.150.0.1) starts in a1.
-const TOPOLOGY: &str = r#"
-name = "ctltest"
-
-[[hosts]]
-name = "edge-a"
-address = "10.100.0.11"
-
-[[hosts]]
-name = "edge-b"
-address = "10.100.0.12"
-
-[[cells]]
-name = "a1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000a1" }
-position = { latitude = 43.7300, longitude = 7.4200 }
-radius_m = 400.0
-host = "edge-a"
-
-[[cells]]
-name = "b1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000b1" }
-position = { latitude = 43.7300, longitude = 7.4400 }
-radius_m = 400.0
-host = "edge-b"
-
-[[ues]]
-name = "ue1"
-address = "10.150.0.1"
-cell = "a1"
-"#;
-
-/// A running `ferry ran` (no trace), killed on drop.
-struct Ran {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Ran {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_ran(topology: &std::path::Path) -> Ran {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(BIN)
-        .args(["ran", "--no-trace", "--listen", "127.0.0.1:0", "--topology"])
-        .arg(topology)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn ferry ran");
-    let mut line = String::new();
-    let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let url = line
-        .trim()
-        .strip_prefix("ferry ran: listening on ")
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        url.starts_with("http://"),
-        "ferry ran did not start: {line:?}"
-    );
-    Ran { child, url }
+fn topology() -> String {
+    two_zone_topology("ctltest", "10.100.0.11", "10.100.0.12")
 }
 
 #[tokio::test]
@@ -592,7 +431,7 @@ async fn instantiate_on_the_host_serving_a_ue() {
     let (a, b) = (FakeHost::start().await, FakeHost::start().await);
     let (_d, dir) = state_dir();
     let topo = dir.join("topology.toml");
-    std::fs::write(&topo, TOPOLOGY).unwrap();
+    std::fs::write(&topo, topology()).unwrap();
     let ran = start_ran(&topo);
     let mut args = host_args(&[("edge-a", &a), ("edge-b", &b)]);
     args.extend([
@@ -606,26 +445,13 @@ async fn instantiate_on_the_host_serving_a_ue() {
 
     let for_ue = |ip: &str| json!({"ferryAssociateId": {"type": "UE_IPv4_ADDRESS", "value": ip}});
     let new_instance = || async {
-        let r = post_json(
-            &c.api("/app_lcm/v1/app_instances"),
-            &json!({"appDId": "counter"}),
-        )
-        .await;
+        let r = create_instance(&c, "counter").await;
         r.2["id"].as_str().unwrap().to_string()
     };
     let i1 = new_instance().await;
-    let r = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{i1}/instantiate")),
-        &for_ue("10.150.0.1"),
-    )
-    .await;
+    let r = instantiate_with(&c, &i1, &for_ue("10.150.0.1")).await;
     assert_eq!(r.0, 202, "{}", r.2);
-    assert_eq!(
-        get(&c.api(&format!("/app_lcm/v1/app_instances/{i1}")))
-            .await
-            .2["ferryHost"],
-        "edge-a"
-    );
+    assert_eq!(instance(&c, &i1).await["ferryHost"], "edge-a");
 
     // The UE moves to b1: the next instance for it goes to edge-b.
     let out = std::process::Command::new(BIN)
@@ -638,29 +464,16 @@ async fn instantiate_on_the_host_serving_a_ue() {
         String::from_utf8_lossy(&out.stderr)
     );
     let i2 = new_instance().await;
-    let r = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{i2}/instantiate")),
-        &for_ue("10.150.0.1"),
-    )
-    .await;
+    let r = instantiate_with(&c, &i2, &for_ue("10.150.0.1")).await;
     assert_eq!(r.0, 202, "{}", r.2);
-    assert_eq!(
-        get(&c.api(&format!("/app_lcm/v1/app_instances/{i2}")))
-            .await
-            .2["ferryHost"],
-        "edge-b"
-    );
+    assert_eq!(instance(&c, &i2).await["ferryHost"], "edge-b");
     assert!(b
         .summary()
         .contains(&format!("POST /ferry/v1/containers/{i2}/start")));
 
     // Unknown UE, malformed id.
     let i3 = new_instance().await;
-    let unknown = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{i3}/instantiate")),
-        &for_ue("10.150.0.99"),
-    )
-    .await;
+    let unknown = instantiate_with(&c, &i3, &for_ue("10.150.0.99")).await;
     assert_problem(&unknown, 400);
     assert!(
         unknown.2["detail"]
@@ -670,31 +483,18 @@ async fn instantiate_on_the_host_serving_a_ue() {
         "{}",
         unknown.2
     );
-    assert_problem(
-        &post_json(
-            &c.api(&format!("/app_lcm/v1/app_instances/{i3}/instantiate")),
-            &for_ue("ue1"),
-        )
-        .await,
-        400,
-    );
+    instantiate_with(&c, &i3, &for_ue("ue1"))
+        .await
+        .assert_problem(400);
 
     // Without a RAN the extension cannot be served: a 400 saying so.
     drop(c);
     let (_d2, dir2) = state_dir();
     let c2 = ControlProcess::start(&dir2, &host_args(&[("edge-a", &a)]));
     onboard(&c2, "counter2").await;
-    let r = post_json(
-        &c2.api("/app_lcm/v1/app_instances"),
-        &json!({"appDId": "counter2"}),
-    )
-    .await;
+    let r = create_instance(&c2, "counter2").await;
     let id = r.2["id"].as_str().unwrap();
-    let no_ran = post_json(
-        &c2.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
-        &for_ue("10.150.0.1"),
-    )
-    .await;
+    let no_ran = instantiate_with(&c2, id, &for_ue("10.150.0.1")).await;
     assert_problem(&no_ran, 400);
     assert!(
         no_ran.2["detail"].as_str().unwrap().contains("--ran"),
@@ -739,23 +539,19 @@ async fn package_subscriptions_and_operational_state() {
     )
     .await;
     assert_eq!(filtered.0, 201, "{}", filtered.2);
-    assert_problem(
-        &post_json(
-            &subs,
-            &json!({"subsctiptionType": "AppPackageEaten", "callbackUri": cb.url("/x")}),
-        )
-        .await,
-        400,
-    );
-    assert_problem(
-        &post_json(
-            &subs,
-            &json!({"subsctiptionType": "AppPackageDeletion", "callbackUri": cb.url("/x"),
+    post_json(
+        &subs,
+        &json!({"subsctiptionType": "AppPackageEaten", "callbackUri": cb.url("/x")}),
+    )
+    .await
+    .assert_problem(400);
+    post_json(
+        &subs,
+        &json!({"subsctiptionType": "AppPackageDeletion", "callbackUri": cb.url("/x"),
         "appPkgFilter": ["appDId=x"]}),
-        )
-        .await,
-        400,
-    );
+    )
+    .await
+    .assert_problem(400);
     assert_eq!(
         get(&subs).await.2["_links"]["subscriptions"]
             .as_array()
@@ -786,36 +582,18 @@ async fn package_subscriptions_and_operational_state() {
     assert_problem(&patch("DISABLED").await, 409);
     assert_problem(&patch("BROKEN").await, 400);
     // A disabled package cannot be instantiated.
-    assert_problem(
-        &post_json(
-            &c.api("/app_lcm/v1/app_instances"),
-            &json!({"appDId": "counter"}),
-        )
-        .await,
-        409,
-    );
+    create_instance(&c, "counter").await.assert_problem(409);
     assert_eq!(patch("ENABLED").await.0, 200);
-    assert_eq!(
-        post_json(
-            &c.api("/app_lcm/v1/app_instances"),
-            &json!({"appDId": "counter"})
-        )
-        .await
-        .0,
-        201
-    );
+    create_instance(&c, "counter").await.assert_status(201);
     let inst = get(&c.api("/app_lcm/v1/app_instances")).await.2[0]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(
-        delete(&c.api(&format!("/app_lcm/v1/app_instances/{inst}")))
-            .await
-            .0,
-        204
-    );
-    assert_eq!(delete(&p).await.0, 204);
-    assert_problem(&get(&p).await, 404);
+    delete(&c.api(&format!("/app_lcm/v1/app_instances/{inst}")))
+        .await
+        .assert_status(204);
+    delete(&p).await.assert_status(204);
+    get(&p).await.assert_problem(404);
 
     let onb = cb.wait("/onb", 1, WAIT).await;
     let op = cb.wait("/op", 2, WAIT).await;
@@ -867,19 +645,10 @@ async fn onboarding_a_16_mib_image_to_three_hosts() {
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
     let content = package(&appd("big"), &image);
-    let created = post_json(
-        &c.api("/app_pkgm/v1/app_packages"),
-        &json!({"appPkgName": "big", "appPkgVersion": "1",
-            "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
-    )
-    .await;
+    let created = create_package(&c, "big", "1", &content).await;
     let id = created.2["id"].as_str().unwrap();
     let t0 = std::time::Instant::now();
-    let up = put_bytes(
-        &c.api(&format!("/app_pkgm/v1/app_packages/{id}/package_content")),
-        content,
-    )
-    .await;
+    let up = upload(&c, id, content).await;
     let took = t0.elapsed();
     assert_eq!(up.0, 202, "{}", up.2);
     for h in &hosts {

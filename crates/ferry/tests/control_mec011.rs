@@ -3,6 +3,7 @@
 //! notifications to a real callback server.
 
 mod control_support;
+mod shared;
 
 use control_support::*;
 use serde_json::json;
@@ -28,43 +29,31 @@ async fn readiness_traffic_and_dns_rules_timing() {
     args.extend(["--data-plane-cmd".to_string(), cmd]);
     let c = ControlProcess::start(&dir, &args);
     onboard(&c, "counter").await;
-    let created = post_json(
-        &c.api("/app_lcm/v1/app_instances"),
-        &json!({"appDId": "counter"}),
-    )
-    .await
-    .2;
+    let created = create_instance(&c, "counter").await.2;
     let id = created["id"].as_str().unwrap().to_string();
     let app = c.api(&format!("/mec_app_support/v1/applications/{id}"));
+    let confirm = |what: &str, body: serde_json::Value| {
+        let url = format!("{app}/{what}");
+        async move { post_json(&url, &body).await }
+    };
 
     // Not instantiated yet: confirm_ready is a 409; unknown app a 404; bad indication a 400.
-    assert_problem(
-        &post_json(
-            &format!("{app}/confirm_ready"),
-            &json!({"indication": "READY"}),
-        )
-        .await,
-        409,
-    );
-    assert_problem(
-        &post_json(
-            &c.api("/mec_app_support/v1/applications/nope/confirm_ready"),
-            &json!({"indication": "READY"}),
-        )
-        .await,
-        404,
-    );
-    assert_problem(
-        &post_json(
-            &format!("{app}/confirm_ready"),
-            &json!({"indication": "SOON"}),
-        )
-        .await,
-        400,
-    );
+    confirm("confirm_ready", json!({"indication": "READY"}))
+        .await
+        .assert_problem(409);
+    post_json(
+        &c.api("/mec_app_support/v1/applications/nope/confirm_ready"),
+        &json!({"indication": "READY"}),
+    )
+    .await
+    .assert_problem(404);
+    confirm("confirm_ready", json!({"indication": "SOON"}))
+        .await
+        .assert_problem(400);
 
-    let r = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{id}/instantiate")),
+    let r = instantiate_with(
+        &c,
+        &id,
         &json!({"selectedMECHostInfo": [{"hostName": "edge-a", "hostId": {}}]}),
     )
     .await;
@@ -74,31 +63,21 @@ async fn readiness_traffic_and_dns_rules_timing() {
         "10.200.0.2 edge-a\n",
         "instantiation steers the address to its host"
     );
-    assert_eq!(
-        post_json(
-            &format!("{app}/confirm_ready"),
-            &json!({"indication": "READY"})
-        )
+    confirm("confirm_ready", json!({"indication": "READY"}))
         .await
-        .0,
-        204
-    );
-    assert_problem(
-        &post_json(
-            &format!("{app}/confirm_termination"),
-            &json!({"operationAction": "TERMINATING"}),
-        )
-        .await,
-        409,
-    );
-    assert_problem(
-        &post_json(
-            &format!("{app}/confirm_termination"),
-            &json!({"operationAction": "EXPLODING"}),
-        )
-        .await,
-        400,
-    );
+        .assert_status(204);
+    confirm(
+        "confirm_termination",
+        json!({"operationAction": "TERMINATING"}),
+    )
+    .await
+    .assert_problem(409);
+    confirm(
+        "confirm_termination",
+        json!({"operationAction": "EXPLODING"}),
+    )
+    .await
+    .assert_problem(400);
 
     // Traffic rules.
     let rules = get(&format!("{app}/traffic_rules")).await;
@@ -132,28 +111,26 @@ async fn readiness_traffic_and_dns_rules_timing() {
     let mut by_ip = rule.clone();
     by_ip.as_object_mut().unwrap().remove("ferryHost");
     by_ip["dstInterface"]["dstIpAddress"] = json!("192.0.2.1");
-    assert_problem(&put_json(&rule_url, &by_ip).await, 400);
+    put_json(&rule_url, &by_ip).await.assert_problem(400);
     // Failures: unknown host, id mismatch, unknown rule, bad enum, data plane failure.
     let mut bad = rule.clone();
     bad["ferryHost"] = json!("edge-z");
-    assert_problem(&put_json(&rule_url, &bad).await, 400);
-    assert_problem(
-        &put_json(&format!("{app}/traffic_rules/other"), &rule).await,
-        400,
-    );
+    put_json(&rule_url, &bad).await.assert_problem(400);
+    put_json(&format!("{app}/traffic_rules/other"), &rule)
+        .await
+        .assert_problem(400);
     let mut other = rule.clone();
     other["trafficRuleId"] = json!("other");
-    assert_problem(
-        &put_json(&format!("{app}/traffic_rules/other"), &other).await,
-        404,
-    );
+    put_json(&format!("{app}/traffic_rules/other"), &other)
+        .await
+        .assert_problem(404);
     let mut bad_action = rule.clone();
     bad_action["action"] = json!("TELEPORT");
-    assert_problem(&put_json(&rule_url, &bad_action).await, 400);
+    put_json(&rule_url, &bad_action).await.assert_problem(400);
     // An INACTIVE rule is stored without touching the data plane.
     let mut inactive = moved.clone();
     inactive["state"] = json!("INACTIVE");
-    assert_eq!(put_json(&rule_url, &inactive).await.0, 200);
+    put_json(&rule_url, &inactive).await.assert_status(200);
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2);
 
     // DNS rules (from the AppD's appDNSRule, pointing at the instance).
@@ -165,14 +142,20 @@ async fn readiness_traffic_and_dns_rules_timing() {
     );
     let mut d = dns[0].clone();
     d["ipAddress"] = json!("10.200.0.9");
-    assert_eq!(put_json(&format!("{app}/dns_rules/dns1"), &d).await.0, 200);
+    put_json(&format!("{app}/dns_rules/dns1"), &d)
+        .await
+        .assert_status(200);
     assert_eq!(
         get(&format!("{app}/dns_rules/dns1")).await.2["ipAddress"],
         "10.200.0.9"
     );
     d["ipAddress"] = json!("nope");
-    assert_problem(&put_json(&format!("{app}/dns_rules/dns1"), &d).await, 400);
-    assert_problem(&get(&format!("{app}/dns_rules/dns9")).await, 404);
+    put_json(&format!("{app}/dns_rules/dns1"), &d)
+        .await
+        .assert_problem(400);
+    get(&format!("{app}/dns_rules/dns9"))
+        .await
+        .assert_problem(404);
 
     // Timing.
     let t = get(&c.api("/mec_app_support/v1/timing/current_time")).await;
@@ -195,15 +178,12 @@ async fn readiness_traffic_and_dns_rules_timing() {
     assert_schema(&caps.2, &[("timeStamp", "object")]);
 
     // Termination removes the rules.
-    assert_eq!(
-        post_json(
-            &c.api(&format!("/app_lcm/v1/app_instances/{id}/terminate")),
-            &json!({"terminationType": "GRACEFUL"})
-        )
-        .await
-        .0,
-        202
-    );
+    post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{id}/terminate")),
+        &json!({"terminationType": "GRACEFUL"}),
+    )
+    .await
+    .assert_status(202);
     assert!(get(&format!("{app}/traffic_rules"))
         .await
         .2
@@ -265,17 +245,15 @@ async fn service_registry_and_availability_notifications() {
             ("_links", "object"),
         ],
     );
-    assert_problem(
-        &post_json(
-            &format!("{sm}/applications/{consumer}/subscriptions"),
-            &json!({
+    post_json(
+        &format!("{sm}/applications/{consumer}/subscriptions"),
+        &json!({
         "subscriptionType": "Other", "callbackReference": cb.url("/x")}),
-        )
-        .await,
-        400,
-    );
-    assert_problem(&post_json(&format!("{sm}/applications/nope/subscriptions"), &json!({
-        "subscriptionType": "SerAvailabilityNotificationSubscription", "callbackReference": cb.url("/x")})).await, 404);
+    )
+    .await
+    .assert_problem(400);
+    post_json(&format!("{sm}/applications/nope/subscriptions"), &json!({
+        "subscriptionType": "SerAvailabilityNotificationSubscription", "callbackReference": cb.url("/x")})).await.assert_problem(404);
 
     let service = |name: &str| {
         json!({
@@ -306,12 +284,13 @@ async fn service_registry_and_availability_notifications() {
     // Bad registrations.
     let mut bad = service("x");
     bad["serializer"] = json!("YAML");
-    assert_problem(&post_json(&apps, &bad).await, 400);
-    assert_problem(&post_json(&apps, &json!({"serName": "x"})).await, 400);
-    assert_problem(
-        &post_json(&format!("{sm}/applications/nope/services"), &service("x")).await,
-        404,
-    );
+    post_json(&apps, &bad).await.assert_problem(400);
+    post_json(&apps, &json!({"serName": "x"}))
+        .await
+        .assert_problem(400);
+    post_json(&format!("{sm}/applications/nope/services"), &service("x"))
+        .await
+        .assert_problem(404);
 
     // Queries.
     assert_eq!(
@@ -343,24 +322,30 @@ async fn service_registry_and_availability_notifications() {
         .as_array()
         .unwrap()
         .is_empty());
-    assert_problem(
-        &get(&format!("{sm}/services?ser_name=a&ser_instance_id=b")).await,
-        400,
-    );
-    assert_problem(&get(&format!("{sm}/services?is_local=maybe")).await, 400);
-    assert_eq!(get(&format!("{sm}/services/{ser}")).await.0, 200);
-    assert_problem(&get(&format!("{sm}/services/nope")).await, 404);
-    assert_problem(
-        &get(&format!("{sm}/applications/{consumer}/services/{ser}")).await,
-        404,
-    );
+    get(&format!("{sm}/services?ser_name=a&ser_instance_id=b"))
+        .await
+        .assert_problem(400);
+    get(&format!("{sm}/services?is_local=maybe"))
+        .await
+        .assert_problem(400);
+    get(&format!("{sm}/services/{ser}"))
+        .await
+        .assert_status(200);
+    get(&format!("{sm}/services/nope"))
+        .await
+        .assert_problem(404);
+    get(&format!("{sm}/applications/{consumer}/services/{ser}"))
+        .await
+        .assert_problem(404);
 
     // Change state, then delete: ADDED, STATE_CHANGED, REMOVED for counter-api only.
     let mut inactive = service("counter-api");
     inactive["state"] = json!("INACTIVE");
-    assert_eq!(put_json(&format!("{apps}/{ser}"), &inactive).await.0, 200);
-    assert_eq!(delete(&format!("{apps}/{ser}")).await.0, 204);
-    assert_problem(&delete(&format!("{apps}/{ser}")).await, 404);
+    put_json(&format!("{apps}/{ser}"), &inactive)
+        .await
+        .assert_status(200);
+    delete(&format!("{apps}/{ser}")).await.assert_status(204);
+    delete(&format!("{apps}/{ser}")).await.assert_problem(404);
     let got = cb.wait("/svc", 3, WAIT).await;
     tokio::time::sleep(GRACE).await;
     let changes: Vec<String> = cb
@@ -398,7 +383,7 @@ async fn service_registry_and_availability_notifications() {
         .await
         .2;
     assert_eq!(l["_links"]["subscriptions"][0]["href"], sub_href.as_str());
-    assert_eq!(get(&sub_href).await.0, 200);
-    assert_eq!(delete(&sub_href).await.0, 204);
-    assert_problem(&get(&sub_href).await, 404);
+    get(&sub_href).await.assert_status(200);
+    delete(&sub_href).await.assert_status(204);
+    get(&sub_href).await.assert_problem(404);
 }

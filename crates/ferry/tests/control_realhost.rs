@@ -4,83 +4,42 @@
 //! network namespace and is driven from there; everything is removed on drop.
 
 mod common;
+mod shared;
 
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use shared::{sha256_hex, Daemon, BIN};
+use std::process::Command;
 use std::time::Duration;
 
 /// `ferry control` inside a namespace, killed on drop.
 struct ControlInNetns {
-    child: Child,
-    url: String,
+    daemon: Daemon,
     _state: tempfile::TempDir,
-}
-
-impl Drop for ControlInNetns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_control(netns: &str, host_api: &str) -> ControlInNetns {
     let state = tempfile::tempdir().unwrap();
     // `ip netns exec` execs the program: the child is the daemon itself.
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            netns,
-            env!("CARGO_BIN_EXE_ferry"),
-            "control",
-        ])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--host",
-            &format!("edge={host_api}"),
-        ])
-        .arg("--state-dir")
-        .arg(state.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn ferry control");
-    let mut line = String::new();
-    let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let url = line
-        .trim()
-        .strip_prefix("ferry control: listening on ")
-        .unwrap_or_default()
-        .to_string();
-    let guard = ControlInNetns {
-        child,
-        url,
-        _state: state,
-    };
-    assert!(
-        guard.url.starts_with("http://"),
-        "ferry control did not start: {line:?}"
+    let daemon = Daemon::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", netns, BIN, "control"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--host",
+                &format!("edge={host_api}"),
+            ])
+            .arg("--state-dir")
+            .arg(state.path()),
+        "ferry control: listening on ",
+        "http://",
+        None,
     );
-    guard
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    use std::io::Write;
-    let mut c = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(data).unwrap();
-    let out = c.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+    ControlInNetns {
+        daemon,
+        _state: state,
+    }
 }
 
 #[test]
@@ -88,7 +47,7 @@ fn control_runs_the_counter_on_a_real_host() {
     let host = TestHost::start();
     let control = start_control(&host.netns, host.api.trim_end_matches("/ferry/v1"));
     let http = host.http.clone();
-    let api = |p: &str| format!("{}{p}", control.url);
+    let api = |p: &str| control.daemon.api(p);
     let send = |r: reqwest::blocking::RequestBuilder| -> (u16, Value) {
         let r = r.send().expect("request");
         let s = r.status().as_u16();

@@ -4,6 +4,7 @@
 //! subscriber callback.
 
 mod control_support;
+mod shared;
 
 use control_support::*;
 use ferry_control::axum::{
@@ -17,36 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Two zones: edge-a (cell a1) and edge-b (cell b1); ue1 (10.150.0.1) starts in a1.
-const TOPOLOGY: &str = r#"
-name = "reloctest"
-
-[[hosts]]
-name = "edge-a"
-address = "10.100.0.11"
-
-[[hosts]]
-name = "edge-b"
-address = "10.100.0.12"
-
-[[cells]]
-name = "a1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000a1" }
-position = { latitude = 43.7300, longitude = 7.4200 }
-radius_m = 400.0
-host = "edge-a"
-
-[[cells]]
-name = "b1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000b1" }
-position = { latitude = 43.7300, longitude = 7.4400 }
-radius_m = 400.0
-host = "edge-b"
-
-[[ues]]
-name = "ue1"
-address = "10.150.0.1"
-cell = "a1"
-"#;
+fn topology() -> String {
+    two_zone_topology("reloctest", "10.100.0.11", "10.100.0.12")
+}
 
 const UE: &str = "10.150.0.1";
 
@@ -133,29 +107,17 @@ async fn host_call(
             r#"{"technique":"pre-copy","bytes_on_wire":1048576,"timings":{"total_ms":120,"frozen_ms":40}}"#.into(),
         );
     }
-    let status =
-        if method == Method::POST && (path.ends_with("/containers") || path.ends_with("/images")) {
-            StatusCode::CREATED
-        } else if method == Method::DELETE {
-            StatusCode::NO_CONTENT
-        } else {
-            StatusCode::OK
-        };
-    (status, "{}".into())
+    success(&method, &path)
 }
 
 impl Host {
     async fn start() -> Host {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let knobs = Knobs::default();
         let app = Router::new()
             .fallback(host_call)
             .layer(ferry_control::axum::extract::DefaultBodyLimit::disable())
             .with_state(knobs.clone());
-        let task = tokio::spawn(async move {
-            let _ = ferry_control::axum::serve(listener, app).await;
-        });
+        let (url, task) = serve(app).await;
         Host { url, knobs, task }
     }
 
@@ -181,42 +143,7 @@ impl Host {
 
 // ---- the RAN ----
 
-struct Ran {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Ran {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_ran(topology: &std::path::Path) -> Ran {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(BIN)
-        .args(["ran", "--no-trace", "--listen", "127.0.0.1:0", "--topology"])
-        .arg(topology)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn ferry ran");
-    let mut line = String::new();
-    let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let url = line
-        .trim()
-        .strip_prefix("ferry ran: listening on ")
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        url.starts_with("http://"),
-        "ferry ran did not start: {line:?}"
-    );
-    Ran { child, url }
-}
-
-async fn handover(ran: &Ran, cell: &str) {
+async fn handover(ran: &Daemon, cell: &str) {
     let r = post_json(
         &format!("{}/ferry/ran/v1/ues/ue1/handover", ran.url),
         &json!({"cell": cell}),
@@ -226,7 +153,7 @@ async fn handover(ran: &Ran, cell: &str) {
 }
 
 /// Waits until the RAN lists `n` CellChange subscriptions.
-async fn wait_ran_subscriptions(ran: &Ran, n: usize) {
+async fn wait_ran_subscriptions(ran: &Daemon, n: usize) {
     let mut got = 0;
     for _ in 0..100 {
         let l = get(&format!("{}/rni/v2/subscriptions", ran.url)).await.2;
@@ -244,7 +171,7 @@ async fn wait_ran_subscriptions(ran: &Ran, n: usize) {
 struct Setup {
     _d: tempfile::TempDir,
     dir: std::path::PathBuf,
-    ran: Ran,
+    ran: Daemon,
     a: Host,
     b: Host,
     c: ControlProcess,
@@ -257,7 +184,7 @@ async fn setup(level: &str, mode: &str) -> Setup {
     let (a, b) = (Host::start().await, Host::start().await);
     let (d, dir) = state_dir();
     let topo = dir.join("topology.toml");
-    std::fs::write(&topo, TOPOLOGY).unwrap();
+    std::fs::write(&topo, topology()).unwrap();
     let ran = start_ran(&topo);
     let args = vec![
         "--host".to_string(),
@@ -274,20 +201,7 @@ async fn setup(level: &str, mode: &str) -> Setup {
 
     let mut d_json = appd("counter");
     d_json["ferryStateRelocation"]["mode"] = json!(mode);
-    let content = package(&d_json, &fake_image());
-    let created = post_json(
-        &c.api("/app_pkgm/v1/app_packages"),
-        &json!({"appPkgName": "counter", "appPkgVersion": "1.0", "appProvider": "ferry",
-                "checksum": {"algorithm": "SHA-256", "hash": sha256_hex(&content)}}),
-    )
-    .await;
-    let pkg = created.2["id"].as_str().unwrap().to_string();
-    let up = put_bytes(
-        &c.api(&format!("/app_pkgm/v1/app_packages/{pkg}/package_content")),
-        content,
-    )
-    .await;
-    assert_eq!(up.0, 202, "{}", up.2);
+    onboard_appd(&c, &d_json).await;
     let instance = instantiate(&c, "counter", "edge-a").await;
 
     let reg = post_json(
@@ -659,7 +573,7 @@ async fn restart_during_a_relocation_finishes_it() {
 
 /// The hrefs of the RAN's CellChange subscriptions whose callback is `callback`, and how many
 /// subscriptions it holds in all.
-async fn ran_subscriptions_to(ran: &Ran, callback: &str) -> (Vec<String>, usize) {
+async fn ran_subscriptions_to(ran: &Daemon, callback: &str) -> (Vec<String>, usize) {
     let l = get(&format!("{}/rni/v2/subscriptions", ran.url)).await.2;
     let all: Vec<String> = l["_links"]["subscription"]
         .as_array()
@@ -724,14 +638,11 @@ async fn sigkilled_control_does_not_leave_a_second_ran_subscription() {
 #[tokio::test]
 async fn instances_instantiated_for_the_ue_follow_it_without_a_registration() {
     let s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
-    let created = post_json(
-        &s.c.api("/app_lcm/v1/app_instances"),
-        &json!({"appDId": "counter"}),
-    )
-    .await;
+    let created = create_instance(&s.c, "counter").await;
     let i2 = created.2["id"].as_str().unwrap().to_string();
-    let r = post_json(
-        &s.c.api(&format!("/app_lcm/v1/app_instances/{i2}/instantiate")),
+    let r = instantiate_with(
+        &s.c,
+        &i2,
         &json!({"ferryAssociateId": {"type": "UE_IPv4_ADDRESS", "value": UE}}),
     )
     .await;
@@ -830,9 +741,7 @@ async fn many_instances_move_concurrently_within_the_per_host_limit() {
         "at most 4 at once, and that many"
     );
     for i in all {
-        let h = get(&s.c.api(&format!("/app_lcm/v1/app_instances/{i}")))
-            .await
-            .2;
+        let h = instance(&s.c, &i).await;
         assert_eq!(h["ferryHost"], "edge-b");
     }
 }

@@ -9,10 +9,12 @@
 
 mod common;
 mod realhost_support;
+mod shared;
 
 use common::*;
 use realhost_support::*;
 use serde_json::{json, Value};
+use shared::Callback;
 use std::time::{Duration, Instant};
 
 const STATUSES: [&str; 3] = [
@@ -92,7 +94,7 @@ fn answers(pair: &Pair, addr: &str) -> bool {
 /// subscribed by itself.
 struct Setup {
     // Drop order: control plane, then the hosts and namespaces.
-    watcher: Recorder,
+    watcher: Callback,
     cp: ControlPlane,
     _dir: tempfile::TempDir,
     pair: Pair,
@@ -106,7 +108,7 @@ fn setup() -> Setup {
     // On the gateway's link address, so the apps on both hosts reach the MEC APIs there
     // (control tells them: MEC_API_ROOT is its listen address).
     let cp = ControlPlane::start(&pair, dir.path(), "10.99.1.1:0");
-    let watcher = Recorder::start(&pair.gw);
+    let watcher = recorder(&pair.gw);
     let (s, b) = cp.post(
         "/amsi/v1/subscriptions",
         &json!({"subscriptionType": "MobilityProcedureSubscription",
@@ -146,8 +148,8 @@ fn setup() -> Setup {
 }
 
 /// The statuses the watcher got, after waiting for `n` and a while for more.
-fn statuses(watcher: &Recorder, n: usize) -> Vec<Value> {
-    watcher.wait("/mp", n, Duration::from_secs(40));
+fn statuses(watcher: &Callback, n: usize) -> Vec<Value> {
+    watcher.wait_blocking("/mp", n, Duration::from_secs(40));
     // No further notification follows.
     std::thread::sleep(Duration::from_millis(500));
     watcher.on("/mp").into_iter().map(|r| r.body).collect()
@@ -281,7 +283,12 @@ fn the_app_moves_its_own_context_between_real_hosts() {
         (v["ok"].clone(), v["checksum"].clone()),
         (json!(true), before["checksum"].clone())
     );
-    assert_eq!(watcher.wait("/mp", 4, Duration::from_secs(10)).len(), 4);
+    assert_eq!(
+        watcher
+            .wait_blocking("/mp", 4, Duration::from_secs(10))
+            .len(),
+        4
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 mod common;
 mod realhost_support;
+mod shared;
 
 use common::*;
 use realhost_support::*;

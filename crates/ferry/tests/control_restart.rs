@@ -3,6 +3,7 @@
 //! re-armed, workers restarted).
 
 mod control_support;
+mod shared;
 
 use control_support::*;
 use serde_json::{json, Value};
@@ -122,7 +123,7 @@ async fn restart_keeps_every_resource_and_subscriptions_keep_delivering() {
     ));
     let mut rule = get(&rule_url).await.2;
     rule["ferryHost"] = json!("edge-b");
-    assert_eq!(put_json(&rule_url, &rule).await.0, 200);
+    put_json(&rule_url, &rule).await.assert_status(200);
     cb.wait("/svc", 1, WAIT).await;
 
     let before = snapshot(&c, &inst, &sub_hrefs).await;
@@ -144,7 +145,7 @@ async fn restart_keeps_every_resource_and_subscriptions_keep_delivering() {
     }
     assert_eq!(before.len(), after.len());
     // The expiring subscription is still there before its deadline...
-    assert_eq!(get(&exp_href).await.0, 200);
+    get(&exp_href).await.assert_status(200);
     // ...and ids stay unique.
     let r = post_json(
         &c.api("/amsi/v1/app_mobility_services"),
@@ -159,23 +160,17 @@ async fn restart_keeps_every_resource_and_subscriptions_keep_delivering() {
     );
 
     // The restored workers deliver: a service removal and a termination...
-    assert_eq!(
-        delete(&c.api(&format!(
-            "/mec_service_mgmt/v1/applications/{inst}/services/{ser}"
-        )))
-        .await
-        .0,
-        204
-    );
-    assert_eq!(
-        post_json(
-            &c.api(&format!("/app_lcm/v1/app_instances/{inst}/terminate")),
-            &json!({"terminationType": "FORCEFUL"})
-        )
-        .await
-        .0,
-        202
-    );
+    delete(&c.api(&format!(
+        "/mec_service_mgmt/v1/applications/{inst}/services/{ser}"
+    )))
+    .await
+    .assert_status(204);
+    post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{inst}/terminate")),
+        &json!({"terminationType": "FORCEFUL"}),
+    )
+    .await
+    .assert_status(202);
     let svc_got = cb.wait("/svc", 2, WAIT).await;
     assert_eq!(svc_got.len(), 2);
     assert_eq!(
@@ -191,7 +186,7 @@ async fn restart_keeps_every_resource_and_subscriptions_keep_delivering() {
     assert_eq!(e[0].body["notificationType"], "ExpiryNotification");
     tokio::time::sleep(GRACE).await;
     assert_eq!(cb.on("/exp").len(), 1);
-    assert_problem(&get(&exp_href).await, 404);
+    get(&exp_href).await.assert_problem(404);
     assert_eq!(cb.on("/lcm").len(), 1);
 }
 

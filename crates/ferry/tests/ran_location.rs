@@ -1,6 +1,7 @@
 //! MEC 013 Location of `ferry ran`, end to end: the real binary, a real callback server.
 
 mod ran_support;
+mod shared;
 
 use ran_support::*;
 use serde_json::{json, Value};
@@ -85,10 +86,9 @@ async fn queries_place_the_ue_after_a_handover() {
 
     let b = get(&ran.api("/location/v2/queries/zones/edge-b")).await;
     assert_eq!(b.2["zoneInfo"]["numberOfAccessPoints"], 1);
-    assert_problem(
-        &get(&ran.api("/location/v2/queries/zones/nowhere")).await,
-        404,
-    );
+    get(&ran.api("/location/v2/queries/zones/nowhere"))
+        .await
+        .assert_problem(404);
 
     let aps = get(&ran.api("/location/v2/queries/zones/edge-a/accessPoints")).await;
     assert_eq!(aps.0, 200);
@@ -105,14 +105,12 @@ async fn queries_place_the_ue_after_a_handover() {
     assert_eq!(list["accessPoint"][0]["operationStatus"], "Serviceable");
     let ap = get(&ran.api("/location/v2/queries/zones/edge-b/accessPoints/b1")).await;
     assert_eq!(ap.2["accessPointInfo"]["numberOfUsers"], 1);
-    assert_problem(
-        &get(&ran.api("/location/v2/queries/zones/edge-a/accessPoints/b1")).await,
-        404,
-    );
-    assert_problem(
-        &get(&ran.api("/location/v2/queries/zones/nowhere/accessPoints")).await,
-        404,
-    );
+    get(&ran.api("/location/v2/queries/zones/edge-a/accessPoints/b1"))
+        .await
+        .assert_problem(404);
+    get(&ran.api("/location/v2/queries/zones/nowhere/accessPoints"))
+        .await
+        .assert_problem(404);
 }
 
 fn tracking(cb: &str, address: &str, criteria: Option<Value>) -> Value {
@@ -267,51 +265,46 @@ async fn location_subscription_crud_and_errors() {
         get(&url).await.2["userTrackingSubscription"]["address"],
         "acr:10.150.0.2"
     );
-    assert_problem(&put_json(&format!("{ut}/nope"), &changed).await, 404);
+    put_json(&format!("{ut}/nope"), &changed)
+        .await
+        .assert_problem(404);
     changed["userTrackingSubscription"]["resourceURL"] = json!(format!("{ut}/other"));
-    assert_problem(&put_json(&url, &changed).await, 400);
+    put_json(&url, &changed).await.assert_problem(400);
 
-    assert_problem(
-        &post_json(&ut, &tracking(&cb.url("/x"), "acr:10.9.9.9", None)).await,
-        400,
-    );
-    assert_problem(
-        &post_json(&ut, &tracking(&cb.url("/x"), "tel:+331", None)).await,
-        400,
-    );
-    assert_problem(
-        &post_json(&ut, &tracking("nowhere", "acr:10.150.0.1", None)).await,
-        400,
-    );
-    assert_problem(
-        &post_json(
-            &ut,
-            &tracking(
-                &cb.url("/x"),
-                "acr:10.150.0.1",
-                Some(json!(["Teleporting"])),
-            ),
-        )
-        .await,
-        400,
-    );
-    assert_problem(
-        &post_json(&ut, &json!({"address": "acr:10.150.0.1"})).await,
-        400,
-    );
+    post_json(&ut, &tracking(&cb.url("/x"), "acr:10.9.9.9", None))
+        .await
+        .assert_problem(400);
+    post_json(&ut, &tracking(&cb.url("/x"), "tel:+331", None))
+        .await
+        .assert_problem(400);
+    post_json(&ut, &tracking("nowhere", "acr:10.150.0.1", None))
+        .await
+        .assert_problem(400);
+    post_json(
+        &ut,
+        &tracking(
+            &cb.url("/x"),
+            "acr:10.150.0.1",
+            Some(json!(["Teleporting"])),
+        ),
+    )
+    .await
+    .assert_problem(400);
+    post_json(&ut, &json!({"address": "acr:10.150.0.1"}))
+        .await
+        .assert_problem(400);
 
-    assert_eq!(delete(&url).await.0, 204);
-    assert_problem(&get(&url).await, 404);
-    assert_problem(&delete(&url).await, 404);
+    delete(&url).await.assert_status(204);
+    get(&url).await.assert_problem(404);
+    delete(&url).await.assert_problem(404);
 
     // Zonal traffic: unknown zone refused; duration reported back and enforced.
-    assert_problem(
-        &post_json(&zt, &zonal(&cb.url("/z"), "edge-x", None)).await,
-        400,
-    );
+    post_json(&zt, &zonal(&cb.url("/z"), "edge-x", None))
+        .await
+        .assert_problem(400);
     let mut huge = zonal(&cb.url("/z"), "edge-b", None);
     huge["zonalTrafficSubscription"]["duration"] = json!(u64::MAX);
-    assert_problem(&post_json(&zt, &huge).await, 400);
+    post_json(&zt, &huge).await.assert_problem(400);
     let mut short = zonal(&cb.url("/z"), "edge-b", None);
     short["zonalTrafficSubscription"]["duration"] = json!(1);
     let z = post_json(&zt, &short).await;
@@ -321,9 +314,9 @@ async fn location_subscription_crud_and_errors() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(get(&zurl).await.0, 200);
+    get(&zurl).await.assert_status(200);
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_problem(&get(&zurl).await, 404);
+    get(&zurl).await.assert_problem(404);
     handover(&ran, "ue1", "b1").await;
     tokio::time::sleep(GRACE).await;
     assert!(cb.on("/z").is_empty(), "an ended subscription was notified");

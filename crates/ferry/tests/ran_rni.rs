@@ -1,6 +1,7 @@
 //! MEC 012 RNIS of `ferry ran`, end to end: the real binary, a real callback server, real HTTP.
 
 mod ran_support;
+mod shared;
 
 use ran_support::*;
 use serde_json::json;
@@ -137,11 +138,12 @@ async fn subscription_crud_and_errors() {
     assert_eq!(cc.2["_links"]["subscription"].as_array().unwrap().len(), 1);
     let est = get(&format!("{root}?subscription_type=rab_est")).await;
     assert_eq!(est.2["_links"]["subscription"], json!([]));
-    assert_problem(&get(&format!("{root}?subscription_type=bogus")).await, 400);
-    assert_problem(
-        &get(&format!("{root}?subscriptiontype=cell_change")).await,
-        400,
-    );
+    get(&format!("{root}?subscription_type=bogus"))
+        .await
+        .assert_problem(400);
+    get(&format!("{root}?subscriptiontype=cell_change"))
+        .await
+        .assert_problem(400);
 
     let one = get(&href).await;
     assert_eq!(one.0, 200);
@@ -158,8 +160,10 @@ async fn subscription_crud_and_errors() {
     );
     let mut wrong_self = changed.clone();
     wrong_self["_links"]["self"]["href"] = json!("http://elsewhere/rni/v2/subscriptions/other");
-    assert_problem(&put_json(&href, &wrong_self).await, 400);
-    assert_problem(&put_json(&format!("{root}/nope"), &changed).await, 404);
+    put_json(&href, &wrong_self).await.assert_problem(400);
+    put_json(&format!("{root}/nope"), &changed)
+        .await
+        .assert_problem(404);
 
     // Malformed bodies: 400 ProblemDetails naming the problem.
     let not_json = reqwest::Client::new()
@@ -188,50 +192,42 @@ async fn subscription_crud_and_errors() {
         "{}",
         r.2
     );
-    assert_problem(
-        &post_json(&root, &json!({"callbackReference": cb.url("/x")})).await,
-        400,
-    );
-    assert_problem(
-        &post_json(&root, &cell_change("not a url", json!({}))).await,
-        400,
-    );
-    assert_problem(
-        &post_json(
-            &root,
-            &cell_change(&cb.url("/x"), json!({"hoStatus": ["COMPLETED"]})),
-        )
-        .await,
-        400,
-    );
-    assert_problem(
-        &post_json(&root, &cell_change(&cb.url("/x"), json!({"hoStatus": [9]}))).await,
-        400,
-    );
-    assert_problem(
-        &post_json(
-            &root,
-            &cell_change(
-                &cb.url("/x"),
-                json!({"associateId": [{"type": 7, "value": "x"}]}),
-            ),
-        )
-        .await,
-        400,
-    );
-    assert_problem(
-        &post_json(&root, &cell_change(&cb.url("/x"), ue_filter("10.150.0"))).await,
-        400,
-    );
+    post_json(&root, &json!({"callbackReference": cb.url("/x")}))
+        .await
+        .assert_problem(400);
+    post_json(&root, &cell_change("not a url", json!({})))
+        .await
+        .assert_problem(400);
+    post_json(
+        &root,
+        &cell_change(&cb.url("/x"), json!({"hoStatus": ["COMPLETED"]})),
+    )
+    .await
+    .assert_problem(400);
+    post_json(&root, &cell_change(&cb.url("/x"), json!({"hoStatus": [9]})))
+        .await
+        .assert_problem(400);
+    post_json(
+        &root,
+        &cell_change(
+            &cb.url("/x"),
+            json!({"associateId": [{"type": 7, "value": "x"}]}),
+        ),
+    )
+    .await
+    .assert_problem(400);
+    post_json(&root, &cell_change(&cb.url("/x"), ue_filter("10.150.0")))
+        .await
+        .assert_problem(400);
     let mut no_filter = cell_change(&cb.url("/x"), json!({}));
     no_filter
         .as_object_mut()
         .unwrap()
         .remove("filterCriteriaAssocHo");
-    assert_problem(&post_json(&root, &no_filter).await, 400);
+    post_json(&root, &no_filter).await.assert_problem(400);
     // A valid MEC 012 type ferry does not serve: 422.
     let rab = json!({"subscriptionType": "RabEstSubscription", "callbackReference": cb.url("/x"), "filterCriteriaQci": {"qci": 9}});
-    assert_problem(&post_json(&root, &rab).await, 422);
+    post_json(&root, &rab).await.assert_problem(422);
     assert_eq!(
         get(&root).await.2["_links"]["subscription"]
             .as_array()
@@ -242,14 +238,14 @@ async fn subscription_crud_and_errors() {
     );
 
     // DELETE, then it is gone.
-    assert_eq!(delete(&href).await.0, 204);
-    assert_problem(&get(&href).await, 404);
-    assert_problem(&delete(&href).await, 404);
+    delete(&href).await.assert_status(204);
+    get(&href).await.assert_problem(404);
+    delete(&href).await.assert_problem(404);
     assert_eq!(get(&root).await.2["_links"]["subscription"], json!([]));
 
     // Unknown paths and methods are ProblemDetails too; a non-JSON Accept is 406.
-    assert_problem(&get(&ran.api("/rni/v2/nothing")).await, 404);
-    assert_problem(&delete(&root).await, 405);
+    get(&ran.api("/rni/v2/nothing")).await.assert_problem(404);
+    delete(&root).await.assert_problem(405);
     let html = reqwest::Client::new()
         .get(&root)
         .header("accept", "text/html")
@@ -283,7 +279,7 @@ async fn expired_subscription_is_removed_and_told() {
     assert_eq!(n["notificationType"], "ExpiryNotification");
     assert_eq!(n["_links"]["self"], href.as_str());
     assert_eq!(n["expiryDeadline"]["seconds"], deadline.as_secs());
-    assert_problem(&get(&href).await, 404);
+    get(&href).await.assert_problem(404);
     assert_eq!(get(&root).await.2["_links"]["subscription"], json!([]));
 
     // An expired subscription gets no cell change notification.
@@ -294,12 +290,12 @@ async fn expired_subscription_is_removed_and_told() {
     // Out-of-range time stamps are refused, the farthest valid one is fine.
     body["expiryDeadline"] =
         json!({"seconds": now.as_secs() + 60, "nanoSeconds": 1_000_000_000u32});
-    assert_problem(&post_json(&root, &body).await, 400);
+    post_json(&root, &body).await.assert_problem(400);
     body["expiryDeadline"] = json!({"seconds": u64::MAX, "nanoSeconds": 999_999_999});
-    assert_eq!(post_json(&root, &body).await.0, 201);
+    post_json(&root, &body).await.assert_status(201);
     // A deadline already past is refused.
     body["expiryDeadline"] = json!({"seconds": now.as_secs() - 10, "nanoSeconds": 0});
-    assert_problem(&post_json(&root, &body).await, 422);
+    post_json(&root, &body).await.assert_problem(422);
 }
 
 #[tokio::test]
@@ -364,16 +360,16 @@ async fn rab_and_plmn_queries_follow_handovers() {
     assert_eq!(by_ue.2["cellUserInfo"][0]["ecgi"]["cellId"], "00000b1");
     let by_cell = get(&ran.api("/rni/v2/queries/rab_info?cell_id=00000a2,00000b1")).await;
     assert_eq!(by_cell.2["cellUserInfo"].as_array().unwrap().len(), 1);
-    assert_problem(
-        &get(&ran.api("/rni/v2/queries/rab_info?ue_ipv4_address=nope")).await,
-        400,
-    );
-    assert_problem(
-        &get(&ran.api("/rni/v2/queries/rab_info?colour=red")).await,
-        400,
-    );
+    get(&ran.api("/rni/v2/queries/rab_info?ue_ipv4_address=nope"))
+        .await
+        .assert_problem(400);
+    get(&ran.api("/rni/v2/queries/rab_info?colour=red"))
+        .await
+        .assert_problem(400);
 
-    assert_problem(&get(&ran.api("/rni/v2/queries/plmn_info")).await, 400);
+    get(&ran.api("/rni/v2/queries/plmn_info"))
+        .await
+        .assert_problem(400);
     let plmn = get(&ran.api("/rni/v2/queries/plmn_info?app_ins_id=a,b")).await;
     assert_eq!(plmn.0, 200);
     assert_eq!(plmn.2.as_array().unwrap().len(), 2);

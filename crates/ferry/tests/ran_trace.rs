@@ -2,6 +2,7 @@
 //! input, with the real binary.
 
 mod ran_support;
+mod shared;
 
 use ran_support::*;
 use serde_json::json;

@@ -1,88 +1,39 @@
 //! Helpers of the relocation tests with real parts (on top of `common`'s `Pair`: two real
 //! `ferry host` daemons and a gateway namespace): the real `ferry ran` and `ferry control` in
 //! the gateway namespace, the gateway's route as the data plane, the counter package, and a
-//! real HTTP server there that records notifications. Everything stops on drop.
+//! real HTTP server there that records notifications. Everything stops on drop. Built on
+//! `shared` (the daemon, the inbox, the topology).
 
 #![allow(dead_code)] // each test file uses a different part
 
 use crate::common::{counter_image, in_netns, Pair};
+use crate::shared::{sha256_hex, Callback, Daemon, Inbox};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Two MEC hosts (`Pair`'s addresses), a cell each; ue1 starts in a1 (served by edge-a).
-pub const TOPOLOGY: &str = r#"
-name = "relocreal"
-
-[[hosts]]
-name = "edge-a"
-address = "10.99.1.2"
-
-[[hosts]]
-name = "edge-b"
-address = "10.99.2.2"
-
-[[cells]]
-name = "a1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000a1" }
-position = { latitude = 43.7300, longitude = 7.4200 }
-radius_m = 400.0
-host = "edge-a"
-
-[[cells]]
-name = "b1"
-ecgi = { mcc = "001", mnc = "01", cell_id = "00000b1" }
-position = { latitude = 43.7300, longitude = 7.4400 }
-radius_m = 400.0
-host = "edge-b"
-
-[[ues]]
-name = "ue1"
-address = "10.150.0.1"
-cell = "a1"
-"#;
+pub fn topology() -> String {
+    crate::shared::two_zone_topology("relocreal", "10.99.1.2", "10.99.2.2")
+}
 
 pub const UE: &str = "10.150.0.1";
 
-/// A daemon started with `ip netns exec` (the child is the daemon), killed on drop.
-pub struct Daemon {
-    child: Child,
-    pub url: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `ferry ARGS` in `netns` and waits for its `BANNER http://...` line on stdout.
+/// Starts `ferry ARGS` in `netns` and waits for its `BANNER http://...` line on stdout (`ip
+/// netns exec` execs the program: the child is the daemon itself).
 pub fn start_in(netns: &str, args: &[String], banner: &str) -> Daemon {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", netns, env!("CARGO_BIN_EXE_ferry")])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn daemon");
-    let mut line = String::new();
-    let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let url = line
-        .trim()
-        .strip_prefix(banner)
-        .unwrap_or_default()
-        .to_string();
-    let d = Daemon { child, url };
-    assert!(
-        d.url.starts_with("http://"),
-        "daemon did not start: {line:?}"
-    );
-    d
+    Daemon::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", netns, crate::shared::BIN])
+            .args(args),
+        banner,
+        "http://",
+        None,
+    )
 }
 
 /// The real RAN and the real control plane in the gateway namespace, managing `pair`'s hosts.
@@ -99,7 +50,7 @@ impl ControlPlane {
     /// data plane is the gateway's route for the app address (`dir` holds the files).
     pub fn start(pair: &Pair, dir: &Path, listen: &str) -> ControlPlane {
         let topo = dir.join("topology.toml");
-        std::fs::write(&topo, TOPOLOGY).unwrap();
+        std::fs::write(&topo, topology()).unwrap();
         let route = dir.join("route.sh");
         std::fs::write(
             &route,
@@ -230,92 +181,42 @@ impl ControlPlane {
     }
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("x");
-    std::fs::write(&p, data).unwrap();
-    let out = Command::new("sha256sum").arg(&p).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
-/// One notification as received.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub path: String,
-    pub body: Value,
-    pub at: Instant,
-}
-
 /// A real HTTP server in a namespace that answers every POST with 204 and records it (a MEC
 /// API consumer's callback). Stops accepting on drop.
-pub struct Recorder {
-    pub base: String,
-    got: Arc<Mutex<Vec<Received>>>,
+pub fn recorder(netns: &str) -> Callback {
+    let listener = in_netns(netns, || {
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind recorder")
+    });
+    let addr = listener.local_addr().unwrap();
+    let inbox = Inbox::new(format!("http://{addr}"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (g, s) = (inbox.clone(), stop.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if s.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(conn) = conn else { continue };
+            let g = g.clone();
+            std::thread::spawn(move || record(conn, &g));
+        }
+    });
+    let stopper = StopAccepting {
+        stop,
+        addr,
+        netns: netns.to_string(),
+    };
+    Callback::new(inbox, stopper)
+}
+
+/// Stops a recorder's accept loop on drop.
+struct StopAccepting {
     stop: Arc<AtomicBool>,
     addr: std::net::SocketAddr,
     netns: String,
 }
 
-impl Recorder {
-    pub fn start(netns: &str) -> Recorder {
-        let listener = in_netns(netns, || {
-            std::net::TcpListener::bind("127.0.0.1:0").expect("bind recorder")
-        });
-        let addr = listener.local_addr().unwrap();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (g, s) = (got.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(conn) = conn else { continue };
-                let g = g.clone();
-                std::thread::spawn(move || record(conn, &g));
-            }
-        });
-        Recorder {
-            base: format!("http://{addr}"),
-            got,
-            stop,
-            addr,
-            netns: netns.to_string(),
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    pub fn on(&self, path: &str) -> Vec<Received> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
-    }
-
-    /// Waits until `path` got at least `n` notifications (or the timeout) and returns them.
-    pub fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
-        let end = Instant::now() + timeout;
-        loop {
-            let got = self.on(path);
-            if got.len() >= n || Instant::now() > end {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Recorder {
+impl Drop for StopAccepting {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wakes the accept loop so it sees the flag.
@@ -329,7 +230,7 @@ impl Drop for Recorder {
 }
 
 /// Serves one keep-alive connection: each request is recorded and answered 204.
-fn record(conn: std::net::TcpStream, got: &Mutex<Vec<Received>>) {
+fn record(conn: std::net::TcpStream, inbox: &Inbox) {
     let mut w = match conn.try_clone() {
         Ok(w) => w,
         Err(_) => return,
@@ -358,11 +259,7 @@ fn record(conn: std::net::TcpStream, got: &Mutex<Vec<Received>>) {
         if r.read_exact(&mut body).is_err() {
             return;
         }
-        got.lock().unwrap().push(Received {
-            path,
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-            at: Instant::now(),
-        });
+        inbox.record(path, serde_json::from_slice(&body).unwrap_or(Value::Null));
         if w.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
             .is_err()
         {
