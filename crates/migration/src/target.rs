@@ -47,6 +47,16 @@ struct IncomingMigration {
     deadline: Instant,
 }
 
+impl IncomingMigration {
+    /// A copy exists here (or is being prepared) that never served: it may be removed.
+    fn uncommitted(&self) -> bool {
+        matches!(
+            self.phase,
+            TargetPhase::Prepared | TargetPhase::ImagesReceived | TargetPhase::Restored
+        )
+    }
+}
+
 /// All incoming migrations of this host.
 #[derive(Default)]
 pub struct Incoming {
@@ -511,24 +521,23 @@ impl Incoming {
         })
     }
 
+    fn all(&self) -> Vec<Arc<Mutex<IncomingMigration>>> {
+        self.migrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The daemon stops: every uncommitted copy goes, with its page server or lazy-pages
     /// daemon (separate processes that would otherwise wait for the source forever). The
     /// source sees the migration fail and rolls back. Committed copies stay: a post-copy
     /// app still needs its lazy-pages daemon.
     pub fn shutdown(&self, rt: &Runtime) {
-        let all: Vec<_> = self
-            .migrations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for m in all {
+        for m in self.all() {
             let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-            if matches!(
-                m.phase,
-                TargetPhase::Prepared | TargetPhase::ImagesReceived | TargetPhase::Restored
-            ) {
+            if m.uncommitted() {
                 tracing::warn!(container = %m.container, "daemon stops: removing the uncommitted incoming copy");
                 self.abort_locked(rt, &mut m);
             }
@@ -537,20 +546,9 @@ impl Incoming {
 
     /// Removes uncommitted copies whose deadline passed (call periodically).
     pub fn reap(&self, rt: &Runtime) {
-        let all: Vec<_> = self
-            .migrations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for m in all {
+        for m in self.all() {
             let Ok(mut m) = m.try_lock() else { continue }; // busy: it is making progress
-            let open = matches!(
-                m.phase,
-                TargetPhase::Prepared | TargetPhase::ImagesReceived | TargetPhase::Restored
-            );
-            if open && Instant::now() > m.deadline {
+            if m.uncommitted() && Instant::now() > m.deadline {
                 tracing::warn!(container = %m.container, phase = ?m.phase, "incoming migration expired; removing the uncommitted copy");
                 self.abort_locked(rt, &mut m);
             }

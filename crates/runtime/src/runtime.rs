@@ -395,6 +395,20 @@ impl Runtime {
 
     /// Creates a container (bundle, root filesystem, network) without starting it.
     pub fn create(&self, req: ContainerRequest) -> Result<Container, RuntimeError> {
+        let c = self.create_with(req, Status::Created, |c, _dir| self.prepare(c))?;
+        tracing::info!(container = %c.name, image = %c.request.image, ip = ?c.request.ip, "created");
+        Ok(c)
+    }
+
+    /// What creating a container and preparing an incoming one share: the request is
+    /// checked, the record gets its bundle (runtime spec, CRIU options), then `setup` does
+    /// the rest. On any failure everything the container had here is removed.
+    pub(super) fn create_with(
+        &self,
+        req: ContainerRequest,
+        status: Status,
+        setup: impl FnOnce(&Container, &Path) -> Result<(), RuntimeError>,
+    ) -> Result<Container, RuntimeError> {
         container::validate_name(&req.name).map_err(RuntimeError::Invalid)?;
         if let Some(m) = req.memory_mib {
             if m < 4 {
@@ -435,7 +449,7 @@ impl Runtime {
             netns: self.netns_name(&req.name),
             veth: req.ip.map(|_| self.veth_name(&req.name)),
             request: req,
-            status: Status::Created,
+            status,
             created_at: now_rfc3339(),
             started_at: None,
             last_checkpoint: None,
@@ -453,14 +467,13 @@ impl Runtime {
                 &criu_conf,
             )?;
             spec.save(dir.join("bundle/config.json"))?;
-            self.prepare(&c)?;
+            setup(&c, &dir)?;
             self.save(&c)
         })();
         if let Err(e) = result {
             self.teardown(&c);
             return Err(e);
         }
-        tracing::info!(container = %c.name, image = %c.request.image, ip = ?c.request.ip, "created");
         Ok(c)
     }
 
@@ -641,11 +654,7 @@ impl Runtime {
                 name: image_dir.display().to_string(),
             });
         }
-        std::fs::create_dir_all(&image_dir)
-            .map_err(io(format!("create {}", image_dir.display())))?;
-        let work = self.container_dir(name).join("criu-dump");
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
+        let work = self.dump_work_dir(name, "criu-dump", &image_dir)?;
 
         let started = Instant::now();
         let result = self.runc.checkpoint(

@@ -24,7 +24,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{io, now_rfc3339, Runtime, RuntimeError};
-use crate::container::{self, Container, ContainerRequest, Outgoing, Status};
+use crate::container::{Container, ContainerRequest, Outgoing, Status};
 use crate::net;
 use crate::runc::{self, CheckpointOpts};
 use crate::spec;
@@ -199,7 +199,7 @@ impl Runtime {
     }
 
     /// A fresh CRIU work dir for one dump (its logs and statistics).
-    fn dump_work_dir(
+    pub(super) fn dump_work_dir(
         &self,
         name: &str,
         tag: &str,
@@ -208,7 +208,8 @@ impl Runtime {
         let work = self.container_dir(name).join(tag);
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
-        std::fs::create_dir_all(image_dir).map_err(io("create image dir"))?;
+        std::fs::create_dir_all(image_dir)
+            .map_err(io(format!("create {}", image_dir.display())))?;
         Ok(work)
     }
 
@@ -404,55 +405,15 @@ impl Runtime {
         req: ContainerRequest,
         migration: &str,
     ) -> Result<Container, RuntimeError> {
-        container::validate_name(&req.name).map_err(RuntimeError::Invalid)?;
-        let lock = self.lock(&req.name);
-        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let dir = self.container_dir(&req.name);
-        if dir.exists() {
-            return Err(RuntimeError::AlreadyExists {
-                kind: "container",
-                name: req.name.clone(),
-            });
-        }
-        let image = self.images.get(&req.image)?;
-        if let Some(ip) = req.ip {
-            self.check_address(ip, &req.name)?;
-        }
-        let c = Container {
-            name: req.name.clone(),
-            netns: self.netns_name(&req.name),
-            veth: req.ip.map(|_| self.veth_name(&req.name)),
-            request: req,
-            status: Status::Incoming,
-            created_at: now_rfc3339(),
-            started_at: None,
-            last_checkpoint: None,
-            outgoing: None,
-        };
-        let result = (|| {
-            for sub in ["bundle", "upper", "work", "incoming"] {
+        let c = self.create_with(req, Status::Incoming, |c, dir| {
+            for sub in ["upper", "work", "incoming"] {
                 std::fs::create_dir_all(dir.join(sub)).map_err(io("create container dirs"))?;
             }
-            let criu_conf = dir.join("criu.conf");
-            std::fs::write(&criu_conf, spec::CRIU_CONFIG).map_err(io("write criu.conf"))?;
-            let spec = spec::build(
-                &c.request,
-                &image.config,
-                &net::netns_path(&c.netns),
-                &self.cgroups_path(&c.name),
-                &criu_conf,
-            )?;
-            spec.save(dir.join("bundle/config.json"))?;
-            self.wire_network(&c)?;
-            self.park(&c)?;
+            self.wire_network(c)?;
+            self.park(c)?;
             std::fs::write(dir.join("incoming/migration"), migration)
-                .map_err(io("write migration id"))?;
-            self.save(&c)
-        })();
-        if let Err(e) = result {
-            self.teardown(&c);
-            return Err(e);
-        }
+                .map_err(io("write migration id"))
+        })?;
         tracing::info!(container = %c.name, migration, "incoming migration prepared");
         Ok(c)
     }
