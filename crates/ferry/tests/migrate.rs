@@ -47,8 +47,24 @@ fn setup_writing(pair: &Pair) -> (AppConn, Value) {
     (conn, before)
 }
 
-fn migrate(pair: &Pair, body: Value) -> (u16, Value) {
-    pair.a.post("/containers/app/migrate", body)
+const TARGET: &str = "http://10.99.2.2:7100";
+
+/// Runs a migration of `app` from a to b to its end: (final state, report).
+fn migrate(pair: &Pair, body: Value) -> (String, Value) {
+    let id = pair
+        .a
+        .start_migration("app", body)
+        .unwrap_or_else(|(s, v)| panic!("migration refused ({s}): {v}"));
+    finish(pair, &id)
+}
+
+/// Waits for migration `id` on a: (final state, report).
+fn finish(pair: &Pair, id: &str) -> (String, Value) {
+    let v = pair.a.wait_migration(id, ms(120_000), false);
+    (
+        v["state"].as_str().unwrap().to_string(),
+        v["report"].clone(),
+    )
 }
 
 /// After a failed migration: the app runs on a only, routed there, state intact.
@@ -75,9 +91,8 @@ fn assert_still_on_a(pair: &Pair, conn: &mut AppConn, before: &Value, expected_c
 fn cold_migration_moves_state_and_tcp_connection() {
     let pair = Pair::start();
     let (mut conn, before) = setup(&pair, 32);
-    let target = "http://10.99.2.2:7100";
-    let (s, report) = migrate(&pair, json!({"target": target, "technique": "cold"}));
-    assert_eq!(s, 200, "{report}");
+    let (state, report) = migrate(&pair, json!({"target": TARGET, "technique": "cold"}));
+    assert_eq!(state, "completed", "{report}");
     assert_eq!(report["outcome"], "completed");
     assert_eq!(report["technique"], "cold");
     assert!(
@@ -119,9 +134,9 @@ fn pre_copy_is_refused_where_the_kernel_lacks_dirty_tracking() {
         .as_bool()
         .unwrap();
     for technique in ["pre-copy", "hybrid"] {
-        let (s, body) = migrate(
-            &pair,
-            json!({"target": "http://10.99.2.2:7100", "technique": technique}),
+        let (s, body) = pair.a.post(
+            "/containers/app/migrate",
+            json!({"target": TARGET, "technique": technique}),
         );
         if dirty_track {
             // This kernel can do it; the technique's own tests cover it.
@@ -141,38 +156,40 @@ fn pre_copy_is_refused_where_the_kernel_lacks_dirty_tracking() {
 fn second_migration_while_one_runs_is_refused() {
     let pair = Pair::start();
     let (_conn, _) = setup(&pair, 4);
-    let slow = json!({"target": "http://10.99.2.2:7100", "technique": "cold",
-                      "fault": {"kind": "pause_before", "phase": "dump", "ms": 3000}});
-    let a_http = pair.a.http.clone();
-    let url = format!("{}/containers/app/migrate", pair.a.api);
-    let first = std::thread::spawn(move || {
-        a_http
-            .post(url)
-            .json(&slow)
-            .send()
-            .map(|r| r.status().as_u16())
-    });
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    let (s, body) = migrate(
-        &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": "cold"}),
+    pair.a.arm("source-dumped");
+    let id = pair
+        .a
+        .start_migration("app", json!({"target": TARGET, "technique": "cold"}))
+        .unwrap();
+    pair.a.wait_reached("source-dumped");
+    let (s, body) = pair.a.post(
+        "/containers/app/migrate",
+        json!({"target": TARGET, "technique": "cold"}),
     );
     assert_eq!(s, 409, "{body}");
-    assert_eq!(first.join().unwrap().unwrap(), 200);
+    assert_eq!(
+        body["type"], "urn:ferry:problem:migration-in-progress",
+        "{body}"
+    );
+    // The operation resource says where the first one is.
+    let v = pair.a.migration(&id).unwrap();
+    assert_eq!(v["state"], "frozen", "{v}");
+    assert_eq!(v["phase"], "dump", "{v}");
+    pair.a.release("source-dumped");
+    assert_eq!(finish(&pair, &id).0, "completed");
 }
 
 #[test]
 fn corrupted_image_is_detected_and_rolled_back() {
     let pair = Pair::start();
     let (mut conn, before) = setup(&pair, 8);
-    let (s, body) = migrate(
+    let (state, report) = migrate(
         &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": "cold",
-                                          "fault": {"kind": "corrupt_image"}}),
+        json!({"target": TARGET, "technique": "cold", "fault": {"kind": "corrupt_image"}}),
     );
-    assert_eq!(s, 502, "{body}");
-    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
-    assert_eq!(body["report"]["failed_phase"], "transfer", "{body}");
+    assert_eq!(state, "rolled_back", "{report}");
+    assert_eq!(report["outcome"], "rolled_back", "{report}");
+    assert_eq!(report["failed_phase"], "transfer", "{report}");
     assert_still_on_a(&pair, &mut conn, &before, 2);
 }
 
@@ -180,13 +197,31 @@ fn corrupted_image_is_detected_and_rolled_back() {
 fn failed_restore_on_target_is_rolled_back() {
     let pair = Pair::start();
     let (mut conn, before) = setup(&pair, 8);
-    let (s, body) = migrate(
+    let (state, report) = migrate(
         &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": "cold",
-                                          "fault": {"kind": "break_restore"}}),
+        json!({"target": TARGET, "technique": "cold", "fault": {"kind": "break_restore"}}),
     );
-    assert_eq!(s, 502, "{body}");
-    assert_eq!(body["report"]["failed_phase"], "restore", "{body}");
+    assert_eq!(state, "rolled_back", "{report}");
+    assert_eq!(report["failed_phase"], "restore", "{report}");
+    assert_still_on_a(&pair, &mut conn, &before, 2);
+}
+
+#[test]
+fn fault_injection_needs_test_hooks() {
+    // A host without --test-hooks refuses faults: they are for tests only.
+    let mut pair = Pair::start();
+    let (mut conn, before) = setup(&pair, 4);
+    pair.a.stop_daemon();
+    pair.a.spawn_daemon_without_hooks();
+    let (s, body) = pair.a.post(
+        "/containers/app/migrate",
+        json!({"target": TARGET, "technique": "cold", "fault": {"kind": "corrupt_image"}}),
+    );
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("--test-hooks"),
+        "{body}"
+    );
     assert_still_on_a(&pair, &mut conn, &before, 2);
 }
 
@@ -194,20 +229,18 @@ fn failed_restore_on_target_is_rolled_back() {
 fn killed_target_daemon_is_rolled_back() {
     let mut pair = Pair::start();
     let (mut conn, before) = setup(&pair, 8);
-    let a_http = pair.a.http.clone();
-    let url = format!("{}/containers/app/migrate", pair.a.api);
-    let body = json!({"target": "http://10.99.2.2:7100", "technique": "cold",
-                      "fault": {"kind": "pause_before", "phase": "transfer", "ms": 2000}});
-    let run = std::thread::spawn(move || {
-        let r = a_http.post(url).json(&body).send().unwrap();
-        (r.status().as_u16(), r.json::<Value>().unwrap())
-    });
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    pair.a.arm("source-dumped");
+    let id = pair
+        .a
+        .start_migration("app", json!({"target": TARGET, "technique": "cold"}))
+        .unwrap();
+    pair.a.wait_reached("source-dumped");
     pair.b.stop_daemon(); // the target dies while the source is frozen, pages already sent
-    let (s, body) = run.join().unwrap();
-    assert_eq!(s, 502, "{body}");
-    assert_eq!(body["report"]["outcome"], "rolled_back");
-    // The app serves from a; b's daemon restarts and removes its uncommitted copy.
+    pair.a.release("source-dumped");
+    let (state, report) = finish(&pair, &id);
+    assert_eq!(state, "rolled_back", "{report}");
+    assert_eq!(report["failed_phase"], "transfer", "{report}");
+    // The app serves from a; b's daemon restarts and holds nothing.
     pair.b.spawn_daemon();
     assert_still_on_a(&pair, &mut conn, &before, 2);
     wait_b_clean(&pair);
@@ -217,21 +250,19 @@ fn killed_target_daemon_is_rolled_back() {
 fn cut_link_is_rolled_back() {
     let pair = Pair::start();
     let (mut conn, before) = setup(&pair, 8);
-    let a_http = pair.a.http.clone();
-    let url = format!("{}/containers/app/migrate", pair.a.api);
-    let body = json!({"target": "http://10.99.2.2:7100", "technique": "cold",
-                      "fault": {"kind": "pause_before", "phase": "restore", "ms": 1500}});
-    let run = std::thread::spawn(move || {
-        let r = a_http.post(url).json(&body).send().unwrap();
-        (r.status().as_u16(), r.json::<Value>().unwrap())
-    });
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    pair.a.arm("source-transferred");
+    let id = pair
+        .a
+        .start_migration("app", json!({"target": TARGET, "technique": "cold"}))
+        .unwrap();
+    pair.a.wait_reached("source-transferred");
     pair.link(2, false); // b unreachable from a
-    let (s, body) = run.join().unwrap();
+    pair.a.release("source-transferred");
+    let (state, report) = finish(&pair, &id);
     pair.link(2, true);
-    assert_eq!(s, 502, "{body}");
-    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
-    // b may still hold its parked copy until its lease ends; it never serves.
+    assert_eq!(state, "rolled_back", "{report}");
+    assert_eq!(report["failed_phase"], "restore", "{report}");
+    // b may still hold its parked copy until the abort arrives; it never serves.
     let (_, b) = pair.whereabouts("app");
     assert!(
         b.as_deref() != Some("running"),
@@ -255,13 +286,12 @@ fn post_copy_migration_moves_state_and_tcp_connection() {
 
     // Whoever steers traffic hears of the commit at once, before the memory has all moved.
     let hook = OnCommitHook::start(&pair);
-    let (s, report) = migrate(
+    let (state, report) = migrate(
         &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": "post-copy",
-               "on_commit": hook.url.clone()}),
+        json!({"target": TARGET, "technique": "post-copy", "on_commit": hook.url.clone()}),
     );
     let returned = std::time::Instant::now();
-    assert_eq!(s, 200, "{report}");
+    assert_eq!(state, "completed", "{report}");
     eprintln!("post-copy migration report: {report}");
     let (heard_at, committed) = hook.wait();
     assert_eq!(committed["container"], "app", "{committed}");
@@ -301,14 +331,13 @@ fn post_copy_migration_moves_state_and_tcp_connection() {
 fn post_copy_failed_restore_is_rolled_back() {
     let pair = Pair::start();
     let (mut conn, before) = setup(&pair, 8);
-    let (s, body) = migrate(
+    let (state, report) = migrate(
         &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": "post-copy",
-                                          "fault": {"kind": "break_restore"}}),
+        json!({"target": TARGET, "technique": "post-copy", "fault": {"kind": "break_restore"}}),
     );
-    assert_eq!(s, 502, "{body}");
-    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
-    assert_eq!(body["report"]["failed_phase"], "restore", "{body}");
+    assert_eq!(state, "rolled_back", "{report}");
+    assert_eq!(report["outcome"], "rolled_back", "{report}");
+    assert_eq!(report["failed_phase"], "restore", "{report}");
     assert_still_on_a(&pair, &mut conn, &before, 2);
 }
 
@@ -326,7 +355,18 @@ impl OnCommitHook {
         let url = format!("http://{}/committed", listener.local_addr().unwrap());
         let thread = std::thread::spawn(move || {
             use std::io::{BufRead, Read, Write};
-            let (stream, _) = listener.accept().unwrap();
+            // Bounded: a callback that never comes fails the test instead of hanging it.
+            listener.set_nonblocking(true).unwrap();
+            let deadline = std::time::Instant::now() + ms(60_000);
+            let stream = loop {
+                match listener.accept() {
+                    Ok((s, _)) => break s,
+                    Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(ms(10)),
+                    Err(e) => panic!("no on_commit callback within 60 s: {e}"),
+                }
+            };
+            stream.set_nonblocking(false).unwrap();
+            stream.set_read_timeout(Some(ms(10_000))).unwrap();
             let at = std::time::Instant::now();
             let mut reader = std::io::BufReader::new(stream);
             let mut len = 0usize;
@@ -353,16 +393,6 @@ impl OnCommitHook {
     fn wait(self) -> (std::time::Instant, Value) {
         self.thread.join().expect("on_commit hook")
     }
-}
-
-/// Posts a migration on its own thread (so the test can break something meanwhile).
-fn migrate_in_background(pair: &Pair, body: Value) -> std::thread::JoinHandle<(u16, Value)> {
-    let a_http = pair.a.http.clone();
-    let url = format!("{}/containers/app/migrate", pair.a.api);
-    std::thread::spawn(move || {
-        let r = a_http.post(url).json(&body).send().unwrap();
-        (r.status().as_u16(), r.json::<Value>().unwrap())
-    })
 }
 
 fn ms(n: u64) -> std::time::Duration {
@@ -397,10 +427,10 @@ fn wait_b_clean(pair: &Pair) {
     }
 }
 
-/// Waits until the source's migration of `app` entered `phase`.
-fn wait_for_phase(pair: &Pair, phase: &str) {
+/// Waits until migration `id` on a entered `phase`.
+fn wait_for_phase(pair: &Pair, id: &str, phase: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while pair.a.get("/containers/app").1["outgoing"]["phase"] != phase {
+    while pair.a.migration(id).is_none_or(|v| v["phase"] != phase) {
         assert!(
             std::time::Instant::now() < deadline,
             "never reached {phase}"
@@ -413,20 +443,20 @@ fn wait_for_phase(pair: &Pair, phase: &str) {
 fn target_daemon_down_at_prepare_is_refused_before_freezing() {
     let mut pair = Pair::start();
     let (mut conn, before) = setup(&pair, 8);
-    let run = migrate_in_background(
-        &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": "cold",
-               "fault": {"kind": "pause_before", "phase": "prepare", "ms": 1500}}),
-    );
-    std::thread::sleep(ms(500));
+    pair.a.arm("source-preparing");
+    let id = pair
+        .a
+        .start_migration("app", json!({"target": TARGET, "technique": "cold"}))
+        .unwrap();
+    pair.a.wait_reached("source-preparing");
     pair.b.stop_daemon();
-    let (s, body) = run.join().unwrap();
-    assert_eq!(s, 502, "{body}");
-    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
-    assert_eq!(body["report"]["failed_phase"], "prepare", "{body}");
+    pair.a.release("source-preparing");
+    let (state, report) = finish(&pair, &id);
+    assert_eq!(state, "rolled_back", "{report}");
+    assert_eq!(report["failed_phase"], "prepare", "{report}");
     assert!(
-        body["report"]["timings"]["freeze_ms"].is_null(),
-        "the app was never frozen: {body}"
+        report["timings"]["freeze_ms"].is_null(),
+        "the app was never frozen: {report}"
     );
     pair.b.spawn_daemon();
     assert_still_on_a(&pair, &mut conn, &before, 2);
@@ -447,25 +477,24 @@ fn cut_link_during_dump_times_out_and_rolls_back() {
         .status()
         .unwrap();
     assert!(tc.success());
-    let run = migrate_in_background(
-        &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": "cold", "dump_timeout_s": 3}),
-    );
-    wait_for_phase(&pair, "dump");
+    let id = pair
+        .a
+        .start_migration(
+            "app",
+            json!({"target": TARGET, "technique": "cold", "dump_timeout_s": 3}),
+        )
+        .unwrap();
+    wait_for_phase(&pair, &id, "dump");
     std::thread::sleep(ms(1000));
     pair.link(2, false);
-    let (s, body) = run.join().unwrap();
+    let (state, report) = finish(&pair, &id);
     pair.link(2, true);
-    assert_eq!(s, 502, "{body}");
-    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
-    eprintln!("dump timed out: {body}");
-    assert_eq!(body["report"]["failed_phase"], "dump", "{body}");
+    assert_eq!(state, "rolled_back", "{report}");
+    eprintln!("dump timed out: {report}");
+    assert_eq!(report["failed_phase"], "dump", "{report}");
     assert!(
-        body["report"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("timed out"),
-        "{body}"
+        report["error"].as_str().unwrap().contains("timed out"),
+        "{report}"
     );
     assert_still_on_a(&pair, &mut conn, &before, 2);
     // The retried abort reaches b once the link is back: its parked copy and the page
@@ -477,23 +506,29 @@ fn cut_link_during_dump_times_out_and_rolls_back() {
 fn target_restarted_before_commit_is_rolled_back() {
     let mut pair = Pair::start();
     let (mut conn, before) = setup(&pair, 8);
-    let run = migrate_in_background(
-        &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": "cold",
-               "fault": {"kind": "pause_before", "phase": "commit", "ms": 3000}}),
-    );
+    pair.a.arm("source-restored");
+    let id = pair
+        .a
+        .start_migration("app", json!({"target": TARGET, "technique": "cold"}))
+        .unwrap();
     // The copy on b is restored (parked) when its daemon restarts: the new daemon removes
-    // the uncommitted copy, so the source's commit finds nothing there and rolls back.
-    wait_for_phase(&pair, "commit");
+    // the uncommitted copy and records `aborted`, so the source's commit is refused and the
+    // target's answer says to roll back.
+    pair.a.wait_reached("source-restored");
     assert_eq!(pair.whereabouts("app").1.as_deref(), Some("incoming"));
     pair.b.stop_daemon();
     pair.b.spawn_daemon();
-    let (s, body) = run.join().unwrap();
-    assert_eq!(s, 502, "{body}");
-    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
-    assert_eq!(body["report"]["failed_phase"], "commit", "{body}");
+    pair.a.release("source-restored");
+    let (state, report) = finish(&pair, &id);
+    assert_eq!(state, "rolled_back", "{report}");
+    assert_eq!(report["failed_phase"], "commit", "{report}");
     assert_still_on_a(&pair, &mut conn, &before, 2);
     assert_eq!(pair.whereabouts("app").1, None, "b removed its copy");
+    assert_eq!(
+        pair.b.migration(&id).unwrap()["state"],
+        "aborted",
+        "b remembers it aborted"
+    );
     wait_b_clean(&pair);
 }
 
@@ -501,21 +536,24 @@ fn target_restarted_before_commit_is_rolled_back() {
 fn cut_link_at_commit_settles_on_exactly_one_host() {
     let pair = Pair::start();
     let (mut conn, before) = setup(&pair, 8);
-    let run = migrate_in_background(
-        &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": "cold",
-               "fault": {"kind": "pause_before", "phase": "commit", "ms": 2000}}),
-    );
-    wait_for_phase(&pair, "commit");
+    pair.a.arm("source-committing");
+    let id = pair
+        .a
+        .start_migration("app", json!({"target": TARGET, "technique": "cold"}))
+        .unwrap();
+    pair.a.wait_reached("source-committing");
     // The commit cannot reach b; the source must neither resume nor give up while b's
     // parked copy may still take over. The link comes back before b's lease runs out.
     pair.link(2, false);
-    std::thread::sleep(ms(6000));
+    pair.a.release("source-committing");
+    std::thread::sleep(ms(4000));
+    let v = pair.a.migration(&id).unwrap();
+    assert_eq!(v["state"], "committing", "waits for the target's word: {v}");
+    assert_eq!(pair.whereabouts("app").0.as_deref(), Some("frozen"));
     pair.link(2, true);
-    let (s, report) = run.join().unwrap();
+    let (state, report) = finish(&pair, &id);
     eprintln!("settled after a lost commit: {report}");
-    assert_eq!(s, 200, "{report}");
-    assert_eq!(report["outcome"], "completed", "{report}");
+    assert_eq!(state, "completed", "{report}");
     // Exactly one host serves: b.
     assert_eq!(pair.whereabouts("app"), (None, Some("running".to_string())));
     pair.route(IP, 2);
@@ -542,12 +580,9 @@ fn moves_with_dirty_rate(technique: &str) {
     require_dirty_tracking(&pair);
     let (mut conn, before) = setup_writing(&pair);
 
-    let (s, report) = migrate(
-        &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": technique}),
-    );
+    let (state, report) = migrate(&pair, json!({"target": TARGET, "technique": technique}));
     eprintln!("{technique} migration report: {report}");
-    assert_eq!(s, 200, "{report}");
+    assert_eq!(state, "completed", "{report}");
     assert_eq!(report["technique"], technique);
     let rounds = report["pre_copy_rounds"]
         .as_array()
@@ -584,17 +619,20 @@ fn pre_copy_cut_link_during_rounds_is_rolled_back() {
     let pair = Pair::start();
     require_dirty_tracking(&pair);
     let (mut conn, before) = setup(&pair, 16);
-    let run = migrate_in_background(
-        &pair,
-        json!({"target": "http://10.99.2.2:7100", "technique": "pre-copy", "dump_timeout_s": 3,
-               "fault": {"kind": "pause_before", "phase": "pre_copy", "ms": 1500}}),
-    );
-    wait_for_phase(&pair, "pre_copy");
+    pair.a.arm("source-offered");
+    let id = pair
+        .a
+        .start_migration(
+            "app",
+            json!({"target": TARGET, "technique": "pre-copy", "dump_timeout_s": 3}),
+        )
+        .unwrap();
+    pair.a.wait_reached("source-offered");
     pair.link(2, false);
-    let (s, body) = run.join().unwrap();
+    pair.a.release("source-offered");
+    let (state, report) = finish(&pair, &id);
     pair.link(2, true);
-    assert_eq!(s, 502, "{body}");
-    assert_eq!(body["report"]["outcome"], "rolled_back", "{body}");
-    assert_eq!(body["report"]["failed_phase"], "pre_copy", "{body}");
+    assert_eq!(state, "rolled_back", "{report}");
+    assert_eq!(report["failed_phase"], "pre_copy", "{report}");
     assert_still_on_a(&pair, &mut conn, &before, 2);
 }

@@ -13,8 +13,10 @@
 //! | POST | /containers/{name}/start, /stop | lifecycle |
 //! | POST | /containers/{name}/checkpoint | CRIU dump (JSON `CheckpointRequest`) |
 //! | POST | /containers/{name}/restore | CRIU restore (JSON `RestoreRequest`) |
-//! | POST | /containers/{name}/migrate | live migration to another host (JSON `MigrateRequest`) |
-//! | * | /migrations/... | the target side of the migration channel (see `ferry_migration::protocol`) |
+//! | POST | /containers/{name}/migrate | starts a live migration (JSON `MigrateRequest`): 202 + `Location` |
+//! | GET | /migrations, /migrations/{id} | the migrations of this host, either way (`MigrationView`) |
+//! | POST | /migrations/{id}/settle | operator: settle a migration in doubt (`SettleRequest`) |
+//! | * | /channel/... | the target side of the migration channel (`ferry_wire::channel`) |
 
 use std::sync::Arc;
 
@@ -28,35 +30,24 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
-use std::net::IpAddr;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use ferry_migration::protocol::{MigrateRequest, Offer, Outcome, RoundRequest};
-use ferry_migration::target::Incoming;
+use ferry_migration::Engine;
 use ferry_runtime::{CheckpointRequest, ContainerRequest, RestoreRequest, Runtime};
+use ferry_wire::channel::{RestoreOrder, RoundRequest};
+use ferry_wire::migration::{MigrateRequest, MigrationId, MigrationView, SettleRequest};
+use ferry_wire::ProblemType;
 
 use crate::error::ApiError;
 use crate::API_BASE;
 
 type Rt = Arc<Runtime>;
 
-/// What every handler can reach: the runtime and this host's incoming migrations.
+/// What every handler can reach: the runtime and this host's migrations.
 #[derive(Clone)]
 pub struct AppState {
     pub rt: Rt,
-    pub incoming: Arc<Incoming>,
-    /// The API's address: the target's page server listens there too.
-    pub listen_ip: IpAddr,
-}
-
-impl AppState {
-    pub fn new(rt: Rt, listen_ip: IpAddr) -> AppState {
-        AppState {
-            rt,
-            incoming: Arc::new(Incoming::default()),
-            listen_ip,
-        }
-    }
+    pub engine: Arc<Engine>,
 }
 
 impl FromRef<AppState> for Rt {
@@ -81,13 +72,16 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{name}/checkpoint", post(checkpoint_container))
         .route("/containers/{name}/restore", post(restore_container))
         .route("/containers/{name}/migrate", post(migrate_container))
-        .route("/migrations", post(migration_offer))
-        .route("/migrations/{id}", get(migration_state))
-        .route("/migrations/{id}/rounds", post(migration_round))
-        .route("/migrations/{id}/images", put(migration_images))
-        .route("/migrations/{id}/restore", post(migration_restore))
-        .route("/migrations/{id}/commit", post(migration_commit))
-        .route("/migrations/{id}/abort", post(migration_abort))
+        .route("/migrations", get(list_migrations))
+        .route("/migrations/{id}", get(get_migration))
+        .route("/migrations/{id}/settle", post(settle_migration))
+        .route("/channel", post(channel_offer))
+        .route("/channel/{id}", get(channel_state))
+        .route("/channel/{id}/rounds", post(channel_round))
+        .route("/channel/{id}/images", put(channel_images))
+        .route("/channel/{id}/restore", post(channel_restore))
+        .route("/channel/{id}/commit", post(channel_commit))
+        .route("/channel/{id}/abort", post(channel_abort))
         .fallback(not_found)
         .with_state(state);
     Router::new().nest(API_BASE, api).fallback(not_found)
@@ -96,6 +90,7 @@ pub fn router(state: AppState) -> Router {
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
+        ProblemType::NotFound,
         "no such resource in the ferry host API (base /ferry/v1)",
     )
 }
@@ -107,6 +102,7 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
+            ProblemType::Internal,
             format!("worker failed: {e}"),
         )
     })?
@@ -128,7 +124,10 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(bytes: &[u8]) -> Resu
 }
 
 async fn health(State(rt): State<Rt>) -> impl IntoResponse {
-    Json(serde_json::json!({"status": "ok", "host": rt.config().name}))
+    Json(ferry_wire::container::Health {
+        status: "ok".into(),
+        host: rt.config().name.clone(),
+    })
 }
 
 async fn info(State(rt): State<Rt>) -> Result<impl IntoResponse, ApiError> {
@@ -142,6 +141,7 @@ async fn info(State(rt): State<Rt>) -> Result<impl IntoResponse, ApiError> {
             "bridge": cfg.bridge,
             "gateway": cfg.gateway.to_string(),
             "runtime": ferry_runtime::runc::Runc::version(&cfg.runc),
+            "protocol_version": ferry_wire::PROTOCOL_VERSION,
             "criu": {
                 "path": criu,
                 "version": ferry_runtime::criu::version(criu).map(|(a, b, c)| format!("{a}.{b}.{c}")),
@@ -183,6 +183,7 @@ async fn import_image(
             Err(ferry_runtime::image::ImageError::AlreadyExists(_)) if user.is_some() => {
                 Err(ApiError::new(
                     StatusCode::CONFLICT,
+                    ProblemType::AlreadyExists,
                     format!(
                         "image '{name}' is used by container '{}' and differs from this archive; \
                      delete the container or import under another name",
@@ -221,6 +222,7 @@ async fn delete_image(
         if let Some(c) = rt.list()?.into_iter().find(|c| c.request.image == name) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
+                ProblemType::WrongState,
                 format!("image '{name}' is used by container '{}'", c.name),
             ));
         }
@@ -294,47 +296,47 @@ async fn restore_container(
     blocking(move || Ok(Json(rt.restore(&name, req)?))).await
 }
 
+/// Starts the migration and answers at once: 202, `Location` of the operation resource.
 async fn migrate_container(
-    State(rt): State<Rt>,
+    State(app): State<AppState>,
     Path(name): Path<String>,
     body: Result<Json<MigrateRequest>, JsonRejection>,
-) -> Result<axum::response::Response, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let req = json_body(body)?;
-    let report = blocking(move || {
-        let source = rt.config().name.clone();
-        Ok(ferry_migration::source::migrate(&rt, &source, &name, req)?)
-    })
-    .await?;
-    if report.outcome == Outcome::Completed {
-        return Ok(Json(report).into_response());
-    }
-    // A failed migration is a ProblemDetails that carries the report as an extension member.
-    let status = StatusCode::BAD_GATEWAY;
-    let detail = format!(
-        "migration {} in phase {}: {}",
-        serde_json::to_value(report.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        report
-            .failed_phase
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        report.error.clone().unwrap_or_default()
-    );
-    let mut body = serde_json::to_value(mec_api::ProblemDetails::new(
-        status.as_u16(),
-        "Bad Gateway",
-        detail,
-    ))
-    .unwrap_or_default();
-    body["report"] = serde_json::to_value(&report).unwrap_or_default();
+    let view = blocking(move || Ok(app.engine.start(&name, req)?)).await?;
+    let location = format!("{API_BASE}/migrations/{}", view.id);
     Ok((
-        status,
-        [(header::CONTENT_TYPE, mec_api::problem::PROBLEM_JSON)],
-        Json(body),
-    )
-        .into_response())
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(MigrationView::Outgoing(view)),
+    ))
+}
+
+fn migration_id(raw: &str) -> Result<MigrationId, ApiError> {
+    raw.parse()
+        .map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, ProblemType::UnknownMigration, e))
+}
+
+async fn list_migrations(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    blocking(move || Ok(Json(app.engine.list()))).await
+}
+
+async fn get_migration(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = migration_id(&id)?;
+    blocking(move || Ok(Json(app.engine.view(&id)?))).await
+}
+
+async fn settle_migration(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<SettleRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = migration_id(&id)?;
+    let req = json_body(body)?;
+    blocking(move || Ok(Json(MigrationView::Outgoing(app.engine.settle(&id, req)?)))).await
 }
 
 /// The per-migration token from `Authorization: Bearer <token>`.
@@ -347,64 +349,59 @@ fn token(headers: &HeaderMap) -> Result<String, ApiError> {
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
+                ProblemType::Unauthorized,
                 "the migration channel needs Authorization: Bearer <token>",
             )
         })
 }
 
-async fn migration_offer(
+/// The channel's offers are small: the container request and a few fields.
+const MAX_OFFER_BYTES: usize = 64 << 10;
+
+async fn channel_offer(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<Offer>, JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = token(&headers)?;
-    let offer = json_body(body)?;
-    blocking(move || {
-        Ok((
-            StatusCode::CREATED,
-            Json(app.incoming.offer(&app.rt, &token, offer, app.listen_ip)?),
-        ))
-    })
-    .await
+    if body.len() > MAX_OFFER_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "an offer is at most {MAX_OFFER_BYTES} bytes"
+        )));
+    }
+    blocking(move || Ok((StatusCode::CREATED, Json(app.engine.offer(&token, &body)?)))).await
 }
 
-async fn migration_round(
+async fn channel_round(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<Json<RoundRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = token(&headers)?;
+    let id = migration_id(&id)?;
     let req = json_body(body)?;
-    blocking(move || {
-        Ok(Json(app.incoming.round(
-            &app.rt,
-            &id,
-            &token,
-            req,
-            app.listen_ip,
-        )?))
-    })
-    .await
+    blocking(move || Ok(Json(app.engine.round(&id, &token, req)?))).await
 }
 
-async fn migration_images(
+async fn channel_images(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = token(&headers)?;
+    let id = migration_id(&id)?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = SyncIoBridge::new(StreamReader::new(stream));
     blocking(move || {
-        app.incoming.receive_images(&app.rt, &id, &token, reader)?;
+        app.engine.receive_images(&id, &token, reader)?;
         Ok(StatusCode::NO_CONTENT)
     })
     .await
 }
 
-async fn migration_restore(
+async fn channel_restore(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
@@ -412,51 +409,38 @@ async fn migration_restore(
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = token(&headers)?;
-    let req = optional_json(&body)?;
+    let id = migration_id(&id)?;
+    let order: RestoreOrder = optional_json(&body)?;
     // Post-copy pages are pulled from the host that asked for the restore: the source.
-    blocking(move || {
-        Ok(Json(app.incoming.restore(
-            &app.rt,
-            &id,
-            &token,
-            req,
-            peer.ip(),
-        )?))
-    })
-    .await
+    blocking(move || Ok(Json(app.engine.restore(&id, &token, order, peer.ip())?))).await
 }
 
-async fn migration_commit(
+async fn channel_commit(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = token(&headers)?;
-    blocking(move || {
-        app.incoming.commit(&app.rt, &id, &token)?;
-        Ok(Json(app.incoming.state(&app.rt, &id, &token)?))
-    })
-    .await
+    let id = migration_id(&id)?;
+    blocking(move || Ok(Json(app.engine.commit(&id, &token)?))).await
 }
 
-async fn migration_abort(
+async fn channel_abort(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = token(&headers)?;
-    blocking(move || {
-        app.incoming.abort(&app.rt, &id, &token)?;
-        Ok(StatusCode::NO_CONTENT)
-    })
-    .await
+    let id = migration_id(&id)?;
+    blocking(move || Ok(Json(app.engine.abort(&id, &token)?))).await
 }
 
-async fn migration_state(
+async fn channel_state(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = token(&headers)?;
-    blocking(move || Ok(Json(app.incoming.state(&app.rt, &id, &token)?))).await
+    let id = migration_id(&id)?;
+    blocking(move || Ok(Json(app.engine.channel_state(&id, &token)?))).await
 }

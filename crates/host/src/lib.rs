@@ -10,37 +10,54 @@ pub mod error;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use api::{router, AppState};
+use ferry_migration::{Engine, EngineConfig};
 use ferry_runtime::Runtime;
 
 /// Base path of ferry's host API.
 pub const API_BASE: &str = "/ferry/v1";
 
+/// How long a stopping daemon waits for outgoing migrations before their commit decision.
+const DRAIN: Duration = Duration::from_secs(30);
+
 /// Serves the API on `listener` until `shutdown` completes (in-flight requests finish).
+/// Opens the migration engine first: what a previous daemon left is settled in the
+/// background from here on.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     runtime: Arc<Runtime>,
+    mut engine: EngineConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listen = listener.local_addr()?;
-    let state = AppState::new(runtime, listen.ip());
-    // Uncommitted incoming migrations whose deadline passed are removed here.
-    let reaper = {
-        let state = state.clone();
+    engine.listen_ip = listener.local_addr()?.ip();
+    let handle = tokio::runtime::Handle::current();
+    let rt = runtime.clone();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(rt, engine, handle))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)?;
+    let state = AppState {
+        rt: runtime,
+        engine: engine.clone(),
+    };
+    // Uncommitted incoming copies past their deadline go, old records are pruned.
+    let ticker = {
+        let engine = engine.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                let s = state.clone();
-                let _ = tokio::task::spawn_blocking(move || s.incoming.reap(&s.rt)).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let e = engine.clone();
+                let _ = tokio::task::spawn_blocking(move || e.tick()).await;
             }
         })
     };
-    let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
-    reaper.abort();
-    let _ = tokio::task::spawn_blocking(move || state.incoming.shutdown(&state.rt)).await;
+    ticker.abort();
+    let _ = tokio::task::spawn_blocking(move || engine.shutdown(DRAIN)).await;
     result
 }

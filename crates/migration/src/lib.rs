@@ -1,45 +1,227 @@
-//! Live migration of a container from one ferry host to another.
+//! Live migration of a container from one ferry host to another, as a transaction with a
+//! persisted state machine on each side (the rule and the diagrams: `ferry_wire::migration`).
 //!
+//! - [`Engine`]: one host's migrations, both ways: starts outgoing ones (each driven by its
+//!   own thread), answers the channel for incoming ones, recovers both after a restart,
+//!   expires uncommitted copies and prunes old records.
+//! - [`source`]: the source's side, the relocation path top-down.
+//! - [`target`]: the target's side (incoming copies, page servers, the lease).
+//! - [`journal`]: the durable records of both sides.
 //! - [`technique`]: cold / post-copy / pre-copy / hybrid / auto, and what this kernel allows.
-//! - [`protocol`]: the messages of the host-to-host migration channel and the report.
 //! - [`stream`]: the image + writable-layer stream with its manifest (sizes, sha256).
-//! - [`source`]: the source host's side, the relocation path top-down.
-//! - [`target`]: the target host's side (incoming migrations, page server, lease).
-//!
-//! The channel is HTTP between the two `ferry host` APIs, each call carrying the migration's
-//! token; memory pages go through CRIU's page server straight to the target.
+//! - [`hooks`]: named points where tests hold a migration to inject a fault.
 
-pub mod protocol;
+pub mod hooks;
+pub mod journal;
 pub mod source;
 pub mod stream;
 pub mod target;
 pub mod technique;
 
-pub use protocol::{Fault, MigrateRequest, MigrationReport};
-pub use technique::Technique;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-/// Errors of a migration, each naming the phase it happened in.
+use ferry_host_client::HostError;
+use ferry_runtime::{Runtime, RuntimeError};
+use ferry_wire::migration::{MigrationId, MigrationView};
+
+pub use ferry_wire::migration::{MigrateRequest, MigrationReport, Technique};
+
+/// Errors of a migration request or a channel call; each maps to one ProblemDetails type.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
     /// The request cannot be served (bad technique for this kernel, bad target URL, ...).
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
-    Runtime(#[from] ferry_runtime::RuntimeError),
-    /// A phase failed; the migration was rolled back (the app runs on the source).
-    #[error("migration failed in phase {phase}: {detail}")]
-    Phase {
-        phase: protocol::Phase,
-        detail: String,
-    },
-    /// Authentication or protocol violation on the target side.
+    Runtime(#[from] RuntimeError),
+    /// Missing or wrong token on the channel.
     #[error("{0}")]
     Unauthorized(String),
-    #[error("no migration '{0}'")]
-    UnknownMigration(String),
-    /// The stream does not match its manifest (sizes or checksums).
+    #[error("no migration '{0}' on this host")]
+    UnknownMigration(MigrationId),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The migration's state does not allow this call.
+    #[error("migration {id} is {state}: cannot {action}")]
+    WrongState {
+        id: MigrationId,
+        state: String,
+        action: &'static str,
+    },
+    #[error("this host speaks migration protocol version {ours}, the peer {theirs}: upgrade one of them")]
+    ProtocolVersion { ours: u32, theirs: u32 },
+    /// The stream or the pages do not match what the source announced.
     #[error("integrity check failed: {0}")]
     Integrity(String),
+    /// The peer host answered with an error, or did not answer.
+    #[error(transparent)]
+    Peer(#[from] HostError),
+    /// The journal could not be written or read: nothing may go on without it.
+    #[error("migration journal: {0}")]
+    Journal(String),
     #[error("{0}")]
     Io(String),
+}
+
+/// What an [`Engine`] is told at start.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This host's name (in offers and reports).
+    pub host: String,
+    /// The API's address: the target's page servers listen there too.
+    pub listen_ip: IpAddr,
+    /// The lease this host asks of targets for a restored, uncommitted copy.
+    pub lease: Duration,
+    /// Final records are kept this long, so a peer asking late still gets the answer.
+    pub retention: Duration,
+    /// Test hooks (`ferry host --test-hooks DIR`); also what allows fault injection.
+    pub hooks: hooks::Hooks,
+}
+
+impl EngineConfig {
+    pub fn new(host: &str, listen_ip: IpAddr) -> EngineConfig {
+        EngineConfig {
+            host: host.to_string(),
+            listen_ip,
+            lease: ferry_wire::channel::DEFAULT_LEASE,
+            retention: Duration::from_secs(24 * 3600),
+            hooks: hooks::Hooks::default(),
+        }
+    }
+}
+
+/// One host's migrations, outgoing and incoming.
+pub struct Engine {
+    rt: Arc<Runtime>,
+    cfg: EngineConfig,
+    journal: journal::Journal,
+    /// Outgoing migrations this daemon drives (or drove): their live records.
+    outgoing: Mutex<HashMap<MigrationId, source::Shared>>,
+    incoming: target::Incoming,
+    /// One HTTP client (one connection pool) for every peer.
+    http: reqwest::Client,
+    /// The daemon's async runtime: the blocking host clients of the drivers run on it.
+    handle: tokio::runtime::Handle,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A secret from the OS's random source: an error, never a weak value, when it fails.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], MigrationError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b)
+        .map_err(|e| MigrationError::Io(format!("the OS random source failed: {e}")))?;
+    Ok(b)
+}
+
+/// A channel token: 32 random bytes in hex.
+pub fn random_token() -> Result<String, MigrationError> {
+    Ok(hex::encode(random_bytes::<32>()?))
+}
+
+/// A fresh migration id.
+pub fn random_id() -> Result<MigrationId, MigrationError> {
+    Ok(MigrationId::from_random(random_bytes::<8>()?))
+}
+
+impl Engine {
+    /// Opens the journal, finishes or rolls back what a previous daemon left (in the
+    /// background: settling may need the peers) and returns the engine. `handle` is the
+    /// daemon's (multi-threaded) tokio runtime.
+    pub fn open(
+        rt: Arc<Runtime>,
+        cfg: EngineConfig,
+        handle: tokio::runtime::Handle,
+    ) -> Result<Arc<Engine>, MigrationError> {
+        let journal = journal::Journal::open(&rt.config().state_dir)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| MigrationError::Io(e.to_string()))?;
+        let engine = Arc::new(Engine {
+            rt,
+            cfg,
+            journal,
+            outgoing: Mutex::new(HashMap::new()),
+            incoming: target::Incoming::default(),
+            http,
+            handle,
+        });
+        engine.recover_incoming();
+        source::recover(&engine);
+        Ok(engine)
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// `GET /ferry/v1/migrations/{id}`.
+    pub fn view(&self, id: &MigrationId) -> Result<MigrationView, MigrationError> {
+        if let Some(v) = self.outgoing_view(id)? {
+            return Ok(MigrationView::Outgoing(v));
+        }
+        if let Some(v) = self.incoming_view(id)? {
+            return Ok(MigrationView::Incoming(v));
+        }
+        Err(MigrationError::UnknownMigration(id.clone()))
+    }
+
+    /// `GET /ferry/v1/migrations`: every record this host keeps, newest first.
+    pub fn list(&self) -> Vec<MigrationView> {
+        let mut out: Vec<(u64, MigrationView)> = self
+            .journal
+            .all_outgoing()
+            .into_iter()
+            .map(|r| (r.created_at_ms, MigrationView::Outgoing(source::view(&r))))
+            .chain(self.journal.all_incoming().into_iter().map(|r| {
+                (
+                    r.created_at_ms,
+                    MigrationView::Incoming(target::view(&r, None)),
+                )
+            }))
+            .collect();
+        out.sort_by_key(|e| std::cmp::Reverse(e.0));
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Periodic work (call every second or so): expire uncommitted incoming copies, retry
+    /// what a failed step left (an unpark, a teardown), prune old final records.
+    pub fn tick(&self) {
+        self.reap_incoming();
+        self.prune();
+    }
+
+    fn prune(&self) {
+        let cutoff = journal::now_ms().saturating_sub(self.cfg.retention.as_millis() as u64);
+        for r in self.journal.all_outgoing() {
+            if r.state.is_final() && r.updated_at_ms < cutoff {
+                lock(&self.outgoing).remove(&r.id);
+                self.journal.remove_outgoing(&r.id);
+            }
+        }
+        for r in self.journal.all_incoming() {
+            if r.state.is_final() && r.updated_at_ms < cutoff {
+                self.incoming.forget(&r.id);
+                self.journal.remove_incoming(&r.id);
+            }
+        }
+    }
+
+    /// The daemon stops: every uncommitted incoming copy goes (with its CRIU helpers; the
+    /// source sees the migration fail and rolls back). Outgoing migrations before their
+    /// commit decision are given `drain` to end; the rest is settled by the next start.
+    pub fn shutdown(&self, drain: Duration) {
+        self.shutdown_incoming();
+        source::drain(self, drain);
+    }
 }

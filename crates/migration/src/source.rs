@@ -1,36 +1,45 @@
-//! The source host's side of a migration, top-down:
+//! The source host's side of a migration, top-down ([`Run::forward`]):
 //!
 //! ```text
-//! prepare   offer the container to the target (it prepares a parked copy and a page server)
-//! pre-copy  (pre-copy, hybrid) rounds of pre-dumps while the app runs, each sending the
-//!           pages dirtied since the round before to a page server on the target
-//! freeze    park the app's network, freeze its processes          <- downtime starts
+//! prepare   record `preparing`; offer the container (the target records it, prepares a
+//!           parked copy and, for cold, a page server)
+//! pre-copy  (pre-copy, hybrid) `pre_copying`: rounds of pre-dumps while the app runs, each
+//!           sending the pages dirtied since the round before to a page server on the target
+//! freeze    record `frozen`, then park the app's network and freeze it  <- downtime starts
 //! dump      CRIU dump, memory pages straight to the target's page server (post-copy and
 //!           hybrid: none, they are pulled later); the original stays frozen
 //! transfer  stream the other images and the writable layer, with sizes and sha256
 //! restore   the target checks everything and restores, still parked
-//! commit    point of no return: the target unparks and serves     <- downtime ends
-//! cleanup   the frozen original and its namespace are removed here
+//! commit    record `committing`, send the commit; the target records `committed` and
+//!           serves                                                   <- downtime ends
+//! lazy      (post-copy, hybrid) the target pulls the remaining pages from here
+//! cleanup   the frozen original is removed; `completed`
 //! ```
-//! Any failure before the commit rolls back: the target drops its copy, the original thaws
-//! and serves again with its state as it was. A commit whose answer is lost is settled by
-//! asking the target; if it cannot be reached, the outcome is `unknown` and the frozen
-//! original is kept, never resumed on a guess (two copies must never serve at once).
+//! Before `committing`, any failure rolls back: the original thaws (checked: runc must say
+//! it runs), then the target is told to drop its copy. From `committing` on the target's
+//! durable answer decides ([`Run::resolve_commit`]); the rule is in `ferry_wire::migration`.
+//! Each migration is driven by its own thread, which alone changes its record; an
+//! operator's settle is a decision that thread carries out.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_runtime::{criu, Runtime, RuntimeError};
-
-use crate::protocol::{
-    Fault, MigrateRequest, MigrationReport, Offer, OfferReply, Outcome, Phase, PreCopyRound,
-    RestoreReply, RestoreRequest, RoundReply, RoundRequest, TargetPhase, TargetState, Timings,
-    AUTH_HEADER,
+use ferry_host_client::{HostClient, HostError};
+use ferry_runtime::{criu, RuntimeError};
+use ferry_wire::channel::{
+    Committed, Offer, RestoreOrder, RoundReply, RoundRequest, PREPARE_TIMEOUT, PROTOCOL_VERSION,
 };
-use crate::stream;
-use crate::target::LEASE;
-use crate::technique::{self, Technique};
-use crate::MigrationError;
+use ferry_wire::migration::{
+    Fault, IncomingState, MigrateRequest, MigrationId, MigrationReport, Outcome, OutgoingState,
+    OutgoingView, Phase, PreCopyRound, SettleRequest, Side, Technique, Timings,
+};
+use ferry_wire::ProblemType;
+
+use crate::hooks::Point;
+use crate::journal::{now_ms, OutgoingRecord};
+use crate::technique;
+use crate::{lock, random_id, random_token, stream, Engine, MigrationError};
 
 /// Techniques this build carries out end to end.
 pub const IMPLEMENTED: &[Technique] = &[
@@ -40,9 +49,6 @@ pub const IMPLEMENTED: &[Technique] = &[
     Technique::Hybrid,
 ];
 
-/// Deadline of a control message on the migration channel (offer, commit, abort, state).
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Pre-copy stops after this many rounds...
 const MAX_ROUNDS: u32 = 8;
 /// ...or once a round sent at most this much (the final dump's share is then small)...
@@ -51,623 +57,1089 @@ const ROUND_DONE_BYTES: u64 = 2 << 20;
 /// as the link moves it, so more rounds would not cut the downtime.
 const MIN_SHRINK: f64 = 0.2;
 
+/// A commit nobody confirmed is in doubt once the target's lease plus this margin passed:
+/// by then an uncommitted copy there has expired, so only an answer can tell which way it
+/// went.
+const IN_DOUBT_MARGIN: Duration = Duration::from_secs(5);
+/// How often an unsettled commit or a failed thaw is tried again.
+const RETRY: Duration = Duration::from_millis(500);
+const SLOW_RETRY: Duration = Duration::from_secs(5);
+
 /// How long a dump may take by default: 30 s plus 1 s per MiB of state, i.e. a link below
 /// about 8 Mbit/s, or one that stopped carrying pages, makes the migration roll back.
 pub fn default_dump_timeout(state_bytes: u64) -> Duration {
     Duration::from_secs(30 + state_bytes / (1 << 20))
 }
 
-/// The migration channel to the target host (blocking HTTP; runs on a blocking thread).
-#[derive(Clone)]
-pub struct TargetClient {
-    base: String,
-    host: String,
-    token: String,
-    http: reqwest::blocking::Client,
+/// The live record of an outgoing migration, and the operator's pending decision.
+pub(crate) type Shared = Arc<Mutex<Live>>;
+
+pub(crate) struct Live {
+    rec: OutgoingRecord,
+    /// An operator's settle, waiting for the migration's thread to carry it out.
+    decision: Option<SettleRequest>,
 }
 
-impl TargetClient {
-    pub fn new(target: &str, token: &str) -> Result<TargetClient, MigrationError> {
-        let url = reqwest::Url::parse(target)
-            .map_err(|e| MigrationError::Refused(format!("target '{target}' is not a URL: {e}")))?;
-        if url.scheme() != "http" {
-            return Err(MigrationError::Refused(format!(
-                "target '{target}': only http:// is supported so far"
+/// A step that failed before the commit decision.
+struct Failure {
+    phase: Phase,
+    detail: String,
+}
+
+fn fail<E: std::fmt::Display>(phase: Phase) -> impl Fn(E) -> Failure {
+    move |e| Failure {
+        phase,
+        detail: e.to_string(),
+    }
+}
+
+/// What an operator should do in a state that needs one.
+fn advice(r: &OutgoingRecord) -> Option<String> {
+    let target = &r.target;
+    match r.state {
+        OutgoingState::InDoubt => Some(format!(
+            "the commit was sent but {target} cannot confirm it; the app is frozen here and \
+             settles by itself once {target} answers. If {target} is gone for good (or fenced), \
+             settle to the source with force; if it runs the app, settle to the target"
+        )),
+        OutgoingState::RollbackFailed => Some(
+            "the app could not be thawed on the source: it is down, its state frozen and intact. \
+             Fix what the error names (cgroup freezer, runc) and settle to the source to retry"
+                .to_string(),
+        ),
+        OutgoingState::Lost => Some(format!(
+            "the app on {target} misses memory pages (the source's page server died after the \
+             commit): restart it there from a checkpoint or redeploy it"
+        )),
+        _ => None,
+    }
+}
+
+/// The operation resource's view of a record.
+pub(crate) fn view(r: &OutgoingRecord) -> OutgoingView {
+    let report = (r.state.is_final() || r.state.outcome().is_some())
+        .then(|| Box::new(r.report.clone()));
+    OutgoingView {
+        id: r.id.clone(),
+        container: r.container.clone(),
+        target: r.target.clone(),
+        requested: r.request.technique,
+        technique: r.technique,
+        state: r.state,
+        phase: r.phase,
+        error: r.report.error.clone(),
+        advice: advice(r),
+        updated_at_ms: r.updated_at_ms,
+        report,
+    }
+}
+
+impl Engine {
+    /// `POST /ferry/v1/containers/{name}/migrate`: checks the request, records the migration
+    /// (`preparing`), marks the container and starts the migration's thread. Errors before
+    /// any side effect (unknown container, refused technique, already migrating) leave
+    /// nothing behind.
+    pub fn start(
+        self: &Arc<Self>,
+        name: &str,
+        req: MigrateRequest,
+    ) -> Result<OutgoingView, MigrationError> {
+        if req.fault.is_some() && !self.cfg.hooks.enabled() {
+            return Err(MigrationError::Refused(
+                "fault injection is off on this host (it is for tests: ferry host --test-hooks DIR)"
+                    .into(),
+            ));
+        }
+        self.rt.get(name)?; // unknown container: 404 before anything else
+        let features = criu::features(&self.rt.config().criu);
+        let inputs = technique::Inputs {
+            state_bytes: self.rt.memory_bytes(name).unwrap_or(0),
+            link_bit_s: req.link_bit_s,
+            dirty_bytes_s: req.dirty_bytes_s,
+        };
+        let technique = technique::choose(req.technique, &features, inputs, IMPLEMENTED)
+            .map_err(MigrationError::Refused)?;
+        let client = HostClient::with_http(&req.target, self.http.clone())
+            .map_err(|e| MigrationError::Refused(e.to_string()))?;
+        if let Some(url) = &req.on_commit {
+            let ok = reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return Err(MigrationError::Refused(format!(
+                    "on_commit '{url}' is not an http(s) URL"
+                )));
+            }
+        }
+        let id = match &req.id {
+            Some(id) => id.clone(),
+            None => random_id()?,
+        };
+        if lock(&self.outgoing).contains_key(&id) || self.journal.get_outgoing(&id)?.is_some() {
+            return Err(MigrationError::AlreadyExists(format!(
+                "migration '{id}' exists already"
             )));
         }
-        let host = url
-            .host_str()
-            .ok_or_else(|| MigrationError::Refused(format!("target '{target}' has no host")))?
-            .to_string();
-        let http = reqwest::blocking::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(300))
-            .build()
-            .map_err(|e| MigrationError::Io(e.to_string()))?;
-        Ok(TargetClient {
-            base: format!("{}/ferry/v1/migrations", target.trim_end_matches('/')),
-            host,
-            token: token.to_string(),
-            http,
+        let now = now_ms();
+        let rec = OutgoingRecord {
+            id: id.clone(),
+            container: name.to_string(),
+            target: client.base().to_string(),
+            token: random_token()?,
+            technique,
+            state: OutgoingState::Preparing,
+            phase: Phase::Prepare,
+            lease_ms: self.cfg.lease.as_millis() as u64,
+            created_at_ms: now,
+            updated_at_ms: now,
+            committing_since_ms: None,
+            report: MigrationReport {
+                id: id.clone(),
+                container: name.to_string(),
+                source: self.cfg.host.clone(),
+                target: client.base().to_string(),
+                requested: req.technique,
+                technique,
+                outcome: Outcome::RolledBack,
+                timings: Timings::default(),
+                stream_bytes: 0,
+                pages_bytes: 0,
+                bytes_on_wire: 0,
+                dump: None,
+                pre_copy_rounds: Vec::new(),
+                remote_page_faults: None,
+                failed_phase: None,
+                error: None,
+            },
+            request: MigrateRequest {
+                technique: req.technique,
+                ..req
+            },
+        };
+        // Recorded first: a crash from here on leaves a record the next start settles.
+        self.journal.put_outgoing(&rec)?;
+        if let Err(e) = self.rt.begin_outgoing(name, &id) {
+            self.journal.remove_outgoing(&id);
+            return Err(e.into());
+        }
+        let v = view(&rec);
+        let shared = Arc::new(Mutex::new(Live {
+            rec,
+            decision: None,
+        }));
+        lock(&self.outgoing).insert(id.clone(), shared.clone());
+        tracing::info!(container = %name, migration = %id, target = %v.target, %technique, "migration starts");
+        spawn(self.clone(), shared, false);
+        Ok(v)
+    }
+
+    pub(crate) fn outgoing_view(
+        &self,
+        id: &MigrationId,
+    ) -> Result<Option<OutgoingView>, MigrationError> {
+        if let Some(s) = lock(&self.outgoing).get(id) {
+            return Ok(Some(view(&lock(s).rec)));
+        }
+        Ok(self.journal.get_outgoing(id)?.as_ref().map(view))
+    }
+
+    /// `POST /ferry/v1/migrations/{id}/settle` (operator). Checks the decision against the
+    /// target's answer, hands it to the migration's thread and waits (bounded) until that
+    /// carried it out.
+    pub fn settle(
+        &self,
+        id: &MigrationId,
+        req: SettleRequest,
+    ) -> Result<OutgoingView, MigrationError> {
+        let shared = lock(&self.outgoing)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| MigrationError::UnknownMigration(id.clone()))?;
+        let (state, target, token) = {
+            let l = lock(&shared);
+            (l.rec.state, l.rec.target.clone(), l.rec.token.clone())
+        };
+        let settleable = matches!(
+            state,
+            OutgoingState::Committing | OutgoingState::InDoubt | OutgoingState::RollbackFailed
+        );
+        if !settleable {
+            return Err(MigrationError::WrongState {
+                id: id.clone(),
+                state: state.to_string(),
+                action: "be settled by an operator (it settles by itself)",
+            });
+        }
+        if state != OutgoingState::RollbackFailed {
+            let client = HostClient::with_http(&target, self.http.clone())?;
+            let said = self.handle.block_on(client.channel_state(id, &token));
+            match (&req.to, said.as_ref().map(|s| s.state)) {
+                (Side::Target, Ok(IncomingState::Aborted)) => {
+                    return Err(MigrationError::WrongState {
+                        id: id.clone(),
+                        state: "aborted on the target".into(),
+                        action: "be settled to the target; settle it to the source",
+                    })
+                }
+                (Side::Source, Ok(IncomingState::Committed)) => {
+                    return Err(MigrationError::WrongState {
+                        id: id.clone(),
+                        state: "committed on the target (it serves the app)".into(),
+                        action: "be settled to the source; settle it to the target",
+                    })
+                }
+                (Side::Source, Err(e)) if e.no_answer() && !req.force => {
+                    return Err(MigrationError::Refused(format!(
+                        "the target cannot be asked ({e}); settle to the source only with force, \
+                         and only if the target is gone for good"
+                    )))
+                }
+                (Side::Target, Err(e)) => {
+                    return Err(MigrationError::Refused(format!(
+                        "the target must answer to be settled to: {e}"
+                    )))
+                }
+                _ => {}
+            }
+        } else if req.to == Side::Target {
+            return Err(MigrationError::WrongState {
+                id: id.clone(),
+                state: state.to_string(),
+                action: "be settled to the target (the target dropped its copy)",
+            });
+        }
+        tracing::warn!(migration = %id, to = ?req.to, force = req.force, "operator settles the migration");
+        lock(&shared).decision = Some(req);
+        let deadline = Instant::now() + ferry_wire::channel::CONTROL_TIMEOUT * 2;
+        while lock(&shared).decision.is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let v = view(&lock(&shared).rec);
+        Ok(v)
+    }
+}
+
+/// Starts the thread that drives `shared` to its end (`recovering`: after a restart).
+fn spawn(engine: Arc<Engine>, shared: Shared, recovering: bool) {
+    let id = lock(&shared).rec.id.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("migration {id}"))
+        .spawn(move || {
+            let mut run = match Run::new(engine, shared) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot drive the migration: its record names a bad target; an operator must look");
+                    return;
+                }
+            };
+            if recovering {
+                run.recover();
+            } else {
+                run.drive();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(migration = %id, error = %e, "cannot start the migration's thread; the next start settles it");
+    }
+}
+
+/// At start: every outgoing migration a previous daemon left unfinished gets its thread
+/// again; a container marked by a migration without a record is released.
+pub(crate) fn recover(engine: &Arc<Engine>) {
+    let records = engine.journal.all_outgoing();
+    for rec in records.iter().filter(|r| !r.state.is_final()) {
+        tracing::warn!(migration = %rec.id, container = %rec.container, state = %rec.state,
+            "outgoing migration interrupted by a restart: settling it");
+        let shared = Arc::new(Mutex::new(Live {
+            rec: rec.clone(),
+            decision: None,
+        }));
+        lock(&engine.outgoing).insert(rec.id.clone(), shared.clone());
+        spawn(engine.clone(), shared, true);
+    }
+    for c in engine.rt.list().unwrap_or_default() {
+        let Some(id) = c.migration.clone() else {
+            continue;
+        };
+        if c.status == ferry_runtime::Status::Incoming {
+            continue;
+        }
+        let open = records.iter().any(|r| r.id == id && !r.state.is_final());
+        if !open {
+            tracing::warn!(container = %c.name, migration = %id, "container held by a migration without an open record: released");
+            if let Err(e) = engine.rt.rollback_outgoing(&c.name, &id) {
+                tracing::error!(container = %c.name, error = %e, "cannot release the container");
+            }
+        }
+    }
+}
+
+/// Waits until no outgoing migration is before its commit decision (or `timeout`).
+pub(crate) fn drain(engine: &Engine, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let busy = lock(&engine.outgoing)
+            .values()
+            .filter(|s| lock(s).rec.state.before_commit())
+            .count();
+        if busy == 0 || Instant::now() > deadline {
+            if busy > 0 {
+                tracing::warn!(
+                    busy,
+                    "stopping with migrations in flight; the next start rolls them back"
+                );
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How the target's durable record settled an unconfirmed commit.
+enum Settled {
+    Committed,
+    Aborted,
+    /// An operator forced it to the source without the target's word.
+    Forced,
+}
+
+/// One migration's thread.
+struct Run {
+    engine: Arc<Engine>,
+    shared: Shared,
+    id: MigrationId,
+    name: String,
+    technique: Technique,
+    client: HostClient,
+    token: String,
+    /// The post-copy dump serving pages (this daemon's child).
+    lazy_dump: Option<std::process::Child>,
+}
+
+impl Run {
+    fn new(engine: Arc<Engine>, shared: Shared) -> Result<Run, MigrationError> {
+        let (id, name, technique, target, token) = {
+            let l = lock(&shared);
+            (
+                l.rec.id.clone(),
+                l.rec.container.clone(),
+                l.rec.technique,
+                l.rec.target.clone(),
+                l.rec.token.clone(),
+            )
+        };
+        let client = HostClient::with_http(&target, engine.http.clone())?;
+        Ok(Run {
+            engine,
+            shared,
+            id,
+            name,
+            technique,
+            client,
+            token,
+            lazy_dump: None,
         })
     }
 
-    fn auth(&self, r: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
-        r.header(AUTH_HEADER, format!("Bearer {}", self.token))
+    /// Runs an async call of the target's client to its end on this (plain) thread.
+    fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.engine.handle.block_on(f)
     }
 
-    /// A control message: small, answered at once by a healthy target. A short deadline
-    /// means a vanished target is noticed in seconds (TCP alone would wait for minutes).
-    fn control(&self, r: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
-        self.auth(r).timeout(CONTROL_TIMEOUT)
+    fn state(&self) -> OutgoingState {
+        lock(&self.shared).rec.state
     }
 
-    fn check(
-        r: reqwest::Result<reqwest::blocking::Response>,
-    ) -> Result<reqwest::blocking::Response, String> {
-        let r = r.map_err(|e| format!("target unreachable: {e}"))?;
-        if r.status().is_success() {
-            return Ok(r);
+    /// Changes the record (not its state) and writes it down.
+    fn edit(&self, f: impl FnOnce(&mut OutgoingRecord)) {
+        let mut l = lock(&self.shared);
+        f(&mut l.rec);
+        l.rec.updated_at_ms = now_ms();
+        if let Err(e) = self.engine.journal.put_outgoing(&l.rec) {
+            tracing::error!(migration = %self.id, "{e}");
         }
-        let status = r.status();
-        let body: serde_json::Value = r.json().unwrap_or_default();
-        Err(format!(
-            "target answered {status}: {}",
-            body["detail"].as_str().unwrap_or("")
-        ))
     }
 
-    pub fn offer(&self, offer: &Offer) -> Result<OfferReply, String> {
-        Self::check(self.control(self.http.post(&self.base)).json(offer).send())?
-            .json()
-            .map_err(|e| e.to_string())
+    fn phase(&self, phase: Phase) {
+        self.edit(|r| r.phase = phase);
     }
 
-    /// Streams images and writable layer; returns the bytes sent.
-    pub fn send_images(
+    /// Moves to `next`: checked against the diagram and written down before the caller goes
+    /// on (a state that cannot be recorded is not entered).
+    fn set(&self, next: OutgoingState) -> Result<(), MigrationError> {
+        let mut l = lock(&self.shared);
+        let before = l.rec.state;
+        if !before.can_become(next) {
+            return Err(MigrationError::WrongState {
+                id: self.id.clone(),
+                state: before.to_string(),
+                action: "make that transition",
+            });
+        }
+        l.rec.state = next;
+        l.rec.updated_at_ms = now_ms();
+        if next == OutgoingState::Committing {
+            l.rec.committing_since_ms = Some(l.rec.updated_at_ms);
+        }
+        if let Some(o) = next.outcome() {
+            l.rec.report.outcome = o;
+            l.rec.report.bytes_on_wire = l.rec.report.stream_bytes + l.rec.report.pages_bytes;
+            l.rec.report.timings.total_ms = l.rec.updated_at_ms.saturating_sub(l.rec.created_at_ms);
+        }
+        if let Err(e) = self.engine.journal.put_outgoing(&l.rec) {
+            l.rec.state = before;
+            return Err(e);
+        }
+        tracing::info!(migration = %self.id, container = %self.name, from = %before, to = %next, "outgoing migration");
+        Ok(())
+    }
+
+    fn hook(&self, p: Point) {
+        self.engine.cfg.hooks.at(p, &self.id);
+    }
+
+    fn rt(&self) -> &ferry_runtime::Runtime {
+        &self.engine.rt
+    }
+
+    fn image_dir(&self) -> PathBuf {
+        self.rt()
+            .migrations_dir()
+            .join(self.id.as_str())
+            .join("images")
+    }
+
+    /// A fresh migration from its start to its end.
+    fn drive(&mut self) {
+        match self.forward() {
+            Ok(()) => {}
+            Err(f) => self.rollback(f),
+        }
+        self.end();
+    }
+
+    /// A migration a previous daemon left in its recorded state.
+    fn recover(&mut self) {
+        match self.state() {
+            s if s.before_commit() => {
+                let phase = lock(&self.shared).rec.phase;
+                self.rollback(Failure {
+                    phase,
+                    detail: "the source host's daemon stopped during the migration".into(),
+                })
+            }
+            OutgoingState::Committing | OutgoingState::InDoubt => self.settle_then_finish(),
+            OutgoingState::Committed => self.after_commit(),
+            OutgoingState::RollbackFailed => self.retry_thaw(),
+            _ => {}
+        }
+        self.end();
+    }
+
+    /// Final: the images of this migration are not needed here any more.
+    fn end(&self) {
+        if self.state().is_final() {
+            let _ = std::fs::remove_dir_all(self.rt().migrations_dir().join(self.id.as_str()));
+            tracing::info!(migration = %self.id, container = %self.name, state = %self.state(), "migration ended");
+        }
+    }
+
+    /// prepare -> (pre-copy) -> freeze -> dump -> transfer -> restore -> commit -> lazy ->
+    /// cleanup. An error is a failure before the commit decision; from the decision on,
+    /// this function settles and finishes itself.
+    fn forward(&mut self) -> Result<(), Failure> {
+        let (request, lease_ms, fault) = {
+            let l = lock(&self.shared);
+            (
+                self.rt().get(&self.name).map(|c| c.request),
+                l.rec.lease_ms,
+                l.rec.request.fault.clone(),
+            )
+        };
+        let request = request.map_err(fail(Phase::Prepare))?;
+        let dump_timeout = lock(&self.shared)
+            .rec
+            .request
+            .dump_timeout_s
+            .map(Duration::from_secs)
+            .unwrap_or_else(|| {
+                default_dump_timeout(self.rt().memory_bytes(&self.name).unwrap_or(0))
+            });
+
+        // Prepare ---- offer ----> the target records it and holds a parked copy.
+        self.hook(Point::SourcePreparing);
+        let t = Instant::now();
+        let offer = Offer {
+            protocol_version: PROTOCOL_VERSION,
+            id: self.id.clone(),
+            source: self.engine.cfg.host.clone(),
+            container: request,
+            technique: self.technique,
+            lease_ms,
+        };
+        let reply = self
+            .block(self.client.offer(&self.token, &offer))
+            .map_err(fail(Phase::Prepare))?;
+        self.edit(|r| {
+            r.lease_ms = reply.lease_ms;
+            r.report.timings.prepare_ms = Some(t.elapsed().as_millis() as u64);
+        });
+        let host = self.client.host();
+        let mut page_server = reply.page_server_port.map(|p| format!("{host}:{p}"));
+        if self.technique == Technique::Cold && page_server.is_none() {
+            return Err(fail(Phase::Prepare)("the target offered no page server"));
+        }
+        self.hook(Point::SourceOffered);
+
+        // Pre-copy rounds while the app runs; the final dump then holds only the last
+        // dirty pages.
+        let mut parent = None;
+        if self.technique.has_rounds() {
+            self.set(OutgoingState::PreCopying)
+                .map_err(fail(Phase::PreCopy))?;
+            self.phase(Phase::PreCopy);
+            let t = Instant::now();
+            let (last, rounds) = self.pre_copy(dump_timeout).map_err(fail(Phase::PreCopy))?;
+            page_server = last.page_server_port.map(|p| format!("{host}:{p}"));
+            if self.technique == Technique::PreCopy && page_server.is_none() {
+                return Err(fail(Phase::PreCopy)(
+                    "the target offered no page server for the final dump",
+                ));
+            }
+            parent = Some(format!("../rounds/{}", rounds - 1));
+            self.edit(|r| r.report.timings.pre_copy_ms = Some(t.elapsed().as_millis() as u64));
+        }
+
+        // Freeze: recorded first; from here the app does not answer.
+        self.set(OutgoingState::Frozen)
+            .map_err(fail(Phase::Freeze))?;
+        self.phase(Phase::Freeze);
+        let frozen_at = Instant::now();
+        self.rt()
+            .freeze_outgoing(&self.name, &self.id)
+            .map_err(fail(Phase::Freeze))?;
+        self.edit(|r| r.report.timings.freeze_ms = Some(frozen_at.elapsed().as_millis() as u64));
+        self.hook(Point::SourceFrozen);
+
+        // Dump. Cold and pre-copy: every (remaining) page goes to the target's page server
+        // as CRIU reads it. Post-copy and hybrid: everything but the memory; pages stay
+        // here, served on demand.
+        self.phase(Phase::Dump);
+        let t = Instant::now();
+        let image_dir = self.image_dir();
+        let mut lazy_port = None;
+        let mut final_pages_bytes = 0;
+        if self.technique.is_lazy() {
+            let port = free_port().map_err(fail(Phase::Dump))?;
+            let child = self
+                .rt()
+                .dump_outgoing_lazy(
+                    &self.name,
+                    &self.id,
+                    &image_dir,
+                    &format!("0.0.0.0:{port}"),
+                    parent.as_deref(),
+                )
+                .map_err(fail(Phase::Dump))?;
+            self.lazy_dump = Some(child);
+            lazy_port = Some(port);
+        } else {
+            let stats = self
+                .rt()
+                .dump_outgoing(
+                    &self.name,
+                    &self.id,
+                    &image_dir,
+                    page_server.as_deref(),
+                    parent.as_deref(),
+                    dump_timeout,
+                )
+                .map_err(fail(Phase::Dump))?;
+            final_pages_bytes = stats.pages_written * 4096;
+            self.edit(|r| {
+                r.report.pages_bytes += final_pages_bytes;
+                r.report.dump = Some(stats);
+            });
+        }
+        self.edit(|r| r.report.timings.dump_ms = Some(t.elapsed().as_millis() as u64));
+        if fault == Some(Fault::BreakRestore) {
+            break_core_image(&image_dir).map_err(fail(Phase::Dump))?;
+        }
+        self.hook(Point::SourceDumped);
+
+        // Transfer: the other images and the writable layer, checked on arrival.
+        self.phase(Phase::Transfer);
+        let t = Instant::now();
+        let upper = self.rt().upper_dir(&self.name);
+        let manifest = stream::build_manifest(&image_dir, &upper, final_pages_bytes)
+            .map_err(fail(Phase::Transfer))?;
+        let sent = self
+            .send_images(
+                manifest,
+                image_dir,
+                upper,
+                fault == Some(Fault::CorruptImage),
+            )
+            .map_err(fail(Phase::Transfer))?;
+        self.edit(|r| {
+            r.report.stream_bytes = sent;
+            r.report.timings.transfer_ms = Some(t.elapsed().as_millis() as u64);
+        });
+        self.hook(Point::SourceTransferred);
+
+        // Restore on the target, still unreachable there.
+        self.phase(Phase::Restore);
+        let restored = self
+            .block(self.client.restore_incoming(
+                &self.id,
+                &self.token,
+                &RestoreOrder {
+                    lazy_page_server_port: lazy_port,
+                },
+            ))
+            .map_err(fail(Phase::Restore))?;
+        self.edit(|r| r.report.timings.restore_ms = Some(restored.restore_ms));
+        self.hook(Point::SourceRestored);
+
+        // Commit ---- point of no return ----> recorded first, then sent.
+        self.phase(Phase::Commit);
+        let t = Instant::now();
+        self.set(OutgoingState::Committing)
+            .map_err(fail(Phase::Commit))?;
+        self.hook(Point::SourceCommitting);
+        match self.block(self.client.commit(&self.id, &self.token)) {
+            Ok(s) if s.state == IncomingState::Committed => {
+                self.edit(|r| {
+                    r.report.timings.commit_ms = Some(t.elapsed().as_millis() as u64);
+                    r.report.timings.frozen_ms = Some(frozen_at.elapsed().as_millis() as u64);
+                });
+                self.committed();
+            }
+            answer => {
+                let why = match answer {
+                    Ok(s) => format!("the target answered the commit with state {}", s.state),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(migration = %self.id, "commit not confirmed ({why}); asking the target");
+                self.edit(|r| r.report.error = Some(format!("commit not confirmed: {why}")));
+                self.settle_then_finish();
+                return Ok(());
+            }
+        }
+        self.after_commit();
+        Ok(())
+    }
+
+    /// Pre-copy rounds: pre-dumps of the running app, each to a fresh page server on the
+    /// target, until the dirty set is small or stops shrinking; then announces the final
+    /// dump and returns the target's answer to that and the number of rounds. Rounds land in
+    /// `rounds/N` next to the images dir, here and on the target alike.
+    fn pre_copy(&self, dump_timeout: Duration) -> Result<(RoundReply, u32), MigrationError> {
+        let rounds = self
+            .rt()
+            .migrations_dir()
+            .join(self.id.as_str())
+            .join("rounds");
+        let host = self.client.host();
+        let mut previous_bytes = None;
+        let mut round = 0u32;
+        loop {
+            let reply = self.block(self.client.round(
+                &self.id,
+                &self.token,
+                &RoundRequest {
+                    round,
+                    last: false,
+                    previous_pages_bytes: previous_bytes,
+                },
+            ))?;
+            if round > 0 && self.technique == Technique::Hybrid {
+                write_index(&rounds.join((round - 1).to_string()), &reply.previous_index)?;
+            }
+            let port = reply.page_server_port.ok_or_else(|| {
+                MigrationError::Refused("the target offered no page server for a round".into())
+            })?;
+            let dir = rounds.join(round.to_string());
+            let parent = (round > 0).then(|| format!("../{}", round - 1));
+            let t = Instant::now();
+            let stats = self.rt().predump_outgoing(
+                &self.name,
+                &self.id,
+                &dir,
+                parent.as_deref(),
+                &format!("{host}:{port}"),
+                dump_timeout,
+            )?;
+            let bytes = stats.pages_written * 4096;
+            self.edit(|r| {
+                r.report.pages_bytes += bytes;
+                r.report.pre_copy_rounds.push(PreCopyRound {
+                    round,
+                    pages: stats.pages_written,
+                    ms: t.elapsed().as_millis() as u64,
+                });
+            });
+            tracing::info!(container = %self.name, migration = %self.id, round, pages = stats.pages_written, "pre-copy round");
+            let shrank_enough =
+                previous_bytes.is_none_or(|p: u64| (bytes as f64) <= (1.0 - MIN_SHRINK) * p as f64);
+            previous_bytes = Some(bytes);
+            round += 1;
+            if bytes <= ROUND_DONE_BYTES || !shrank_enough || round >= MAX_ROUNDS {
+                break;
+            }
+        }
+        let last = self.block(self.client.round(
+            &self.id,
+            &self.token,
+            &RoundRequest {
+                round,
+                last: true,
+                previous_pages_bytes: previous_bytes,
+            },
+        ))?;
+        if self.technique == Technique::Hybrid {
+            write_index(&rounds.join((round - 1).to_string()), &last.previous_index)?;
+        }
+        Ok((last, round))
+    }
+
+    /// Streams the images and writable layer: the tar is produced while it is sent, so
+    /// nothing is written twice here. Returns the bytes sent.
+    fn send_images(
         &self,
-        id: &str,
         manifest: stream::Manifest,
         images: PathBuf,
         upper: PathBuf,
         corrupt: bool,
-    ) -> Result<u64, String> {
-        let (reader, writer) = std::io::pipe().map_err(|e| e.to_string())?;
-        // The tar is produced while it is sent: nothing is written twice on the source.
+    ) -> Result<u64, MigrationError> {
+        let total: u64 = manifest.entries.values().map(|e| e.size).sum();
+        // A stream slower than 1 MB/s (plus a minute) means a link that stopped.
+        let deadline = Duration::from_secs(60 + total / 1_000_000);
+        let (mut writer, body) = ferry_host_client::body_writer();
         let producer = std::thread::spawn(move || {
-            stream::write_stream(&manifest, &images, &upper, writer, corrupt)
+            let written = stream::write_stream(&manifest, &images, &upper, &mut writer, corrupt);
+            match &written {
+                Ok(_) => drop(writer),
+                Err(e) => writer.fail(std::io::Error::new(e.kind(), e.to_string())),
+            }
+            written
         });
-        let sent = Self::check(
-            self.auth(self.http.put(format!("{}/{id}/images", self.base)))
-                .body(reqwest::blocking::Body::new(reader))
-                .send(),
+        let sent = self.block(
+            self.client
+                .send_images(&self.id, &self.token, body, deadline),
         );
         let bytes = producer
             .join()
-            .map_err(|_| "stream producer panicked".to_string())?;
+            .map_err(|_| MigrationError::Io("the stream's producer panicked".into()))?;
         sent?;
-        bytes.map_err(|e| format!("stream: {e}"))
+        bytes.map_err(|e| MigrationError::Io(format!("stream: {e}")))
     }
 
-    pub fn round(&self, id: &str, req: &RoundRequest) -> Result<RoundReply, String> {
-        Self::check(
-            self.auth(self.http.post(format!("{}/{id}/rounds", self.base)))
-                .json(req)
-                .send(),
-        )?
-        .json()
-        .map_err(|e| e.to_string())
-    }
-
-    pub fn restore(&self, id: &str, req: &RestoreRequest) -> Result<RestoreReply, String> {
-        Self::check(
-            self.auth(self.http.post(format!("{}/{id}/restore", self.base)))
-                .json(req)
-                .send(),
-        )?
-        .json()
-        .map_err(|e| e.to_string())
-    }
-
-    pub fn commit(&self, id: &str) -> Result<(), String> {
-        Self::check(
-            self.control(self.http.post(format!("{}/{id}/commit", self.base)))
-                .send(),
-        )
-        .map(|_| ())
-    }
-
-    pub fn abort(&self, id: &str) -> Result<(), String> {
-        Self::check(
-            self.control(self.http.post(format!("{}/{id}/abort", self.base)))
-                .send(),
-        )
-        .map(|_| ())
-    }
-
-    pub fn state(&self, id: &str) -> Result<TargetState, String> {
-        Self::check(
-            self.control(self.http.get(format!("{}/{id}", self.base)))
-                .send(),
-        )?
-        .json()
-        .map_err(|e| e.to_string())
-    }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut buf);
-    }
-    hex::encode(buf)
-}
-
-/// A phase that failed, and whether the commit had been sent (then rollback is not safe).
-struct Failure {
-    phase: Phase,
-    detail: String,
-    commit_sent: bool,
-}
-
-fn fail(phase: Phase) -> impl Fn(String) -> Failure {
-    move |detail| Failure {
-        phase,
-        detail,
-        commit_sent: false,
-    }
-}
-
-/// Migrates container `name` to `req.target`. On error before any side effect (unknown
-/// container, refused technique, already migrating) nothing changes; after that the report
-/// says how it ended.
-pub fn migrate(
-    rt: &Runtime,
-    source_name: &str,
-    name: &str,
-    req: MigrateRequest,
-) -> Result<MigrationReport, MigrationError> {
-    let started = Instant::now();
-    let features = criu::features(&rt.config().criu);
-    let inputs = technique::Inputs {
-        state_bytes: rt.memory_bytes(name).unwrap_or(0),
-        link_bit_s: req.link_bit_s,
-        dirty_bytes_s: req.dirty_bytes_s,
-    };
-    let technique = technique::choose(req.technique, &features, inputs, IMPLEMENTED)
-        .map_err(MigrationError::Refused)?;
-    let dump_timeout = req
-        .dump_timeout_s
-        .map(Duration::from_secs)
-        .unwrap_or_else(|| default_dump_timeout(inputs.state_bytes));
-    let token = req
-        .token
-        .clone()
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| random_hex(32));
-    let client = TargetClient::new(&req.target, &token)?;
-    if let Some(url) = &req.on_commit {
-        let ok = reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-        if !ok {
-            return Err(MigrationError::Refused(format!(
-                "on_commit '{url}' is not an http(s) URL"
-            )));
+    /// The target committed (it said so): recorded, and whoever steers traffic is told.
+    fn committed(&self) {
+        if let Err(e) = self.set(OutgoingState::Committed) {
+            // The target serves whatever this record says: go on, and say so loudly.
+            tracing::error!(migration = %self.id, error = %e, "the commit could not be recorded here");
+        }
+        self.hook(Point::SourceCommitted);
+        let (url, target) = {
+            let l = lock(&self.shared);
+            (l.rec.request.on_commit.clone(), l.rec.target.clone())
+        };
+        if let Some(url) = url {
+            let body = Committed {
+                migration: self.id.clone(),
+                container: self.name.clone(),
+                target,
+            };
+            let http = self.engine.http.clone();
+            let handle = self.engine.handle.clone();
+            std::thread::spawn(move || notify_committed(&handle, &http, &url, &body));
         }
     }
-    let id = format!("m-{}", random_hex(8));
-    let container = rt.begin_outgoing(name, &id, &req.target)?;
-    tracing::info!(container = %name, migration = %id, target = %req.target, %technique, "migration starts");
 
-    let image_dir = rt.migrations_dir().join(&id).join("images");
-    let mut report = MigrationReport {
-        id: id.clone(),
-        container: name.to_string(),
-        source: source_name.to_string(),
-        target: req.target.clone(),
-        requested: req.technique,
-        technique,
-        outcome: Outcome::Completed,
-        timings: Timings::default(),
-        stream_bytes: 0,
-        pages_bytes: 0,
-        bytes_on_wire: 0,
-        dump: None,
-        pre_copy_rounds: Vec::new(),
-        remote_page_faults: None,
-        failed_phase: None,
-        error: None,
-        image_dir: None,
-    };
-    let mut lazy_dump = None;
-    let plan = Plan {
-        request: &container.request,
-        id: &id,
-        technique,
-        image_dir: &image_dir,
-        fault: req.fault.as_ref(),
-        dump_timeout,
-        on_commit: req.on_commit.as_deref(),
-    };
-    let result = run(rt, &client, &plan, &mut report, &mut lazy_dump);
-    if let Err(f) = result {
-        if !f.commit_sent {
-            // A post-copy dump still serving pages: stop it, and CRIU lets the original go.
-            if let Some(child) = lazy_dump.take() {
-                stop_lazy_dump(child);
+    /// Settles a commit that was sent but not confirmed, then finishes or rolls back.
+    fn settle_then_finish(&mut self) {
+        match self.resolve_commit() {
+            Settled::Committed => self.after_commit(),
+            Settled::Aborted => self.rollback(Failure {
+                phase: Phase::Commit,
+                detail: "the target dropped its copy before the commit reached it".into(),
+            }),
+            Settled::Forced => self.rollback(Failure {
+                phase: Phase::Commit,
+                detail: "settled to the source by an operator without the target's word".into(),
+            }),
+        }
+    }
+
+    /// Asks the target until its durable record says which way the commit went (the rule:
+    /// `ferry_wire::migration`). Past the lease and a margin the migration is `in_doubt`
+    /// and keeps asking, more slowly. An operator's decision is carried out here.
+    fn resolve_commit(&mut self) -> Settled {
+        let since = lock(&self.shared)
+            .rec
+            .committing_since_ms
+            .unwrap_or_else(now_ms);
+        let lease = Duration::from_millis(lock(&self.shared).rec.lease_ms);
+        let doubt_at = since + (lease + IN_DOUBT_MARGIN).as_millis() as u64;
+        loop {
+            let decision = lock(&self.shared).decision.take();
+            let said = self.block(self.client.channel_state(&self.id, &self.token));
+            let answer = said.as_ref().map(|s| s.state);
+            match (answer, &decision) {
+                (Ok(IncomingState::Committed), _) => {
+                    self.committed();
+                    return Settled::Committed;
+                }
+                (Ok(IncomingState::Aborted), _) => return Settled::Aborted,
+                (Ok(IncomingState::Restored), d)
+                    if d.as_ref().is_none_or(|d| d.to == Side::Target) =>
+                {
+                    // Restored but not committed there: the decision stands, commit again.
+                    if let Ok(s) = self.block(self.client.commit(&self.id, &self.token)) {
+                        if s.state == IncomingState::Committed {
+                            self.committed();
+                            return Settled::Committed;
+                        }
+                    }
+                }
+                (Ok(_), _) => {
+                    // Not restored (impossible after our restore unless its record was
+                    // replaced), or an operator settles to the source: drop it there.
+                    if let Ok(s) = self.block(self.client.abort(&self.id, &self.token)) {
+                        if s.state == IncomingState::Aborted {
+                            return Settled::Aborted;
+                        }
+                    }
+                }
+                (Err(_), Some(d)) if d.to == Side::Source && d.force => {
+                    tracing::error!(migration = %self.id, "OPERATOR FORCED the migration back to the source without the target's word");
+                    return Settled::Forced;
+                }
+                (Err(e), _) if e.kind() == Some(ProblemType::UnknownMigration) => {
+                    // The target has no record of a migration it restored: its journal was
+                    // lost. Only an operator can say whether a copy runs there.
+                    self.doubt(&format!(
+                        "{} has no record of this migration (its state was lost?)",
+                        self.client.base()
+                    ));
+                }
+                (Err(e), _) => {
+                    if now_ms() > doubt_at {
+                        self.doubt(&e.to_string());
+                    }
+                }
+            }
+            let wait = if self.state() == OutgoingState::InDoubt {
+                SLOW_RETRY
+            } else {
+                RETRY
+            };
+            // A decision arriving meanwhile is acted on at once.
+            let until = Instant::now() + wait;
+            while Instant::now() < until && lock(&self.shared).decision.is_none() {
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
-        report.failed_phase = Some(f.phase);
-        report.error = Some(f.detail.clone());
-        tracing::error!(container = %name, migration = %id, phase = %f.phase, error = %f.detail, "migration failed");
-        if f.commit_sent {
-            report.outcome = settle_lost_commit(rt, &client, name, &id)?;
-            if report.outcome == Outcome::Completed && report.timings.commit_ms.is_none() {
-                notify_committed(req.on_commit.as_deref(), &id, name, &req.target);
+    }
+
+    fn doubt(&self, why: &str) {
+        if self.state() == OutgoingState::Committing {
+            self.edit(|r| r.report.error = Some(format!("commit in doubt: {why}")));
+            if self.set(OutgoingState::InDoubt).is_ok() {
+                tracing::error!(migration = %self.id, container = %self.name, why,
+                    "UNRESOLVED WITHOUT THE TARGET: the commit was sent but cannot be confirmed; \
+                     the app stays frozen here and is never resumed on a guess");
             }
-        } else {
-            // The target's copy (if any) is parked and serves only once committed, which
-            // never happens now: thaw ours first, so the app does not wait on a target that
-            // may be gone, then tell the target to drop its copy.
-            rt.rollback_outgoing(name)?;
-            report.outcome = Outcome::RolledBack;
-            abort_target(client.clone(), id.clone());
         }
     }
-    if report.outcome != Outcome::Unknown {
-        let _ = std::fs::remove_dir_all(rt.migrations_dir().join(&id));
-    } else {
-        report.image_dir = Some(image_dir);
-    }
-    report.bytes_on_wire = report.stream_bytes + report.pages_bytes;
-    report.timings.total_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(container = %name, migration = %id, outcome = ?report.outcome, total_ms = report.timings.total_ms, "migration ended");
-    Ok(report)
-}
 
-fn ms_since(t: Instant) -> Option<u64> {
-    Some(t.elapsed().as_millis() as u64)
-}
-
-/// Entering a phase: record it (for progress) and apply an injected pause.
-fn enter(rt: &Runtime, name: &str, fault: Option<&Fault>, phase: Phase) {
-    let _ = rt.outgoing_phase(name, &phase.to_string());
-    pause_if(fault, phase);
-}
-
-fn pause_if(fault: Option<&Fault>, phase: Phase) {
-    if let Some(Fault::PauseBefore { phase: p, ms }) = fault {
-        if *p == phase {
-            tracing::warn!(%phase, ms, "fault injection: pausing");
-            std::thread::sleep(Duration::from_millis(*ms));
-        }
-    }
-}
-
-/// What one migration does, decided before it starts.
-struct Plan<'a> {
-    request: &'a ferry_runtime::ContainerRequest,
-    id: &'a str,
-    technique: Technique,
-    /// Where this host's dump writes its images (pre-copy rounds go next to it).
-    image_dir: &'a Path,
-    fault: Option<&'a Fault>,
-    dump_timeout: Duration,
-    /// Told the moment the target serves.
-    on_commit: Option<&'a str>,
-}
-
-fn run(
-    rt: &Runtime,
-    client: &TargetClient,
-    plan: &Plan,
-    report: &mut MigrationReport,
-    lazy_dump: &mut Option<std::process::Child>,
-) -> Result<(), Failure> {
-    let Plan {
-        request,
-        id,
-        technique,
-        image_dir,
-        fault,
-        dump_timeout,
-        on_commit,
-    } = *plan;
-    let name = request.name.as_str();
-
-    // Prepare ---- offer ----> target holds a parked copy and a page server.
-    enter(rt, name, fault, Phase::Prepare);
-    let t = Instant::now();
-    let offer = Offer {
-        id: id.to_string(),
-        container: request.clone(),
-        technique,
-    };
-    let reply = client.offer(&offer).map_err(fail(Phase::Prepare))?;
-    report.timings.prepare_ms = ms_since(t);
-    let lazy = matches!(technique, Technique::PostCopy | Technique::Hybrid);
-    let mut target_page_server = reply
-        .page_server_port
-        .map(|port| format!("{}:{port}", client.host));
-    if technique == Technique::Cold && target_page_server.is_none() {
-        return Err(fail(Phase::Prepare)(
-            "the target offered no page server".to_string(),
-        ));
-    }
-
-    // Pre-copy rounds while the app runs; the final dump then holds only the last dirty pages.
-    let mut parent = None;
-    if matches!(technique, Technique::PreCopy | Technique::Hybrid) {
-        enter(rt, name, fault, Phase::PreCopy);
+    /// After the commit: post-copy's remaining pages, then the cleanup (`completed`), or
+    /// `lost` when the pages could not all be served.
+    fn after_commit(&mut self) {
+        let lazy = self.technique.is_lazy();
         let t = Instant::now();
-        let last = pre_copy(rt, client, plan, report).map_err(fail(Phase::PreCopy))?;
-        target_page_server = last
-            .page_server_port
-            .map(|p| format!("{}:{p}", client.host));
-        if technique == Technique::PreCopy && target_page_server.is_none() {
-            return Err(fail(Phase::PreCopy)(
-                "the target offered no page server for the final dump".to_string(),
-            ));
-        }
-        parent = Some(format!("../rounds/{}", report.pre_copy_rounds.len() - 1));
-        report.timings.pre_copy_ms = ms_since(t);
-    }
-
-    // Freeze: from here the app does not answer.
-    enter(rt, name, fault, Phase::Freeze);
-    let frozen_at = Instant::now();
-    rt.freeze_outgoing(name)
-        .map_err(|e| fail(Phase::Freeze)(e.to_string()))?;
-    report.timings.freeze_ms = ms_since(frozen_at);
-
-    // Dump. Cold and pre-copy: every (remaining) page goes to the target's page server as
-    // CRIU reads it. Post-copy and hybrid: everything but the memory; pages stay here,
-    // served on demand.
-    enter(rt, name, fault, Phase::Dump);
-    let t = Instant::now();
-    let mut lazy_port = None;
-    let mut final_pages_bytes = 0;
-    if lazy {
-        let port = free_port().map_err(fail(Phase::Dump))?;
-        let child = rt
-            .dump_outgoing_lazy(
-                name,
-                image_dir,
-                &format!("0.0.0.0:{port}"),
-                parent.as_deref(),
-            )
-            .map_err(|e| fail(Phase::Dump)(e.to_string()))?;
-        *lazy_dump = Some(child);
-        lazy_port = Some(port);
-    } else {
-        let stats = rt
-            .dump_outgoing(
-                name,
-                image_dir,
-                target_page_server.as_deref(),
-                parent.as_deref(),
-                dump_timeout,
-            )
-            .map_err(|e| fail(Phase::Dump)(e.to_string()))?;
-        final_pages_bytes = stats.pages_written * 4096;
-        report.pages_bytes += final_pages_bytes;
-        report.dump = Some(stats);
-    }
-    report.timings.dump_ms = ms_since(t);
-    if fault == Some(&Fault::BreakRestore) {
-        break_core_image(image_dir).map_err(fail(Phase::Dump))?;
-    }
-
-    // Transfer: the other images and the writable layer, checked on arrival.
-    enter(rt, name, fault, Phase::Transfer);
-    let t = Instant::now();
-    let manifest = stream::build_manifest(image_dir, &rt.upper_dir(name), final_pages_bytes)
-        .map_err(|e| fail(Phase::Transfer)(e.to_string()))?;
-    report.stream_bytes = client
-        .send_images(
-            id,
-            manifest,
-            image_dir.to_path_buf(),
-            rt.upper_dir(name),
-            fault == Some(&Fault::CorruptImage),
-        )
-        .map_err(fail(Phase::Transfer))?;
-    report.timings.transfer_ms = ms_since(t);
-
-    // Restore on the target, still unreachable there.
-    enter(rt, name, fault, Phase::Restore);
-    let t = Instant::now();
-    let restored = client
-        .restore(
-            id,
-            &RestoreRequest {
-                lazy_page_server_port: lazy_port,
-            },
-        )
-        .map_err(fail(Phase::Restore))?;
-    report.timings.restore_ms = Some(restored.restore_ms);
-    let _ = t;
-
-    // Commit ---- point of no return ----> the target serves.
-    enter(rt, name, fault, Phase::Commit);
-    let t = Instant::now();
-    rt.commit_outgoing(name)
-        .map_err(|e| fail(Phase::Commit)(e.to_string()))?;
-    client.commit(id).map_err(|detail| Failure {
-        phase: Phase::Commit,
-        detail,
-        commit_sent: true,
-    })?;
-    report.timings.commit_ms = ms_since(t);
-    report.timings.frozen_ms = ms_since(frozen_at);
-    notify_committed(on_commit, id, name, &report.target);
-
-    // Post-copy: the app serves on the target while its memory still arrives from here.
-    if let Some(child) = lazy_dump.take() {
-        let _ = rt.outgoing_phase(name, "lazy");
-        let t = Instant::now();
-        let ok = wait_lazy_dump(child);
-        report.timings.lazy_completion_ms = ms_since(t);
-        // CRIU's dump statistics do not cover lazy pages: the target counts what arrived.
-        if let Some(l) = lazy_stats(client, id) {
-            report.remote_page_faults = Some(l.remote_page_faults);
-            report.pages_bytes += l.transferred_pages * 4096;
-        }
-        if !ok {
-            return Err(Failure {
-                phase: Phase::Cleanup,
-                detail: "post-copy: the source's page server failed before every page reached the target; \
-                         the app on the target may miss memory (unrecoverable)"
-                    .to_string(),
-                commit_sent: true,
+        if lazy {
+            self.phase(Phase::Lazy);
+            let served_all = match self.lazy_dump.take() {
+                Some(mut child) => Some(child.wait().map(|s| s.success()).unwrap_or(false)),
+                None => {
+                    // A previous daemon's dump, still serving: wait until it is done.
+                    while !self.rt().outgoing_helpers(&self.id).is_empty() {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    None
+                }
+            };
+            self.edit(|r| {
+                r.report.timings.lazy_completion_ms = Some(t.elapsed().as_millis() as u64)
             });
+            // CRIU's dump statistics do not cover lazy pages: the target counts what arrived.
+            let target_says = self.lazy_outcome(served_all.is_none());
+            if let Some(l) = &target_says {
+                self.edit(|r| {
+                    r.report.remote_page_faults = Some(l.remote_page_faults);
+                    r.report.pages_bytes += l.transferred_pages * 4096;
+                });
+            }
+            let ok = match (served_all, &target_says) {
+                (_, Some(l)) if l.done => l.ok && served_all != Some(false),
+                (Some(ok), _) => ok,
+                (None, _) => false,
+            };
+            if !ok {
+                self.edit(|r| {
+                    r.report.failed_phase = Some(Phase::Lazy);
+                    r.report.error = Some(
+                        "post-copy: the source's page server ended before every page reached the \
+                         target; the app there misses memory (unrecoverable)"
+                            .into(),
+                    );
+                });
+                tracing::error!(migration = %self.id, container = %self.name,
+                    "POST-COPY LOST MEMORY after the commit: the app on the target misses pages");
+                self.cleanup();
+                let _ = self.set(OutgoingState::Lost);
+                return;
+            }
+        }
+        self.cleanup();
+        if let Err(e) = self.set(OutgoingState::Completed) {
+            tracing::error!(migration = %self.id, error = %e, "cannot record the completion");
         }
     }
 
-    // Cleanup: nothing of the app stays on the source.
-    let t = Instant::now();
-    if let Err(e) = rt.finish_outgoing(name) {
-        tracing::error!(container = %name, error = %e, "source cleanup incomplete after a completed migration");
-    }
-    report.timings.cleanup_ms = ms_since(t);
-    Ok(())
-}
-
-/// Pre-copy rounds: pre-dumps of the running app, each to a fresh page server on the
-/// target, until the dirty set is small or stops shrinking; then announces the final dump
-/// and returns the target's answer to that (its page server, for pre-copy). Rounds land in
-/// `rounds/N` next to `image_dir`, here and on the target alike.
-fn pre_copy(
-    rt: &Runtime,
-    client: &TargetClient,
-    plan: &Plan,
-    report: &mut MigrationReport,
-) -> Result<RoundReply, String> {
-    let (id, technique) = (plan.id, plan.technique);
-    let name = plan.request.name.as_str();
-    let rounds = plan
-        .image_dir
-        .parent()
-        .ok_or("image dir has no parent")?
-        .join("rounds");
-    let mut previous_bytes = None;
-    let mut round = 0u32;
-    loop {
-        let reply = client.round(
-            id,
-            &RoundRequest {
-                round,
-                last: false,
-                previous_pages_bytes: previous_bytes,
-            },
-        )?;
-        if round > 0 && technique == Technique::Hybrid {
-            write_index(&rounds.join((round - 1).to_string()), &reply.previous_index)?;
+    /// The target's post-copy outcome, asked until it is done (bounded; longer after a
+    /// restart, when only the target can tell).
+    fn lazy_outcome(&self, patient: bool) -> Option<ferry_wire::channel::LazyState> {
+        let deadline = Instant::now()
+            + if patient {
+                Duration::from_secs(300)
+            } else {
+                Duration::from_secs(10)
+            };
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Ok(s) = self.block(self.client.channel_state(&self.id, &self.token)) {
+                if let Some(l) = s.lazy {
+                    if l.done {
+                        return Some(l);
+                    }
+                    last = Some(l);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        let port = reply
-            .page_server_port
-            .ok_or("the target offered no page server for a round")?;
-        let dir = rounds.join(round.to_string());
-        let parent = (round > 0).then(|| format!("../{}", round - 1));
+        last
+    }
+
+    /// Nothing of the app stays here: tried until it works (a busy mount clears).
+    fn cleanup(&self) {
+        self.phase(Phase::Cleanup);
         let t = Instant::now();
-        let stats = rt
-            .predump_outgoing(
-                name,
-                &dir,
-                parent.as_deref(),
-                &format!("{}:{port}", client.host),
-                plan.dump_timeout,
-            )
-            .map_err(|e| e.to_string())?;
-        let bytes = stats.pages_written * 4096;
-        report.pages_bytes += bytes;
-        report.pre_copy_rounds.push(PreCopyRound {
-            round,
-            pages: stats.pages_written,
-            ms: t.elapsed().as_millis() as u64,
+        loop {
+            match self.rt().finish_outgoing(&self.name, &self.id) {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(migration = %self.id, container = %self.name, error = %e,
+                        "source cleanup incomplete after the commit; retrying");
+                    self.edit(|r| r.report.error = Some(format!("source cleanup: {e}")));
+                    std::thread::sleep(SLOW_RETRY);
+                }
+            }
+        }
+        self.edit(|r| r.report.timings.cleanup_ms = Some(t.elapsed().as_millis() as u64));
+    }
+
+    /// Undoes a migration that did not commit: the original thaws first (so the app does
+    /// not wait on a target that may be gone), then the target is told to drop its copy.
+    fn rollback(&mut self, f: Failure) {
+        tracing::error!(container = %self.name, migration = %self.id, phase = %f.phase, error = %f.detail, "migration failed; rolling back");
+        self.edit(|r| {
+            r.report.failed_phase = Some(f.phase);
+            r.report.error = Some(f.detail.clone());
         });
-        tracing::info!(container = %name, migration = %id, round, pages = stats.pages_written, "pre-copy round");
-        let shrank_enough =
-            previous_bytes.is_none_or(|p: u64| (bytes as f64) <= (1.0 - MIN_SHRINK) * p as f64);
-        previous_bytes = Some(bytes);
-        round += 1;
-        if bytes <= ROUND_DONE_BYTES || !shrank_enough || round >= MAX_ROUNDS {
-            break;
+        // A post-copy dump still serving pages: stop it (CRIU lets the original go); one a
+        // previous daemon left, too.
+        if let Some(child) = self.lazy_dump.take() {
+            stop_lazy_dump(child);
+        }
+        if self.rt().kill_outgoing_helpers(&self.id) > 0 {
+            tracing::warn!(migration = %self.id, "killed CRIU/runc processes left from the migration");
+        }
+        match self.rt().rollback_outgoing(&self.name, &self.id) {
+            Ok(()) => {
+                let _ = self.set(OutgoingState::RolledBack);
+            }
+            Err(e) => {
+                self.thaw_failed(&e);
+                abort_target(
+                    self.client.clone(),
+                    self.engine.handle.clone(),
+                    self.id.clone(),
+                    self.token.clone(),
+                );
+                self.retry_thaw();
+                return;
+            }
+        }
+        abort_target(
+            self.client.clone(),
+            self.engine.handle.clone(),
+            self.id.clone(),
+            self.token.clone(),
+        );
+    }
+
+    fn thaw_failed(&self, e: &RuntimeError) {
+        tracing::error!(migration = %self.id, container = %self.name, error = %e,
+            "ROLLBACK FAILED: the app could not be thawed here; it is down with its state frozen");
+        self.edit(|r| r.report.error = Some(format!("rollback failed: {e}")));
+        if self.state() != OutgoingState::RollbackFailed {
+            let _ = self.set(OutgoingState::RollbackFailed);
         }
     }
-    let last = client.round(
-        id,
-        &RoundRequest {
-            round,
-            last: true,
-            previous_pages_bytes: previous_bytes,
-        },
-    )?;
-    if technique == Technique::Hybrid {
-        write_index(&rounds.join((round - 1).to_string()), &last.previous_index)?;
+
+    /// `rollback_failed`: thaws again, now and then, and at once on an operator's settle.
+    fn retry_thaw(&mut self) {
+        loop {
+            match self.rt().rollback_outgoing(&self.name, &self.id) {
+                Ok(()) => {
+                    let _ = self.set(OutgoingState::RolledBack);
+                    lock(&self.shared).decision = None;
+                    return;
+                }
+                Err(e) => self.thaw_failed(&e),
+            }
+            lock(&self.shared).decision = None;
+            let until = Instant::now() + SLOW_RETRY;
+            while Instant::now() < until && lock(&self.shared).decision.is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
-    Ok(last)
 }
 
 /// Puts a round's page index, as the target received it, into the round's dir here: CRIU's
 /// lazy final dump reads it to leave the pages the target holds to the target.
-fn write_index(dir: &Path, files: &[crate::protocol::IndexFile]) -> Result<(), String> {
+fn write_index(dir: &Path, files: &[ferry_wire::channel::IndexFile]) -> Result<(), MigrationError> {
     for f in files {
         let plain = !f.name.contains('/') && f.name.ends_with(".img");
         let kind_ok = f.name.starts_with("pagemap-") || f.name.starts_with("pages-");
         if !plain || !kind_ok {
-            return Err(format!(
+            return Err(MigrationError::Integrity(format!(
                 "the target sent an unexpected index file '{}'",
                 f.name
-            ));
+            )));
         }
         let bytes = match &f.hex {
-            Some(h) => hex::decode(h).map_err(|e| format!("index file {}: {e}", f.name))?,
+            Some(h) => hex::decode(h)
+                .map_err(|e| MigrationError::Integrity(format!("index file {}: {e}", f.name)))?,
             None => Vec::new(),
         };
-        std::fs::write(dir.join(&f.name), bytes).map_err(|e| format!("{}: {e}", f.name))?;
+        std::fs::write(dir.join(&f.name), bytes)
+            .map_err(|e| MigrationError::Io(format!("{}: {e}", f.name)))?;
     }
     Ok(())
-}
-
-/// The commit was sent but its answer lost: ask the target until its lease would have run
-/// out. Committed there: finish here. Aborted or unknown there: roll back. Unreachable: the
-/// outcome is unknown and the frozen original stays as it is.
-fn settle_lost_commit(
-    rt: &Runtime,
-    client: &TargetClient,
-    name: &str,
-    id: &str,
-) -> Result<Outcome, RuntimeError> {
-    let deadline = Instant::now() + LEASE + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        match client.state(id) {
-            Ok(s) if s.phase == TargetPhase::Committed => {
-                rt.finish_outgoing(name)?;
-                return Ok(Outcome::Completed);
-            }
-            Ok(s) if s.phase == TargetPhase::Aborted => {
-                rt.rollback_outgoing(name)?;
-                return Ok(Outcome::RolledBack);
-            }
-            Ok(_) => {
-                // Restored but not committed: commit again (idempotent on the target).
-                if client.commit(id).is_ok() {
-                    rt.finish_outgoing(name)?;
-                    return Ok(Outcome::Completed);
-                }
-            }
-            Err(e) if e.contains("404") => {
-                rt.rollback_outgoing(name)?;
-                return Ok(Outcome::RolledBack);
-            }
-            Err(_) => {}
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    tracing::error!(container = %name, migration = %id,
-        "UNRECOVERABLE WITHOUT AN OPERATOR: the commit was sent but the target cannot be reached; \
-         it may be serving the app. The source keeps its frozen copy and will not resume it.");
-    Ok(Outcome::Unknown)
 }
 
 /// A free TCP port in this namespace for the source's page server.
@@ -698,59 +1170,62 @@ fn stop_lazy_dump(mut child: std::process::Child) {
     let _ = child.wait();
 }
 
-/// Waits until the post-copy dump has served every page; whether it succeeded.
-fn wait_lazy_dump(mut child: std::process::Child) -> bool {
-    child.wait().map(|s| s.success()).unwrap_or(false)
-}
-
-/// Post-copy statistics of the target, once its lazy-pages daemon has finished.
-fn lazy_stats(client: &TargetClient, id: &str) -> Option<crate::protocol::LazyState> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(TargetState { lazy: Some(l), .. }) = client.state(id) {
-            if l.done || Instant::now() > deadline {
-                return Some(l);
-            }
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Tells whoever steers traffic that the target serves now (in the background: the
-/// migration does not wait on it).
-fn notify_committed(url: Option<&str>, id: &str, name: &str, target: &str) {
-    let Some(url) = url else { return };
-    let body = crate::protocol::Committed {
-        migration: id.to_string(),
-        container: name.to_string(),
-        target: target.to_string(),
-    };
-    let url = url.to_string();
-    std::thread::spawn(move || {
-        let sent = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .and_then(|c| c.post(&url).json(&body).send());
+/// Tells whoever steers traffic that the target serves now (a few tries, each bounded).
+fn notify_committed(
+    handle: &tokio::runtime::Handle,
+    http: &reqwest::Client,
+    url: &str,
+    body: &Committed,
+) {
+    for attempt in 0..3 {
+        // Built inside the runtime: the request's deadline needs its timer.
+        let sent = handle.block_on(async {
+            http.post(url)
+                .json(body)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+        });
         match sent {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => tracing::warn!(%url, status = %r.status(), "on_commit callback refused"),
-            Err(e) => tracing::warn!(%url, error = %e, "on_commit callback failed"),
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => {
+                tracing::warn!(%url, status = %r.status(), "on_commit callback refused");
+                return;
+            }
+            Err(e) => tracing::warn!(%url, attempt, error = %e, "on_commit callback failed"),
         }
-    });
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Tells the target to drop its parked copy, in the background, retrying while it cannot be
 /// reached (the copy also expires there on its own).
-fn abort_target(client: TargetClient, id: String) {
+fn abort_target(
+    client: HostClient,
+    handle: tokio::runtime::Handle,
+    id: MigrationId,
+    token: String,
+) {
     std::thread::spawn(move || {
-        let deadline = Instant::now() + crate::target::PREPARE_TIMEOUT;
+        let deadline = Instant::now() + PREPARE_TIMEOUT;
         loop {
-            match client.abort(&id) {
-                Ok(()) => return,
-                Err(e) if e.contains("404") || e.contains("409") || e.contains("400") => return,
+            match handle.block_on(client.abort(&id, &token)) {
+                Ok(_) => return,
+                Err(e) if e.kind() == Some(ProblemType::UnknownMigration) => return, // never prepared
+                Err(HostError::Answered {
+                    status, problem, ..
+                }) => {
+                    // Committed there while this side rolled back would break the rule:
+                    // say it as loudly as possible.
+                    let level_error = problem.type_.as_deref().and_then(ProblemType::from_uri)
+                        == Some(ProblemType::WrongState);
+                    if level_error {
+                        tracing::error!(migration = %id, %status, detail = ?problem.detail, "the target refused the abort");
+                    } else {
+                        tracing::warn!(migration = %id, %status, detail = ?problem.detail, "the target refused the abort");
+                    }
+                    return;
+                }
                 Err(e) if Instant::now() > deadline => {
                     tracing::warn!(migration = %id, error = %e, "target never acknowledged the abort; its copy expires there");
                     return;

@@ -1,6 +1,8 @@
-//! The target host's side: incoming migrations, each with its token, its page server and a
-//! deadline. A copy that was restored but not committed within [`LEASE`] is removed, so a
-//! source that lost contact can safely thaw its original: the copy here never served.
+//! The target host's side of a migration: the channel's handlers over a persisted state
+//! machine (`prepared -> images_received -> restored -> committed`, or `aborted`; the rule
+//! is in `ferry_wire::migration`). Every state is written to the journal before the step
+//! the source can observe; a restored copy that is not committed within its lease is
+//! removed, so a source that lost contact learns `aborted` and may thaw its original.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -10,65 +12,65 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_runtime::Runtime;
 use sha2::{Digest, Sha256};
 
-use crate::protocol::{
-    IndexFile, LazyState, Offer, OfferReply, RestoreReply, RestoreRequest, RoundReply,
-    RoundRequest, TargetPhase, TargetState,
+use ferry_runtime::Status;
+use ferry_wire::channel::{
+    ChannelState, IndexFile, LazyState, Offer, OfferReply, RestoreOrder, RestoreReply, RoundReply,
+    RoundRequest, MAX_LEASE, MIN_LEASE, PAGE_SERVER_WAIT, PREPARE_TIMEOUT, PROTOCOL_VERSION,
 };
-use crate::stream;
-use crate::technique::Technique;
-use crate::MigrationError;
+use ferry_wire::migration::{IncomingState, IncomingView, MigrationId, Technique};
 
-/// How long a restored, uncommitted copy waits for the source's commit.
-pub const LEASE: Duration = Duration::from_secs(30);
-/// How long a prepared migration waits for its images and restore.
-pub const PREPARE_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long the restore waits for the page server to finish receiving pages.
-const PAGE_SERVER_WAIT: Duration = Duration::from_secs(120);
+use crate::hooks::Point;
+use crate::journal::{now_ms, IncomingRecord};
+use crate::{lock, stream, Engine, MigrationError};
 
-struct IncomingMigration {
-    /// sha256 of the token (compared as digests, never as the secret itself).
-    token_digest: [u8; 32],
-    container: String,
-    technique: Technique,
-    phase: TargetPhase,
+/// An incoming migration this daemon knows: its record and the helper processes it started.
+struct Live {
+    rec: IncomingRecord,
     /// The page server of the dump in progress (cold, or the current pre-copy round).
     page_server: Option<Child>,
-    /// Pre-copy and hybrid: the round the source may start next, and whether the final
-    /// dump was announced.
-    next_round: u32,
-    last_round_started: bool,
-    /// Post-copy: the daemon pulling pages from the source, and how it ended.
+    /// Post-copy: the daemon pulling pages from the source.
     lazy: Option<Child>,
-    lazy_exit: Option<bool>,
-    expected_pages: Option<u64>,
+    /// When the current non-final state expires (the prepare timeout, then the lease).
     deadline: Instant,
 }
 
-impl IncomingMigration {
-    /// A copy exists here (or is being prepared) that never served: it may be removed.
-    fn uncommitted(&self) -> bool {
-        matches!(
-            self.phase,
-            TargetPhase::Prepared | TargetPhase::ImagesReceived | TargetPhase::Restored
-        )
+/// The incoming migrations of this host, by id (loaded from the journal on demand).
+#[derive(Default)]
+pub struct Incoming {
+    live: Mutex<HashMap<MigrationId, Arc<Mutex<Live>>>>,
+}
+
+impl Incoming {
+    pub(crate) fn forget(&self, id: &MigrationId) {
+        lock(&self.live).remove(id);
     }
 }
 
-/// All incoming migrations of this host.
-#[derive(Default)]
-pub struct Incoming {
-    migrations: Mutex<HashMap<String, Arc<Mutex<IncomingMigration>>>>,
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+fn digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 fn io(e: impl std::fmt::Display) -> MigrationError {
     MigrationError::Io(e.to_string())
+}
+
+/// A token worth the name: long, hex, not a constant (a zero-filled buffer is the sign of a
+/// random source that failed).
+fn check_token(token: &str) -> Result<(), MigrationError> {
+    let distinct = {
+        let mut b: Vec<u8> = token.bytes().collect();
+        b.sort_unstable();
+        b.dedup();
+        b.len()
+    };
+    if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) || distinct < 4 {
+        return Err(MigrationError::Unauthorized(
+            "a migration token of at least 32 random hex digits is required".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether something listens on TCP `port` in this network namespace (/proc/net/tcp*).
@@ -177,17 +179,56 @@ fn page_index(dir: &Path) -> Result<Vec<IndexFile>, MigrationError> {
     Ok(out)
 }
 
-impl Incoming {
-    fn get(&self, id: &str, token: &str) -> Result<Arc<Mutex<IncomingMigration>>, MigrationError> {
-        let m = self
-            .migrations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
-            .ok_or_else(|| MigrationError::UnknownMigration(id.to_string()))?;
-        let ok = m.lock().unwrap_or_else(|p| p.into_inner()).token_digest == digest(token);
-        if !ok {
+/// The operator's view of an incoming record.
+pub(crate) fn view(r: &IncomingRecord, lazy: Option<LazyState>) -> IncomingView {
+    IncomingView {
+        id: r.id.clone(),
+        container: r.container.clone(),
+        source: r.source.clone(),
+        technique: r.technique,
+        state: r.state,
+        lazy: lazy.or_else(|| r.lazy.clone()),
+        updated_at_ms: r.updated_at_ms,
+    }
+}
+
+fn kill_child(c: Option<Child>) {
+    if let Some(mut c) = c {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+impl Engine {
+    /// The live entry of `id`, loaded from the journal if this daemon has not seen it yet.
+    fn incoming_entry(&self, id: &MigrationId) -> Result<Arc<Mutex<Live>>, MigrationError> {
+        if let Some(m) = lock(&self.incoming.live).get(id) {
+            return Ok(m.clone());
+        }
+        let rec = self
+            .journal
+            .get_incoming(id)?
+            .ok_or_else(|| MigrationError::UnknownMigration(id.clone()))?;
+        let live = Arc::new(Mutex::new(Live {
+            rec,
+            page_server: None,
+            lazy: None,
+            deadline: Instant::now(),
+        }));
+        Ok(lock(&self.incoming.live)
+            .entry(id.clone())
+            .or_insert(live)
+            .clone())
+    }
+
+    /// The entry of `id` if `token` is its token.
+    fn authorized(
+        &self,
+        id: &MigrationId,
+        token: &str,
+    ) -> Result<Arc<Mutex<Live>>, MigrationError> {
+        let m = self.incoming_entry(id)?;
+        if lock(&m).rec.token_sha256 != digest(token) {
             return Err(MigrationError::Unauthorized(format!(
                 "wrong token for migration '{id}'"
             )));
@@ -195,66 +236,113 @@ impl Incoming {
         Ok(m)
     }
 
-    /// Prepares a parked copy of the offered container and, for cold migration, a page
-    /// server on `listen_ip`.
-    pub fn offer(
-        &self,
-        rt: &Runtime,
-        token: &str,
-        offer: Offer,
-        listen_ip: IpAddr,
-    ) -> Result<OfferReply, MigrationError> {
-        if token.len() < 16 {
-            return Err(MigrationError::Unauthorized(
-                "a migration token of at least 16 characters is required".into(),
+    /// Moves a record to `next` and writes it down before anything else happens.
+    fn set_incoming(&self, m: &mut Live, next: IncomingState) -> Result<(), MigrationError> {
+        if !m.rec.state.can_become(next) {
+            return Err(MigrationError::WrongState {
+                id: m.rec.id.clone(),
+                state: m.rec.state.to_string(),
+                action: "change to that state",
+            });
+        }
+        let before = m.rec.state;
+        m.rec.state = next;
+        m.rec.updated_at_ms = now_ms();
+        if let Err(e) = self.journal.put_incoming(&m.rec) {
+            m.rec.state = before;
+            return Err(e);
+        }
+        tracing::info!(migration = %m.rec.id, container = %m.rec.container, from = %before, to = %next, "incoming migration");
+        Ok(())
+    }
+
+    fn wrong_state(m: &Live, action: &'static str) -> MigrationError {
+        MigrationError::WrongState {
+            id: m.rec.id.clone(),
+            state: m.rec.state.to_string(),
+            action,
+        }
+    }
+
+    /// `POST /ferry/v1/channel`: records the migration, prepares a parked copy of the
+    /// offered container and, for cold migration, a page server on the API's address.
+    pub fn offer(&self, token: &str, body: &[u8]) -> Result<OfferReply, MigrationError> {
+        // The version first, so a peer of another version gets that, not a parse error.
+        let raw: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| MigrationError::Refused(format!("invalid offer: {e}")))?;
+        let theirs = raw["protocol_version"].as_u64().unwrap_or(0);
+        if theirs != u64::from(PROTOCOL_VERSION) {
+            return Err(MigrationError::ProtocolVersion {
+                ours: PROTOCOL_VERSION,
+                theirs: theirs as u32,
+            });
+        }
+        let offer: Offer = serde_json::from_value(raw)
+            .map_err(|e| MigrationError::Refused(format!("invalid offer: {e}")))?;
+        check_token(token)?;
+        if offer.technique == Technique::Auto {
+            return Err(MigrationError::Refused(
+                "the offer must name the technique the source resolved, not auto".into(),
             ));
         }
-        if self
-            .migrations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&offer.id)
+        if lock(&self.incoming.live).contains_key(&offer.id)
+            || self.journal.get_incoming(&offer.id)?.is_some()
         {
-            return Err(MigrationError::Refused(format!(
+            return Err(MigrationError::AlreadyExists(format!(
                 "migration '{}' exists already",
                 offer.id
             )));
         }
-        let name = offer.container.name.clone();
-        rt.create_incoming(offer.container, &offer.id)?;
-        let images = rt.incoming_dirs(&name).images;
-        // Cold: memory arrives through a page server here. Post-copy: it is pulled later.
-        // Pre-copy and hybrid: each round asks for its own page server.
-        let page_server = if offer.technique != Technique::Cold {
-            None
-        } else {
-            match start_page_server(&rt.config().criu, &images, listen_ip) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    let _ = rt.abort_incoming(&name);
-                    return Err(e);
-                }
-            }
-        };
-        let port = page_server.as_ref().map(|(_, p)| *p);
-        let m = IncomingMigration {
-            token_digest: digest(token),
-            container: name,
+        let lease = Duration::from_millis(offer.lease_ms).clamp(MIN_LEASE, MAX_LEASE);
+        let now = now_ms();
+        let rec = IncomingRecord {
+            id: offer.id.clone(),
+            container: offer.container.name.clone(),
+            source: offer.source.clone(),
+            token_sha256: digest(token),
             technique: offer.technique,
-            phase: TargetPhase::Prepared,
-            page_server: page_server.map(|(c, _)| c),
+            state: IncomingState::Prepared,
+            lease_ms: lease.as_millis() as u64,
+            created_at_ms: now,
+            updated_at_ms: now,
             next_round: 0,
             last_round_started: false,
-            lazy: None,
-            lazy_exit: None,
             expected_pages: None,
+            lazy: None,
+        };
+        self.journal.put_incoming(&rec)?;
+        let mut live = Live {
+            rec,
+            page_server: None,
+            lazy: None,
             deadline: Instant::now() + PREPARE_TIMEOUT,
         };
-        self.migrations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(offer.id, Arc::new(Mutex::new(m)));
+        let prepared = (|| {
+            self.rt.create_incoming(offer.container, &offer.id)?;
+            // Cold: memory arrives through a page server here. Post-copy: it is pulled later.
+            // Pre-copy and hybrid: each round asks for its own page server.
+            if offer.technique == Technique::Cold {
+                let images = self.rt.incoming_dirs(&live.rec.container).images;
+                let (child, port) =
+                    start_page_server(&self.rt.config().criu, &images, self.cfg.listen_ip)?;
+                live.page_server = Some(child);
+                return Ok(Some(port));
+            }
+            Ok::<_, MigrationError>(None)
+        })();
+        let port = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.abort_live(&mut live);
+                return Err(e);
+            }
+        };
+        let id = offer.id.clone();
+        lock(&self.incoming.live).insert(offer.id, Arc::new(Mutex::new(live)));
+        self.cfg.hooks.at(Point::TargetPrepared, &id);
         Ok(OfferReply {
+            protocol_version: PROTOCOL_VERSION,
+            lease_ms: lease.as_millis() as u64,
             page_server_port: port,
         })
     }
@@ -264,33 +352,28 @@ impl Incoming {
     /// stores only the pages dirtied since); the last round goes to the images dir.
     pub fn round(
         &self,
-        rt: &Runtime,
-        id: &str,
+        id: &MigrationId,
         token: &str,
         req: RoundRequest,
-        listen_ip: IpAddr,
     ) -> Result<RoundReply, MigrationError> {
-        let m = self.get(id, token)?;
-        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-        if !matches!(m.technique, Technique::PreCopy | Technique::Hybrid) {
+        let m = self.authorized(id, token)?;
+        let mut m = lock(&m);
+        if !m.rec.technique.has_rounds() {
             return Err(MigrationError::Refused(format!(
                 "migration '{id}' is {}, it has no pre-copy rounds",
-                m.technique
+                m.rec.technique
             )));
         }
-        if m.phase != TargetPhase::Prepared || m.last_round_started {
-            return Err(MigrationError::Refused(format!(
-                "migration '{id}' is {:?}, not expecting a round",
-                m.phase
-            )));
+        if m.rec.state != IncomingState::Prepared || m.rec.last_round_started {
+            return Err(Self::wrong_state(&m, "take a pre-copy round"));
         }
-        if req.round != m.next_round || (req.last && req.round == 0) {
+        if req.round != m.rec.next_round || (req.last && req.round == 0) {
             return Err(MigrationError::Refused(format!(
                 "migration '{id}' expects round {} (the last one after at least one pre-dump), not {}",
-                m.next_round, req.round
+                m.rec.next_round, req.round
             )));
         }
-        let dirs = rt.incoming_dirs(&m.container);
+        let dirs = self.rt.incoming_dirs(&m.rec.container);
         let result = (|| {
             let mut previous_index = Vec::new();
             if req.round > 0 {
@@ -305,7 +388,7 @@ impl Incoming {
                         req.previous_pages_bytes
                     )));
                 }
-                if m.technique == Technique::Hybrid {
+                if m.rec.technique == Technique::Hybrid {
                     previous_index = page_index(&prev)?;
                 }
             }
@@ -322,13 +405,18 @@ impl Incoming {
                 std::os::unix::fs::symlink(&parent, dir.join("parent")).map_err(io)?;
             }
             // Hybrid's final dump sends no pages: they are pulled after the restore.
-            let port = if req.last && m.technique == Technique::Hybrid {
+            let port = if req.last && m.rec.technique == Technique::Hybrid {
                 None
             } else {
-                let (child, port) = start_page_server(&rt.config().criu, &dir, listen_ip)?;
+                let (child, port) =
+                    start_page_server(&self.rt.config().criu, &dir, self.cfg.listen_ip)?;
                 m.page_server = Some(child);
                 Some(port)
             };
+            m.rec.next_round = req.round + 1;
+            m.rec.last_round_started = req.last;
+            m.rec.updated_at_ms = now_ms();
+            self.journal.put_incoming(&m.rec)?;
             Ok(RoundReply {
                 page_server_port: port,
                 previous_index,
@@ -336,90 +424,80 @@ impl Incoming {
         })();
         match result {
             Ok(r) => {
-                m.next_round = req.round + 1;
-                m.last_round_started = req.last;
                 m.deadline = Instant::now() + PREPARE_TIMEOUT;
                 Ok(r)
             }
             Err(e) => {
-                self.abort_locked(rt, &mut m);
+                self.abort_live(&mut m);
                 Err(e)
             }
         }
     }
 
-    /// Receives and verifies the stream. A bad stream aborts the migration here.
+    /// `PUT .../images`: receives and verifies the stream. A bad stream aborts the migration.
     pub fn receive_images(
         &self,
-        rt: &Runtime,
-        id: &str,
+        id: &MigrationId,
         token: &str,
         input: impl Read,
     ) -> Result<(), MigrationError> {
-        let m = self.get(id, token)?;
-        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-        if m.phase != TargetPhase::Prepared {
-            return Err(MigrationError::Refused(format!(
-                "migration '{id}' is {:?}, not expecting images",
-                m.phase
-            )));
+        let m = self.authorized(id, token)?;
+        let mut m = lock(&m);
+        if m.rec.state != IncomingState::Prepared {
+            return Err(Self::wrong_state(&m, "receive images"));
         }
-        let dirs = rt.incoming_dirs(&m.container);
-        match stream::receive_stream(input, &dirs.images, &dirs.upper) {
-            Ok(manifest) => {
-                m.expected_pages = Some(manifest.pages_bytes);
-                m.phase = TargetPhase::ImagesReceived;
-                Ok(())
-            }
-            Err(e) => {
-                self.abort_locked(rt, &mut m);
-                Err(e)
-            }
+        let dirs = self.rt.incoming_dirs(&m.rec.container);
+        let received =
+            stream::receive_stream(input, &dirs.images, &dirs.upper).and_then(|manifest| {
+                m.rec.expected_pages = Some(manifest.pages_bytes);
+                self.set_incoming(&mut m, IncomingState::ImagesReceived)
+            });
+        if let Err(e) = received {
+            self.abort_live(&mut m);
+            return Err(e);
         }
+        self.cfg.hooks.at(Point::TargetImagesReceived, id);
+        Ok(())
     }
 
-    /// Checks the pages arrived whole and restores the copy (still parked).
+    /// `POST .../restore`: checks the pages arrived whole and restores the copy, still
+    /// parked. Post-copy pages are pulled from `peer` (the source) at the order's port.
     pub fn restore(
         &self,
-        rt: &Runtime,
-        id: &str,
+        id: &MigrationId,
         token: &str,
-        req: RestoreRequest,
+        order: RestoreOrder,
         peer: IpAddr,
     ) -> Result<RestoreReply, MigrationError> {
-        let m = self.get(id, token)?;
-        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-        if m.phase != TargetPhase::ImagesReceived {
-            return Err(MigrationError::Refused(format!(
-                "migration '{id}' is {:?}, cannot restore",
-                m.phase
-            )));
+        let m = self.authorized(id, token)?;
+        let mut m = lock(&m);
+        if m.rec.state != IncomingState::ImagesReceived {
+            return Err(Self::wrong_state(&m, "restore"));
         }
         let result = (|| {
-            if matches!(m.technique, Technique::PreCopy | Technique::Hybrid)
-                && !m.last_round_started
-            {
+            if m.rec.technique.has_rounds() && !m.rec.last_round_started {
                 return Err(MigrationError::Refused(format!(
                     "migration '{id}': {} restores only after its last round",
-                    m.technique
+                    m.rec.technique
                 )));
             }
             let pushed = m.page_server.is_some();
             wait_page_server(m.page_server.take())?;
-            let images = rt.incoming_dirs(&m.container).images;
+            let images = self.rt.incoming_dirs(&m.rec.container).images;
             let pages = stream::pages_bytes(&images);
-            let expected = m.expected_pages.unwrap_or(0);
+            let expected = m.rec.expected_pages.unwrap_or(0);
             if pushed && pages != expected {
                 return Err(MigrationError::Integrity(format!(
                     "memory pages: received {pages} bytes, the source dumped {expected}"
                 )));
             }
-            // Post-copy: pages are pulled from the host that asked for the restore.
-            let lazy_from = req
+            let lazy_from = order
                 .lazy_page_server_port
                 .map(|p| std::net::SocketAddr::new(peer, p));
-            let (restore_ms, lazy) = rt.restore_incoming(&m.container, lazy_from)?;
+            let (restore_ms, lazy) = self.rt.restore_incoming(&m.rec.container, id, lazy_from)?;
             m.lazy = lazy;
+            self.set_incoming(&mut m, IncomingState::Restored)?;
+            m.deadline = Instant::now() + Duration::from_millis(m.rec.lease_ms);
             Ok(RestoreReply {
                 restore_ms,
                 pages_bytes: pages,
@@ -427,131 +505,267 @@ impl Incoming {
         })();
         match result {
             Ok(r) => {
-                m.phase = TargetPhase::Restored;
-                m.deadline = Instant::now() + LEASE;
+                self.cfg.hooks.at(Point::TargetRestored, id);
                 Ok(r)
             }
             Err(e) => {
-                self.abort_locked(rt, &mut m);
+                self.abort_live(&mut m);
                 Err(e)
             }
         }
     }
 
-    /// The source committed: the copy becomes reachable. Idempotent.
-    pub fn commit(&self, rt: &Runtime, id: &str, token: &str) -> Result<(), MigrationError> {
-        let m = self.get(id, token)?;
-        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-        match m.phase {
-            TargetPhase::Committed => Ok(()),
-            TargetPhase::Restored => {
-                rt.commit_incoming(&m.container)?;
-                m.phase = TargetPhase::Committed;
-                Ok(())
+    /// `POST .../commit`: the source decided. `committed` is written first, then the copy
+    /// becomes reachable. Idempotent.
+    pub fn commit(&self, id: &MigrationId, token: &str) -> Result<ChannelState, MigrationError> {
+        let m = self.authorized(id, token)?;
+        let mut m = lock(&m);
+        match m.rec.state {
+            IncomingState::Committed => {}
+            IncomingState::Restored => {
+                self.set_incoming(&mut m, IncomingState::Committed)?;
+                self.cfg.hooks.at(Point::TargetCommitted, id);
+                // Should this fail, the record says committed all the same (the source may
+                // already have heard it): `tick` retries until the copy serves.
+                if let Err(e) = self.rt.commit_incoming(&m.rec.container, id) {
+                    tracing::error!(migration = %id, container = %m.rec.container, error = %e,
+                        "COMMITTED BUT NOT SERVING: the copy could not be made reachable; retrying");
+                    return Err(e.into());
+                }
+                self.cfg.hooks.at(Point::TargetServing, id);
             }
-            other => Err(MigrationError::Refused(format!(
-                "migration '{id}' is {other:?}, cannot commit"
-            ))),
+            _ => return Err(Self::wrong_state(&m, "commit")),
         }
+        Ok(self.state_of(&mut m))
     }
 
-    pub fn abort(&self, rt: &Runtime, id: &str, token: &str) -> Result<(), MigrationError> {
-        let m = self.get(id, token)?;
-        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-        if m.phase == TargetPhase::Committed {
-            return Err(MigrationError::Refused(format!(
-                "migration '{id}' is committed; it cannot be aborted"
-            )));
-        }
-        self.abort_locked(rt, &mut m);
-        Ok(())
-    }
-
-    fn abort_locked(&self, rt: &Runtime, m: &mut IncomingMigration) {
-        for mut child in [m.page_server.take(), m.lazy.take()].into_iter().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if m.phase != TargetPhase::Aborted {
-            if let Err(e) = rt.abort_incoming(&m.container) {
-                tracing::error!(container = %m.container, error = %e, "abort of incoming migration incomplete");
+    /// `POST .../abort`: removes the uncommitted copy (`aborted` written first). Idempotent;
+    /// refused once committed.
+    pub fn abort(&self, id: &MigrationId, token: &str) -> Result<ChannelState, MigrationError> {
+        let m = self.authorized(id, token)?;
+        let mut m = lock(&m);
+        match m.rec.state {
+            IncomingState::Committed => Err(Self::wrong_state(&m, "abort")),
+            IncomingState::Aborted => Ok(self.state_of(&mut m)),
+            _ => {
+                self.abort_live(&mut m);
+                if m.rec.state != IncomingState::Aborted {
+                    return Err(MigrationError::Journal(format!(
+                        "migration {id}: 'aborted' could not be recorded; the copy stays parked"
+                    )));
+                }
+                Ok(self.state_of(&mut m))
             }
         }
-        m.phase = TargetPhase::Aborted;
     }
 
-    /// Post-copy progress; reaps the lazy-pages daemon once it exited.
-    fn lazy_state(rt: &Runtime, m: &mut IncomingMigration) -> Option<LazyState> {
-        if let Some(child) = m.lazy.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                m.lazy_exit = Some(status.success());
-                m.lazy = None;
-                if !status.success() {
-                    tracing::error!(container = %m.container,
-                        "post-copy: the lazy-pages daemon failed; the app here may miss memory pages (unrecoverable if the source is gone)");
+    /// `GET .../channel/{id}`: the durable answer (and post-copy progress).
+    pub fn channel_state(
+        &self,
+        id: &MigrationId,
+        token: &str,
+    ) -> Result<ChannelState, MigrationError> {
+        let m = self.authorized(id, token)?;
+        let mut m = lock(&m);
+        Ok(self.state_of(&mut m))
+    }
+
+    pub(crate) fn incoming_view(
+        &self,
+        id: &MigrationId,
+    ) -> Result<Option<IncomingView>, MigrationError> {
+        match self.incoming_entry(id) {
+            Ok(m) => {
+                let mut m = lock(&m);
+                let lazy = self.lazy_state(&mut m);
+                Ok(Some(view(&m.rec, lazy)))
+            }
+            Err(MigrationError::UnknownMigration(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn state_of(&self, m: &mut Live) -> ChannelState {
+        let lazy = self.lazy_state(m);
+        ChannelState {
+            id: m.rec.id.clone(),
+            container: m.rec.container.clone(),
+            state: m.rec.state,
+            lazy,
+        }
+    }
+
+    /// Post-copy progress; once the lazy-pages daemon is done, its outcome is recorded. A
+    /// daemon that restarted reads it from the lazy-pages log (it cannot wait for a child of
+    /// its predecessor).
+    fn lazy_state(&self, m: &mut Live) -> Option<LazyState> {
+        if !m.rec.technique.is_lazy() || m.rec.state == IncomingState::Aborted {
+            return None;
+        }
+        if let Some(l) = &m.rec.lazy {
+            return Some(l.clone());
+        }
+        let name = m.rec.container.clone();
+        let exited = match m.lazy.as_mut() {
+            Some(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(status.success()),
+                _ => None,
+            },
+            None if m.rec.state == IncomingState::Committed => self.rt.lazy_outcome_from_log(&name),
+            None => None,
+        };
+        let (remote_page_faults, transferred_pages) = self.rt.lazy_stats(&name);
+        let state = LazyState {
+            done: exited.is_some(),
+            ok: exited.unwrap_or(false),
+            remote_page_faults,
+            transferred_pages,
+        };
+        if let Some(ok) = exited {
+            m.lazy = None;
+            if !ok {
+                tracing::error!(migration = %m.rec.id, container = %name,
+                    "POST-COPY FAILED: the lazy-pages daemon ended before every page arrived; the app here misses memory (unrecoverable if the source is gone)");
+            }
+            m.rec.lazy = Some(state.clone());
+            m.rec.updated_at_ms = now_ms();
+            if let Err(e) = self.journal.put_incoming(&m.rec) {
+                tracing::error!("{e}");
+            }
+        }
+        Some(state)
+    }
+
+    /// Aborts an uncommitted migration here: `aborted` is written first, then the helpers
+    /// are killed and the copy removed. If `aborted` cannot be written, nothing is removed
+    /// (the copy stays parked and unreachable; the next tick tries again).
+    fn abort_live(&self, m: &mut Live) {
+        if m.rec.state != IncomingState::Aborted {
+            if let Err(e) = self.set_incoming(m, IncomingState::Aborted) {
+                tracing::error!(migration = %m.rec.id, error = %e, "cannot record the abort; the copy stays parked");
+                return;
+            }
+        }
+        kill_child(m.page_server.take());
+        kill_child(m.lazy.take());
+        if let Err(e) = self.rt.abort_incoming(&m.rec.container, &m.rec.id) {
+            tracing::error!(container = %m.rec.container, error = %e, "abort of incoming migration incomplete; retrying");
+        }
+    }
+
+    fn all_live(&self) -> Vec<Arc<Mutex<Live>>> {
+        lock(&self.incoming.live).values().cloned().collect()
+    }
+
+    /// Expires uncommitted copies, retries an unpark or a removal that failed, and forgets
+    /// (from memory; the journal keeps them) final entries that need nothing more.
+    pub(crate) fn reap_incoming(&self) {
+        let mut idle = Vec::new();
+        for m in self.all_live() {
+            let Ok(mut m) = m.try_lock() else { continue }; // busy: it is making progress
+            let container = self.rt.find(&m.rec.container);
+            let held = container.as_ref().is_some_and(|c| {
+                c.status == Status::Incoming && c.migration.as_ref() == Some(&m.rec.id)
+            });
+            match m.rec.state {
+                s if !s.is_final() && Instant::now() > m.deadline => {
+                    tracing::warn!(migration = %m.rec.id, container = %m.rec.container, state = %s,
+                        "incoming migration expired; removing the uncommitted copy");
+                    self.abort_live(&mut m);
+                }
+                IncomingState::Committed if held => {
+                    if let Err(e) = self.rt.commit_incoming(&m.rec.container, &m.rec.id) {
+                        tracing::error!(migration = %m.rec.id, error = %e, "committed copy still not serving");
+                    }
+                }
+                IncomingState::Aborted if held => self.abort_live(&mut m),
+                s if s.is_final() && m.lazy.is_none() && m.page_server.is_none() => {
+                    let lazy_pending = m.rec.technique.is_lazy()
+                        && s == IncomingState::Committed
+                        && m.rec.lazy.is_none();
+                    if !lazy_pending {
+                        idle.push(m.rec.id.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut live = lock(&self.incoming.live);
+        for id in idle {
+            live.remove(&id);
+        }
+    }
+
+    /// At start: what a previous daemon left. Uncommitted copies are aborted (`aborted`
+    /// written first); committed ones are made to serve; copies without a record (a crash
+    /// before it was written) go.
+    pub(crate) fn recover_incoming(&self) {
+        let records = self.journal.all_incoming();
+        for rec in &records {
+            let mut live = Live {
+                rec: rec.clone(),
+                page_server: None,
+                lazy: None,
+                deadline: Instant::now(),
+            };
+            match rec.state {
+                IncomingState::Committed => {
+                    if let Err(e) = self.rt.commit_incoming(&rec.container, &rec.id) {
+                        tracing::error!(migration = %rec.id, error = %e, "committed copy not serving after restart; retrying");
+                    }
+                }
+                IncomingState::Aborted => {
+                    if let Err(e) = self.rt.abort_incoming(&rec.container, &rec.id) {
+                        tracing::error!(migration = %rec.id, error = %e, "aborted copy not removed; retrying");
+                    }
+                }
+                s => {
+                    tracing::warn!(migration = %rec.id, container = %rec.container, state = %s,
+                        "incoming migration interrupted by a restart: removing the uncommitted copy");
+                    self.abort_live(&mut live);
+                }
+            }
+            lock(&self.incoming.live).insert(rec.id.clone(), Arc::new(Mutex::new(live)));
+        }
+        for c in self.rt.list().unwrap_or_default() {
+            let Some(id) = c.migration.clone().filter(|_| c.status == Status::Incoming) else {
+                continue;
+            };
+            if !records.iter().any(|r| r.id == id) {
+                tracing::warn!(container = %c.name, migration = %id, "parked copy without a record: removed");
+                if let Err(e) = self.rt.abort_incoming(&c.name, &id) {
+                    tracing::error!(container = %c.name, error = %e, "cannot remove the parked copy");
                 }
             }
         }
-        if m.lazy.is_none() && m.lazy_exit.is_none() {
-            return None;
-        }
-        let (remote_page_faults, transferred_pages) = rt.lazy_stats(&m.container);
-        Some(LazyState {
-            done: m.lazy_exit.is_some(),
-            ok: m.lazy_exit.unwrap_or(false),
-            remote_page_faults,
-            transferred_pages,
-        })
     }
 
-    pub fn state(
-        &self,
-        rt: &Runtime,
-        id: &str,
-        token: &str,
-    ) -> Result<TargetState, MigrationError> {
-        let m = self.get(id, token)?;
-        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-        let lazy = Self::lazy_state(rt, &mut m);
-        Ok(TargetState {
-            id: id.to_string(),
-            container: m.container.clone(),
-            phase: m.phase,
-            lazy,
-        })
-    }
-
-    fn all(&self) -> Vec<Arc<Mutex<IncomingMigration>>> {
-        self.migrations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// The daemon stops: every uncommitted copy goes, with its page server or lazy-pages
-    /// daemon (separate processes that would otherwise wait for the source forever). The
-    /// source sees the migration fail and rolls back. Committed copies stay: a post-copy
-    /// app still needs its lazy-pages daemon.
-    pub fn shutdown(&self, rt: &Runtime) {
-        for m in self.all() {
-            let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-            if m.uncommitted() {
-                tracing::warn!(container = %m.container, "daemon stops: removing the uncommitted incoming copy");
-                self.abort_locked(rt, &mut m);
+    /// The daemon stops: uncommitted copies go with their helpers (separate processes that
+    /// would otherwise wait for the source forever). Committed copies stay: a post-copy app
+    /// still needs its lazy-pages daemon.
+    pub(crate) fn shutdown_incoming(&self) {
+        for m in self.all_live() {
+            let mut m = lock(&m);
+            if !m.rec.state.is_final() {
+                tracing::warn!(container = %m.rec.container, "daemon stops: removing the uncommitted incoming copy");
+                self.abort_live(&mut m);
             }
         }
     }
+}
 
-    /// Removes uncommitted copies whose deadline passed (call periodically).
-    pub fn reap(&self, rt: &Runtime) {
-        for m in self.all() {
-            let Ok(mut m) = m.try_lock() else { continue }; // busy: it is making progress
-            if m.uncommitted() && Instant::now() > m.deadline {
-                tracing::warn!(container = %m.container, phase = ?m.phase, "incoming migration expired; removing the uncommitted copy");
-                self.abort_locked(rt, &mut m);
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_must_be_long_random_hex() {
+        assert!(check_token(&crate::random_token().unwrap()).is_ok());
+        assert!(
+            check_token(&"0".repeat(64)).is_err(),
+            "a zero-filled buffer"
+        );
+        assert!(check_token("abcdef0123").is_err(), "too short");
+        assert!(check_token(&"zz".repeat(20)).is_err(), "not hex");
     }
 }

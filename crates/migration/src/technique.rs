@@ -2,38 +2,9 @@
 //! assumed: pre-copy and hybrid need soft-dirty tracking (CRIU `mem_dirty_track`),
 //! post-copy needs userfaultfd (CRIU lazy pages) and a large `fs.pipe-max-size`.
 
-use serde::{Deserialize, Serialize};
-
 use ferry_runtime::criu::Features;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Technique {
-    /// Stop-and-copy: freeze, dump everything (pages straight to the target), restore.
-    Cold,
-    /// Lazy: dump without memory, restore at once, pages pulled on fault from the source.
-    PostCopy,
-    /// Iterative pre-dumps while running, then a final dump of the last dirty pages.
-    PreCopy,
-    /// Pre-copy rounds, then post-copy for the rest.
-    Hybrid,
-    /// Pick from state size, dirty rate, link rate and what the kernel supports
-    /// (see [`choose`]).
-    #[default]
-    Auto,
-}
-
-impl std::fmt::Display for Technique {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Technique::Cold => "cold",
-            Technique::PostCopy => "post-copy",
-            Technique::PreCopy => "pre-copy",
-            Technique::Hybrid => "hybrid",
-            Technique::Auto => "auto",
-        })
-    }
-}
+pub use ferry_wire::migration::Technique;
 
 /// What `auto` decides from. Link and dirty rate come from whoever asks for the migration
 /// (the control plane knows the topology); a host cannot measure them before moving.

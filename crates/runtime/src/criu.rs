@@ -91,15 +91,15 @@ pub fn pipe_max_size() -> Option<u64> {
         .ok()
 }
 
-/// Kills the CRIU helpers (`page-server`, `lazy-pages`) working on anything under `dir`.
-/// They are separate processes: a host daemon that stopped or crashed mid-migration leaves
-/// them waiting on a peer that will never come back. Returns how many were killed.
-pub fn kill_helpers_under(dir: &Path) -> usize {
+/// Processes (CRIU and runc: page servers, lazy-pages daemons, dumps) whose command line
+/// names a path under `dir`. They are separate processes: a host daemon that stopped or
+/// crashed mid-migration leaves them running, waiting on a peer or holding the app.
+pub fn processes_under(dir: &Path) -> Vec<i32> {
     use std::os::unix::ffi::OsStrExt;
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return Vec::new();
     };
-    let mut killed = 0;
+    let mut found = Vec::new();
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
@@ -108,22 +108,35 @@ pub fn kill_helpers_under(dir: &Path) -> usize {
             continue;
         };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_criu = args
+        let program = args
             .first()
-            .is_some_and(|a| Path::new(std::ffi::OsStr::from_bytes(a)).ends_with("criu"));
-        let helper = args
-            .iter()
-            .any(|a| *a == b"page-server" || *a == b"lazy-pages");
+            .map(|a| Path::new(std::ffi::OsStr::from_bytes(a)))
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
         let ours = args
             .iter()
             .any(|a| Path::new(std::ffi::OsStr::from_bytes(a)).starts_with(dir));
-        if is_criu && helper && ours {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            killed += 1;
+        if matches!(program, "criu" | "runc") && ours {
+            found.push(pid);
         }
     }
-    killed
+    found
+}
+
+/// Kills (SIGKILL) what [`processes_under`] finds and waits briefly until they are gone;
+/// returns how many there were.
+pub fn kill_processes_under(dir: &Path) -> usize {
+    let pids = processes_under(dir);
+    for &pid in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !processes_under(dir).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    pids.len()
 }

@@ -21,6 +21,6 @@ pub mod spec;
 
 pub use container::{Container, ContainerRequest, Status};
 pub use runtime::{
-    CheckpointReport, CheckpointRequest, DumpStats, IncomingDirs, RestoreRequest, Runtime,
-    RuntimeConfig, RuntimeError,
+    parse_dump_stats, CheckpointReport, CheckpointRequest, DumpStats, IncomingDirs, RestoreReport,
+    RestoreRequest, Runtime, RuntimeConfig, RuntimeError,
 };

@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::command::CommandError;
@@ -31,9 +30,13 @@ use crate::net;
 use crate::overlay::{self, OverlayError};
 use crate::runc::{self, CheckpointOpts, RestoreOpts, Runc};
 use crate::spec;
+pub use ferry_wire::container::{
+    CheckpointReport, CheckpointRequest, RestoreReport, RestoreRequest,
+};
 
 mod handoff;
-pub use handoff::{DumpStats, IncomingDirs};
+pub use ferry_wire::migration::DumpStats;
+pub use handoff::{parse_dump_stats, IncomingDirs};
 
 /// How long `stop` waits for SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -65,6 +68,9 @@ pub enum RuntimeError {
         status: Status,
         action: &'static str,
     },
+    /// A rollback could not thaw the app: it is down (frozen or gone) until someone acts.
+    #[error("cannot thaw container '{name}': {detail}")]
+    Thaw { name: String, detail: String },
     #[error("container '{name}' is already migrating (migration {migration})")]
     MigrationInProgress { name: String, migration: String },
     #[error("address {addr} is already used by container '{by}'")]
@@ -95,50 +101,6 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError
     move |source| RuntimeError::Io { context, source }
 }
 
-/// A checkpoint request. `image_dir` defaults to `checkpoints/<name>` in the state dir; an
-/// existing non-empty directory is refused (a checkpoint never overwrites another).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckpointRequest {
-    #[serde(default)]
-    pub image_dir: Option<PathBuf>,
-    /// Keep the app running after the dump (a snapshot); otherwise it stops here.
-    #[serde(default)]
-    pub leave_running: bool,
-    /// Dump established TCP connections (CRIU `--tcp-established`).
-    #[serde(default)]
-    pub tcp_established: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckpointReport {
-    pub container: String,
-    pub image_dir: PathBuf,
-    pub leave_running: bool,
-    /// Wall time of `runc checkpoint` (freeze + dump + write images).
-    pub checkpoint_ms: u64,
-    /// Total size of the checkpoint images.
-    pub image_bytes: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreRequest {
-    /// Defaults to the container's last checkpoint.
-    #[serde(default)]
-    pub image_dir: Option<PathBuf>,
-    #[serde(default)]
-    pub tcp_established: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RestoreReport {
-    pub container: String,
-    pub image_dir: PathBuf,
-    /// Wall time of `runc restore` until the process runs again.
-    pub restore_ms: u64,
-}
-
 pub struct Runtime {
     config: RuntimeConfig,
     images: ImageStore,
@@ -152,10 +114,10 @@ pub struct Runtime {
 
 /// Lifecycle operations wait until a migration of the container has ended.
 fn not_migrating(c: &Container) -> Result<(), RuntimeError> {
-    match &c.outgoing {
-        Some(o) => Err(RuntimeError::MigrationInProgress {
+    match &c.migration {
+        Some(id) => Err(RuntimeError::MigrationInProgress {
             name: c.name.clone(),
-            migration: o.migration.clone(),
+            migration: id.to_string(),
         }),
         None => Ok(()),
     }
@@ -284,30 +246,39 @@ impl Runtime {
             name: name.to_string(),
         })?;
         let dir = self.container_dir(name);
-        if !Container::state_file(&dir).exists() {
+        if !container::state_file(&dir).exists() {
             return Err(RuntimeError::NotFound {
                 kind: "container",
                 name: name.to_string(),
             });
         }
-        Container::load(&dir).map_err(io(format!("read container '{name}'")))
+        container::load(&dir).map_err(io(format!("read container '{name}'")))
     }
 
     fn save(&self, c: &Container) -> Result<(), RuntimeError> {
-        c.save(&self.container_dir(&c.name))
+        container::save(c, &self.container_dir(&c.name))
             .map_err(io(format!("save container '{}'", c.name)))
     }
 
-    /// Corrects a record whose process ended behind the daemon's back (crash, reboot).
+    /// Makes the record say what runc says of the process (ended behind the daemon's back:
+    /// crash, reboot; frozen: a thaw that did not happen). A container held by a migration is
+    /// left alone: the migration owns its status.
     fn refresh(&self, c: &mut Container) -> Result<(), RuntimeError> {
-        if c.status == Status::Running {
-            let alive = matches!(self.runc.state(&c.name)?, Some(s) if s.status == "running" || s.status == "paused");
-            if !alive {
+        if c.migration.is_some() || !matches!(c.status, Status::Running | Status::Frozen) {
+            return Ok(());
+        }
+        let now = match self.runc.state(&c.name)? {
+            Some(s) if s.status == "running" => Status::Running,
+            Some(s) if s.status == "paused" => Status::Frozen,
+            _ => {
                 tracing::warn!(container = %c.name, "process is gone; marking stopped");
                 self.runc.delete(&c.name)?;
-                c.status = Status::Stopped;
-                self.save(c)?;
+                Status::Stopped
             }
+        };
+        if now != c.status {
+            c.status = now;
+            self.save(c)?;
         }
         Ok(())
     }
@@ -319,7 +290,7 @@ impl Runtime {
         let entries = std::fs::read_dir(&dir).map_err(io(format!("list {}", dir.display())))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !Container::state_file(&entry.path()).exists() {
+            if !container::state_file(&entry.path()).exists() {
                 // A creation that died half-way: nothing refers to it.
                 tracing::warn!(container = %name, "removing incomplete container directory");
                 let _ = overlay::unmount_root(&entry.path().join("bundle/rootfs"));
@@ -333,12 +304,11 @@ impl Runtime {
                     continue;
                 }
             };
-            if let Err(e) = self.recover_handoff(&mut c) {
-                tracing::error!(container = %name, error = %e, "cannot settle an interrupted migration");
+            if c.migration.is_some() || c.status == Status::Incoming {
+                // Frozen and parked on purpose, or a parked copy: the migration's recovery
+                // (crate ferry-migration) decides what becomes of it, not a blind re-wiring.
+                tracing::info!(container = %c.name, migration = ?c.migration, status = %c.status, "held by a migration; left to its recovery");
                 continue;
-            }
-            if !Container::state_file(&entry.path()).exists() {
-                continue; // the migration finished (source) or was aborted (target)
             }
             self.refresh(&mut c)?;
             self.prepare(&c)?;
@@ -395,7 +365,7 @@ impl Runtime {
 
     /// Creates a container (bundle, root filesystem, network) without starting it.
     pub fn create(&self, req: ContainerRequest) -> Result<Container, RuntimeError> {
-        let c = self.create_with(req, Status::Created, |c, _dir| self.prepare(c))?;
+        let c = self.create_with(req, Status::Created, None, |c, _dir| self.prepare(c))?;
         tracing::info!(container = %c.name, image = %c.request.image, ip = ?c.request.ip, "created");
         Ok(c)
     }
@@ -407,6 +377,7 @@ impl Runtime {
         &self,
         req: ContainerRequest,
         status: Status,
+        migration: Option<&ferry_wire::migration::MigrationId>,
         setup: impl FnOnce(&Container, &Path) -> Result<(), RuntimeError>,
     ) -> Result<Container, RuntimeError> {
         container::validate_name(&req.name).map_err(RuntimeError::Invalid)?;
@@ -453,7 +424,7 @@ impl Runtime {
             created_at: now_rfc3339(),
             started_at: None,
             last_checkpoint: None,
-            outgoing: None,
+            migration: migration.cloned(),
         };
         let result = (|| {
             std::fs::create_dir_all(dir.join("bundle")).map_err(io("create bundle"))?;
@@ -514,10 +485,24 @@ impl Runtime {
         }
     }
 
+    /// The container's record, brought up to date with runc (under the container's lock:
+    /// the refresh may write the record and `runc delete`).
     pub fn get(&self, name: &str) -> Result<Container, RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.get_locked(name)
+    }
+
+    /// [`Runtime::get`] for a caller that holds the container's lock.
+    fn get_locked(&self, name: &str) -> Result<Container, RuntimeError> {
         let mut c = self.load(name)?;
         self.refresh(&mut c)?;
         Ok(c)
+    }
+
+    /// The record of `name` as stored (no refresh), if there is one.
+    pub fn find(&self, name: &str) -> Option<Container> {
+        self.load(name).ok()
     }
 
     pub fn list(&self) -> Result<Vec<Container>, RuntimeError> {
@@ -539,7 +524,7 @@ impl Runtime {
     pub fn start(&self, name: &str) -> Result<Container, RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut c = self.get(name)?;
+        let mut c = self.get_locked(name)?;
         if !c.status.can_start() {
             return Err(RuntimeError::IncorrectStatus {
                 name: c.name,
@@ -561,7 +546,7 @@ impl Runtime {
     pub fn stop(&self, name: &str) -> Result<Container, RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut c = self.get(name)?;
+        let mut c = self.get_locked(name)?;
         not_migrating(&c)?;
         if !c.status.can_stop() {
             return Err(RuntimeError::IncorrectStatus {
@@ -599,7 +584,7 @@ impl Runtime {
     pub fn delete(&self, name: &str) -> Result<(), RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let c = self.get(name)?;
+        let c = self.get_locked(name)?;
         not_migrating(&c)?;
         if c.status == Status::Running {
             self.stop_process(name)?;
@@ -622,7 +607,7 @@ impl Runtime {
     ) -> Result<CheckpointReport, RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut c = self.get(name)?;
+        let mut c = self.get_locked(name)?;
         not_migrating(&c)?;
         if !c.status.can_checkpoint() {
             return Err(RuntimeError::IncorrectStatus {
@@ -770,7 +755,7 @@ impl Runtime {
     pub fn restore(&self, name: &str, req: RestoreRequest) -> Result<RestoreReport, RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut c = self.get(name)?;
+        let mut c = self.get_locked(name)?;
         if !c.status.can_restore() {
             return Err(RuntimeError::IncorrectStatus {
                 name: c.name,

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use ferry_migration::hooks::Hooks;
+use ferry_migration::EngineConfig;
 use ferry_runtime::{Runtime, RuntimeConfig};
 
 #[derive(clap::Args)]
@@ -34,6 +36,13 @@ pub struct Args {
     /// CRIU binary (default: $FERRY_CRIU, the private build of scripts/install-deps, then $PATH).
     #[arg(long)]
     criu: Option<PathBuf>,
+    /// Seconds a target keeps a restored, uncommitted copy for this host's migrations.
+    #[arg(long, default_value_t = 30)]
+    lease_s: u64,
+    /// Test hooks in DIR: migrations can be held at named points and faults injected. For
+    /// the project's tests only; never on a production host.
+    #[arg(long, hide = true)]
+    test_hooks: Option<PathBuf>,
 }
 
 /// Moves this (still single-threaded) process into a named network namespace. Must run before
@@ -77,7 +86,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         tracing::info!(host = %args.name, listen = %args.listen, "ferry host ready");
-        ferry_host::serve(listener, Arc::new(rt), shutdown_signal()).await?;
+        let mut engine = EngineConfig::new(&args.name, args.listen.ip());
+        engine.lease = std::time::Duration::from_secs(args.lease_s);
+        engine.hooks = Hooks::new(args.test_hooks);
+        ferry_host::serve(listener, Arc::new(rt), engine, shutdown_signal()).await?;
         tracing::info!("ferry host stopped (containers keep running)");
         Ok(ExitCode::SUCCESS)
     })

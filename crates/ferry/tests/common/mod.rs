@@ -56,6 +56,8 @@ pub struct TestHost {
     listen: String,
     daemon: Option<Child>,
     id: Option<String>,
+    /// The lease this host asks of targets (`--lease-s`).
+    pub lease_s: u64,
     /// An HTTP client whose sockets live in the host's namespace.
     pub http: reqwest::blocking::Client,
 }
@@ -98,6 +100,7 @@ impl TestHost {
             state,
             daemon: None,
             id: None,
+            lease_s: 30,
             http,
         };
         host.spawn_daemon();
@@ -110,23 +113,40 @@ impl TestHost {
 
     /// Starts (or restarts) the daemon on the same state directory and waits until it answers.
     pub fn spawn_daemon(&mut self) {
-        let log = File::create(self.state.path().join("daemon.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args([
-                "host",
-                "--name",
-                &self.netns,
-                "--netns",
-                &self.netns,
-                "--listen",
-                &self.listen,
-            ])
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn ferry host");
+        self.spawn(true)
+    }
+
+    /// [`TestHost::spawn_daemon`] as production runs it: no test hooks, no fault injection.
+    pub fn spawn_daemon_without_hooks(&mut self) {
+        self.spawn(false)
+    }
+
+    fn spawn(&mut self, hooks: bool) {
+        // Appended: a restart keeps the log of the daemon before.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state.path().join("daemon.log"))
+            .expect("log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.args([
+            "host",
+            "--name",
+            &self.netns,
+            "--netns",
+            &self.netns,
+            "--listen",
+            &self.listen,
+        ])
+        .arg("--state-dir")
+        .arg(self.state.path())
+        .args(["--lease-s", &self.lease_s.to_string()])
+        .stdout(Stdio::null())
+        .stderr(log);
+        if hooks {
+            cmd.arg("--test-hooks").arg(self.hooks_dir());
+        }
+        let child = cmd.spawn().expect("spawn ferry host");
         self.daemon = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -151,6 +171,95 @@ impl TestHost {
 
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.state.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Where the daemon's test hooks live (see `ferry_migration::hooks`).
+    pub fn hooks_dir(&self) -> PathBuf {
+        self.state.path().join("hooks")
+    }
+
+    /// Arms hook `point`: the next migration reaching it on this host holds there.
+    pub fn arm(&self, point: &str) {
+        let d = self.hooks_dir();
+        for sub in ["arm", "reached", "release"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let _ = std::fs::remove_file(d.join("reached").join(point));
+        std::fs::write(d.join("arm").join(point), b"").unwrap();
+    }
+
+    /// Waits until a migration holds at `point` (armed before); its id.
+    pub fn wait_reached(&self, point: &str) -> String {
+        let f = self.hooks_dir().join("reached").join(point);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(id) = std::fs::read_to_string(&f) {
+                return id;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no migration reached {point}: {}",
+                self.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Lets the migration held at `point` go on.
+    pub fn release(&self, point: &str) {
+        let _ = std::fs::remove_file(self.hooks_dir().join("reached").join(point));
+        std::fs::write(self.hooks_dir().join("release").join(point), b"").unwrap();
+    }
+
+    /// Kills the daemon (SIGKILL): a crash. Its children (CRIU helpers) live on.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a migration of `name` (202) and returns its id.
+    pub fn start_migration(&self, name: &str, body: Value) -> Result<String, (u16, Value)> {
+        let (s, v) = self.post(&format!("/containers/{name}/migrate"), body);
+        if s != 202 {
+            return Err((s, v));
+        }
+        Ok(v["id"].as_str().expect("migration id").to_string())
+    }
+
+    /// The migration's view (`GET /migrations/{id}`), if the daemon answers.
+    pub fn migration(&self, id: &str) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("{}/migrations/{id}", self.api))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .ok()?;
+        r.status().is_success().then(|| r.json().ok()).flatten()
+    }
+
+    /// Waits until migration `id` is in a final state (or one that needs an operator, if
+    /// `or_doubt`); its view.
+    pub fn wait_migration(&self, id: &str, within: Duration, or_doubt: bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = self.migration(id) {
+                let s = v["state"].as_str().unwrap_or("");
+                let done = matches!(s, "completed" | "rolled_back" | "lost")
+                    || (or_doubt && matches!(s, "in_doubt" | "rollback_failed"));
+                if done {
+                    return v;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "migration {id} did not end within {within:?}: {:?}\n{}",
+                self.migration(id),
+                self.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops the daemon the way an operator would (SIGTERM); containers keep running.

@@ -1,12 +1,14 @@
 //! The runtime's side of a live migration: the steps the migration engine
 //! (crate `ferry-migration`) composes on the source and on the target host.
 //!
-//! Source: `begin_outgoing` -> `freeze_outgoing` -> `dump_outgoing` -> (target restores)
-//! -> `commit_outgoing` -> `finish_outgoing`; on any failure before the commit,
-//! `rollback_outgoing` thaws the untouched original.
+//! Source: `begin_outgoing` -> `freeze_outgoing` -> `dump_outgoing` -> (target restores,
+//! commits) -> `finish_outgoing`; on any failure before the commit, `rollback_outgoing`
+//! thaws the untouched original. Target: `create_incoming` -> (images arrive in
+//! `incoming_dirs`) -> `restore_incoming` -> `commit_incoming`; or `abort_incoming`.
 //!
-//! Target: `create_incoming` -> (images arrive in `incoming_dirs`) -> `restore_incoming` ->
-//! `commit_incoming`; or `abort_incoming`.
+//! Every step is idempotent and checks the container belongs to the migration it is told
+//! of: the migration's state machine (crate `ferry-migration`) may repeat a step after a
+//! restart. The state machine, not this module, decides which step comes next.
 //!
 //! Why the source freezes instead of letting CRIU kill it: the dump runs with
 //! `--leave-running` on a paused container, so CRIU leaves it frozen (it restores the
@@ -21,57 +23,43 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use ferry_wire::migration::{DumpStats, MigrationId};
 
 use super::{io, now_rfc3339, Runtime, RuntimeError};
-use crate::container::{Container, ContainerRequest, Outgoing, Status};
+use crate::container::{Container, ContainerRequest, Status};
 use crate::net;
 use crate::runc::{self, CheckpointOpts};
 use crate::spec;
 
-/// What CRIU's `stats-dump` says about one dump.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DumpStats {
-    /// Time the tasks were frozen by CRIU, microseconds.
-    pub frozen_us: u64,
-    pub memdump_us: u64,
-    pub memwrite_us: u64,
-    pub pages_scanned: u64,
-    pub pages_written: u64,
-    pub pages_lazy: u64,
-}
-
-impl DumpStats {
-    /// Parses CRIU's `stats-dump` image: two magic words, a length, then a protobuf
-    /// `StatsEntry { DumpStatsEntry dump = 1 }` (field numbers from CRIU's stats.proto).
-    pub fn parse(bytes: &[u8]) -> Option<DumpStats> {
-        let len = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize;
-        let entry = bytes.get(12..12 + len)?;
-        let mut top = ProtoReader(entry);
-        let mut dump = None;
-        while let Some((field, value)) = top.next() {
-            if let (1, ProtoValue::Bytes(b)) = (field, value) {
-                dump = Some(b);
-            }
+/// Parses CRIU's `stats-dump` image: two magic words, a length, then a protobuf
+/// `StatsEntry { DumpStatsEntry dump = 1 }` (field numbers from CRIU's stats.proto).
+pub fn parse_dump_stats(bytes: &[u8]) -> Option<DumpStats> {
+    let len = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize;
+    let entry = bytes.get(12..12usize.checked_add(len)?)?;
+    let mut top = ProtoReader(entry);
+    let mut dump = None;
+    while let Some((field, value)) = top.next() {
+        if let (1, ProtoValue::Bytes(b)) = (field, value) {
+            dump = Some(b);
         }
-        let mut s = DumpStats::default();
-        let mut r = ProtoReader(dump?);
-        while let Some((field, value)) = r.next() {
-            let ProtoValue::Varint(v) = value else {
-                continue;
-            };
-            match field {
-                2 => s.frozen_us = v,
-                3 => s.memdump_us = v,
-                4 => s.memwrite_us = v,
-                5 => s.pages_scanned = v,
-                7 => s.pages_written = v,
-                9 => s.pages_lazy = v,
-                _ => {}
-            }
-        }
-        Some(s)
     }
+    let mut s = DumpStats::default();
+    let mut r = ProtoReader(dump?);
+    while let Some((field, value)) = r.next() {
+        let ProtoValue::Varint(v) = value else {
+            continue;
+        };
+        match field {
+            2 => s.frozen_us = v,
+            3 => s.memdump_us = v,
+            4 => s.memwrite_us = v,
+            5 => s.pages_scanned = v,
+            7 => s.pages_written = v,
+            9 => s.pages_lazy = v,
+            _ => {}
+        }
+    }
+    Some(s)
 }
 
 enum ProtoValue<'a> {
@@ -118,7 +106,7 @@ impl<'a> ProtoReader<'a> {
 fn read_dump_stats(work: &Path) -> DumpStats {
     std::fs::read(work.join("stats-dump"))
         .ok()
-        .and_then(|b| DumpStats::parse(&b))
+        .and_then(|b| parse_dump_stats(&b))
         .unwrap_or_default()
 }
 
@@ -132,56 +120,55 @@ pub struct IncomingDirs {
 }
 
 impl Runtime {
-    fn outgoing_container(&self, name: &str) -> Result<Container, RuntimeError> {
+    /// The container held by outgoing migration `id` (refused for any other).
+    fn outgoing_container(&self, name: &str, id: &MigrationId) -> Result<Container, RuntimeError> {
         let c = self.load(name)?;
-        if c.outgoing.is_none() {
+        if c.migration.as_ref() != Some(id) || c.status == Status::Incoming {
             return Err(RuntimeError::Invalid(format!(
-                "container '{name}' is not migrating"
+                "container '{name}' is not held by outgoing migration {id}"
             )));
         }
         Ok(c)
     }
 
-    /// Marks a running container as migrating to `target`. Refuses (conflict) a container
+    /// Marks a running container as held by migration `id`. Refuses (conflict) a container
     /// that does not run or already migrates.
-    pub fn begin_outgoing(
-        &self,
-        name: &str,
-        migration: &str,
-        target: &str,
-    ) -> Result<Container, RuntimeError> {
+    pub fn begin_outgoing(&self, name: &str, id: &MigrationId) -> Result<Container, RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut c = self.get(name)?;
-        if let Some(o) = &c.outgoing {
+        let mut c = self.get_locked(name)?;
+        if let Some(m) = &c.migration {
             return Err(RuntimeError::MigrationInProgress {
                 name: name.to_string(),
-                migration: o.migration.clone(),
+                migration: m.to_string(),
             });
         }
-        if c.status != Status::Running {
+        if !c.status.can_migrate() {
             return Err(RuntimeError::IncorrectStatus {
                 name: c.name,
                 status: c.status,
                 action: "migrate",
             });
         }
-        c.outgoing = Some(Outgoing {
-            migration: migration.to_string(),
-            target: target.to_string(),
-            committed: false,
-            phase: "prepare".to_string(),
-        });
+        c.migration = Some(id.clone());
         self.save(&c)?;
         Ok(c)
     }
 
+    /// Releases a container the migration never froze (it failed before the freeze).
+    pub fn release_outgoing(&self, name: &str, id: &MigrationId) -> Result<(), RuntimeError> {
+        self.rollback_outgoing(name, id)
+    }
+
     /// Parks the container's network and freezes its processes: the downtime starts here.
-    pub fn freeze_outgoing(&self, name: &str) -> Result<(), RuntimeError> {
-        let c = self.outgoing_container(name)?;
+    pub fn freeze_outgoing(&self, name: &str, id: &MigrationId) -> Result<(), RuntimeError> {
+        let lock = self.lock(name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.outgoing_container(name, id)?;
         self.park(&c)?;
         self.runc.pause(name)?;
-        Ok(())
+        c.status = Status::Frozen;
+        self.save(&c)
     }
 
     /// Runs a final dump of a parked container with CRIU's network lock off (see
@@ -238,12 +225,13 @@ impl Runtime {
     pub fn predump_outgoing(
         &self,
         name: &str,
+        id: &MigrationId,
         round_dir: &Path,
         parent: Option<&str>,
         page_server: &str,
         timeout: std::time::Duration,
     ) -> Result<DumpStats, RuntimeError> {
-        let _c = self.outgoing_container(name)?;
+        let _c = self.outgoing_container(name, id)?;
         let work = self.dump_work_dir(name, "criu-predump", round_dir)?;
         self.runc
             .checkpoint(
@@ -269,12 +257,13 @@ impl Runtime {
     pub fn dump_outgoing(
         &self,
         name: &str,
+        id: &MigrationId,
         image_dir: &Path,
         page_server: Option<&str>,
         parent: Option<&str>,
         timeout: std::time::Duration,
     ) -> Result<DumpStats, RuntimeError> {
-        let _c = self.outgoing_container(name)?;
+        let _c = self.outgoing_container(name, id)?;
         let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
         self.with_parked_config(name, || {
             self.runc
@@ -303,11 +292,12 @@ impl Runtime {
     pub fn dump_outgoing_lazy(
         &self,
         name: &str,
+        id: &MigrationId,
         image_dir: &Path,
         page_server: &str,
         parent: Option<&str>,
     ) -> Result<std::process::Child, RuntimeError> {
-        let _c = self.outgoing_container(name)?;
+        let _c = self.outgoing_container(name, id)?;
         let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
         // CRIU reads its options when it starts; the lazy dump runs on after this returns.
         self.with_parked_config(name, || {
@@ -335,53 +325,88 @@ impl Runtime {
         self.container_dir(name).join("upper")
     }
 
-    /// Records the phase an outgoing migration entered (shown by `GET /containers/{name}`).
-    pub fn outgoing_phase(&self, name: &str, phase: &str) -> Result<(), RuntimeError> {
-        let mut c = self.outgoing_container(name)?;
-        if let Some(o) = c.outgoing.as_mut() {
-            o.phase = phase.to_string();
-        }
-        self.save(&c)
-    }
-
-    /// Past the point of no return: persisted before the target is told to take over.
-    pub fn commit_outgoing(&self, name: &str) -> Result<(), RuntimeError> {
-        let mut c = self.outgoing_container(name)?;
-        if let Some(o) = c.outgoing.as_mut() {
-            o.committed = true;
-        }
-        self.save(&c)
-    }
-
     /// The target runs the app: remove the frozen original and everything it held here.
-    pub fn finish_outgoing(&self, name: &str) -> Result<(), RuntimeError> {
+    /// Idempotent: a container already gone is fine.
+    pub fn finish_outgoing(&self, name: &str, id: &MigrationId) -> Result<(), RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let c = self.outgoing_container(name)?;
+        let c = match self.outgoing_container(name, id) {
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
         // Thaw after SIGKILL is queued so the frozen tasks actually die.
         let _ = self.runc.kill(name, "KILL");
         let _ = self.runc.resume(name);
         self.runc.delete(name)?;
         self.teardown(&c);
-        tracing::info!(container = %name, "migrated away; source copy removed");
+        if self.container_dir(name).exists() {
+            return Err(RuntimeError::Invalid(format!(
+                "container '{name}' could not be removed completely after migration {id}"
+            )));
+        }
+        tracing::info!(container = %name, migration = %id, "migrated away; source copy removed");
         Ok(())
     }
 
-    /// Undoes a migration that did not commit: the original resumes where it stopped.
-    pub fn rollback_outgoing(&self, name: &str) -> Result<(), RuntimeError> {
+    /// Undoes a migration that did not commit: the original resumes where it stopped, its
+    /// network is wired again, and the record is released. Idempotent. Fails (and says why)
+    /// unless runc afterwards reports the processes running: a rollback is never reported
+    /// done while the app is still frozen or gone.
+    pub fn rollback_outgoing(&self, name: &str, id: &MigrationId) -> Result<(), RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut c = self.outgoing_container(name)?;
+        let mut c = self.load(name)?;
+        match &c.migration {
+            None if c.status == Status::Running => return Ok(()), // rolled back already
+            Some(m) if m == id && c.status != Status::Incoming => {}
+            _ => {
+                return Err(RuntimeError::Invalid(format!(
+                    "container '{name}' is not held by outgoing migration {id}"
+                )))
+            }
+        }
         net::remove_criu_network_lock(&c.netns);
-        if matches!(self.runc.state(name)?, Some(s) if s.status == "paused") {
-            self.runc.resume(name)?;
+        let thaw_failed = |detail: String| RuntimeError::Thaw {
+            name: name.to_string(),
+            detail,
+        };
+        match self.runc.state(name)? {
+            None => return Err(thaw_failed(
+                "runc no longer knows the container: its processes are gone (machine restarted?)"
+                    .into(),
+            )),
+            Some(s) if s.status == "paused" => self
+                .runc
+                .resume(name)
+                .map_err(|e| thaw_failed(format!("runc resume: {e}")))?,
+            Some(_) => {}
+        }
+        match self.runc.state(name)? {
+            Some(s) if s.status == "running" => {}
+            other => {
+                return Err(thaw_failed(format!(
+                    "after the thaw runc says {}",
+                    other.map(|s| s.status).unwrap_or_else(|| "nothing".into())
+                )))
+            }
         }
         self.unpark(&c)?;
-        c.outgoing = None;
-        self.refresh(&mut c)?;
+        c.migration = None;
+        c.status = Status::Running;
         self.save(&c)?;
-        tracing::warn!(container = %name, "migration rolled back; the app runs here again");
+        tracing::warn!(container = %name, migration = %id, "migration rolled back; the app runs here again");
         Ok(())
+    }
+
+    /// Processes (runc, CRIU) still working on outgoing migration `id` (a post-copy dump
+    /// serving pages, a dump a killed daemon left running).
+    pub fn outgoing_helpers(&self, id: &MigrationId) -> Vec<i32> {
+        crate::criu::processes_under(&self.migrations_dir().join(id.as_str()))
+    }
+
+    /// Kills what [`Runtime::outgoing_helpers`] finds; how many.
+    pub fn kill_outgoing_helpers(&self, id: &MigrationId) -> usize {
+        crate::criu::kill_processes_under(&self.migrations_dir().join(id.as_str()))
     }
 
     /// Host side of the veth down and the host route gone: nothing reaches the container.
@@ -403,18 +428,16 @@ impl Runtime {
     pub fn create_incoming(
         &self,
         req: ContainerRequest,
-        migration: &str,
+        id: &MigrationId,
     ) -> Result<Container, RuntimeError> {
-        let c = self.create_with(req, Status::Incoming, |c, dir| {
+        let c = self.create_with(req, Status::Incoming, Some(id), |c, dir| {
             for sub in ["upper", "work", "incoming"] {
                 std::fs::create_dir_all(dir.join(sub)).map_err(io("create container dirs"))?;
             }
             self.wire_network(c)?;
-            self.park(c)?;
-            std::fs::write(dir.join("incoming/migration"), migration)
-                .map_err(io("write migration id"))
+            self.park(c)
         })?;
-        tracing::info!(container = %c.name, migration, "incoming migration prepared");
+        tracing::info!(container = %c.name, migration = %id, "incoming migration prepared");
         Ok(c)
     }
 
@@ -427,13 +450,14 @@ impl Runtime {
         }
     }
 
-    fn incoming_container(&self, name: &str) -> Result<Container, RuntimeError> {
+    /// The parked copy of incoming migration `id` (refused for anything else).
+    fn incoming_container(&self, name: &str, id: &MigrationId) -> Result<Container, RuntimeError> {
         let c = self.load(name)?;
-        if c.status != Status::Incoming {
+        if c.status != Status::Incoming || c.migration.as_ref() != Some(id) {
             return Err(RuntimeError::IncorrectStatus {
                 name: c.name,
                 status: c.status,
-                action: "restore an incoming migration into",
+                action: "handle an incoming migration with",
             });
         }
         Ok(c)
@@ -445,11 +469,12 @@ impl Runtime {
     pub fn restore_incoming(
         &self,
         name: &str,
+        id: &MigrationId,
         lazy_from: Option<std::net::SocketAddr>,
     ) -> Result<(u64, Option<std::process::Child>), RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let c = self.incoming_container(name)?;
+        let c = self.incoming_container(name, id)?;
         self.mount_root(&c)?;
         // The lazy-pages daemon runs in the host's namespace (not the container's: the
         // restore's network lock would cut it off) and shares the restore's work dir.
@@ -508,62 +533,76 @@ impl Runtime {
         (faults, pages)
     }
 
+    /// Whether the post-copy pages of `name` all arrived, read from the lazy-pages log once
+    /// its daemon is gone (for a daemon that restarted and cannot wait for its child):
+    /// `None` while it runs (or never ran), else `Some(ok)`.
+    pub fn lazy_outcome_from_log(&self, name: &str) -> Option<bool> {
+        let dir = self.container_dir(name);
+        if !crate::criu::processes_under(&dir).is_empty() {
+            return None;
+        }
+        let text = std::fs::read_to_string(dir.join("criu-restore/lazy-pages.log")).ok()?;
+        let per_task: Vec<(u64, u64)> = text
+            .lines()
+            .filter_map(|l| l.split("UFFD transferred pages: (").nth(1))
+            .filter_map(|rest| {
+                let (a, b) = rest.split_once('/')?;
+                Some((
+                    a.trim().parse().ok()?,
+                    b.trim_end_matches(')').trim().parse().ok()?,
+                ))
+            })
+            .collect();
+        let errors = text
+            .lines()
+            .any(|l| l.starts_with("Error") || l.contains("Error ("));
+        Some(!errors && !per_task.is_empty() && per_task.iter().all(|(got, all)| got == all))
+    }
+
     /// The source committed: the restored copy becomes reachable and is a normal container.
-    pub fn commit_incoming(&self, name: &str) -> Result<Container, RuntimeError> {
+    /// Idempotent: a copy that already serves is fine.
+    pub fn commit_incoming(&self, name: &str, id: &MigrationId) -> Result<Container, RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut c = self.incoming_container(name)?;
+        let c = self.load(name)?;
+        if c.status == Status::Running && c.migration.is_none() {
+            return Ok(c);
+        }
+        let mut c = self.incoming_container(name, id)?;
         self.unpark(&c)?;
         c.status = Status::Running;
+        c.migration = None;
         c.started_at = Some(now_rfc3339());
         self.save(&c)?;
-        let dir = self.container_dir(name).join("incoming");
-        let _ = std::fs::remove_dir_all(dir);
-        tracing::info!(container = %name, "incoming migration committed; serving here");
+        tracing::info!(container = %name, migration = %id, "incoming migration committed; serving here");
         Ok(c)
     }
 
-    /// Removes an uncommitted incoming container (restored or not). Idempotent.
-    pub fn abort_incoming(&self, name: &str) -> Result<(), RuntimeError> {
+    /// Removes the uncommitted copy of incoming migration `id` (restored or not), with any
+    /// CRIU helper still working for it. Idempotent; refuses to touch a container that is
+    /// not that migration's parked copy (one that serves is never removed here).
+    pub fn abort_incoming(&self, name: &str, id: &MigrationId) -> Result<(), RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let c = match self.load(name) {
+        let c = match self.incoming_container(name, id) {
             Ok(c) => c,
             Err(RuntimeError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if c.status != Status::Incoming {
-            return Err(RuntimeError::IncorrectStatus {
-                name: c.name,
-                status: c.status,
-                action: "abort",
-            });
-        }
         // A page server or lazy-pages daemon of this copy may outlive the daemon that
         // started it (restart, crash): none may keep waiting for the source.
         let dir = self.container_dir(name);
-        if crate::criu::kill_helpers_under(&dir) > 0 {
+        if crate::criu::kill_processes_under(&dir) > 0 {
             tracing::warn!(container = %name, "killed CRIU helpers left from the aborted migration");
         }
         self.teardown(&c);
-        tracing::warn!(container = %name, "incoming migration aborted; target copy removed");
-        Ok(())
-    }
-
-    /// Settles a migration a previous daemon left half-done: an uncommitted outgoing one is
-    /// rolled back, a committed one finished; an incoming one that never committed is removed.
-    pub(super) fn recover_handoff(&self, c: &mut Container) -> Result<(), RuntimeError> {
-        match (&c.outgoing, c.status) {
-            (Some(o), _) if o.committed => self.finish_outgoing(&c.name),
-            (Some(_), _) => self.rollback_outgoing(&c.name).map(|_| ()),
-            (None, Status::Incoming) => self.abort_incoming(&c.name),
-            _ => Ok(()),
+        if dir.exists() {
+            return Err(RuntimeError::Invalid(format!(
+                "the copy of '{name}' could not be removed completely (its root filesystem is busy)"
+            )));
         }
-        .map(|()| {
-            if let Ok(fresh) = self.load(&c.name) {
-                *c = fresh;
-            }
-        })
+        tracing::warn!(container = %name, migration = %id, "incoming migration aborted; target copy removed");
+        Ok(())
     }
 }
 
@@ -580,7 +619,7 @@ mod tests {
             0x03, 0x28, 0xa8, 0x40, 0x30, 0x00, 0x38, 0x9c, 0x40, 0x40, 0x00, 0x48, 0x00, 0x50,
             0x08, 0x58, 0x08, 0x60, 0x00, 0x68, 0x00, 0x70, 0x00,
         ];
-        let s = DumpStats::parse(&raw).unwrap();
+        let s = parse_dump_stats(&raw).unwrap();
         assert_eq!(s.pages_written, 8220);
         assert_eq!(s.pages_scanned, 8232);
         assert_eq!(s.pages_lazy, 0);
@@ -589,8 +628,8 @@ mod tests {
 
     #[test]
     fn rejects_truncated_stats() {
-        assert!(DumpStats::parse(&[0x40, 0x59, 0x10]).is_none());
+        assert!(parse_dump_stats(&[0x40, 0x59, 0x10]).is_none());
         // A header announcing an empty entry: no dump stats inside.
-        assert!(DumpStats::parse(&[0; 12]).is_none());
+        assert!(parse_dump_stats(&[0; 12]).is_none());
     }
 }
