@@ -169,3 +169,95 @@ pub fn post_stream<R: Read>(
             .send(ureq::SendBody::from_reader(&mut reader))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// A one-shot server: answers `answer` and hands back the request line it got.
+    fn once(answer: &'static [u8]) -> (String, std::thread::JoinHandle<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let t = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut r = BufReader::new(&s);
+            let mut first = String::new();
+            r.read_line(&mut first).unwrap();
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            (&s).write_all(answer).unwrap();
+            first
+        });
+        (url, t)
+    }
+
+    #[test]
+    fn queries_are_encoded_and_answers_read_whatever_their_status() {
+        let (url, t) =
+            once(b"HTTP/1.1 404 Not Found\r\nLocation: /x\r\nContent-Length: 2\r\n\r\n{}");
+        let a = get(
+            &format!("{url}/amsi/v1/app_mobility_services"),
+            &[("filter", "(eq,a/b,x y)")],
+        )
+        .unwrap();
+        assert_eq!(
+            (a.status, a.location.as_deref(), &a.body[..]),
+            (404, Some("/x"), &b"{}"[..])
+        );
+        let line = t.join().unwrap();
+        // Parentheses may stay as they are in a query (RFC 3986 sub-delims).
+        assert_eq!(
+            line,
+            "GET /amsi/v1/app_mobility_services?filter=(eq%2Ca%2Fb%2Cx%20y) HTTP/1.1\r\n"
+        );
+    }
+
+    /// A refused connection is tried again until the peer is up (a hand-off's target may
+    /// still be starting), and not once `give_up` says so.
+    #[test]
+    fn refused_connections_are_retried_within_patience() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let url = format!("http://{addr}/context");
+        let started = Instant::now();
+        let a = post_stream(
+            &url,
+            "x/y",
+            1,
+            Duration::from_secs(5),
+            &|| true,
+            || &b"z"[..],
+        );
+        assert!(a.is_err(), "nobody listens");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "give_up was ignored"
+        );
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let l = TcpListener::bind(addr).unwrap();
+            let (s, _) = l.accept().unwrap();
+            let mut r = BufReader::new(&s);
+            let mut line = String::new();
+            while line != "\r\n" {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+            }
+            (&s).write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+        });
+        let a = post_stream(&url, "x/y", 1, Duration::from_secs(5), &|| false, || {
+            &b"z"[..]
+        });
+        assert_eq!(a.map(|a| a.status), Ok(204));
+        late.join().unwrap();
+    }
+}
