@@ -9,16 +9,54 @@
 //! The receiver recomputes the ballast's checksum and refuses a context whose sum does not
 //! match, so a damaged transfer is never taken for state.
 
-use crate::http;
-use crate::{lock, term, State};
-use std::io::BufRead;
+use std::io::Read;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::StatusCode;
+
+use crate::{client, lock, term, State};
 
 const MAGIC: &[u8; 8] = b"FRYCTX01";
 const HEAD: u64 = 40;
-/// Words per read or write.
+/// Words per write.
 const CHUNK: usize = 8192;
+/// How long the sender retries a refused connection (the target instance may still start).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The context on the wire, read out of the (locked) ballast: the head, then the words.
+struct Wire<'a> {
+    head: &'a [u8],
+    words: &'a [u64],
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Wire<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.buf.len() {
+            self.buf.clear();
+            self.at = 0;
+            if !self.head.is_empty() {
+                self.buf.extend_from_slice(self.head);
+                self.head = &[];
+            } else {
+                let (now, rest) = self.words.split_at(self.words.len().min(CHUNK));
+                for w in now {
+                    self.buf.extend_from_slice(&w.to_le_bytes());
+                }
+                self.words = rest;
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
 
 /// Sends this instance's context to `url` (another instance's `/context`), retrying the
 /// connection for a while (the target instance may still be starting) unless `give_up`.
@@ -38,24 +76,17 @@ pub fn send(state: &State, url: &str, give_up: &dyn Fn() -> bool) -> Result<u64,
     ] {
         head.extend_from_slice(&v.to_le_bytes());
     }
-    let answer = http::send(
-        "POST",
+    let answer = client::post_stream(
         url,
-        Some("application/octet-stream"),
+        "application/octet-stream",
         len,
-        Duration::from_secs(20),
+        PATIENCE,
         give_up,
-        |w| {
-            w.write_all(&head)?;
-            let mut buf = Vec::with_capacity(CHUNK * 8);
-            for chunk in words.chunks(CHUNK) {
-                buf.clear();
-                for word in chunk {
-                    buf.extend_from_slice(&word.to_le_bytes());
-                }
-                w.write_all(&buf)?;
-            }
-            Ok(())
+        || Wire {
+            head: &head,
+            words,
+            buf: Vec::with_capacity(CHUNK * 8),
+            at: 0,
         },
     )?;
     if answer.status / 100 != 2 {
@@ -69,7 +100,7 @@ pub fn send(state: &State, url: &str, give_up: &dyn Fn() -> bool) -> Result<u64,
 }
 
 /// Why a received context was refused: the HTTP status and the reason.
-pub struct Refused(pub &'static str, pub String);
+pub struct Refused(pub StatusCode, pub String);
 
 fn u64_at(b: &[u8], i: usize) -> u64 {
     let mut w = [0u8; 8];
@@ -77,67 +108,95 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// Reads a context of `length` bytes from `r` and makes it this instance's state. Nothing
-/// changes unless all of it arrived and its checksum holds. An I/O error means the
-/// connection is unusable.
-pub fn receive(
-    state: &State,
-    r: &mut impl BufRead,
-    length: u64,
-) -> std::io::Result<Result<u64, Refused>> {
+fn bad(why: impl Into<String>) -> Refused {
+    Refused(StatusCode::BAD_REQUEST, why.into())
+}
+
+/// Reads a context of `length` bytes from `body` and makes it this instance's state.
+/// Nothing changes unless all of it arrived and its checksum holds.
+pub async fn receive(state: &Arc<State>, mut body: Incoming, length: u64) -> Result<u64, Refused> {
     if length < HEAD || !(length - HEAD).is_multiple_of(8) {
-        return Ok(Err(Refused(
-            "400 Bad Request",
-            format!("a context is {HEAD} bytes plus 8 per word, not {length}"),
+        return Err(bad(format!(
+            "a context is {HEAD} bytes plus 8 per word, not {length}"
         )));
     }
-    let mut head = [0u8; HEAD as usize];
-    r.read_exact(&mut head)?;
-    let (counter, checksum, rng, n) = (
-        u64_at(&head, 8),
-        u64_at(&head, 16),
-        u64_at(&head, 24),
-        u64_at(&head, 32),
-    );
-    if &head[..8] != MAGIC || n != (length - HEAD) / 8 {
-        return Ok(Err(Refused(
-            "400 Bad Request",
-            "not a ferry-counter context (magic or length)".to_string(),
-        )));
-    }
+    let n = (length - HEAD) / 8;
+    let mut head = Vec::with_capacity(HEAD as usize);
     // Into a new buffer: if the transfer breaks off, the current state stays as it was.
     let mut words: Vec<u64> = Vec::new();
-    if words.try_reserve_exact(n as usize).is_err() {
-        return Ok(Err(Refused(
-            "413 Content Too Large",
-            format!("no memory for {n} ballast words"),
-        )));
+    // A word split between two frames.
+    let mut carry = Vec::with_capacity(8);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| bad(format!("the context broke off: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let mut data = &data[..];
+        if head.len() < HEAD as usize {
+            let take = (HEAD as usize - head.len()).min(data.len());
+            head.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if head.len() < HEAD as usize {
+                continue;
+            }
+            if &head[..8] != MAGIC || u64_at(&head, 32) != n {
+                return Err(bad("not a ferry-counter context (magic or length)"));
+            }
+            if words.try_reserve_exact(n as usize).is_err() {
+                return Err(Refused(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("no memory for {n} ballast words"),
+                ));
+            }
+        }
+        if !carry.is_empty() {
+            let take = (8 - carry.len()).min(data.len());
+            carry.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if carry.len() == 8 {
+                words.push(u64_at(&carry, 0));
+                carry.clear();
+            }
+        }
+        let whole = data.chunks_exact(8);
+        carry.extend_from_slice(whole.remainder());
+        words.extend(whole.map(|b| u64_at(b, 0)));
+        if words.len() as u64 > n {
+            return Err(bad("more ballast words than the head says"));
+        }
     }
-    let mut buf = vec![0u8; CHUNK * 8];
-    let mut left = n as usize;
-    while left > 0 {
-        let take = left.min(CHUNK);
-        r.read_exact(&mut buf[..take * 8])?;
-        words.extend(buf[..take * 8].chunks_exact(8).map(|b| u64_at(b, 0)));
-        left -= take;
+    if head.len() < HEAD as usize || words.len() as u64 != n || !carry.is_empty() {
+        return Err(bad("the context is cut off"));
     }
-    let computed = words
-        .iter()
-        .enumerate()
-        .fold(0u64, |s, (i, &w)| s.wrapping_add(term(i, w)));
-    if computed != checksum {
-        return Ok(Err(Refused(
-            "422 Unprocessable Content",
-            format!("ballast checksum {computed:016x} does not match the sent {checksum:016x}"),
-        )));
-    }
-    let mut ballast = lock(&state.ballast);
-    ballast.words = words;
-    ballast.rng = rng;
-    state.checksum.store(checksum, Ordering::SeqCst);
-    state.counter.store(counter, Ordering::SeqCst);
-    state
-        .ballast_mib
-        .store(n as usize * 8 / (1024 * 1024), Ordering::SeqCst);
-    Ok(Ok(length))
+    let (counter, checksum, rng) = (u64_at(&head, 8), u64_at(&head, 16), u64_at(&head, 24));
+    // Recomputing and installing 100s of MiB is CPU work: off the async threads.
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let computed = words
+            .iter()
+            .enumerate()
+            .fold(0u64, |s, (i, &w)| s.wrapping_add(term(i, w)));
+        if computed != checksum {
+            return Err(Refused(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("ballast checksum {computed:016x} does not match the sent {checksum:016x}"),
+            ));
+        }
+        let mut ballast = lock(&state.ballast);
+        ballast.words = words;
+        ballast.rng = rng;
+        state.checksum.store(checksum, Ordering::SeqCst);
+        state.counter.store(counter, Ordering::SeqCst);
+        state
+            .ballast_mib
+            .store(n as usize * 8 / (1024 * 1024), Ordering::SeqCst);
+        Ok(length)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(Refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "installing the context failed".into(),
+        ))
+    })
 }

@@ -1,7 +1,7 @@
 //! `ferry-counter`: the stateful workload for ferry's tests, demo and benchmarks.
 //!
-//! A tiny HTTP/1.1 server (std only, so it links statically and CRIU sees a plain process)
-//! that keeps
+//! A small HTTP/1.1 server (`server.rs`, hyper; a static binary, so CRIU sees one plain
+//! process and its container needs nothing else) that keeps
 //! - a request counter,
 //! - a ballast of N MiB of pseudo-random data, of which R MiB/s are rewritten by a background
 //!   thread (the "dirty rate" that live migration has to chase),
@@ -14,27 +14,23 @@
 //! `ok:true` proves every page arrived intact, and an unchanged `started_at_ms` plus a counter
 //! that continues prove the process was never restarted.
 //!
-//! Connections are kept alive (HTTP/1.1), one thread each, so a client can hold one TCP
-//! connection open across a checkpoint/restore and keep using it.
+//! Connections are kept alive (HTTP/1.1), so a client can hold one TCP connection open across
+//! a checkpoint/restore and keep using it.
 //!
 //! With `MEC_API_ROOT` and `MEC_APP_INSTANCE_ID` in its environment it is also an ETSI MEC 021
 //! application that relocates its own state (`mec.rs`): `POST /context` takes another
 //! instance's user context (counter and ballast, `context.rs`) and replaces its own, and
 //! `POST /mec/mobility_procedure` takes AMS notifications.
 
+mod client;
 mod context;
-mod http;
-mod json;
 mod mec;
+mod server;
 
-use std::io::{BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Largest request body the counter reads into memory (`/context` streams instead).
-const MAX_BODY: u64 = 1 << 20;
 
 const PAGE_WORDS: usize = 4096 / 8;
 
@@ -217,124 +213,6 @@ fn dirtier(state: Arc<State>) {
     }
 }
 
-fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
-    let ctype = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\n{ctype}Content-Length: {}\r\nConnection: keep-alive\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
-}
-
-/// The answer to a request whose body (at most `MAX_BODY`) has been read.
-fn handle(state: &Arc<State>, method: &str, path: &str, body: &[u8]) -> (&'static str, String) {
-    match path {
-        "/" | "/count" => {
-            let frozen = state.frozen.read().unwrap_or_else(|e| e.into_inner());
-            if *frozen {
-                return (
-                    "503 Service Unavailable",
-                    r#"{"error":"the user context was handed to another instance"}"#.into(),
-                );
-            }
-            let counter = state.counter.fetch_add(1, Ordering::SeqCst) + 1;
-            (
-                "200 OK",
-                format!(
-                    r#"{{"counter":{counter},"checksum":"{:016x}","started_at_ms":{},"ballast_mib":{},"dirty_mib_s":{},"pid":{}}}"#,
-                    state.checksum.load(Ordering::SeqCst),
-                    state.started_at_ms,
-                    state.ballast_mib.load(Ordering::SeqCst),
-                    state.dirty_mib_s,
-                    std::process::id()
-                ),
-            )
-        }
-        mec::CALLBACK_PATH if method == "POST" => mec::notification(state, body),
-        mec::CALLBACK_PATH | "/context" => {
-            ("405 Method Not Allowed", r#"{"error":"use POST"}"#.into())
-        }
-        "/verify" => {
-            // Hold the lock so the writer cannot move the sum while we recompute it.
-            let ballast = lock(&state.ballast);
-            let maintained = state.checksum.load(Ordering::SeqCst);
-            let computed = ballast.checksum();
-            (
-                "200 OK",
-                format!(
-                    r#"{{"ok":{},"checksum":"{maintained:016x}","computed":"{computed:016x}","counter":{},"started_at_ms":{}}}"#,
-                    maintained == computed,
-                    state.counter.load(Ordering::SeqCst),
-                    state.started_at_ms
-                ),
-            )
-        }
-        "/health" => ("200 OK", r#"{"status":"ok"}"#.to_string()),
-        _ => ("404 Not Found", r#"{"error":"not found"}"#.to_string()),
-    }
-}
-
-fn serve(state: Arc<State>, stream: TcpStream) -> std::io::Result<()> {
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    loop {
-        let head = match http::read_head(&mut reader) {
-            Ok(Some(h)) => h,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                // Malformed: say so and close (the stream position is unknown).
-                let detail = json::Json::str(e.to_string());
-                let _ = respond(
-                    &mut writer,
-                    "400 Bad Request",
-                    &format!(r#"{{"error":{detail}}}"#),
-                );
-                return Ok(());
-            }
-        };
-        if head.chunked {
-            respond(
-                &mut writer,
-                "411 Length Required",
-                r#"{"error":"send a Content-Length"}"#,
-            )?;
-            return Ok(());
-        }
-        if head.method == "POST" && head.path == "/context" {
-            match context::receive(&state, &mut reader, head.length)? {
-                Ok(bytes) => {
-                    eprintln!("ferry-counter: took over a user context of {bytes} bytes");
-                    respond(&mut writer, "204 No Content", "")?;
-                }
-                Err(context::Refused(status, why)) => {
-                    let detail = json::Json::str(why);
-                    respond(&mut writer, status, &format!(r#"{{"error":{detail}}}"#))?;
-                    // The rest of the body may be unread.
-                    return Ok(());
-                }
-            }
-            continue;
-        }
-        if head.length > MAX_BODY {
-            respond(
-                &mut writer,
-                "413 Content Too Large",
-                r#"{"error":"body too large"}"#,
-            )?;
-            return Ok(());
-        }
-        let mut body = Vec::new();
-        (&mut reader).take(head.length).read_to_end(&mut body)?;
-        let (status, answer) = handle(&state, &head.method, &head.path, &body);
-        respond(&mut writer, status, &answer)?;
-    }
-}
-
 extern "C" fn on_term(_: libc::c_int) {
     // SAFETY: _exit is async-signal-safe.
     unsafe { libc::_exit(0) }
@@ -370,17 +248,9 @@ fn main() {
     );
     // After the listener exists: AMS may call back as soon as the subscription is made.
     mec::start(state.clone());
-    accept(listener, state);
-}
-
-fn accept(listener: TcpListener, state: Arc<State>) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let _ = stream.set_nodelay(true);
-        let s = state.clone();
-        std::thread::spawn(move || {
-            let _ = serve(s, stream);
-        });
+    if let Err(e) = server::run(listener, state) {
+        eprintln!("ferry-counter: cannot serve: {e}");
+        std::process::exit(1)
     }
 }
 
@@ -395,82 +265,6 @@ mod tests {
         let sum2 = b.dirty(100, sum);
         assert_ne!(sum, sum2, "rewriting pages must change the checksum");
         assert_eq!(sum2, b.checksum());
-    }
-
-    /// A counter server on 127.0.0.1 (real TCP) with `mib` of ballast.
-    fn server(mib: usize) -> (Arc<State>, String) {
-        let state = Arc::new(State::new(mib, 0.0, None));
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
-        let s = state.clone();
-        std::thread::spawn(move || accept(l, s));
-        (state, url)
-    }
-
-    #[test]
-    fn context_moves_to_another_instance_and_a_damaged_one_is_refused() {
-        let (source, _) = server(2);
-        for _ in 0..5 {
-            handle(&source, "GET", "/", b"");
-        }
-        let (target, url) = server(1);
-        let before = target.checksum.load(Ordering::SeqCst);
-        let sent = context::send(&source, &format!("{url}/context"), &|| false).unwrap();
-        assert_eq!(sent, 40 + 2 * 1024 * 1024);
-        assert_eq!(target.counter.load(Ordering::SeqCst), 5);
-        let sum = source.checksum.load(Ordering::SeqCst);
-        assert_eq!(target.checksum.load(Ordering::SeqCst), sum);
-        assert_ne!(sum, before);
-        assert_eq!(lock(&target.ballast).checksum(), sum);
-        let (_, v) = handle(&target, "GET", "/", b"");
-        assert!(v.contains(r#""counter":6"#), "{v}");
-
-        // A flipped bit in the ballast: refused, nothing changes.
-        let mut body = Vec::new();
-        body.extend_from_slice(b"FRYCTX01");
-        for v in [99u64, 1, 2, 2] {
-            body.extend_from_slice(&v.to_le_bytes());
-        }
-        body.extend_from_slice(&[0u8; 16]);
-        let a = http::send(
-            "POST",
-            &format!("{url}/context"),
-            None,
-            body.len() as u64,
-            Duration::ZERO,
-            &|| false,
-            |w| w.write_all(&body),
-        )
-        .unwrap();
-        assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
-        assert_eq!(target.counter.load(Ordering::SeqCst), 6);
-        let a = http::send(
-            "POST",
-            &format!("{url}/context"),
-            None,
-            3,
-            Duration::ZERO,
-            &|| false,
-            |w| w.write_all(b"abc"),
-        )
-        .unwrap();
-        assert_eq!(a.status, 400);
-        assert_eq!(lock(&target.ballast).checksum(), sum);
-    }
-
-    #[test]
-    fn frozen_state_is_not_changed() {
-        let (s, _) = server(0);
-        handle(&s, "GET", "/", b"");
-        s.freeze();
-        assert_eq!(handle(&s, "GET", "/", b"").0, "503 Service Unavailable");
-        assert_eq!(s.counter.load(Ordering::SeqCst), 1);
-        s.resume();
-        assert_eq!(handle(&s, "GET", "/", b"").0, "200 OK");
-        assert_eq!(
-            handle(&s, "GET", "/context", b"").0,
-            "405 Method Not Allowed"
-        );
     }
 
     #[test]

@@ -17,18 +17,25 @@
 //!   serves on. A target at its own address means the platform moves this very instance
 //!   (container migration): it only confirms, with a PUT of the registration.
 
-use crate::json::Json;
-use crate::{context, http, lock, State};
 use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hyper::StatusCode;
+use mec_api::ams::{
+    AppMobilityServiceLevel, AssociateId, ContextTransferState, DeviceInformation,
+    MobilityProcedureFilter, MobilityProcedureNotification, MobilityProcedureSubscription,
+    MobilityStatus, RegistrationInfo, ServiceConsumerId, MOBILITY_PROCEDURE_NOTIFICATION,
+    MOBILITY_PROCEDURE_SUBSCRIPTION,
+};
+use serde::de::DeserializeOwned;
+
+use crate::server::Answer;
+use crate::{client, context, lock, State};
+
 /// Path of the MobilityProcedure callback on the counter's port.
 pub const CALLBACK_PATH: &str = "/mec/mobility_procedure";
-
-const TRIGGERED: &str = "INTERHOST_MOVEOUT_TRIGGERED";
-const FAILED: &str = "INTERHOST_MOVEOUT_FAILED";
 
 pub struct Mec {
     api_root: String,
@@ -52,17 +59,26 @@ impl Mec {
     /// instance id are set.
     pub fn from_env(port: u16) -> Option<Mec> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        Some(Mec {
-            api_root: var("MEC_API_ROOT")?.trim_end_matches('/').to_string(),
-            instance: var("MEC_APP_INSTANCE_ID")?,
-            ue: var("MEC_ASSOCIATE_ID"),
+        Some(Mec::new(
+            &var("MEC_API_ROOT")?,
+            var("MEC_APP_INSTANCE_ID")?,
+            var("MEC_ASSOCIATE_ID"),
+            port,
+        ))
+    }
+
+    fn new(api_root: &str, instance: String, ue: Option<String>, port: u16) -> Mec {
+        Mec {
+            api_root: api_root.trim_end_matches('/').to_string(),
+            instance,
+            ue,
             port,
             registration: Mutex::new(None),
             subscription: Mutex::new(None),
             own_ip: Mutex::new(None),
             busy: AtomicBool::new(false),
             failed: AtomicBool::new(false),
-        })
+        }
     }
 
     fn ams(&self, path: &str) -> String {
@@ -115,7 +131,8 @@ fn setup(mec: &Mec) -> Result<(), String> {
     Ok(())
 }
 
-fn expect(a: &http::Response, status: u16, what: &str) -> Result<Json, String> {
+/// The answer's body as `T`, if AMS answered `status`.
+fn expect<T: DeserializeOwned>(a: &client::Answer, status: u16, what: &str) -> Result<T, String> {
     if a.status != status {
         return Err(format!(
             "{what}: AMS answered {}: {}",
@@ -123,70 +140,58 @@ fn expect(a: &http::Response, status: u16, what: &str) -> Result<Json, String> {
             String::from_utf8_lossy(&a.body)
         ));
     }
-    Json::parse(&a.body).map_err(|e| format!("{what}: answer is not JSON: {e}"))
+    serde_json::from_slice(&a.body).map_err(|e| format!("{what}: unexpected answer: {e}"))
 }
 
 /// The registration of this app instance, if one exists.
 fn find_registration(mec: &Mec) -> Result<Option<String>, String> {
     let filter = format!("(eq,serviceConsumerId/appInstanceId,{})", mec.instance);
-    let url = mec.ams(&format!(
-        "/app_mobility_services?filter={}",
-        http::encode(&filter)
-    ));
-    let list = expect(
-        &http::request("GET", &url, None)?,
+    let url = mec.ams("/app_mobility_services");
+    let list: Vec<RegistrationInfo> = expect(
+        &client::get(&url, &[("filter", &filter)])?,
         200,
         "registration query",
     )?;
-    Ok(list
-        .as_array()
-        .iter()
-        .find_map(|r| r.get("appMobilityServiceId").and_then(Json::as_str))
-        .map(str::to_string))
+    Ok(list.into_iter().find_map(|r| r.app_mobility_service_id))
 }
 
 fn register(mec: &Mec) -> Result<String, String> {
-    let mut body = Json::obj(vec![(
-        "serviceConsumerId",
-        Json::obj(vec![("appInstanceId", Json::str(&mec.instance))]),
-    )]);
-    if let Some(ue) = &mec.ue {
-        body.set(
-            "deviceInformation",
-            Json::Arr(vec![Json::obj(vec![
-                (
-                    "associateId",
-                    Json::obj(vec![
-                        ("type", Json::str("UE_IPv4_ADDRESS")),
-                        ("value", Json::str(ue)),
-                    ]),
+    let body = RegistrationInfo {
+        app_mobility_service_id: None,
+        service_consumer_id: ServiceConsumerId {
+            app_instance_id: Some(mec.instance.clone()),
+            mep_id: None,
+        },
+        device_information: mec
+            .ue
+            .iter()
+            .map(|ue| DeviceInformation {
+                associate_id: AssociateId::ue_ipv4(ue),
+                app_mobility_service_level: Some(
+                    AppMobilityServiceLevel::AppMobilityWithConfirmation,
                 ),
-                (
-                    "appMobilityServiceLevel",
-                    Json::str("APP_MOBILITY_WITH_CONFIRMATION"),
-                ),
-                ("contextTransferState", Json::str("NOT_TRANSFERRED")),
-            ])]),
-        );
-    }
-    let a = http::request(
-        "POST",
-        &mec.ams("/app_mobility_services"),
-        Some(&body.to_string()),
-    )?;
-    let r = expect(&a, 201, "registration")?;
-    r.get("appMobilityServiceId")
-        .and_then(Json::as_str)
-        .map(str::to_string)
+                context_transfer_state: Some(ContextTransferState::NotTransferred),
+            })
+            .collect(),
+        expiry_time: None,
+    };
+    let a = client::post(&mec.ams("/app_mobility_services"), &body)?;
+    let r: RegistrationInfo = expect(&a, 201, "registration")?;
+    r.app_mobility_service_id
         .ok_or_else(|| "registration answer has no appMobilityServiceId".to_string())
 }
 
 /// The local address this instance reaches the platform from: where the platform reaches
 /// it back (each ferry instance has its own routed address). No packet is sent.
 fn own_ip(api_root: &str) -> Result<IpAddr, String> {
-    let u = http::Url::parse(api_root)?;
+    let uri: ureq::http::Uri = api_root
+        .parse()
+        .map_err(|e| format!("MEC_API_ROOT '{api_root}': {e}"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("MEC_API_ROOT '{api_root}' names no host"))?;
     let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
-    s.connect((u.host.as_str(), u.port))
+    s.connect((host, uri.port_u16().unwrap_or(80)))
         .map_err(|e| format!("no route to {api_root}: {e}"))?;
     Ok(s.local_addr().map_err(|e| e.to_string())?.ip())
 }
@@ -194,85 +199,61 @@ fn own_ip(api_root: &str) -> Result<IpAddr, String> {
 fn subscribe(mec: &Mec) -> Result<String, String> {
     let ip = own_ip(&mec.api_root)?;
     *lock(&mec.own_ip) = Some(ip);
-    let mut filter = Json::obj(vec![
-        ("appInstanceId", Json::str(&mec.instance)),
-        (
-            "mobilityStatus",
-            Json::Arr(vec![Json::str(TRIGGERED), Json::str(FAILED)]),
-        ),
-    ]);
-    if let Some(ue) = &mec.ue {
-        filter.set(
-            "associateId",
-            Json::Arr(vec![Json::obj(vec![
-                ("type", Json::str("UE_IPv4_ADDRESS")),
-                ("value", Json::str(ue)),
-            ])]),
-        );
-    }
-    let body = Json::obj(vec![
-        (
-            "subscriptionType",
-            Json::str("MobilityProcedureSubscription"),
-        ),
-        (
-            "callbackReference",
-            Json::str(format!("http://{ip}:{}{CALLBACK_PATH}", mec.port)),
-        ),
-        ("filterCriteria", filter),
-    ]);
-    let a = http::request("POST", &mec.ams("/subscriptions"), Some(&body.to_string()))?;
-    let r = expect(&a, 201, "subscription")?;
-    a.header("location")
-        .map(str::to_string)
-        .or_else(|| {
-            r.at(&["_links", "self", "href"])
-                .and_then(Json::as_str)
-                .map(str::to_string)
-        })
+    let body = MobilityProcedureSubscription {
+        subscription_type: MOBILITY_PROCEDURE_SUBSCRIPTION.to_string(),
+        callback_reference: format!("http://{ip}:{}{CALLBACK_PATH}", mec.port),
+        links: None,
+        expiry_deadline: None,
+        filter_criteria: MobilityProcedureFilter {
+            app_instance_id: Some(mec.instance.clone()),
+            associate_id: mec.ue.iter().map(AssociateId::ue_ipv4).collect(),
+            mobility_status: vec![
+                MobilityStatus::InterhostMoveoutTriggered,
+                MobilityStatus::InterhostMoveoutFailed,
+            ],
+        },
+    };
+    let a = client::post(&mec.ams("/subscriptions"), &body)?;
+    let r: MobilityProcedureSubscription = expect(&a, 201, "subscription")?;
+    a.location
+        .or_else(|| r.links.map(|l| l.self_.href))
         .ok_or_else(|| "subscription answer names no resource".to_string())
 }
 
 /// `POST /mec/mobility_procedure`: a notification from AMS. Answers at once (the platform
 /// delivers with a timeout); the hand-off runs on its own thread.
-pub fn notification(state: &Arc<State>, body: &[u8]) -> (&'static str, String) {
+pub fn notification(state: &Arc<State>, body: &[u8]) -> Answer {
     let Some(mec) = state.mec.as_ref() else {
-        return (
-            "404 Not Found",
-            r#"{"error":"not a MEC application"}"#.into(),
-        );
+        return Answer::error(StatusCode::NOT_FOUND, "not a MEC application");
     };
-    let n = match Json::parse(body) {
-        Ok(n) => n,
-        Err(e) => {
-            let detail = Json::str(format!("notification is not JSON: {e}"));
-            return (
-                "400 Bad Request",
-                format!(r#"{{"status":400,"detail":{detail}}}"#),
-            );
-        }
+    let bad = |e: serde_json::Error| {
+        Answer::problem(
+            StatusCode::BAD_REQUEST,
+            format!("not a MobilityProcedureNotification: {e}"),
+        )
     };
-    if n.get("notificationType").and_then(Json::as_str) != Some("MobilityProcedureNotification") {
-        return ("204 No Content", String::new());
+    let value: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad(e),
+    };
+    // Other notification types (an expiry, say) are not this callback's business.
+    if value.get("notificationType").and_then(|t| t.as_str())
+        != Some(MOBILITY_PROCEDURE_NOTIFICATION)
+    {
+        return Answer::empty(StatusCode::NO_CONTENT);
     }
-    let ues: Vec<String> = n
-        .get("associateId")
-        .map(Json::as_array)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| a.get("value").and_then(Json::as_str).map(str::to_string))
-        .collect();
-    match n.get("mobilityStatus").and_then(Json::as_str) {
-        Some(TRIGGERED) => {
+    let n: MobilityProcedureNotification = match serde_json::from_value(value) {
+        Ok(n) => n,
+        Err(e) => return bad(e),
+    };
+    let ues: Vec<String> = n.associate_id.into_iter().map(|a| a.value).collect();
+    match n.mobility_status {
+        MobilityStatus::InterhostMoveoutTriggered => {
             let target = n
-                .at(&["targetAppInfo", "commInterface", "ipAddresses"])
-                .and_then(|a| a.as_array().first())
-                .and_then(|a| {
-                    Some((
-                        a.get("host")?.as_str()?.to_string(),
-                        u16::try_from(a.get("port")?.as_u64()?).ok()?,
-                    ))
-                });
+                .target_app_info
+                .and_then(|t| t.comm_interface)
+                .and_then(|c| c.ip_addresses.into_iter().next())
+                .map(|a| (a.host, a.port));
             if mec.busy.swap(true, Ordering::SeqCst) {
                 log("TRIGGERED while a hand-off runs: ignored");
             } else {
@@ -287,7 +268,7 @@ pub fn notification(state: &Arc<State>, body: &[u8]) -> (&'static str, String) {
                 });
             }
         }
-        Some(FAILED) => {
+        MobilityStatus::InterhostMoveoutFailed => {
             mec.failed.store(true, Ordering::SeqCst);
             // A running hand-off sees the flag and resumes itself.
             if !mec.busy.load(Ordering::SeqCst) && state.frozen() {
@@ -295,11 +276,10 @@ pub fn notification(state: &Arc<State>, body: &[u8]) -> (&'static str, String) {
                 state.resume();
             }
         }
-        _ => {}
+        MobilityStatus::InterhostMoveoutCompleted => {}
     }
-    ("204 No Content", String::new())
+    Answer::empty(StatusCode::NO_CONTENT)
 }
-
 /// The application's part of a relocation (see the module's comment).
 fn hand_off(state: &State, target: Option<(String, u16)>, ues: &[String]) {
     let Some(mec) = state.mec.as_ref() else {
@@ -334,14 +314,18 @@ fn hand_off(state: &State, target: Option<(String, u16)>, ues: &[String]) {
         state.resume();
         return;
     }
-    if let Err(e) = update_registration(mec, ues, Some("USER_CONTEXT_TRANSFER_COMPLETED")) {
+    if let Err(e) = update_registration(
+        mec,
+        ues,
+        Some(ContextTransferState::UserContextTransferCompleted),
+    ) {
         log(format!("context sent but not reported, serving on: {e}"));
         state.resume();
         return;
     }
     // The target instance follows the UE from now on; this one is about to be removed.
     if let Some(href) = lock(&mec.subscription).take() {
-        if let Err(e) = http::request("DELETE", &href, None) {
+        if let Err(e) = client::delete(&href) {
             log(format!("subscription {href} not deleted: {e}"));
         }
     }
@@ -353,27 +337,79 @@ fn hand_off(state: &State, target: Option<(String, u16)>, ues: &[String]) {
 
 /// PUTs the registration back with the notified UEs' `contextTransferState` set to `state`
 /// (all UEs' if none was named or matches); `None` leaves it as it is (a confirmation).
-fn update_registration(mec: &Mec, ues: &[String], state: Option<&str>) -> Result<(), String> {
+fn update_registration(
+    mec: &Mec,
+    ues: &[String],
+    state: Option<ContextTransferState>,
+) -> Result<(), String> {
     let id = lock(&mec.registration)
         .clone()
         .ok_or("no registration yet")?;
     let url = mec.ams(&format!("/app_mobility_services/{id}"));
-    let mut r = expect(&http::request("GET", &url, None)?, 200, "registration read")?;
+    let mut r: RegistrationInfo = expect(&client::get(&url, &[])?, 200, "registration read")?;
     if let Some(state) = state {
-        let named = |d: &Json| {
-            d.at(&["associateId", "value"])
-                .and_then(Json::as_str)
-                .is_some_and(|v| ues.iter().any(|u| u == v))
-        };
-        if let Some(Json::Arr(devices)) = r.get_mut("deviceInformation") {
-            let any = devices.iter().any(named);
-            for d in devices.iter_mut() {
-                if !any || named(d) {
-                    d.set("contextTransferState", Json::str(state));
-                }
+        let named = |d: &DeviceInformation| ues.contains(&d.associate_id.value);
+        let any = r.device_information.iter().any(named);
+        for d in r.device_information.iter_mut() {
+            if !any || named(d) {
+                d.context_transfer_state = Some(state);
             }
         }
     }
-    let a = http::request("PUT", &url, Some(&r.to_string()))?;
-    expect(&a, 200, "registration update").map(|_| ())
+    let a = client::put(&url, &r)?;
+    expect::<serde_json::Value>(&a, 200, "registration update").map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notify(state: &Arc<State>, body: serde_json::Value) -> Answer {
+        notification(state, body.to_string().as_bytes())
+    }
+
+    fn mobility(status: &str) -> serde_json::Value {
+        serde_json::json!({
+            "notificationType": MOBILITY_PROCEDURE_NOTIFICATION,
+            "associateId": [{"type": "UE_IPv4_ADDRESS", "value": "10.150.0.1"}],
+            "mobilityStatus": status,
+            "_links": {"subscription": {"href": "http://ams/subscriptions/1"}}
+        })
+    }
+
+    #[test]
+    fn notifications_are_checked_and_failed_resumes_a_frozen_instance() {
+        let mec = Mec::new("http://127.0.0.1:9/", "i1".into(), None, 8080);
+        assert_eq!(mec.ams("/x"), "http://127.0.0.1:9/amsi/v1/x");
+        let state = Arc::new(State::new(0, 0.0, Some(mec)));
+        let a = notification(&state, b"{not json");
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert_eq!(a.content_type, mec_api::problem::PROBLEM_JSON);
+        let p: mec_api::problem::ProblemDetails = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(p.status, Some(400));
+        // A MobilityProcedureNotification without its mandatory fields, or with a status
+        // MEC 021 does not have, is refused; another notification type is not ours.
+        let mut n = mobility("INTERHOST_MOVEOUT_FAILED");
+        n["mobilityStatus"] = "SOMEWHERE_ELSE".into();
+        assert_eq!(notify(&state, n).status, StatusCode::BAD_REQUEST);
+        let n = serde_json::json!({"notificationType": MOBILITY_PROCEDURE_NOTIFICATION});
+        assert_eq!(notify(&state, n).status, StatusCode::BAD_REQUEST);
+        let n = serde_json::json!({"notificationType": "ExpiryNotification"});
+        assert_eq!(notify(&state, n).status, StatusCode::NO_CONTENT);
+
+        state.freeze();
+        let a = notify(&state, mobility("INTERHOST_MOVEOUT_COMPLETED"));
+        assert_eq!(a.status, StatusCode::NO_CONTENT);
+        assert!(state.frozen(), "COMPLETED changes nothing here");
+        let a = notify(&state, mobility("INTERHOST_MOVEOUT_FAILED"));
+        assert_eq!(a.status, StatusCode::NO_CONTENT);
+        assert!(!state.frozen(), "FAILED: the instance serves on");
+    }
+
+    #[test]
+    fn a_plain_counter_has_no_callback() {
+        let state = Arc::new(State::new(0, 0.0, None));
+        let a = notify(&state, mobility("INTERHOST_MOVEOUT_FAILED"));
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+    }
 }

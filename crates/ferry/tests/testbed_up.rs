@@ -200,6 +200,119 @@ fn down_after_a_crash_removes_everything() {
     drop(tb);
 }
 
+/// Every subcommand names its testbed the same way: `-f FILE` works wherever `--name` does
+/// (status, route, down after `up -f FILE`), and neither or both is a one-line error that
+/// changes nothing, even when this is the only testbed up.
+#[test]
+fn a_testbed_is_named_by_its_file_or_its_name() {
+    let name = "tbfile";
+    let a = addrs(8);
+    let tb = Testbed::up(name, &topology(name, 8), &["--without-hosts"]);
+    let file = tb.file.path().to_str().expect("utf-8 path").to_string();
+    let status = ferry(&["testbed", "status", "-f", &file]);
+    assert!(
+        status.status.success() && text(&status).contains(&format!("testbed {name} ")),
+        "{}",
+        text(&status)
+    );
+    let app = format!("{}.0.42", a.app_subnet_prefix);
+    let out = ferry(&["testbed", "route", &app, "mec2", "-f", &file]);
+    assert!(out.status.success(), "route -f: {}", text(&out));
+    let shown = text(&ferry(&["testbed", "status", "--name", name]));
+    assert!(
+        shown.contains(&format!("app  {app:<15} -> mec2")),
+        "{shown}"
+    );
+
+    for args in [
+        vec!["testbed", "down"],
+        vec!["testbed", "down", "-f", &file, "--name", name],
+        vec!["testbed", "route", &app, "mec3"],
+        vec!["testbed", "status", "-f", &file, "--name", name],
+    ] {
+        let out = ferry(&args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{args:?} succeeded: {}", text(&out));
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("-f FILE or --name NAME"), "{args:?}: {err}");
+    }
+    assert_eq!(
+        netns_with_prefix(&format!("{name}-")).len(),
+        5,
+        "a refused down removed something"
+    );
+    let shown = text(&ferry(&["testbed", "status", "--name", name]));
+    assert!(
+        shown.contains(&format!("app  {app:<15} -> mec2")),
+        "a refused route moved the app: {shown}"
+    );
+
+    let out = ferry(&["testbed", "down", "-f", &file]);
+    assert!(out.status.success(), "down -f: {}", text(&out));
+    assert!(
+        text(&out).contains(&format!("testbed '{name}' down")),
+        "{}",
+        text(&out)
+    );
+    assert!(netns_with_prefix(&format!("{name}-")).is_empty());
+    assert!(links_with_prefix(&format!("{name}-")).is_empty());
+    assert!(!std::path::Path::new(&format!("/run/ferry/testbed/{name}")).exists());
+    drop(tb);
+}
+
+/// Without a testbed: each subcommand that needs one says, in one line, how to name it, and
+/// refuses both ways at once, a name that is not a testbed's, and `up` without its file.
+#[test]
+fn naming_errors_are_one_line_with_the_fix() {
+    let nowhere = "/nonexistent/topology.toml";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["down"],
+            "`ferry testbed down` needs a testbed: add -f FILE or --name NAME",
+        ),
+        (
+            vec!["check"],
+            "`ferry testbed check` needs a testbed: add -f FILE or --name NAME",
+        ),
+        (
+            vec!["route", "10.1.0.1", "mec1"],
+            "`ferry testbed route` needs a testbed",
+        ),
+        (
+            vec!["attach", "ue1", "cell1"],
+            "`ferry testbed attach` needs a testbed",
+        ),
+        (vec!["agent"], "`ferry testbed agent` needs a testbed"),
+        (
+            vec!["down", "-f", nowhere, "--name", "x"],
+            "takes -f FILE or --name NAME, not both",
+        ),
+        (vec!["check", "--file", nowhere, "--name", "x"], "not both"),
+        (
+            vec!["route", "10.1.0.1", "mec1", "-f", nowhere, "--name", "x"],
+            "not both",
+        ),
+        (vec!["status", "-f", nowhere, "--name", "x"], "not both"),
+        (
+            vec!["down", "--name", "../etc"],
+            "--name: '../etc' must start with a letter",
+        ),
+        (
+            vec!["down", "-f", nowhere],
+            "cannot read /nonexistent/topology.toml",
+        ),
+        (vec!["up"], "give -f FILE"),
+        (vec!["up", "--name", "x"], "give -f FILE"),
+    ];
+    for (args, want) in cases {
+        let out = ferry(&[&["testbed"], args.as_slice()].concat());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{args:?} succeeded: {}", text(&out));
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: want {want:?}, got {err}");
+    }
+}
+
 /// A malformed file is rejected before anything is created, naming the line and the field.
 #[test]
 fn malformed_topology_is_rejected_with_line_and_field() {

@@ -26,7 +26,7 @@ Examples:
   ferry control --state-dir /var/lib/ferry-control \\
       --host edge1=http://10.0.0.1:7100 --host edge2=http://10.0.0.2:7100 \\
       --topology examples/three-hosts.toml --ran http://127.0.0.1:7012 \\
-      --data-plane-cmd 'ferry testbed route'
+      --data-plane-cmd 'ferry testbed route --name three'
   ferry control --config /etc/ferry/control.toml
   ferry control onboard --appd appd.json --image counter.tar
   ferry control instantiate counter --ue 10.150.0.1"

@@ -17,38 +17,86 @@ pub struct Args {
     command: Command,
 }
 
+/// Which testbed a command is about: the topology file it was brought up from or its name
+/// (the file's `name`), one of the two. Checked in [`Target::name`] rather than by clap, so
+/// the error is one line that names the fix.
+#[derive(clap::Args)]
+struct Target {
+    /// The topology file (see examples/three-hosts.toml); its `name` names the testbed.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// The testbed's name (the topology's `name`).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+}
+
+impl Target {
+    /// The named testbed, `None` when neither `-f` nor `--name` was given.
+    fn name_if_given(self, verb: &str) -> anyhow::Result<Option<String>> {
+        match (self.file, self.name) {
+            (Some(_), Some(_)) => {
+                bail!("`ferry testbed {verb}` takes -f FILE or --name NAME, not both; drop one")
+            }
+            (Some(f), None) => Ok(Some(up::read_topology(&f)?.0.name)),
+            (None, Some(n)) => {
+                // The name becomes a path under /run/ferry/testbed and a prefix `down`
+                // deletes by: only what a topology may be called.
+                ferry_testbed::topology::topology_name_problem(&n)
+                    .map_err(|p| anyhow::anyhow!("--name: {p}"))?;
+                Ok(Some(n))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The named testbed; neither `-f` nor `--name` is an error (never a guess: another
+    /// testbed on this machine may be someone else's).
+    fn name(self, verb: &str) -> anyhow::Result<String> {
+        match self.name_if_given(verb)? {
+            Some(n) => Ok(n),
+            None => {
+                let running = state::list();
+                let hint = if running.is_empty() {
+                    "none is up".to_string()
+                } else {
+                    format!("up now: {}", running.join(", "))
+                };
+                bail!("`ferry testbed {verb}` needs a testbed: add -f FILE or --name NAME ({hint})")
+            }
+        }
+    }
+}
+
 #[derive(clap::Subcommand)]
 enum Command {
     /// Build the namespaces and links of a topology file and start its daemons.
     Up {
-        /// The topology file (see examples/three-hosts.toml).
-        #[arg(short = 'f', long = "file")]
-        file: PathBuf,
+        /// The topology file (see examples/three-hosts.toml); its `name` names the testbed.
+        /// Required.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Not for `up` (it is built from a file); accepted so the error can say so.
+        #[arg(long, value_name = "NAME", hide = true)]
+        name: Option<String>,
         /// Do not start `ferry host` daemons (network, delay elements and RAN only).
         #[arg(long)]
         without_hosts: bool,
     },
     /// Remove a testbed: processes, mounts, namespaces, links (safe to run twice).
     Down {
-        /// The topology file the testbed came from.
-        #[arg(short = 'f', long = "file", conflicts_with = "name")]
-        file: Option<PathBuf>,
-        /// The testbed's name (the topology's `name`).
-        #[arg(long)]
-        name: Option<String>,
+        #[command(flatten)]
+        target: Target,
     },
-    /// Show running testbeds: namespaces, addresses, processes and their health.
+    /// Show running testbeds (all of them without -f or --name): namespaces, addresses,
+    /// processes and their health.
     Status {
-        /// Only this testbed.
-        #[arg(long)]
-        name: Option<String>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Measure each link (RTT by ping, throughput by iperf3) against the topology file.
     Check {
-        #[arg(short = 'f', long = "file", conflicts_with = "name")]
-        file: Option<PathBuf>,
-        #[arg(long)]
-        name: Option<String>,
+        #[command(flatten)]
+        target: Target,
         /// Only links whose label contains this (e.g. `mec1-mec2`, `ue1@`).
         #[arg(long)]
         link: Option<String>,
@@ -65,8 +113,8 @@ enum Command {
         app_addr: Ipv4Addr,
         /// The MEC host.
         host: String,
-        #[arg(long)]
-        name: Option<String>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Re-wire a UE's data path to a cell (what the agent does on each RAN handover; the RAN
     /// itself is told with `ferry ran handover`).
@@ -74,14 +122,15 @@ enum Command {
     Attach {
         ue: String,
         cell: String,
-        #[arg(long)]
-        name: Option<String>,
+        #[command(flatten)]
+        target: Target,
     },
-    /// The background supervisor `up` starts (delay elements, RAN, handover hook).
+    /// The background supervisor `up` starts (delay elements, RAN, handover hook). `up`
+    /// starts it with `--name`, which is how `down` finds it.
     #[command(hide = true)]
     Agent {
-        #[arg(long)]
-        name: String,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -89,54 +138,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Up {
             file,
-            without_hosts,
-        } => cmd_up(&file, !without_hosts),
-        Command::Down { file, name } => cmd_down(file, name),
-        Command::Status { name } => cmd_status(name),
-        Command::Check {
-            file,
             name,
+            without_hosts,
+        } => {
+            let file = match (file, name) {
+                (Some(f), None) => f,
+                _ => bail!(
+                    "`ferry testbed up` builds a testbed from its topology file: give -f FILE only (the file's `name` names the testbed)"
+                ),
+            };
+            cmd_up(&file, !without_hosts)
+        }
+        Command::Down { target } => cmd_down(&target.name("down")?),
+        Command::Status { target } => cmd_status(target.name_if_given("status")?),
+        Command::Check {
+            target,
             link,
             pings,
             seconds,
-        } => cmd_check(pick(file, name)?, link, pings, seconds),
+        } => cmd_check(target.name("check")?, link, pings, seconds),
         Command::Route {
             app_addr,
             host,
-            name,
+            target,
         } => {
-            let s = load(pick(None, name)?)?;
+            let s = load(target.name("route")?)?;
             ferry_testbed::route_app(&s.plan, app_addr, &host)?;
             println!("{app_addr} -> {host}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Attach { ue, cell, name } => {
-            let s = load(pick(None, name)?)?;
+        Command::Attach { ue, cell, target } => {
+            let s = load(target.name("attach")?)?;
             ferry_testbed::attach_ue(&s.plan, &ue, &cell)?;
             println!("{ue} -> {cell}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agent { name } => agent(&name),
-    }
-}
-
-/// The testbed a command is about: from `-f FILE`, `--name`, or the only one running.
-fn pick(file: Option<PathBuf>, name: Option<String>) -> anyhow::Result<String> {
-    if let Some(f) = file {
-        let (t, _) = up::read_topology(&f)?;
-        return Ok(t.name);
-    }
-    if let Some(n) = name {
-        return Ok(n);
-    }
-    let running = state::list();
-    match running.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!("no testbed is up; start one with `ferry testbed up -f FILE`"),
-        many => bail!(
-            "several testbeds are up ({}); choose one with --name",
-            many.join(", ")
-        ),
+        Command::Agent { target } => agent(&target.name("agent")?),
     }
 }
 
@@ -154,7 +191,7 @@ fn cmd_up(file: &std::path::Path, hosts: bool) -> anyhow::Result<ExitCode> {
     let s = up::up(&topo, &text, &opts)?;
     print_state(&s);
     println!(
-        "testbed '{}' up in {:.2} s (down: ferry testbed down --name {})",
+        "testbed '{}' up in {:.2} s (down: ferry testbed down --name {} or -f FILE)",
         s.plan.name,
         t0.elapsed().as_secs_f64(),
         s.plan.name
@@ -162,13 +199,9 @@ fn cmd_up(file: &std::path::Path, hosts: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_down(file: Option<PathBuf>, name: Option<String>) -> anyhow::Result<ExitCode> {
+fn cmd_down(name: &str) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
-    let name = match (file, name) {
-        (None, None) => pick(None, None).context("`down` needs -f FILE or --name NAME")?,
-        (f, n) => pick(f, n)?,
-    };
-    let r = down::down(&name)?;
+    let r = down::down(name)?;
     println!(
         "testbed '{name}' down in {:.2} s: {} processes, {} mounts, {} namespaces, {} links removed",
         t0.elapsed().as_secs_f64(),
