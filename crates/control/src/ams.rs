@@ -554,11 +554,12 @@ fn arm_subscription_expiry(c: &Control, id: &str, deadline: TimeStamp) {
             },
             expiry_deadline: deadline,
         };
-        if let Ok(body) = serde_json::to_value(&n) {
-            c2.deliver(&id2, body);
-        }
+        // Gone before the subscriber hears of it: a GET after the notification is a 404.
         if let Err(e) = c2.store().delete(Table::AmsSubscriptions, &id2) {
             tracing::error!(subscription = %id2, "cannot remove expired subscription: {e}");
+        }
+        if let Ok(body) = serde_json::to_value(&n) {
+            c2.deliver(&id2, body);
         }
         // The worker delivers the expiry notification, then ends.
         c2.stop_delivery(&id2);

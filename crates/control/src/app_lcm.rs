@@ -381,7 +381,7 @@ pub(crate) fn container_spec(
     appd: &AppD,
     address: Ipv4Addr,
     ue: Option<Ipv4Addr>,
-) -> crate::hosts::ContainerSpec {
+) -> ferry_wire::ContainerRequest {
     let fc = appd.ferry_container.clone().unwrap_or_default();
     let mut platform = vec![format!("{ENV_APP_INSTANCE_ID}={id}")];
     if let Some(root) = &c.config().app_api_root {
@@ -398,14 +398,14 @@ pub(crate) fn container_spec(
         .cloned()
         .collect();
     env.extend(platform);
-    crate::hosts::ContainerSpec {
+    ferry_wire::ContainerRequest {
         name: id.to_string(),
         image: appd.app_d_id.clone(),
         args: (!fc.args.is_empty()).then(|| fc.args.clone()),
         env,
         memory_mib: fc.memory_mib,
         cpus: fc.cpus,
-        ip: address.to_string(),
+        ip: Some(address),
     }
 }
 

@@ -122,6 +122,34 @@ impl ControlClient {
         .await
     }
 
+    /// Every relocation record (`/ferry/control/v1/relocations`).
+    pub async fn relocations(&self) -> Result<Value, ClientError> {
+        self.call(
+            "relocation list",
+            self.http
+                .get(format!("{}/ferry/control/v1/relocations", self.base)),
+        )
+        .await
+    }
+
+    /// Settles a relocation that needs an operator; returns the source host's migration view.
+    pub async fn settle(
+        &self,
+        relocation: &str,
+        req: &ferry_wire::migration::SettleRequest,
+    ) -> Result<Value, ClientError> {
+        self.call(
+            "settle",
+            self.http
+                .post(format!(
+                    "{}/ferry/control/v1/relocations/{relocation}/settle",
+                    self.base
+                ))
+                .json(req),
+        )
+        .await
+    }
+
     /// Creates an instance of `app_d_id` and instantiates it; returns the `AppInstanceInfo`.
     pub async fn instantiate(
         &self,

@@ -13,12 +13,20 @@
 //!   host migrates) -> traffic switch -> instance host (and address) updated -> source removed
 //!   (APPLICATION) -> COMPLETED, or FAILED with the app left on the source; the record is
 //!   written at every phase;
-//! - `recover`: at start, relocations in flight are completed (the container is on the target,
-//!   and for APPLICATION the app had reported its context moved) or marked FAILED.
+//! - CONTAINER_MIGRATION: the migration is an operation resource on the source host. Its id is
+//!   chosen here and written into the record before the source is asked; the controller then
+//!   follows it (every call with a deadline, the commit callback switching traffic at once)
+//!   until the source's record is final. Where the source cannot say where the app runs (a
+//!   commit in doubt, a failed thaw, a silent source) the record is NEEDS_OPERATOR with the
+//!   advice, no MEC 021 outcome is sent, and the controller keeps following until the hosts
+//!   settle it (by themselves, or by an operator's `settle`);
+//! - `recover`: at start, every relocation in flight is followed again (all at once): a
+//!   migration the source never started is FAILED, one it finished is completed or failed as
+//!   it ended; APPLICATION relocations complete if the app had reported its context moved.
 
 use crate::ams::{self, MobilityDecision, MobilityEvent};
 use crate::app_lcm::{self, STEER_RULE};
-use crate::relocation::{Migrator, Phase, RelocationRecord};
+use crate::relocation::{Phase, RelocationRecord};
 use crate::store::Table;
 use crate::{lock, Control};
 use axum::body::Bytes;
@@ -35,7 +43,12 @@ use mec_api::rni::{CellChangeNotification, HoStatus};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ferry_wire::migration::{
+    MigrateRequest, MigrationId, MigrationView, OutgoingState, OutgoingView, SettleRequest,
+    Technique,
+};
 
 /// Path of the MEC 012 notification callback.
 pub const CELL_CHANGE_PATH: &str = "/ferry/control/v1/notifications/rni/cell_change";
@@ -49,6 +62,18 @@ pub const PER_HOST_LIMIT: usize = 4;
 /// How long the app may take to confirm or transfer its context.
 pub const APP_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a migration may take before the controller stops waiting for it in the
+/// relocation's normal course (NEEDS_OPERATOR; it keeps following it afterwards).
+pub const FOLLOW_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// A source host silent this long leaves the relocation NEEDS_OPERATOR.
+pub const SOURCE_SILENCE: Duration = Duration::from_secs(60);
+
+/// How often a migration in flight is looked at (the commit callback is faster still).
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// ...and one that needs an operator.
+const UNSETTLED_POLL: Duration = Duration::from_secs(2);
+
 /// One wanted move of an instance (the latest handover wins).
 #[derive(Clone, Debug)]
 struct Wanted {
@@ -60,7 +85,6 @@ struct Wanted {
 
 /// The controller's shared state, kept in `Control`.
 pub struct Controller {
-    migrator: Box<dyn Migrator>,
     /// Instance -> the latest wanted move not yet started.
     wanted: std::sync::Mutex<HashMap<String, Wanted>>,
     /// Instances with a running worker.
@@ -73,10 +97,17 @@ pub struct Controller {
     commits: std::sync::Mutex<HashMap<String, CommitWatch>>,
 }
 
+impl Default for Controller {
+    fn default() -> Self {
+        Controller::new()
+    }
+}
+
 /// A container migration in flight whose source host calls back at the commit.
 struct CommitWatch {
-    /// In the callback URL: only the host we told may switch the traffic.
-    token: String,
+    /// In the callback URL: only the host we told may switch the traffic (none: no callback
+    /// is expected, the commit is seen by following the migration).
+    token: Option<String>,
     instance: String,
     address: Ipv4Addr,
     target: String,
@@ -85,9 +116,8 @@ struct CommitWatch {
 }
 
 impl Controller {
-    pub fn new(migrator: Box<dyn Migrator>) -> Controller {
+    pub fn new() -> Controller {
         Controller {
-            migrator,
             wanted: Default::default(),
             workers: Default::default(),
             limits: Default::default(),
@@ -359,15 +389,7 @@ async fn move_instance(c: &Control, instance: &str, w: &Wanted) {
         return;
     }
     // A lifecycle operation holds the instance: wait for it (bounded).
-    let mut claim = None;
-    for _ in 0..100 {
-        claim = c.claim(instance);
-        if claim.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let Some(_claim) = claim else {
+    let Some(_claim) = claim_within(c, instance, Duration::from_secs(10)).await else {
         tracing::warn!(%instance, "instance busy: relocation skipped");
         return;
     };
@@ -379,10 +401,35 @@ async fn move_instance(c: &Control, instance: &str, w: &Wanted) {
         (&w.target, &source)
     };
     let (l1, l2) = (ctl.limit(first), ctl.limit(second));
-    let _p1 = l1.acquire_owned().await;
-    let _p2 = l2.acquire_owned().await;
-    if let Err(e) = relocate(c, &inst, &source, address, w).await {
-        tracing::error!(%instance, "relocation bookkeeping failed: {e}");
+    let unsettled = {
+        let _p1 = l1.acquire_owned().await;
+        let _p2 = l2.acquire_owned().await;
+        match relocate(c, &inst, &source, address, w).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(%instance, "relocation bookkeeping failed: {e}");
+                None
+            }
+        }
+    };
+    // An unsettled relocation keeps the instance (no other move may start from a place
+    // nobody knows) but not the hosts' permits: other instances move meanwhile.
+    if let Some(r) = unsettled {
+        await_settlement(c, r).await;
+    }
+}
+
+/// Claims `instance`, waiting up to `within` for an operation that holds it.
+async fn claim_within(c: &Control, instance: &str, within: Duration) -> Option<crate::Claim> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(claim) = c.claim(instance) {
+            return Some(claim);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -431,21 +478,34 @@ fn target_app_info(r: &RelocationRecord, port: Option<u16>) -> TargetAppInfo {
     }
 }
 
-/// The relocation procedure of one instance from `source` to `w.target`.
+/// How a relocation's state transfer ended.
+enum Transferred {
+    /// The app serves on the target (a migration's report is in the record).
+    Done,
+    /// The app serves on the source, as before.
+    Failed(String),
+    /// Where the app runs is not known to the platform; the advice says what to do.
+    NeedsOperator(String),
+    /// Post-copy lost memory after the commit: the app runs on the target, damaged.
+    Lost(String),
+}
+
+/// The relocation procedure of one instance from `source` to `w.target`. Returns the record
+/// when it ended NEEDS_OPERATOR (the caller keeps following it).
 async fn relocate(
     c: &Control,
     inst: &AppInstanceInfo,
     source: &str,
     address: Ipv4Addr,
     w: &Wanted,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<Option<RelocationRecord>, crate::store::StoreError> {
     let appd = app_lcm::appd_of(c, inst)?;
     let sr = appd.as_ref().and_then(|a| a.ferry_state_relocation.clone());
     let mode = sr.as_ref().map(|s| s.mode).unwrap_or_default();
     let technique = sr
         .as_ref()
-        .and_then(|s| s.technique.clone())
-        .unwrap_or_else(|| "auto".to_string());
+        .and_then(|s| s.technique)
+        .unwrap_or(Technique::Auto);
     let port = appd
         .as_ref()
         .and_then(|a| a.ferry_container.as_ref())
@@ -456,12 +516,9 @@ async fn relocate(
         associate_id: w.ue.to_string(),
         source_host: source.to_string(),
         target_host: w.target.clone(),
-        mode: match mode {
-            StateRelocationMode::Application => "APPLICATION",
-            StateRelocationMode::ContainerMigration => "CONTAINER_MIGRATION",
-        }
-        .to_string(),
-        technique: (mode == StateRelocationMode::ContainerMigration).then(|| technique.clone()),
+        mode,
+        technique: (mode == StateRelocationMode::ContainerMigration).then_some(technique),
+        migration_id: None,
         source_address: Some(address.to_string()),
         target_address: None,
         phase: Phase::Triggered,
@@ -470,6 +527,7 @@ async fn relocate(
         platform_downtime_ms: None,
         traffic_switched_at_commit: false,
         error: None,
+        advice: None,
     };
     // A stale COMPLETED from an earlier move must not count as this one's.
     if let Some(reg) = &w.registration {
@@ -480,7 +538,7 @@ async fn relocate(
         r.error = Some(e);
         save(c, &mut r, Phase::Failed)?;
         c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutFailed, None))?;
-        return Ok(());
+        return Ok(None);
     }
     c.notify_mobility(&event(
         &r,
@@ -488,57 +546,359 @@ async fn relocate(
         Some(target_app_info(&r, port)),
     ))?;
 
-    let outcome = transfer(c, inst, &mut r, w, mode, &technique, &mut events).await;
-    // Switched already if the source host told us of the commit.
+    let started = Instant::now();
+    let outcome = match mode {
+        StateRelocationMode::ContainerMigration => {
+            migrate_container(c, inst, &mut r, w, technique, &mut events).await?
+        }
+        StateRelocationMode::Application => {
+            match application_transfer(c, inst, &mut r, w, &mut events).await {
+                Ok(()) => Transferred::Done,
+                Err(e) => Transferred::Failed(e),
+            }
+        }
+    };
+    finish(c, &mut r, outcome, started).await
+}
+
+/// Ends a relocation as its transfer ended, whatever the store says meanwhile: the traffic
+/// switch and the MEC 021 outcome never wait on a record that could not be written (a store
+/// error is logged and the next step done all the same). Returns the record if it is
+/// NEEDS_OPERATOR.
+async fn finish(
+    c: &Control,
+    r: &mut RelocationRecord,
+    outcome: Transferred,
+    started: Instant,
+) -> Result<Option<RelocationRecord>, crate::store::StoreError> {
+    let rid = r.id.clone();
+    let logged = |what: &str, e: crate::store::StoreError| {
+        tracing::error!(relocation = %rid, "{what}: {e}; going on");
+    };
+    // Switched already if the source host told us of the commit (or we saw it).
     let switched_at_commit = lock(&c.inner.controller.commits)
-        .remove(&r.id)
+        .get(&r.id)
         .and_then(|w| w.switched_ms);
+    let source_address = parse_addr(&r.source_address);
     match outcome {
-        Ok(()) => {
-            let transferred = std::time::Instant::now();
-            save(c, &mut r, Phase::SwitchingTraffic)?;
-            let to = r
-                .target_address
-                .as_deref()
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(address);
+        Transferred::Done | Transferred::Lost(_) => {
+            let to = parse_addr(&r.target_address).or(source_address);
+            if let Err(e) = save(c, r, Phase::SwitchingTraffic) {
+                logged("record", e);
+            }
             r.traffic_switched_at_commit = switched_at_commit.is_some();
-            let timing = |k: &str| {
-                r.migration_report
-                    .as_ref()
-                    .and_then(|m| m["timings"][k].as_u64())
-                    .unwrap_or(0)
-            };
-            // Downtime as the platform saw it: the app frozen on the hosts, then until its
-            // traffic reaches the target. Without the commit callback that includes what the
-            // source did after the commit (post-copy's last pages, its cleanup).
+            let timings = r.migration_report.as_ref().map(|m| m.timings.clone());
             let after_commit = match switched_at_commit {
                 Some(ms) => ms,
                 None => {
-                    switch(c, &inst.id, to, &w.target).await?;
-                    timing("lazy_completion_ms")
-                        + timing("cleanup_ms")
-                        + transferred.elapsed().as_millis() as u64
+                    let t = Instant::now();
+                    if let Some(to) = to {
+                        if let Err(e) = switch(c, &r.app_instance_id, to, &r.target_host).await {
+                            logged("traffic switch", e);
+                        }
+                    }
+                    // Downtime as the platform saw it: without the commit callback it
+                    // includes what the source did after the commit.
+                    timings
+                        .as_ref()
+                        .map(|t| t.lazy_completion_ms.unwrap_or(0) + t.cleanup_ms.unwrap_or(0))
+                        .unwrap_or(0)
+                        + t.elapsed().as_millis() as u64
                 }
             };
-            r.platform_downtime_ms = Some(timing("frozen_ms") + after_commit);
-            save(c, &mut r, Phase::CleaningUp)?;
-            if mode == StateRelocationMode::Application {
-                if let Err(e) = c.hosts().delete(source, &inst.id).await {
-                    tracing::warn!(instance = %inst.id, "source container not removed: {e}");
+            r.platform_downtime_ms = timings
+                .as_ref()
+                .and_then(|t| t.frozen_ms)
+                .map(|f| f + after_commit);
+            if r.mode == StateRelocationMode::Application {
+                if let Err(e) = save(c, r, Phase::CleaningUp) {
+                    logged("record", e);
+                }
+                if let Err(e) = c.hosts().delete(&r.source_host, &r.app_instance_id).await {
+                    tracing::warn!(instance = %r.app_instance_id, "source container not removed: {e}");
                 }
             }
-            save(c, &mut r, Phase::Completed)?;
-            c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutCompleted, None))?;
-            c.notify_adjacent(&inst.app_d_id)?;
-            tracing::info!(instance = %inst.id, from = %source, to = %w.target, "relocated");
+            lock(&c.inner.controller.commits).remove(&r.id);
+            if let Transferred::Lost(advice) = outcome {
+                r.advice = Some(advice);
+                save(c, r, Phase::Lost)?;
+                c.notify_mobility(&event(r, MobilityStatus::InterhostMoveoutFailed, None))?;
+                tracing::error!(relocation = %r.id, instance = %r.app_instance_id, "relocation LOST memory: the app on the target is damaged");
+                return Ok(None);
+            }
+            r.advice = None;
+            save(c, r, Phase::Completed)?;
+            c.notify_mobility(&event(r, MobilityStatus::InterhostMoveoutCompleted, None))?;
+            if let Some(inst) = c
+                .store()
+                .get::<AppInstanceInfo>(Table::Instances, &r.app_instance_id)?
+            {
+                c.notify_adjacent(&inst.app_d_id)?;
+            }
+            tracing::info!(instance = %r.app_instance_id, from = %r.source_host, to = %r.target_host,
+                ms = started.elapsed().as_millis() as u64, "relocated");
+            Ok(None)
         }
-        Err(e) => {
-            tracing::warn!(instance = %inst.id, "relocation failed: {e}");
+        Transferred::Failed(e) => {
+            lock(&c.inner.controller.commits).remove(&r.id);
+            tracing::warn!(instance = %r.app_instance_id, "relocation failed: {e}");
+            // The app serves from the source: make sure its traffic goes there.
+            if let Some(a) = source_address {
+                if let Err(e) = switch(c, &r.app_instance_id, a, &r.source_host).await {
+                    logged("traffic back to the source", e);
+                }
+            }
             r.error = Some(e);
-            save(c, &mut r, Phase::Failed)?;
-            c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutFailed, None))?;
+            r.advice = None;
+            save(c, r, Phase::Failed)?;
+            c.notify_mobility(&event(r, MobilityStatus::InterhostMoveoutFailed, None))?;
+            Ok(None)
         }
+        Transferred::NeedsOperator(advice) => {
+            tracing::error!(relocation = %r.id, instance = %r.app_instance_id, %advice,
+                "relocation NEEDS AN OPERATOR: the platform cannot say where the app runs");
+            r.advice = Some(advice);
+            save(c, r, Phase::NeedsOperator)?;
+            Ok(Some(r.clone()))
+        }
+    }
+}
+
+fn parse_addr(a: &Option<String>) -> Option<Ipv4Addr> {
+    a.as_deref().and_then(|a| a.parse().ok())
+}
+
+/// A fresh migration id from the OS's random source.
+fn new_migration_id() -> Result<MigrationId, String> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| format!("the OS random source failed: {e}"))?;
+    Ok(MigrationId::from_random(b))
+}
+
+/// CONTAINER_MIGRATION: the source host migrates the container; the app does nothing.
+async fn migrate_container(
+    c: &Control,
+    inst: &AppInstanceInfo,
+    r: &mut RelocationRecord,
+    w: &Wanted,
+    technique: Technique,
+    events: &mut tokio::sync::broadcast::Receiver<mec_api::ams::RegistrationInfo>,
+) -> Result<Transferred, crate::store::StoreError> {
+    if w.decision == MobilityDecision::RelocateAfterConfirmation {
+        let Some(reg) = &w.registration else {
+            return Ok(Transferred::Failed(
+                "no registration to confirm the relocation".into(),
+            ));
+        };
+        // Any update of the registration after TRIGGERED is the app's confirmation.
+        if !wait_registration(events, reg, |_| true).await {
+            return Ok(Transferred::Failed(format!(
+                "the app did not confirm within {} s",
+                APP_WAIT.as_secs()
+            )));
+        }
+    }
+    let target_url = match c.hosts().url(&r.target_host) {
+        Ok(u) => u.to_string(),
+        Err(e) => return Ok(Transferred::Failed(e.to_string())),
+    };
+    let id = match new_migration_id() {
+        Ok(id) => id,
+        Err(e) => return Ok(Transferred::Failed(e)),
+    };
+    // Written down before the source is asked: whatever happens to its answer (or to this
+    // daemon), the migration can be asked for by its id.
+    r.migration_id = Some(id.clone());
+    save(c, r, Phase::TransferringState)?;
+    let on_commit = watch_commit(c, r, inst);
+    let req = MigrateRequest {
+        target: target_url,
+        technique,
+        id: Some(id),
+        on_commit,
+        ..MigrateRequest::default()
+    };
+    if let Err(e) = start_migration(c, r, &req).await {
+        return Ok(Transferred::Failed(e));
+    }
+    let outcome = follow(c, r, Some(Instant::now() + FOLLOW_DEADLINE)).await;
+    if let (Transferred::Done, Some(reg)) = (&outcome, &w.registration) {
+        // The platform moved the context: say so on the app's behalf.
+        if let Err(e) = ams::set_context_transfer_state(
+            c,
+            reg,
+            w.ue,
+            ContextTransferState::UserContextTransferCompleted,
+        ) {
+            tracing::error!(relocation = %r.id, "cannot record the context transfer: {e}");
+        }
+    }
+    Ok(outcome)
+}
+
+/// Asks the source host to start the migration. Without an answer, the migration is looked
+/// up by its id: the request may have arrived.
+async fn start_migration(
+    c: &Control,
+    r: &RelocationRecord,
+    req: &MigrateRequest,
+) -> Result<(), String> {
+    let Some(id) = &r.migration_id else {
+        return Err("no migration id".into());
+    };
+    let name = &r.app_instance_id;
+    match c.hosts().migrate(&r.source_host, name, req).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.host_error().is_some_and(|h| h.no_answer()) => {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match c.hosts().find_migration(&r.source_host, id).await {
+                    Ok(Some(_)) => return Ok(()),
+                    Ok(None) => return Err(format!("the migration did not start: {e}")),
+                    Err(_) => {}
+                }
+            }
+            Err(format!("the source host did not answer: {e}"))
+        }
+        Err(e) => Err(format!("the source host refused the migration: {e}")),
+    }
+}
+
+/// Follows the relocation's migration on the source host until its record is final, or it
+/// needs an operator, or `deadline` passes. The traffic switches the moment the migration is
+/// seen committed (if the commit callback did not do it first).
+async fn follow(c: &Control, r: &mut RelocationRecord, deadline: Option<Instant>) -> Transferred {
+    let Some(id) = r.migration_id.clone() else {
+        return Transferred::Failed("no migration to follow".into());
+    };
+    let mut heard = Instant::now();
+    loop {
+        match c.hosts().find_migration(&r.source_host, &id).await {
+            Ok(Some(MigrationView::Outgoing(v))) => {
+                heard = Instant::now();
+                if let Some(report) = &v.report {
+                    r.migration_report = Some((**report).clone());
+                }
+                match v.state {
+                    OutgoingState::Completed => return Transferred::Done,
+                    OutgoingState::RolledBack => {
+                        return Transferred::Failed(
+                            v.error
+                                .unwrap_or_else(|| "the migration was rolled back".into()),
+                        )
+                    }
+                    OutgoingState::Lost => return Transferred::Lost(advice_of(&v)),
+                    OutgoingState::InDoubt | OutgoingState::RollbackFailed => {
+                        return Transferred::NeedsOperator(advice_of(&v))
+                    }
+                    OutgoingState::Committed => switch_at_commit(c, &r.id).await,
+                    _ => {}
+                }
+            }
+            Ok(Some(MigrationView::Incoming(_))) | Ok(None) => {
+                return Transferred::NeedsOperator(format!(
+                    "the source host {} has no record of migration {id} (its state was lost?): \
+                     find where the app runs ({} or {}) and settle the relocation",
+                    r.source_host, r.source_host, r.target_host
+                ))
+            }
+            Err(e) => {
+                if heard.elapsed() > SOURCE_SILENCE {
+                    return Transferred::NeedsOperator(format!(
+                        "the source host {} does not answer ({e}); once it does, the relocation \
+                         settles by itself",
+                        r.source_host
+                    ));
+                }
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return Transferred::NeedsOperator(format!(
+                "migration {id} did not end within {} s; it is followed on",
+                FOLLOW_DEADLINE.as_secs()
+            ));
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}
+
+fn advice_of(v: &OutgoingView) -> String {
+    v.advice
+        .clone()
+        .or_else(|| v.error.clone())
+        .unwrap_or_else(|| format!("migration {} is {}", v.id, v.state))
+}
+
+/// A NEEDS_OPERATOR relocation: followed (slowly) until the hosts settle it, then ended as
+/// it settled.
+async fn await_settlement(c: &Control, mut r: RelocationRecord) {
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(UNSETTLED_POLL).await;
+        let outcome = follow(c, &mut r, Some(Instant::now())).await;
+        if let Transferred::NeedsOperator(advice) = &outcome {
+            if r.advice.as_ref() != Some(advice) {
+                r.advice = Some(advice.clone());
+                if let Err(e) = c.store().put(Table::Relocations, &r.id, &r) {
+                    tracing::error!(relocation = %r.id, "{e}");
+                }
+            }
+            continue;
+        }
+        tracing::info!(relocation = %r.id, "the relocation that needed an operator settled");
+        if let Err(e) = finish(c, &mut r, outcome, started).await {
+            tracing::error!(relocation = %r.id, "cannot record how the relocation settled: {e}");
+        }
+        return;
+    }
+}
+
+/// APPLICATION: a target instance starts, the app moves its context into it and reports
+/// USER_CONTEXT_TRANSFER_COMPLETED; on error the app still serves from the source.
+async fn application_transfer(
+    c: &Control,
+    inst: &AppInstanceInfo,
+    r: &mut RelocationRecord,
+    w: &Wanted,
+    events: &mut tokio::sync::broadcast::Receiver<mec_api::ams::RegistrationInfo>,
+) -> Result<(), String> {
+    let completed = |reg: &mec_api::ams::RegistrationInfo| {
+        reg.device_information.iter().any(|d| {
+            d.associate_id.value.trim().parse() == Ok(w.ue)
+                && d.context_transfer_state
+                    == Some(ContextTransferState::UserContextTransferCompleted)
+        })
+    };
+    let Some(reg) = w.registration.clone() else {
+        return Err(
+            "APPLICATION mode needs an AMS registration to report the context transfer".into(),
+        );
+    };
+    save(c, r, Phase::TransferringState).map_err(|e| e.to_string())?;
+    // A fresh instance on the target, at its own address; the app moves its context into it.
+    let target_address: Ipv4Addr =
+        parse_addr(&r.target_address).ok_or("no target address reserved")?;
+    let spec = container_spec(c, inst, target_address, w.ue)?;
+    c.hosts()
+        .create(&r.target_host, &spec)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Steered now, not at the switch: the source instance sends its context there and the
+    // target reaches the platform; the UE's traffic still goes to the source's address.
+    if let Err(e) = c.data_plane().route(target_address, &r.target_host).await {
+        let _ = c.hosts().delete(&r.target_host, &inst.id).await;
+        return Err(e.to_string());
+    }
+    if let Err(e) = c.hosts().start(&r.target_host, &inst.id).await {
+        let _ = c.hosts().delete(&r.target_host, &inst.id).await;
+        return Err(e.to_string());
+    }
+    if !wait_registration(events, &reg, completed).await {
+        let _ = c.hosts().delete(&r.target_host, &inst.id).await;
+        return Err(format!(
+            "the app did not report USER_CONTEXT_TRANSFER_COMPLETED within {} s",
+            APP_WAIT.as_secs()
+        ));
     }
     Ok(())
 }
@@ -587,142 +947,52 @@ async fn wait_registration(
     tokio::time::timeout(APP_WAIT, wait).await.unwrap_or(false)
 }
 
-/// Moves the user context; on error the app still serves from the source.
-async fn transfer(
-    c: &Control,
-    inst: &AppInstanceInfo,
-    r: &mut RelocationRecord,
-    w: &Wanted,
-    mode: StateRelocationMode,
-    technique: &str,
-    events: &mut tokio::sync::broadcast::Receiver<mec_api::ams::RegistrationInfo>,
-) -> Result<(), String> {
-    let completed = |reg: &mec_api::ams::RegistrationInfo| {
-        reg.device_information.iter().any(|d| {
-            d.associate_id.value.trim().parse() == Ok(w.ue)
-                && d.context_transfer_state
-                    == Some(ContextTransferState::UserContextTransferCompleted)
-        })
-    };
-    let source_url = c
-        .hosts()
-        .url(&r.source_host)
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let target_url = c
-        .hosts()
-        .url(&r.target_host)
-        .map_err(|e| e.to_string())?
-        .to_string();
-    match mode {
-        StateRelocationMode::ContainerMigration => {
-            if w.decision == MobilityDecision::RelocateAfterConfirmation {
-                let Some(reg) = &w.registration else {
-                    return Err("no registration to confirm the relocation".into());
-                };
-                // Any update of the registration after TRIGGERED is the app's confirmation.
-                if !wait_registration(events, reg, |_| true).await {
-                    return Err(format!(
-                        "the app did not confirm within {} s",
-                        APP_WAIT.as_secs()
-                    ));
-                }
-            }
-            save(c, r, Phase::TransferringState).map_err(|e| e.to_string())?;
-            let on_commit = watch_commit(c, r, inst);
-            let report = c
-                .inner
-                .controller
-                .migrator
-                .migrate(
-                    &source_url,
-                    &inst.id,
-                    &target_url,
-                    technique,
-                    on_commit.as_deref(),
-                )
-                .await?;
-            r.migration_report = Some(report);
-            if let Some(reg) = &w.registration {
-                // The platform moved the context: say so on the app's behalf.
-                ams::set_context_transfer_state(
-                    c,
-                    reg,
-                    w.ue,
-                    ContextTransferState::UserContextTransferCompleted,
-                )
-                .map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        }
-        StateRelocationMode::Application => {
-            let Some(reg) = w.registration.clone() else {
-                return Err(
-                    "APPLICATION mode needs an AMS registration to report the context transfer"
-                        .into(),
-                );
-            };
-            save(c, r, Phase::TransferringState).map_err(|e| e.to_string())?;
-            // A fresh instance on the target, at its own address; the app moves its context
-            // into it.
-            let target_address: Ipv4Addr = r
-                .target_address
-                .as_deref()
-                .and_then(|a| a.parse().ok())
-                .ok_or("no target address reserved")?;
-            let spec = container_spec(c, inst, target_address, w.ue)?;
-            c.hosts()
-                .create(&r.target_host, &spec)
-                .await
-                .map_err(|e| e.to_string())?;
-            // Steered now, not at the switch: the source instance sends its context there and
-            // the target reaches the platform; the UE's traffic still goes to the source's
-            // address.
-            if let Err(e) = c.data_plane().route(target_address, &r.target_host).await {
-                let _ = c.hosts().delete(&r.target_host, &inst.id).await;
-                return Err(e.to_string());
-            }
-            if let Err(e) = c.hosts().start(&r.target_host, &inst.id).await {
-                let _ = c.hosts().delete(&r.target_host, &inst.id).await;
-                return Err(e.to_string());
-            }
-            if !wait_registration(events, &reg, completed).await {
-                let _ = c.hosts().delete(&r.target_host, &inst.id).await;
-                return Err(format!(
-                    "the app did not report USER_CONTEXT_TRANSFER_COMPLETED within {} s",
-                    APP_WAIT.as_secs()
-                ));
-            }
-            Ok(())
-        }
-    }
-}
-
 /// Registers the migration of relocation `r` for a commit callback; the URL to give the
-/// source host, when hosts can reach this daemon.
+/// source host, when hosts can reach this daemon. Without a secret from the OS there is no
+/// callback (the commit is then seen by following the migration).
 fn watch_commit(c: &Control, r: &RelocationRecord, inst: &AppInstanceInfo) -> Option<String> {
-    let root = c.config().callback_root.as_ref()?;
-    let address = r.source_address.as_deref()?.parse().ok()?;
+    let address = parse_addr(&r.source_address)?;
     let mut secret = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
-        .ok()?;
+    getrandom::fill(&mut secret).ok()?;
     let token = hex::encode(secret);
-    let url = format!(
-        "{root}{}?token={token}",
-        COMMITTED_PATH.replace("{id}", &r.id)
-    );
+    // Registered even without a callback root: following the migration switches at the
+    // commit through the same watch.
     lock(&c.inner.controller.commits).insert(
         r.id.clone(),
         CommitWatch {
-            token,
+            token: Some(token.clone()),
             instance: inst.id.clone(),
             address,
             target: r.target_host.clone(),
             switched_ms: None,
         },
     );
-    Some(url)
+    let root = c.config().callback_root.as_ref()?;
+    Some(format!(
+        "{root}{}?token={token}",
+        COMMITTED_PATH.replace("{id}", &r.id)
+    ))
+}
+
+/// The migration of relocation `id` committed: the target serves, so the traffic switches
+/// now (once), not when the migration's report arrives.
+async fn switch_at_commit(c: &Control, id: &str) {
+    let heard = Instant::now();
+    let pending = lock(&c.inner.controller.commits)
+        .get(id)
+        .filter(|w| w.switched_ms.is_none())
+        .map(|w| (w.instance.clone(), w.address, w.target.clone()));
+    let Some((instance, address, target)) = pending else {
+        return;
+    };
+    if let Err(e) = switch(c, &instance, address, &target).await {
+        tracing::warn!(relocation = %id, "traffic switch at commit failed: {e}");
+        return;
+    }
+    if let Some(w) = lock(&c.inner.controller.commits).get_mut(id) {
+        w.switched_ms = Some(heard.elapsed().as_millis() as u64);
+    }
+    tracing::info!(relocation = %id, %instance, %target, "migration committed: traffic switched");
 }
 
 /// `POST /ferry/control/v1/relocations/{id}/committed?token=...`: the source host says the
@@ -732,33 +1002,59 @@ pub(crate) async fn committed(
     axum::extract::Path(id): axum::extract::Path<String>,
     axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
-    let heard = std::time::Instant::now();
-    let watch = {
-        let commits = lock(&c.inner.controller.commits);
-        match commits.get(&id) {
-            Some(w) if Some(&w.token) == q.get("token") => {
-                (w.switched_ms.is_none()).then(|| (w.instance.clone(), w.address, w.target.clone()))
-            }
-            _ => {
-                return mec_http::http::ApiError::not_found(format!(
-                    "no migration of relocation '{id}' waits for this commit"
-                ))
-                .into_response()
-            }
-        }
-    };
-    if let Some((instance, address, target)) = watch {
-        if let Err(e) = switch(&c, &instance, address, &target).await {
-            tracing::warn!(relocation = %id, "traffic switch at commit failed: {e}");
-            return mec_http::http::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-                .into_response();
-        }
-        if let Some(w) = lock(&c.inner.controller.commits).get_mut(&id) {
-            w.switched_ms = Some(heard.elapsed().as_millis() as u64);
-        }
-        tracing::info!(relocation = %id, %instance, %target, "migration committed: traffic switched");
+    let known = lock(&c.inner.controller.commits)
+        .get(&id)
+        .is_some_and(|w| w.token.is_some() && w.token.as_ref() == q.get("token"));
+    if !known {
+        return mec_http::http::ApiError::not_found(format!(
+            "no migration of relocation '{id}' waits for this commit"
+        ))
+        .into_response();
     }
+    switch_at_commit(&c, &id).await;
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /ferry/control/v1/relocations/{id}/settle` (operator, body `SettleRequest`): hands
+/// the decision to the source host of a NEEDS_OPERATOR relocation; the relocation then ends
+/// as the migration settles.
+pub(crate) async fn settle(
+    State(c): State<Control>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use mec_http::http::ApiError;
+    let req: SettleRequest = match crate::http::parse_body(&headers, &body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let r: RelocationRecord = match c.store().get(Table::Relocations, &id) {
+        Ok(Some(r)) => r,
+        Ok(None) => return ApiError::not_found(format!("no relocation '{id}'")).into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let Some(mid) = r.migration_id.clone().filter(|_| !r.phase.is_final()) else {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "relocation '{id}' is {} and has no migration to settle",
+                r.phase
+            ),
+        )
+        .into_response();
+    };
+    match c.hosts().settle(&r.source_host, &mid, &req).await {
+        Ok(v) => crate::http::json(StatusCode::OK, &v),
+        Err(e) => {
+            let status = e
+                .host_error()
+                .and_then(|h| h.status())
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::BAD_GATEWAY);
+            ApiError::new(status, e.to_string()).into_response()
+        }
+    }
 }
 
 /// The container of `inst` at `address` on another host, as instantiation builds it.
@@ -767,7 +1063,7 @@ fn container_spec(
     inst: &AppInstanceInfo,
     address: Ipv4Addr,
     ue: Ipv4Addr,
-) -> Result<crate::hosts::ContainerSpec, String> {
+) -> Result<ferry_wire::ContainerRequest, String> {
     let appd = app_lcm::appd_of(c, inst)
         .map_err(|e| e.to_string())?
         .ok_or("the app package is no longer onboarded")?;
@@ -814,9 +1110,8 @@ async fn switch(
 
 // ---- restart ----
 
-/// Finishes or rolls back the relocations that were in flight when the daemon stopped: if the
-/// target host runs the container (the migration landed, or in APPLICATION mode the app had
-/// reported its context moved), complete; else FAILED, with the traffic on the source.
+/// Follows every relocation that was in flight when the daemon stopped, all at once (one
+/// slow host does not hold up the others).
 pub async fn recover(c: Control) {
     let records = match c.in_flight_relocations() {
         Ok(r) => r,
@@ -825,115 +1120,107 @@ pub async fn recover(c: Control) {
             return;
         }
     };
-    for mut r in records {
-        let _claim = c.claim(&r.app_instance_id);
-        // The source host goes on migrating without us: wait until it is done.
-        wait_source_settled(&c, &r.source_host, &r.app_instance_id).await;
-        let on_target = container_on(&c, &r.target_host, &r.app_instance_id).await;
-        let application = r.mode == "APPLICATION";
-        // APPLICATION: the app reported its context moved once the record reached
-        // SWITCHING_TRAFFIC; before that the target instance may lack it.
-        let transferred = r
-            .phase_times_ms
-            .iter()
-            .any(|(p, _)| *p == Phase::SwitchingTraffic);
-        let landed = on_target && (!application || transferred);
-        let inst: Option<AppInstanceInfo> = c
-            .store()
-            .get(Table::Instances, &r.app_instance_id)
-            .ok()
-            .flatten();
-        let current = inst
-            .as_ref()
-            .and_then(|i| i.ferry_address.as_deref())
-            .and_then(|a| a.parse::<Ipv4Addr>().ok());
-        // Records written before they carried addresses: the instance's.
-        let parse = |a: &Option<String>| a.as_deref().and_then(|a| a.parse::<Ipv4Addr>().ok());
-        let (source_address, target_address) = (
-            parse(&r.source_address).or(current),
-            parse(&r.target_address).or(current),
-        );
-        let result = async {
-            match (landed, target_address) {
-                (true, Some(a)) => {
-                    save(&c, &mut r, Phase::SwitchingTraffic)?;
-                    switch(&c, &r.app_instance_id, a, &r.target_host).await?;
-                    if application {
-                        // Gone already if the stop came during the cleanup.
-                        let _ = c.hosts().delete(&r.source_host, &r.app_instance_id).await;
-                    }
-                    save(&c, &mut r, Phase::Completed)?;
-                    c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutCompleted, None))?;
-                    tracing::info!(relocation = %r.id, "interrupted relocation completed");
-                }
-                _ => {
-                    if application && on_target {
-                        let _ = c.hosts().delete(&r.target_host, &r.app_instance_id).await;
-                    }
-                    if let Some(a) = source_address {
-                        // The app serves from the source: make sure traffic goes there.
-                        switch(&c, &r.app_instance_id, a, &r.source_host).await?;
-                    }
-                    r.error = Some("the control plane stopped during the relocation; the app stays on the source host".into());
-                    save(&c, &mut r, Phase::Failed)?;
-                    c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutFailed, None))?;
-                    tracing::warn!(relocation = %r.id, "interrupted relocation marked FAILED");
-                }
+    for r in records {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let id = r.id.clone();
+            if let Err(e) = recover_one(&c, r).await {
+                tracing::error!(relocation = %id, "cannot finish the interrupted relocation: {e}");
             }
-            Ok::<_, crate::store::StoreError>(())
+        });
+    }
+}
+
+async fn recover_one(c: &Control, mut r: RelocationRecord) -> Result<(), crate::store::StoreError> {
+    // An operation on the instance (a lifecycle call right after the restart) goes first;
+    // the relocation waits for it rather than being skipped.
+    let claim = loop {
+        if let Some(claim) = claim_within(c, &r.app_instance_id, Duration::from_secs(30)).await {
+            break claim;
         }
-        .await;
-        if let Err(e) = result {
-            tracing::error!(relocation = %r.id, "cannot finish the interrupted relocation: {e}");
+        tracing::warn!(relocation = %r.id, instance = %r.app_instance_id, "instance busy; the interrupted relocation waits");
+    };
+    let started = Instant::now();
+    let outcome = match r.mode {
+        StateRelocationMode::ContainerMigration => recover_migration(c, &mut r).await,
+        StateRelocationMode::Application => recover_application(c, &r).await,
+    };
+    if let Some(unsettled) = finish(c, &mut r, outcome, started).await? {
+        await_settlement(c, unsettled).await;
+    }
+    drop(claim);
+    Ok(())
+}
+
+/// CONTAINER_MIGRATION after a restart: the source host's record of the migration says how
+/// it went; none means it never started (the app stayed on the source).
+async fn recover_migration(c: &Control, r: &mut RelocationRecord) -> Transferred {
+    let Some(id) = r.migration_id.clone() else {
+        return Transferred::Failed(
+            "the control plane stopped before the migration started; the app stays on the source host"
+                .into(),
+        );
+    };
+    let deadline = Instant::now() + SOURCE_SILENCE;
+    loop {
+        match c.hosts().find_migration(&r.source_host, &id).await {
+            Ok(Some(_)) => {
+                // The commit callback went to the stopped daemon: re-arm the watch so the
+                // commit, when seen, still switches the traffic.
+                if let Some(address) = parse_addr(&r.source_address) {
+                    lock(&c.inner.controller.commits).insert(
+                        r.id.clone(),
+                        CommitWatch {
+                            token: None,
+                            instance: r.app_instance_id.clone(),
+                            address,
+                            target: r.target_host.clone(),
+                            switched_ms: None,
+                        },
+                    );
+                }
+                return follow(c, r, Some(Instant::now() + FOLLOW_DEADLINE)).await;
+            }
+            Ok(None) => {
+                return Transferred::Failed(
+                    "the control plane stopped before the source host started the migration; \
+                     the app stays on the source host"
+                        .into(),
+                )
+            }
+            Err(e) if Instant::now() > deadline => {
+                return Transferred::NeedsOperator(format!(
+                    "the source host {} does not answer after the control plane restarted ({e}); \
+                     once it does, the relocation settles by itself",
+                    r.source_host
+                ))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     }
 }
 
-/// Does `host` run a container named `name`? (`GET /ferry/v1/containers/{name}` is 200.)
-async fn container_on(c: &Control, host: &str, name: &str) -> bool {
-    let Ok(url) = c.hosts().url(host) else {
-        return false;
-    };
-    // The source may still be migrating: give it a while to land.
-    for _ in 0..3 {
-        match c
-            .http()
-            .get(format!("{url}/ferry/v1/containers/{name}"))
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => return true,
-            Ok(r) if r.status() == StatusCode::NOT_FOUND => return false,
-            _ => tokio::time::sleep(Duration::from_secs(1)).await,
-        }
+/// APPLICATION after a restart: the app reported its context moved once the record reached
+/// SWITCHING_TRAFFIC; if the target instance runs by then, complete; otherwise the target
+/// instance goes and the app stays on the source.
+async fn recover_application(c: &Control, r: &RelocationRecord) -> Transferred {
+    let transferred = r
+        .phase_times_ms
+        .iter()
+        .any(|(p, _)| *p == Phase::SwitchingTraffic);
+    let on_target = matches!(
+        c.hosts()
+            .find_container(&r.target_host, &r.app_instance_id)
+            .await,
+        Ok(Some(_))
+    );
+    if transferred && on_target {
+        return Transferred::Done;
     }
-    false
-}
-
-/// Waits (up to 10 minutes) while the source host's container record says a migration is
-/// outgoing (`outgoing` set). Returns at once if the host does not answer.
-async fn wait_source_settled(c: &Control, host: &str, name: &str) {
-    let Ok(url) = c.hosts().url(host) else {
-        return;
-    };
-    for _ in 0..1200 {
-        let r = c
-            .http()
-            .get(format!("{url}/ferry/v1/containers/{name}"))
-            .send()
-            .await;
-        let outgoing = match r {
-            Ok(r) if r.status().is_success() => r
-                .json::<serde_json::Value>()
-                .await
-                .map(|v| !v["outgoing"].is_null())
-                .unwrap_or(false),
-            _ => false,
-        };
-        if !outgoing {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    if on_target {
+        let _ = c.hosts().delete(&r.target_host, &r.app_instance_id).await;
     }
-    tracing::warn!(%host, container = %name, "the source host is still migrating after 10 minutes");
+    Transferred::Failed(
+        "the control plane stopped during the relocation; the app stays on the source host".into(),
+    )
 }

@@ -1,92 +1,79 @@
-//! The client side of the `ferry host` API (`/ferry/v1`): what the orchestrator asks of a MEC
-//! host. Onboarding pushes images, instantiation creates and starts containers, terminate
-//! stops and deletes them.
+//! The MEC hosts the orchestrator manages: one typed client (`ferry-host-client`) per host,
+//! by name. Onboarding pushes images, instantiation creates and starts containers, terminate
+//! stops and deletes them, the relocation controller migrates them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ferry_host_client::HostClient;
+pub use ferry_host_client::HostError;
+use ferry_wire::container::{Container, ContainerRequest};
+use ferry_wire::migration::{MigrateRequest, MigrationId, MigrationView, SettleRequest};
+
 /// Errors talking to a MEC host; the text names the host and what it answered.
 #[derive(Debug, thiserror::Error)]
-pub enum HostError {
+pub enum HostsError {
     #[error("no MEC host named '{0}' (known: {1})")]
     Unknown(String, String),
-    #[error("MEC host '{host}' unreachable: {reason}")]
-    Unreachable { host: String, reason: String },
-    #[error("MEC host '{host}' refused {what}: {status} {body}")]
-    Refused {
-        host: String,
-        what: String,
-        status: u16,
-        body: String,
-    },
+    #[error("MEC host '{host}': {source}")]
+    Host { host: String, source: HostError },
 }
 
-/// What `POST /ferry/v1/containers` takes.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ContainerSpec {
-    pub name: String,
-    pub image: String,
-    pub args: Option<Vec<String>>,
-    pub env: Vec<String>,
-    pub memory_mib: Option<u64>,
-    pub cpus: Option<f64>,
-    pub ip: String,
+impl HostsError {
+    /// The host's own error, if it was asked at all.
+    pub fn host_error(&self) -> Option<&HostError> {
+        match self {
+            HostsError::Host { source, .. } => Some(source),
+            HostsError::Unknown(..) => None,
+        }
+    }
 }
 
-/// The known MEC hosts (name -> base URL) and one HTTP client for all of them.
+/// The known MEC hosts and one HTTP connection pool for all of them.
 #[derive(Clone)]
 pub struct Hosts {
-    urls: BTreeMap<String, String>,
-    client: reqwest::Client,
+    clients: BTreeMap<String, HostClient>,
 }
 
 impl Hosts {
-    pub fn new(urls: BTreeMap<String, String>) -> Hosts {
-        let client = reqwest::Client::builder()
+    /// `urls`: name -> base URL. A URL that is not one fails here, at start.
+    pub fn new(urls: &BTreeMap<String, String>) -> Result<Hosts, String> {
+        let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
-            // Image uploads and container starts can take a while on a busy machine.
-            .timeout(Duration::from_secs(300))
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Hosts { urls, client }
+            .map_err(|e| e.to_string())?;
+        let mut clients = BTreeMap::new();
+        for (name, url) in urls {
+            let c = HostClient::with_http(url, http.clone())
+                .map_err(|e| format!("host '{name}': {e}"))?;
+            clients.insert(name.clone(), c);
+        }
+        Ok(Hosts { clients })
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.urls.keys().cloned().collect()
+        self.clients.keys().cloned().collect()
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.urls.contains_key(name)
+        self.clients.contains_key(name)
+    }
+
+    pub fn client(&self, name: &str) -> Result<&HostClient, HostsError> {
+        self.clients
+            .get(name)
+            .ok_or_else(|| HostsError::Unknown(name.to_string(), self.names().join(", ")))
     }
 
     /// The base URL of a host (e.g. `http://10.0.0.1:7100`).
-    pub fn url(&self, name: &str) -> Result<&str, HostError> {
-        self.urls
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| HostError::Unknown(name.to_string(), self.names().join(", ")))
+    pub fn url(&self, name: &str) -> Result<&str, HostsError> {
+        self.client(name).map(HostClient::base)
     }
 
-    async fn call(
-        &self,
-        host: &str,
-        what: &str,
-        req: reqwest::RequestBuilder,
-    ) -> Result<(), HostError> {
-        let resp = req.send().await.map_err(|e| HostError::Unreachable {
+    fn tag<T>(host: &str, r: Result<T, HostError>) -> Result<T, HostsError> {
+        r.map_err(|source| HostsError::Host {
             host: host.to_string(),
-            reason: e.to_string(),
-        })?;
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
-        Err(HostError::Refused {
-            host: host.to_string(),
-            what: what.to_string(),
-            status,
-            body: body.chars().take(300).collect(),
+            source,
         })
     }
 
@@ -97,46 +84,69 @@ impl Hosts {
         host: &str,
         name: &str,
         archive: axum::body::Bytes,
-    ) -> Result<(), HostError> {
-        let url = format!("{}/ferry/v1/images", self.url(host)?);
-        let req = self
-            .client
-            .post(url)
-            .query(&[("name", name), ("replace", "true")])
-            .header("content-type", "application/x-tar")
-            .body(archive);
-        self.call(host, &format!("image '{name}'"), req).await
+    ) -> Result<(), HostsError> {
+        let c = self.client(host)?;
+        Self::tag(host, c.upload_image(name, archive, true).await.map(|_| ()))
     }
 
-    pub async fn create(&self, host: &str, spec: &ContainerSpec) -> Result<(), HostError> {
-        let url = format!("{}/ferry/v1/containers", self.url(host)?);
-        let req = self.client.post(url).json(spec);
-        self.call(host, &format!("container '{}'", spec.name), req)
-            .await
+    pub async fn create(&self, host: &str, req: &ContainerRequest) -> Result<(), HostsError> {
+        let c = self.client(host)?;
+        Self::tag(host, c.create(req).await.map(|_| ()))
     }
 
-    pub async fn start(&self, host: &str, name: &str) -> Result<(), HostError> {
-        self.action(host, name, "start").await
+    pub async fn start(&self, host: &str, name: &str) -> Result<(), HostsError> {
+        let c = self.client(host)?;
+        Self::tag(host, c.start(name).await.map(|_| ()))
     }
 
-    pub async fn stop(&self, host: &str, name: &str) -> Result<(), HostError> {
-        self.action(host, name, "stop").await
+    pub async fn stop(&self, host: &str, name: &str) -> Result<(), HostsError> {
+        let c = self.client(host)?;
+        Self::tag(host, c.stop(name).await.map(|_| ()))
     }
 
-    async fn action(&self, host: &str, name: &str, verb: &str) -> Result<(), HostError> {
-        let url = format!("{}/ferry/v1/containers/{name}/{verb}", self.url(host)?);
-        let req = self.client.post(url);
-        self.call(host, &format!("{verb} of '{name}'"), req).await
+    pub async fn delete(&self, host: &str, name: &str) -> Result<(), HostsError> {
+        let c = self.client(host)?;
+        Self::tag(host, c.delete(name).await)
     }
 
-    pub async fn delete(&self, host: &str, name: &str) -> Result<(), HostError> {
-        let url = format!("{}/ferry/v1/containers/{name}", self.url(host)?);
-        let req = self.client.delete(url);
-        self.call(host, &format!("delete of '{name}'"), req).await
+    /// The container's record on `host`, `None` if the host has none.
+    pub async fn find_container(
+        &self,
+        host: &str,
+        name: &str,
+    ) -> Result<Option<Container>, HostsError> {
+        let c = self.client(host)?;
+        Self::tag(host, c.find_container(name).await)
     }
 
-    /// The shared client (for the relocation seam).
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// Starts a migration on the source host (202): its view as it began.
+    pub async fn migrate(
+        &self,
+        source: &str,
+        name: &str,
+        req: &MigrateRequest,
+    ) -> Result<MigrationView, HostsError> {
+        let c = self.client(source)?;
+        Self::tag(source, c.migrate(name, req).await)
+    }
+
+    /// The migration's record on `host`, `None` if the host has none of that id.
+    pub async fn find_migration(
+        &self,
+        host: &str,
+        id: &MigrationId,
+    ) -> Result<Option<MigrationView>, HostsError> {
+        let c = self.client(host)?;
+        Self::tag(host, c.find_migration(id).await)
+    }
+
+    pub async fn settle(
+        &self,
+        host: &str,
+        id: &MigrationId,
+        req: &SettleRequest,
+    ) -> Result<MigrationView, HostsError> {
+        let c = self.client(host)?;
+        Self::tag(host, c.settle(id, req).await)
     }
 }

@@ -159,10 +159,11 @@ impl Control {
             source,
         })?;
         let store = Store::open(&config.state_dir)?;
+        let hosts = hosts::Hosts::new(&config.hosts).map_err(ControlError::Config)?;
         let (registration_events, _) = tokio::sync::broadcast::channel(256);
         let control = Control {
             inner: Arc::new(Inner {
-                hosts: hosts::Hosts::new(config.hosts.clone()),
+                hosts,
                 config,
                 store,
                 data_plane,
@@ -176,13 +177,7 @@ impl Control {
                     .unwrap_or_else(|_| reqwest::Client::new()),
                 busy: Mutex::new(Default::default()),
                 placement: tokio::sync::Mutex::new(()),
-                // Migrations take as long as the state is large: no overall timeout.
-                controller: controller::Controller::new(Box::new(relocation::HttpMigrator {
-                    client: reqwest::Client::builder()
-                        .connect_timeout(std::time::Duration::from_secs(5))
-                        .build()
-                        .unwrap_or_else(|_| reqwest::Client::new()),
-                })),
+                controller: controller::Controller::new(),
             }),
         };
         ams::restore(&control)?;
@@ -210,6 +205,10 @@ impl Control {
             .route(
                 controller::COMMITTED_PATH,
                 axum::routing::post(controller::committed),
+            )
+            .route(
+                "/ferry/control/v1/relocations/{id}/settle",
+                axum::routing::post(controller::settle),
             )
             .route(
                 controller::CELL_CHANGE_PATH,

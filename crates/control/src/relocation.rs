@@ -1,14 +1,24 @@
-//! The relocation record kept in the store, and the `Migrator` call that moves
-//! a container between MEC hosts.
+//! The relocation record kept in the store and served at `/ferry/control/v1/relocations`.
+//! The controller that writes it is `controller.rs`.
 //!
-//! The record type is persisted in `Table::Relocations` and served read-only at
-//! `/ferry/control/v1/relocations`; `Migrator` has its HTTP implementation over the
-//! `ferry host` migrate call. The controller that uses them is `controller.rs`.
+//! ```text
+//!  TRIGGERED -> TRANSFERRING_STATE -> SWITCHING_TRAFFIC -> CLEANING_UP -> COMPLETED
+//!                      |         \
+//!                      |          +--> NEEDS_OPERATOR --(the hosts settle it, by themselves
+//!                      |                     |           or by an operator's settle)--+
+//!                      v                     v                                         v
+//!                   FAILED (the app serves on the source)            COMPLETED / FAILED / LOST
+//! ```
+//! NEEDS_OPERATOR: the source host cannot say where the app runs (a commit nobody confirmed, a
+//! thaw that failed, a source that stopped answering); no MEC 021 outcome is sent until it
+//! settles. LOST: post-copy lost memory after the commit (the app on the target misses
+//! pages); notified as FAILED.
 
-use futures_util::future::BoxFuture;
+use ferry_wire::migration::{MigrationId, MigrationReport, Technique};
+use mec_api::app_pkgm::StateRelocationMode;
 use serde::{Deserialize, Serialize};
 
-/// Phases of one relocation. `Completed`, `Failed` and `RolledBack` are final.
+/// Phases of one relocation. `Completed`, `Failed`, `RolledBack` and `Lost` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Phase {
@@ -16,14 +26,28 @@ pub enum Phase {
     TransferringState,
     SwitchingTraffic,
     CleaningUp,
+    /// Where the app runs is not known to the platform: someone must look (see `advice`).
+    NeedsOperator,
     Completed,
     Failed,
     RolledBack,
+    /// Post-copy lost memory after the commit: the app runs on the target, damaged.
+    Lost,
 }
 
 impl Phase {
     pub fn is_final(self) -> bool {
-        matches!(self, Phase::Completed | Phase::Failed | Phase::RolledBack)
+        matches!(
+            self,
+            Phase::Completed | Phase::Failed | Phase::RolledBack | Phase::Lost
+        )
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = serde_json::to_value(self).unwrap_or_default();
+        f.write_str(v.as_str().unwrap_or("?"))
     }
 }
 
@@ -37,10 +61,13 @@ pub struct RelocationRecord {
     pub associate_id: String,
     pub source_host: String,
     pub target_host: String,
-    /// `APPLICATION` or `CONTAINER_MIGRATION`.
-    pub mode: String,
+    pub mode: StateRelocationMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub technique: Option<String>,
+    pub technique: Option<Technique>,
+    /// CONTAINER_MIGRATION: the migration's id on the source host, chosen here and written
+    /// down before the source is asked, so a restarted control plane can always ask for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_id: Option<MigrationId>,
     /// The instance's address on the source host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_address: Option<String>,
@@ -55,72 +82,18 @@ pub struct RelocationRecord {
     pub phase_times_ms: Vec<(Phase, u64)>,
     /// The migration report of the source host (bytes, downtime as the platform saw it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub migration_report: Option<serde_json::Value>,
+    pub migration_report: Option<MigrationReport>,
     /// Downtime as the platform saw it: the migration's `frozen_ms` plus the time until the
     /// traffic rule steered the app's address to the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform_downtime_ms: Option<u64>,
-    /// The source host told the commit and traffic switched then (else: when the migration's
-    /// report arrived, after the source's cleanup and, for post-copy, every page).
+    /// Traffic switched at the commit (the source host's callback, or the commit seen while
+    /// following the migration), not after the source's cleanup.
     #[serde(default)]
     pub traffic_switched_at_commit: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// Moves a container with its state from one MEC host to another.
-pub trait Migrator: Send + Sync {
-    /// Asks `source_url`'s host to migrate `container` to `target_url` with `technique`;
-    /// returns the host's migration report. The host POSTs to `on_commit` the moment the
-    /// target serves.
-    fn migrate<'a>(
-        &'a self,
-        source_url: &'a str,
-        container: &'a str,
-        target_url: &'a str,
-        technique: &'a str,
-        on_commit: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, String>>;
-}
-
-/// `POST {source}/ferry/v1/containers/{name}/migrate {"target", "technique"}`.
-pub struct HttpMigrator {
-    pub client: reqwest::Client,
-}
-
-impl Migrator for HttpMigrator {
-    fn migrate<'a>(
-        &'a self,
-        source_url: &'a str,
-        container: &'a str,
-        target_url: &'a str,
-        technique: &'a str,
-        on_commit: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, String>> {
-        Box::pin(async move {
-            let mut request = serde_json::json!({"target": target_url, "technique": technique});
-            if let Some(url) = on_commit {
-                request["on_commit"] = serde_json::json!(url);
-            }
-            let resp = self
-                .client
-                .post(format!(
-                    "{source_url}/ferry/v1/containers/{container}/migrate"
-                ))
-                .json(&request)
-                .send()
-                .await
-                .map_err(|e| format!("source host unreachable: {e}"))?;
-            let status = resp.status();
-            let body: serde_json::Value = resp
-                .json()
-                .await
-                .map_err(|e| format!("migration answer is not JSON: {e}"))?;
-            if status.is_success() {
-                Ok(body)
-            } else {
-                Err(format!("migration refused ({status}): {body}"))
-            }
-        })
-    }
+    /// NEEDS_OPERATOR and LOST: what an operator should do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
 }

@@ -3,8 +3,12 @@
 //!
 //! One table per resource kind, keyed by the resource id. Records are the API's own JSON
 //! bodies: what a client PUT is what a restart serves back. Every write is one redb write
-//! transaction (durable on commit); `update` reads and writes in the same transaction, so
-//! concurrent changes of one record cannot lose each other.
+//! transaction (durable on commit: an fsync); `update` reads and writes in the same
+//! transaction, so concurrent changes of one record cannot lose each other.
+//!
+//! Every call blocks on the disk. Called from a worker of the daemon's (multi-threaded)
+//! tokio runtime it runs under `block_in_place`, so the worker's other tasks move to another
+//! thread meanwhile instead of waiting behind an fsync.
 
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -132,6 +136,22 @@ pub struct Store {
     db: Database,
 }
 
+/// Runs blocking store work off the async scheduling of a multi-threaded runtime's worker
+/// (a current-thread runtime, as in unit tests, cannot hand its tasks over: there it runs
+/// in place).
+fn off_async<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Width of the counter in ids (`reloc-000000000012`): ids sort in the order they were made,
+/// in redb and in any listing by id.
+const ID_DIGITS: usize = 12;
+
 impl Store {
     /// Opens (or creates) `DIR/control.redb` and makes sure every table exists.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -152,16 +172,22 @@ impl Store {
     /// Stores `value` under `key`, replacing what was there.
     pub fn put<T: Serialize>(&self, t: Table, key: &str, value: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).map_err(|_| StoreError::Encode(t.name()))?;
-        let tx = io!(self.db.begin_write())?;
-        {
-            let mut table = io!(tx.open_table(t.def()))?;
-            io!(table.insert(key, bytes.as_slice()))?;
-        }
-        io!(tx.commit())
+        off_async(|| {
+            let tx = io!(self.db.begin_write())?;
+            {
+                let mut table = io!(tx.open_table(t.def()))?;
+                io!(table.insert(key, bytes.as_slice()))?;
+            }
+            io!(tx.commit())
+        })
     }
 
     /// The record under `key`, if any.
     pub fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>, StoreError> {
+        off_async(|| self.get_now(t, key))
+    }
+
+    fn get_now<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>, StoreError> {
         let tx = io!(self.db.begin_read())?;
         let table = io!(tx.open_table(t.def()))?;
         let Some(v) = io!(table.get(key))? else {
@@ -173,6 +199,10 @@ impl Store {
     /// All records of a table, by key order. A damaged record is logged and skipped, so one bad
     /// record does not hide the others.
     pub fn list<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<(String, T)>, StoreError> {
+        off_async(|| self.list_now(t))
+    }
+
+    fn list_now<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<(String, T)>, StoreError> {
         let tx = io!(self.db.begin_read())?;
         let table = io!(tx.open_table(t.def()))?;
         let mut out = Vec::new();
@@ -188,6 +218,10 @@ impl Store {
 
     /// Removes a record; false if there was none.
     pub fn delete(&self, t: Table, key: &str) -> Result<bool, StoreError> {
+        off_async(|| self.delete_now(t, key))
+    }
+
+    fn delete_now(&self, t: Table, key: &str) -> Result<bool, StoreError> {
         let tx = io!(self.db.begin_write())?;
         let existed = {
             let mut table = io!(tx.open_table(t.def()))?;
@@ -201,6 +235,18 @@ impl Store {
     /// Reads the record under `key`, lets `f` change it (or refuse with its own error), and
     /// writes it back in one transaction. `Ok(None)` if there is no such record.
     pub fn update<T, R, E>(
+        &self,
+        t: Table,
+        key: &str,
+        f: impl FnOnce(&mut T) -> Result<R, E>,
+    ) -> Result<Option<Result<R, E>>, StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        off_async(|| self.update_now(t, key, f))
+    }
+
+    fn update_now<T, R, E>(
         &self,
         t: Table,
         key: &str,
@@ -234,8 +280,13 @@ impl Store {
         Ok(Some(result))
     }
 
-    /// A new id `PREFIX-N`, unique for this store across restarts.
+    /// A new id `PREFIX-N` (N zero-padded to [`ID_DIGITS`]), unique for this store across
+    /// restarts; later ids sort after earlier ones.
     pub fn next_id(&self, prefix: &str) -> Result<String, StoreError> {
+        off_async(|| self.next_id_now(prefix))
+    }
+
+    fn next_id_now(&self, prefix: &str) -> Result<String, StoreError> {
         let tx = io!(self.db.begin_write())?;
         let n = {
             let mut meta = io!(tx.open_table(META))?;
@@ -244,7 +295,7 @@ impl Store {
             n
         };
         io!(tx.commit())?;
-        Ok(format!("{prefix}-{n}"))
+        Ok(format!("{prefix}-{n:0width$}", width = ID_DIGITS))
     }
 }
 
@@ -268,14 +319,46 @@ mod tests {
             let s = Store::open(dir.path()).unwrap();
             s.put(Table::Packages, "p1", &json!({"a": 1})).unwrap();
             s.put(Table::Packages, "p2", &json!({"a": 2})).unwrap();
-            assert_eq!(s.next_id("pkg").unwrap(), "pkg-1");
+            assert_eq!(s.next_id("pkg").unwrap(), "pkg-000000000001");
             assert!(s.delete(Table::Packages, "p2").unwrap());
             assert!(!s.delete(Table::Packages, "p2").unwrap());
         }
         let s = Store::open(dir.path()).unwrap();
         let all: Vec<(String, Value)> = s.list(Table::Packages).unwrap();
         assert_eq!(all, vec![("p1".to_string(), json!({"a": 1}))]);
-        assert_eq!(s.next_id("pkg").unwrap(), "pkg-2");
+        assert_eq!(s.next_id("pkg").unwrap(), "pkg-000000000002");
+    }
+
+    #[test]
+    fn ids_sort_in_the_order_they_were_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let ids: Vec<String> = (0..12).map(|_| s.next_id("reloc").unwrap()).collect();
+        for id in &ids {
+            s.put(Table::Relocations, id, &json!(id)).unwrap();
+        }
+        let listed: Vec<String> = s
+            .list::<Value>(Table::Relocations)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(listed, ids, "reloc-10 must not sort before reloc-2");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn store_calls_work_on_a_runtime_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        // On the only worker: block_in_place hands the worker's other tasks over.
+        let ticker = tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        });
+        for i in 0..20 {
+            s.put(Table::Packages, &format!("p{i}"), &json!(i)).unwrap();
+        }
+        ticker.await.unwrap();
+        assert_eq!(s.list::<Value>(Table::Packages).unwrap().len(), 20);
     }
 
     #[test]

@@ -247,8 +247,9 @@ async fn in_flight_relocations_are_found_after_a_restart() {
         associate_id: "10.150.0.1".into(),
         source_host: "edge-a".into(),
         target_host: "edge-b".into(),
-        mode: "CONTAINER_MIGRATION".into(),
-        technique: Some("cold".into()),
+        mode: mec_api::app_pkgm::StateRelocationMode::ContainerMigration,
+        technique: Some(ferry_wire::Technique::Cold),
+        migration_id: Some("m-00000000000000aa".parse().unwrap()),
         source_address: Some("10.200.0.2".into()),
         target_address: Some("10.200.0.2".into()),
         phase: Phase::TransferringState,
@@ -257,6 +258,7 @@ async fn in_flight_relocations_are_found_after_a_restart() {
         platform_downtime_ms: None,
         traffic_switched_at_commit: false,
         error: None,
+        advice: None,
     };
     {
         let c = Control::open(

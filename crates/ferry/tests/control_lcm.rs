@@ -709,7 +709,7 @@ async fn cli_onboards_and_instantiates() {
     assert!(out.0, "{}", out.2);
     assert_eq!(
         out.1.trim(),
-        "onboarded package pkg-1 (appDId counter, ONBOARDED)"
+        "onboarded package pkg-000000000001 (appDId counter, ONBOARDED)"
     );
     assert_eq!(a.calls()[0].body.as_ref(), fake_image().as_slice());
 
@@ -732,7 +732,7 @@ async fn cli_onboards_and_instantiates() {
     assert!(out.0, "{}", out.2);
     assert_eq!(
         out.1.trim(),
-        "instance inst-1 of counter on edge-a at 10.200.0.2"
+        "instance inst-000000000001 of counter on edge-a at 10.200.0.2"
     );
 
     let url = c.url.clone();

@@ -13,9 +13,15 @@ use ferry_control::axum::{
     http::{Method, StatusCode, Uri},
     Router,
 };
+use ferry_wire::migration::{
+    MigrationId, MigrationReport, MigrationView, Outcome, OutgoingState, OutgoingView, Phase,
+    Technique, Timings,
+};
+use ferry_wire::ProblemType;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Two zones: edge-a (cell a1) and edge-b (cell b1); ue1 (10.150.0.1) starts in a1.
 fn topology() -> String {
@@ -24,17 +30,16 @@ fn topology() -> String {
 
 const UE: &str = "10.150.0.1";
 
-// ---- a fake host whose migrate call can be slow or fail ----
+// ---- a fake host whose migrations can be slow or fail ----
 
 #[derive(Clone, Default)]
 struct Knobs {
     calls: Arc<Mutex<Vec<(String, String, Value)>>>,
+    /// How long a migration runs (as on a real host, it goes on when the caller goes away).
     migrate_delay: Arc<Mutex<Duration>>,
     migrate_fails: Arc<Mutex<bool>>,
-    /// `GET /ferry/v1/containers/{name}` answers 404 (the container is not here).
-    no_containers: Arc<Mutex<bool>>,
-    /// A migration runs (as on a real host, it goes on when the caller goes away).
-    migrating: Arc<Mutex<bool>>,
+    /// The migrations started here: id -> (started, delay, fails, still counted in flight).
+    migrations: Arc<Mutex<HashMap<String, (Instant, Duration, bool, bool)>>>,
     /// Migrations in flight now, and the most seen at once.
     in_flight: Arc<Mutex<(usize, usize)>>,
 }
@@ -51,6 +56,57 @@ impl Drop for Host {
     }
 }
 
+/// The source host's view of a migration, as `ferry host` serves it.
+fn migration_view(
+    id: &str,
+    container: &str,
+    target: &str,
+    state: OutgoingState,
+    error: Option<&str>,
+) -> Value {
+    let id: MigrationId = id.parse().unwrap();
+    let report = state.is_final().then(|| MigrationReport {
+        id: id.clone(),
+        container: container.into(),
+        source: "edge-a".into(),
+        target: target.into(),
+        requested: Technique::PreCopy,
+        technique: Technique::PreCopy,
+        outcome: state.outcome().unwrap_or(Outcome::Completed),
+        timings: Timings {
+            frozen_ms: Some(40),
+            total_ms: 120,
+            ..Timings::default()
+        },
+        stream_bytes: 0,
+        pages_bytes: 1 << 20,
+        bytes_on_wire: 1 << 20,
+        dump: None,
+        pre_copy_rounds: vec![],
+        remote_page_faults: None,
+        failed_phase: error.map(|_| Phase::Restore),
+        error: error.map(str::to_string),
+    });
+    serde_json::to_value(MigrationView::Outgoing(OutgoingView {
+        id,
+        container: container.into(),
+        target: target.into(),
+        requested: Technique::PreCopy,
+        technique: Technique::PreCopy,
+        state,
+        phase: if state.is_final() {
+            Phase::Cleanup
+        } else {
+            Phase::Dump
+        },
+        error: error.map(str::to_string),
+        advice: None,
+        updated_at_ms: 0,
+        report: report.map(Box::new),
+    }))
+    .unwrap()
+}
+
 async fn host_call(
     State(k): State<Knobs>,
     method: Method,
@@ -62,52 +118,70 @@ async fn host_call(
     k.calls
         .lock()
         .unwrap()
-        .push((method.to_string(), path.clone(), v));
-    if method == Method::GET
-        && path.starts_with("/ferry/v1/containers/")
-        && *k.no_containers.lock().unwrap()
-    {
-        return (
-            StatusCode::NOT_FOUND,
-            r#"{"status":404,"detail":"no such container"}"#.into(),
-        );
-    }
-    if method == Method::GET
-        && path.starts_with("/ferry/v1/containers/")
-        && *k.migrating.lock().unwrap()
-    {
-        return (
-            StatusCode::OK,
-            r#"{"outgoing":{"migration":"m-1","target":"elsewhere","committed":false}}"#.into(),
-        );
-    }
-    if path.ends_with("/migrate") {
-        let d = *k.migrate_delay.lock().unwrap();
+        .push((method.to_string(), path.clone(), v.clone()));
+    if let Some(rest) = path.strip_suffix("/migrate") {
+        let container = rest.rsplit('/').next().unwrap_or("").to_string();
+        let id = v["id"].as_str().unwrap_or("m-fake").to_string();
         {
             let mut f = k.in_flight.lock().unwrap();
             f.0 += 1;
             f.1 = f.1.max(f.0);
         }
-        let m = k.migrating.clone();
-        *m.lock().unwrap() = true;
-        let _ = tokio::spawn(async move {
-            tokio::time::sleep(d).await;
-            *m.lock().unwrap() = false;
-        })
-        .await;
-        k.in_flight.lock().unwrap().0 -= 1;
-        if *k.migrate_fails.lock().unwrap() {
-            return (
-                StatusCode::BAD_GATEWAY,
-                r#"{"status":502,"detail":"restore failed on the target","report":{"outcome":"rolled back"}}"#.into(),
-            );
-        }
-        return (
-            StatusCode::OK,
-            r#"{"technique":"pre-copy","bytes_on_wire":1048576,"timings":{"total_ms":120,"frozen_ms":40}}"#.into(),
-        );
+        let delay = *k.migrate_delay.lock().unwrap();
+        let fails = *k.migrate_fails.lock().unwrap();
+        k.migrations
+            .lock()
+            .unwrap()
+            .insert(id.clone(), (Instant::now(), delay, fails, true));
+        let target = v["target"].as_str().unwrap_or("").to_string();
+        let mut view = migration_view(&id, &container, &target, OutgoingState::Preparing, None);
+        view["target"] = json!(target);
+        return (StatusCode::ACCEPTED, view.to_string());
     }
-    success(&method, &path)
+    if let Some(id) = path.strip_prefix("/ferry/v1/migrations/") {
+        let mut all = k.migrations.lock().unwrap();
+        let Some(m) = all.get_mut(id) else {
+            return (
+                StatusCode::NOT_FOUND,
+                json!({"type": ProblemType::UnknownMigration.uri(), "status": 404}).to_string(),
+            );
+        };
+        let calls = k.calls.lock().unwrap().clone();
+        let (container, target) = calls
+            .iter()
+            .find(|c| c.2["id"] == id)
+            .map(|c| {
+                let name =
+                    c.1.trim_end_matches("/migrate")
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                (name, c.2["target"].as_str().unwrap_or("").to_string())
+            })
+            .unwrap_or_default();
+        if m.0.elapsed() < m.1 {
+            let view = migration_view(id, &container, &target, OutgoingState::Frozen, None);
+            return (StatusCode::OK, view.to_string());
+        }
+        if m.3 {
+            m.3 = false;
+            k.in_flight.lock().unwrap().0 -= 1;
+        }
+        let view = if m.2 {
+            migration_view(
+                id,
+                &container,
+                &target,
+                OutgoingState::RolledBack,
+                Some("restore failed on the target"),
+            )
+        } else {
+            migration_view(id, &container, &target, OutgoingState::Completed, None)
+        };
+        return (StatusCode::OK, view.to_string());
+    }
+    success(&method, &path, &body)
 }
 
 impl Host {
@@ -543,8 +617,8 @@ async fn restart_during_a_relocation_finishes_it() {
     s.c.terminate();
     // Shutdown deleted the RAN subscription.
     wait_ran_subscriptions(&s.ran, 0).await;
-    // The source host is still migrating when the daemon is back: recovery must wait for it
-    // (the fake source says `outgoing` until then) and then find the container on the target.
+    // The source host is still migrating when the daemon is back: recovery asks it for the
+    // migration by the id the record holds and follows it to its end.
     s.c = ControlProcess::start_on(&addr, &s.dir, &args);
     assert_eq!(s.relocations().await[0]["phase"], "TRANSFERRING_STATE");
     wait_ran_subscriptions(&s.ran, 1).await;
@@ -678,7 +752,7 @@ async fn instances_instantiated_for_the_ue_follow_it_without_a_registration() {
 async fn restart_rolls_back_a_relocation_that_did_not_land() {
     let mut s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
     *s.a.knobs.migrate_delay.lock().unwrap() = Duration::from_secs(3);
-    *s.b.knobs.no_containers.lock().unwrap() = true;
+    *s.a.knobs.migrate_fails.lock().unwrap() = true;
     handover(&s.ran, "b1").await;
     for _ in 0..50 {
         if !s.a.migrations().is_empty() {

@@ -103,16 +103,14 @@ pub enum StateRelocationMode {
     ContainerMigration,
 }
 
-/// Migration techniques `ferryStateRelocation.technique` accepts.
-pub const TECHNIQUES: &[&str] = &["auto", "cold", "pre-copy", "post-copy", "hybrid"];
-
 /// ferry extension `ferryStateRelocation` of the AppD.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct FerryStateRelocation {
     pub mode: StateRelocationMode,
-    /// One of `TECHNIQUES`; only meaningful with `CONTAINER_MIGRATION` (default `auto`).
+    /// Only meaningful with `CONTAINER_MIGRATION` (default `auto`); an unknown one is refused
+    /// when the AppD is parsed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub technique: Option<String>,
+    pub technique: Option<ferry_wire::Technique>,
 }
 
 /// ferry extension `ferryContainer` of the AppD: how to run the image.
@@ -150,7 +148,7 @@ pub struct AppD {
 }
 
 impl AppD {
-    /// Checks what serde cannot: non-empty ids and a known technique.
+    /// Checks what serde cannot: non-empty ids.
     pub fn validate(&self) -> Result<(), String> {
         for (name, v) in [
             ("appDId", &self.app_d_id),
@@ -159,16 +157,6 @@ impl AppD {
         ] {
             if v.trim().is_empty() {
                 return Err(format!("AppD {name} must not be empty"));
-            }
-        }
-        if let Some(r) = &self.ferry_state_relocation {
-            if let Some(t) = &r.technique {
-                if !TECHNIQUES.contains(&t.as_str()) {
-                    return Err(format!(
-                        "ferryStateRelocation.technique '{t}' is unknown (use one of {})",
-                        TECHNIQUES.join(", ")
-                    ));
-                }
             }
         }
         Ok(())
@@ -245,8 +233,9 @@ mod tests {
         );
         assert!(d.validate().is_ok());
         assert_eq!(serde_json::to_value(&d).unwrap(), j);
-        let mut bad = d.clone();
-        bad.ferry_state_relocation.as_mut().unwrap().technique = Some("teleport".into());
-        assert!(bad.validate().unwrap_err().contains("teleport"));
+        let mut bad = j.clone();
+        bad["ferryStateRelocation"]["technique"] = "teleport".into();
+        let e = serde_json::from_value::<AppD>(bad).unwrap_err().to_string();
+        assert!(e.contains("teleport") && e.contains("post-copy"), "{e}");
     }
 }

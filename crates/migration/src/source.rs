@@ -117,8 +117,8 @@ fn advice(r: &OutgoingRecord) -> Option<String> {
 
 /// The operation resource's view of a record.
 pub(crate) fn view(r: &OutgoingRecord) -> OutgoingView {
-    let report = (r.state.is_final() || r.state.outcome().is_some())
-        .then(|| Box::new(r.report.clone()));
+    let report =
+        (r.state.is_final() || r.state.outcome().is_some()).then(|| Box::new(r.report.clone()));
     OutgoingView {
         id: r.id.clone(),
         container: r.container.clone(),

@@ -83,9 +83,7 @@ fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     println!(
         "ferry bench checkpoint: ferry-counter, runc + CRIU {}, images on local disk, {} runs each",
-        host.get("/info")?["criu"]["version"]
-            .as_str()
-            .unwrap_or("?"),
+        host.info()?["criu"]["version"].as_str().unwrap_or("?"),
         args.runs
     );
     println!(
@@ -94,33 +92,22 @@ fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
     );
     for &mib in &args.ballast_mib {
         let name = format!("counter-{mib}");
-        host.post(
-            "/containers",
-            json!({"name": name, "image": "counter", "ip": "10.200.0.20", "memory_mib": 64 + 2 * mib,
-                   "args": ["--ballast-mib", mib.to_string(), "--port", "8080"]}),
-        )?;
-        host.post(&format!("/containers/{name}/start"), json!({}))?;
+        host.run_counter(&name, std::net::Ipv4Addr::new(10, 200, 0, 20), mib, 0.0)?;
         let mut conn = host.connect("10.200.0.20:8080")?;
         conn.get("/")?; // the ballast is written before the app listens
         let (mut ck, mut rs, mut bytes) = (Vec::new(), Vec::new(), 0u64);
         for _ in 0..args.runs {
-            let c = host.post(
-                &format!("/containers/{name}/checkpoint"),
-                json!({"tcp_established": true}),
-            )?;
-            let r = host.post(
-                &format!("/containers/{name}/restore"),
-                json!({"tcp_established": true}),
-            )?;
-            ck.push(c["checkpoint_ms"].as_f64().unwrap_or(f64::NAN));
-            rs.push(r["restore_ms"].as_f64().unwrap_or(f64::NAN));
-            bytes = c["image_bytes"].as_u64().unwrap_or(0);
+            let c = host.checkpoint(&name)?;
+            let r = host.restore(&name)?;
+            ck.push(c.checkpoint_ms as f64);
+            rs.push(r.restore_ms as f64);
+            bytes = c.image_bytes;
         }
         let v = conn
             .get("/verify")
             .context("the app did not survive the runs")?;
         anyhow::ensure!(v["ok"] == true, "ballast corrupted after the runs: {v}");
-        host.delete(&format!("/containers/{name}"))?;
+        host.delete(&name)?;
         println!(
             "{:>5} MiB  {:>22}  {:>22}  {:>6.1} MiB",
             mib,

@@ -69,6 +69,26 @@ enum Command {
         #[arg(long, env = "FERRY_CONTROL", default_value = DEFAULT_CONTROL)]
         control: String,
     },
+    /// List the relocations; those that need an operator come with what to do.
+    Relocations {
+        #[arg(long, env = "FERRY_CONTROL", default_value = DEFAULT_CONTROL)]
+        control: String,
+    },
+    /// Settle a relocation that needs an operator: keep the app on the source or the target
+    /// host. The hosts check the decision against what they know and refuse a wrong one.
+    Settle {
+        /// The relocation's id (see `ferry control relocations`).
+        relocation: String,
+        /// source or target.
+        #[arg(long)]
+        to: ferry_wire::migration::Side,
+        /// To the source without the target's word: only for a target host known to be gone
+        /// for good (or fenced), never while it may run the app.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, env = "FERRY_CONTROL", default_value = DEFAULT_CONTROL)]
+        control: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -133,7 +153,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 &placement,
             ))
         }
+        Some(Command::Relocations { control }) => client_runtime()?.block_on(relocations(&control)),
+        Some(Command::Settle {
+            relocation,
+            to,
+            force,
+            control,
+        }) => {
+            let req = ferry_wire::migration::SettleRequest { to, force };
+            let v = client_runtime()?
+                .block_on(ControlClient::new(&control).settle(&relocation, &req))?;
+            println!(
+                "relocation {relocation}: the source host took the decision; its migration is now {}",
+                v["state"].as_str().unwrap_or("?")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+async fn relocations(control: &str) -> anyhow::Result<ExitCode> {
+    let all = ControlClient::new(control).relocations().await?;
+    for r in all.as_array().into_iter().flatten() {
+        println!(
+            "{:<20} {:<16} {:>8} -> {:<8} {:<18} {}",
+            r["id"].as_str().unwrap_or("?"),
+            r["appInstanceId"].as_str().unwrap_or("?"),
+            r["sourceHost"].as_str().unwrap_or("?"),
+            r["targetHost"].as_str().unwrap_or("?"),
+            r["phase"].as_str().unwrap_or("?"),
+            r["advice"].as_str().or(r["error"].as_str()).unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

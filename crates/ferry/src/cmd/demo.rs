@@ -362,8 +362,9 @@ impl Drop for ControlPlane {
 fn story(args: &Args, image: &[u8], testbed: &Testbed) -> anyhow::Result<ExitCode> {
     let plan = ferry_testbed::State::load(&testbed.name)?.plan;
     let ue = plan.ues.first().context("the topology has no UE")?.clone();
+    // Every call of the demo is small and answered at once by a healthy control plane.
     let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(600))
+        .timeout(Duration::from_secs(30))
         .build()?;
 
     let control = ControlPlane::start(&args.topology, &plan)?;
@@ -437,8 +438,27 @@ control   ferry control at {} (MEC 010-2, 011, 021), consuming MEC 012 from the 
         .iter()
         .find(|u| u.name == ue.name)
         .map_or(0, |u| u.trace.len());
+    let mut flagged = std::collections::BTreeSet::new();
+    let mut looked = Instant::now();
     while Instant::now() < deadline && relocations + failed < wanted.max(1) {
         let Ok(n) = rx.recv_timeout(Duration::from_millis(200)) else {
+            // No MEC 021 outcome is sent while a relocation needs an operator: look at the
+            // records now and then, and say so plainly.
+            if looked.elapsed() > Duration::from_secs(2) {
+                looked = Instant::now();
+                for r in needing_operator(&http, &control.url) {
+                    if flagged.insert(r["id"].as_str().unwrap_or("?").to_string()) {
+                        println!(
+                            "NEEDS OPERATOR  relocation {} ({} -> {}): {}\n                settle it: ferry control settle {} --to source|target",
+                            r["id"].as_str().unwrap_or("?"),
+                            r["sourceHost"].as_str().unwrap_or("?"),
+                            r["targetHost"].as_str().unwrap_or("?"),
+                            r["advice"].as_str().unwrap_or(""),
+                            r["id"].as_str().unwrap_or("?"),
+                        );
+                    }
+                }
+            }
             continue;
         };
         let status = n["mobilityStatus"].as_str().unwrap_or("?").to_string();
@@ -514,6 +534,19 @@ control   ferry control at {} (MEC 010-2, 011, 021), consuming MEC 012 from the 
         &latency_checks,
         &host,
     )
+}
+
+/// The control plane's relocation records that need an operator.
+fn needing_operator(http: &reqwest::blocking::Client, control: &str) -> Vec<Value> {
+    http.get(format!("{control}/ferry/control/v1/relocations"))
+        .send()
+        .and_then(|r| r.json::<Value>())
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r["phase"] == "NEEDS_OPERATOR")
+        .collect()
 }
 
 /// Proves the state survived: the counter never reset, one process start time, ballast intact.

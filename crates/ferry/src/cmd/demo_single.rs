@@ -22,7 +22,7 @@ const APP_IP: &str = "10.200.0.10";
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("== ferry demo: one MEC host, a stateful app, checkpoint and restore ==\n");
     let host = LocalHost::start("demo")?;
-    let info = host.get("/info")?;
+    let info = host.info()?;
     println!(
         "host      ferry host in netns {} | {} | CRIU {}",
         host.netns,
@@ -38,16 +38,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.image.display()
     );
 
-    host.post(
-        "/containers",
-        json!({
-            "name": "counter", "image": "counter", "ip": APP_IP,
-            "memory_mib": 64 + 2 * args.ballast_mib,
-            "args": ["--ballast-mib", args.ballast_mib.to_string(),
-                     "--dirty-mib-s", args.dirty_mib_s.to_string(), "--port", "8080"],
-        }),
+    host.run_counter(
+        "counter",
+        APP_IP.parse()?,
+        args.ballast_mib,
+        args.dirty_mib_s,
     )?;
-    host.post("/containers/counter/start", json!({}))?;
     println!(
         "app       ferry-counter at {APP_IP}:8080, {} MiB ballast, rewriting {} MiB/s",
         args.ballast_mib, args.dirty_mib_s
@@ -65,30 +61,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     let t = Instant::now();
-    let ck = host.post(
-        "/containers/counter/checkpoint",
-        json!({"tcp_established": true}),
-    )?;
+    let ck = host.checkpoint("counter")?;
     println!(
         "checkpoint  {} ms, {:.1} MiB of images in {} -- the app is no longer running",
-        ck["checkpoint_ms"],
-        ck["image_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
-        ck["image_dir"].as_str().unwrap_or("?")
+        ck.checkpoint_ms,
+        ck.image_bytes as f64 / 1048576.0,
+        ck.image_dir.display()
     );
-    let status = host.get("/containers/counter")?;
+    let status = host.container("counter")?.status;
     ensure!(
-        status["status"] == "checkpointed",
-        "expected checkpointed, got {}",
-        status["status"]
+        status == ferry_wire::Status::Checkpointed,
+        "expected checkpointed, got {status}"
     );
 
-    let rs = host.post(
-        "/containers/counter/restore",
-        json!({"tcp_established": true}),
-    )?;
+    let rs = host.restore("counter")?;
     println!(
         "restore     {} ms (checkpoint to running again: {} ms)",
-        rs["restore_ms"],
+        rs.restore_ms,
         t.elapsed().as_millis()
     );
 
@@ -115,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "\nresult    state survived: counter {counter_before} -> {counter_after}, same process start time, \
          ballast intact, TCP connection kept"
     );
-    host.delete("/containers/counter")?;
+    host.delete("counter")?;
     host.cleanup();
     println!("cleanup   container, namespaces and state removed");
     Ok(ExitCode::SUCCESS)

@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use ferry_host_client::{HostClient, HostError};
 use serde_json::Value;
 
-pub const API: &str = "http://127.0.0.1:7100/ferry/v1";
+/// The daemon's API, in its own namespace.
+pub const API: &str = "http://127.0.0.1:7100";
 
 /// Runs `f` on a thread inside network namespace `ns`; sockets made there stay in it.
 pub fn in_netns<T: Send + 'static>(
@@ -112,7 +114,9 @@ pub struct LocalHost {
     pub netns: String,
     pub state_dir: PathBuf,
     owned: Arc<Mutex<Owned>>,
-    pub http: reqwest::blocking::Client,
+    client: HostClient,
+    /// Its worker was started inside the namespace: the client's sockets are made there.
+    rt: tokio::runtime::Runtime,
 }
 
 impl LocalHost {
@@ -161,24 +165,21 @@ impl LocalHost {
             .spawn()
             .context("start ferry host")?;
         owned.lock().map_err(|_| anyhow::anyhow!("lock"))?.daemon = Some(daemon);
-        let http = in_netns(&netns, || {
-            reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(600))
+        let rt = in_netns(&netns, || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
                 .build()
         })??;
         let host = LocalHost {
             netns,
             state_dir,
             owned,
-            http,
+            client: HostClient::new(API)?,
+            rt,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !host
-            .http
-            .get(format!("{API}/health"))
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-        {
+        while host.call(|c| async move { c.health().await }).is_err() {
             if Instant::now() > deadline {
                 bail!("ferry host did not start: {}", host.daemon_log());
             }
@@ -187,36 +188,21 @@ impl LocalHost {
         Ok(host)
     }
 
+    /// Runs a call of the host's client on the runtime inside the namespace.
+    pub fn call<T, F>(&self, f: impl FnOnce(HostClient) -> F) -> Result<T, HostError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, HostError>> + Send + 'static,
+    {
+        let task = self.rt.spawn(f(self.client.clone()));
+        self.rt.block_on(task).map_err(|e| HostError::Protocol {
+            url: API.to_string(),
+            reason: format!("the call's task failed: {e}"),
+        })?
+    }
+
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.state_dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    fn check(r: reqwest::blocking::Response) -> anyhow::Result<Value> {
-        let status = r.status();
-        let body: Value = r.json().unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!(
-                "{status}: {}",
-                body["detail"].as_str().unwrap_or(&body.to_string())
-            );
-        }
-        Ok(body)
-    }
-
-    pub fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        Self::check(self.http.post(format!("{API}{path}")).json(&body).send()?)
-    }
-
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
-        Self::check(self.http.get(format!("{API}{path}")).send()?)
-    }
-
-    pub fn delete(&self, path: &str) -> anyhow::Result<()> {
-        let r = self.http.delete(format!("{API}{path}")).send()?;
-        if !r.status().is_success() {
-            bail!("DELETE {path}: {}", r.status());
-        }
-        Ok(())
     }
 
     pub fn import_image(&self, name: &str, archive: &Path) -> anyhow::Result<Value> {
@@ -226,12 +212,80 @@ impl LocalHost {
                 archive.display()
             )
         })?;
-        Self::check(
-            self.http
-                .post(format!("{API}/images?name={name}&replace=true"))
-                .body(body)
-                .send()?,
-        )
+        let name = name.to_string();
+        Ok(self.call(move |c| async move {
+            c.upload_image(&name, bytes::Bytes::from(body), true).await
+        })?)
+    }
+
+    pub fn info(&self) -> anyhow::Result<Value> {
+        Ok(self.call(|c| async move { c.info().await })?)
+    }
+
+    /// Creates and starts a ferry-counter at `ip:8080` with `ballast_mib` it rewrites at
+    /// `dirty_mib_s`.
+    pub fn run_counter(
+        &self,
+        name: &str,
+        ip: std::net::Ipv4Addr,
+        ballast_mib: u32,
+        dirty_mib_s: f64,
+    ) -> anyhow::Result<()> {
+        let req = ferry_wire::ContainerRequest {
+            name: name.to_string(),
+            image: "counter".into(),
+            ip: Some(ip),
+            memory_mib: Some(64 + 2 * u64::from(ballast_mib)),
+            args: Some(vec![
+                "--ballast-mib".into(),
+                ballast_mib.to_string(),
+                "--dirty-mib-s".into(),
+                dirty_mib_s.to_string(),
+                "--port".into(),
+                "8080".into(),
+            ]),
+            env: vec![],
+            cpus: None,
+        };
+        let n = name.to_string();
+        self.call(move |c| async move {
+            c.create(&req).await?;
+            c.start(&n).await
+        })?;
+        Ok(())
+    }
+
+    pub fn container(&self, name: &str) -> anyhow::Result<ferry_wire::Container> {
+        let n = name.to_string();
+        Ok(self.call(move |c| async move { c.container(&n).await })?)
+    }
+
+    /// Checkpoints `name` (with its TCP connections); the app stops.
+    pub fn checkpoint(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<ferry_wire::container::CheckpointReport> {
+        let n = name.to_string();
+        let req = ferry_wire::container::CheckpointRequest {
+            tcp_established: true,
+            ..Default::default()
+        };
+        Ok(self.call(move |c| async move { c.checkpoint(&n, &req).await })?)
+    }
+
+    /// Restores `name` from its last checkpoint.
+    pub fn restore(&self, name: &str) -> anyhow::Result<ferry_wire::container::RestoreReport> {
+        let n = name.to_string();
+        let req = ferry_wire::container::RestoreRequest {
+            tcp_established: true,
+            ..Default::default()
+        };
+        Ok(self.call(move |c| async move { c.restore(&n, &req).await })?)
+    }
+
+    pub fn delete(&self, name: &str) -> anyhow::Result<()> {
+        let n = name.to_string();
+        Ok(self.call(move |c| async move { c.delete(&n).await })?)
     }
 
     /// Opens a TCP connection from the host's namespace (retrying while the app starts).

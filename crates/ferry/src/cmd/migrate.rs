@@ -1,19 +1,20 @@
 //! `ferry migrate CONTAINER --from URL --to URL`: asks the source host to migrate a container
-//! live to the target host, shows the phases while it runs (polling the source's container
-//! record), then prints the migration report (or the raw JSON with `--json`).
+//! live to the target host (an operation resource, `202` + `Location`), follows it showing
+//! the phases, then prints the migration report (or the JSON with `--json`).
 //!
 //! The pieces are public so that `ferry bench migrate` drives migrations the same way:
-//! [`Hosts::migrate`] (one blocking call, the answer classified), [`report_table`] and
+//! [`Hosts::migrate`] (start, follow, the end classified), [`report_table`] and
 //! [`phase_breakdown`] (how a report is shown).
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use ferry_host_client::{Blocking, HostClient, HostError, ProblemType};
+use ferry_wire::migration::{
+    MigrateRequest, MigrationReport, MigrationView, OutgoingState, OutgoingView, Technique, Timings,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,7 +28,7 @@ pub struct Args {
     to: String,
     /// cold, post-copy, pre-copy, hybrid or auto (the source picks; see `ferry host` docs).
     #[arg(long, default_value = "auto")]
-    technique: String,
+    technique: Technique,
     /// Print the report as JSON (stdout) instead of a table; progress still goes to stderr.
     #[arg(long)]
     json: bool,
@@ -42,369 +43,304 @@ pub struct Args {
     dump_timeout_s: Option<u64>,
 }
 
-/// The answer of the source host to a migration request.
+/// How a migration ended, as the source host says.
 #[derive(Debug)]
 pub enum Answer {
-    /// 200: the container runs on the target.
-    Completed(Value),
-    /// 502 with a report: rolled back (runs on the source) or unknown (an operator decides).
-    Failed { detail: String, report: Value },
-    /// Any other status (400 bad technique / not available, 404, 409 already migrating...).
+    /// The container runs on the target.
+    Completed(Box<MigrationReport>),
+    /// Rolled back (runs on the source), or lost (post-copy after the commit).
+    Failed(Box<MigrationReport>),
+    /// In doubt or a failed thaw: the source host cannot say by itself; an operator decides
+    /// (`POST /ferry/v1/migrations/{id}/settle` on the source).
+    NeedsOperator(Box<OutgoingView>),
+    /// Not started: 400 bad technique / not available, 404, 409 already migrating...
     Refused { status: u16, detail: String },
 }
 
-/// The API base of a host from what a user types: `http://IP:7100`, with or without
-/// `/ferry/v1`, with or without the scheme.
-pub fn api_base(url: &str) -> String {
-    let url = url.trim().trim_end_matches('/');
-    let url = url.strip_suffix("/ferry/v1").unwrap_or(url);
-    if url.contains("://") {
-        url.to_string()
-    } else {
-        format!("http://{url}")
-    }
-}
-
 /// The one-line fix for a host that does not answer.
-fn unreachable(url: &str, err: &reqwest::Error) -> anyhow::Error {
+fn unreachable(url: &str, err: &HostError) -> anyhow::Error {
     anyhow::anyhow!(
-        "cannot reach the ferry host API at {url} ({}): check the address and that `ferry host` \
-         runs there (in a testbed: `ferry testbed status`)",
-        root_cause(err)
+        "cannot reach the ferry host API at {url} ({err}): check the address and that \
+         `ferry host` runs there (in a testbed: `ferry testbed status`)"
     )
 }
 
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut e = err;
-    while let Some(next) = e.source() {
-        e = next;
-    }
-    e.to_string()
-}
-
-/// Source and target host of a migration, with the HTTP client used for both.
+/// Source and target host of a migration.
 pub struct Hosts {
-    pub from: String,
+    from: Blocking,
+    /// The target's API, as the source will call it.
     pub to: String,
-    http: reqwest::blocking::Client,
-    /// The status poller's client: short timeouts, a stuck GET must not hide progress.
-    poll: reqwest::blocking::Client,
 }
 
 impl Hosts {
     pub fn new(from: &str, to: &str) -> anyhow::Result<Hosts> {
-        let http = reqwest::blocking::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // A cold migration of a large state over a slow link takes minutes.
-            .timeout(Duration::from_secs(1800))
-            .build()?;
-        let poll = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
+        let to = HostClient::new(to)?.base().to_string();
         Ok(Hosts {
-            from: api_base(from),
-            to: api_base(to),
-            http,
-            poll,
+            from: Blocking::new(HostClient::new(from)?)?,
+            to,
         })
+    }
+
+    pub fn source_url(&self) -> &str {
+        self.from.client().base()
     }
 
     /// Checks that the source is a ferry host and knows the container (before anything
     /// starts). Something else answering on the address (a proxy, another service) is told
-    /// apart from a missing container by the body: ferry answers with ProblemDetails.
+    /// apart from a missing container by the problem kind ferry puts in its answers.
     pub fn check_source(&self, container: &str) -> anyhow::Result<()> {
-        let health = format!("{}/ferry/v1/health", self.from);
-        let r = self
-            .http
-            .get(&health)
-            .send()
-            .map_err(|e| unreachable(&self.from, &e))?;
-        let status = r.status();
-        let body: Value = r.json().unwrap_or(Value::Null);
-        if !status.is_success() || body["status"] != "ok" {
-            bail!(
-                "{} is not a ferry host API (GET /ferry/v1/health answered {status}): check the \
-                 address and port (in a testbed: `ferry testbed status`)",
-                self.from
-            );
+        let c = self.from.client();
+        let url = c.base();
+        match self.from.block_on(c.health()) {
+            Ok(h) if h.status == "ok" => {}
+            Ok(_) | Err(HostError::Protocol { .. } | HostError::Answered { .. }) => bail!(
+                "{url} is not a ferry host API (GET /ferry/v1/health): check the address and \
+                 port (in a testbed: `ferry testbed status`)"
+            ),
+            Err(e) => return Err(unreachable(url, &e)),
         }
-        let url = format!("{}/ferry/v1/containers/{container}", self.from);
-        let r = self
-            .http
-            .get(&url)
-            .send()
-            .map_err(|e| unreachable(&self.from, &e))?;
-        if r.status().as_u16() == 404 {
-            bail!(
-                "no container '{container}' on {}: list them with `curl {}/ferry/v1/containers`",
-                self.from,
-                self.from
-            );
+        match self.from.block_on(c.find_container(container)) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => bail!(
+                "no container '{container}' on {url}: list them with `curl {url}/ferry/v1/containers`"
+            ),
+            Err(e) if e.no_answer() => Err(unreachable(url, &e)),
+            Err(e) => bail!("{url}: {e}"),
         }
-        if !r.status().is_success() {
-            bail!("{url}: {}", problem_detail(r));
-        }
-        Ok(())
     }
 
-    /// Posts the migration and waits for its end (one blocking call).
-    pub fn migrate(&self, container: &str, technique: &str) -> anyhow::Result<Answer> {
-        self.migrate_with(container, json!({ "technique": technique }))
-    }
-
-    /// [`Hosts::migrate`] with more fields of the request (`target` is added).
-    pub fn migrate_with(&self, container: &str, mut request: Value) -> anyhow::Result<Answer> {
-        let url = format!("{}/ferry/v1/containers/{container}/migrate", self.from);
-        request["target"] = json!(self.to);
-        let r = self
-            .http
-            .post(&url)
-            .json(&request)
-            .send()
-            .map_err(|e| unreachable(&self.from, &e))?;
-        let status = r.status().as_u16();
-        let body: Value = r.json().unwrap_or(Value::Null);
-        let detail = body["detail"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| body.to_string());
-        Ok(match status {
-            200 => Answer::Completed(body),
-            _ if body.get("report").is_some_and(Value::is_object) => Answer::Failed {
-                detail,
-                report: body["report"].clone(),
-            },
-            _ => Answer::Refused { status, detail },
-        })
-    }
-
-    /// The phase of the container's outgoing migration on the source, if one runs.
-    pub fn phase(&self, container: &str) -> Option<String> {
-        let url = format!("{}/ferry/v1/containers/{container}", self.from);
-        let v: Value = self.poll.get(url).send().ok()?.json().ok()?;
-        // `outgoing` is null when no migration runs (yet, or any more).
-        let out = v.get("outgoing").filter(|o| o.is_object())?;
-        let phase = out["phase"].as_str().unwrap_or("");
-        let phase = if phase.is_empty() { "prepare" } else { phase };
-        Some(if out["committed"] == true && phase != "commit" {
-            format!("{phase} (committed)")
-        } else {
-            phase.to_string()
-        })
+    /// Starts the migration and follows it to its end; `progress` hears each phase (and
+    /// state) change.
+    pub fn migrate(
+        &self,
+        container: &str,
+        mut req: MigrateRequest,
+        mut progress: impl FnMut(&OutgoingView),
+    ) -> anyhow::Result<Answer> {
+        req.target = self.to.clone();
+        let c = self.from.client();
+        let started = match self.from.block_on(c.migrate(container, &req)) {
+            Ok(MigrationView::Outgoing(v)) => v,
+            Ok(MigrationView::Incoming(_)) => {
+                bail!("{}: answered with an incoming migration", c.base())
+            }
+            Err(HostError::Answered {
+                status, problem, ..
+            }) => {
+                return Ok(Answer::Refused {
+                    status,
+                    detail: problem.detail.unwrap_or_default(),
+                })
+            }
+            Err(e) => return Err(unreachable(c.base(), &e)),
+        };
+        let id = started.id.clone();
+        let mut silent_since = None;
+        loop {
+            match self.from.block_on(c.migration(&id)) {
+                Ok(MigrationView::Outgoing(v)) => {
+                    silent_since = None;
+                    progress(&v);
+                    match (v.state, v.report.clone()) {
+                        (OutgoingState::Completed, Some(r)) => return Ok(Answer::Completed(r)),
+                        (OutgoingState::RolledBack | OutgoingState::Lost, Some(r)) => {
+                            return Ok(Answer::Failed(r))
+                        }
+                        (OutgoingState::InDoubt | OutgoingState::RollbackFailed, _) => {
+                            return Ok(Answer::NeedsOperator(Box::new(v)))
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(MigrationView::Incoming(_)) => {
+                    bail!("{}: migration {id} is not outgoing", c.base())
+                }
+                Err(e) if e.kind() == Some(ProblemType::UnknownMigration) => {
+                    bail!("{}: the source host forgot migration {id}", c.base())
+                }
+                // A source busy or restarting: keep asking for a while.
+                Err(e) => {
+                    let since = *silent_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(60) {
+                        return Err(unreachable(c.base(), &e)).context(format!(
+                            "following migration {id} (ask again: GET {}/ferry/v1/migrations/{id})",
+                            c.base()
+                        ));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
-fn problem_detail(r: reqwest::blocking::Response) -> String {
-    let status = r.status();
-    let body: Value = r.json().unwrap_or(Value::Null);
-    format!(
-        "{status}: {}",
-        body["detail"].as_str().unwrap_or(&body.to_string())
-    )
-}
-
-/// Shows phase changes on stderr until dropped: a redrawn line on a terminal, one line per
-/// change otherwise (logs, CI).
+/// Shows phase changes on stderr: a redrawn line on a terminal, one line per change
+/// otherwise (logs, CI).
 struct Progress {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    tty: bool,
+    t0: Instant,
+    last: String,
+    container: String,
 }
 
 impl Progress {
-    fn start(hosts: Arc<Hosts>, container: String) -> Progress {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let tty = std::io::stderr().is_terminal();
-            let t0 = Instant::now();
-            let spinner = ['|', '/', '-', '\\'];
-            let mut last = String::new();
-            let mut tick = 0usize;
-            while !flag.load(Ordering::Relaxed) {
-                let phase = hosts.phase(&container).unwrap_or_else(|| last.clone());
-                let secs = t0.elapsed().as_secs_f64();
-                let mut err = std::io::stderr().lock();
-                if tty {
-                    let shown = if phase.is_empty() { "starting" } else { &phase };
-                    let _ = write!(
-                        err,
-                        "\r{} migrating {container}: {shown:<20} {secs:6.2} s",
-                        spinner[tick % 4]
-                    );
-                    let _ = err.flush();
-                } else if phase != last && !phase.is_empty() {
-                    let _ = writeln!(err, "{secs:8.3} s  {phase}");
-                }
-                drop(err);
-                last = phase;
-                tick += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if tty {
-                let _ = write!(std::io::stderr(), "\r{:60}\r", "");
-            }
-        });
+    fn new(container: &str) -> Progress {
         Progress {
-            stop,
-            thread: Some(thread),
+            tty: std::io::stderr().is_terminal(),
+            t0: Instant::now(),
+            last: String::new(),
+            container: container.to_string(),
         }
+    }
+
+    fn show(&mut self, v: &OutgoingView) {
+        let now = format!("{} ({})", v.phase, v.state);
+        let secs = self.t0.elapsed().as_secs_f64();
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(
+                err,
+                "\r migrating {}: {now:<32} {secs:6.2} s",
+                self.container
+            );
+            let _ = err.flush();
+        } else if now != self.last {
+            let _ = writeln!(err, "{secs:8.3} s  {now}");
+        }
+        self.last = now;
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if self.tty {
+            let _ = write!(std::io::stderr(), "\r{:70}\r", "");
         }
     }
 }
 
-/// Timing fields of a report in phase order, with their labels. Fields the report does not
-/// carry (a phase not reached, a technique without it) are left out by the callers.
-const TIMINGS: &[(&str, &str)] = &[
-    ("prepare_ms", "prepare"),
-    ("pre_copy_ms", "pre-copy rounds"),
-    ("freeze_ms", "freeze"),
-    ("dump_ms", "dump"),
-    ("transfer_ms", "transfer"),
-    ("restore_ms", "restore"),
-    ("commit_ms", "commit"),
-    ("lazy_completion_ms", "lazy completion"),
-    ("cleanup_ms", "cleanup"),
-    ("frozen_ms", "frozen (freeze..commit)"),
-    ("total_ms", "total"),
-];
-
-/// Every timing of the report, known ones first in phase order, then any other `*_ms` field
-/// a newer host adds (so the CLI never hides a phase).
-fn timings(report: &Value) -> Vec<(String, f64)> {
-    let mut out = Vec::new();
-    let Some(t) = report["timings"].as_object() else {
-        return out;
-    };
-    for (key, label) in TIMINGS {
-        if let Some(v) = t.get(*key).and_then(Value::as_f64) {
-            out.push((label.to_string(), v));
-        }
-    }
-    for (key, v) in t {
-        if TIMINGS.iter().any(|(k, _)| k == key) {
-            continue;
-        }
-        if let Some(v) = v.as_f64() {
-            out.push((key.trim_end_matches("_ms").replace('_', " "), v));
-        }
-    }
-    out
+/// The report's timings in phase order, with their labels; phases not reached left out.
+fn timings(t: &Timings) -> Vec<(&'static str, u64)> {
+    [
+        ("prepare", t.prepare_ms),
+        ("pre-copy rounds", t.pre_copy_ms),
+        ("freeze", t.freeze_ms),
+        ("dump", t.dump_ms),
+        ("transfer", t.transfer_ms),
+        ("restore", t.restore_ms),
+        ("commit", t.commit_ms),
+        ("lazy completion", t.lazy_completion_ms),
+        ("cleanup", t.cleanup_ms),
+        ("frozen (freeze..commit)", t.frozen_ms),
+        ("total", Some(t.total_ms)),
+    ]
+    .into_iter()
+    .filter_map(|(l, v)| v.map(|v| (l, v)))
+    .collect()
 }
 
 /// One line: `prepare 12 ms, freeze 3 ms, dump 2100 ms, ...` (for the benchmark's misses).
-pub fn phase_breakdown(report: &Value) -> String {
-    timings(report)
+pub fn phase_breakdown(report: &MigrationReport) -> String {
+    timings(&report.timings)
         .iter()
-        .map(|(l, v)| format!("{l} {v:.0} ms"))
+        .map(|(l, v)| format!("{l} {v} ms"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn mib(bytes: &Value) -> String {
-    match bytes.as_f64() {
-        Some(b) => format!("{:.1} MiB", b / 1048576.0),
-        None => "-".to_string(),
-    }
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1048576.0)
 }
 
 /// The report as a human-readable table.
-pub fn report_table(report: &Value) -> String {
-    let s = |k: &str| report[k].as_str().unwrap_or("?").to_string();
+pub fn report_table(r: &MigrationReport) -> String {
     let mut out = format!(
         "migration {} of {}: {} -> {}\n  technique {} (requested {}), outcome {}\n",
-        s("id"),
-        s("container"),
-        s("source"),
-        s("target"),
-        s("technique"),
-        s("requested"),
-        s("outcome")
+        r.id, r.container, r.source, r.target, r.technique, r.requested, r.outcome
     );
-    if let (Some(p), Some(e)) = (report["failed_phase"].as_str(), report["error"].as_str()) {
+    if let (Some(p), Some(e)) = (r.failed_phase, &r.error) {
         out.push_str(&format!("  failed in {p}: {e}\n"));
     }
     out.push_str("  phase                        time\n");
-    for (label, v) in timings(report) {
-        out.push_str(&format!("  {label:<24} {v:>8.0} ms\n"));
+    for (label, v) in timings(&r.timings) {
+        out.push_str(&format!("  {label:<24} {v:>8} ms\n"));
     }
     out.push_str(&format!(
         "  bytes on the wire {} (memory pages {}, image stream {})\n",
-        mib(&report["bytes_on_wire"]),
-        mib(&report["pages_bytes"]),
-        mib(&report["stream_bytes"])
+        mib(r.bytes_on_wire),
+        mib(r.pages_bytes),
+        mib(r.stream_bytes)
     ));
-    if let Some(rounds) = report["pre_copy_rounds"].as_array() {
-        for r in rounds {
-            out.push_str(&format!(
-                "  pre-copy round {}: {} pages in {} ms\n",
-                r["round"], r["pages"], r["ms"]
-            ));
-        }
+    for p in &r.pre_copy_rounds {
+        out.push_str(&format!(
+            "  pre-copy round {}: {} pages in {} ms\n",
+            p.round, p.pages, p.ms
+        ));
     }
-    for key in ["remote_page_faults", "lazy_pages_bytes"] {
-        if let Some(v) = report.get(key).filter(|v| !v.is_null()) {
-            out.push_str(&format!("  {}: {v}\n", key.replace('_', " ")));
-        }
+    if let Some(f) = r.remote_page_faults {
+        out.push_str(&format!("  remote page faults: {f}\n"));
     }
     out
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let hosts = Arc::new(Hosts::new(&args.from, &args.to)?);
+    let hosts = Hosts::new(&args.from, &args.to)?;
     hosts.check_source(&args.container)?;
+    let req = MigrateRequest {
+        technique: args.technique,
+        link_bit_s: args.link_mbit.map(|m| m * 1_000_000),
+        dirty_bytes_s: args.dirty_mib_s.map(|m| m << 20),
+        dump_timeout_s: args.dump_timeout_s,
+        ..MigrateRequest::default()
+    };
     let answer = {
-        let _progress = Progress::start(hosts.clone(), args.container.clone());
-        let mut request = json!({ "technique": args.technique });
-        let hints = [
-            ("link_bit_s", args.link_mbit.map(|m| m * 1_000_000)),
-            ("dirty_bytes_s", args.dirty_mib_s.map(|m| m << 20)),
-            ("dump_timeout_s", args.dump_timeout_s),
-        ];
-        for (key, value) in hints {
-            if let Some(v) = value {
-                request[key] = json!(v);
-            }
-        }
+        let mut progress = Progress::new(&args.container);
         hosts
-            .migrate_with(&args.container, request)
+            .migrate(&args.container, req, |v| progress.show(v))
             .with_context(|| format!("migrating {}", args.container))?
+    };
+    let print = |r: &MigrationReport| -> anyhow::Result<()> {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(r)?);
+        } else {
+            print!("{}", report_table(r));
+        }
+        Ok(())
     };
     match answer {
         Answer::Completed(report) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report_table(&report));
-            }
+            print(&report)?;
             Ok(ExitCode::SUCCESS)
         }
-        Answer::Failed { detail: _, report } => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report_table(&report));
-            }
-            let fix = if report["outcome"] == "unknown" {
-                "the target may run it: ask the target host before doing anything else"
-            } else {
-                "it runs on the source as before; fix the cause and retry"
-            };
+        Answer::Failed(report) => {
+            print(&report)?;
             eprintln!(
-                "ferry: migration {} in phase {}: {} ({fix})",
-                report["outcome"]
-                    .as_str()
-                    .unwrap_or("failed")
-                    .replace('_', " "),
-                report["failed_phase"].as_str().unwrap_or("?"),
-                report["error"].as_str().unwrap_or("no reason given")
+                "ferry: migration {} in phase {}: {} ({})",
+                report.outcome.to_string().replace('_', " "),
+                report
+                    .failed_phase
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                report.error.as_deref().unwrap_or("no reason given"),
+                match report.outcome {
+                    ferry_wire::Outcome::Lost =>
+                        "the app runs on the target but misses memory: restart or redeploy it there",
+                    _ => "it runs on the source as before; fix the cause and retry",
+                }
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Answer::NeedsOperator(v) => {
+            if let Some(r) = &v.report {
+                print(r)?;
+            }
+            eprintln!(
+                "ferry: migration {} is {} and needs an operator: {}\n  settle it: curl -X POST {}/ferry/v1/migrations/{}/settle -d '{{\"to\": \"source\"}}' (or \"target\")",
+                v.id,
+                v.state,
+                v.advice.as_deref().unwrap_or(""),
+                hosts.source_url(),
+                v.id
             );
             Ok(ExitCode::FAILURE)
         }
@@ -419,23 +355,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn api_base_accepts_what_users_type() {
-        assert_eq!(api_base("10.0.0.1:7100"), "http://10.0.0.1:7100");
-        assert_eq!(
-            api_base("http://10.0.0.1:7100/ferry/v1/"),
-            "http://10.0.0.1:7100"
-        );
-    }
-
-    #[test]
-    fn breakdown_keeps_phase_order_and_unknown_timings() {
-        let r = json!({"timings": {"total_ms": 900, "dump_ms": 500, "freeze_ms": 3,
-                                   "restore_ms": null, "page_fault_wait_ms": 7}});
+    fn breakdown_keeps_phase_order_and_leaves_out_phases_not_reached() {
+        let t = Timings {
+            total_ms: 900,
+            dump_ms: Some(500),
+            freeze_ms: Some(3),
+            ..Timings::default()
+        };
+        let r = MigrationReport {
+            id: "m-1".parse().unwrap(),
+            container: "app".into(),
+            source: "a".into(),
+            target: "b".into(),
+            requested: Technique::Auto,
+            technique: Technique::Cold,
+            outcome: ferry_wire::Outcome::Completed,
+            timings: t,
+            stream_bytes: 0,
+            pages_bytes: 1 << 20,
+            bytes_on_wire: 1 << 20,
+            dump: None,
+            pre_copy_rounds: vec![],
+            remote_page_faults: None,
+            failed_phase: None,
+            error: None,
+        };
         assert_eq!(
             phase_breakdown(&r),
-            "freeze 3 ms, dump 500 ms, total 900 ms, page fault wait 7 ms"
+            "freeze 3 ms, dump 500 ms, total 900 ms"
         );
-        assert!(report_table(&r).contains("total"));
-        assert_eq!(phase_breakdown(&json!({})), "");
+        assert!(report_table(&r).contains("memory pages 1.0 MiB"));
     }
 }

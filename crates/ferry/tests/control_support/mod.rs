@@ -128,7 +128,7 @@ async fn host_call(
         method: method.to_string(),
         path: path.clone(),
         query: uri.query().unwrap_or("").to_string(),
-        body,
+        body: body.clone(),
     });
     let fail = s.fail_suffix.lock().unwrap().clone();
     if fail.is_some_and(|f| path.ends_with(&f)) {
@@ -137,21 +137,72 @@ async fn host_call(
             r#"{"status":500,"detail":"injected failure"}"#.into(),
         );
     }
-    success(&method, &path)
+    success(&method, &path, &body)
 }
 
-/// A host's answer to a call that succeeds: 201 for a POST that creates a container or an
-/// image, 204 for a DELETE, else 200; an empty JSON object.
-pub fn success(method: &Method, path: &str) -> (StatusCode, String) {
-    let status =
-        if method == Method::POST && (path.ends_with("/containers") || path.ends_with("/images")) {
-            StatusCode::CREATED
-        } else if method == Method::DELETE {
-            StatusCode::NO_CONTENT
-        } else {
-            StatusCode::OK
+/// A host's answer to a call that succeeds, shaped as `ferry host` answers: 201 and the
+/// container's record for a create, 201 for an image, the record for start and stop, 204 for
+/// a DELETE.
+pub fn success(method: &Method, path: &str, body: &[u8]) -> (StatusCode, String) {
+    let record = |req: ferry_wire::ContainerRequest, status| {
+        serde_json::to_string(&ferry_wire::Container {
+            name: req.name.clone(),
+            request: req,
+            status,
+            netns: "fake".into(),
+            veth: None,
+            created_at: "now".into(),
+            started_at: None,
+            last_checkpoint: None,
+            migration: None,
+        })
+        .unwrap()
+    };
+    let named = |name: &str| ferry_wire::ContainerRequest {
+        name: name.to_string(),
+        image: "fake".into(),
+        args: None,
+        env: vec![],
+        memory_mib: None,
+        cpus: None,
+        ip: None,
+    };
+    let action = |verb: &str| {
+        path.strip_suffix(verb)
+            .and_then(|p| p.rsplit('/').next())
+            .map(str::to_string)
+    };
+    if *method == Method::POST && path.ends_with("/containers") {
+        return match serde_json::from_slice(body) {
+            Ok(req) => (
+                StatusCode::CREATED,
+                record(req, ferry_wire::Status::Created),
+            ),
+            Err(e) => (
+                StatusCode::BAD_REQUEST,
+                format!(r#"{{"status":400,"detail":"{e}"}}"#),
+            ),
         };
-    (status, "{}".into())
+    }
+    if *method == Method::POST && path.ends_with("/images") {
+        return (StatusCode::CREATED, "{}".into());
+    }
+    if *method == Method::DELETE {
+        return (StatusCode::NO_CONTENT, String::new());
+    }
+    if let Some(name) = action("/start") {
+        return (
+            StatusCode::OK,
+            record(named(&name), ferry_wire::Status::Running),
+        );
+    }
+    if let Some(name) = action("/stop") {
+        return (
+            StatusCode::OK,
+            record(named(&name), ferry_wire::Status::Stopped),
+        );
+    }
+    (StatusCode::OK, "{}".into())
 }
 
 impl FakeHost {

@@ -25,8 +25,16 @@ use super::podman::Podman;
 use super::probe::{self, Probe};
 use super::{plot, summary};
 use crate::cmd::migrate::{phase_breakdown, Answer, Hosts};
+use ferry_host_client::{Blocking, HostClient};
+use ferry_wire::migration::{MigrateRequest, MigrationReport, Technique};
+use ferry_wire::{ContainerRequest, Status};
 
-const TECHNIQUES: &[&str] = &["cold", "post-copy", "pre-copy", "hybrid"];
+const TECHNIQUES: &[Technique] = &[
+    Technique::Cold,
+    Technique::PostCopy,
+    Technique::PreCopy,
+    Technique::Hybrid,
+];
 const CONTAINER: &str = "benchapp";
 
 #[derive(clap::Args)]
@@ -54,7 +62,7 @@ pub struct MigrateArgs {
     profiles: Option<Vec<String>>,
     /// Only these techniques (default: every one; those the hosts refuse are skipped).
     #[arg(long, value_delimiter = ',')]
-    techniques: Option<Vec<String>>,
+    techniques: Option<Vec<Technique>>,
     /// Leave out the Podman baseline.
     #[arg(long)]
     no_podman: bool,
@@ -73,7 +81,10 @@ pub struct Run {
     pub downtime_ms: Option<f64>,
     pub total_ms: Option<f64>,
     pub bytes_on_wire: Option<u64>,
-    /// The migration report (ferry) or the step times (podman).
+    /// ferry: the migration report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<MigrationReport>,
+    /// podman: its version and step times.
     pub detail: Value,
 }
 
@@ -178,7 +189,7 @@ struct Plan {
     profiles: Vec<Profile>,
     ballast: Vec<u32>,
     dirty: Vec<u32>,
-    techniques: Vec<String>,
+    techniques: Vec<Technique>,
     runs: usize,
 }
 
@@ -203,17 +214,9 @@ impl Plan {
         } else {
             vec![64, 256, 1024]
         });
-        let techniques = a
-            .techniques
-            .clone()
-            .unwrap_or_else(|| TECHNIQUES.iter().map(|t| t.to_string()).collect());
-        for t in &techniques {
-            if !TECHNIQUES.contains(&t.as_str()) {
-                bail!(
-                    "unknown technique '{t}' (techniques: {})",
-                    TECHNIQUES.join(", ")
-                );
-            }
+        let techniques = a.techniques.clone().unwrap_or_else(|| TECHNIQUES.to_vec());
+        if let Some(t) = techniques.iter().find(|t| !TECHNIQUES.contains(t)) {
+            bail!("technique '{t}' cannot be measured (techniques: cold, post-copy, pre-copy, hybrid)");
         }
         let runs = a.runs.unwrap_or(3);
         if runs == 0 {
@@ -250,7 +253,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let mut runs: Vec<Run> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     // Techniques the hosts refused (400), with the reason: skipped everywhere after.
-    let mut refused: Vec<(String, String)> = Vec::new();
+    let mut refused: Vec<(Technique, String)> = Vec::new();
     let mut info = Value::Null;
     let mut delay_mode = String::new();
     for (i, profile) in plan.profiles.iter().enumerate() {
@@ -290,11 +293,11 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
                         continue;
                     }
                     for n in 1..=plan.runs {
-                        let r = bench.ferry_run(profile, mib, dirty, t, n);
+                        let r = bench.ferry_run(profile, mib, dirty, *t, n);
                         match r {
                             Err(Skip(reason)) => {
                                 println!("   {t}: refused by the host, skipped: {reason}");
-                                refused.push((t.clone(), reason));
+                                refused.push((*t, reason));
                                 break;
                             }
                             Ok(r) => {
@@ -343,7 +346,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         "link_delay": delay_mode,
         "criu": info["criu"],
         "profiles": plan.profiles,
-        "skipped": refused.iter().map(|(t, r)| json!({"technique": t, "reason": r})).collect::<Vec<_>>(),
+        "skipped": refused.iter().map(|(t, r)| json!({"technique": t.to_string(), "reason": r})).collect::<Vec<_>>(),
         "notes": notes,
         "cells": cells,
         "runs": runs,
@@ -365,11 +368,19 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
 /// A technique the host refused (400): not a failed run, a skipped technique.
 struct Skip(String);
 
+/// How one measurement went when nothing failed.
+enum Measured {
+    Done,
+    /// The host refused the technique (400): the reason.
+    Refused(String),
+}
+
 /// The benchmark's view of a testbed: API clients, the client namespace.
 struct Bench<'a> {
     bed: &'a Bed,
     hosts: Arc<Hosts>,
-    http: reqwest::blocking::Client,
+    /// The two hosts' APIs (1: source, 2: target).
+    apis: [Blocking; 2],
     info: Value,
     epoch: Instant,
 }
@@ -377,63 +388,45 @@ struct Bench<'a> {
 impl<'a> Bench<'a> {
     fn new(bed: &'a Bed, image: &Path) -> anyhow::Result<Bench<'a>> {
         let hosts = Arc::new(Hosts::new(&bed.api(1), &bed.api(2))?);
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()?;
-        let bytes = std::fs::read(image)?;
-        for h in 1..=2 {
-            let r = http
-                .post(format!(
-                    "{}/ferry/v1/images?name=counter&replace=true",
-                    bed.api(h)
-                ))
-                .body(bytes.clone())
-                .send()?;
-            if !r.status().is_success() {
-                bail!("image import on host {h}: {}", r.status());
-            }
+        let apis = [
+            Blocking::new(HostClient::new(&bed.api(1))?)?,
+            Blocking::new(HostClient::new(&bed.api(2))?)?,
+        ];
+        let bytes = bytes::Bytes::from(std::fs::read(image)?);
+        for (h, api) in apis.iter().enumerate() {
+            api.block_on(api.client().upload_image("counter", bytes.clone(), true))
+                .with_context(|| format!("image import on host {}", h + 1))?;
         }
-        let info: Value = http
-            .get(format!("{}/ferry/v1/info", bed.api(1)))
-            .send()?
-            .json()?;
+        let info = apis[0].block_on(apis[0].client().info())?;
         Ok(Bench {
             bed,
             hosts,
-            http,
+            apis,
             info,
             epoch: Instant::now(),
         })
+    }
+
+    fn api(&self, host: usize) -> &Blocking {
+        &self.apis[host - 1]
     }
 
     fn app(addr: std::net::Ipv4Addr) -> SocketAddr {
         SocketAddr::from((addr, APP_PORT))
     }
 
-    fn container_status(&self, host: usize) -> Option<String> {
-        let v: Value = self
-            .http
-            .get(format!(
-                "{}/ferry/v1/containers/{CONTAINER}",
-                self.bed.api(host)
-            ))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .ok()?
-            .json()
-            .ok()?;
-        v["status"].as_str().map(str::to_string)
+    fn container_status(&self, host: usize) -> Option<Status> {
+        let api = self.api(host);
+        api.block_on(api.client().find_container(CONTAINER))
+            .ok()
+            .flatten()
+            .map(|c| c.status)
     }
 
     fn remove_app(&self) {
         for h in 1..=2 {
-            let _ = self
-                .http
-                .delete(format!(
-                    "{}/ferry/v1/containers/{CONTAINER}",
-                    self.bed.api(h)
-                ))
-                .send();
+            let api = self.api(h);
+            let _ = api.block_on(api.client().delete(CONTAINER));
         }
     }
 
@@ -485,7 +478,7 @@ impl<'a> Bench<'a> {
         profile: &Profile,
         mib: u32,
         dirty: u32,
-        technique: &str,
+        technique: Technique,
         n: usize,
     ) -> Result<Run, Skip> {
         let mut run = Run {
@@ -499,21 +492,19 @@ impl<'a> Bench<'a> {
             downtime_ms: None,
             total_ms: None,
             bytes_on_wire: None,
+            report: None,
             detail: Value::Null,
         };
         let result = self.ferry_measure(mib, dirty, technique, &mut run);
         self.remove_app();
         match result {
-            Ok(()) => {
+            Ok(Measured::Done) => {
                 run.ok = true;
                 Ok(run)
             }
+            Ok(Measured::Refused(reason)) => Err(Skip(reason)),
             Err(e) => {
-                let msg = format!("{e:#}");
-                if let Some(reason) = msg.strip_prefix("refused (400): ") {
-                    return Err(Skip(reason.to_string()));
-                }
-                run.error = Some(msg);
+                run.error = Some(format!("{e:#}"));
                 Ok(run)
             }
         }
@@ -523,40 +514,33 @@ impl<'a> Bench<'a> {
         &self,
         mib: u32,
         dirty: u32,
-        technique: &str,
+        technique: Technique,
         run: &mut Run,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Measured> {
         if super::bed::interrupted() {
             bail!("interrupted");
         }
-        let create = json!({"name": CONTAINER, "image": "counter", "ip": APP_FERRY.to_string(),
-            "memory_mib": 128 + 2 * mib,
-            "args": ["--ballast-mib", mib.to_string(), "--dirty-mib-s", dirty.to_string(),
-                     "--port", APP_PORT.to_string()]});
-        let api1 = self.bed.api(1);
-        let r = self
-            .http
-            .post(format!("{api1}/ferry/v1/containers"))
-            .json(&create)
-            .send()?;
-        if !r.status().is_success() {
-            bail!(
-                "create on host 1: {} {}",
-                r.status(),
-                r.text().unwrap_or_default()
-            );
-        }
-        let r = self
-            .http
-            .post(format!("{api1}/ferry/v1/containers/{CONTAINER}/start"))
-            .send()?;
-        if !r.status().is_success() {
-            bail!(
-                "start on host 1: {} {}",
-                r.status(),
-                r.text().unwrap_or_default()
-            );
-        }
+        let create = ContainerRequest {
+            name: CONTAINER.into(),
+            image: "counter".into(),
+            ip: Some(APP_FERRY),
+            memory_mib: Some(128 + 2 * u64::from(mib)),
+            args: Some(vec![
+                "--ballast-mib".into(),
+                mib.to_string(),
+                "--dirty-mib-s".into(),
+                dirty.to_string(),
+                "--port".into(),
+                APP_PORT.to_string(),
+            ]),
+            env: vec![],
+            cpus: None,
+        };
+        let api1 = self.api(1);
+        api1.block_on(api1.client().create(&create))
+            .context("create on host 1")?;
+        api1.block_on(api1.client().start(CONTAINER))
+            .context("start on host 1")?;
         self.bed.route(APP_FERRY, 1)?;
         self.wait_serving(APP_FERRY)?;
 
@@ -569,7 +553,7 @@ impl<'a> Bench<'a> {
         let answer = std::thread::scope(|s| {
             let watcher = s.spawn(|| {
                 while !done.load(Ordering::Relaxed) {
-                    if self.container_status(2).as_deref() == Some("running") {
+                    if self.container_status(2) == Some(Status::Running) {
                         if self.bed.route(APP_FERRY, 2).is_ok() {
                             switched.store(true, Ordering::Relaxed);
                         }
@@ -578,29 +562,40 @@ impl<'a> Bench<'a> {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             });
-            let answer = self.hosts.migrate(CONTAINER, technique);
+            let req = MigrateRequest {
+                technique,
+                ..MigrateRequest::default()
+            };
+            let answer = self.hosts.migrate(CONTAINER, req, |_| {});
             done.store(true, Ordering::Relaxed);
             let _ = watcher.join();
             answer
         })?;
         let report = match answer {
             Answer::Completed(report) => report,
-            Answer::Failed { detail, report } => {
-                run.detail = report;
-                bail!("migration not completed: {detail}");
+            Answer::Failed(report) => {
+                let why = report.error.clone().unwrap_or_default();
+                run.report = Some(*report);
+                bail!("migration not completed: {why}");
             }
+            Answer::NeedsOperator(v) => bail!(
+                "migration {} needs an operator: {}",
+                v.id,
+                v.advice.unwrap_or_default()
+            ),
+            // A technique this host cannot do: skipped, not a failed run.
             Answer::Refused {
                 status: 400,
                 detail,
-            } => bail!("refused (400): {detail}"),
+            } => return Ok(Measured::Refused(detail)),
             Answer::Refused { status, detail } => bail!("refused ({status}): {detail}"),
         };
         if !switched.load(Ordering::Relaxed) {
             self.bed.route(APP_FERRY, 2)?;
         }
-        run.total_ms = report["timings"]["total_ms"].as_f64();
-        run.bytes_on_wire = report["bytes_on_wire"].as_u64();
-        run.detail = report;
+        run.total_ms = Some(report.timings.total_ms as f64);
+        run.bytes_on_wire = Some(report.bytes_on_wire);
+        run.report = Some(*report);
         let replies = self.finish_probe(probe)?;
         let seen = probe::downtime(&replies, trigger)
             .context("the client saw no reply after the migration")?;
@@ -610,7 +605,7 @@ impl<'a> Bench<'a> {
         if v["ok"] != true {
             bail!("/verify on the target: ballast corrupted: {v}");
         }
-        Ok(())
+        Ok(Measured::Done)
     }
 
     /// Lets the client see the app on its new host for a moment, then stops it.
@@ -640,6 +635,7 @@ impl<'a> Bench<'a> {
             downtime_ms: None,
             total_ms: None,
             bytes_on_wire: None,
+            report: None,
             detail: json!({"podman": p.version}),
         };
         let result = (|| -> anyhow::Result<()> {
@@ -788,8 +784,12 @@ fn print_targets(cells: &[Cell], runs: &[Run], plan: &Plan) {
                             |r: &&Run| (r.downtime_ms.unwrap_or(f64::MAX) - c.downtime_ms.0).abs();
                         d(a).total_cmp(&d(b))
                     });
-                if let Some(r) = closest {
-                    println!("    run {}: {}", r.run, phase_breakdown(&r.detail));
+                if let Some(report) = closest.and_then(|r| r.report.as_ref()) {
+                    println!(
+                        "    run {}: {}",
+                        closest.map_or(0, |r| r.run),
+                        phase_breakdown(report)
+                    );
                 }
             }
         }
@@ -812,6 +812,7 @@ mod tests {
             downtime_ms: Some(downtime),
             total_ms: Some(downtime * 2.0),
             bytes_on_wire: Some(1 << 20),
+            report: None,
             detail: Value::Null,
         }
     }
