@@ -38,10 +38,19 @@ struct Knobs {
     /// How long a migration runs (as on a real host, it goes on when the caller goes away).
     migrate_delay: Arc<Mutex<Duration>>,
     migrate_fails: Arc<Mutex<bool>>,
-    /// The migrations started here: id -> (started, delay, fails, still counted in flight).
-    migrations: Arc<Mutex<HashMap<String, (Instant, Duration, bool, bool)>>>,
+    /// The migrations started here, by id.
+    migrations: Arc<Mutex<HashMap<String, FakeMigration>>>,
     /// Migrations in flight now, and the most seen at once.
     in_flight: Arc<Mutex<(usize, usize)>>,
+}
+
+/// A migration of the fake host: when it started, how long it runs, whether it fails, and
+/// whether it still counts as in flight.
+struct FakeMigration {
+    started: Instant,
+    delay: Duration,
+    fails: bool,
+    in_flight: bool,
 }
 
 struct Host {
@@ -129,10 +138,15 @@ async fn host_call(
         }
         let delay = *k.migrate_delay.lock().unwrap();
         let fails = *k.migrate_fails.lock().unwrap();
-        k.migrations
-            .lock()
-            .unwrap()
-            .insert(id.clone(), (Instant::now(), delay, fails, true));
+        k.migrations.lock().unwrap().insert(
+            id.clone(),
+            FakeMigration {
+                started: Instant::now(),
+                delay,
+                fails,
+                in_flight: true,
+            },
+        );
         let target = v["target"].as_str().unwrap_or("").to_string();
         let mut view = migration_view(&id, &container, &target, OutgoingState::Preparing, None);
         view["target"] = json!(target);
@@ -160,15 +174,15 @@ async fn host_call(
                 (name, c.2["target"].as_str().unwrap_or("").to_string())
             })
             .unwrap_or_default();
-        if m.0.elapsed() < m.1 {
+        if m.started.elapsed() < m.delay {
             let view = migration_view(id, &container, &target, OutgoingState::Frozen, None);
             return (StatusCode::OK, view.to_string());
         }
-        if m.3 {
-            m.3 = false;
+        if m.in_flight {
+            m.in_flight = false;
             k.in_flight.lock().unwrap().0 -= 1;
         }
-        let view = if m.2 {
+        let view = if m.fails {
             migration_view(
                 id,
                 &container,
