@@ -528,6 +528,7 @@ async fn relocate(
         traffic_switched_at_commit: false,
         error: None,
         advice: None,
+        notified: true,
     };
     // A stale COMPLETED from an earlier move must not count as this one's.
     if let Some(reg) = &w.registration {
@@ -536,8 +537,7 @@ async fn relocate(
     let mut events = c.registration_events();
     if let Err(e) = reserve_target_address(c, &mut r, mode, address).await? {
         r.error = Some(e);
-        save(c, &mut r, Phase::Failed)?;
-        c.notify_mobility(&event(&r, MobilityStatus::InterhostMoveoutFailed, None))?;
+        conclude(c, &mut r, Phase::Failed, MobilityStatus::InterhostMoveoutFailed).await?;
         return Ok(None);
     }
     c.notify_mobility(&event(
@@ -621,14 +621,12 @@ async fn finish(
             lock(&c.inner.controller.commits).remove(&r.id);
             if let Transferred::Lost(advice) = outcome {
                 r.advice = Some(advice);
-                save(c, r, Phase::Lost)?;
-                c.notify_mobility(&event(r, MobilityStatus::InterhostMoveoutFailed, None))?;
+                conclude(c, r, Phase::Lost, MobilityStatus::InterhostMoveoutFailed).await?;
                 tracing::error!(relocation = %r.id, instance = %r.app_instance_id, "relocation LOST memory: the app on the target is damaged");
                 return Ok(None);
             }
             r.advice = None;
-            save(c, r, Phase::Completed)?;
-            c.notify_mobility(&event(r, MobilityStatus::InterhostMoveoutCompleted, None))?;
+            conclude(c, r, Phase::Completed, MobilityStatus::InterhostMoveoutCompleted).await?;
             if let Some(inst) = c
                 .store()
                 .get::<AppInstanceInfo>(Table::Instances, &r.app_instance_id)?
@@ -650,8 +648,7 @@ async fn finish(
             }
             r.error = Some(e);
             r.advice = None;
-            save(c, r, Phase::Failed)?;
-            c.notify_mobility(&event(r, MobilityStatus::InterhostMoveoutFailed, None))?;
+            conclude(c, r, Phase::Failed, MobilityStatus::InterhostMoveoutFailed).await?;
             Ok(None)
         }
         Transferred::NeedsOperator(advice) => {
@@ -661,6 +658,34 @@ async fn finish(
             save(c, r, Phase::NeedsOperator)?;
             Ok(Some(r.clone()))
         }
+    }
+}
+
+/// Records a final phase and sends its MEC 021 outcome. `notified` is written false with the
+/// phase and true once the outcome is handed to delivery: a daemon stopping in between sends
+/// it at its next start (`recover`).
+async fn conclude(
+    c: &Control,
+    r: &mut RelocationRecord,
+    phase: Phase,
+    status: MobilityStatus,
+) -> Result<(), crate::store::StoreError> {
+    r.notified = false;
+    save(c, r, phase)?;
+    c.config().hooks.at_async("control-final", &r.id).await;
+    c.notify_mobility(&event(r, status, None))?;
+    r.notified = true;
+    c.store().put(Table::Relocations, &r.id, r)
+}
+
+/// The MEC 021 outcome of a final phase.
+fn outcome_status(phase: Phase) -> Option<MobilityStatus> {
+    match phase {
+        Phase::Completed => Some(MobilityStatus::InterhostMoveoutCompleted),
+        Phase::Failed | Phase::RolledBack | Phase::Lost => {
+            Some(MobilityStatus::InterhostMoveoutFailed)
+        }
+        _ => None,
     }
 }
 
@@ -710,6 +735,7 @@ async fn migrate_container(
     // daemon), the migration can be asked for by its id.
     r.migration_id = Some(id.clone());
     save(c, r, Phase::TransferringState)?;
+    c.config().hooks.at_async("control-transferring", &r.id).await;
     let on_commit = watch_commit(c, r, inst);
     let req = MigrateRequest {
         target: target_url,
@@ -721,6 +747,7 @@ async fn migrate_container(
     if let Err(e) = start_migration(c, r, &req).await {
         return Ok(Transferred::Failed(e));
     }
+    c.config().hooks.at_async("control-started", &r.id).await;
     let outcome = follow(c, r, Some(Instant::now() + FOLLOW_DEADLINE)).await;
     if let (Transferred::Done, Some(reg)) = (&outcome, &w.registration) {
         // The platform moved the context: say so on the app's behalf.
@@ -993,6 +1020,7 @@ async fn switch_at_commit(c: &Control, id: &str) {
         w.switched_ms = Some(heard.elapsed().as_millis() as u64);
     }
     tracing::info!(relocation = %id, %instance, %target, "migration committed: traffic switched");
+    c.config().hooks.at_async("control-committed", id).await;
 }
 
 /// `POST /ferry/control/v1/relocations/{id}/committed?token=...`: the source host says the
@@ -1113,6 +1141,23 @@ async fn switch(
 /// Follows every relocation that was in flight when the daemon stopped, all at once (one
 /// slow host does not hold up the others).
 pub async fn recover(c: Control) {
+    // Final outcomes recorded but perhaps never sent.
+    match c.unnotified_relocations() {
+        Ok(done) => {
+            for mut r in done {
+                let Some(status) = outcome_status(r.phase) else { continue };
+                let sent = c.notify_mobility(&event(&r, status, None)).and_then(|_| {
+                    r.notified = true;
+                    c.store().put(Table::Relocations, &r.id, &r)
+                });
+                match sent {
+                    Ok(()) => tracing::info!(relocation = %r.id, phase = %r.phase, "MEC 021 outcome sent after the restart"),
+                    Err(e) => tracing::error!(relocation = %r.id, "cannot send the MEC 021 outcome: {e}"),
+                }
+            }
+        }
+        Err(e) => tracing::error!("cannot read relocations: {e}"),
+    }
     let records = match c.in_flight_relocations() {
         Ok(r) => r,
         Err(e) => {

@@ -77,6 +77,8 @@ pub struct Config {
     /// target serves, and traffic switches then. `None`: it switches when the migration's
     /// report arrives (after the source's cleanup, and for post-copy after every page).
     pub callback_root: Option<String>,
+    /// Test hooks (`ferry control --test-hooks DIR`): relocations held at named points.
+    pub hooks: ferry_hooks::Hooks,
 }
 
 impl Config {
@@ -89,6 +91,7 @@ impl Config {
             app_subnet: (Ipv4Addr::new(10, 200, 0, 0), 16),
             app_api_root: None,
             callback_root: None,
+            hooks: ferry_hooks::Hooks::default(),
         }
     }
 }
@@ -240,6 +243,20 @@ impl Control {
         &self,
     ) -> tokio::sync::broadcast::Receiver<mec_api::ams::RegistrationInfo> {
         self.inner.registration_events.subscribe()
+    }
+
+    /// Relocation records whose final MEC 021 outcome may not have been sent (the daemon
+    /// stopped between recording it and sending it).
+    pub fn unnotified_relocations(
+        &self,
+    ) -> Result<Vec<relocation::RelocationRecord>, store::StoreError> {
+        Ok(self
+            .store()
+            .list::<relocation::RelocationRecord>(Table::Relocations)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.phase.is_final() && !r.notified)
+            .collect())
     }
 
     /// Relocation records not in a final phase (the restart path of the controller).

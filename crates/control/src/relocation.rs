@@ -96,4 +96,12 @@ pub struct RelocationRecord {
     /// NEEDS_OPERATOR and LOST: what an operator should do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advice: Option<String>,
+    /// The final phase's MEC 021 outcome was handed to delivery. Written false with the final
+    /// phase and true once sent, so a restart in between sends it then.
+    #[serde(default = "yes")]
+    pub notified: bool,
+}
+
+fn yes() -> bool {
+    true
 }

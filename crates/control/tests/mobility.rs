@@ -259,6 +259,7 @@ async fn in_flight_relocations_are_found_after_a_restart() {
         traffic_switched_at_commit: false,
         error: None,
         advice: None,
+        notified: true,
     };
     {
         let c = Control::open(

@@ -1,15 +1,5 @@
-//! Test hooks: named points of the two state machines where a test can stop a migration to
-//! inject a fault exactly there (kill a daemon, cut a link), instead of guessing with sleeps.
-//! Only a host started with `--test-hooks DIR` has them; in production every point is a
-//! no-op.
-//!
-//! Protocol, all files under DIR: the test creates `arm/<point>`; the host, reaching the
-//! point, removes it (one shot), writes the migration id to `reached/<point>` and waits
-//! until `release/<point>` exists (or 120 s passed), then removes that and goes on. A test
-//! that kills the daemon at the point simply never releases it.
-
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+//! The points of a host's migrations where tests hold them ([`ferry_hooks`]: `--test-hooks
+//! DIR`; no-ops in production).
 
 use ferry_wire::migration::MigrationId;
 
@@ -81,45 +71,11 @@ impl Point {
     }
 }
 
-/// How long a point waits for its release before going on by itself.
-const HOLD: Duration = Duration::from_secs(120);
+pub use ferry_hooks::Hooks;
 
-#[derive(Debug, Clone, Default)]
-pub struct Hooks {
-    dir: Option<PathBuf>,
-}
-
-impl Hooks {
-    /// Hooks in `dir` (tests), or none.
-    pub fn new(dir: Option<PathBuf>) -> Hooks {
-        if let Some(d) = &dir {
-            for sub in ["arm", "reached", "release"] {
-                let _ = std::fs::create_dir_all(d.join(sub));
-            }
-            tracing::warn!(dir = %d.display(), "TEST HOOKS ARE ON: migrations can be held at named points; never run a production host like this");
-        }
-        Hooks { dir }
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.dir.is_some()
-    }
-
-    /// Reaching `point` in migration `id`: holds there if a test armed it.
-    pub fn at(&self, point: Point, id: &MigrationId) {
-        let Some(dir) = &self.dir else { return };
-        let armed = dir.join("arm").join(point.name());
-        if std::fs::remove_file(&armed).is_err() {
-            return;
-        }
-        tracing::warn!(point = point.name(), migration = %id, "test hook: holding");
-        let release = dir.join("release").join(point.name());
-        let _ = std::fs::write(dir.join("reached").join(point.name()), id.as_str());
-        let deadline = Instant::now() + HOLD;
-        while !release.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = std::fs::remove_file(&release);
-        tracing::warn!(point = point.name(), migration = %id, "test hook: released");
+impl Point {
+    /// Holds the migration at this point if a test armed it.
+    pub(crate) fn reach(self, hooks: &Hooks, id: &MigrationId) {
+        hooks.at(self.name(), id.as_str());
     }
 }

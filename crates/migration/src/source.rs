@@ -493,7 +493,7 @@ impl Run {
     }
 
     fn hook(&self, p: Point) {
-        self.engine.cfg.hooks.at(p, &self.id);
+        p.reach(&self.engine.cfg.hooks, &self.id);
     }
 
     fn rt(&self) -> &ferry_runtime::Runtime {

@@ -339,7 +339,7 @@ impl Engine {
         };
         let id = offer.id.clone();
         lock(&self.incoming.live).insert(offer.id, Arc::new(Mutex::new(live)));
-        self.cfg.hooks.at(Point::TargetPrepared, &id);
+        Point::TargetPrepared.reach(&self.cfg.hooks, &id);
         Ok(OfferReply {
             protocol_version: PROTOCOL_VERSION,
             lease_ms: lease.as_millis() as u64,
@@ -456,7 +456,7 @@ impl Engine {
             self.abort_live(&mut m);
             return Err(e);
         }
-        self.cfg.hooks.at(Point::TargetImagesReceived, id);
+        Point::TargetImagesReceived.reach(&self.cfg.hooks, id);
         Ok(())
     }
 
@@ -505,7 +505,7 @@ impl Engine {
         })();
         match result {
             Ok(r) => {
-                self.cfg.hooks.at(Point::TargetRestored, id);
+                Point::TargetRestored.reach(&self.cfg.hooks, id);
                 Ok(r)
             }
             Err(e) => {
@@ -524,7 +524,7 @@ impl Engine {
             IncomingState::Committed => {}
             IncomingState::Restored => {
                 self.set_incoming(&mut m, IncomingState::Committed)?;
-                self.cfg.hooks.at(Point::TargetCommitted, id);
+                Point::TargetCommitted.reach(&self.cfg.hooks, id);
                 // Should this fail, the record says committed all the same (the source may
                 // already have heard it): `tick` retries until the copy serves.
                 if let Err(e) = self.rt.commit_incoming(&m.rec.container, id) {
@@ -532,7 +532,7 @@ impl Engine {
                         "COMMITTED BUT NOT SERVING: the copy could not be made reachable; retrying");
                     return Err(e.into());
                 }
-                self.cfg.hooks.at(Point::TargetServing, id);
+                Point::TargetServing.reach(&self.cfg.hooks, id);
             }
             _ => return Err(Self::wrong_state(&m, "commit")),
         }

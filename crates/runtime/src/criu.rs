@@ -91,52 +91,66 @@ pub fn pipe_max_size() -> Option<u64> {
         .ok()
 }
 
-/// Processes (CRIU and runc: page servers, lazy-pages daemons, dumps) whose command line
-/// names a path under `dir`. They are separate processes: a host daemon that stopped or
-/// crashed mid-migration leaves them running, waiting on a peer or holding the app.
+/// CRIU and runc processes (page servers, lazy-pages daemons, dumps) working on anything
+/// under `dir`: their command line names a path there, or they hold a file or their working
+/// directory there (runc hands `criu swrk` the images directory as an open descriptor, so
+/// its command line names nothing). They are separate processes: a host daemon that stopped
+/// or crashed mid-migration leaves them running, waiting on a peer or holding the app.
 pub fn processes_under(dir: &Path) -> Vec<i32> {
     use std::os::unix::ffi::OsStrExt;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let under = |p: &Path| p.starts_with(dir);
     let mut found = Vec::new();
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if !matches!(comm.trim(), "criu" | "runc") {
             continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let in_args = cmdline
+            .split(|b| *b == 0)
+            .any(|a| under(Path::new(std::ffi::OsStr::from_bytes(a))));
+        let in_cwd = std::fs::read_link(e.path().join("cwd")).is_ok_and(|p| under(&p));
+        let in_fds = || {
+            std::fs::read_dir(e.path().join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|p| under(&p)))
         };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let program = args
-            .first()
-            .map(|a| Path::new(std::ffi::OsStr::from_bytes(a)))
-            .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-            .unwrap_or("");
-        let ours = args
-            .iter()
-            .any(|a| Path::new(std::ffi::OsStr::from_bytes(a)).starts_with(dir));
-        if matches!(program, "criu" | "runc") && ours {
+        if in_args || in_cwd || in_fds() {
             found.push(pid);
         }
     }
     found
 }
 
-/// Kills (SIGKILL) what [`processes_under`] finds and waits briefly until they are gone;
-/// returns how many there were.
+/// Stops what [`processes_under`] finds: SIGTERM first (a CRIU that is told to stop lets go of
+/// the tasks it holds and leaves them as it found them; one that is SIGKILLed may leave
+/// them stopped), SIGKILL for what is still there after a grace period. Returns how many
+/// there were.
 pub fn kill_processes_under(dir: &Path) -> usize {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
     let pids = processes_under(dir);
     for &pid in &pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !processes_under(dir).is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let wait_gone = |d: std::time::Duration| {
+        let deadline = std::time::Instant::now() + d;
+        while !processes_under(dir).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_gone(std::time::Duration::from_secs(10));
+    for pid in processes_under(dir) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
+    wait_gone(std::time::Duration::from_secs(5));
     pids.len()
 }

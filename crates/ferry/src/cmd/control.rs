@@ -123,6 +123,10 @@ struct ServeArgs {
     /// (default: http://LISTEN_ADDRESS when that is neither loopback nor unspecified).
     #[arg(long, value_name = "URL")]
     app_api_root: Option<String>,
+    /// Test hooks in DIR: relocations can be held at named points. For the project's tests
+    /// only; never on a production control plane.
+    #[arg(long, hide = true)]
+    test_hooks: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -242,6 +246,7 @@ fn run_daemon(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     };
     let mut config = ferry_control::Config::new(state_dir);
+    config.hooks = ferry_hooks::Hooks::new(args.test_hooks.clone());
     config.hosts = file.hosts.clone();
     for h in &args.hosts {
         let Some((name, url)) = h.split_once('=') else {

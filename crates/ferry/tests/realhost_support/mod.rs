@@ -43,12 +43,27 @@ pub struct ControlPlane {
     pub ran: Daemon,
     /// An HTTP client whose sockets live in the gateway namespace.
     pub http: reqwest::blocking::Client,
+    /// How control was started (for a restart on the same address).
+    gw: String,
+    args: Vec<String>,
+    log: Option<std::path::PathBuf>,
 }
 
 impl ControlPlane {
     /// `ferry ran` on 127.0.0.1 and `ferry control` on `listen`, both in the gateway; the
     /// data plane is the gateway's route for the app address (`dir` holds the files).
     pub fn start(pair: &Pair, dir: &Path, listen: &str) -> ControlPlane {
+        Self::start_with(pair, dir, listen, &[], None)
+    }
+
+    /// [`ControlPlane::start`] with more arguments for `ferry control`, its log in `log`.
+    pub fn start_with(
+        pair: &Pair,
+        dir: &Path,
+        listen: &str,
+        extra: &[String],
+        log: Option<&Path>,
+    ) -> ControlPlane {
         let topo = dir.join("topology.toml");
         std::fs::write(&topo, topology()).unwrap();
         let route = dir.join("route.sh");
@@ -74,9 +89,7 @@ impl ControlPlane {
             ],
             "ferry ran: listening on ",
         );
-        let control = start_in(
-            &pair.gw,
-            &[
+        let mut args: Vec<String> = vec![
                 "control".into(),
                 "--listen".into(),
                 listen.into(),
@@ -92,16 +105,50 @@ impl ControlPlane {
                 ran.url.clone(),
                 "--data-plane-cmd".into(),
                 route.display().to_string(),
-            ],
-            "ferry control: listening on ",
-        );
+        ];
+        args.extend(extra.iter().cloned());
+        let control = Self::spawn_control(&pair.gw, &args, log);
         let http = in_netns(&pair.gw, || {
             reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("client")
         });
-        ControlPlane { control, ran, http }
+        ControlPlane {
+            control,
+            ran,
+            http,
+            gw: pair.gw.clone(),
+            args,
+            log: log.map(Path::to_path_buf),
+        }
+    }
+
+    fn spawn_control(gw: &str, args: &[String], log: Option<&Path>) -> Daemon {
+        Daemon::spawn_logging(
+            Command::new("ip")
+                .args(["netns", "exec", gw, crate::shared::BIN])
+                .args(args),
+            "ferry control: listening on ",
+            "http://",
+            None,
+            log,
+        )
+    }
+
+    /// SIGKILLs `ferry control` (a crash: no shutdown code runs).
+    pub fn kill_control(&mut self) {
+        self.control.kill();
+    }
+
+    /// Starts `ferry control` again on the address and state it had.
+    pub fn restart_control(&mut self) {
+        let addr = self.control.url.trim_start_matches("http://").to_string();
+        let mut args = self.args.clone();
+        if let Some(i) = args.iter().position(|a| a == "--listen") {
+            args[i + 1] = addr;
+        }
+        self.control = Self::spawn_control(&self.gw, &args, self.log.as_deref());
     }
 
     pub fn api(&self, path: &str) -> String {

@@ -35,11 +35,33 @@ impl Daemon {
         prefix: &str,
         timeout: Option<Duration>,
     ) -> Daemon {
+        Self::spawn_logging(cmd, banner, prefix, timeout, None)
+    }
+
+    /// [`Daemon::spawn`] with the daemon's log (stderr) appended to `log` instead of the
+    /// test's own output.
+    pub fn spawn_logging(
+        cmd: &mut Command,
+        banner: &str,
+        prefix: &str,
+        timeout: Option<Duration>,
+        log: Option<&std::path::Path>,
+    ) -> Daemon {
         let what = banner.split(':').next().unwrap_or(banner).to_string();
+        let stderr = match log {
+            Some(p) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .expect("daemon log"),
+            ),
+            None => Stdio::inherit(),
+        };
         let mut child = cmd
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
