@@ -13,7 +13,7 @@ use realhost_support::*;
 use serde_json::json;
 
 /// On loopback, the hosts cannot call the control plane back: traffic switches when the
-/// migration's report arrives.
+/// control plane, following the migration, sees it committed or ended.
 #[test]
 fn handover_migrates_the_app_between_real_hosts() {
     handover_migrates(
@@ -43,7 +43,7 @@ fn post_copy_relocation_switches_traffic_at_the_commit() {
     );
 }
 
-fn handover_migrates(listen: &str, relocation: serde_json::Value, args: &[&str], at_commit: bool) {
+fn handover_migrates(listen: &str, relocation: serde_json::Value, args: &[&str], callback: bool) {
     let pair = Pair::start();
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&pair, dir.path(), listen);
@@ -80,8 +80,12 @@ fn handover_migrates(listen: &str, relocation: serde_json::Value, args: &[&str],
     assert_eq!(inst["ferryHost"], "edge-b");
     assert!(rel["migrationReport"]["bytes_on_wire"].as_u64().unwrap() > 0);
     assert!(rel["platformDowntimeMs"].as_u64().is_some(), "{rel}");
-    assert_eq!(rel["trafficSwitchedAtCommit"], at_commit, "{rel}");
-    if at_commit {
+    // With the callback the commit is always heard; without it, following the migration sees
+    // the commit only when a poll falls between commit and cleanup: either is right then.
+    if callback {
+        assert_eq!(rel["trafficSwitchedAtCommit"], true, "{rel}");
+    }
+    if rel["trafficSwitchedAtCommit"] == true {
         // Switched before the memory had all moved and the source was cleaned up.
         let t = &rel["migrationReport"]["timings"];
         assert!(

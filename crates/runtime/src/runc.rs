@@ -111,8 +111,17 @@ impl Runc {
         })
     }
 
+    /// Whether runc keeps state for `id`: its directory under `--root` (runc's own layout),
+    /// asked of the file system rather than read from runc's error text.
+    fn knows(&self, id: &str) -> bool {
+        self.root.join(id).join("state.json").exists()
+    }
+
     /// `runc state`; `None` when runc does not know the container.
     pub fn state(&self, id: &str) -> Result<Option<RuncState>, CommandError> {
+        if !self.knows(id) {
+            return Ok(None);
+        }
         let mut c = self.cmd();
         c.stdout(Stdio::piped());
         c.args(["state", id]);
@@ -124,7 +133,7 @@ impl Runc {
                     status: "unparsable output".into(),
                     stderr: e.to_string(),
                 }),
-            Err(e) if e.stderr.contains("does not exist") => Ok(None),
+            Err(_) if !self.knows(id) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -140,7 +149,7 @@ impl Runc {
         let mut c = self.cmd();
         c.args(["delete", "--force", id]);
         match command::output(&mut c) {
-            Err(e) if e.stderr.contains("does not exist") => Ok(()),
+            Err(_) if !self.knows(id) => Ok(()),
             other => other.map(|_| ()),
         }
     }
