@@ -155,6 +155,29 @@ fn restarted_daemon_finds_its_containers() {
     assert_eq!(counter(&conn.get("/").unwrap()), 3);
 }
 
+/// A gzip stream inflating to a tar with one file of `size` zeros, made of one small gzip
+/// member repeated (multi-member gzip), so the test never holds or compresses those bytes.
+fn gzip_bomb(size: u64) -> Vec<u8> {
+    use std::io::Write;
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    const CHUNK: u64 = 8 << 20;
+    let mut h = tar::Header::new_gnu();
+    h.set_path("zeros").unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let zeros = gz(&vec![0u8; CHUNK as usize]);
+    let mut out = gz(h.as_bytes());
+    for _ in 0..size / CHUNK {
+        out.extend_from_slice(&zeros);
+    }
+    out
+}
+
 #[test]
 fn bad_requests_get_problem_details() {
     let host = TestHost::start();
@@ -231,6 +254,26 @@ fn bad_requests_get_problem_details() {
     assert_eq!(r.status().as_u16(), 400, "{}", r.text().unwrap_or_default());
     let (s, _) = host.get("/images/junk");
     assert_eq!(s, 404, "a failed import leaves no image behind");
+
+    // A gzip bomb (1 GiB of zeros in about a MiB): refused at the ratio, nothing kept.
+    let r = host
+        .http
+        .post(format!("{}/images?name=bomb", host.api))
+        .body(gzip_bomb(1 << 30))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().unwrap();
+    assert_eq!(p["type"], "urn:ferry:problem:too-large", "{p}");
+    let (s, _) = host.get("/images/bomb");
+    assert_eq!(s, 404);
+    let staging = host.state_dir().join("images/staging");
+    assert_eq!(
+        std::fs::read_dir(&staging).unwrap().count(),
+        0,
+        "staging left behind"
+    );
     let (s, _) = host.get("/images/no-such");
     assert_eq!(s, 404);
 

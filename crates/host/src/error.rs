@@ -53,6 +53,7 @@ fn image_kind(e: &ImageError) -> (StatusCode, ProblemType) {
         ImageError::InvalidName(_) | ImageError::Malformed(_) => {
             (StatusCode::BAD_REQUEST, ProblemType::Invalid)
         }
+        ImageError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ProblemType::TooLarge),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, ProblemType::Internal),
     }
 }
@@ -90,6 +91,7 @@ impl From<MigrationError> for ApiError {
             MigrationError::Integrity(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ProblemType::Integrity)
             }
+            MigrationError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ProblemType::TooLarge),
             // The peer failed to answer, or refused: this host could not do its part.
             MigrationError::Peer(_) => (StatusCode::BAD_GATEWAY, ProblemType::Internal),
             MigrationError::Journal(_) | MigrationError::Io(_) => {

@@ -56,6 +56,9 @@ pub enum MigrationError {
     /// The stream or the pages do not match what the source announced.
     #[error("integrity check failed: {0}")]
     Integrity(String),
+    /// The stream announces more than this host accepts for the offered container.
+    #[error("{0}")]
+    TooLarge(String),
     /// The peer host answered with an error, or did not answer.
     #[error(transparent)]
     Peer(#[from] HostError),

@@ -257,11 +257,20 @@ fn dest_path(images: &Path, upper: &Path, key: &str) -> Result<PathBuf, Migratio
     Ok(root.join(rel))
 }
 
+/// The most a stream may carry: checked against its manifest before anything is written, and
+/// each entry against the manifest while it arrives (so a lying stream stops at once).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
 /// Reads a stream into `images` and `upper`, verifying it against its manifest.
 pub fn receive_stream(
     input: impl Read,
     images: &Path,
     upper: &Path,
+    limits: StreamLimits,
 ) -> Result<Manifest, MigrationError> {
     std::fs::create_dir_all(images).map_err(io_err("create image dir"))?;
     std::fs::create_dir_all(upper).map_err(io_err("create upper dir"))?;
@@ -286,6 +295,19 @@ pub fn receive_stream(
         serde_json::from_slice(&body)
             .map_err(|e| MigrationError::Integrity(format!("bad manifest: {e}")))?
     };
+    let announced: u64 = manifest
+        .entries
+        .values()
+        .fold(0u64, |sum, e| sum.saturating_add(e.size));
+    if manifest.entries.len() as u64 > limits.entries || announced > limits.bytes {
+        return Err(MigrationError::TooLarge(format!(
+            "the stream announces {} entries and {} MiB; this host takes at most {} entries and {} MiB for this container",
+            manifest.entries.len(),
+            announced >> 20,
+            limits.entries,
+            limits.bytes >> 20
+        )));
+    }
     let mut seen = BTreeMap::new();
     for entry in entries {
         let mut entry = entry.map_err(io_err("read stream"))?;
@@ -358,6 +380,12 @@ pub fn receive_stream(
                     if n == 0 {
                         break;
                     }
+                    if size + n as u64 > expected.size {
+                        return Err(MigrationError::Integrity(format!(
+                            "'{key}' is larger than the manifest's {} bytes",
+                            expected.size
+                        )));
+                    }
                     h.update(&buf[..n]);
                     f.write_all(&buf[..n]).map_err(io_err("write file"))?;
                     size += n as u64;
@@ -427,6 +455,11 @@ pub fn pages_bytes(dir: &Path) -> u64 {
 mod tests {
     use super::*;
 
+    const ROOMY: StreamLimits = StreamLimits {
+        bytes: 1 << 30,
+        entries: 1000,
+    };
+
     fn fixture() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let t = tempfile::tempdir().unwrap();
         let images = t.path().join("src-images");
@@ -448,7 +481,7 @@ mod tests {
         let n = write_stream(&m, &images, &upper, &mut buf, false).unwrap();
         assert_eq!(n as usize, buf.len());
         let (di, du) = (t.path().join("dst-images"), t.path().join("dst-upper"));
-        let got = receive_stream(buf.as_slice(), &di, &du).unwrap();
+        let got = receive_stream(buf.as_slice(), &di, &du, ROOMY).unwrap();
         assert_eq!(got, m);
         assert_eq!(std::fs::read(du.join("var/lib/data")).unwrap(), b"state");
         assert_eq!(
@@ -464,9 +497,70 @@ mod tests {
         let m = build_manifest(&images, &upper, 0).unwrap();
         let mut buf = Vec::new();
         write_stream(&m, &images, &upper, &mut buf, true).unwrap();
-        let err =
-            receive_stream(buf.as_slice(), &t.path().join("a"), &t.path().join("b")).unwrap_err();
+        let err = receive_stream(
+            buf.as_slice(),
+            &t.path().join("a"),
+            &t.path().join("b"),
+            ROOMY,
+        )
+        .unwrap_err();
         assert!(matches!(err, MigrationError::Integrity(_)), "{err}");
+    }
+
+    #[test]
+    fn a_stream_over_the_limits_is_refused_before_anything_is_written() {
+        let (t, images, upper) = fixture();
+        let m = build_manifest(&images, &upper, 0).unwrap();
+        let mut buf = Vec::new();
+        write_stream(&m, &images, &upper, &mut buf, false).unwrap();
+        for limits in [
+            StreamLimits {
+                bytes: 5000,
+                ..ROOMY
+            },
+            StreamLimits {
+                entries: 2,
+                ..ROOMY
+            },
+        ] {
+            let (a, b) = (t.path().join("a"), t.path().join("b"));
+            let err = receive_stream(buf.as_slice(), &a, &b, limits).unwrap_err();
+            assert!(matches!(err, MigrationError::TooLarge(_)), "{err}");
+            assert_eq!(std::fs::read_dir(&a).unwrap().count(), 0);
+            assert_eq!(std::fs::read_dir(&b).unwrap().count(), 0);
+        }
+    }
+
+    #[test]
+    fn an_entry_longer_than_its_manifest_stops_at_the_manifest_size() {
+        let t = tempfile::tempdir().unwrap();
+        let mut m = Manifest::default();
+        m.entries.insert(
+            "images/core-1.img".into(),
+            Entry {
+                kind: Kind::File,
+                size: 10,
+                mode: 0o600,
+                sha256: String::new(),
+            },
+        );
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, body) in [
+            (MANIFEST, serde_json::to_vec(&m).unwrap()),
+            ("images/core-1.img", vec![1u8; 1 << 20]),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            tar.append_data(&mut h, path, body.as_slice()).unwrap();
+        }
+        let buf = tar.into_inner().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        let err = receive_stream(buf.as_slice(), &a, &b, ROOMY).unwrap_err();
+        assert!(matches!(err, MigrationError::Integrity(_)), "{err}");
+        let written = std::fs::metadata(a.join("core-1.img")).unwrap().len();
+        assert!(written <= 10, "wrote {written} bytes past the manifest");
     }
 
     #[test]
@@ -476,7 +570,13 @@ mod tests {
         let mut buf = Vec::new();
         write_stream(&m, &images, &upper, &mut buf, false).unwrap();
         buf.truncate(buf.len() / 2);
-        assert!(receive_stream(buf.as_slice(), &t.path().join("a"), &t.path().join("b")).is_err());
+        assert!(receive_stream(
+            buf.as_slice(),
+            &t.path().join("a"),
+            &t.path().join("b"),
+            ROOMY
+        )
+        .is_err());
     }
 
     #[test]

@@ -434,6 +434,22 @@ impl Engine {
         }
     }
 
+    /// What an incoming container's stream may carry: its CRIU images (bounded by its memory)
+    /// and its writable layer (bounded like an image).
+    fn stream_limits(&self, container: &str) -> stream::StreamLimits {
+        let images = self.rt.images().limits();
+        let memory = self
+            .rt
+            .get(container)
+            .ok()
+            .and_then(|c| c.request.memory_mib)
+            .map_or(images.unpacked_bytes, |mib| mib.saturating_mul(1 << 20));
+        stream::StreamLimits {
+            bytes: images.unpacked_bytes.saturating_add(memory),
+            entries: images.entries,
+        }
+    }
+
     /// `PUT .../images`: receives and verifies the stream. A bad stream aborts the migration.
     pub fn receive_images(
         &self,
@@ -447,8 +463,9 @@ impl Engine {
             return Err(Self::wrong_state(&m, "receive images"));
         }
         let dirs = self.rt.incoming_dirs(&m.rec.container);
+        let limits = self.stream_limits(&m.rec.container);
         let received =
-            stream::receive_stream(input, &dirs.images, &dirs.upper).and_then(|manifest| {
+            stream::receive_stream(input, &dirs.images, &dirs.upper, limits).and_then(|manifest| {
                 m.rec.expected_pages = Some(manifest.pages_bytes);
                 self.set_incoming(&mut m, IncomingState::ImagesReceived)
             });

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::command::CommandError;
 use crate::container::{self, CheckpointRecord, Container, ContainerRequest, Status};
-use crate::image::{ImageError, ImageStore};
+use crate::image::{ImageError, ImageLimits, ImageStore};
 use crate::net;
 use crate::overlay::{self, OverlayError};
 use crate::runc::{self, CheckpointOpts, RestoreOpts, Runc};
@@ -52,6 +52,8 @@ pub struct RuntimeConfig {
     pub gateway: Ipv4Net,
     pub runc: PathBuf,
     pub criu: PathBuf,
+    /// Caps on one image import (archives come from the network).
+    pub image_limits: ImageLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +162,8 @@ impl Runtime {
             let d = config.state_dir.join(sub);
             std::fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))?;
         }
-        let images = ImageStore::open(&config.state_dir.join("images"))?;
+        let images =
+            ImageStore::open(&config.state_dir.join("images"))?.with_limits(config.image_limits);
         let state_dir = std::fs::canonicalize(&config.state_dir)
             .map_err(io(format!("resolve {}", config.state_dir.display())))?;
         let id = short_hash(&[&state_dir.to_string_lossy()]);

@@ -374,3 +374,114 @@ fn random_corruption_never_panics_or_leaks() {
     // Most corruptions must be caught (digests cover every byte that matters).
     assert!(rejected > ok, "ok {ok}, rejected {rejected}");
 }
+
+/// A gzip stream that inflates to a tar holding one file `name` of `size` zero bytes, built
+/// without ever holding (or compressing) those bytes: the zeros are one small gzip member
+/// repeated, which multi-member gzip readers concatenate.
+fn gzip_bomb(name: &str, size: u64) -> Vec<u8> {
+    const CHUNK: u64 = 8 << 20;
+    assert_eq!(size % CHUNK, 0);
+    let mut header = tar::Header::new_gnu();
+    header.set_path(name).unwrap();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    let zeros = gzip(&vec![0u8; CHUNK as usize]);
+    let mut out = gzip(header.as_bytes());
+    for _ in 0..size / CHUNK {
+        out.extend_from_slice(&zeros);
+    }
+    out.extend_from_slice(&gzip(&[0u8; 1024])); // the tar's end
+    out
+}
+
+fn assert_too_large(sb: &Sandbox, archive: &[u8], needle: &str) {
+    let started = std::time::Instant::now();
+    let err = sb.store.import("bomb", archive, false).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ImageError::TooLarge(_)), "{msg}");
+    assert!(msg.contains(needle), "'{msg}' does not mention '{needle}'");
+    sb.assert_store_empty();
+    eprintln!("refused in {:?}: {msg}", started.elapsed());
+}
+
+#[test]
+fn a_gzip_bomb_layer_is_refused_at_the_ratio_and_leaves_nothing() {
+    let sb = sandbox();
+    // 1 GiB of zeros in about 1 MiB: far past the ratio once 64 MiB are out.
+    let bomb = gzip_bomb("zeros", 1 << 30);
+    assert!(
+        (1u64 << 30) / bomb.len() as u64 > 200,
+        "a bomb: {} bytes",
+        bomb.len()
+    );
+    let layer = Blob {
+        bytes: bomb,
+        // Never reached: the ratio stops the layer first (else the import would fail later,
+        // on this digest, after writing 1 GiB).
+        diff_id: fixtures::sha256(b"unknown"),
+    };
+    let archive = Oci::new(vec![layer]).archive();
+    assert_too_large(&sb, &archive, "gzip bomb");
+    assert_outside_untouched(&sb);
+}
+
+#[test]
+fn a_gzip_bomb_archive_is_refused_at_the_ratio() {
+    let sb = sandbox();
+    assert_too_large(&sb, &gzip_bomb("blobs/big", 1 << 30), "gzip bomb");
+}
+
+#[test]
+fn images_over_the_host_limits_are_refused() {
+    use ferry_runtime::image::{ImageLimits, ImageStore};
+    let layer = (0..50).fold(Layer::new(), |l, i| {
+        l.file(&format!("f{i}"), &[b'x'; 4096], 0o644)
+    });
+    let archive = Oci::new(vec![Blob::gzip(layer.tar())]).archive();
+    let limited = |limits: ImageLimits| {
+        let sb = sandbox();
+        let store = ImageStore::open(&sb.store_dir(""))
+            .unwrap()
+            .with_limits(limits);
+        Sandbox { store, ..sb }
+    };
+    let defaults = ImageLimits::default();
+    let cases = [
+        (
+            ImageLimits {
+                entries: 20,
+                ..defaults
+            },
+            "20 entries",
+        ),
+        (
+            ImageLimits {
+                unpacked_bytes: 100 << 10,
+                ..defaults
+            },
+            "--max-image-mib",
+        ),
+        (
+            ImageLimits {
+                archive_bytes: 2048,
+                ..defaults
+            },
+            "--max-archive-mib",
+        ),
+    ];
+    for (limits, needle) in cases {
+        assert_too_large(&limited(limits), &archive, needle);
+    }
+    // Within the limits the same archive imports.
+    let sb = limited(ImageLimits {
+        entries: 60,
+        unpacked_bytes: 1 << 20,
+        ..defaults
+    });
+    sb.store.import("ok", &archive[..], false).unwrap();
+}

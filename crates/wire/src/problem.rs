@@ -27,12 +27,14 @@ pub enum ProblemType {
     ProtocolVersion,
     /// Images or pages do not match what the source announced.
     Integrity,
+    /// Past one of the host's caps on untrusted input (image size, entries, ratio).
+    TooLarge,
     /// The host failed to do its part (CRIU, runc, disk).
     Internal,
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 10] = [
+    pub const ALL: [ProblemType; 11] = [
         ProblemType::NotFound,
         ProblemType::UnknownMigration,
         ProblemType::Invalid,
@@ -42,6 +44,7 @@ impl ProblemType {
         ProblemType::MigrationInProgress,
         ProblemType::ProtocolVersion,
         ProblemType::Integrity,
+        ProblemType::TooLarge,
         ProblemType::Internal,
     ];
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use ferry_migration::hooks::Hooks;
 use ferry_migration::EngineConfig;
+use ferry_runtime::image::ImageLimits;
 use ferry_runtime::{Runtime, RuntimeConfig};
 
 #[derive(clap::Args)]
@@ -39,6 +40,19 @@ pub struct Args {
     /// Seconds a target keeps a restored, uncommitted copy for this host's migrations.
     #[arg(long, default_value_t = 30)]
     lease_s: u64,
+    /// Largest image archive accepted, in MiB of tar (after gunzip of a gzipped archive).
+    #[arg(long, default_value_t = ImageLimits::default().archive_bytes >> 20)]
+    max_archive_mib: u64,
+    /// Largest image accepted, in MiB of all its layers' uncompressed tars.
+    #[arg(long, default_value_t = ImageLimits::default().unpacked_bytes >> 20)]
+    max_image_mib: u64,
+    /// Most entries (files, directories, links) an image may have, all layers together.
+    #[arg(long, default_value_t = ImageLimits::default().entries)]
+    max_image_entries: u64,
+    /// Highest decompressed-to-compressed ratio of a gzipped archive or layer (past 64 MiB):
+    /// gzip bombs decompress about 1000 times, real images 2-10 times.
+    #[arg(long, default_value_t = ImageLimits::default().gzip_ratio)]
+    max_gzip_ratio: u64,
     /// Test hooks in DIR: migrations can be held at named points and faults injected. For
     /// the project's tests only; never on a production host.
     #[arg(long, hide = true)]
@@ -76,6 +90,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         gateway: args.gateway,
         runc: args.runc,
         criu,
+        image_limits: ImageLimits {
+            archive_bytes: args.max_archive_mib.saturating_mul(1 << 20),
+            unpacked_bytes: args.max_image_mib.saturating_mul(1 << 20),
+            entries: args.max_image_entries,
+            gzip_ratio: args.max_gzip_ratio,
+        },
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

@@ -16,8 +16,9 @@ use super::format::{
     DockerEntry, HashingReader, Index, Manifest, OciLayout, ANNOTATION_REF_NAME, MEDIA_CONFIG,
     MEDIA_DOCKER_LIST, MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_MANIFEST,
 };
+use super::limit::{too_large, Counted, Meter, Over};
 use super::unpack::clean_path;
-use super::{ImageConfig, ImageError, MAX_JSON_BYTES};
+use super::{ImageConfig, ImageError, ImageLimits, MAX_JSON_BYTES};
 
 /// A file of the outer archive, spooled to disk.
 #[derive(Debug, Clone)]
@@ -60,8 +61,9 @@ fn malformed(msg: impl Into<String>) -> ImageError {
     ImageError::Malformed(msg.into())
 }
 
-/// Reads the archive stream `input` into `dir` (an empty staging directory).
-pub fn spool(input: impl Read, dir: &Path) -> Result<Spool, ImageError> {
+/// Reads the archive stream `input` into `dir` (an empty staging directory), at most
+/// `limits.archive_bytes` of it.
+pub fn spool(input: impl Read, dir: &Path, limits: &ImageLimits) -> Result<Spool, ImageError> {
     // Sniff the first bytes for gzip without needing a seekable stream.
     let mut input = input;
     let mut head = [0u8; 4];
@@ -80,10 +82,21 @@ pub fn spool(input: impl Read, dir: &Path) -> Result<Spool, ImageError> {
         ));
     }
     let chained = std::io::Cursor::new(head[..got].to_vec()).chain(input);
-    let mut stream: Box<dyn Read> = match sniff(&head[..got]) {
-        Compression::None => Box::new(chained),
+    let (mut stream, meter) = match sniff(&head[..got]) {
+        Compression::None => Meter::new(
+            Box::new(chained) as Box<dyn Read>,
+            limits.archive_bytes,
+            None,
+        ),
         // Multi-member gzip (pigz, estargz) is valid gzip: read every member.
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(chained)),
+        Compression::Gzip => {
+            let (counted, count) = Counted::new(chained);
+            Meter::new(
+                Box::new(flate2::read::MultiGzDecoder::new(counted)) as Box<dyn Read>,
+                limits.archive_bytes,
+                Some((count, limits.gzip_ratio)),
+            )
+        }
         Compression::Zstd => {
             return Err(malformed(
                 "archive: zstd-compressed archives are not supported (use tar or tar.gz)",
@@ -91,13 +104,29 @@ pub fn spool(input: impl Read, dir: &Path) -> Result<Spool, ImageError> {
         }
     };
 
+    let spooled = spool_entries(&mut stream, dir, limits.entries);
+    // A limit makes the tar crate see a failed read: report the limit, not "truncated".
+    if let Some(over) = meter.over() {
+        return Err(too_large("archive", over, "--max-archive-mib"));
+    }
+    spooled
+}
+
+fn spool_entries(
+    stream: &mut impl Read,
+    dir: &Path,
+    max_entries: u64,
+) -> Result<Spool, ImageError> {
     let mut spool = Spool::default();
     {
-        let mut archive = tar::Archive::new(&mut stream);
+        let mut archive = tar::Archive::new(&mut *stream);
         let entries = archive
             .entries()
             .map_err(|e| malformed(format!("archive: not a tar archive: {e}")))?;
         for (n, entry) in entries.enumerate() {
+            if n as u64 >= max_entries {
+                return Err(too_large("archive", Over::Entries(max_entries), ""));
+            }
             let mut entry = entry
                 .map_err(|e| malformed(format!("archive: corrupt or truncated tar/gzip: {e}")))?;
             let raw = entry
@@ -140,7 +169,7 @@ pub fn spool(input: impl Read, dir: &Path) -> Result<Spool, ImageError> {
     }
     spool.prefix = spool.layout_prefix();
     // The gzip trailer (CRC, length) is only checked once it is read.
-    std::io::copy(&mut stream, &mut std::io::sink())
+    std::io::copy(stream, &mut std::io::sink())
         .map_err(|e| malformed(format!("archive: corrupt or truncated tar/gzip: {e}")))?;
     Ok(spool)
 }
@@ -552,7 +581,7 @@ mod tests {
     #[test]
     fn empty_body_is_malformed() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = spool(std::io::empty(), tmp.path()).unwrap_err();
+        let err = spool(std::io::empty(), tmp.path(), &ImageLimits::default()).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
     }
 }

@@ -14,6 +14,7 @@
 mod archive;
 mod format;
 mod fsops;
+pub mod limit;
 pub mod pack;
 pub mod store;
 mod unpack;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use limit::ImageLimits;
 pub use pack::{pack_oci_archive, PackFile};
 pub use store::ImageStore;
 
@@ -72,6 +74,9 @@ pub enum ImageError {
     /// The archive is not an image ferry accepts; the message names the offending entry.
     #[error("malformed image archive: {0}")]
     Malformed(String),
+    /// Past one of the host's [`ImageLimits`]; the message names the limit and its flag.
+    #[error("image archive too large: {0}")]
+    TooLarge(String),
     #[error("{context} {}: {source}", path.display())]
     Io {
         context: &'static str,

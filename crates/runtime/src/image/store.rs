@@ -20,8 +20,9 @@ use std::sync::Mutex;
 
 use super::archive::{self, Found};
 use super::format::digest_hex;
+use super::limit::Budget;
 use super::unpack::unpack_layer;
-use super::{validate_name, Image, ImageError};
+use super::{validate_name, Image, ImageError, ImageLimits};
 
 pub struct ImageStore {
     root: PathBuf,
@@ -29,6 +30,7 @@ pub struct ImageStore {
     /// that is about to reuse a layer.
     lock: Mutex<()>,
     next_staging: AtomicU64,
+    limits: ImageLimits,
 }
 
 /// Removes a staging directory when dropped (on success its contents were moved out already).
@@ -66,10 +68,21 @@ impl ImageStore {
             root: root.to_path_buf(),
             lock: Mutex::new(()),
             next_staging: AtomicU64::new(0),
+            limits: ImageLimits::default(),
         };
         // Layers moved in by an import that crashed before writing its record.
         store.collect_garbage()?;
         Ok(store)
+    }
+
+    /// The same store with other caps on what one import may read and write.
+    pub fn with_limits(mut self, limits: ImageLimits) -> ImageStore {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> ImageLimits {
+        self.limits
     }
 
     pub fn root(&self) -> &Path {
@@ -116,7 +129,7 @@ impl ImageStore {
 
         // Reading the stream (maybe a slow upload) and checking it touch only this import's
         // staging dir, so they run without the lock; the store changes below hold it.
-        let spool = archive::spool(archive, &spool_dir)?;
+        let spool = archive::spool(archive, &spool_dir, &self.limits)?;
         let found = spool.find_image(name)?;
         let _lock = self.locked();
         let existing = match self.get(name) {
@@ -159,6 +172,7 @@ impl ImageStore {
         layers_dir: &Path,
     ) -> Result<Image, ImageError> {
         let mut fresh: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let mut budget = Budget::new(&self.limits);
         for layer in &found.layers {
             let hex = digest_hex(&layer.diff_id, "layer")?;
             let target = self.root.join("layers").join(hex);
@@ -173,7 +187,7 @@ impl ImageStore {
             std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                 .map_err(ImageError::io("chmod layer dir", &staged))?;
             let what = format!("layer {}", layer.diff_id);
-            let unpacked = unpack_layer(&layer.blob, &staged, &what)?;
+            let unpacked = unpack_layer(&layer.blob, &staged, &what, &mut budget)?;
             if unpacked.diff_id != layer.diff_id {
                 return Err(ImageError::Malformed(format!(
                     "{what}: uncompressed content has digest {}, the config says {} (corrupt or tampered)",

@@ -24,6 +24,7 @@ use tar::EntryType;
 
 use super::format::{sniff, Compression, HashingReader};
 use super::fsops::{self, Dir, Kind};
+use super::limit::{too_large, Budget, Counted, Meter, Over};
 use super::ImageError;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -44,18 +45,32 @@ pub struct Unpacked {
     pub entries: u64,
 }
 
-/// Unpacks the layer blob at `blob` into `dest` (an existing empty directory). `what` names the
-/// layer in error messages.
-pub fn unpack_layer(blob: &Path, dest: &Path, what: &str) -> Result<Unpacked, ImageError> {
+/// Unpacks the layer blob at `blob` into `dest` (an existing empty directory), within what is
+/// left of the import's `budget` (reduced by what this layer took). `what` names the layer in
+/// error messages.
+pub fn unpack_layer(
+    blob: &Path,
+    dest: &Path,
+    what: &str,
+    budget: &mut Budget,
+) -> Result<Unpacked, ImageError> {
     let file = std::fs::File::open(blob).map_err(ImageError::io("open layer blob", blob))?;
     let mut buffered = BufReader::new(file);
     let head = buffered
         .fill_buf()
         .map_err(ImageError::io("read layer blob", blob))?;
-    let stream: Box<dyn Read> = match sniff(head) {
-        Compression::None => Box::new(buffered),
+    let (stream, meter) = match sniff(head) {
+        Compression::None => Meter::new(Box::new(buffered) as Box<dyn Read>, budget.bytes, None),
         // Multi-member gzip (pigz, estargz) is valid gzip: read every member.
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Gzip => {
+            let (counted, count) = Counted::new(buffered);
+            let gz = flate2::bufread::MultiGzDecoder::new(std::io::BufReader::new(counted));
+            Meter::new(
+                Box::new(gz) as Box<dyn Read>,
+                budget.bytes,
+                Some((count, budget.gzip_ratio)),
+            )
+        }
         Compression::Zstd => {
             return Err(ImageError::Malformed(format!(
                 "{what}: zstd-compressed layers are not supported (re-export the image with gzip or uncompressed layers)"
@@ -70,30 +85,46 @@ pub fn unpack_layer(blob: &Path, dest: &Path, what: &str) -> Result<Unpacked, Im
         written: HashSet::new(),
         dirs: Vec::new(),
         entries: 0,
+        max_entries: budget.entries,
     };
-    {
-        let mut archive = tar::Archive::new(&mut hashing);
-        let entries = archive
-            .entries()
-            .map_err(|e| ImageError::Malformed(format!("{what}: not a tar archive: {e}")))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| {
-                ImageError::Malformed(format!("{what}: corrupt or truncated tar/gzip: {e}"))
-            })?;
-            unpacker.entry(entry)?;
-        }
+    let unpacked = unpacker.run(&mut hashing);
+    // A limit makes the tar crate see a failed read: report the limit, not "truncated".
+    if let Some(over) = meter.over() {
+        return Err(too_large(what, over, "--max-image-mib"));
     }
-    // Read to the end: the tar's zero blocks and padding belong to the diff_id, and a gzip
-    // stream is only checked (CRC, length) once its trailer is read.
-    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| {
-        ImageError::Malformed(format!("{what}: corrupt or truncated tar/gzip: {e}"))
-    })?;
-    unpacker.finish_dirs()?;
+    unpacked?;
     let (diff_id, _) = hashing.finish();
+    budget.bytes -= meter.read().min(budget.bytes);
+    budget.entries -= unpacker.entries.min(budget.entries);
     Ok(Unpacked {
         diff_id,
         entries: unpacker.entries,
     })
+}
+
+impl Unpacker<'_> {
+    /// Every entry, the rest of the stream, then the directories' times.
+    fn run(&mut self, hashing: &mut impl Read) -> Result<(), ImageError> {
+        let what = self.what;
+        {
+            let mut archive = tar::Archive::new(&mut *hashing);
+            let entries = archive
+                .entries()
+                .map_err(|e| ImageError::Malformed(format!("{what}: not a tar archive: {e}")))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| {
+                    ImageError::Malformed(format!("{what}: corrupt or truncated tar/gzip: {e}"))
+                })?;
+                self.entry(entry)?;
+            }
+        }
+        // Read to the end: the tar's zero blocks and padding belong to the diff_id, and a gzip
+        // stream is only checked (CRC, length) once its trailer is read.
+        std::io::copy(hashing, &mut std::io::sink()).map_err(|e| {
+            ImageError::Malformed(format!("{what}: corrupt or truncated tar/gzip: {e}"))
+        })?;
+        self.finish_dirs()
+    }
 }
 
 /// Splits an archive path into its normal components; `.` components are dropped, `..` and
@@ -169,6 +200,8 @@ struct Unpacker<'a> {
     /// Directories and their mtimes, set last (writing children changes a directory's mtime).
     dirs: Vec<(Vec<OsString>, i64)>,
     entries: u64,
+    /// Entries this layer may have (what the import's budget has left).
+    max_entries: u64,
 }
 
 impl Unpacker<'_> {
@@ -262,6 +295,9 @@ impl Unpacker<'_> {
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<R>) -> Result<(), ImageError> {
         self.entries += 1;
+        if self.entries > self.max_entries {
+            return Err(too_large(self.what, Over::Entries(self.max_entries), ""));
+        }
         let path = entry
             .path()
             .map_err(|e| {
