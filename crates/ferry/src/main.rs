@@ -38,6 +38,8 @@ enum Command {
     Migrate(cmd::migrate::Args),
     /// Benchmarks: medians with ranges, as tables and JSON.
     Bench(cmd::bench::Args),
+    /// The operator's CA and the certificates of ferry's parts (for mutual TLS).
+    Pki(cmd::pki::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Migrate(args) => cmd::migrate::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Pki(args) => cmd::pki::run(args),
     };
     match result {
         Ok(code) => code,

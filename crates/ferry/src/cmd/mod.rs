@@ -10,6 +10,7 @@ pub mod host;
 pub mod image;
 pub mod local;
 pub mod migrate;
+pub mod pki;
 pub mod ran;
 pub mod testbed;
 
