@@ -28,6 +28,7 @@ fn checkpoint_and_restore_keep_counter_and_ballast() {
     let before = conn.get("/verify").unwrap();
     assert_eq!(before["ok"], true, "{before}");
     drop(conn);
+    let confined = confinement(&host, "c1");
 
     let (s, report) = host.post("/containers/c1/checkpoint", json!({}));
     assert_eq!(s, 200, "checkpoint: {report}");
@@ -67,6 +68,63 @@ fn checkpoint_and_restore_keep_counter_and_ballast() {
         !ferry_runtime_lock(&host, "c1"),
         "CRIU's network lock was removed"
     );
+    assert_eq!(
+        confinement(&host, "c1"),
+        confined,
+        "the restored app is as confined as before"
+    );
+}
+
+/// The app process's confinement as the kernel reports it (`/proc/PID/status`), checked to
+/// be least privilege: no new privileges, a seccomp filter, no CAP_SYS_ADMIN (bit 21) or
+/// CAP_NET_ADMIN (bit 12), nothing inheritable or ambient.
+fn confinement(host: &TestHost, name: &str) -> Vec<(String, String)> {
+    let (_, c) = host.get(&format!("/containers/{name}"));
+    let netns = c["netns"].as_str().unwrap();
+    let pids = std::process::Command::new("ip")
+        .args(["netns", "pids", netns])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8(pids.stdout).unwrap();
+    let pid = pids
+        .split_whitespace()
+        .next()
+        .expect("the app runs in its namespace");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let fields: Vec<(String, String)> = status
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| {
+            [
+                "NoNewPrivs",
+                "Seccomp",
+                "CapInh",
+                "CapPrm",
+                "CapEff",
+                "CapBnd",
+                "CapAmb",
+            ]
+            .contains(k)
+        })
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("NoNewPrivs"), Some("1"), "{fields:?}");
+    assert_eq!(get("Seccomp"), Some("2"), "a seccomp filter: {fields:?}");
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        let mask = u64::from_str_radix(get(set).unwrap(), 16).unwrap();
+        assert_eq!(mask & (1 << 21), 0, "{set} has CAP_SYS_ADMIN: {fields:?}");
+        assert_eq!(mask & (1 << 12), 0, "{set} has CAP_NET_ADMIN: {fields:?}");
+        assert_ne!(mask, 0, "{set}: {fields:?}");
+    }
+    for set in ["CapInh", "CapAmb"] {
+        assert_eq!(
+            u64::from_str_radix(get(set).unwrap(), 16).unwrap(),
+            0,
+            "{set}"
+        );
+    }
+    fields
 }
 
 /// Whether the container's namespace still carries CRIU's iptables lock.

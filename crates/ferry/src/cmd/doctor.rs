@@ -87,6 +87,18 @@ fn checks() -> Vec<Check> {
         "no container can run: `apt-get install runc` (or `make deps`)",
     ));
 
+    // Every container runs with a seccomp filter (crates/runtime/src/spec.rs): the kernel
+    // reports the field only where it has seccomp.
+    let seccomp = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Seccomp:")));
+    out.push(check(
+        "seccomp",
+        true,
+        seccomp,
+        if seccomp { "seccomp filters available" } else { "no seccomp in this kernel" },
+        "no container can start (each runs with a seccomp filter): needs a kernel with CONFIG_SECCOMP_FILTER",
+    ));
+
     match criu::find() {
         None => out.push(check(
             "criu",
