@@ -7,6 +7,7 @@
 //! those, never on the text.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -117,11 +118,13 @@ impl HostClient {
     /// `url` as a user types it: `http://IP:7100`, with or without `/ferry/v1`, with or
     /// without the scheme.
     pub fn new(url: &str) -> Result<HostClient, HostError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| HostError::BadUrl(url.to_string(), root_cause(&e)))?;
-        Self::with_http(url, http)
+        Self::with_http(url, http_client(None)?)
+    }
+
+    /// [`HostClient::new`] over mutual TLS (`https://HOST:PORT`): `tls` holds the caller's
+    /// certificate and the operator's CA.
+    pub fn with_tls(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<HostClient, HostError> {
+        Self::with_http(url, http_client(Some(tls))?)
     }
 
     /// [`HostClient::new`] sharing an HTTP client (its connection pool) with other hosts'.
@@ -129,10 +132,10 @@ impl HostClient {
         let base = normalize(url);
         let parsed = reqwest::Url::parse(&base)
             .map_err(|e| HostError::BadUrl(url.to_string(), e.to_string()))?;
-        if parsed.scheme() != "http" || parsed.host_str().is_none() {
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(HostError::BadUrl(
                 url.to_string(),
-                "use http://HOST:PORT".into(),
+                "use https://HOST:PORT (http:// only for hosts run with --insecure)".into(),
             ));
         }
         Ok(HostClient { base, http })
@@ -462,6 +465,18 @@ impl HostClient {
 }
 
 /// `http://IP:7100` from what a user types.
+/// The HTTP client for ferry hosts (one connection pool for all of them): a connect deadline
+/// and, with `tls`, mutual TLS with that configuration (its own certificate, the CA).
+pub fn http_client(tls: Option<Arc<rustls::ClientConfig>>) -> Result<reqwest::Client, HostError> {
+    let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        builder = builder.use_preconfigured_tls((*tls).clone());
+    }
+    builder
+        .build()
+        .map_err(|e| HostError::BadUrl("(client)".into(), root_cause(&e)))
+}
+
 fn normalize(url: &str) -> String {
     let url = url.trim().trim_end_matches('/');
     let url = url.strip_suffix(API_BASE).unwrap_or(url);

@@ -34,6 +34,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use ferry_migration::Engine;
 use ferry_runtime::{CheckpointRequest, ContainerRequest, RestoreRequest, Runtime};
+use ferry_tls::{Identity, Peer};
 use ferry_wire::channel::{RestoreOrder, RoundRequest};
 use ferry_wire::migration::{MigrateRequest, MigrationId, MigrationView, SettleRequest};
 use ferry_wire::ProblemType;
@@ -48,6 +49,8 @@ type Rt = Arc<Runtime>;
 pub struct AppState {
     pub rt: Rt,
     pub engine: Arc<Engine>,
+    /// Callers come over mutual TLS and are authorized by identity ([`crate::access`]).
+    pub mutual_tls: bool,
 }
 
 impl FromRef<AppState> for Rt {
@@ -83,8 +86,10 @@ pub fn router(state: AppState) -> Router {
         .route("/channel/{id}/commit", post(channel_commit))
         .route("/channel/{id}/abort", post(channel_abort))
         .fallback(not_found)
-        .with_state(state);
-    Router::new().nest(API_BASE, api).fallback(not_found)
+        .with_state(state.clone());
+    Router::new().nest(API_BASE, api).fallback(not_found).layer(
+        axum::middleware::from_fn_with_state(state, crate::access::authorize),
+    )
 }
 
 async fn not_found() -> ApiError {
@@ -360,6 +365,7 @@ const MAX_OFFER_BYTES: usize = 64 << 10;
 
 async fn channel_offer(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -369,7 +375,15 @@ async fn channel_offer(
             "an offer is at most {MAX_OFFER_BYTES} bytes"
         )));
     }
-    blocking(move || Ok((StatusCode::CREATED, Json(app.engine.offer(&token, &body)?)))).await
+    let caller = match peer.identity {
+        Some(Identity::Host(name)) => Some(name),
+        _ => None,
+    };
+    blocking(move || {
+        let reply = app.engine.offer(&token, &body, caller.as_deref())?;
+        Ok((StatusCode::CREATED, Json(reply)))
+    })
+    .await
 }
 
 async fn channel_round(
@@ -403,7 +417,7 @@ async fn channel_images(
 
 async fn channel_restore(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -412,7 +426,15 @@ async fn channel_restore(
     let id = migration_id(&id)?;
     let order: RestoreOrder = optional_json(&body)?;
     // Post-copy pages are pulled from the host that asked for the restore: the source.
-    blocking(move || Ok(Json(app.engine.restore(&id, &token, order, peer.ip())?))).await
+    blocking(move || {
+        Ok(Json(app.engine.restore(
+            &id,
+            &token,
+            order,
+            peer.addr.ip(),
+        )?))
+    })
+    .await
 }
 
 async fn channel_commit(

@@ -80,6 +80,7 @@ impl From<MigrationError> for ApiError {
             MigrationError::Unauthorized(_) => {
                 (StatusCode::UNAUTHORIZED, ProblemType::Unauthorized)
             }
+            MigrationError::Forbidden(_) => (StatusCode::FORBIDDEN, ProblemType::Forbidden),
             MigrationError::UnknownMigration(_) => {
                 (StatusCode::NOT_FOUND, ProblemType::UnknownMigration)
             }

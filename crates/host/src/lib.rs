@@ -5,6 +5,7 @@
 //! (`application/problem+json`) with the status that fits the failure (see [`error`]).
 //! Runtime work (runc, CRIU, unpacking) blocks, so each request runs it on tokio's blocking pool.
 
+pub mod access;
 pub mod api;
 pub mod error;
 
@@ -22,6 +23,15 @@ pub const API_BASE: &str = "/ferry/v1";
 /// How long a stopping daemon waits for outgoing migrations before their commit decision.
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// How a host's API is reached.
+pub enum Security {
+    /// Mutual TLS with this configuration (the host's certificate, clients' CA); callers
+    /// are authorized by identity ([`access`]).
+    MutualTls(Arc<rustls::ServerConfig>),
+    /// Plain HTTP, nothing checked: `ferry host --insecure`, for a lab.
+    Insecure,
+}
+
 /// Serves the API on `listener` until `shutdown` completes (in-flight requests finish).
 /// Opens the migration engine first: what a previous daemon left is settled in the
 /// background from here on.
@@ -29,6 +39,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     runtime: Arc<Runtime>,
     mut engine: EngineConfig,
+    security: Security,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     engine.listen_ip = listener.local_addr()?.ip();
@@ -41,6 +52,7 @@ pub async fn serve(
     let state = AppState {
         rt: runtime,
         engine: engine.clone(),
+        mutual_tls: matches!(security, Security::MutualTls(_)),
     };
     // Uncommitted incoming copies past their deadline go, old records are pruned.
     let ticker = {
@@ -53,10 +65,19 @@ pub async fn serve(
             }
         })
     };
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = router(state).into_make_service_with_connect_info::<ferry_tls::Peer>();
+    let result = match security {
+        Security::MutualTls(config) => {
+            axum::serve(ferry_tls::MtlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Security::Insecure => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     ticker.abort();
     let _ = tokio::task::spawn_blocking(move || engine.shutdown(DRAIN)).await;
     result

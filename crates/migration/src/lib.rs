@@ -40,6 +40,9 @@ pub enum MigrationError {
     /// Missing or wrong token on the channel.
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller's identity may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("no migration '{0}' on this host")]
     UnknownMigration(MigrationId),
     #[error("{0}")]
@@ -82,6 +85,8 @@ pub struct EngineConfig {
     pub retention: Duration,
     /// Test hooks (`ferry host --test-hooks DIR`); also what allows fault injection.
     pub hooks: hooks::Hooks,
+    /// Mutual TLS to the peer hosts (this host's certificate, the CA); `None` for plain HTTP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl EngineConfig {
@@ -92,6 +97,7 @@ impl EngineConfig {
             lease: ferry_wire::channel::DEFAULT_LEASE,
             retention: Duration::from_secs(24 * 3600),
             hooks: hooks::Hooks::default(),
+            tls: None,
         }
     }
 }
@@ -142,10 +148,7 @@ impl Engine {
         handle: tokio::runtime::Handle,
     ) -> Result<Arc<Engine>, MigrationError> {
         let journal = journal::Journal::open(&rt.config().state_dir)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| MigrationError::Io(e.to_string()))?;
+        let http = ferry_host_client::http_client(cfg.tls.clone())?;
         let engine = Arc::new(Engine {
             rt,
             cfg,

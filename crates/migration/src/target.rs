@@ -266,7 +266,14 @@ impl Engine {
 
     /// `POST /ferry/v1/channel`: records the migration, prepares a parked copy of the
     /// offered container and, for cold migration, a page server on the API's address.
-    pub fn offer(&self, token: &str, body: &[u8]) -> Result<OfferReply, MigrationError> {
+    /// An offer from `caller` (the source's authenticated host name; `None` without TLS),
+    /// which must be the source the offer names.
+    pub fn offer(
+        &self,
+        token: &str,
+        body: &[u8],
+        caller: Option<&str>,
+    ) -> Result<OfferReply, MigrationError> {
         // The version first, so a peer of another version gets that, not a parse error.
         let raw: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| MigrationError::Refused(format!("invalid offer: {e}")))?;
@@ -280,6 +287,12 @@ impl Engine {
         let offer: Offer = serde_json::from_value(raw)
             .map_err(|e| MigrationError::Refused(format!("invalid offer: {e}")))?;
         check_token(token)?;
+        if let Some(caller) = caller.filter(|c| *c != offer.source) {
+            return Err(MigrationError::Forbidden(format!(
+                "host:{caller} may not offer a migration in the name of host '{}'",
+                offer.source
+            )));
+        }
         if offer.technique == Technique::Auto {
             return Err(MigrationError::Refused(
                 "the offer must name the technique the source resolved, not auto".into(),

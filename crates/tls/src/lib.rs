@@ -9,10 +9,12 @@
 
 pub mod config;
 pub mod identity;
+pub mod listener;
 pub mod pki;
 
 pub use config::{client_config, peer_identity, server_config, TlsFiles};
 pub use identity::Identity;
+pub use listener::{MtlsListener, Peer};
 pub use pki::{Pki, San, Validity};
 
 use std::path::PathBuf;

@@ -17,6 +17,8 @@ pub enum ProblemType {
     Invalid,
     /// Missing or wrong credentials (the migration token).
     Unauthorized,
+    /// The caller's identity may not do this (a host ordering another host, say).
+    Forbidden,
     /// The resource exists already.
     AlreadyExists,
     /// The resource is not in a state that allows this (wrong status, wrong migration state).
@@ -34,11 +36,12 @@ pub enum ProblemType {
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 11] = [
+    pub const ALL: [ProblemType; 12] = [
         ProblemType::NotFound,
         ProblemType::UnknownMigration,
         ProblemType::Invalid,
         ProblemType::Unauthorized,
+        ProblemType::Forbidden,
         ProblemType::AlreadyExists,
         ProblemType::WrongState,
         ProblemType::MigrationInProgress,

@@ -6,10 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use ferry_host::Security;
 use ferry_migration::hooks::Hooks;
 use ferry_migration::EngineConfig;
 use ferry_runtime::image::ImageLimits;
 use ferry_runtime::{Runtime, RuntimeConfig};
+use ferry_tls::{Identity, TlsFiles};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,6 +42,12 @@ pub struct Args {
     /// Seconds a target keeps a restored, uncommitted copy for this host's migrations.
     #[arg(long, default_value_t = 30)]
     lease_s: u64,
+    /// Mutual TLS with the certificates of `ferry pki` in DIR: ca.crt and host-NAME.crt/.key
+    /// (NAME as --name). Callers are then authorized by identity: control and operator order,
+    /// hosts talk on the migration channel. Without it the API is plain HTTP, open to anyone
+    /// who reaches it.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
     /// Largest image archive accepted, in MiB of tar (after gunzip of a gzipped archive).
     #[arg(long, default_value_t = ImageLimits::default().archive_bytes >> 20)]
     max_archive_mib: u64,
@@ -80,6 +88,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(ns) = &args.netns {
         enter_netns(ns)?;
     }
+    let (security, client_tls) = match &args.tls_dir {
+        Some(dir) => {
+            let me = Identity::Host(args.name.clone());
+            let files = TlsFiles::in_dir(dir, &me);
+            let named = files.identity().with_context(|| {
+                format!("cannot use {} (issue it with `ferry pki issue --dir {} --identity {me} --san ADDR`)", files.cert.display(), dir.display())
+            })?;
+            anyhow::ensure!(
+                named == me,
+                "{} names {named}, not {me}: issue this host's own certificate",
+                files.cert.display()
+            );
+            (
+                Security::MutualTls(ferry_tls::server_config(&files)?),
+                Some(ferry_tls::client_config(&files)?),
+            )
+        }
+        None => {
+            tracing::warn!(listen = %args.listen, "no --tls-dir: the API is plain HTTP and anyone who reaches it can order this host");
+            (Security::Insecure, None)
+        }
+    };
     let criu = args.criu.or_else(ferry_runtime::criu::find).context(
         "CRIU not found: run `scripts/install-deps` (or `make deps`), or pass --criu PATH",
     )?;
@@ -109,7 +139,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut engine = EngineConfig::new(&args.name, args.listen.ip());
         engine.lease = std::time::Duration::from_secs(args.lease_s);
         engine.hooks = Hooks::new(args.test_hooks);
-        ferry_host::serve(listener, Arc::new(rt), engine, shutdown_signal()).await?;
+        engine.tls = client_tls;
+        ferry_host::serve(listener, Arc::new(rt), engine, security, shutdown_signal()).await?;
         tracing::info!("ferry host stopped (containers keep running)");
         Ok(ExitCode::SUCCESS)
     })

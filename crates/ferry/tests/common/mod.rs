@@ -58,8 +58,29 @@ pub struct TestHost {
     id: Option<String>,
     /// The lease this host asks of targets (`--lease-s`).
     pub lease_s: u64,
-    /// An HTTP client whose sockets live in the host's namespace.
+    /// An HTTP client whose sockets live in the host's namespace (over mutual TLS as
+    /// `operator` when the host has TLS).
     pub http: reqwest::blocking::Client,
+    /// The PKI directory of a host run with `--tls-dir`.
+    pub tls: Option<PathBuf>,
+}
+
+/// A blocking client in namespace `ns`; with `tls`, presenting `identity`'s certificate of the
+/// PKI in that directory (issued on the way).
+pub fn client_in(ns: &str, tls: Option<(&Path, &str)>) -> reqwest::blocking::Client {
+    let config = tls.map(|(dir, identity)| {
+        let id: ferry_tls::Identity = identity.parse().unwrap();
+        let pki = ferry_tls::Pki::open(dir).unwrap();
+        pki.issue(&id, &[], ferry_tls::Validity::days(1)).unwrap();
+        ferry_tls::client_config(&ferry_tls::TlsFiles::in_dir(dir, &id)).unwrap()
+    });
+    in_netns(ns, move || {
+        let mut b = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120));
+        if let Some(config) = config {
+            b = b.use_preconfigured_tls((*config).clone());
+        }
+        b.build().expect("client")
+    })
 }
 
 fn quiet(program: &str, args: &[&str]) -> bool {
@@ -83,25 +104,40 @@ impl TestHost {
 
     /// Starts a daemon in an existing namespace (which the host then owns and deletes).
     pub fn start_in(netns: String, listen: &str) -> TestHost {
+        TestHost::start_with(netns, listen, None)
+    }
+
+    /// [`TestHost::start_in`], over mutual TLS with the PKI in `tls` when given: the host
+    /// gets its certificate (`host:<netns>`, for its listen address) and `self.http` speaks
+    /// as `operator`.
+    pub fn start_with(netns: String, listen: &str, tls: Option<&Path>) -> TestHost {
         let state = tempfile::Builder::new()
             .prefix("ferry-test-")
             .tempdir()
             .expect("tempdir");
-        let http = in_netns(&netns, || {
-            reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .expect("client")
-        });
+        if let Some(dir) = tls {
+            let ip: std::net::IpAddr = listen.rsplit_once(':').unwrap().0.parse().unwrap();
+            ferry_tls::Pki::open(dir)
+                .unwrap()
+                .issue(
+                    &ferry_tls::Identity::Host(netns.clone()),
+                    &[ferry_tls::San::Ip(ip)],
+                    ferry_tls::Validity::days(1),
+                )
+                .unwrap();
+        }
+        let http = client_in(&netns, tls.map(|d| (d, "operator")));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut host = TestHost {
             netns,
-            api: format!("http://{listen}/ferry/v1"),
+            api: format!("{scheme}://{listen}/ferry/v1"),
             listen: listen.to_string(),
             state,
             daemon: None,
             id: None,
             lease_s: 30,
             http,
+            tls: tls.map(Path::to_path_buf),
         };
         host.spawn_daemon();
         host
@@ -145,6 +181,9 @@ impl TestHost {
         .stderr(log);
         if hooks {
             cmd.arg("--test-hooks").arg(self.hooks_dir());
+        }
+        if let Some(dir) = &self.tls {
+            cmd.arg("--tls-dir").arg(dir);
         }
         let child = cmd.spawn().expect("spawn ferry host");
         self.daemon = Some(child);
@@ -496,6 +535,15 @@ impl Drop for NetnsGuard {
 
 impl Pair {
     pub fn start() -> Pair {
+        Pair::start_with(None)
+    }
+
+    /// Two hosts over mutual TLS with certificates of the PKI in `dir`.
+    pub fn start_secure(dir: &Path) -> Pair {
+        Pair::start_with(Some(dir))
+    }
+
+    fn start_with(tls: Option<&Path>) -> Pair {
         let gw = unique_name("fg");
         assert!(quiet("ip", &["netns", "add", &gw]), "ip netns add {gw}");
         // Guards from the start: a host that fails to come up must not leak the namespaces.
@@ -564,7 +612,7 @@ impl Pair {
                     &format!("10.99.{i}.1"),
                 ],
             );
-            hosts.push(TestHost::start_in(ns, &format!("10.99.{i}.2:7100")));
+            hosts.push(TestHost::start_with(ns, &format!("10.99.{i}.2:7100"), tls));
             // The host owns its namespace now and deletes it on drop.
             std::mem::forget(ns_guard);
         }
