@@ -3,7 +3,6 @@
 //! stops and deletes them, the relocation controller migrates them.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use ferry_host_client::HostClient;
 pub use ferry_host_client::HostError;
@@ -36,12 +35,13 @@ pub struct Hosts {
 }
 
 impl Hosts {
-    /// `urls`: name -> base URL. A URL that is not one fails here, at start.
-    pub fn new(urls: &BTreeMap<String, String>) -> Result<Hosts, String> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .map_err(|e| e.to_string())?;
+    /// `urls`: name -> base URL. A URL that is not one fails here, at start. With `tls`
+    /// (control's certificate, the operator's CA) every host is called over mutual TLS.
+    pub fn new(
+        urls: &BTreeMap<String, String>,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<Hosts, String> {
+        let http = ferry_host_client::http_client(tls).map_err(|e| e.to_string())?;
         let mut clients = BTreeMap::new();
         for (name, url) in urls {
             let c = HostClient::with_http(url, http.clone())

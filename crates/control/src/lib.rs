@@ -79,6 +79,8 @@ pub struct Config {
     pub callback_root: Option<String>,
     /// Test hooks (`ferry control --test-hooks DIR`): relocations held at named points.
     pub hooks: ferry_hooks::Hooks,
+    /// Mutual TLS to the hosts (control's certificate, the operator's CA).
+    pub host_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Config {
@@ -92,6 +94,7 @@ impl Config {
             app_api_root: None,
             callback_root: None,
             hooks: ferry_hooks::Hooks::default(),
+            host_tls: None,
         }
     }
 }
@@ -162,7 +165,8 @@ impl Control {
             source,
         })?;
         let store = Store::open(&config.state_dir)?;
-        let hosts = hosts::Hosts::new(&config.hosts).map_err(ControlError::Config)?;
+        let hosts = hosts::Hosts::new(&config.hosts, config.host_tls.clone())
+            .map_err(ControlError::Config)?;
         let (registration_events, _) = tokio::sync::broadcast::channel(256);
         let control = Control {
             inner: Arc::new(Inner {

@@ -43,8 +43,33 @@ fn post_copy_relocation_switches_traffic_at_the_commit() {
     );
 }
 
+/// Hosts over mutual TLS: control orders them with its own certificate, the hosts talk to
+/// each other with theirs, and the relocation still moves the app with its connection.
+#[test]
+fn relocation_between_hosts_over_mutual_tls() {
+    let pki = tempfile::tempdir().unwrap();
+    ferry_tls::Pki::init(pki.path(), "test", ferry_tls::Validity::days(1)).unwrap();
+    let pair = Pair::start_secure(pki.path());
+    handover_migrates_on(
+        pair,
+        "10.99.1.1:0",
+        json!({"mode": "CONTAINER_MIGRATION", "technique": "cold"}),
+        &["--port", "8080"],
+        true,
+    );
+}
+
 fn handover_migrates(listen: &str, relocation: serde_json::Value, args: &[&str], callback: bool) {
-    let pair = Pair::start();
+    handover_migrates_on(Pair::start(), listen, relocation, args, callback)
+}
+
+fn handover_migrates_on(
+    pair: Pair,
+    listen: &str,
+    relocation: serde_json::Value,
+    args: &[&str],
+    callback: bool,
+) {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&pair, dir.path(), listen);
     cp.onboard(

@@ -123,6 +123,10 @@ struct ServeArgs {
     /// (default: http://LISTEN_ADDRESS when that is neither loopback nor unspecified).
     #[arg(long, value_name = "URL")]
     app_api_root: Option<String>,
+    /// Call the hosts over mutual TLS with the certificates of `ferry pki` in DIR: ca.crt
+    /// and control.crt/.key (the hosts' URLs are then https://).
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
     /// Test hooks in DIR: relocations can be held at named points. For the project's tests
     /// only; never on a production control plane.
     #[arg(long, hide = true)]
@@ -247,6 +251,9 @@ fn run_daemon(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut config = ferry_control::Config::new(state_dir);
     config.hooks = ferry_hooks::Hooks::new(args.test_hooks.clone());
+    if let Some(dir) = &args.tls_dir {
+        config.host_tls = Some(super::pki::client_tls(dir, &ferry_tls::Identity::Control)?);
+    }
     config.hosts = file.hosts.clone();
     for h in &args.hosts {
         let Some((name, url)) = h.split_once('=') else {
@@ -254,8 +261,21 @@ fn run_daemon(args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         let parsed = reqwest::Url::parse(url)
             .with_context(|| format!("--host '{h}': '{url}' is not a URL"))?;
-        if parsed.scheme() != "http" {
-            bail!("--host '{h}': use an http:// URL");
+        // One scheme for every host: https with --tls-dir, http without.
+        let want = if args.tls_dir.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        if parsed.scheme() != want {
+            bail!(
+                "--host '{h}': use an {want}:// URL{}",
+                if want == "https" {
+                    " (hosts are called over mutual TLS with --tls-dir)"
+                } else {
+                    " (https:// needs --tls-dir)"
+                }
+            );
         }
         config.hosts.insert(
             name.trim().to_string(),

@@ -11,7 +11,7 @@ use ferry_migration::hooks::Hooks;
 use ferry_migration::EngineConfig;
 use ferry_runtime::image::ImageLimits;
 use ferry_runtime::{Runtime, RuntimeConfig};
-use ferry_tls::{Identity, TlsFiles};
+use ferry_tls::Identity;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -90,16 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let (security, client_tls) = match &args.tls_dir {
         Some(dir) => {
-            let me = Identity::Host(args.name.clone());
-            let files = TlsFiles::in_dir(dir, &me);
-            let named = files.identity().with_context(|| {
-                format!("cannot use {} (issue it with `ferry pki issue --dir {} --identity {me} --san ADDR`)", files.cert.display(), dir.display())
-            })?;
-            anyhow::ensure!(
-                named == me,
-                "{} names {named}, not {me}: issue this host's own certificate",
-                files.cert.display()
-            );
+            let files = super::pki::own_files(dir, &Identity::Host(args.name.clone()))?;
             (
                 Security::MutualTls(ferry_tls::server_config(&files)?),
                 Some(ferry_tls::client_config(&files)?),

@@ -41,6 +41,10 @@ pub struct Args {
     /// Give up (and roll back) a dump that takes longer (default: 30 s + 1 s per MiB).
     #[arg(long)]
     dump_timeout_s: Option<u64>,
+    /// Call the source over mutual TLS as `operator`, with the certificates of `ferry pki` in
+    /// DIR (ca.crt, operator.crt/.key).
+    #[arg(long)]
+    pub tls_dir: Option<std::path::PathBuf>,
 }
 
 /// How a migration ended, as the source host says.
@@ -74,9 +78,19 @@ pub struct Hosts {
 
 impl Hosts {
     pub fn new(from: &str, to: &str) -> anyhow::Result<Hosts> {
+        Hosts::with_client(HostClient::new(from)?, to)
+    }
+
+    /// The source over mutual TLS as `operator`, with the PKI files in `dir`.
+    pub fn secure(from: &str, to: &str, dir: &std::path::Path) -> anyhow::Result<Hosts> {
+        let tls = super::pki::client_tls(dir, &ferry_tls::Identity::Operator)?;
+        Hosts::with_client(HostClient::with_tls(from, tls)?, to)
+    }
+
+    fn with_client(from: HostClient, to: &str) -> anyhow::Result<Hosts> {
         let to = HostClient::new(to)?.base().to_string();
         Ok(Hosts {
-            from: Blocking::new(HostClient::new(from)?)?,
+            from: Blocking::new(from)?,
             to,
         })
     }
@@ -284,7 +298,10 @@ pub fn report_table(r: &MigrationReport) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let hosts = Hosts::new(&args.from, &args.to)?;
+    let hosts = match &args.tls_dir {
+        Some(dir) => Hosts::secure(&args.from, &args.to, dir)?,
+        None => Hosts::new(&args.from, &args.to)?,
+    };
     hosts.check_source(&args.container)?;
     let req = MigrateRequest {
         technique: args.technique,

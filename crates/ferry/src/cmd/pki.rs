@@ -1,11 +1,12 @@
 //! `ferry pki`: the operator's CA and the certificates of ferry's parts (see `ferry-tls`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ferry_tls::{Identity, Pki, San, Validity};
+use ferry_tls::{Identity, Pki, San, TlsFiles, Validity};
 
 #[derive(Parser)]
 pub struct Args {
@@ -41,6 +42,29 @@ enum Command {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
+}
+
+/// The certificate files of `me` in a `ferry pki` directory, checked to name `me`.
+pub fn own_files(dir: &Path, me: &Identity) -> anyhow::Result<TlsFiles> {
+    let files = TlsFiles::in_dir(dir, me);
+    let named = files.identity().with_context(|| {
+        format!(
+            "cannot use {} (issue it with `ferry pki issue --dir {} --identity {me}`)",
+            files.cert.display(),
+            dir.display()
+        )
+    })?;
+    anyhow::ensure!(
+        &named == me,
+        "{} names {named}, not {me}: issue {me}'s own certificate",
+        files.cert.display()
+    );
+    Ok(files)
+}
+
+/// A mutual-TLS client configuration for `me` from a `ferry pki` directory.
+pub fn client_tls(dir: &Path, me: &Identity) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    Ok(ferry_tls::client_config(&own_files(dir, me)?)?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

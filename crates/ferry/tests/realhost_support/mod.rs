@@ -89,6 +89,11 @@ impl ControlPlane {
             ],
             "ferry ran: listening on ",
         );
+        let scheme = if pair.a.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let mut args: Vec<String> = vec![
             "control".into(),
             "--listen".into(),
@@ -96,9 +101,9 @@ impl ControlPlane {
             "--state-dir".into(),
             dir.join("control").display().to_string(),
             "--host".into(),
-            "edge-a=http://10.99.1.2:7100".into(),
+            format!("edge-a={scheme}://10.99.1.2:7100"),
             "--host".into(),
-            "edge-b=http://10.99.2.2:7100".into(),
+            format!("edge-b={scheme}://10.99.2.2:7100"),
             "--topology".into(),
             topo.display().to_string(),
             "--ran".into(),
@@ -106,6 +111,18 @@ impl ControlPlane {
             "--data-plane-cmd".into(),
             route.display().to_string(),
         ];
+        // Hosts over mutual TLS: control calls them with its own certificate.
+        if let Some(pki) = &pair.a.tls {
+            ferry_tls::Pki::open(pki)
+                .unwrap()
+                .issue(
+                    &ferry_tls::Identity::Control,
+                    &[],
+                    ferry_tls::Validity::days(1),
+                )
+                .unwrap();
+            args.extend(["--tls-dir".into(), pki.display().to_string()]);
+        }
         args.extend(extra.iter().cloned());
         let control = Self::spawn_control(&pair.gw, &args, log);
         let http = in_netns(&pair.gw, || {
