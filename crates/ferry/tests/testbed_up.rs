@@ -24,9 +24,30 @@ fn three_hosts_come_up_and_down_leaves_nothing() {
     for (i, h) in a.hosts.iter().enumerate() {
         let api = format!("{h}:7100");
         let out = Command::new("curl")
-            .args(["-s", "-m", "5", &format!("http://{api}/ferry/v1/health")])
+            .args(operator_tls(name))
+            .args(["-s", "-m", "5", &format!("https://{api}/ferry/v1/health")])
             .output()
             .expect("curl");
+        // The hosts answer nothing without a client certificate of the testbed's CA.
+        let plain = Command::new("curl")
+            .args([
+                "-s",
+                "-k",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg(format!("https://{api}/ferry/v1/health"))
+            .output()
+            .expect("curl");
+        assert_eq!(
+            String::from_utf8_lossy(&plain.stdout),
+            "000",
+            "{api} without a certificate"
+        );
         let body = String::from_utf8_lossy(&out.stdout);
         assert!(
             body.contains(&format!("mec{}", i + 1)),
@@ -359,10 +380,11 @@ fn container_app_is_reachable_and_down_removes_it() {
         image.display()
     );
     let tb = Testbed::up(name, &topology(name, 7), &[]);
-    let api = format!("http://{}:7100/ferry/v1", a.hosts[1]);
+    let api = format!("https://{}:7100/ferry/v1", a.hosts[1]);
     let app = format!("{}.0.10", a.app_subnet_prefix);
     let curl = |args: &[&str]| {
         let out = Command::new("curl")
+            .args(operator_tls(name))
             .args(["-s", "-m", "10", "-w", "\n%{http_code}"])
             .args(args)
             .output()
@@ -450,4 +472,17 @@ fn container_app_is_reachable_and_down_removes_it() {
     );
     assert!(!std::path::Path::new(&sdir).exists());
     drop(tb);
+}
+
+/// curl's options to call a testbed's hosts as `operator` (mutual TLS with its PKI).
+fn operator_tls(name: &str) -> Vec<String> {
+    let dir = ferry_testbed::plan::pki_dir(name);
+    vec![
+        "--cacert".into(),
+        format!("{dir}/ca.crt"),
+        "--cert".into(),
+        format!("{dir}/operator.crt"),
+        "--key".into(),
+        format!("{dir}/operator.key"),
+    ]
 }

@@ -130,6 +130,11 @@ pub fn run_dir(name: &str) -> String {
     format!("{RUN_ROOT}/{name}")
 }
 
+/// The testbed's own operator PKI (`ferry pki` layout): made at `up`, gone at `down`.
+pub fn pki_dir(name: &str) -> String {
+    format!("{}/pki", run_dir(name))
+}
+
 pub fn state_dir(name: &str) -> String {
     format!("{STATE_ROOT}/{name}")
 }

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
@@ -12,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use ferry_topology::Topology;
 
 use crate::error::TestbedError;
-use crate::plan::{run_dir, Plan};
+use crate::plan::{pki_dir, run_dir, Plan};
 use crate::state::{Proc, State};
 use crate::{down, http, net};
 
@@ -88,6 +89,8 @@ fn try_up(plan: Plan, topo_text: &str, opts: &UpOptions) -> Result<State, Testbe
     wait_agent(&name, &mut agent, &agent_log)?;
 
     if opts.start_hosts {
+        let operator = make_pki(&state.plan)?;
+        let pki = pki_dir(&name);
         let mut children = Vec::new();
         for h in &state.plan.hosts {
             std::fs::create_dir_all(&h.state_dir)
@@ -108,6 +111,8 @@ fn try_up(plan: Plan, topo_text: &str, opts: &UpOptions) -> Result<State, Testbe
                     &h.bridge,
                     "--gateway",
                     &h.gateway,
+                    "--tls-dir",
+                    &pki,
                 ]),
                 &log,
             )?;
@@ -121,7 +126,7 @@ fn try_up(plan: Plan, topo_text: &str, opts: &UpOptions) -> Result<State, Testbe
             children.push((h.api.clone(), child, log));
         }
         state.save()?;
-        wait_hosts(&mut children)?;
+        wait_hosts(&mut children, &operator)?;
     }
     state.save()?;
     Ok(state)
@@ -171,7 +176,49 @@ fn wait_agent(name: &str, agent: &mut Child, log: &str) -> Result<(), TestbedErr
 }
 
 /// Waits until every host answers `GET /ferry/v1/health` with 200.
-fn wait_hosts(children: &mut [(String, Child, String)]) -> Result<(), TestbedError> {
+/// The testbed's PKI: a CA, each host's certificate for its API address, and the
+/// certificates of control, the RAN and the operator (the CLI, the demo's checks). Returns the
+/// operator's client configuration.
+fn make_pki(plan: &Plan) -> Result<Arc<rustls::ClientConfig>, TestbedError> {
+    use ferry_tls::{Identity, Pki, San, TlsFiles, Validity};
+    let dir = PathBuf::from(pki_dir(&plan.name));
+    let tls = |e: ferry_tls::TlsError| TestbedError::Invalid(format!("testbed PKI: {e}"));
+    let pki = Pki::init(
+        &dir,
+        &format!("ferry testbed {}", plan.name),
+        Validity::days(30),
+    )
+    .map_err(tls)?;
+    for h in &plan.hosts {
+        let ip = h
+            .api
+            .rsplit_once(':')
+            .and_then(|(ip, _)| ip.parse().ok())
+            .ok_or_else(|| TestbedError::Invalid(format!("host API address {}", h.api)))?;
+        pki.issue(
+            &Identity::Host(h.name.clone()),
+            &[San::Ip(ip)],
+            Validity::days(30),
+        )
+        .map_err(tls)?;
+    }
+    for id in [Identity::Control, Identity::Ran, Identity::Operator] {
+        pki.issue(&id, &[], Validity::days(30)).map_err(tls)?;
+    }
+    ferry_tls::client_config(&TlsFiles::in_dir(&dir, &Identity::Operator)).map_err(tls)
+}
+
+/// The operator's client configuration of a testbed that is up (for health checks).
+pub fn operator_tls(name: &str) -> Option<Arc<rustls::ClientConfig>> {
+    let dir = PathBuf::from(pki_dir(name));
+    let files = ferry_tls::TlsFiles::in_dir(&dir, &ferry_tls::Identity::Operator);
+    ferry_tls::client_config(&files).ok()
+}
+
+fn wait_hosts(
+    children: &mut [(String, Child, String)],
+    operator: &Arc<rustls::ClientConfig>,
+) -> Result<(), TestbedError> {
     let start = Instant::now();
     let mut pending: Vec<usize> = (0..children.len()).collect();
     while !pending.is_empty() {
@@ -184,8 +231,13 @@ fn wait_hosts(children: &mut [(String, Child, String)]) -> Result<(), TestbedErr
                     tail(log)
                 )));
             }
-            let ok = http::get_status(api, "/ferry/v1/health", Duration::from_millis(500))
-                .map(|c| c == 200);
+            let ok = http::get_status(
+                api,
+                "/ferry/v1/health",
+                Duration::from_millis(500),
+                Some(operator),
+            )
+            .map(|c| c == 200);
             if !matches!(ok, Ok(true)) {
                 still.push(i);
             }

@@ -315,8 +315,11 @@ impl ControlPlane {
                 exe.display(),
                 plan.name
             ));
+        // The testbed's hosts serve mutual TLS only: control calls them with its certificate.
+        cmd.arg("--tls-dir")
+            .arg(ferry_testbed::plan::pki_dir(&plan.name));
         for h in &plan.hosts {
-            cmd.args(["--host", &format!("{}=http://{}", h.name, h.api)]);
+            cmd.args(["--host", &format!("{}=https://{}", h.name, h.api)]);
         }
         std::fs::create_dir_all(&state_dir)?;
         let log = std::fs::File::create(state_dir.join("control.log"))?;

@@ -226,7 +226,7 @@ fn print_state(s: &State) {
     );
     for h in &p.hosts {
         println!(
-            "  host {:<8} netns {:<16} api http://{}  state {}",
+            "  host {:<8} netns {:<16} api https://{}  state {}",
             h.name, h.netns, h.api, h.state_dir
         );
     }
@@ -248,6 +248,7 @@ fn print_state(s: &State) {
                 api,
                 "/ferry/v1/health",
                 Duration::from_millis(500),
+                ferry_testbed::up::operator_tls(&p.name).as_ref(),
             ) {
                 Ok(c) => format!("health {c}"),
                 Err(e) => format!("health: {e}"),

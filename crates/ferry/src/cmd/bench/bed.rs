@@ -182,8 +182,14 @@ impl Bed {
         Ok(())
     }
 
+    /// A host's API: the testbed's hosts serve mutual TLS only.
     pub fn api(&self, host: usize) -> String {
-        format!("http://{}:7100", if host == 1 { HOST1 } else { HOST2 })
+        format!("https://{}:7100", if host == 1 { HOST1 } else { HOST2 })
+    }
+
+    /// The testbed's PKI (the bench calls the hosts as `operator`).
+    pub fn pki(&self) -> std::path::PathBuf {
+        ferry_testbed::plan::pki_dir(&self.name).into()
     }
 
     pub fn host_ns(&self, host: usize) -> String {

@@ -387,10 +387,12 @@ struct Bench<'a> {
 
 impl<'a> Bench<'a> {
     fn new(bed: &'a Bed, image: &Path) -> anyhow::Result<Bench<'a>> {
-        let hosts = Arc::new(Hosts::new(&bed.api(1), &bed.api(2))?);
+        let pki = bed.pki();
+        let hosts = Arc::new(Hosts::secure(&bed.api(1), &bed.api(2), &pki)?);
+        let tls = crate::cmd::pki::client_tls(&pki, &ferry_tls::Identity::Operator)?;
         let apis = [
-            Blocking::new(HostClient::new(&bed.api(1))?)?,
-            Blocking::new(HostClient::new(&bed.api(2))?)?,
+            Blocking::new(HostClient::with_tls(&bed.api(1), tls.clone())?)?,
+            Blocking::new(HostClient::with_tls(&bed.api(2), tls)?)?,
         ];
         let bytes = bytes::Bytes::from(std::fs::read(image)?);
         for (h, api) in apis.iter().enumerate() {
