@@ -177,3 +177,35 @@ fn cold_and_post_copy_migrations_over_mutual_tls_keep_state_and_connection() {
         eprintln!("{technique} over mutual TLS: {}", v["report"]["timings"]);
     }
 }
+
+#[test]
+fn a_host_refuses_a_network_address_without_tls() {
+    let state = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "host",
+            "--name",
+            "lab",
+            "--listen",
+            "192.0.2.1:7100",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve 192.0.2.1:7100 without TLS"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--tls-dir") && err.contains("--insecure"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(state.path()).unwrap().count(),
+        0,
+        "nothing was set up"
+    );
+}

@@ -47,7 +47,7 @@ fn setup_writing(pair: &Pair) -> (AppConn, Value) {
     (conn, before)
 }
 
-const TARGET: &str = "http://10.99.2.2:7100";
+const TARGET: &str = "https://10.99.2.2:7100";
 
 /// Runs a migration of `app` from a to b to its end: (final state, report).
 fn migrate(pair: &Pair, body: Value) -> (String, Value) {

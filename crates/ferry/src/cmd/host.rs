@@ -44,10 +44,14 @@ pub struct Args {
     lease_s: u64,
     /// Mutual TLS with the certificates of `ferry pki` in DIR: ca.crt and host-NAME.crt/.key
     /// (NAME as --name). Callers are then authorized by identity: control and operator order,
-    /// hosts talk on the migration channel. Without it the API is plain HTTP, open to anyone
-    /// who reaches it.
+    /// hosts talk on the migration channel. Without it the host serves only on loopback
+    /// (plain HTTP), unless --insecure.
     #[arg(long)]
     tls_dir: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address without --tls-dir: anyone who reaches it
+    /// can order this host. For a lab only; logged at start.
+    #[arg(long)]
+    insecure: bool,
     /// Largest image archive accepted, in MiB of tar (after gunzip of a gzipped archive).
     #[arg(long, default_value_t = ImageLimits::default().archive_bytes >> 20)]
     max_archive_mib: u64,
@@ -96,6 +100,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Some(ferry_tls::client_config(&files)?),
             )
         }
+        None if !args.listen.ip().is_loopback() && !args.insecure => anyhow::bail!(
+            "refusing to serve {} without TLS: pass --tls-dir DIR (certificates of `ferry pki`), or --insecure for a lab where anyone who reaches it may order this host",
+            args.listen
+        ),
         None => {
             tracing::warn!(listen = %args.listen, "no --tls-dir: the API is plain HTTP and anyone who reaches it can order this host");
             (Security::Insecure, None)

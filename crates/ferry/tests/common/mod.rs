@@ -63,6 +63,8 @@ pub struct TestHost {
     pub http: reqwest::blocking::Client,
     /// The PKI directory of a host run with `--tls-dir`.
     pub tls: Option<PathBuf>,
+    /// A PKI the host made for itself.
+    _pki: Option<tempfile::TempDir>,
 }
 
 /// A blocking client in namespace `ns`; with `tls`, presenting `identity`'s certificate of the
@@ -99,7 +101,10 @@ impl TestHost {
             quiet("ip", &["netns", "add", &netns]),
             "ip netns add {netns}"
         );
-        TestHost::start_in(netns, "127.0.0.1:7100")
+        let pki = test_pki();
+        let mut host = TestHost::start_with(netns, "127.0.0.1:7100", Some(pki.path()));
+        host._pki = Some(pki);
+        host
     }
 
     /// Starts a daemon in an existing namespace (which the host then owns and deletes).
@@ -138,6 +143,7 @@ impl TestHost {
             lease_s: 30,
             http,
             tls: tls.map(Path::to_path_buf),
+            _pki: None,
         };
         host.spawn_daemon();
         host
@@ -522,6 +528,18 @@ pub struct Pair {
     pub b: TestHost,
     pub gw: String,
     _gw: NetnsGuard,
+    /// The PKI the pair made for itself (dropped last).
+    _pki: Option<tempfile::TempDir>,
+}
+
+/// A fresh operator PKI for a test (a CA; certificates are issued as parts start).
+pub fn test_pki() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("ferry-pki-")
+        .tempdir()
+        .expect("tempdir");
+    ferry_tls::Pki::init(dir.path(), "ferry test", ferry_tls::Validity::days(1)).unwrap();
+    dir
 }
 
 /// Deletes a namespace on drop.
@@ -534,8 +552,12 @@ impl Drop for NetnsGuard {
 }
 
 impl Pair {
+    /// Two hosts over mutual TLS, with a PKI of their own.
     pub fn start() -> Pair {
-        Pair::start_with(None)
+        let pki = test_pki();
+        let mut pair = Pair::start_with(Some(pki.path()));
+        pair._pki = Some(pki);
+        pair
     }
 
     /// Two hosts over mutual TLS with certificates of the PKI in `dir`.
@@ -623,6 +645,7 @@ impl Pair {
             b,
             _gw: gw_guard,
             gw,
+            _pki: None,
         }
     }
 
