@@ -18,8 +18,19 @@ struct ControlInNetns {
     _state: tempfile::TempDir,
 }
 
-fn start_control(netns: &str, host_api: &str) -> ControlInNetns {
+/// Control for `host` (over mutual TLS with the host's PKI, as `control`).
+fn start_control(host: &TestHost) -> ControlInNetns {
     let state = tempfile::tempdir().unwrap();
+    let pki = host.tls.clone().expect("test hosts run with TLS");
+    ferry_tls::Pki::open(&pki)
+        .unwrap()
+        .issue(
+            &ferry_tls::Identity::Control,
+            &[],
+            ferry_tls::Validity::days(1),
+        )
+        .unwrap();
+    let (netns, host_api) = (&host.netns, host.api.trim_end_matches("/ferry/v1"));
     // `ip netns exec` execs the program: the child is the daemon itself.
     let daemon = Daemon::spawn(
         Command::new("ip")
@@ -31,7 +42,9 @@ fn start_control(netns: &str, host_api: &str) -> ControlInNetns {
                 &format!("edge={host_api}"),
             ])
             .arg("--state-dir")
-            .arg(state.path()),
+            .arg(state.path())
+            .arg("--tls-dir")
+            .arg(&pki),
         "ferry control: listening on ",
         "http://",
         None,
@@ -45,7 +58,7 @@ fn start_control(netns: &str, host_api: &str) -> ControlInNetns {
 #[test]
 fn control_runs_the_counter_on_a_real_host() {
     let host = TestHost::start();
-    let control = start_control(&host.netns, host.api.trim_end_matches("/ferry/v1"));
+    let control = start_control(&host);
     let http = host.http.clone();
     let api = |p: &str| control.daemon.api(p);
     let send = |r: reqwest::blocking::RequestBuilder| -> (u16, Value) {

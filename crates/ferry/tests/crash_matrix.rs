@@ -306,6 +306,9 @@ fn run_cell(c: &Cell) -> Result<Ended, String> {
             pair.b.spawn_daemon();
         }
         Fault::KillControl => {
+            // MEC 021 delivery is an in-memory queue (a known gap, see the README): the cell
+            // is "TRIGGERED delivered, then control dies", so wait for it to arrive first.
+            cb.wait_blocking("/mp", 1, Duration::from_secs(15));
             cp.kill_control();
             cp.restart_control();
         }
