@@ -537,7 +537,13 @@ async fn relocate(
     let mut events = c.registration_events();
     if let Err(e) = reserve_target_address(c, &mut r, mode, address).await? {
         r.error = Some(e);
-        conclude(c, &mut r, Phase::Failed, MobilityStatus::InterhostMoveoutFailed).await?;
+        conclude(
+            c,
+            &mut r,
+            Phase::Failed,
+            MobilityStatus::InterhostMoveoutFailed,
+        )
+        .await?;
         return Ok(None);
     }
     c.notify_mobility(&event(
@@ -626,7 +632,13 @@ async fn finish(
                 return Ok(None);
             }
             r.advice = None;
-            conclude(c, r, Phase::Completed, MobilityStatus::InterhostMoveoutCompleted).await?;
+            conclude(
+                c,
+                r,
+                Phase::Completed,
+                MobilityStatus::InterhostMoveoutCompleted,
+            )
+            .await?;
             if let Some(inst) = c
                 .store()
                 .get::<AppInstanceInfo>(Table::Instances, &r.app_instance_id)?
@@ -735,7 +747,10 @@ async fn migrate_container(
     // daemon), the migration can be asked for by its id.
     r.migration_id = Some(id.clone());
     save(c, r, Phase::TransferringState)?;
-    c.config().hooks.at_async("control-transferring", &r.id).await;
+    c.config()
+        .hooks
+        .at_async("control-transferring", &r.id)
+        .await;
     let on_commit = watch_commit(c, r, inst);
     let req = MigrateRequest {
         target: target_url,
@@ -1145,14 +1160,20 @@ pub async fn recover(c: Control) {
     match c.unnotified_relocations() {
         Ok(done) => {
             for mut r in done {
-                let Some(status) = outcome_status(r.phase) else { continue };
+                let Some(status) = outcome_status(r.phase) else {
+                    continue;
+                };
                 let sent = c.notify_mobility(&event(&r, status, None)).and_then(|_| {
                     r.notified = true;
                     c.store().put(Table::Relocations, &r.id, &r)
                 });
                 match sent {
-                    Ok(()) => tracing::info!(relocation = %r.id, phase = %r.phase, "MEC 021 outcome sent after the restart"),
-                    Err(e) => tracing::error!(relocation = %r.id, "cannot send the MEC 021 outcome: {e}"),
+                    Ok(()) => {
+                        tracing::info!(relocation = %r.id, phase = %r.phase, "MEC 021 outcome sent after the restart")
+                    }
+                    Err(e) => {
+                        tracing::error!(relocation = %r.id, "cannot send the MEC 021 outcome: {e}")
+                    }
                 }
             }
         }

@@ -117,7 +117,11 @@ fn all_cells() -> Vec<Cell> {
     let techniques =
         std::env::var("FERRY_MATRIX_TECHNIQUES").unwrap_or_else(|_| "cold,post-copy".into());
     let mut out = Vec::new();
-    for t in techniques.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+    for t in techniques
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         let cell = |point, fault| Cell {
             technique: t.to_string(),
             point,
@@ -244,7 +248,9 @@ fn run_cell(c: &Cell) -> Result<Ended, String> {
     }
     if lose {
         let tc = std::process::Command::new("tc")
-            .args(["-n", &pair.gw, "qdisc", "replace", "dev", "g2", "root", "tbf"])
+            .args([
+                "-n", &pair.gw, "qdisc", "replace", "dev", "g2", "root", "tbf",
+            ])
             .args(["rate", "20mbit", "burst", "32kb", "latency", "400ms"])
             .status()
             .map_err(|e| e.to_string())?;
@@ -252,10 +258,12 @@ fn run_cell(c: &Cell) -> Result<Ended, String> {
             return Err("tc failed".into());
         }
     }
-    cp.onboard(&json!({"appDId": "counter", "appName": "counter", "appProvider": "ferry",
+    cp.onboard(
+        &json!({"appDId": "counter", "appName": "counter", "appProvider": "ferry",
         "appSoftVersion": "1", "appDVersion": "1",
         "ferryStateRelocation": {"mode": "CONTAINER_MIGRATION", "technique": c.technique},
-        "ferryContainer": {"args": args, "memoryMib": if lose { 256 } else { 96 }, "port": 8080}}));
+        "ferryContainer": {"args": args, "memoryMib": if lose { 256 } else { 96 }, "port": 8080}}),
+    );
     let id = cp.instantiate_for_ue(&pair, "counter");
     let cb = recorder(&pair.gw);
     let (s, b) = cp.post(
@@ -398,7 +406,10 @@ fn run_cell(c: &Cell) -> Result<Ended, String> {
         let (_, all) = h.get("/migrations");
         for m in all.as_array().into_iter().flatten() {
             let st = m["state"].as_str().unwrap_or("");
-            if !matches!(st, "completed" | "rolled_back" | "lost" | "committed" | "aborted") {
+            if !matches!(
+                st,
+                "completed" | "rolled_back" | "lost" | "committed" | "aborted"
+            ) {
                 return Err(format!("host {name} keeps an open migration: {m}"));
             }
         }
@@ -501,7 +512,11 @@ fn crash_point_matrix() {
         }
     }
     println!("{} of {total} cells held", total - failed.len());
-    assert!(failed.is_empty(), "cells that broke the transaction:\n{}", failed.join("\n\n"));
+    assert!(
+        failed.is_empty(),
+        "cells that broke the transaction:\n{}",
+        failed.join("\n\n")
+    );
 }
 
 /// The target host dies for good after the commit was decided (lease 5 s): the source cannot
@@ -564,8 +579,16 @@ fn a_commit_nobody_can_confirm_needs_an_operator() {
         "the advice says what to do: {rec}"
     );
     assert_eq!(pair.whereabouts(&id).0.as_deref(), Some("frozen"));
-    let statuses: Vec<Value> = cb.on("/mp").iter().map(|r| r.body["mobilityStatus"].clone()).collect();
-    assert_eq!(statuses, ["INTERHOST_MOVEOUT_TRIGGERED"], "no outcome while unsettled");
+    let statuses: Vec<Value> = cb
+        .on("/mp")
+        .iter()
+        .map(|r| r.body["mobilityStatus"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["INTERHOST_MOVEOUT_TRIGGERED"],
+        "no outcome while unsettled"
+    );
 
     let settle = |force: bool| {
         cp.post(
@@ -577,20 +600,30 @@ fn a_commit_nobody_can_confirm_needs_an_operator() {
         )
     };
     let (s, b) = settle(false);
-    assert_eq!(s, 400, "refused without force while the target cannot answer: {b}");
+    assert_eq!(
+        s, 400,
+        "refused without force while the target cannot answer: {b}"
+    );
     assert_eq!(pair.whereabouts(&id).0.as_deref(), Some("frozen"));
     let (s, b) = settle(true);
     assert_eq!(s, 200, "{b}");
     let rec = final_record(&cp, Duration::from_secs(30)).expect("settled");
     assert_eq!(rec["phase"], "FAILED", "{rec}");
     cb.wait_blocking("/mp", 2, Duration::from_secs(10));
-    let statuses: Vec<Value> = cb.on("/mp").iter().map(|r| r.body["mobilityStatus"].clone()).collect();
+    let statuses: Vec<Value> = cb
+        .on("/mp")
+        .iter()
+        .map(|r| r.body["mobilityStatus"].clone())
+        .collect();
     assert_eq!(
         statuses,
         ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_FAILED"]
     );
     let v = conn.get("/").expect("the connection survived");
-    assert_eq!(v["counter"].as_u64().unwrap(), first["counter"].as_u64().unwrap() + 1);
+    assert_eq!(
+        v["counter"].as_u64().unwrap(),
+        first["counter"].as_u64().unwrap() + 1
+    );
     let verify = conn.get("/verify").unwrap();
     assert_eq!(verify["ok"], true, "{verify}");
     assert_eq!(verify["started_at_ms"], before["started_at_ms"]);
