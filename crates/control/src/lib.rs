@@ -218,8 +218,8 @@ impl Control {
                 axum::routing::post(controller::cell_change),
             )
             .fallback(http::not_found)
-            .method_not_allowed_fallback(http::method_not_allowed)
             .with_state(self.clone())
+            .layer(axum::middleware::from_fn(http::problem_details))
     }
 
     pub fn store(&self) -> &Store {
@@ -389,9 +389,7 @@ pub async fn serve(
     // Recovery may wait for a source host still migrating: follow handovers meanwhile.
     tokio::spawn(controller::recover(control.clone()));
     let subscriber = tokio::spawn(controller::subscribe_ran(c2, callback));
-    let result = axum::serve(listener, control.router())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = mec_http::serve::serve(listener, control.router(), shutdown).await;
     subscriber.abort();
     controller::unsubscribe_ran(&control).await;
     result

@@ -53,10 +53,7 @@ pub async fn serve(
             }
         })
     };
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = mec_http::serve::serve(listener, router(state), shutdown).await;
     ticker.abort();
     let _ = tokio::task::spawn_blocking(move || engine.shutdown(DRAIN)).await;
     result

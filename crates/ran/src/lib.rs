@@ -120,8 +120,8 @@ impl Ran {
             .layer(axum::middleware::from_fn(http::require_json_accept));
         etsi.merge(admin::routes())
             .fallback(http::not_found)
-            .method_not_allowed_fallback(http::method_not_allowed)
             .with_state(self.clone())
+            .layer(axum::middleware::from_fn(http::problem_details))
     }
 
     /// Forces a handover of `ue` to `cell` now and notifies every matching subscriber.
@@ -183,7 +183,5 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, ran.router())
-        .with_graceful_shutdown(shutdown)
-        .await
+    mec_http::serve::serve(listener, ran.router(), shutdown).await
 }
