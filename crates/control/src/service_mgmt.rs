@@ -164,6 +164,13 @@ fn validate(s: &ServiceInfo) -> Result<(), ApiError> {
     if s.version.trim().is_empty() {
         return Err(ApiError::bad_request("version must not be empty"));
     }
+    if let Some(o) = &s.transport_info.security.oauth2_info {
+        if !(1..=4).contains(&o.grant_types.len()) {
+            return Err(ApiError::bad_request(
+                "transportInfo.security.oAuth2Info.grantTypes must list 1 to 4 grant types",
+            ));
+        }
+    }
     Ok(())
 }
 
