@@ -30,72 +30,6 @@ const SEED: &str = "14";
 const NOT_TESTED: &[(&str, &str, &str, &str)] = &[
     (
         "MEC013_LocationAPI.yaml",
-        "distanceGET",
-        "GET /queries/distance",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "areaCircleSubListGET",
-        "GET /subscriptions/area/circle",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "areaCircleSubPOST",
-        "POST /subscriptions/area/circle",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "areaCircleSubGET",
-        "GET /subscriptions/area/circle/{id}",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "areaCircleSubPUT",
-        "PUT /subscriptions/area/circle/{id}",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "areaCircleSubDELETE",
-        "DELETE /subscriptions/area/circle/{id}",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "distanceSubListGET",
-        "GET /subscriptions/distance",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "distanceSubPOST",
-        "POST /subscriptions/distance",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "distanceSubGET",
-        "GET /subscriptions/distance/{id}",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "distanceSubPUT",
-        "PUT /subscriptions/distance/{id}",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "distanceSubDELETE",
-        "DELETE /subscriptions/distance/{id}",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
         "periodicSubListGET",
         "GET /subscriptions/periodic",
         NOT_YET,
@@ -235,7 +169,7 @@ const NOT_TESTED: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-const NOT_YET: &str = "not implemented yet (issue 14, deliverable 4)";
+const NOT_YET: &str = "not implemented yet (issue 14, deliverable 4: periodic and zone status)";
 const NOT_YET_011: &str = "not implemented yet (issue 14, deliverable 5)";
 const CALLBACK: &str =
     "the subscriber's callback endpoint, in the file for its notification type; not a resource of the producer";
@@ -439,6 +373,24 @@ async fn ran_conforms_to_mec012_and_mec013() {
     )
     .await;
     assert_eq!(zonal.0, 201, "{}", zonal.2);
+    let distance = post_json(
+        &ran.api("/location/v2/subscriptions/distance"),
+        &json!({"distanceNotificationSubscription": {"callbackReference": {"notifyURL": cb},
+            "monitoredAddress": ["acr:10.150.0.1"], "referenceAddress": ["acr:10.150.0.1"],
+            "distance": 100, "trackingAccuracy": 10, "criteria": "AllBeyondDistance",
+            "checkImmediate": false, "frequency": 10}}),
+    )
+    .await;
+    assert_eq!(distance.0, 201, "{}", distance.2);
+    let circle = post_json(
+        &ran.api("/location/v2/subscriptions/area/circle"),
+        &json!({"circleNotificationSubscription": {"callbackReference": {"notifyURL": cb},
+            "address": ["acr:10.150.0.1"], "latitude": 43.73, "longitude": 7.42, "radius": 100,
+            "trackingAccuracy": 10, "enteringLeavingCriteria": "Entering",
+            "checkImmediate": false, "frequency": 10}}),
+    )
+    .await;
+    assert_eq!(circle.0, 201, "{}", circle.2);
 
     judge_all(&[
         Run {
@@ -461,6 +413,16 @@ async fn ran_conforms_to_mec012_and_mec013() {
                     "/subscriptions/zonalTraffic/{subscriptionId}",
                     "subscriptionId",
                     last_segment(&zonal),
+                ),
+                (
+                    "/subscriptions/distance/{subscriptionId}",
+                    "subscriptionId",
+                    last_segment(&distance),
+                ),
+                (
+                    "/subscriptions/area/circle/{subscriptionId}",
+                    "subscriptionId",
+                    last_segment(&circle),
                 ),
             ],
         },
