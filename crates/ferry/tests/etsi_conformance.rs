@@ -29,66 +29,6 @@ const SEED: &str = "14";
 /// Operations not tested: (file, operationId, the operation, why).
 const NOT_TESTED: &[(&str, &str, &str, &str)] = &[
     (
-        "MEC013_LocationAPI.yaml",
-        "periodicSubListGET",
-        "GET /subscriptions/periodic",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "periodicSubPOST",
-        "POST /subscriptions/periodic",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "periodicSubGET",
-        "GET /subscriptions/periodic/{id}",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "periodicSubPUT",
-        "PUT /subscriptions/periodic/{id}",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "periodicSubDELETE",
-        "DELETE /subscriptions/periodic/{id}",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "zoneStatusSubListGET",
-        "GET /subscriptions/zoneStatus",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "zoneStatusSubPOST",
-        "POST /subscriptions/zoneStatus",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "zoneStatusSubGET",
-        "GET /subscriptions/zoneStatus/{id}",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "zoneStatusSubPUT",
-        "PUT /subscriptions/zoneStatus/{id}",
-        NOT_YET,
-    ),
-    (
-        "MEC013_LocationAPI.yaml",
-        "zoneStatusSubDELETE",
-        "DELETE /subscriptions/zoneStatus/{id}",
-        NOT_YET,
-    ),
-    (
         "MEC012_RniAPI.yaml",
         "s1_bearer_infoGET",
         "GET /queries/s1_bearer_info",
@@ -169,7 +109,6 @@ const NOT_TESTED: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-const NOT_YET: &str = "not implemented yet (issue 14, deliverable 4: periodic and zone status)";
 const NOT_YET_011: &str = "not implemented yet (issue 14, deliverable 5)";
 const CALLBACK: &str =
     "the subscriber's callback endpoint, in the file for its notification type; not a resource of the producer";
@@ -391,6 +330,20 @@ async fn ran_conforms_to_mec012_and_mec013() {
     )
     .await;
     assert_eq!(circle.0, 201, "{}", circle.2);
+    let periodic = post_json(
+        &ran.api("/location/v2/subscriptions/periodic"),
+        &json!({"periodicNotificationSubscription": {"callbackReference": {"notifyURL": cb},
+            "address": ["acr:10.150.0.1"], "requestedAccuracy": 10, "frequency": 60}}),
+    )
+    .await;
+    assert_eq!(periodic.0, 201, "{}", periodic.2);
+    let zone_status = post_json(
+        &ran.api("/location/v2/subscriptions/zoneStatus"),
+        &json!({"zoneStatusSubscription": {"callbackReference": {"notifyURL": cb},
+            "zoneId": "edge-a", "numberOfUsersZoneThreshold": 5}}),
+    )
+    .await;
+    assert_eq!(zone_status.0, 201, "{}", zone_status.2);
 
     judge_all(&[
         Run {
@@ -423,6 +376,16 @@ async fn ran_conforms_to_mec012_and_mec013() {
                     "/subscriptions/area/circle/{subscriptionId}",
                     "subscriptionId",
                     last_segment(&circle),
+                ),
+                (
+                    "/subscriptions/periodic/{subscriptionId}",
+                    "subscriptionId",
+                    last_segment(&periodic),
+                ),
+                (
+                    "/subscriptions/zoneStatus/{subscriptionId}",
+                    "subscriptionId",
+                    last_segment(&zone_status),
                 ),
             ],
         },

@@ -230,6 +230,10 @@ pub struct NotificationSubscriptionList {
     pub distance_notification_subscription: Option<Vec<DistanceNotificationSubscription>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circle_notification_subscription: Option<Vec<CircleNotificationSubscription>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub periodic_notification_subscription: Option<Vec<PeriodicNotificationSubscription>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone_status_subscription: Option<Vec<ZoneStatusSubscription>>,
 }
 
 /// `{"userTrackingSubscription": ...}`: request and response body.
@@ -493,4 +497,96 @@ pub struct TerminalDistance {
 #[serde(rename_all = "camelCase")]
 pub struct TerminalDistanceBody {
     pub terminal_distance: TerminalDistance,
+}
+
+/// `PeriodicNotificationSubscription`: where users are, every `frequency` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeriodicNotificationSubscription {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_correlator: Option<String>,
+    pub callback_reference: CallbackReference,
+    pub address: Vec<String>,
+    /// Metres.
+    pub requested_accuracy: u32,
+    /// Seconds between notifications.
+    pub frequency: u32,
+    /// Seconds the subscription lasts (absent or 0: until deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
+    #[serde(rename = "resourceURL", skip_serializing_if = "Option::is_none")]
+    pub resource_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<Link>,
+}
+
+/// `{"periodicNotificationSubscription": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeriodicNotificationSubscriptionBody {
+    pub periodic_notification_subscription: PeriodicNotificationSubscription,
+}
+
+/// `ZoneStatusSubscription`: the number of users in a zone or one of its access points
+/// reaching a threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatusSubscription {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_correlator: Option<String>,
+    pub callback_reference: CallbackReference,
+    pub zone_id: String,
+    #[serde(
+        rename = "numberOfUsersZoneThreshold",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub number_of_users_zone_threshold: Option<u32>,
+    #[serde(
+        rename = "numberOfUsersAPThreshold",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub number_of_users_ap_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operation_status: Vec<OperationStatus>,
+    #[serde(rename = "resourceURL", skip_serializing_if = "Option::is_none")]
+    pub resource_url: Option<String>,
+}
+
+/// `{"zoneStatusSubscription": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatusSubscriptionBody {
+    pub zone_status_subscription: ZoneStatusSubscription,
+}
+
+/// `ZoneStatusNotification`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatusNotification {
+    pub zone_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_point_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_data: Option<String>,
+    #[serde(
+        rename = "numberOfUsersInZone",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub number_of_users_in_zone: Option<u32>,
+    #[serde(rename = "numberOfUsersInAP", skip_serializing_if = "Option::is_none")]
+    pub number_of_users_in_ap: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_status: Option<OperationStatus>,
+    pub timestamp: TimeStamp,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<Link>,
+}
+
+/// `{"zoneStatusNotification": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatusNotificationBody {
+    pub zone_status_notification: ZoneStatusNotification,
 }

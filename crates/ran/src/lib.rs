@@ -5,7 +5,8 @@
 //!   queries (`rni.rs`);
 //! - `/location/v2/...`: MEC 013 Location, users, zones (one per MEC host) and access points
 //!   (cells), user tracking and zonal traffic subscriptions (`location.rs`); the distance
-//!   query, distance and area (circle) subscriptions (`location_geo.rs`);
+//!   query, distance, area (circle), periodic and zone status subscriptions
+//!   (`location_geo.rs`);
 //! - `/ferry/ran/v1/...`: ferry's own control of the emulation: list UEs and cells, force a
 //!   handover (`admin.rs`).
 //!

@@ -450,6 +450,8 @@ async fn list_users(State(ran): State<Ran>, headers: HeaderMap) -> Response {
         zonal_traffic_subscription: None,
         distance_notification_subscription: None,
         circle_notification_subscription: None,
+        periodic_notification_subscription: None,
+        zone_status_subscription: None,
     };
     http::json(
         StatusCode::OK,
@@ -604,6 +606,8 @@ async fn list_zonal(State(ran): State<Ran>, headers: HeaderMap) -> Response {
         zonal_traffic_subscription: Some(subs.zonal.values().map(zonal_view).collect()),
         distance_notification_subscription: None,
         circle_notification_subscription: None,
+        periodic_notification_subscription: None,
+        zone_status_subscription: None,
     };
     http::json(
         StatusCode::OK,

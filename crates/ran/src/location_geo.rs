@@ -1,6 +1,8 @@
-//! MEC 013 Location (`/location/v2`), its geometric part: the distance query
-//! (`queries/distance`), distance subscriptions (`subscriptions/distance`) and area subscriptions
-//! of the circle shape (`subscriptions/area/circle`), each with its `SubscriptionNotification`.
+//! MEC 013 Location (`/location/v2`) beyond zone presence: the distance query
+//! (`queries/distance`), distance subscriptions (`subscriptions/distance`), area subscriptions
+//! of the circle shape (`subscriptions/area/circle`) and periodic subscriptions
+//! (`subscriptions/periodic`), each with its `SubscriptionNotification`, and zone status
+//! subscriptions (`subscriptions/zoneStatus`) with their `ZoneStatusNotification`.
 //!
 //! Positions are the UEs' emulated ones (their cell's, or their waypoints'); distances are
 //! great-circle distances (`mobility::distance_m`). Every move of a UE (a handover or a waypoint
@@ -18,6 +20,13 @@
 //! subscription after that many notifications (the last says `isFinalNotification`),
 //! `duration` after that many seconds. `frequency` and `trackingAccuracy` are kept but do not
 //! change anything: the emulation knows positions exactly and notifies on the move itself.
+//!
+//! A periodic subscription sends where its users are every `frequency` seconds (the first
+//! after one period) until deleted or its `duration` ends (the last says
+//! `isFinalNotification`). A zone status subscription notifies when the number of users in its
+//! zone reaches `numberOfUsersZoneThreshold`, or in one of the zone's access points
+//! `numberOfUsersAPThreshold` (from below, on a handover); emulated access points are always
+//! `Serviceable`, so `operationStatus` never triggers.
 
 use crate::http::{self, ApiError};
 use crate::location::{acr, check_resource_url, created, no_sub, parse_address, sub_url, ROOT};
@@ -41,6 +50,31 @@ use std::time::{Duration, SystemTime};
 pub struct Subscriptions {
     distance: BTreeMap<String, DistanceEntry>,
     circle: BTreeMap<String, CircleEntry>,
+    periodic: BTreeMap<String, PeriodicEntry>,
+    zone_status: BTreeMap<String, ZoneStatusEntry>,
+}
+
+struct PeriodicEntry {
+    sub: PeriodicNotificationSubscription,
+    addresses: Vec<Ipv4Addr>,
+    expires: Option<SystemTime>,
+    delivery: Delivery,
+    /// The timer task sending the notifications; it ends with the entry.
+    timer: tokio::task::AbortHandle,
+}
+
+impl Drop for PeriodicEntry {
+    fn drop(&mut self) {
+        self.timer.abort();
+    }
+}
+
+struct ZoneStatusEntry {
+    sub: ZoneStatusSubscription,
+    /// Users in the zone, and in each of its access points (cells), at the last evaluation.
+    in_zone: u32,
+    in_ap: BTreeMap<String, u32>,
+    delivery: Delivery,
 }
 
 struct DistanceEntry {
@@ -66,6 +100,26 @@ struct CircleEntry {
 
 pub(crate) fn routes() -> Router<Ran> {
     Router::new()
+        .route(
+            "/location/v2/subscriptions/periodic",
+            get(list_periodic).post(create_periodic),
+        )
+        .route(
+            "/location/v2/subscriptions/periodic/{id}",
+            get(read_periodic)
+                .put(update_periodic)
+                .delete(delete_periodic),
+        )
+        .route(
+            "/location/v2/subscriptions/zoneStatus",
+            get(list_zone_status).post(create_zone_status),
+        )
+        .route(
+            "/location/v2/subscriptions/zoneStatus/{id}",
+            get(read_zone_status)
+                .put(update_zone_status)
+                .delete(delete_zone_status),
+        )
         .route("/location/v2/queries/distance", get(distance))
         .route(
             "/location/v2/subscriptions/distance",
@@ -315,6 +369,9 @@ pub(crate) fn on_move(ran: &Ran) {
     subs.purge();
     subs.distance.retain(|_, e| !step_distance(&w, e, false));
     subs.circle.retain(|_, e| !step_circle(&w, e, false));
+    for e in subs.zone_status.values_mut() {
+        step_zone_status(&w, e);
+    }
 }
 
 impl Subscriptions {
@@ -324,6 +381,8 @@ impl Subscriptions {
         self.distance
             .retain(|_, e| e.expires.is_none_or(|t| t > now));
         self.circle.retain(|_, e| e.expires.is_none_or(|t| t > now));
+        self.periodic
+            .retain(|_, e| e.expires.is_none_or(|t| t > now));
     }
 }
 
@@ -398,19 +457,22 @@ async fn create_distance(
 fn list_body(
     headers: &HeaderMap,
     kind: &str,
-    distance: Option<Vec<DistanceNotificationSubscription>>,
-    circle: Option<Vec<CircleNotificationSubscription>>,
+    fill: impl FnOnce(&mut NotificationSubscriptionList),
 ) -> Response {
+    let mut list = NotificationSubscriptionList {
+        resource_url: format!("{}{ROOT}/subscriptions/{kind}", http::base_url(headers)),
+        user_tracking_subscription: None,
+        zonal_traffic_subscription: None,
+        distance_notification_subscription: None,
+        circle_notification_subscription: None,
+        periodic_notification_subscription: None,
+        zone_status_subscription: None,
+    };
+    fill(&mut list);
     http::json(
         StatusCode::OK,
         &NotificationSubscriptionListBody {
-            notification_subscription_list: NotificationSubscriptionList {
-                resource_url: format!("{}{ROOT}/subscriptions/{kind}", http::base_url(headers)),
-                user_tracking_subscription: None,
-                zonal_traffic_subscription: None,
-                distance_notification_subscription: distance,
-                circle_notification_subscription: circle,
-            },
+            notification_subscription_list: list,
         },
     )
 }
@@ -419,7 +481,9 @@ async fn list_distance(State(ran): State<Ran>, headers: HeaderMap) -> Response {
     let mut subs = lock(&ran.inner.geo);
     subs.purge();
     let list = subs.distance.values().map(|e| e.sub.clone()).collect();
-    list_body(&headers, "distance", Some(list), None)
+    list_body(&headers, "distance", |l| {
+        l.distance_notification_subscription = Some(list)
+    })
 }
 
 async fn read_distance(
@@ -561,7 +625,9 @@ async fn list_circle(State(ran): State<Ran>, headers: HeaderMap) -> Response {
     let mut subs = lock(&ran.inner.geo);
     subs.purge();
     let list = subs.circle.values().map(|e| e.sub.clone()).collect();
-    list_body(&headers, "area/circle", None, Some(list))
+    list_body(&headers, "area/circle", |l| {
+        l.circle_notification_subscription = Some(list)
+    })
 }
 
 async fn read_circle(State(ran): State<Ran>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -626,5 +692,364 @@ async fn delete_circle(
         .circle
         .remove(&id)
         .ok_or_else(|| no_sub("area/circle", &id))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- periodic subscriptions ----
+
+fn validate_periodic(
+    ran: &Ran,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(PeriodicNotificationSubscription, Vec<Ipv4Addr>), ApiError> {
+    let b: PeriodicNotificationSubscriptionBody = http::parse_body(headers, body)?;
+    let s = b.periodic_notification_subscription;
+    http::check_callback(
+        &s.callback_reference.notify_url,
+        "callbackReference.notifyURL",
+    )?;
+    if s.frequency == 0 {
+        return Err(ApiError::bad_request("frequency must be at least 1 second"));
+    }
+    let addresses = users(&ran.world(), &s.address, "address")?;
+    if addresses.is_empty() {
+        return Err(ApiError::bad_request("address must name at least one user"));
+    }
+    Ok((s, addresses))
+}
+
+/// Sends the periodic notifications of subscription `id` until it is gone.
+async fn periodic(ran: Ran, id: String, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await; // the first tick is immediate; the first notification comes after one period
+    loop {
+        tick.tick().await;
+        let w = ran.world();
+        let mut subs = lock(&ran.inner.geo);
+        subs.purge();
+        let Some(e) = subs.periodic.get(&id) else {
+            return;
+        };
+        let last = e.expires.is_some_and(|t| SystemTime::now() + every >= t);
+        let n = SubscriptionNotification {
+            callback_data: e.sub.callback_reference.callback_data.clone(),
+            distance_criteria: None,
+            entering_leaving_criteria: None,
+            is_final_notification: Some(last),
+            link: vec![Link {
+                rel: "PeriodicNotificationSubscription".into(),
+                href: e.sub.resource_url.clone().unwrap_or_default(),
+            }],
+            terminal_location: e.addresses.iter().map(|a| terminal(&w, *a)).collect(),
+        };
+        match serde_json::to_value(SubscriptionNotificationBody {
+            subscription_notification: n,
+        }) {
+            Ok(v) => e.delivery.send(v),
+            Err(err) => tracing::error!("cannot encode a periodic notification: {err}"),
+        }
+        if last {
+            subs.periodic.remove(&id);
+            return;
+        }
+    }
+}
+
+fn start_periodic(ran: &Ran, id: &str, frequency: u32) -> tokio::task::AbortHandle {
+    tokio::spawn(periodic(
+        ran.clone(),
+        id.to_string(),
+        Duration::from_secs(u64::from(frequency)),
+    ))
+    .abort_handle()
+}
+
+async fn create_periodic(
+    State(ran): State<Ran>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (mut sub, addresses) = validate_periodic(&ran, &headers, &body)?;
+    let id = ran.new_id("periodic-");
+    let url = sub_url(&headers, "periodic", &id);
+    sub.resource_url = Some(url.clone());
+    let delivery = ran
+        .inner
+        .notifier
+        .start(sub.callback_reference.notify_url.clone(), id.clone());
+    let e = PeriodicEntry {
+        expires: expiry(sub.duration),
+        timer: start_periodic(&ran, &id, sub.frequency),
+        sub: sub.clone(),
+        addresses,
+        delivery,
+    };
+    lock(&ran.inner.geo).periodic.insert(id, e);
+    Ok(created(
+        &url,
+        &PeriodicNotificationSubscriptionBody {
+            periodic_notification_subscription: sub,
+        },
+    ))
+}
+
+async fn list_periodic(State(ran): State<Ran>, headers: HeaderMap) -> Response {
+    let mut subs = lock(&ran.inner.geo);
+    subs.purge();
+    let list = subs.periodic.values().map(|e| e.sub.clone()).collect();
+    list_body(&headers, "periodic", |l| {
+        l.periodic_notification_subscription = Some(list)
+    })
+}
+
+async fn read_periodic(
+    State(ran): State<Ran>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut subs = lock(&ran.inner.geo);
+    subs.purge();
+    let e = subs
+        .periodic
+        .get(&id)
+        .ok_or_else(|| no_sub("periodic", &id))?;
+    Ok(http::json(
+        StatusCode::OK,
+        &PeriodicNotificationSubscriptionBody {
+            periodic_notification_subscription: e.sub.clone(),
+        },
+    ))
+}
+
+async fn update_periodic(
+    State(ran): State<Ran>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !lock(&ran.inner.geo).periodic.contains_key(&id) {
+        return Err(no_sub("periodic", &id));
+    }
+    let (mut sub, addresses) = validate_periodic(&ran, &headers, &body)?;
+    check_resource_url(&sub.resource_url, &id)?;
+    sub.resource_url = Some(sub_url(&headers, "periodic", &id));
+    let mut subs = lock(&ran.inner.geo);
+    let e = subs
+        .periodic
+        .get_mut(&id)
+        .ok_or_else(|| no_sub("periodic", &id))?;
+    if e.sub.callback_reference.notify_url != sub.callback_reference.notify_url {
+        e.delivery = ran
+            .inner
+            .notifier
+            .start(sub.callback_reference.notify_url.clone(), id.clone());
+    }
+    if e.sub.frequency != sub.frequency {
+        e.timer.abort();
+        e.timer = start_periodic(&ran, &id, sub.frequency);
+    }
+    e.expires = expiry(sub.duration);
+    e.sub = sub.clone();
+    e.addresses = addresses;
+    Ok(http::json(
+        StatusCode::OK,
+        &PeriodicNotificationSubscriptionBody {
+            periodic_notification_subscription: sub,
+        },
+    ))
+}
+
+async fn delete_periodic(
+    State(ran): State<Ran>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    lock(&ran.inner.geo)
+        .periodic
+        .remove(&id)
+        .ok_or_else(|| no_sub("periodic", &id))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- zone status subscriptions ----
+
+/// Users in `zone` and in each of its cells.
+fn counts(w: &World, zone: &str) -> (u32, BTreeMap<String, u32>) {
+    let mut aps = BTreeMap::new();
+    let mut total = 0;
+    for (i, c) in w.cells.iter().enumerate() {
+        if c.zone == zone {
+            let n = w.users_in_cell(i);
+            total += n;
+            aps.insert(c.name.clone(), n);
+        }
+    }
+    (total, aps)
+}
+
+fn zone_status_notification(
+    e: &ZoneStatusEntry,
+    ap: Option<(&str, u32)>,
+    in_zone: Option<u32>,
+) -> serde_json::Value {
+    let n = ZoneStatusNotification {
+        zone_id: e.sub.zone_id.clone(),
+        access_point_id: ap.map(|(a, _)| a.to_string()),
+        callback_data: e.sub.callback_reference.callback_data.clone(),
+        number_of_users_in_zone: in_zone,
+        number_of_users_in_ap: ap.map(|(_, n)| n),
+        operation_status: Some(OperationStatus::Serviceable),
+        timestamp: TimeStamp::now(),
+        link: vec![Link {
+            rel: "ZoneStatusSubscription".into(),
+            href: e.sub.resource_url.clone().unwrap_or_default(),
+        }],
+    };
+    serde_json::to_value(ZoneStatusNotificationBody {
+        zone_status_notification: n,
+    })
+    .unwrap_or_default()
+}
+
+/// Notifies the thresholds reached since the last evaluation.
+fn step_zone_status(w: &World, e: &mut ZoneStatusEntry) {
+    let (in_zone, in_ap) = counts(w, &e.sub.zone_id);
+    if let Some(t) = e.sub.number_of_users_zone_threshold {
+        if in_zone >= t && e.in_zone < t {
+            e.delivery
+                .send(zone_status_notification(e, None, Some(in_zone)));
+        }
+    }
+    if let Some(t) = e.sub.number_of_users_ap_threshold {
+        for (ap, n) in &in_ap {
+            let before = e.in_ap.get(ap).copied().unwrap_or(0);
+            if *n >= t && before < t {
+                e.delivery
+                    .send(zone_status_notification(e, Some((ap, *n)), Some(in_zone)));
+            }
+        }
+    }
+    e.in_zone = in_zone;
+    e.in_ap = in_ap;
+}
+
+fn validate_zone_status(
+    ran: &Ran,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<ZoneStatusSubscription, ApiError> {
+    let b: ZoneStatusSubscriptionBody = http::parse_body(headers, body)?;
+    let s = b.zone_status_subscription;
+    http::check_callback(
+        &s.callback_reference.notify_url,
+        "callbackReference.notifyURL",
+    )?;
+    let w = ran.world();
+    if !w.zones().contains(&s.zone_id) {
+        return Err(ApiError::bad_request(format!(
+            "no zone '{}' (zones: {})",
+            s.zone_id,
+            w.zones().join(", ")
+        )));
+    }
+    Ok(s)
+}
+
+async fn create_zone_status(
+    State(ran): State<Ran>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut sub = validate_zone_status(&ran, &headers, &body)?;
+    let id = ran.new_id("zs-");
+    let url = sub_url(&headers, "zoneStatus", &id);
+    sub.resource_url = Some(url.clone());
+    let delivery = ran
+        .inner
+        .notifier
+        .start(sub.callback_reference.notify_url.clone(), id.clone());
+    // Thresholds count from now: a zone already above one notifies when it is reached again.
+    let (in_zone, in_ap) = counts(&ran.world(), &sub.zone_id);
+    let e = ZoneStatusEntry {
+        sub: sub.clone(),
+        in_zone,
+        in_ap,
+        delivery,
+    };
+    lock(&ran.inner.geo).zone_status.insert(id, e);
+    Ok(created(
+        &url,
+        &ZoneStatusSubscriptionBody {
+            zone_status_subscription: sub,
+        },
+    ))
+}
+
+async fn list_zone_status(State(ran): State<Ran>, headers: HeaderMap) -> Response {
+    let subs = lock(&ran.inner.geo);
+    let list = subs.zone_status.values().map(|e| e.sub.clone()).collect();
+    list_body(&headers, "zoneStatus", |l| {
+        l.zone_status_subscription = Some(list)
+    })
+}
+
+async fn read_zone_status(
+    State(ran): State<Ran>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let subs = lock(&ran.inner.geo);
+    let e = subs
+        .zone_status
+        .get(&id)
+        .ok_or_else(|| no_sub("zoneStatus", &id))?;
+    Ok(http::json(
+        StatusCode::OK,
+        &ZoneStatusSubscriptionBody {
+            zone_status_subscription: e.sub.clone(),
+        },
+    ))
+}
+
+async fn update_zone_status(
+    State(ran): State<Ran>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !lock(&ran.inner.geo).zone_status.contains_key(&id) {
+        return Err(no_sub("zoneStatus", &id));
+    }
+    let mut sub = validate_zone_status(&ran, &headers, &body)?;
+    check_resource_url(&sub.resource_url, &id)?;
+    sub.resource_url = Some(sub_url(&headers, "zoneStatus", &id));
+    let (in_zone, in_ap) = counts(&ran.world(), &sub.zone_id);
+    let mut subs = lock(&ran.inner.geo);
+    let e = subs
+        .zone_status
+        .get_mut(&id)
+        .ok_or_else(|| no_sub("zoneStatus", &id))?;
+    if e.sub.callback_reference.notify_url != sub.callback_reference.notify_url {
+        e.delivery = ran
+            .inner
+            .notifier
+            .start(sub.callback_reference.notify_url.clone(), id.clone());
+    }
+    e.sub = sub.clone();
+    e.in_zone = in_zone;
+    e.in_ap = in_ap;
+    Ok(http::json(
+        StatusCode::OK,
+        &ZoneStatusSubscriptionBody {
+            zone_status_subscription: sub,
+        },
+    ))
+}
+
+async fn delete_zone_status(
+    State(ran): State<Ran>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    lock(&ran.inner.geo)
+        .zone_status
+        .remove(&id)
+        .ok_or_else(|| no_sub("zoneStatus", &id))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -256,3 +256,80 @@ async fn circle_subscription_notifies_entering_and_leaving() {
     bad["circleNotificationSubscription"]["radius"] = json!(1);
     assert_eq!(post(&url, bad).await.0, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_subscription_reports_every_period_until_its_duration() {
+    let s = Setup::start().await;
+    let url = format!("{}/subscriptions/periodic", s.api);
+    let (st, created) = post(
+        &url,
+        json!({"periodicNotificationSubscription": {
+            "callbackReference": {"notifyURL": format!("{}/tick", s.cb)},
+            "address": ["acr:10.150.0.1"], "requestedAccuracy": 10, "frequency": 1,
+            "duration": 3}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    let href = created["periodicNotificationSubscription"]["resourceURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let n = s.wait("/tick", 2).await;
+    assert!(n.len() >= 2, "{n:?}");
+    assert_eq!(n[0]["terminalLocation"][0]["address"], "acr:10.150.0.1");
+    assert_eq!(n[0]["isFinalNotification"], false);
+    // The duration ends it: a final notification, then nothing, and the resource is gone.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let n = s.on("/tick");
+    assert_eq!(n.last().unwrap()["isFinalNotification"], true, "{n:?}");
+    assert_eq!(get(&href).await.0, 404);
+    let before = n.len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(s.on("/tick").len(), before);
+
+    let bad = json!({"periodicNotificationSubscription": {
+        "callbackReference": {"notifyURL": format!("{}/x", s.cb)},
+        "address": ["acr:10.150.0.1"], "requestedAccuracy": 10, "frequency": 0}});
+    assert_eq!(post(&url, bad).await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_status_subscription_notifies_an_access_point_reaching_its_threshold() {
+    let s = Setup::start().await;
+    let url = format!("{}/subscriptions/zoneStatus", s.api);
+    let (st, created) = post(
+        &url,
+        json!({"zoneStatusSubscription": {
+            "callbackReference": {"notifyURL": format!("{}/zs", s.cb), "callbackData": "z"},
+            "zoneId": "h1", "numberOfUsersAPThreshold": 2}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    // Both users start in c1 (already at the threshold): nothing until it is reached again.
+    s.ran.handover("ue1", "c2").unwrap();
+    assert!(s.wait("/zs", 0).await.is_empty());
+    s.ran.handover("ue2", "c2").unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    let zs = || {
+        s.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == "/zs")
+            .map(|(_, v)| v["zoneStatusNotification"].clone())
+            .collect::<Vec<_>>()
+    };
+    while zs().is_empty() && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let n = zs();
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(n[0]["accessPointId"], "c2");
+    assert_eq!(n[0]["numberOfUsersInAP"], 2);
+    assert_eq!(n[0]["numberOfUsersInZone"], 2);
+    assert_eq!(n[0]["callbackData"], "z");
+
+    let bad = json!({"zoneStatusSubscription": {
+        "callbackReference": {"notifyURL": format!("{}/x", s.cb)}, "zoneId": "nowhere"}});
+    assert_eq!(post(&url, bad).await.0, 400);
+}
