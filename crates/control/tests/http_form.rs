@@ -154,6 +154,13 @@ async fn answers_are_interoperable_http() {
     r.assert_problem(405);
     assert!(r.header("Allow").is_some_and(|v| v.contains("GET")));
 
+    // MEC 011 transports: the one the platform offers, as a TransportInfo list.
+    let r = raw::send(a, "GET", "/mec_service_mgmt/v1/transports", &[], "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let t = r.json();
+    assert_eq!(t[0]["type"], "REST_HTTP", "{t}");
+    assert_eq!(t[0]["endpoint"]["uris"], serde_json::json!([]), "{t}");
+
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

@@ -65,12 +65,6 @@ const NOT_TESTED: &[(&str, &str, &str, &str)] = &[
         NOT_YET_011,
     ),
     (
-        "MEC011_MecServiceMgmtApi.yaml",
-        "Transports_GET",
-        "GET /transports",
-        NOT_YET_011,
-    ),
-    (
         "MEC010-2_AppLcm.yaml",
         "appInstNotificationPOST",
         "POST /user_defined_notification",
