@@ -187,6 +187,7 @@ impl Control {
         app_pkgm::restore(&control)?;
         app_lcm::restore(&control)?;
         service_mgmt::restore(&control)?;
+        app_support::restore(&control)?;
         for r in control.in_flight_relocations()? {
             // `serve` finishes or rolls these back (controller::recover).
             tracing::warn!(relocation = %r.id, instance = %r.app_instance_id, phase = ?r.phase,

@@ -41,30 +41,6 @@ const NOT_TESTED: &[(&str, &str, &str, &str)] = &[
         "not implemented yet (issue 14, deliverable 3)",
     ),
     (
-        "MEC011_MecAppSupportApi.yaml",
-        "ApplicationsSubscriptions_GET",
-        "GET /applications/{id}/subscriptions",
-        NOT_YET_011,
-    ),
-    (
-        "MEC011_MecAppSupportApi.yaml",
-        "ApplicationsSubscriptions_POST",
-        "POST /applications/{id}/subscriptions",
-        NOT_YET_011,
-    ),
-    (
-        "MEC011_MecAppSupportApi.yaml",
-        "ApplicationsSubscription_GET",
-        "GET /applications/{id}/subscriptions/{id}",
-        NOT_YET_011,
-    ),
-    (
-        "MEC011_MecAppSupportApi.yaml",
-        "ApplicationsSubscription_DELETE",
-        "DELETE /applications/{id}/subscriptions/{id}",
-        NOT_YET_011,
-    ),
-    (
         "MEC010-2_AppLcm.yaml",
         "appInstNotificationPOST",
         "POST /user_defined_notification",
@@ -103,7 +79,6 @@ const NOT_TESTED: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-const NOT_YET_011: &str = "not implemented yet (issue 14, deliverable 5)";
 const CALLBACK: &str =
     "the subscriber's callback endpoint, in the file for its notification type; not a resource of the producer";
 
@@ -450,6 +425,15 @@ async fn control_conforms_to_mec010_2_mec011_and_mec021() {
     )
     .await;
     assert_eq!(ser_sub.0, 201, "{}", ser_sub.2);
+    let app_sub = post_json(
+        &c.api(&format!(
+            "/mec_app_support/v1/applications/{app}/subscriptions"
+        )),
+        &json!({"subscriptionType": "AppTerminationNotificationSubscription",
+            "callbackReference": cb, "appInstanceId": app}),
+    )
+    .await;
+    assert_eq!(app_sub.0, 201, "{}", app_sub.2);
     let app_d = instance(&c, &app).await["appDId"]
         .as_str()
         .unwrap()
@@ -465,6 +449,7 @@ async fn control_conforms_to_mec010_2_mec011_and_mec021() {
                 ("*", "appInstanceId", app.clone()),
                 ("*", "trafficRuleId", "ferry-steer".into()),
                 ("*", "dnsRuleId", "dns1".into()),
+                ("*", "subscriptionId", last_segment(&app_sub)),
             ],
         },
         Run {
