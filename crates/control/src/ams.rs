@@ -53,6 +53,12 @@ pub(crate) fn routes() -> Router<Control> {
             "/amsi/v1/subscriptions",
             get(list_subscriptions).post(create_subscription),
         )
+        // The v2.1.1 file names the list `/subscriptions/` (with the slash), its items
+        // `/subscriptions/{subscriptionId}`: both spellings of the list are served.
+        .route(
+            "/amsi/v1/subscriptions/",
+            get(list_subscriptions).post(create_subscription),
+        )
         .route(
             "/amsi/v1/subscriptions/{id}",
             get(read_subscription)

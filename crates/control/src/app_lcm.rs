@@ -572,6 +572,11 @@ async fn terminate(
         LcmOperation::Terminate,
         serde_json::to_value(&req).unwrap_or_default(),
     )?;
+    let timeout = match req.termination_type {
+        StopType::Graceful => req.graceful_termination_timeout.unwrap_or(0),
+        StopType::Forceful => 0,
+    };
+    crate::app_support::notify_termination(&c, &id, timeout, &http::base_url(&headers))?;
     // A stopped container refuses `stop`; `delete` is what must succeed.
     let _ = c.hosts().stop(&host, &id).await;
     if let Err(e) = c.hosts().delete(&host, &id).await {

@@ -51,7 +51,12 @@ pub(crate) fn routes() -> Router<Control> {
         .route("/app_pkgm/v1/app_packages/{id}/appd", get(appd))
         .route(
             "/app_pkgm/v1/app_packages/{id}/package_content",
-            axum::routing::put(upload).layer(axum::extract::DefaultBodyLimit::max(MAX_CONTENT)),
+            // The limit wraps the handler, not the method router: a layered method router
+            // answers 405 without its Allow header.
+            axum::routing::put(axum::handler::Handler::layer(
+                upload,
+                axum::extract::DefaultBodyLimit::max(MAX_CONTENT),
+            )),
         )
         .route(
             "/app_pkgm/v1/onboarded_app_packages/{app_d_id}/appd",

@@ -1,5 +1,11 @@
 //! MEC 011 application support (`/mec_app_support/v1`): readiness and termination
-//! confirmation, traffic rules (PUT applies them through `DataPlane`), DNS rules, timing.
+//! confirmation, app termination subscriptions, traffic rules (PUT applies them through
+//! `DataPlane`), DNS rules, timing.
+//!
+//! An `AppTerminationNotification` goes to the instance's subscribers when MEC 010-2
+//! terminates it (queued before its container is stopped), with `maxGracefulTimeout` = the request's
+//! `gracefulTerminationTimeout` (0 for a FORCEFUL one). ferry does not wait for the
+//! instance's `confirm_termination` before stopping it (not implemented yet).
 //!
 //! Each instantiated app instance has the traffic rule `ferry-steer` (its address steered to
 //! its host) and the DNS rules of its AppD's `appDNSRule`. ferry's data plane only steers: a
@@ -12,8 +18,8 @@ use crate::store::{StoreError, Table};
 use crate::Control;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use mec_api::app_lcm::{AppInstanceInfo, InstantiationState};
@@ -34,6 +40,14 @@ pub(crate) fn routes() -> Router<Control> {
         .route(
             "/mec_app_support/v1/applications/{app}/confirm_termination",
             post(confirm_termination),
+        )
+        .route(
+            "/mec_app_support/v1/applications/{app}/subscriptions",
+            get(list_subs).post(create_sub),
+        )
+        .route(
+            "/mec_app_support/v1/applications/{app}/subscriptions/{id}",
+            get(read_sub).delete(delete_sub),
         )
         .route(
             "/mec_app_support/v1/applications/{app}/traffic_rules",
@@ -391,4 +405,151 @@ async fn timing_caps() -> Response {
             ptp_masters: Vec::new(),
         },
     )
+}
+
+// ---- app termination subscriptions ----
+
+/// Restarts the delivery workers of the stored subscriptions (at `Control::open`).
+pub(crate) fn restore(c: &Control) -> Result<(), StoreError> {
+    for (id, s) in c
+        .store()
+        .list::<AppTerminationNotificationSubscription>(Table::AppSupportSubscriptions)?
+    {
+        c.start_delivery(&id, &s.callback_reference);
+    }
+    Ok(())
+}
+
+async fn create_sub(
+    State(c): State<Control>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut sub: AppTerminationNotificationSubscription = http::parse_body(&headers, &body)?;
+    if sub.subscription_type != APP_TERMINATION_SUBSCRIPTION {
+        return Err(ApiError::bad_request(format!(
+            "subscriptionType '{}' must be \"{APP_TERMINATION_SUBSCRIPTION}\"",
+            sub.subscription_type
+        )));
+    }
+    if sub.app_instance_id != app {
+        return Err(ApiError::bad_request(format!(
+            "appInstanceId '{}' is not the instance of the path ('{app}')",
+            sub.app_instance_id
+        )));
+    }
+    http::check_callback(&sub.callback_reference, "callbackReference")?;
+    instance(&c, &app)?;
+    let id = c.store().next_id("app-sub")?;
+    let href = format!(
+        "{}{ROOT}/applications/{app}/subscriptions/{id}",
+        http::base_url(&headers)
+    );
+    sub.links = Some(mec_api::ams::SelfLink {
+        self_: mec_api::ams::LinkType { href: href.clone() },
+    });
+    c.store().put(Table::AppSupportSubscriptions, &id, &sub)?;
+    c.start_delivery(&id, &sub.callback_reference);
+    let mut resp = http::json(StatusCode::CREATED, &sub);
+    if let Ok(v) = href.parse() {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+fn subs_of(
+    c: &Control,
+    app: &str,
+) -> Result<Vec<(String, AppTerminationNotificationSubscription)>, StoreError> {
+    Ok(c.store()
+        .list::<AppTerminationNotificationSubscription>(Table::AppSupportSubscriptions)?
+        .into_iter()
+        .filter(|(_, s)| s.app_instance_id == app)
+        .collect())
+}
+
+async fn list_subs(
+    State(c): State<Control>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    instance(&c, &app)?;
+    let subscriptions = subs_of(&c, &app)?
+        .into_iter()
+        .map(|(_, s)| SubscriptionLink {
+            href: s.links.map(|l| l.self_.href).unwrap_or_default(),
+            rel: s.subscription_type,
+        })
+        .collect();
+    let list = SubscriptionLinkList {
+        links: SubscriptionLinkListLinks {
+            self_: mec_api::ams::LinkType {
+                href: format!(
+                    "{}{ROOT}/applications/{app}/subscriptions",
+                    http::base_url(&headers)
+                ),
+            },
+            subscriptions,
+        },
+    };
+    Ok(http::json(StatusCode::OK, &list))
+}
+
+fn own_sub(
+    c: &Control,
+    app: &str,
+    id: &str,
+) -> Result<AppTerminationNotificationSubscription, ApiError> {
+    instance(c, app)?;
+    c.store()
+        .get::<AppTerminationNotificationSubscription>(Table::AppSupportSubscriptions, id)?
+        .filter(|s| s.app_instance_id == app)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no subscription '{id}' of app instance '{app}'"))
+        })
+}
+
+async fn read_sub(
+    State(c): State<Control>,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(http::json(StatusCode::OK, &own_sub(&c, &app, &id)?))
+}
+
+async fn delete_sub(
+    State(c): State<Control>,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    own_sub(&c, &app, &id)?;
+    c.store().delete(Table::AppSupportSubscriptions, &id)?;
+    c.stop_delivery(&id);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Tells the instance's subscribers that it is being terminated (MEC 010-2 terminate), with
+/// `timeout` seconds to finish. `api_base` is `http://HOST` of the request.
+pub(crate) fn notify_termination(
+    c: &Control,
+    app: &str,
+    timeout: u32,
+    api_base: &str,
+) -> Result<(), StoreError> {
+    for (id, s) in subs_of(c, app)? {
+        let n = AppTerminationNotification {
+            notification_type: APP_TERMINATION_NOTIFICATION.to_string(),
+            operation_action: OperationActionType::Terminating,
+            max_graceful_timeout: timeout,
+            links: AppTerminationNotificationLinks {
+                subscription: mec_api::ams::LinkType {
+                    href: s.links.map(|l| l.self_.href).unwrap_or_default(),
+                },
+                confirm_termination: Some(mec_api::ams::LinkType {
+                    href: format!("{api_base}{ROOT}/applications/{app}/confirm_termination"),
+                }),
+            },
+        };
+        c.deliver(&id, serde_json::to_value(&n).unwrap_or_default());
+    }
+    Ok(())
 }

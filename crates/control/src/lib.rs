@@ -191,6 +191,7 @@ impl Control {
         app_pkgm::restore(&control)?;
         app_lcm::restore(&control)?;
         service_mgmt::restore(&control)?;
+        app_support::restore(&control)?;
         for r in control.in_flight_relocations()? {
             // `serve` finishes or rolls these back (controller::recover).
             tracing::warn!(relocation = %r.id, instance = %r.app_instance_id, phase = ?r.phase,
@@ -222,8 +223,8 @@ impl Control {
                 axum::routing::post(controller::cell_change),
             )
             .fallback(http::not_found)
-            .method_not_allowed_fallback(http::method_not_allowed)
             .with_state(self.clone())
+            .layer(axum::middleware::from_fn(http::problem_details))
     }
 
     pub fn store(&self) -> &Store {
@@ -393,9 +394,7 @@ pub async fn serve(
     // Recovery may wait for a source host still migrating: follow handovers meanwhile.
     tokio::spawn(controller::recover(control.clone()));
     let subscriber = tokio::spawn(controller::subscribe_ran(c2, callback));
-    let result = axum::serve(listener, control.router())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = mec_http::serve::serve(listener, control.router(), shutdown).await;
     subscriber.abort();
     controller::unsubscribe_ran(&control).await;
     result

@@ -1,7 +1,7 @@
 //! MEC 011 service management (`/mec_service_mgmt/v1`): the service registry (apps register
 //! the services they produce; anyone lists them with the spec's query filters) and service
 //! availability subscriptions, notified with `ServiceAvailabilityNotification` when a service
-//! is added, removed or changed.
+//! is added, removed or changed; the transports the platform offers (`transports`).
 
 use crate::http::{self, ApiError};
 use crate::store::{StoreError, Table};
@@ -31,6 +31,7 @@ pub(crate) fn routes() -> Router<Control> {
     Router::new()
         .route("/mec_service_mgmt/v1/services", get(list_all))
         .route("/mec_service_mgmt/v1/services/{ser}", get(read_any))
+        .route("/mec_service_mgmt/v1/transports", get(transports))
         .route(
             "/mec_service_mgmt/v1/applications/{app}/services",
             get(list_app).post(create),
@@ -47,6 +48,29 @@ pub(crate) fn routes() -> Router<Control> {
             "/mec_service_mgmt/v1/applications/{app}/subscriptions/{id}",
             get(read_sub).delete(delete_sub),
         )
+}
+
+/// The transports the platform offers service producers: REST over HTTP straight to the
+/// producing instance (ferry brokers no traffic between apps, so the endpoint list is empty:
+/// each producer names its own endpoint when it registers its service).
+pub fn platform_transports() -> Vec<TransportInfo> {
+    vec![TransportInfo {
+        id: "ferry-rest-http".into(),
+        name: "REST over HTTP".into(),
+        description: Some(
+            "the producing app instance serves its API itself, at its own address".into(),
+        ),
+        type_: TransportType::RestHttp,
+        protocol: "HTTP".into(),
+        version: "1.1".into(),
+        endpoint: EndPointInfo::Uris { uris: vec![] },
+        security: SecurityInfo::default(),
+        impl_specific_info: None,
+    }]
+}
+
+async fn transports() -> Response {
+    http::json(StatusCode::OK, &platform_transports())
 }
 
 pub(crate) fn restore(c: &Control) -> Result<(), StoreError> {
@@ -163,6 +187,13 @@ fn validate(s: &ServiceInfo) -> Result<(), ApiError> {
     }
     if s.version.trim().is_empty() {
         return Err(ApiError::bad_request("version must not be empty"));
+    }
+    if let Some(o) = &s.transport_info.security.oauth2_info {
+        if !(1..=4).contains(&o.grant_types.len()) {
+            return Err(ApiError::bad_request(
+                "transportInfo.security.oAuth2Info.grantTypes must list 1 to 4 grant types",
+            ));
+        }
     }
     Ok(())
 }

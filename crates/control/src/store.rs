@@ -80,10 +80,12 @@ pub enum Table {
     /// by purpose (`cell_change`), so a daemon killed before its shutdown could delete one
     /// finds it again at the next start.
     RanSubscriptions,
+    /// MEC 011 app termination subscriptions by id.
+    AppSupportSubscriptions,
 }
 
 impl Table {
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 17] = [
         Table::Packages,
         Table::PkgSubscriptions,
         Table::AppDs,
@@ -100,6 +102,7 @@ impl Table {
         Table::Relocations,
         Table::InstanceUes,
         Table::RanSubscriptions,
+        Table::AppSupportSubscriptions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -120,6 +123,7 @@ impl Table {
             Table::Relocations => "relocations",
             Table::InstanceUes => "instance_ues",
             Table::RanSubscriptions => "ran_subscriptions",
+            Table::AppSupportSubscriptions => "app_support_subscriptions",
         }
     }
 

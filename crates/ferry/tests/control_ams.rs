@@ -119,7 +119,8 @@ async fn registrations_store_and_validate_the_three_service_levels() {
             .unwrap(),
     )
     .await;
-    assert_problem(&no_ctype, 400);
+    // A body not declared JSON: 415 (docs/http.md).
+    assert_problem(&no_ctype, 415);
     let not_json = answer(
         reqwest::Client::new()
             .get(&url)

@@ -387,3 +387,69 @@ async fn service_registry_and_availability_notifications() {
     delete(&sub_href).await.assert_status(204);
     get(&sub_href).await.assert_problem(404);
 }
+
+#[tokio::test]
+async fn app_termination_subscriptions_are_notified_on_terminate() {
+    let host = FakeHost::start().await;
+    let (_d, dir) = state_dir();
+    let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &host)]));
+    let cb = Callback::start().await;
+    onboard(&c, "counter").await;
+    let id = instantiate(&c, "counter", "edge-a").await;
+    let subs = c.api(&format!(
+        "/mec_app_support/v1/applications/{id}/subscriptions"
+    ));
+    let body = |kind: &str, app: &str| json!({"subscriptionType": kind, "callbackReference": cb.url("/term"), "appInstanceId": app});
+
+    post_json(&subs, &body("Other", &id))
+        .await
+        .assert_problem(400);
+    post_json(
+        &subs,
+        &body("AppTerminationNotificationSubscription", "someone-else"),
+    )
+    .await
+    .assert_problem(400);
+    post_json(
+        &c.api("/mec_app_support/v1/applications/nobody/subscriptions"),
+        &body("AppTerminationNotificationSubscription", "nobody"),
+    )
+    .await
+    .assert_problem(404);
+    let created = post_json(&subs, &body("AppTerminationNotificationSubscription", &id)).await;
+    assert_eq!(created.0, 201, "{}", created.2);
+    let href = created.2["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(created.1["location"].to_str().unwrap(), href);
+    let list = get(&subs).await;
+    assert_eq!(
+        list.2["_links"]["subscriptions"][0]["href"],
+        href.as_str(),
+        "{}",
+        list.2
+    );
+    get(&href).await.assert_status(200);
+
+    let t = post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{id}/terminate")),
+        &json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 7}),
+    )
+    .await;
+    assert_eq!(t.0, 202, "{}", t.2);
+    let got = cb.wait("/term", 1, WAIT).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let n = &got[0].body;
+    assert_eq!(n["notificationType"], "AppTerminationNotification");
+    assert_eq!(n["operationAction"], "TERMINATING");
+    assert_eq!(n["maxGracefulTimeout"], 7);
+    assert_eq!(n["_links"]["subscription"]["href"], href.as_str());
+    assert!(n["_links"]["confirmTermination"]["href"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/applications/{id}/confirm_termination")));
+
+    delete(&href).await.assert_status(204);
+    get(&href).await.assert_problem(404);
+}

@@ -115,7 +115,7 @@ async fn restart_keeps_every_resource_and_subscriptions_keep_delivering() {
     let svc = post_json(&c.api(&format!("/mec_service_mgmt/v1/applications/{inst}/services")), &json!({
         "serName": "counter-api", "version": "1", "state": "ACTIVE", "serializer": "JSON",
         "transportInfo": {"id": "t", "name": "REST", "type": "REST_HTTP", "protocol": "HTTP", "version": "1.1",
-            "endpoint": {}, "security": {}}})).await;
+            "endpoint": {"uris": ["http://10.200.0.2:8080/"]}, "security": {}}})).await;
     assert_eq!(svc.0, 201);
     let ser = svc.2["serInstanceId"].as_str().unwrap().to_string();
     let rule_url = c.api(&format!(

@@ -296,10 +296,20 @@ fn bad_requests_get_problem_details() {
     let r = host
         .http
         .post(format!("{}/containers", host.api))
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    // Not declared JSON: 415 (docs/http.md).
+    let r = host
+        .http
+        .post(format!("{}/containers", host.api))
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
 
     // A body that is no image archive at all.
@@ -396,4 +406,74 @@ fn deleting_everything_leaves_nothing_behind() {
         .filter(|e| e.path().is_dir())
         .collect();
     assert!(left.is_empty(), "runc still knows containers: {left:?}");
+}
+
+/// The host API's answers as raw bytes (a higher-level client would hide header case):
+/// Title-Case header names, ProblemDetails for axum's own rejections too, 405 with `Allow`,
+/// 406, 415, and unknown attributes of a request ignored.
+#[test]
+fn host_api_answers_are_interoperable_http() {
+    use mec_http::raw;
+    let host = TestHost::start();
+    let addr: std::net::SocketAddr = "127.0.0.1:7100".parse().unwrap();
+    let ns = host.netns.clone();
+    // The host speaks mutual TLS: the raw client presents the operator's certificate.
+    let tls = ferry_tls::client_config(&ferry_tls::TlsFiles::in_dir(
+        host.tls.as_ref().unwrap(),
+        &ferry_tls::Identity::Operator,
+    ))
+    .unwrap();
+    let send = |method: &'static str,
+                path: &'static str,
+                extra: Vec<(&'static str, &'static str)>,
+                body: &'static str| {
+        let tls = tls.clone();
+        common::in_netns(&ns, move || {
+            raw::request_tls(addr, tls, method, path, &extra, body.as_bytes()).expect("request")
+        })
+    };
+    let r = send("GET", "/ferry/v1/health", vec![], "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.title_case(), "{:?}", r.headers);
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+
+    let json = vec![("Content-Type", "application/json")];
+    send("GET", "/ferry/v1/nothing", vec![], "").assert_problem(404);
+    send("GET", "/elsewhere", vec![], "").assert_problem(404);
+    let r = send("PUT", "/ferry/v1/containers", json.clone(), "{}");
+    r.assert_problem(405);
+    let allow = r.header("Allow").expect("Allow on 405");
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    send(
+        "GET",
+        "/ferry/v1/containers",
+        vec![("Accept", "text/html")],
+        "",
+    )
+    .assert_problem(406);
+    send(
+        "POST",
+        "/ferry/v1/containers",
+        vec![("Content-Type", "text/plain")],
+        "{}",
+    )
+    .assert_problem(415);
+    send("POST", "/ferry/v1/containers", json.clone(), "{\"name\":").assert_problem(400);
+    // Unknown attributes are ignored: the request fails on its content (no such image), not
+    // on its form.
+    let r = send(
+        "POST",
+        "/ferry/v1/containers",
+        json,
+        r#"{"name":"x","image":"no-such-image","ip":"10.200.0.77","futureAttribute":{"a":1}}"#,
+    );
+    r.assert_problem(404);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-image"),
+        "{:?}",
+        r.json()
+    );
 }

@@ -180,7 +180,8 @@ async fn subscription_crud_and_errors() {
         .send()
         .await
         .unwrap();
-    assert_problem(&answer(no_ctype).await, 400);
+    // A body not declared JSON: 415 (docs/http.md).
+    assert_problem(&answer(no_ctype).await, 415);
     let no_cb = json!({"subscriptionType": "CellChangeSubscription", "filterCriteriaAssocHo": {}});
     let r = post_json(&root, &no_cb).await;
     assert_problem(&r, 400);

@@ -87,9 +87,19 @@ pub fn router(state: AppState) -> Router {
         .route("/channel/{id}/abort", post(channel_abort))
         .fallback(not_found)
         .with_state(state.clone());
-    Router::new().nest(API_BASE, api).fallback(not_found).layer(
-        axum::middleware::from_fn_with_state(state, crate::access::authorize),
-    )
+    Router::new()
+        .nest(API_BASE, api)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(
+            mec_http::http::require_json_accept,
+        ))
+        // Who may call what comes before what the request looks like.
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::access::authorize,
+        ))
+        // Last, so axum's own rejections (405 with its Allow, 413, ...) are ProblemDetails too.
+        .layer(axum::middleware::from_fn(mec_http::http::problem_details))
 }
 
 async fn not_found() -> ApiError {
@@ -113,10 +123,22 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// JSON bodies: a malformed one is a 400 ProblemDetails, not axum's plain-text rejection.
+/// JSON bodies, read by the tolerant-reader rule (unknown attributes are ignored): a body not
+/// declared JSON is a 415, a malformed one or one with a missing or mistyped attribute a 400
+/// ProblemDetails, not axum's plain-text rejection.
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(v)| v)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {}", e.body_text())))
+    body.map(|Json(v)| v).map_err(|e| {
+        let status = match &e {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            JsonRejection::BytesRejection(_) => e.status(),
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(
+            status,
+            ProblemType::Invalid,
+            format!("invalid request body: {}", e.body_text()),
+        )
+    })
 }
 
 /// An optional JSON body: empty means the defaults.

@@ -65,19 +65,11 @@ pub async fn serve(
             }
         })
     };
-    let app = router(state).into_make_service_with_connect_info::<ferry_tls::Peer>();
-    let result = match security {
-        Security::MutualTls(config) => {
-            axum::serve(ferry_tls::MtlsListener::new(listener, config)?, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        Security::Insecure => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+    let transport = match security {
+        Security::MutualTls(config) => mec_http::serve::Transport::MutualTls(listener, config),
+        Security::Insecure => mec_http::serve::Transport::Plain(listener),
     };
+    let result = mec_http::serve::serve_on(transport, router(state), shutdown).await;
     ticker.abort();
     let _ = tokio::task::spawn_blocking(move || engine.shutdown(DRAIN)).await;
     result

@@ -170,11 +170,13 @@ pub const PKG_SUBSCRIPTION_TYPES: [&str; 3] = [
     "AppPackageDeletion",
 ];
 
-/// `AppPkgSubscription` (the request; the v2.1.1 file spells `subsctiptionType`).
+/// `AppPkgSubscription` (the request; the v2.1.1 file spells `subsctiptionType`, and the
+/// correct spelling is accepted too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AppPkgSubscription {
     pub callback_uri: String,
+    #[serde(alias = "subscriptionType")]
     pub subsctiption_type: String,
     /// MEC 009 attribute filters over `AppPkgInfo` (all must match).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

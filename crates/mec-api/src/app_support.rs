@@ -123,3 +123,63 @@ pub struct TimingCaps {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ptp_masters: Vec<serde_json::Value>,
 }
+
+/// `AppTerminationNotificationSubscription.subscriptionType` (and the notification's type).
+pub const APP_TERMINATION_SUBSCRIPTION: &str = "AppTerminationNotificationSubscription";
+pub const APP_TERMINATION_NOTIFICATION: &str = "AppTerminationNotification";
+
+/// `AppTerminationNotificationSubscription`. The file requires `_links` in the request too; it
+/// is the server's to set, so a request may leave it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppTerminationNotificationSubscription {
+    pub subscription_type: String,
+    pub callback_reference: String,
+    #[serde(rename = "_links", default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<crate::ams::SelfLink>,
+    pub app_instance_id: String,
+}
+
+/// `AppTerminationNotification.Links`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppTerminationNotificationLinks {
+    pub subscription: crate::ams::LinkType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_termination: Option<crate::ams::LinkType>,
+}
+
+/// `AppTerminationNotification`: the platform is about to stop or terminate the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppTerminationNotification {
+    pub notification_type: String,
+    pub operation_action: OperationActionType,
+    /// Seconds the instance has to finish (0: none, a forceful termination).
+    pub max_graceful_timeout: u32,
+    #[serde(rename = "_links")]
+    pub links: AppTerminationNotificationLinks,
+}
+
+/// `MecAppSuptApiSubscriptionLinkList.Subscription`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionLink {
+    pub href: String,
+    pub rel: String,
+}
+
+/// `MecAppSuptApiSubscriptionLinkList.Links`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionLinkListLinks {
+    #[serde(rename = "self")]
+    pub self_: crate::ams::LinkType,
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionLink>,
+}
+
+/// `MecAppSuptApiSubscriptionLinkList`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionLinkList {
+    #[serde(rename = "_links")]
+    pub links: SubscriptionLinkListLinks,
+}

@@ -1,8 +1,9 @@
 //! ETSI GS MEC 013 Location API (`/location/v2`): the data types of the resources ferry's
-//! emulated RAN serves (user, zone and access point queries; user tracking and zonal traffic
-//! subscriptions and their `ZonalPresenceNotification`s).
+//! emulated RAN serves (user, zone, access point and distance queries; user tracking and zonal
+//! traffic subscriptions and their `ZonalPresenceNotification`s; distance and circle
+//! subscriptions and their `SubscriptionNotification`s).
 //!
-//! Follows `shared/etsi-mec/MEC013_LocationAPI.yaml` (v2.2.1). Request and response bodies are
+//! Follows `docs/etsi-mec/MEC013_LocationAPI.yaml` (v2.2.1). Request and response bodies are
 //! wrapped in an object named after the type (`{"userTrackingSubscription": {...}}`), as the
 //! spec's paths define; the `*Body` types are those wrappers.
 
@@ -216,7 +217,7 @@ pub struct ZonalPresenceNotification {
 }
 
 /// `NotificationSubscriptionList` (the kinds ferry serves).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationSubscriptionList {
     #[serde(rename = "resourceURL")]
@@ -225,6 +226,14 @@ pub struct NotificationSubscriptionList {
     pub user_tracking_subscription: Option<Vec<UserTrackingSubscription>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zonal_traffic_subscription: Option<Vec<ZonalTrafficSubscription>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_notification_subscription: Option<Vec<DistanceNotificationSubscription>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circle_notification_subscription: Option<Vec<CircleNotificationSubscription>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub periodic_notification_subscription: Option<Vec<PeriodicNotificationSubscription>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone_status_subscription: Option<Vec<ZoneStatusSubscription>>,
 }
 
 /// `{"userTrackingSubscription": ...}`: request and response body.
@@ -249,7 +258,7 @@ pub struct ZonalPresenceNotificationBody {
 }
 
 /// `{"notificationSubscriptionList": ...}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationSubscriptionListBody {
     pub notification_subscription_list: NotificationSubscriptionList,
@@ -338,4 +347,246 @@ mod tests {
             "LTE-smallcell"
         );
     }
+}
+
+/// `DistanceCriteria`: when a distance subscription notifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DistanceCriteria {
+    AllWithinDistance,
+    AnyWithinDistance,
+    AllBeyondDistance,
+    AnyBeyondDistance,
+}
+
+/// `EnteringLeavingCriteria`: when an area (circle) subscription notifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnteringLeavingCriteria {
+    Entering,
+    Leaving,
+}
+
+/// `DistanceNotificationSubscription`: the distance of users to a reference user (or between
+/// the users) crossing `distance` metres.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DistanceNotificationSubscription {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_correlator: Option<String>,
+    pub callback_reference: CallbackReference,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_address: Vec<String>,
+    pub monitored_address: Vec<String>,
+    pub distance: f64,
+    pub tracking_accuracy: f64,
+    pub criteria: DistanceCriteria,
+    pub check_immediate: bool,
+    /// Minimum seconds between notifications.
+    pub frequency: u32,
+    /// Seconds the subscription lasts (absent or 0: until deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    /// Notifications after which the subscription ends (absent or 0: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
+    #[serde(rename = "resourceURL", skip_serializing_if = "Option::is_none")]
+    pub resource_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<Link>,
+}
+
+/// `CircleNotificationSubscription`: users entering or leaving a circle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CircleNotificationSubscription {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_correlator: Option<String>,
+    pub callback_reference: CallbackReference,
+    pub address: Vec<String>,
+    pub latitude: f64,
+    pub longitude: f64,
+    /// Metres.
+    pub radius: f64,
+    pub tracking_accuracy: f64,
+    pub entering_leaving_criteria: EnteringLeavingCriteria,
+    pub check_immediate: bool,
+    /// Minimum seconds between notifications.
+    pub frequency: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
+    #[serde(rename = "resourceURL", skip_serializing_if = "Option::is_none")]
+    pub resource_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<Link>,
+}
+
+/// `{"distanceNotificationSubscription": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DistanceNotificationSubscriptionBody {
+    pub distance_notification_subscription: DistanceNotificationSubscription,
+}
+
+/// `{"circleNotificationSubscription": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CircleNotificationSubscriptionBody {
+    pub circle_notification_subscription: CircleNotificationSubscription,
+}
+
+/// `RetrievalStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetrievalStatus {
+    Retrieved,
+    NotRetrieved,
+    Error,
+}
+
+/// `TerminalLocation`: where one user is, in a notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminalLocation {
+    pub address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_location: Option<LocationInfo>,
+    pub location_retrieval_status: RetrievalStatus,
+}
+
+/// `SubscriptionNotification`: what distance and circle subscriptions send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionNotification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_criteria: Option<DistanceCriteria>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entering_leaving_criteria: Option<EnteringLeavingCriteria>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_final_notification: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<Link>,
+    pub terminal_location: Vec<TerminalLocation>,
+}
+
+/// `{"subscriptionNotification": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionNotificationBody {
+    pub subscription_notification: SubscriptionNotification,
+}
+
+/// `TerminalDistance`: the answer of the distance query (metres).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminalDistance {
+    pub distance: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<TimeStamp>,
+}
+
+/// `{"terminalDistance": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminalDistanceBody {
+    pub terminal_distance: TerminalDistance,
+}
+
+/// `PeriodicNotificationSubscription`: where users are, every `frequency` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeriodicNotificationSubscription {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_correlator: Option<String>,
+    pub callback_reference: CallbackReference,
+    pub address: Vec<String>,
+    /// Metres.
+    pub requested_accuracy: u32,
+    /// Seconds between notifications.
+    pub frequency: u32,
+    /// Seconds the subscription lasts (absent or 0: until deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
+    #[serde(rename = "resourceURL", skip_serializing_if = "Option::is_none")]
+    pub resource_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<Link>,
+}
+
+/// `{"periodicNotificationSubscription": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeriodicNotificationSubscriptionBody {
+    pub periodic_notification_subscription: PeriodicNotificationSubscription,
+}
+
+/// `ZoneStatusSubscription`: the number of users in a zone or one of its access points
+/// reaching a threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatusSubscription {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_correlator: Option<String>,
+    pub callback_reference: CallbackReference,
+    pub zone_id: String,
+    #[serde(
+        rename = "numberOfUsersZoneThreshold",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub number_of_users_zone_threshold: Option<u32>,
+    #[serde(
+        rename = "numberOfUsersAPThreshold",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub number_of_users_ap_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operation_status: Vec<OperationStatus>,
+    #[serde(rename = "resourceURL", skip_serializing_if = "Option::is_none")]
+    pub resource_url: Option<String>,
+}
+
+/// `{"zoneStatusSubscription": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatusSubscriptionBody {
+    pub zone_status_subscription: ZoneStatusSubscription,
+}
+
+/// `ZoneStatusNotification`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatusNotification {
+    pub zone_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_point_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_data: Option<String>,
+    #[serde(
+        rename = "numberOfUsersInZone",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub number_of_users_in_zone: Option<u32>,
+    #[serde(rename = "numberOfUsersInAP", skip_serializing_if = "Option::is_none")]
+    pub number_of_users_in_ap: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_status: Option<OperationStatus>,
+    pub timestamp: TimeStamp,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<Link>,
+}
+
+/// `{"zoneStatusNotification": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatusNotificationBody {
+    pub zone_status_notification: ZoneStatusNotification,
 }

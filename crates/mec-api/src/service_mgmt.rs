@@ -44,7 +44,90 @@ pub struct CategoryRef {
     pub version: String,
 }
 
-/// `ServiceInfo`. `transportInfo` is kept as sent (it must be an object).
+/// `TransportType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TransportType {
+    RestHttp,
+    MbTopicBased,
+    MbRouting,
+    MbPubsub,
+    Rpc,
+    RpcStreaming,
+    Websocket,
+}
+
+/// `EndPointInfo.Address`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndPointAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+/// `EndPointInfo`: exactly one of its three forms (the file's `oneOf`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EndPointInfo {
+    Uris {
+        uris: Vec<String>,
+    },
+    Addresses {
+        addresses: Vec<EndPointAddress>,
+    },
+    Alternative {
+        alternative: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// `SecurityInfo.OAuth2Info.GrantType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GrantType {
+    Oauth2AuthorizationCode,
+    Oauth2ImplicitGrant,
+    Oauth2ResourceOwner,
+    Oauth2ClientCredentials,
+}
+
+/// `SecurityInfo.OAuth2Info` (1 to 4 grant types).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuth2Info {
+    pub grant_types: Vec<GrantType>,
+    pub token_endpoint: String,
+}
+
+/// `SecurityInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityInfo {
+    #[serde(
+        rename = "oAuth2Info",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub oauth2_info: Option<OAuth2Info>,
+}
+
+/// `TransportInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransportInfo {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(rename = "type")]
+    pub type_: TransportType,
+    pub protocol: String,
+    pub version: String,
+    pub endpoint: EndPointInfo,
+    pub security: SecurityInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impl_specific_info: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `ServiceInfo`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceInfo {
@@ -55,7 +138,7 @@ pub struct ServiceInfo {
     pub ser_category: Option<CategoryRef>,
     pub version: String,
     pub state: ServiceState,
-    pub transport_info: serde_json::Map<String, serde_json::Value>,
+    pub transport_info: TransportInfo,
     pub serializer: SerializerType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_of_locality: Option<LocalityType>,

@@ -1,6 +1,7 @@
-//! HTTP plumbing of a MEC API producer: errors as ETSI `ProblemDetails`, strict JSON body
-//! and query parsing (a bad request is a 400 naming the field, never a panic or a silent
-//! default), the `Accept` check (406) and absolute self links.
+//! HTTP plumbing of a MEC API producer: errors as ETSI `ProblemDetails`, JSON bodies read by
+//! the tolerant-reader rule (unknown attributes ignored; a malformed body, a missing required
+//! attribute or a wrong type or value is a 400 naming the field, never a panic or a silent
+//! default), query parsing, the `Accept` check (406) and absolute self links.
 
 use axum::body::Bytes;
 use axum::extract::Request;
@@ -45,12 +46,6 @@ impl ApiError {
     pub fn bad_gateway(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_GATEWAY, detail)
     }
-    pub fn method_not_allowed() -> ApiError {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "this method is not allowed on this resource",
-        )
-    }
 }
 
 impl IntoResponse for ApiError {
@@ -77,39 +72,33 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
-/// Parses a JSON request body. Missing or other content types are a 400 too (most ETSI
-/// operations list no 415; see [`require_json_body`] for those that do), and the detail says
-/// what to send.
+/// Parses a JSON request body by the tolerant-reader rule: attributes the type does not know
+/// (a newer version of the ETSI file, an extension) are ignored; the answer is a 400 only for
+/// malformed JSON, a missing required attribute or a wrong type or value, and a 415 when the
+/// body is not declared `application/json`. The detail says what to send.
 pub fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !ctype
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(ApiError::bad_request(format!(
-            "request body must be JSON with 'Content-Type: application/json' (got '{ctype}')"
-        )));
+    if ctype.is_empty() && body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "this operation needs a JSON request body ('Content-Type: application/json')",
+        ));
     }
+    require_json_body(headers)?;
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))
 }
 
-/// 415 unless the body is declared JSON: for the operations whose ETSI definition lists 415
-/// (MEC 021 `POST /subscriptions`); the others answer 400 through `parse_body`.
+/// 415 unless the body is declared JSON (`application/json`, with or without parameters).
 pub fn require_json_body(headers: &HeaderMap) -> Result<(), ApiError> {
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if ctype
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
+    let essence = ctype.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -184,7 +173,8 @@ pub fn base_url(headers: &HeaderMap) -> String {
 pub fn check_callback(url: &str, field: &str) -> Result<(), ApiError> {
     match reqwest::Url::parse(url) {
         Ok(u) if u.scheme() == "http" && u.host().is_some() => Ok(()),
-        Ok(u) if u.scheme() == "https" => Err(ApiError::unprocessable(format!(
+        // A value this server does not accept: 400, the status every ETSI file documents.
+        Ok(u) if u.scheme() == "https" => Err(ApiError::bad_request(format!(
             "{field} '{url}': https callbacks are not supported by ferry, use http"
         ))),
         Ok(_) => Err(ApiError::bad_request(format!(
@@ -233,14 +223,53 @@ pub async fn require_json_accept(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Turns every error answer that is not a ProblemDetails yet into one with the same status
+/// and headers (`Allow` of a 405 included): axum's own rejections (a JSON syntax error, a
+/// wrong content type, a body over the limit, a path parameter of the wrong type, a method
+/// the resource does not allow) are plain text or empty otherwise. Apply it last, over the
+/// whole router and its fallbacks.
+pub async fn problem_details(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    // axum's rejection texts are one line; anything longer is cut, not buffered whole.
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let detail = if status == StatusCode::METHOD_NOT_ALLOWED {
+        // axum adds Allow after this layer has run.
+        format!("{method} is not allowed on {path}: the Allow header lists the methods that are")
+    } else if text.is_empty() {
+        format!(
+            "{method} {path}: {}",
+            status.canonical_reason().unwrap_or("error")
+        )
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, detail).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// Fallback for unknown paths.
 pub async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!("no resource at {}", req.uri().path()))
-}
-
-/// Fallback for a known path with the wrong method.
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::method_not_allowed()
 }
 
 #[cfg(test)]
@@ -258,10 +287,15 @@ mod tests {
     }
 
     #[test]
-    fn body_needs_json_content_type_and_valid_json() {
+    fn body_needs_json_content_type_and_valid_json_and_ignores_unknown_attributes() {
         let mut h = HeaderMap::new();
-        let e = parse_body::<serde_json::Value>(&h, &Bytes::from_static(b"{}")).unwrap_err();
+        let e = parse_body::<serde_json::Value>(&h, &Bytes::from_static(b"")).unwrap_err();
         assert_eq!(e.0.status, Some(400));
+        let e = parse_body::<serde_json::Value>(&h, &Bytes::from_static(b"{}")).unwrap_err();
+        assert_eq!(e.0.status, Some(415));
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        let e = parse_body::<serde_json::Value>(&h, &Bytes::from_static(b"{}")).unwrap_err();
+        assert_eq!(e.0.status, Some(415));
         h.insert(
             header::CONTENT_TYPE,
             "application/json; charset=utf-8".parse().unwrap(),
@@ -269,6 +303,22 @@ mod tests {
         assert!(parse_body::<serde_json::Value>(&h, &Bytes::from_static(b"{}")).is_ok());
         let e = parse_body::<serde_json::Value>(&h, &Bytes::from_static(b"{")).unwrap_err();
         assert!(e.0.detail.unwrap().starts_with("malformed request body"));
+
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Known {
+            a: u32,
+        }
+        let k: Known = parse_body(
+            &h,
+            &Bytes::from_static(br#"{"a":1,"addedLater":{"x":[1]}}"#),
+        )
+        .unwrap();
+        assert_eq!(k.a, 1);
+        let e = parse_body::<Known>(&h, &Bytes::from_static(br#"{"b":1}"#)).unwrap_err();
+        assert!(e.0.detail.unwrap().contains("missing field `a`"));
+        let e = parse_body::<Known>(&h, &Bytes::from_static(br#"{"a":"x"}"#)).unwrap_err();
+        assert_eq!(e.0.status, Some(400));
     }
 
     #[test]

@@ -1,11 +1,16 @@
-//! HTTP plumbing shared by ferry's ETSI MEC API producers (the RAN's MEC 012/013 and the
-//! control plane's MEC 010-2/011/021), so every API follows the same rules:
+//! HTTP plumbing shared by ferry's HTTP servers: the ETSI MEC producers (the RAN's MEC
+//! 012/013 and the control plane's MEC 010-2/011/021) and, for serving and error bodies, the
+//! host API, so every API follows the same rules:
 //!
-//! - [`http`]: errors as ETSI `ProblemDetails`, strict JSON body and query parsing (a bad
-//!   request is a 400 naming the field, never a panic or a silent default), the `Accept`
-//!   check (406) and absolute self links;
+//! - [`serve`]: the one accept loop (HTTP/1.1 header names in Title-Case, graceful shutdown);
+//! - [`http`]: errors as ETSI `ProblemDetails` (axum's own rejections included), tolerant
+//!   JSON body parsing (unknown attributes ignored), query parsing, the `Accept` check (406)
+//!   and absolute self links;
+//! - [`raw`]: a bare HTTP/1.1 client for tests that check the bytes of an answer;
 //! - [`notify`]: notifications delivered to subscribers' callbacks, in order per subscriber,
 //!   with retries, never blocking the API.
 
 pub mod http;
 pub mod notify;
+pub mod raw;
+pub mod serve;

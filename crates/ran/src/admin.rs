@@ -41,7 +41,6 @@ pub struct CellView {
 
 /// Body of a forced handover.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HandoverRequest {
     pub cell: String,
 }

@@ -4,7 +4,9 @@
 //! - `/rni/v2/...`: MEC 012 RNIS, cell change subscriptions and notifications, RAB and PLMN
 //!   queries (`rni.rs`);
 //! - `/location/v2/...`: MEC 013 Location, users, zones (one per MEC host) and access points
-//!   (cells), user tracking and zonal traffic subscriptions (`location.rs`);
+//!   (cells), user tracking and zonal traffic subscriptions (`location.rs`); the distance
+//!   query, distance, area (circle), periodic and zone status subscriptions
+//!   (`location_geo.rs`);
 //! - `/ferry/ran/v1/...`: ferry's own control of the emulation: list UEs and cells, force a
 //!   handover (`admin.rs`).
 //!
@@ -15,6 +17,7 @@
 pub mod admin;
 mod http;
 pub mod location;
+pub mod location_geo;
 pub mod mobility;
 mod notify;
 pub mod rni;
@@ -82,6 +85,7 @@ struct Inner {
     world: Mutex<World>,
     rni: Mutex<rni::Subscriptions>,
     location: Mutex<location::Subscriptions>,
+    geo: Mutex<location_geo::Subscriptions>,
     events: broadcast::Sender<Handover>,
     notifier: notify::Notifier,
     schedule: trace::Schedule,
@@ -105,6 +109,7 @@ impl Ran {
                 world: Mutex::new(world),
                 rni: Mutex::new(rni::Subscriptions::default()),
                 location: Mutex::new(location::Subscriptions::default()),
+                geo: Mutex::new(location_geo::Subscriptions::default()),
                 events,
                 notifier: notify::Notifier::new(),
                 schedule,
@@ -117,11 +122,12 @@ impl Ran {
     pub fn router(&self) -> axum::Router {
         let etsi = rni::routes()
             .merge(location::routes())
+            .merge(location_geo::routes())
             .layer(axum::middleware::from_fn(http::require_json_accept));
         etsi.merge(admin::routes())
             .fallback(http::not_found)
-            .method_not_allowed_fallback(http::method_not_allowed)
             .with_state(self.clone())
+            .layer(axum::middleware::from_fn(http::problem_details))
     }
 
     /// Forces a handover of `ue` to `cell` now and notifies every matching subscriber.
@@ -164,6 +170,7 @@ impl Ran {
         );
         rni::on_cell_change(self, change);
         location::on_cell_change(self, change);
+        location_geo::on_move(self);
         // No receiver is fine: nobody embeds the RAN.
         let _ = self.inner.events.send(Handover::from(change));
     }
@@ -183,7 +190,5 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, ran.router())
-        .with_graceful_shutdown(shutdown)
-        .await
+    mec_http::serve::serve(listener, ran.router(), shutdown).await
 }

@@ -355,14 +355,14 @@ async fn access_point(
 
 // ---- subscriptions ----
 
-fn sub_url(headers: &HeaderMap, kind: &str, id: &str) -> String {
+pub(crate) fn sub_url(headers: &HeaderMap, kind: &str, id: &str) -> String {
     format!(
         "{}{ROOT}/subscriptions/{kind}/{id}",
         http::base_url(headers)
     )
 }
 
-fn created<T: serde::Serialize>(url: &str, body: &T) -> Response {
+pub(crate) fn created<T: serde::Serialize>(url: &str, body: &T) -> Response {
     let mut resp = http::json(StatusCode::CREATED, body);
     if let Ok(v) = url.parse() {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -371,7 +371,7 @@ fn created<T: serde::Serialize>(url: &str, body: &T) -> Response {
 }
 
 /// In a PUT, a `resourceURL` (if given) must name the subscription being updated.
-fn check_resource_url(given: &Option<String>, id: &str) -> Result<(), ApiError> {
+pub(crate) fn check_resource_url(given: &Option<String>, id: &str) -> Result<(), ApiError> {
     match given {
         Some(u) if !u.ends_with(&format!("/{id}")) => Err(ApiError::bad_request(format!(
             "resourceURL '{u}' does not name subscription '{id}'"
@@ -448,6 +448,10 @@ async fn list_users(State(ran): State<Ran>, headers: HeaderMap) -> Response {
         ),
         user_tracking_subscription: Some(subs.users.values().map(|e| e.sub.clone()).collect()),
         zonal_traffic_subscription: None,
+        distance_notification_subscription: None,
+        circle_notification_subscription: None,
+        periodic_notification_subscription: None,
+        zone_status_subscription: None,
     };
     http::json(
         StatusCode::OK,
@@ -457,7 +461,7 @@ async fn list_users(State(ran): State<Ran>, headers: HeaderMap) -> Response {
     )
 }
 
-fn no_sub(kind: &str, id: &str) -> ApiError {
+pub(crate) fn no_sub(kind: &str, id: &str) -> ApiError {
     ApiError::not_found(format!("no {kind} subscription '{id}'"))
 }
 
@@ -600,6 +604,10 @@ async fn list_zonal(State(ran): State<Ran>, headers: HeaderMap) -> Response {
         ),
         user_tracking_subscription: None,
         zonal_traffic_subscription: Some(subs.zonal.values().map(zonal_view).collect()),
+        distance_notification_subscription: None,
+        circle_notification_subscription: None,
+        periodic_notification_subscription: None,
+        zone_status_subscription: None,
     };
     http::json(
         StatusCode::OK,

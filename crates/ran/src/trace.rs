@@ -123,7 +123,9 @@ fn walk(ran: &Ran, ue: usize, latitude: f64, longitude: f64) {
             _ => None,
         }
     };
-    if let Some(c) = change {
-        ran.publish(&c);
+    match change {
+        Some(c) => ran.publish(&c),
+        // Moved within its cell: only the geometric subscriptions care.
+        None => crate::location_geo::on_move(ran),
     }
 }
