@@ -358,25 +358,8 @@ async fn serve(
         .with_context(|| format!("cannot open the control plane state in {state_dir}"))?;
     // Printed on stdout (logs go to stderr) so scripts and tests can read the port.
     println!("ferry control: listening on http://{addr}");
-    ferry_control::serve(control, listener, shutdown_signal())
+    ferry_control::serve(control, listener, super::shutdown_signal())
         .await
         .context("control plane server failed")?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    tracing::info!("shutting down");
 }

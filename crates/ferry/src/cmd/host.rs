@@ -139,21 +139,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         engine.lease = std::time::Duration::from_secs(args.lease_s);
         engine.hooks = Hooks::new(args.test_hooks);
         engine.tls = client_tls;
-        ferry_host::serve(listener, Arc::new(rt), engine, security, shutdown_signal()).await?;
+        ferry_host::serve(
+            listener,
+            Arc::new(rt),
+            engine,
+            security,
+            super::shutdown_signal(),
+        )
+        .await?;
         tracing::info!("ferry host stopped (containers keep running)");
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
 }

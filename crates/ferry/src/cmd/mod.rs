@@ -23,3 +23,25 @@ pub fn init_logging(default_level: &str) {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// Completes on SIGINT or SIGTERM. The handlers are installed here, when called, not when the
+/// future is first polled: a server may serve its first request before it polls its shutdown
+/// future, and a SIGTERM in between would otherwise kill the process outright.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            // Without handlers there is nothing to wait for: the default actions stop us.
+            _ => std::future::pending().await,
+        }
+        tracing::info!("shutting down");
+    }
+}

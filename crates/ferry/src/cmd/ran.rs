@@ -93,31 +93,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Printed on stdout (logs go to stderr) so scripts and tests can read the port.
     println!("ferry ran: listening on http://{addr}");
     let trace = (!args.no_trace).then(|| ran.start_trace());
-    ferry_ran::serve(ran, listener, shutdown_signal())
+    ferry_ran::serve(ran, listener, super::shutdown_signal())
         .await
         .context("RAN server failed")?;
     if let Some(t) = trace {
         t.abort();
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
-            }
-        }
-        // Without a SIGTERM handler, Ctrl-C still works.
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    tracing::info!("shutting down");
 }
 
 /// Turns an error answer (ProblemDetails) of the RAN into a one-line error.
