@@ -9,7 +9,7 @@
 //! where the app runs. The matrix (point x fault -> outcome) is printed.
 //!
 //! The techniques come from `FERRY_MATRIX_TECHNIQUES` (default `cold,post-copy`; the
-//! stock-kernel VM runs `pre-copy,hybrid`).
+//! stock-kernel VM of scripts/test-kernel runs pre-copy cells, one at a time).
 
 mod common;
 mod realhost_support;
@@ -103,13 +103,16 @@ fn expected(c: &Cell) -> Option<&'static str> {
     }
 }
 
-/// The cells to run: every one, or (`FERRY_MATRIX_ONLY`, for debugging) those whose
-/// "technique point fault" contains that text.
+/// The cells to run: every one, or (`FERRY_MATRIX_ONLY`) those whose "technique point fault"
+/// contains one of its comma-separated texts.
 fn cells() -> Vec<Cell> {
     let only = std::env::var("FERRY_MATRIX_ONLY").unwrap_or_default();
     all_cells()
         .into_iter()
-        .filter(|c| format!("{} {} {}", c.technique, c.point, c.fault.name()).contains(&only))
+        .filter(|c| {
+            let name = format!("{} {} {}", c.technique, c.point, c.fault.name());
+            only.split(',').any(|o| name.contains(o.trim()))
+        })
         .collect()
 }
 
@@ -448,12 +451,17 @@ fn run_cell(c: &Cell) -> Result<Ended, String> {
 fn crash_point_matrix() {
     let cells = cells();
     let total = cells.len();
-    // Two cells at a time: each has its own namespaces, hosts and control plane.
+    // Two cells at a time (FERRY_MATRIX_WORKERS): each has its own namespaces, hosts and
+    // control plane. An emulated CPU (scripts/test-kernel) runs one at a time.
+    let workers: usize = std::env::var("FERRY_MATRIX_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
     let queue = std::sync::Arc::new(std::sync::Mutex::new(
         cells.into_iter().enumerate().collect::<Vec<_>>(),
     ));
     let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..2)
+    let workers: Vec<_> = (0..workers.max(1))
         .map(|_| {
             let (queue, results) = (queue.clone(), results.clone());
             std::thread::spawn(move || loop {

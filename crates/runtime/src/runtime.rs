@@ -216,6 +216,12 @@ impl Runtime {
         format!("/ferry/{}/{name}", self.id)
     }
 
+    /// The CRIU options file of container `name` (see [`spec::criu_config`]).
+    pub(crate) fn criu_config(&self, name: &str, base: &str) -> String {
+        let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        spec::criu_config(base, unified.then(|| self.cgroups_path(name)).as_deref())
+    }
+
     /// Memory the container's processes use (its cgroup's usage), if known: the state a
     /// migration has to move.
     pub fn memory_bytes(&self, name: &str) -> Option<u64> {
@@ -432,7 +438,8 @@ impl Runtime {
         let result = (|| {
             std::fs::create_dir_all(dir.join("bundle")).map_err(io("create bundle"))?;
             let criu_conf = dir.join("criu.conf");
-            std::fs::write(&criu_conf, spec::CRIU_CONFIG).map_err(io("write criu.conf"))?;
+            std::fs::write(&criu_conf, self.criu_config(&c.name, spec::CRIU_CONFIG))
+                .map_err(io("write criu.conf"))?;
             let spec = spec::build(
                 &c.request,
                 &image.config,

@@ -116,6 +116,19 @@ fn seccomp() -> Result<LinuxSeccomp, oci_spec::OciSpecError> {
         .build()
 }
 
+/// A container's CRIU options file: `base` ([`CRIU_CONFIG`] or [`CRIU_CONFIG_PARKED`]) and, on
+/// a unified cgroup hierarchy, `cgroup-root` naming the container's own cgroup. runc 1.1
+/// tells CRIU the restored container's cgroup per v1 controller, but on cgroup v2 with an
+/// empty controller name that CRIU matches to nothing: the restored process went back to the
+/// cgroup it was dumped from, the source host's (frozen when both hosts share a kernel, so
+/// the restore hung; elsewhere outside the container's limits and left behind).
+pub fn criu_config(base: &str, unified_cgroup: Option<&str>) -> String {
+    match unified_cgroup {
+        Some(cg) => format!("{base}cgroup-root {cg}\n"),
+        None => base.to_string(),
+    }
+}
+
 /// Builds the runtime spec for `req` on top of the image's configuration.
 pub fn build(
     req: &ContainerRequest,
@@ -226,6 +239,15 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn criu_config_names_the_cgroup_only_on_cgroup_v2() {
+        assert_eq!(criu_config(CRIU_CONFIG, None), CRIU_CONFIG);
+        assert_eq!(
+            criu_config(CRIU_CONFIG_PARKED, Some("/ferry/h/c1")),
+            "skip-in-flight\nnetwork-lock skip\ncgroup-root /ferry/h/c1\n"
+        );
+    }
 
     #[test]
     fn spec_carries_process_limits_and_netns_path() {

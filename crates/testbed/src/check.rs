@@ -94,22 +94,35 @@ pub fn throughput_mbit(
     if reverse {
         args.push("-R");
     }
-    let out = loop {
+    // The server may not listen yet: iperf3 then fails, or (with -J) reports the refused
+    // connection in "error". Starting it takes seconds on an emulated CPU (scripts/kernel-vm).
+    let patience = Duration::from_secs(10);
+    let v: serde_json::Value = loop {
         match exec_in(from_ns, "iperf3", &args) {
-            Ok(out) => break out,
-            // The server may not listen yet.
-            Err(CommandError { .. }) if start.elapsed() < Duration::from_secs(3) => {
-                std::thread::sleep(Duration::from_millis(100));
+            Ok(out) => {
+                let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| {
+                    TestbedError::Invalid(format!("cannot read iperf3's output: {e}"))
+                })?;
+                let refused = v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("unable to connect"));
+                if !refused || start.elapsed() >= patience {
+                    break v;
+                }
             }
+            Err(CommandError { .. }) if start.elapsed() < patience => {}
             Err(e) => return Err(e.into()),
         }
+        std::thread::sleep(Duration::from_millis(100));
     };
-    let v: serde_json::Value = serde_json::from_str(&out)
-        .map_err(|e| TestbedError::Invalid(format!("cannot read iperf3's output: {e}")))?;
     v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .map(|b| b / 1e6)
-        .ok_or_else(|| TestbedError::Invalid("iperf3 reported no received throughput".into()))
+        .ok_or_else(|| {
+            // iperf3 -J puts what went wrong in "error", next to whatever it measured.
+            let why = v["error"].as_str().unwrap_or("no error given");
+            TestbedError::Invalid(format!("iperf3 reported no received throughput: {why}"))
+        })
 }
 
 fn within(measured: f64, configured: f64) -> bool {

@@ -179,9 +179,11 @@ impl Runtime {
         dump: impl FnOnce() -> Result<T, RuntimeError>,
     ) -> Result<T, RuntimeError> {
         let conf = self.container_dir(name).join("criu.conf");
-        std::fs::write(&conf, spec::CRIU_CONFIG_PARKED).map_err(io("write criu.conf"))?;
+        std::fs::write(&conf, self.criu_config(name, spec::CRIU_CONFIG_PARKED))
+            .map_err(io("write criu.conf"))?;
         let result = dump();
-        std::fs::write(&conf, spec::CRIU_CONFIG).map_err(io("write criu.conf"))?;
+        std::fs::write(&conf, self.criu_config(name, spec::CRIU_CONFIG))
+            .map_err(io("write criu.conf"))?;
         result
     }
 
