@@ -166,27 +166,16 @@ fn kill_migration_helpers(h: &common::TestHost) {
     }
 }
 
-fn hooks_arm(dir: &std::path::Path, point: &str) {
-    for sub in ["arm", "reached", "release"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-    }
-    std::fs::write(dir.join("arm").join(point), b"").unwrap();
-}
-
+/// Waits until an operation holds at `point` of the hooks in `dir`.
 fn hooks_wait(dir: &std::path::Path, point: &str, within: Duration) -> bool {
-    let f = dir.join("reached").join(point);
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if f.exists() {
+        if ferry_hooks::drive::reached(dir, point).is_some() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     false
-}
-
-fn hooks_release(dir: &std::path::Path, point: &str) {
-    std::fs::write(dir.join("release").join(point), b"").unwrap();
 }
 
 /// What one cell ended with.
@@ -289,7 +278,7 @@ fn run_cell(c: &Cell) -> Result<Ended, String> {
         "target" => pair.b.hooks_dir(),
         _ => control_hooks.clone(),
     };
-    hooks_arm(&hooks, c.point);
+    ferry_hooks::drive::arm(&hooks, c.point).unwrap();
     cp.handover("b1");
     if !hooks_wait(&hooks, c.point, Duration::from_secs(60)) {
         return Err(format!(
@@ -317,7 +306,7 @@ fn run_cell(c: &Cell) -> Result<Ended, String> {
         }
         Fault::CutLink => {
             pair.link(2, false);
-            hooks_release(&hooks, c.point);
+            ferry_hooks::drive::release(&hooks, c.point).unwrap();
             std::thread::sleep(Duration::from_secs(3));
             pair.link(2, true);
         }

@@ -8,11 +8,46 @@
 //! until `release/<point>` exists (or [`HOLD`] passed), then removes that and goes on. A test
 //! that kills the daemon at the point simply never releases it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long a point waits for its release before going on by itself.
 pub const HOLD: Duration = Duration::from_secs(120);
+
+/// The protocol's subdirectories of DIR.
+const ARM: &str = "arm";
+const REACHED: &str = "reached";
+const RELEASE: &str = "release";
+
+fn make_dirs(dir: &Path) -> std::io::Result<()> {
+    for sub in [ARM, REACHED, RELEASE] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// The test's side of the protocol, on the DIR a daemon was given with `--test-hooks`.
+pub mod drive {
+    use super::*;
+
+    /// Arms `point`: the next operation reaching it holds there (a stale `reached` goes).
+    pub fn arm(dir: &Path, point: &str) -> std::io::Result<()> {
+        make_dirs(dir)?;
+        let _ = std::fs::remove_file(dir.join(REACHED).join(point));
+        std::fs::write(dir.join(ARM).join(point), b"")
+    }
+
+    /// The id of the operation holding at `point`, once one does.
+    pub fn reached(dir: &Path, point: &str) -> Option<String> {
+        std::fs::read_to_string(dir.join(REACHED).join(point)).ok()
+    }
+
+    /// Lets the operation holding at `point` go on.
+    pub fn release(dir: &Path, point: &str) -> std::io::Result<()> {
+        let _ = std::fs::remove_file(dir.join(REACHED).join(point));
+        std::fs::write(dir.join(RELEASE).join(point), b"")
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Hooks {
@@ -41,9 +76,7 @@ impl Hooks {
     /// Hooks in `dir` (tests), or none.
     pub fn new(dir: Option<PathBuf>) -> Hooks {
         if let Some(d) = &dir {
-            for sub in ["arm", "reached", "release"] {
-                let _ = std::fs::create_dir_all(d.join(sub));
-            }
+            let _ = make_dirs(d);
             tracing::warn!(dir = %d.display(), "TEST HOOKS ARE ON: operations can be held at named points and faults injected; never run a production daemon like this");
         }
         Hooks { dir }
@@ -56,11 +89,11 @@ impl Hooks {
     /// Reaching `point` for operation `id`: `Some` if a test armed it (it is then told).
     fn reach(&self, point: &str, id: &str) -> Option<Held> {
         let dir = self.dir.as_ref()?;
-        std::fs::remove_file(dir.join("arm").join(point)).ok()?;
+        std::fs::remove_file(dir.join(ARM).join(point)).ok()?;
         tracing::warn!(point, id, "test hook: holding");
-        let _ = std::fs::write(dir.join("reached").join(point), id);
+        let _ = std::fs::write(dir.join(REACHED).join(point), id);
         Some(Held {
-            release: dir.join("release").join(point),
+            release: dir.join(RELEASE).join(point),
             until: Instant::now() + HOLD,
         })
     }
@@ -95,17 +128,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let h = Hooks::new(Some(d.path().to_path_buf()));
         h.at("p", "x"); // not armed: goes on at once
-        std::fs::write(d.path().join("arm/p"), b"").unwrap();
+        drive::arm(d.path(), "p").unwrap();
         let h2 = h.clone();
         let t = std::thread::spawn(move || h2.at("p", "op-1"));
-        let reached = d.path().join("reached/p");
-        while !reached.exists() {
+        let id = loop {
+            if let Some(id) = drive::reached(d.path(), "p") {
+                break id;
+            }
             std::thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(std::fs::read_to_string(&reached).unwrap(), "op-1");
+        };
+        assert_eq!(id, "op-1");
         std::thread::sleep(Duration::from_millis(50));
         assert!(!t.is_finished(), "held until released");
-        std::fs::write(d.path().join("release/p"), b"").unwrap();
+        drive::release(d.path(), "p").unwrap();
         t.join().unwrap();
         assert!(!d.path().join("arm/p").exists(), "one shot");
         assert!(!Hooks::default().enabled());

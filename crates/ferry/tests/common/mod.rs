@@ -225,20 +225,14 @@ impl TestHost {
 
     /// Arms hook `point`: the next migration reaching it on this host holds there.
     pub fn arm(&self, point: &str) {
-        let d = self.hooks_dir();
-        for sub in ["arm", "reached", "release"] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        let _ = std::fs::remove_file(d.join("reached").join(point));
-        std::fs::write(d.join("arm").join(point), b"").unwrap();
+        ferry_hooks::drive::arm(&self.hooks_dir(), point).unwrap();
     }
 
     /// Waits until a migration holds at `point` (armed before); its id.
     pub fn wait_reached(&self, point: &str) -> String {
-        let f = self.hooks_dir().join("reached").join(point);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(id) = std::fs::read_to_string(&f) {
+            if let Some(id) = ferry_hooks::drive::reached(&self.hooks_dir(), point) {
                 return id;
             }
             assert!(
@@ -252,8 +246,7 @@ impl TestHost {
 
     /// Lets the migration held at `point` go on.
     pub fn release(&self, point: &str) {
-        let _ = std::fs::remove_file(self.hooks_dir().join("reached").join(point));
-        std::fs::write(self.hooks_dir().join("release").join(point), b"").unwrap();
+        ferry_hooks::drive::release(&self.hooks_dir(), point).unwrap();
     }
 
     /// Kills the daemon (SIGKILL): a crash. Its children (CRIU helpers) live on.
