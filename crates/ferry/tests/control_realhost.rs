@@ -22,14 +22,7 @@ struct ControlInNetns {
 fn start_control(host: &TestHost) -> ControlInNetns {
     let state = tempfile::tempdir().unwrap();
     let pki = host.tls.clone().expect("test hosts run with TLS");
-    ferry_tls::Pki::open(&pki)
-        .unwrap()
-        .issue(
-            &ferry_tls::Identity::Control,
-            &[],
-            ferry_tls::Validity::days(1),
-        )
-        .unwrap();
+    issue_cert(&pki, &ferry_tls::Identity::Control, &[]);
     let (netns, host_api) = (&host.netns, host.api.trim_end_matches("/ferry/v1"));
     // `ip netns exec` execs the program: the child is the daemon itself.
     let daemon = Daemon::spawn(

@@ -67,13 +67,20 @@ pub struct TestHost {
     _pki: Option<tempfile::TempDir>,
 }
 
+/// Issues `identity`'s certificate (valid a day, reachable at `sans`) in the test PKI `dir`.
+pub fn issue_cert(dir: &Path, identity: &ferry_tls::Identity, sans: &[ferry_tls::San]) {
+    ferry_tls::Pki::open(dir)
+        .unwrap()
+        .issue(identity, sans, ferry_tls::Validity::days(1))
+        .unwrap();
+}
+
 /// A blocking client in namespace `ns`; with `tls`, presenting `identity`'s certificate of the
 /// PKI in that directory (issued on the way).
 pub fn client_in(ns: &str, tls: Option<(&Path, &str)>) -> reqwest::blocking::Client {
     let config = tls.map(|(dir, identity)| {
         let id: ferry_tls::Identity = identity.parse().unwrap();
-        let pki = ferry_tls::Pki::open(dir).unwrap();
-        pki.issue(&id, &[], ferry_tls::Validity::days(1)).unwrap();
+        issue_cert(dir, &id, &[]);
         ferry_tls::client_config(&ferry_tls::TlsFiles::in_dir(dir, &id)).unwrap()
     });
     in_netns(ns, move || {
@@ -122,14 +129,11 @@ impl TestHost {
             .expect("tempdir");
         if let Some(dir) = tls {
             let ip: std::net::IpAddr = listen.rsplit_once(':').unwrap().0.parse().unwrap();
-            ferry_tls::Pki::open(dir)
-                .unwrap()
-                .issue(
-                    &ferry_tls::Identity::Host(netns.clone()),
-                    &[ferry_tls::San::Ip(ip)],
-                    ferry_tls::Validity::days(1),
-                )
-                .unwrap();
+            issue_cert(
+                dir,
+                &ferry_tls::Identity::Host(netns.clone()),
+                &[ferry_tls::San::Ip(ip)],
+            );
         }
         let http = client_in(&netns, tls.map(|d| (d, "operator")));
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -6,7 +6,7 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
-use crate::common::{counter_image, in_netns, Pair};
+use crate::common::{counter_image, in_netns, issue_cert, Pair};
 use crate::shared::{sha256_hex, Callback, Daemon, Inbox};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -113,14 +113,7 @@ impl ControlPlane {
         ];
         // Hosts over mutual TLS: control calls them with its own certificate.
         if let Some(pki) = &pair.a.tls {
-            ferry_tls::Pki::open(pki)
-                .unwrap()
-                .issue(
-                    &ferry_tls::Identity::Control,
-                    &[],
-                    ferry_tls::Validity::days(1),
-                )
-                .unwrap();
+            issue_cert(pki, &ferry_tls::Identity::Control, &[]);
             args.extend(["--tls-dir".into(), pki.display().to_string()]);
         }
         args.extend(extra.iter().cloned());
