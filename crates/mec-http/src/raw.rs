@@ -91,9 +91,7 @@ pub fn request(
     extra: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<RawResponse> {
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    exchange(s, addr, method, path, extra, body)
+    request_within(addr, None, TIMEOUTS, method, path, extra, body)
 }
 
 /// [`request`] over TLS with `config` (a client certificate for mutual TLS), the server
@@ -106,18 +104,35 @@ pub fn request_tls(
     extra: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<RawResponse> {
-    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
-    exchange(
-        rustls::StreamOwned::new(conn, tcp),
-        addr,
-        method,
-        path,
-        extra,
-        body,
-    )
+    request_within(addr, Some(config), TIMEOUTS, method, path, extra, body)
+}
+
+/// Connect and read deadlines of [`request`] and [`request_tls`].
+const TIMEOUTS: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(10));
+
+/// One request with its own deadlines (`(connect, read and write)`), over TLS with `tls`.
+pub fn request_within(
+    addr: SocketAddr,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    (connect, io): (Duration, Duration),
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<RawResponse> {
+    let tcp = TcpStream::connect_timeout(&addr, connect)?;
+    tcp.set_read_timeout(Some(io))?;
+    tcp.set_write_timeout(Some(io))?;
+    match tls {
+        None => exchange(tcp, addr, method, path, extra, body),
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let conn =
+                rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+            let stream = rustls::StreamOwned::new(conn, tcp);
+            exchange(stream, addr, method, path, extra, body)
+        }
+    }
 }
 
 fn exchange(
