@@ -6,11 +6,14 @@
 //! - [`http`]: errors as ETSI `ProblemDetails` (axum's own rejections included), tolerant
 //!   JSON body parsing (unknown attributes ignored), query parsing, the `Accept` check (406)
 //!   and absolute self links;
+//! - [`oauth`]: OAuth 2.0 access tokens (issued by control, verified by every producer) and
+//!   the middleware that admits a request as a part (certificate) or a client (token);
 //! - [`raw`]: a bare HTTP/1.1 client for tests that check the bytes of an answer;
 //! - [`notify`]: notifications delivered to subscribers' callbacks, in order per subscriber,
 //!   with retries, never blocking the API.
 
 pub mod http;
 pub mod notify;
+pub mod oauth;
 pub mod raw;
 pub mod serve;

@@ -95,6 +95,61 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// A server where a client certificate of the CA is optional: the MEC APIs, which ferry's own
+/// parts call with their certificate and applications call with an OAuth 2.0 bearer token.
+/// A certificate that is presented must still chain to the CA and name an identity.
+pub fn server_config_optional_client(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&files.ca)?, provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Certificate(format!("client verifier: {e}")))?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)?;
+    Ok(Arc::new(config))
+}
+
+/// A client that authenticates the server only (an application's, which holds a token and no
+/// certificate).
+pub fn client_config_server_auth(ca: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(ca)?)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Checks that `cert` (DER) was issued by the CA in `ca` and is valid now, and returns the
+/// identity it names: how a verifier trusts the certificate a signed token carries (`x5c`).
+pub struct CertVerifier {
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl CertVerifier {
+    pub fn new(ca: &Path) -> Result<CertVerifier, TlsError> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
+            .build()
+            .map_err(|e| TlsError::Certificate(format!("certificate verifier: {e}")))?;
+        Ok(CertVerifier { verifier })
+    }
+
+    pub fn verify(&self, cert: &[u8]) -> Result<Identity, TlsError> {
+        let der = CertificateDer::from(cert.to_vec());
+        let now = rustls_pki_types::UnixTime::now();
+        self.verifier
+            .verify_client_cert(&der, &[], now)
+            .map_err(|e| TlsError::Certificate(format!("certificate refused: {e}")))?;
+        peer_identity(&der)
+    }
+}
+
+/// The PEM text of the CA certificate(s) in `ca`, for parts that are told it rather than
+/// given the file (an application's environment).
+pub fn ca_pem(ca: &Path) -> Result<String, TlsError> {
+    std::fs::read_to_string(ca).map_err(TlsError::io("cannot read", ca))
+}
+
 /// A client that presents its certificate and accepts only servers of the CA.
 pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
     let config = ClientConfig::builder_with_provider(provider())

@@ -12,7 +12,10 @@ pub mod identity;
 pub mod listener;
 pub mod pki;
 
-pub use config::{client_config, peer_identity, server_config, TlsFiles};
+pub use config::{
+    ca_pem, client_config, client_config_server_auth, peer_identity, server_config,
+    server_config_optional_client, CertVerifier, TlsFiles,
+};
 pub use identity::Identity;
 pub use listener::{MtlsListener, Peer};
 pub use pki::{Pki, San, Validity};

@@ -35,7 +35,7 @@ impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.identity {
             Some(id) => write!(f, "{id} at {}", self.addr),
-            None => write!(f, "{} (no TLS)", self.addr),
+            None => write!(f, "{} (no certificate)", self.addr),
         }
     }
 }
@@ -101,7 +101,9 @@ async fn handshake(
             return None;
         }
     };
-    // The verifier already required a certificate of the CA; it must also say who it is.
+    // The verifier already checked a presented certificate against the CA; it must also say
+    // who it is. No certificate at all gets this far only from a configuration that makes
+    // it optional (`server_config_optional_client`): the caller then has no identity.
     let identity = stream
         .get_ref()
         .1
@@ -120,7 +122,13 @@ async fn handshake(
             tracing::warn!(peer = %addr, "client certificate refused: {e}");
             None
         }
-        None => None,
+        None => Some((
+            stream,
+            Peer {
+                addr,
+                identity: None,
+            },
+        )),
     }
 }
 
