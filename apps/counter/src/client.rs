@@ -1,6 +1,7 @@
 //! The counter's HTTP client, for the MEC APIs and for handing the user context to another
 //! instance: ureq, blocking, so the MEC code keeps its plain threads and the context streams
-//! from the locked ballast. Plain HTTP only (no TLS): ferry's MEC APIs and app instances talk
+//! from the locked ballast. The MEC APIs are `https://` when the platform gives the instance
+//! its CA (`MEC_CA_CERT`), with a bearer token (`oauth.rs`); other instances are plain HTTP
 //! inside the platform. One request per connection, every call with deadlines.
 
 use std::io::Read;
@@ -8,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use ureq::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use ureq::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 
 /// Largest answer body read (MEC API answers are small).
 const MAX_ANSWER: u64 = 16 << 20;
@@ -29,10 +30,26 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
+/// The platform's CA (`MEC_CA_CERT`, PEM): the only root an `https://` MEC API may chain
+/// to. Without it, https is refused (no root trusted), never accepted unverified.
+fn tls_config() -> ureq::tls::TlsConfig {
+    let pem = std::env::var("MEC_CA_CERT").unwrap_or_default();
+    let roots: Vec<_> = ureq::tls::parse_pem(pem.as_bytes())
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+        .build()
+}
+
 fn agent() -> &'static ureq::Agent {
     static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
     AGENT.get_or_init(|| {
         ureq::Agent::config_builder()
+            .tls_config(tls_config())
             // Statuses are the caller's to judge; no proxy from the environment; a fresh
             // connection per request (a pooled one may be stale after a migration).
             .http_status_as_error(false)
@@ -95,14 +112,36 @@ fn call(
     })
 }
 
+/// `Authorization: Bearer TOKEN` for a MEC API call, when there is a token.
+fn bearer(token: Option<&str>) -> Option<String> {
+    token.map(|t| format!("Bearer {t}"))
+}
+
 /// `GET url?k=v...` (values percent-encoded).
-pub fn get(url: &str, query: &[(&str, &str)]) -> Result<Answer, String> {
+pub fn get(url: &str, query: &[(&str, &str)], token: Option<&str>) -> Result<Answer, String> {
     call(&format!("GET {url}"), API_PATIENCE, &|| false, || {
         let mut r = agent().get(url);
         for (k, v) in query {
             r = r.query(*k, *v);
         }
+        if let Some(b) = bearer(token) {
+            r = r.header(AUTHORIZATION, b);
+        }
         r.config().timeout_global(Some(CALL)).build().call()
+    })
+}
+
+/// `POST url` with an `application/x-www-form-urlencoded` body and HTTP Basic credentials
+/// (the OAuth 2.0 token request).
+pub fn post_form(url: &str, basic: &str, form: &[(&str, &str)]) -> Result<Answer, String> {
+    call(&format!("POST {url}"), API_PATIENCE, &|| false, || {
+        agent()
+            .post(url)
+            .header(AUTHORIZATION, format!("Basic {basic}"))
+            .config()
+            .timeout_global(Some(CALL))
+            .build()
+            .send_form(form.iter().copied())
     })
 }
 
@@ -111,13 +150,14 @@ fn json(body: &impl Serialize) -> Result<Vec<u8>, String> {
 }
 
 /// `POST url` with a JSON body.
-pub fn post(url: &str, body: &impl Serialize) -> Result<Answer, String> {
+pub fn post(url: &str, body: &impl Serialize, token: Option<&str>) -> Result<Answer, String> {
     let body = json(body)?;
     call(&format!("POST {url}"), API_PATIENCE, &|| false, || {
-        agent()
-            .post(url)
-            .header(CONTENT_TYPE, "application/json")
-            .config()
+        let mut r = agent().post(url).header(CONTENT_TYPE, "application/json");
+        if let Some(b) = bearer(token) {
+            r = r.header(AUTHORIZATION, b);
+        }
+        r.config()
             .timeout_global(Some(CALL))
             .build()
             .send(&body[..])
@@ -125,13 +165,14 @@ pub fn post(url: &str, body: &impl Serialize) -> Result<Answer, String> {
 }
 
 /// `PUT url` with a JSON body.
-pub fn put(url: &str, body: &impl Serialize) -> Result<Answer, String> {
+pub fn put(url: &str, body: &impl Serialize, token: Option<&str>) -> Result<Answer, String> {
     let body = json(body)?;
     call(&format!("PUT {url}"), API_PATIENCE, &|| false, || {
-        agent()
-            .put(url)
-            .header(CONTENT_TYPE, "application/json")
-            .config()
+        let mut r = agent().put(url).header(CONTENT_TYPE, "application/json");
+        if let Some(b) = bearer(token) {
+            r = r.header(AUTHORIZATION, b);
+        }
+        r.config()
             .timeout_global(Some(CALL))
             .build()
             .send(&body[..])
@@ -139,14 +180,13 @@ pub fn put(url: &str, body: &impl Serialize) -> Result<Answer, String> {
 }
 
 /// `DELETE url`.
-pub fn delete(url: &str) -> Result<Answer, String> {
+pub fn delete(url: &str, token: Option<&str>) -> Result<Answer, String> {
     call(&format!("DELETE {url}"), API_PATIENCE, &|| false, || {
-        agent()
-            .delete(url)
-            .config()
-            .timeout_global(Some(CALL))
-            .build()
-            .call()
+        let mut r = agent().delete(url);
+        if let Some(b) = bearer(token) {
+            r = r.header(AUTHORIZATION, b);
+        }
+        r.config().timeout_global(Some(CALL)).build().call()
     })
 }
 
@@ -205,6 +245,7 @@ mod tests {
         let a = get(
             &format!("{url}/amsi/v1/app_mobility_services"),
             &[("filter", "(eq,a/b,x y)")],
+            None,
         )
         .unwrap();
         assert_eq!(

@@ -25,6 +25,7 @@
 mod client;
 mod context;
 mod mec;
+mod oauth;
 mod server;
 
 use std::net::TcpListener;

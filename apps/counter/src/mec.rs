@@ -48,6 +48,8 @@ pub struct Mec {
     subscription: Mutex<Option<String>>,
     /// This instance's address as the platform sees it (the callback's host).
     own_ip: Mutex<Option<IpAddr>>,
+    /// The instance's OAuth client, when the platform serves TLS and tokens.
+    creds: Option<crate::oauth::Credentials>,
     /// A hand-off runs.
     busy: AtomicBool,
     /// FAILED arrived since the last TRIGGERED.
@@ -76,6 +78,7 @@ impl Mec {
             registration: Mutex::new(None),
             subscription: Mutex::new(None),
             own_ip: Mutex::new(None),
+            creds: crate::oauth::Credentials::from_env(),
             busy: AtomicBool::new(false),
             failed: AtomicBool::new(false),
         }
@@ -83,6 +86,23 @@ impl Mec {
 
     fn ams(&self, path: &str) -> String {
         format!("{}/amsi/v1{path}", self.api_root)
+    }
+
+    /// A MEC API call with the instance's token (if it has credentials); on 401 once more
+    /// with a fresh token.
+    fn api(
+        &self,
+        call: impl Fn(Option<&str>) -> Result<client::Answer, String>,
+    ) -> Result<client::Answer, String> {
+        let Some(creds) = &self.creds else {
+            return call(None);
+        };
+        let a = call(Some(&creds.token()?))?;
+        if a.status != 401 {
+            return Ok(a);
+        }
+        creds.invalidate();
+        call(Some(&creds.token()?))
     }
 }
 
@@ -148,7 +168,7 @@ fn find_registration(mec: &Mec) -> Result<Option<String>, String> {
     let filter = format!("(eq,serviceConsumerId/appInstanceId,{})", mec.instance);
     let url = mec.ams("/app_mobility_services");
     let list: Vec<RegistrationInfo> = expect(
-        &client::get(&url, &[("filter", &filter)])?,
+        &mec.api(|t| client::get(&url, &[("filter", &filter)], t))?,
         200,
         "registration query",
     )?;
@@ -175,7 +195,7 @@ fn register(mec: &Mec) -> Result<String, String> {
             .collect(),
         expiry_time: None,
     };
-    let a = client::post(&mec.ams("/app_mobility_services"), &body)?;
+    let a = mec.api(|t| client::post(&mec.ams("/app_mobility_services"), &body, t))?;
     let r: RegistrationInfo = expect(&a, 201, "registration")?;
     r.app_mobility_service_id
         .ok_or_else(|| "registration answer has no appMobilityServiceId".to_string())
@@ -213,7 +233,7 @@ fn subscribe(mec: &Mec) -> Result<String, String> {
             ],
         },
     };
-    let a = client::post(&mec.ams("/subscriptions"), &body)?;
+    let a = mec.api(|t| client::post(&mec.ams("/subscriptions"), &body, t))?;
     let r: MobilityProcedureSubscription = expect(&a, 201, "subscription")?;
     a.location
         .or_else(|| r.links.map(|l| l.self_.href))
@@ -325,7 +345,7 @@ fn hand_off(state: &State, target: Option<(String, u16)>, ues: &[String]) {
     }
     // The target instance follows the UE from now on; this one is about to be removed.
     if let Some(href) = lock(&mec.subscription).take() {
-        if let Err(e) = client::delete(&href) {
+        if let Err(e) = mec.api(|t| client::delete(&href, t)) {
             log(format!("subscription {href} not deleted: {e}"));
         }
     }
@@ -346,7 +366,11 @@ fn update_registration(
         .clone()
         .ok_or("no registration yet")?;
     let url = mec.ams(&format!("/app_mobility_services/{id}"));
-    let mut r: RegistrationInfo = expect(&client::get(&url, &[])?, 200, "registration read")?;
+    let mut r: RegistrationInfo = expect(
+        &mec.api(|t| client::get(&url, &[], t))?,
+        200,
+        "registration read",
+    )?;
     if let Some(state) = state {
         let named = |d: &DeviceInformation| ues.contains(&d.associate_id.value);
         let any = r.device_information.iter().any(named);
@@ -356,7 +380,7 @@ fn update_registration(
             }
         }
     }
-    let a = client::put(&url, &r)?;
+    let a = mec.api(|t| client::put(&url, &r, t))?;
     expect::<serde_json::Value>(&a, 200, "registration update").map(|_| ())
 }
 

@@ -8,9 +8,9 @@
 use crate::filter::Filter;
 use crate::http::{self, ApiError};
 use crate::store::{StoreError, Table};
-use crate::Control;
+use crate::{oauth, Control};
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ use axum::Router;
 use mec_api::ams::*;
 use mec_api::app_lcm::{AppInstanceInfo, InstantiationState};
 use mec_api::rni::TimeStamp;
+use mec_http::oauth::Caller;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
@@ -146,13 +147,34 @@ fn expiry_of(r: &RegistrationInfo) -> Option<TimeStamp> {
         .map(|s| TimeStamp::from_system_time(SystemTime::now() + Duration::from_secs(s.into())))
 }
 
+/// A client registers (and reads, changes, removes registrations) only for its own app
+/// instance: the registration's `serviceConsumerId.appInstanceId`.
+fn may_use(caller: &Caller, info: &RegistrationInfo) -> Result<(), ApiError> {
+    match info.service_consumer_id.app_instance_id.as_deref() {
+        Some(id) => caller.may_act_for(id),
+        None if caller.owner().is_some() => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "a client registers for its own app instance: set serviceConsumerId.appInstanceId",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn stored_registration(c: &Control, id: &str) -> Result<StoredRegistration, ApiError> {
+    c.store()
+        .get(Table::Registrations, id)?
+        .ok_or_else(|| no_registration(id))
+}
+
 async fn create_registration(
     State(c): State<Control>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut info: RegistrationInfo = http::parse_body(&headers, &body)?;
     validate_registration(&info)?;
+    may_use(&caller, &info)?;
     let id = c.store().next_id("ams")?;
     info.app_mobility_service_id = Some(id.clone());
     let rec = StoredRegistration {
@@ -174,11 +196,15 @@ async fn create_registration(
 
 async fn list_registrations(
     State(c): State<Control>,
+    Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let filter = parse_filter(q.as_deref())?;
     let mut out = Vec::new();
     for (_, r) in c.store().list::<StoredRegistration>(Table::Registrations)? {
+        if may_use(&caller, &r.info).is_err() {
+            continue;
+        }
         let v = serde_json::to_value(&r.info).unwrap_or_default();
         if filter.matches(&v) {
             out.push(v);
@@ -199,23 +225,25 @@ fn no_registration(id: &str) -> ApiError {
 
 async fn read_registration(
     State(c): State<Control>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let r: StoredRegistration = c
-        .store()
-        .get(Table::Registrations, &id)?
-        .ok_or_else(|| no_registration(&id))?;
+    let r = stored_registration(&c, &id)?;
+    may_use(&caller, &r.info)?;
     Ok(http::json(StatusCode::OK, &r.info))
 }
 
 async fn update_registration(
     State(c): State<Control>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut info: RegistrationInfo = http::parse_body(&headers, &body)?;
     validate_registration(&info)?;
+    may_use(&caller, &stored_registration(&c, &id)?.info)?;
+    may_use(&caller, &info)?;
     if let Some(other) = info.app_mobility_service_id.as_deref() {
         if other != id {
             return Err(ApiError::bad_request(format!(
@@ -245,8 +273,10 @@ async fn update_registration(
 
 async fn delete_registration(
     State(c): State<Control>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    may_use(&caller, &stored_registration(&c, &id)?.info)?;
     if !c.store().delete(Table::Registrations, &id)? {
         return Err(no_registration(&id));
     }
@@ -257,9 +287,10 @@ async fn delete_registration(
 /// `deregister_task`: the service consumer ends its use of AMS; the registration is removed.
 async fn deregister_task(
     State(c): State<Control>,
+    caller: Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    delete_registration(State(c), Path(id)).await
+    delete_registration(State(c), caller, Path(id)).await
 }
 
 fn arm_registration_expiry(c: &Control, id: &str, at: TimeStamp) {
@@ -402,14 +433,17 @@ fn validate_subscription(headers: &HeaderMap, body: &Bytes) -> Result<AmsSubscri
 
 async fn create_subscription(
     State(c): State<Control>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     http::require_json_body(&headers)?;
     let mut sub = validate_subscription(&headers, &body)?;
+    oauth::admit(&c, &caller, Table::AmsSubscriptions)?;
     let id = c.store().next_id("ams-sub")?;
     let href = subscription_href(&headers, &id);
     sub.set_self(href.clone());
+    oauth::record_owner(&c, &caller, Table::AmsSubscriptions, &id)?;
     c.store().put(Table::AmsSubscriptions, &id, &sub)?;
     c.start_delivery(&id, sub.callback_reference());
     if let Some(d) = sub.expiry_deadline() {
@@ -433,6 +467,7 @@ fn stored_subscriptions(c: &Control) -> Result<Vec<(String, AmsSubscription)>, S
 
 async fn list_subscriptions(
     State(c): State<Control>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -449,7 +484,13 @@ async fn list_subscriptions(
             }
         });
     }
-    let subscription = stored_subscriptions(&c)?
+    let mut mine = Vec::new();
+    for (id, s) in stored_subscriptions(&c)? {
+        if oauth::visible(&c, &caller, Table::AmsSubscriptions, &id)? {
+            mine.push((id, s));
+        }
+    }
+    let subscription = mine
         .into_iter()
         .filter(|(_, s)| kinds.is_empty() || kinds.contains(&s.subscription_type()))
         .map(|(_, s)| SubscriptionLink {
@@ -478,8 +519,10 @@ fn no_subscription(id: &str) -> ApiError {
 
 async fn read_subscription(
     State(c): State<Control>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    oauth::check_visible(&c, &caller, Table::AmsSubscriptions, &id)?;
     let v: serde_json::Value = c
         .store()
         .get(Table::AmsSubscriptions, &id)?
@@ -489,10 +532,12 @@ async fn read_subscription(
 
 async fn update_subscription(
     State(c): State<Control>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    oauth::check_visible(&c, &caller, Table::AmsSubscriptions, &id)?;
     let mut sub = validate_subscription(&headers, &body)?;
     let href = subscription_href(&headers, &id);
     sub.set_self(href);
@@ -527,11 +572,14 @@ async fn update_subscription(
 
 async fn delete_subscription(
     State(c): State<Control>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    oauth::check_visible(&c, &caller, Table::AmsSubscriptions, &id)?;
     if !c.store().delete(Table::AmsSubscriptions, &id)? {
         return Err(no_subscription(&id));
     }
+    oauth::forget_owner(&c, Table::AmsSubscriptions, &id);
     c.stop_delivery(&id);
     tracing::info!(subscription = %id, "AMS subscription deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -561,6 +609,7 @@ fn arm_subscription_expiry(c: &Control, id: &str, deadline: TimeStamp) {
             expiry_deadline: deadline,
         };
         // Gone before the subscriber hears of it: a GET after the notification is a 404.
+        oauth::forget_owner(&c2, Table::AmsSubscriptions, &id2);
         if let Err(e) = c2.store().delete(Table::AmsSubscriptions, &id2) {
             tracing::error!(subscription = %id2, "cannot remove expired subscription: {e}");
         }

@@ -191,6 +191,7 @@ async fn remove(State(c): State<Control>, Path(id): Path<String>) -> Result<Stat
         )));
     }
     c.store().delete(Table::Instances, &id)?;
+    crate::oauth::remove_instance_client(&c, &id);
     set_usage(&c, &i.app_pkg_id)?;
     tracing::info!(instance = %id, "app instance deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -370,27 +371,53 @@ pub(crate) fn allocate_address(c: &Control) -> Result<Ipv4Addr, ApiError> {
 pub const ENV_APP_INSTANCE_ID: &str = "MEC_APP_INSTANCE_ID";
 pub const ENV_API_ROOT: &str = "MEC_API_ROOT";
 pub const ENV_ASSOCIATE_ID: &str = "MEC_ASSOCIATE_ID";
+/// The instance's own OAuth 2.0 client (`oauth.rs`) and where it gets tokens, and the
+/// operator's CA certificate (PEM) to trust the platform's TLS with: set when the platform
+/// serves TLS.
+pub const ENV_CLIENT_ID: &str = "MEC_CLIENT_ID";
+pub const ENV_CLIENT_SECRET: &str = "MEC_CLIENT_SECRET";
+pub const ENV_TOKEN_URL: &str = "MEC_TOKEN_URL";
+pub const ENV_CA_CERT: &str = "MEC_CA_CERT";
 
 /// The container of app instance `id` at `address`, as the AppD's `ferryContainer` says, with
 /// the platform's environment: `MEC_APP_INSTANCE_ID`, `MEC_API_ROOT` (when the platform knows
 /// how instances reach it) and `MEC_ASSOCIATE_ID` (the UE's IPv4 address, for an instance
-/// serving a UE). The platform's values replace AppD entries of the same names.
+/// serving a UE), and with TLS its client credentials (a new secret of its client each time).
+/// The platform's values replace AppD entries of the same names.
 pub(crate) fn container_spec(
     c: &Control,
     id: &str,
     appd: &AppD,
     address: Ipv4Addr,
     ue: Option<Ipv4Addr>,
-) -> ferry_wire::ContainerRequest {
+) -> Result<ferry_wire::ContainerRequest, ApiError> {
     let fc = appd.ferry_container.clone().unwrap_or_default();
     let mut platform = vec![format!("{ENV_APP_INSTANCE_ID}={id}")];
     if let Some(root) = &c.config().app_api_root {
         platform.push(format!("{ENV_API_ROOT}={root}"));
+        if let Some(ca) = c.ca_pem() {
+            let (client, secret) = crate::oauth::instance_credentials(c, id)?;
+            platform.push(format!("{ENV_CLIENT_ID}={client}"));
+            platform.push(format!("{ENV_CLIENT_SECRET}={secret}"));
+            platform.push(format!(
+                "{ENV_TOKEN_URL}={root}{}",
+                mec_http::oauth::TOKEN_PATH
+            ));
+            platform.push(format!("{ENV_CA_CERT}={ca}"));
+        }
     }
     if let Some(ue) = ue {
         platform.push(format!("{ENV_ASSOCIATE_ID}={ue}"));
     }
-    let ours = [ENV_APP_INSTANCE_ID, ENV_API_ROOT, ENV_ASSOCIATE_ID];
+    let ours = [
+        ENV_APP_INSTANCE_ID,
+        ENV_API_ROOT,
+        ENV_ASSOCIATE_ID,
+        ENV_CLIENT_ID,
+        ENV_CLIENT_SECRET,
+        ENV_TOKEN_URL,
+        ENV_CA_CERT,
+    ];
     let mut env: Vec<String> = fc
         .env
         .iter()
@@ -398,7 +425,7 @@ pub(crate) fn container_spec(
         .cloned()
         .collect();
     env.extend(platform);
-    ferry_wire::ContainerRequest {
+    Ok(ferry_wire::ContainerRequest {
         name: id.to_string(),
         image: appd.app_d_id.clone(),
         args: (!fc.args.is_empty()).then(|| fc.args.clone()),
@@ -406,7 +433,7 @@ pub(crate) fn container_spec(
         memory_mib: fc.memory_mib,
         cpus: fc.cpus,
         ip: Some(address),
-    }
+    })
 }
 
 /// The traffic rule that steers an instance's address to its host.
@@ -501,7 +528,7 @@ async fn instantiate(
         .ferry_associate_id
         .as_ref()
         .and_then(|a| a.value.trim().parse::<Ipv4Addr>().ok());
-    let spec = container_spec(&c, &id, &appd, address, ue);
+    let spec = container_spec(&c, &id, &appd, address, ue)?;
     let started = async {
         c.hosts().create(&host, &spec).await?;
         if let Err(e) = c.hosts().start(&host, &id).await {

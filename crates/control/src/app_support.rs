@@ -422,6 +422,7 @@ pub(crate) fn restore(c: &Control) -> Result<(), StoreError> {
 
 async fn create_sub(
     State(c): State<Control>,
+    axum::extract::Extension(caller): axum::extract::Extension<mec_http::oauth::Caller>,
     Path(app): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -441,6 +442,7 @@ async fn create_sub(
     }
     http::check_callback(&sub.callback_reference, "callbackReference")?;
     instance(&c, &app)?;
+    crate::oauth::admit(&c, &caller, Table::AppSupportSubscriptions)?;
     let id = c.store().next_id("app-sub")?;
     let href = format!(
         "{}{ROOT}/applications/{app}/subscriptions/{id}",
@@ -449,6 +451,7 @@ async fn create_sub(
     sub.links = Some(mec_api::ams::SelfLink {
         self_: mec_api::ams::LinkType { href: href.clone() },
     });
+    crate::oauth::record_owner(&c, &caller, Table::AppSupportSubscriptions, &id)?;
     c.store().put(Table::AppSupportSubscriptions, &id, &sub)?;
     c.start_delivery(&id, &sub.callback_reference);
     let mut resp = http::json(StatusCode::CREATED, &sub);
@@ -523,6 +526,7 @@ async fn delete_sub(
 ) -> Result<Response, ApiError> {
     own_sub(&c, &app, &id)?;
     c.store().delete(Table::AppSupportSubscriptions, &id)?;
+    crate::oauth::forget_owner(&c, Table::AppSupportSubscriptions, &id);
     c.stop_delivery(&id);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -58,14 +58,55 @@ pub struct ControlClient {
 }
 
 impl ControlClient {
+    /// Over plain HTTP (a control plane on loopback without TLS).
     pub fn new(base: &str) -> ControlClient {
+        ControlClient::with_tls(base, None)
+    }
+
+    /// With the operator's client configuration (`https://` control planes).
+    pub fn with_tls(
+        base: &str,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> ControlClient {
+        let mut b = reqwest::Client::builder().timeout(std::time::Duration::from_secs(600));
+        if let Some(tls) = tls {
+            b = b.use_preconfigured_tls((*tls).clone());
+        }
         ControlClient {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(600))
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new()),
+            // A client with a given TLS configuration and no proxy settings has no failing input.
+            http: b.build().unwrap_or_else(|_| reqwest::Client::new()),
         }
+    }
+
+    /// Registers an OAuth client with `scopes`; the answer carries its secret (shown once).
+    pub async fn register_client(&self, id: &str, scopes: &[String]) -> Result<Value, ClientError> {
+        self.call(
+            "client registration",
+            self.http
+                .post(format!("{}/ferry/control/v1/clients", self.base))
+                .json(&json!({"clientId": id, "scopes": scopes})),
+        )
+        .await
+    }
+
+    pub async fn clients(&self) -> Result<Value, ClientError> {
+        self.call(
+            "client list",
+            self.http
+                .get(format!("{}/ferry/control/v1/clients", self.base)),
+        )
+        .await
+    }
+
+    pub async fn remove_client(&self, id: &str) -> Result<(), ClientError> {
+        self.call(
+            "client removal",
+            self.http
+                .delete(format!("{}/ferry/control/v1/clients/{id}", self.base)),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn call(&self, what: &str, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {

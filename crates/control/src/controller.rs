@@ -56,6 +56,13 @@ pub const CELL_CHANGE_PATH: &str = "/ferry/control/v1/notifications/rni/cell_cha
 /// Where a source host says a migration committed: the target serves, traffic switches now.
 pub const COMMITTED_PATH: &str = "/ferry/control/v1/relocations/{id}/committed";
 
+/// Whether `path` is a `COMMITTED_PATH` of some relocation.
+pub fn is_committed_path(path: &str) -> bool {
+    path.strip_prefix("/ferry/control/v1/relocations/")
+        .and_then(|rest| rest.strip_suffix("/committed"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 /// How many relocations may touch one MEC host at once.
 pub const PER_HOST_LIMIT: usize = 4;
 
@@ -1110,13 +1117,10 @@ fn container_spec(
     let appd = app_lcm::appd_of(c, inst)
         .map_err(|e| e.to_string())?
         .ok_or("the app package is no longer onboarded")?;
-    Ok(app_lcm::container_spec(
-        c,
-        &inst.id,
-        &appd,
-        address,
-        Some(ue),
-    ))
+    app_lcm::container_spec(c, &inst.id, &appd, address, Some(ue)).map_err(|e| {
+        e.0.detail
+            .unwrap_or_else(|| "cannot make the container request".into())
+    })
 }
 
 /// Steers `address` to `target` and records the instance there at that address (its own for

@@ -26,6 +26,7 @@ pub mod filter;
 pub mod hosts;
 mod http;
 mod notify;
+pub mod oauth;
 pub mod relocation;
 pub mod service_mgmt;
 pub mod store;
@@ -57,6 +58,10 @@ pub enum ControlError {
     Config(String),
 }
 
+/// Subscriptions one client may hold per API unless configured otherwise: plenty for an app
+/// (the counter holds one), few enough that no client fills the store.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
+
 /// What `ferry control` is told at start.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -79,8 +84,13 @@ pub struct Config {
     pub callback_root: Option<String>,
     /// Test hooks (`ferry control --test-hooks DIR`): relocations held at named points.
     pub hooks: ferry_hooks::Hooks,
-    /// Mutual TLS to the hosts (control's certificate, the operator's CA).
-    pub host_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Control's certificate, key and the operator's CA (`ferry pki`): with them it serves
+    /// TLS (clients' certificates optional: ferry's parts present one, applications a token),
+    /// issues access tokens, and calls the hosts and the RAN over mutual TLS. `None`: plain
+    /// HTTP on loopback, no authentication (a developer's machine).
+    pub tls: Option<ferry_tls::TlsFiles>,
+    /// Subscriptions (of each API) one OAuth client may hold.
+    pub max_subscriptions_per_client: usize,
 }
 
 impl Config {
@@ -94,7 +104,8 @@ impl Config {
             app_api_root: None,
             callback_root: None,
             hooks: ferry_hooks::Hooks::default(),
-            host_tls: None,
+            tls: None,
+            max_subscriptions_per_client: DEFAULT_MAX_SUBSCRIPTIONS,
         }
     }
 }
@@ -119,6 +130,8 @@ struct Inner {
     /// APPLICATION waits).
     registration_events: tokio::sync::broadcast::Sender<mec_api::ams::RegistrationInfo>,
     http: reqwest::Client,
+    /// The security of the listener and of the calls control makes (`Config::tls`).
+    security: Security,
     /// App instances with a lifecycle operation (or relocation) in progress.
     busy: Mutex<std::collections::HashSet<String>>,
     /// Serializes address allocation.
@@ -165,8 +178,17 @@ impl Control {
             source,
         })?;
         let store = Store::open(&config.state_dir)?;
-        let hosts = hosts::Hosts::new(&config.hosts, config.host_tls.clone())
+        let security = Security::new(config.tls.as_ref())?;
+        let hosts = hosts::Hosts::new(&config.hosts, security.client.clone())
             .map_err(ControlError::Config)?;
+        let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5));
+        if let Some(tls) = &security.client {
+            // The RAN is called as `control` (it admits control's certificate).
+            http = http.use_preconfigured_tls((**tls).clone());
+        }
+        let http = http
+            .build()
+            .map_err(|e| ControlError::Config(format!("HTTP client: {e}")))?;
         let (registration_events, _) = tokio::sync::broadcast::channel(256);
         let control = Control {
             inner: Arc::new(Inner {
@@ -178,10 +200,8 @@ impl Control {
                 deliveries: Mutex::new(HashMap::new()),
                 timers: Mutex::new(HashMap::new()),
                 registration_events,
-                http: reqwest::Client::builder()
-                    .timeout(std::time::Duration::from_secs(5))
-                    .build()
-                    .unwrap_or_else(|_| reqwest::Client::new()),
+                http,
+                security,
                 busy: Mutex::new(Default::default()),
                 placement: tokio::sync::Mutex::new(()),
                 controller: controller::Controller::new(),
@@ -207,8 +227,10 @@ impl Control {
             .merge(app_lcm::routes())
             .merge(app_support::routes())
             .merge(service_mgmt::routes())
+            .layer(axum::middleware::from_fn(oauth::own_application_paths))
             .layer(axum::middleware::from_fn(http::require_json_accept));
-        etsi.route("/ferry/control/v1/hosts", get(hosts_view))
+        etsi.merge(oauth::routes())
+            .route("/ferry/control/v1/hosts", get(hosts_view))
             .route("/ferry/control/v1/relocations", get(relocations_view))
             .route(
                 controller::COMMITTED_PATH,
@@ -224,7 +246,22 @@ impl Control {
             )
             .fallback(http::not_found)
             .with_state(self.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                self.inner.security.auth.clone(),
+                mec_http::oauth::authenticate,
+            ))
             .layer(axum::middleware::from_fn(http::problem_details))
+    }
+
+    /// Signs access tokens (`None` without `Config::tls`).
+    pub(crate) fn token_issuer(&self) -> Option<&mec_http::oauth::TokenIssuer> {
+        self.inner.security.issuer.as_ref()
+    }
+
+    /// The operator's CA certificate (PEM), which app instances are given to trust the
+    /// platform's TLS.
+    pub(crate) fn ca_pem(&self) -> Option<&str> {
+        self.inner.security.ca_pem.as_deref()
     }
 
     pub fn store(&self) -> &Store {
@@ -357,6 +394,66 @@ impl Control {
     }
 }
 
+/// Which of ferry's parts may call what on control, by the identity of their certificate:
+/// the operator everything; the RAN only its CellChange notifications; a host only the
+/// callback that says a migration committed. Applications come with tokens instead.
+fn part_policy(id: &ferry_tls::Identity, method: &axum::http::Method, path: &str) -> bool {
+    use ferry_tls::Identity;
+    match id {
+        Identity::Operator => true,
+        Identity::Ran => method == axum::http::Method::POST && path == controller::CELL_CHANGE_PATH,
+        Identity::Host(_) => {
+            method == axum::http::Method::POST && controller::is_committed_path(path)
+        }
+        Identity::Control => false,
+    }
+}
+
+/// What `Config::tls` turns on.
+struct Security {
+    /// The listener's TLS (client certificates optional).
+    server: Option<Arc<rustls::ServerConfig>>,
+    /// Control's client side to the hosts and the RAN.
+    client: Option<Arc<rustls::ClientConfig>>,
+    issuer: Option<mec_http::oauth::TokenIssuer>,
+    auth: mec_http::oauth::Auth,
+    ca_pem: Option<String>,
+}
+
+impl Security {
+    fn new(files: Option<&ferry_tls::TlsFiles>) -> Result<Security, ControlError> {
+        let Some(files) = files else {
+            return Ok(Security {
+                server: None,
+                client: None,
+                issuer: None,
+                auth: mec_http::oauth::Auth::local(),
+                ca_pem: None,
+            });
+        };
+        let tls = |e: ferry_tls::TlsError| ControlError::Config(format!("TLS: {e}"));
+        let token = |e: mec_http::oauth::TokenError| ControlError::Config(format!("tokens: {e}"));
+        Ok(Security {
+            server: Some(ferry_tls::server_config_optional_client(files).map_err(tls)?),
+            client: Some(ferry_tls::client_config(files).map_err(tls)?),
+            issuer: Some(mec_http::oauth::TokenIssuer::new(files).map_err(token)?),
+            auth: mec_http::oauth::Auth::new(&files.ca, part_policy).map_err(token)?,
+            ca_pem: Some(ferry_tls::ca_pem(&files.ca).map_err(tls)?),
+        })
+    }
+}
+
+impl Control {
+    /// `https` when control serves TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.inner.security.server.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
 async fn hosts_view(
     axum::extract::State(c): axum::extract::State<Control>,
 ) -> axum::response::Response {
@@ -390,11 +487,19 @@ pub async fn serve(
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let c2 = control.clone();
-    let callback = format!("http://{addr}{}", controller::CELL_CHANGE_PATH);
+    let transport = match &control.inner.security.server {
+        Some(config) => mec_http::serve::Transport::MutualTls(listener, config.clone()),
+        None => mec_http::serve::Transport::Plain(listener),
+    };
+    let callback = format!(
+        "{}://{addr}{}",
+        control.scheme(),
+        controller::CELL_CHANGE_PATH
+    );
     // Recovery may wait for a source host still migrating: follow handovers meanwhile.
     tokio::spawn(controller::recover(control.clone()));
     let subscriber = tokio::spawn(controller::subscribe_ran(c2, callback));
-    let result = mec_http::serve::serve(listener, control.router(), shutdown).await;
+    let result = mec_http::serve::serve_on(transport, control.router(), shutdown).await;
     subscriber.abort();
     controller::unsubscribe_ran(&control).await;
     result

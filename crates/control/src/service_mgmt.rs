@@ -335,6 +335,7 @@ fn notify(
 
 async fn create_sub(
     State(c): State<Control>,
+    axum::extract::Extension(caller): axum::extract::Extension<mec_http::oauth::Caller>,
     Path(app): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -348,6 +349,7 @@ async fn create_sub(
     }
     http::check_callback(&sub.callback_reference, "callbackReference")?;
     check_instance(&c, &app)?;
+    crate::oauth::admit(&c, &caller, Table::ServiceSubscriptions)?;
     let id = c.store().next_id("svc-sub")?;
     let href = format!(
         "{}{ROOT}/applications/{app}/subscriptions/{id}",
@@ -356,6 +358,7 @@ async fn create_sub(
     sub.links = Some(SelfLink {
         self_: LinkType { href: href.clone() },
     });
+    crate::oauth::record_owner(&c, &caller, Table::ServiceSubscriptions, &id)?;
     c.store().put(
         Table::ServiceSubscriptions,
         &id,
@@ -423,6 +426,7 @@ async fn delete_sub(
 ) -> Result<StatusCode, ApiError> {
     own_sub(&c, &app, &id)?;
     c.store().delete(Table::ServiceSubscriptions, &id)?;
+    crate::oauth::forget_owner(&c, Table::ServiceSubscriptions, &id);
     c.stop_delivery(&id);
     Ok(StatusCode::NO_CONTENT)
 }

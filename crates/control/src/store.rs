@@ -82,10 +82,15 @@ pub enum Table {
     RanSubscriptions,
     /// MEC 011 app termination subscriptions by id.
     AppSupportSubscriptions,
+    /// OAuth 2.0 clients (`oauth.rs`) by client id.
+    Clients,
+    /// Who created a resource a client may create (its `Caller::owner`), by "table/id":
+    /// a client sees and changes only its own, and its count is capped.
+    Owners,
 }
 
 impl Table {
-    pub const ALL: [Table; 17] = [
+    pub const ALL: [Table; 19] = [
         Table::Packages,
         Table::PkgSubscriptions,
         Table::AppDs,
@@ -103,6 +108,8 @@ impl Table {
         Table::InstanceUes,
         Table::RanSubscriptions,
         Table::AppSupportSubscriptions,
+        Table::Clients,
+        Table::Owners,
     ];
 
     pub fn name(self) -> &'static str {
@@ -124,6 +131,8 @@ impl Table {
             Table::InstanceUes => "instance_ues",
             Table::RanSubscriptions => "ran_subscriptions",
             Table::AppSupportSubscriptions => "app_support_subscriptions",
+            Table::Clients => "oauth_clients",
+            Table::Owners => "owners",
         }
     }
 

@@ -87,8 +87,44 @@ pub fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Res
         ));
     }
     require_json_body(headers)?;
+    check_depth(body)?;
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))
+}
+
+/// Deepest nesting of arrays and objects a request body may have. The ETSI types nest at
+/// most about 6 deep; serde_json's own limit (128) only guards the stack.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// 400 if `body` nests arrays/objects deeper than [`MAX_JSON_DEPTH`] (checked before parsing,
+/// in one pass over the bytes).
+pub fn check_depth(body: &[u8]) -> Result<(), ApiError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ApiError::bad_request(format!(
+                        "the request body nests deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// 415 unless the body is declared JSON (`application/json`, with or without parameters).
@@ -275,6 +311,28 @@ pub async fn not_found(req: Request) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_bodies_are_refused_before_parsing() {
+        let ok = format!(
+            "{}{}",
+            "[".repeat(MAX_JSON_DEPTH),
+            "]".repeat(MAX_JSON_DEPTH)
+        );
+        assert!(check_depth(ok.as_bytes()).is_ok());
+        let deep = format!(
+            "{{\"a\":{}1{}}}",
+            "[".repeat(MAX_JSON_DEPTH),
+            "]".repeat(MAX_JSON_DEPTH)
+        );
+        assert_eq!(
+            check_depth(deep.as_bytes()).unwrap_err().0.status,
+            Some(400)
+        );
+        // Brackets inside strings (escaped quotes too) do not count.
+        let s = format!("{{\"a\":\"\\\"{}\"}}", "[".repeat(100));
+        assert!(check_depth(s.as_bytes()).is_ok());
+    }
 
     #[test]
     fn query_lists_split_and_unknown_names_fail() {

@@ -25,12 +25,21 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn new() -> Notifier {
-        let client = reqwest::Client::builder()
+        Notifier::with_tls(None)
+    }
+
+    /// With a client certificate for `https://` callbacks of ferry's own parts (the RAN
+    /// notifies control as `ran`).
+    pub fn with_tls(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Notifier {
+        let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
-            .timeout(POST_TIMEOUT)
-            .build()
-            // Building a client without TLS or proxies has no failing input; fall back anyway.
-            .unwrap_or_else(|_| reqwest::Client::new());
+            .timeout(POST_TIMEOUT);
+        if let Some(tls) = tls {
+            b = b.use_preconfigured_tls((*tls).clone());
+        }
+        // Building a client with a given TLS configuration and no proxies has no failing
+        // input; fall back anyway.
+        let client = b.build().unwrap_or_else(|_| reqwest::Client::new());
         Notifier { client }
     }
 

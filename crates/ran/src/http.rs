@@ -12,6 +12,7 @@ impl From<crate::RanError> for ApiError {
             UnknownCell(_) => ApiError::bad_request(e.to_string()),
             SameCell { .. } => ApiError::conflict(e.to_string()),
             InvalidTopology(_) => ApiError::unprocessable(e.to_string()),
+            Tls(_) => ApiError::internal(e.to_string()),
         }
     }
 }

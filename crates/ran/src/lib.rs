@@ -48,6 +48,8 @@ pub enum RanError {
     UnknownCell(String),
     #[error("UE '{ue}' is already in cell '{cell}'")]
     SameCell { ue: String, cell: String },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A completed handover, as published on `Ran::subscribe`.
@@ -88,6 +90,7 @@ struct Inner {
     geo: Mutex<location_geo::Subscriptions>,
     events: broadcast::Sender<Handover>,
     notifier: notify::Notifier,
+    security: Security,
     schedule: trace::Schedule,
     next_id: AtomicU64,
 }
@@ -99,8 +102,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Ran {
-    /// Builds the RAN over a topology: every UE in its start cell, no subscriptions.
+    /// Builds the RAN over a topology: every UE in its start cell, no subscriptions. Serves
+    /// plain HTTP without authentication: for loopback only (see [`Ran::with_tls`]).
     pub fn new(topology: &ferry_topology::Topology) -> Result<Ran, RanError> {
+        Ran::with_tls(topology, None)
+    }
+
+    /// With the RAN's certificate, key and the operator's CA (`ferry pki`): TLS on its
+    /// listener (ferry's parts by certificate, applications by access token) and its
+    /// notifications to ferry's parts sent as `ran`.
+    pub fn with_tls(
+        topology: &ferry_topology::Topology,
+        tls: Option<&ferry_tls::TlsFiles>,
+    ) -> Result<Ran, RanError> {
+        let security = Security::new(tls)?;
         let world = World::from_topology(topology)?;
         let schedule = trace::Schedule::from_topology(topology, &world);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -111,7 +126,8 @@ impl Ran {
                 location: Mutex::new(location::Subscriptions::default()),
                 geo: Mutex::new(location_geo::Subscriptions::default()),
                 events,
-                notifier: notify::Notifier::new(),
+                notifier: notify::Notifier::with_tls(security.client.clone()),
+                security,
                 schedule,
                 next_id: AtomicU64::new(1),
             }),
@@ -127,7 +143,16 @@ impl Ran {
         etsi.merge(admin::routes())
             .fallback(http::not_found)
             .with_state(self.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                self.inner.security.auth.clone(),
+                mec_http::oauth::authenticate,
+            ))
             .layer(axum::middleware::from_fn(http::problem_details))
+    }
+
+    /// Whether it serves TLS (`https` URLs).
+    pub fn tls(&self) -> bool {
+        self.inner.security.server.is_some()
     }
 
     /// Forces a handover of `ue` to `cell` now and notifies every matching subscriber.
@@ -190,5 +215,50 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    mec_http::serve::serve(listener, ran.router(), shutdown).await
+    let transport = match &ran.inner.security.server {
+        Some(config) => mec_http::serve::Transport::MutualTls(listener, config.clone()),
+        None => mec_http::serve::Transport::Plain(listener),
+    };
+    mec_http::serve::serve_on(transport, ran.router(), shutdown).await
+}
+
+/// Which of ferry's parts may call what on the RAN, by certificate: the operator
+/// everything, control the MEC 012 and 013 APIs it consumes. Applications come with tokens.
+fn part_policy(id: &ferry_tls::Identity, _method: &axum::http::Method, path: &str) -> bool {
+    use mec_http::oauth::Scope;
+    match id {
+        ferry_tls::Identity::Operator => true,
+        ferry_tls::Identity::Control => {
+            matches!(Scope::for_path(path), Some(Scope::Rni | Scope::Location))
+        }
+        _ => false,
+    }
+}
+
+/// What TLS turns on.
+struct Security {
+    server: Option<Arc<rustls::ServerConfig>>,
+    client: Option<Arc<rustls::ClientConfig>>,
+    auth: mec_http::oauth::Auth,
+}
+
+impl Security {
+    fn new(files: Option<&ferry_tls::TlsFiles>) -> Result<Security, RanError> {
+        let Some(files) = files else {
+            return Ok(Security {
+                server: None,
+                client: None,
+                auth: mec_http::oauth::Auth::local(),
+            });
+        };
+        let bad = |e: String| RanError::Tls(e);
+        Ok(Security {
+            server: Some(
+                ferry_tls::server_config_optional_client(files).map_err(|e| bad(e.to_string()))?,
+            ),
+            client: Some(ferry_tls::client_config(files).map_err(|e| bad(e.to_string()))?),
+            auth: mec_http::oauth::Auth::new(&files.ca, part_policy)
+                .map_err(|e| bad(e.to_string()))?,
+        })
+    }
 }

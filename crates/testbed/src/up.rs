@@ -73,6 +73,8 @@ fn try_up(plan: Plan, topo_text: &str, opts: &UpOptions) -> Result<State, Testbe
     state.save()?;
     net::build(&state.plan, mode)?;
 
+    // Before the agent: its RAN serves TLS with the testbed's own certificates.
+    let operator = make_pki(&state.plan)?;
     let agent_log = format!("{rdir}/agent.log");
     let mut agent = spawn(
         Command::new(&opts.ferry_bin).args(["testbed", "agent", "--name", &name]),
@@ -89,7 +91,6 @@ fn try_up(plan: Plan, topo_text: &str, opts: &UpOptions) -> Result<State, Testbe
     wait_agent(&name, &mut agent, &agent_log)?;
 
     if opts.start_hosts {
-        let operator = make_pki(&state.plan)?;
         let pki = pki_dir(&name);
         let mut children = Vec::new();
         for h in &state.plan.hosts {
@@ -175,7 +176,6 @@ fn wait_agent(name: &str, agent: &mut Child, log: &str) -> Result<(), TestbedErr
     Ok(())
 }
 
-/// Waits until every host answers `GET /ferry/v1/health` with 200.
 /// The testbed's PKI: a CA, each host's certificate for its API address, and the
 /// certificates of control, the RAN and the operator (the CLI, the demo's checks). Returns the
 /// operator's client configuration.
@@ -202,9 +202,24 @@ fn make_pki(plan: &Plan) -> Result<Arc<rustls::ClientConfig>, TestbedError> {
         )
         .map_err(tls)?;
     }
-    for id in [Identity::Control, Identity::Ran, Identity::Operator] {
-        pki.issue(&id, &[], Validity::days(30)).map_err(tls)?;
-    }
+    // The RAN and control serve on the management address (control also on loopback, for
+    // a control plane started next to the CLI).
+    let mgmt: std::net::IpAddr = plan
+        .ran_api
+        .rsplit_once(':')
+        .and_then(|(ip, _)| ip.parse().ok())
+        .ok_or_else(|| TestbedError::Invalid(format!("RAN API address {}", plan.ran_api)))?;
+    let local = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    pki.issue(&Identity::Ran, &[San::Ip(mgmt)], Validity::days(30))
+        .map_err(tls)?;
+    pki.issue(
+        &Identity::Control,
+        &[San::Ip(mgmt), San::Ip(local)],
+        Validity::days(30),
+    )
+    .map_err(tls)?;
+    pki.issue(&Identity::Operator, &[], Validity::days(30))
+        .map_err(tls)?;
     ferry_tls::client_config(&TlsFiles::in_dir(&dir, &Identity::Operator)).map_err(tls)
 }
 
@@ -215,6 +230,7 @@ pub fn operator_tls(name: &str) -> Option<Arc<rustls::ClientConfig>> {
     ferry_tls::client_config(&files).ok()
 }
 
+/// Waits until every host answers `GET /ferry/v1/health` with 200.
 fn wait_hosts(
     children: &mut [(String, Child, String)],
     operator: &Arc<rustls::ClientConfig>,

@@ -50,8 +50,8 @@ enum Command {
         /// The OCI image archive (`ferry image pack` output; .tar or .tar.gz).
         #[arg(long)]
         image: PathBuf,
-        #[arg(long, env = "FERRY_CONTROL", default_value = DEFAULT_CONTROL)]
-        control: String,
+        #[command(flatten)]
+        conn: Conn,
     },
     /// Create and instantiate an app instance on a host, or on the host serving a UE.
     Instantiate {
@@ -66,13 +66,21 @@ enum Command {
         /// appInstanceName.
         #[arg(long)]
         name: Option<String>,
-        #[arg(long, env = "FERRY_CONTROL", default_value = DEFAULT_CONTROL)]
-        control: String,
+        #[command(flatten)]
+        conn: Conn,
     },
     /// List the relocations; those that need an operator come with what to do.
     Relocations {
-        #[arg(long, env = "FERRY_CONTROL", default_value = DEFAULT_CONTROL)]
-        control: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Register, list or remove the OAuth 2.0 clients that may get access tokens for the
+    /// MEC APIs (app instances get their own at instantiation).
+    Clients {
+        #[command(subcommand)]
+        op: ClientOp,
+        #[command(flatten)]
+        conn: Conn,
     },
     /// Settle a relocation that needs an operator: keep the app on the source or the target
     /// host. The hosts check the decision against what they know and refuse a wrong one.
@@ -86,9 +94,51 @@ enum Command {
         /// for good (or fenced), never while it may run the app.
         #[arg(long)]
         force: bool,
-        #[arg(long, env = "FERRY_CONTROL", default_value = DEFAULT_CONTROL)]
-        control: String,
+        #[command(flatten)]
+        conn: Conn,
     },
+}
+
+#[derive(clap::Subcommand)]
+enum ClientOp {
+    /// Register a client; prints its secret once (the control plane keeps only a digest).
+    Add {
+        /// The client id (letters, digits, '-', '_', '.').
+        id: String,
+        /// The APIs it may call: app_pkgm, app_lcm, mec_app_support, mec_service_mgmt,
+        /// rni, location, amsi (comma-separated or repeated).
+        #[arg(long = "scope", value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+    },
+    /// List the clients (ids and scopes).
+    List,
+    /// Remove a client: it gets no new tokens (those issued expire within minutes).
+    Remove { id: String },
+}
+
+/// How the CLI reaches a running control plane.
+#[derive(clap::Args)]
+struct Conn {
+    #[arg(long, env = "FERRY_CONTROL", default_value = DEFAULT_CONTROL)]
+    control: String,
+    /// Call it as `operator` with the certificates of `ferry pki` in DIR (ca.crt,
+    /// operator.crt/.key), for an https:// control plane.
+    #[arg(long, env = "FERRY_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+}
+
+impl Conn {
+    fn client(&self) -> anyhow::Result<ControlClient> {
+        let tls = match &self.tls_dir {
+            Some(dir) => Some(super::pki::client_tls(dir, &ferry_tls::Identity::Operator)?),
+            None if self.control.starts_with("https://") => bail!(
+                "{} is served over TLS: pass --tls-dir DIR with the operator's certificates (`ferry pki issue operator`)",
+                self.control
+            ),
+            None => None,
+        };
+        Ok(ControlClient::with_tls(&self.control, tls))
+    }
 }
 
 #[derive(clap::Args)]
@@ -127,6 +177,13 @@ struct ServeArgs {
     /// and control.crt/.key (the hosts' URLs are then https://).
     #[arg(long)]
     tls_dir: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address without --tls-dir: no TLS and no access
+    /// tokens, anyone who reaches it may use every API. For a lab only.
+    #[arg(long)]
+    insecure: bool,
+    /// Subscriptions (per API) one OAuth client may hold.
+    #[arg(long, default_value_t = ferry_control::DEFAULT_MAX_SUBSCRIPTIONS)]
+    max_subscriptions_per_client: usize,
     /// Test hooks in DIR: relocations can be held at named points. For the project's tests
     /// only; never on a production control plane.
     #[arg(long, hide = true)]
@@ -137,40 +194,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         None => run_daemon(args.serve),
         Some(Command::Serve(s)) => run_daemon(s),
-        Some(Command::Onboard {
-            appd,
-            image,
-            control,
-        }) => client_runtime()?.block_on(onboard(&control, &appd, &image)),
+        Some(Command::Onboard { appd, image, conn }) => {
+            client_runtime()?.block_on(onboard(&conn, &appd, &image))
+        }
         Some(Command::Instantiate {
             app_d_id,
             host,
             ue,
             name,
-            control,
+            conn,
         }) => {
             let placement = match (host, ue) {
                 (Some(h), _) => Placement::Host(h),
                 (None, Some(u)) => Placement::Ue(u),
                 (None, None) => bail!("name a host (--host NAME) or a UE (--ue IPV4)"),
             };
-            client_runtime()?.block_on(instantiate(
-                &control,
-                &app_d_id,
-                name.as_deref(),
-                &placement,
-            ))
+            client_runtime()?.block_on(instantiate(&conn, &app_d_id, name.as_deref(), &placement))
         }
-        Some(Command::Relocations { control }) => client_runtime()?.block_on(relocations(&control)),
+        Some(Command::Relocations { conn }) => client_runtime()?.block_on(relocations(&conn)),
+        Some(Command::Clients { op, conn }) => client_runtime()?.block_on(clients(&conn, op)),
         Some(Command::Settle {
             relocation,
             to,
             force,
-            control,
+            conn,
         }) => {
             let req = ferry_wire::migration::SettleRequest { to, force };
-            let v = client_runtime()?
-                .block_on(ControlClient::new(&control).settle(&relocation, &req))?;
+            let v = client_runtime()?.block_on(conn.client()?.settle(&relocation, &req))?;
             println!(
                 "relocation {relocation}: the source host took the decision; its migration is now {}",
                 v["state"].as_str().unwrap_or("?")
@@ -180,8 +230,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn relocations(control: &str) -> anyhow::Result<ExitCode> {
-    let all = ControlClient::new(control).relocations().await?;
+async fn clients(conn: &Conn, op: ClientOp) -> anyhow::Result<ExitCode> {
+    let client = conn.client()?;
+    match op {
+        ClientOp::Add { id, scopes } => {
+            let v = client.register_client(&id, &scopes).await?;
+            println!(
+                "client {} registered for {}\nclient secret (shown once): {}",
+                v["clientId"].as_str().unwrap_or("?"),
+                v["scopes"],
+                v["clientSecret"].as_str().unwrap_or("?")
+            );
+        }
+        ClientOp::List => {
+            for c in client.clients().await?.as_array().into_iter().flatten() {
+                println!(
+                    "{:<40} {:<60} {}",
+                    c["clientId"].as_str().unwrap_or("?"),
+                    c["scopes"],
+                    c["appInstanceId"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ClientOp::Remove { id } => {
+            client.remove_client(&id).await?;
+            println!("client {id} removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn relocations(conn: &Conn) -> anyhow::Result<ExitCode> {
+    let all = conn.client()?.relocations().await?;
     for r in all.as_array().into_iter().flatten() {
         println!(
             "{:<20} {:<16} {:>8} -> {:<8} {:<18} {}",
@@ -203,15 +283,13 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn onboard(control: &str, appd: &Path, image: &Path) -> anyhow::Result<ExitCode> {
+async fn onboard(conn: &Conn, appd: &Path, image: &Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read(appd).with_context(|| format!("cannot read {}", appd.display()))?;
     let appd_json: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", appd.display()))?;
     let image_bytes =
         std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
-    let pkg = ControlClient::new(control)
-        .onboard(&appd_json, &image_bytes)
-        .await?;
+    let pkg = conn.client()?.onboard(&appd_json, &image_bytes).await?;
     println!(
         "onboarded package {} (appDId {}, {})",
         pkg["id"].as_str().unwrap_or("?"),
@@ -222,12 +300,13 @@ async fn onboard(control: &str, appd: &Path, image: &Path) -> anyhow::Result<Exi
 }
 
 async fn instantiate(
-    control: &str,
+    conn: &Conn,
     app_d_id: &str,
     name: Option<&str>,
     placement: &Placement,
 ) -> anyhow::Result<ExitCode> {
-    let i = ControlClient::new(control)
+    let i = conn
+        .client()?
         .instantiate(app_d_id, name, placement)
         .await?;
     println!(
@@ -252,8 +331,9 @@ fn run_daemon(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = ferry_control::Config::new(state_dir);
     config.hooks = ferry_hooks::Hooks::new(args.test_hooks.clone());
     if let Some(dir) = &args.tls_dir {
-        config.host_tls = Some(super::pki::client_tls(dir, &ferry_tls::Identity::Control)?);
+        config.tls = Some(super::pki::own_files(dir, &ferry_tls::Identity::Control)?);
     }
+    config.max_subscriptions_per_client = args.max_subscriptions_per_client;
     config.hosts = file.hosts.clone();
     for h in &args.hosts {
         let Some((name, url)) = h.split_once('=') else {
@@ -319,19 +399,27 @@ fn run_daemon(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(root) = &api_root {
         let parsed = reqwest::Url::parse(root)
             .with_context(|| format!("--app-api-root '{root}' is not a URL"))?;
-        if parsed.scheme() != "http" {
-            bail!("--app-api-root '{root}': use an http:// URL");
+        let want = if args.tls_dir.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        if parsed.scheme() != want {
+            bail!(
+                "--app-api-root '{root}': use an {want}:// URL (this control plane serves {want})"
+            );
         }
         config.app_api_root = Some(root.trim_end_matches('/').to_string());
     }
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    rt.block_on(serve(config, data_plane, &listen))
+    rt.block_on(serve(config, data_plane, &listen, args.insecure))
 }
 
 async fn serve(
     mut config: ferry_control::Config,
     data_plane: Arc<dyn ferry_control::DataPlane>,
     listen: &str,
+    insecure: bool,
 ) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -339,17 +427,30 @@ async fn serve(
     let addr = listener
         .local_addr()
         .context("listening socket has no address")?;
+    if config.tls.is_none() && !addr.ip().is_loopback() {
+        if !insecure {
+            bail!(
+                "refusing to serve {addr} without TLS: pass --tls-dir DIR (certificates of `ferry pki`), or --insecure for a lab where anyone who reaches it may use every API"
+            );
+        }
+        tracing::warn!(%addr, "--insecure: serving the MEC APIs without TLS or access tokens");
+    }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     // Only an address other hosts can route to is worth telling the apps and the hosts.
     let routable = !(addr.ip().is_loopback() || addr.ip().is_unspecified());
     if config.app_api_root.is_none() {
         if routable {
-            config.app_api_root = Some(format!("http://{addr}"));
+            config.app_api_root = Some(format!("{scheme}://{addr}"));
         } else {
             tracing::info!("app instances are not told where the MEC APIs are: set --app-api-root");
         }
     }
     if routable {
-        config.callback_root = Some(format!("http://{addr}"));
+        config.callback_root = Some(format!("{scheme}://{addr}"));
     } else {
         tracing::info!("hosts cannot call back (listening on {addr}): traffic switches when a migration's report arrives, not at its commit");
     }
@@ -357,7 +458,7 @@ async fn serve(
     let control = ferry_control::Control::open(config, data_plane)
         .with_context(|| format!("cannot open the control plane state in {state_dir}"))?;
     // Printed on stdout (logs go to stderr) so scripts and tests can read the port.
-    println!("ferry control: listening on http://{addr}");
+    println!("ferry control: listening on {scheme}://{addr}");
     ferry_control::serve(control, listener, super::shutdown_signal())
         .await
         .context("control plane server failed")?;

@@ -308,7 +308,7 @@ impl ControlPlane {
             .arg(&state_dir)
             .arg("--topology")
             .arg(topology)
-            .args(["--ran", &format!("http://{}", plan.ran_api)])
+            .args(["--ran", &format!("https://{}", plan.ran_api)])
             .arg("--data-plane-cmd")
             .arg(format!(
                 "{} testbed route --name {}",
@@ -343,7 +343,7 @@ impl ControlPlane {
             state_dir,
         };
         ensure!(
-            cp.url.starts_with("http://"),
+            cp.url.starts_with("https://"),
             "ferry control did not start: {line:?}"
         );
         Ok(cp)
@@ -366,8 +366,12 @@ fn story(args: &Args, image: &[u8], testbed: &Testbed) -> anyhow::Result<ExitCod
     let plan = ferry_testbed::State::load(&testbed.name)?.plan;
     let ue = plan.ues.first().context("the topology has no UE")?.clone();
     // Every call of the demo is small and answered at once by a healthy control plane.
+    // As the operator: control serves TLS and admits the operator's certificate.
+    let operator = ferry_testbed::up::operator_tls(&testbed.name)
+        .context("the testbed has no operator certificate")?;
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
+        .use_preconfigured_tls((*operator).clone())
         .build()?;
 
     let control = ControlPlane::start(&args.topology, &plan)?;
@@ -379,7 +383,7 @@ control   ferry control at {} (MEC 010-2, 011, 021), consuming MEC 012 from the 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = ferry_control::client::ControlClient::new(&control.url);
+    let client = ferry_control::client::ControlClient::with_tls(&control.url, Some(operator));
     let appd = json!({
         "appDId": "counter", "appName": "counter", "appProvider": "ferry", "appSoftVersion": "1", "appDVersion": "1",
         "ferryStateRelocation": {"mode": "CONTAINER_MIGRATION", "technique": args.technique},

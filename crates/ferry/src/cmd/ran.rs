@@ -39,14 +39,25 @@ enum Command {
     Handover {
         ue: String,
         cell: String,
-        #[arg(long, env = "FERRY_RAN", default_value = DEFAULT_RAN)]
-        ran: String,
+        #[command(flatten)]
+        conn: Conn,
     },
     /// List the UEs of a running RAN with their cell and zone (MEC host).
     Ues {
-        #[arg(long, env = "FERRY_RAN", default_value = DEFAULT_RAN)]
-        ran: String,
+        #[command(flatten)]
+        conn: Conn,
     },
+}
+
+/// How the CLI reaches a running RAN.
+#[derive(clap::Args)]
+struct Conn {
+    #[arg(long, env = "FERRY_RAN", default_value = DEFAULT_RAN)]
+    ran: String,
+    /// Call it as `operator` with the certificates of `ferry pki` in DIR, for an https://
+    /// RAN.
+    #[arg(long, env = "FERRY_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -60,6 +71,14 @@ struct ServeArgs {
     /// Do not drive the UEs' traces and waypoints: handovers only when forced.
     #[arg(long)]
     no_trace: bool,
+    /// Serve TLS with the certificates of `ferry pki` in DIR (ca.crt, ran.crt/.key): ferry's
+    /// parts call with their certificates, applications with access tokens of ferry control.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address without --tls-dir: no TLS and no access
+    /// tokens. For a lab only.
+    #[arg(long)]
+    insecure: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -67,8 +86,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         None => rt.block_on(serve(args.serve)),
         Some(Command::Serve(s)) => rt.block_on(serve(s)),
-        Some(Command::Handover { ue, cell, ran }) => rt.block_on(handover(&ran, &ue, &cell)),
-        Some(Command::Ues { ran }) => rt.block_on(ues(&ran)),
+        Some(Command::Handover { ue, cell, conn }) => rt.block_on(handover(&conn, &ue, &cell)),
+        Some(Command::Ues { conn }) => rt.block_on(ues(&conn)),
     }
 }
 
@@ -78,7 +97,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let topo = ferry_ran::topology::Topology::from_file(&path)
         .with_context(|| format!("topology {}", path.display()))?;
-    let ran = ferry_ran::Ran::new(&topo).with_context(|| format!("topology {}", path.display()))?;
+    let files = match &args.tls_dir {
+        Some(dir) => Some(super::pki::own_files(dir, &ferry_tls::Identity::Ran)?),
+        None => None,
+    };
+    let ran = ferry_ran::Ran::with_tls(&topo, files.as_ref())
+        .with_context(|| format!("topology {}", path.display()))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| {
@@ -90,8 +114,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = listener
         .local_addr()
         .context("listening socket has no address")?;
+    if files.is_none() && !addr.ip().is_loopback() {
+        if !args.insecure {
+            bail!(
+                "refusing to serve {addr} without TLS: pass --tls-dir DIR (certificates of `ferry pki`), or --insecure for a lab where anyone who reaches it may use every API"
+            );
+        }
+        tracing::warn!(%addr, "--insecure: serving MEC 012/013 without TLS or access tokens");
+    }
+    let scheme = if ran.tls() { "https" } else { "http" };
     // Printed on stdout (logs go to stderr) so scripts and tests can read the port.
-    println!("ferry ran: listening on http://{addr}");
+    println!("ferry ran: listening on {scheme}://{addr}");
     let trace = (!args.no_trace).then(|| ran.start_trace());
     ferry_ran::serve(ran, listener, super::shutdown_signal())
         .await
@@ -116,23 +149,36 @@ async fn check(resp: reqwest::Response, ran: &str) -> anyhow::Result<reqwest::Re
     bail!("RAN at {ran} answered {status}: {detail}")
 }
 
-fn client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .context("cannot build the HTTP client")
+impl Conn {
+    fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut b = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
+        match &self.tls_dir {
+            Some(dir) => {
+                let tls = super::pki::client_tls(dir, &ferry_tls::Identity::Operator)?;
+                b = b.use_preconfigured_tls((*tls).clone());
+            }
+            None if self.ran.starts_with("https://") => bail!(
+                "{} is served over TLS: pass --tls-dir DIR with the operator's certificates",
+                self.ran
+            ),
+            None => {}
+        }
+        b.build().context("cannot build the HTTP client")
+    }
 }
 
 fn unreachable(ran: &str) -> String {
     format!("cannot reach the RAN at {ran} (is `ferry ran` running? pass --ran URL)")
 }
 
-async fn handover(ran: &str, ue: &str, cell: &str) -> anyhow::Result<ExitCode> {
+async fn handover(conn: &Conn, ue: &str, cell: &str) -> anyhow::Result<ExitCode> {
+    let ran = conn.ran.as_str();
     let url = format!(
         "{}/ferry/ran/v1/ues/{ue}/handover",
         ran.trim_end_matches('/')
     );
-    let resp = client()?
+    let resp = conn
+        .client()?
         .post(&url)
         .json(&serde_json::json!({ "cell": cell }))
         .send()
@@ -150,9 +196,11 @@ async fn handover(ran: &str, ue: &str, cell: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn ues(ran: &str) -> anyhow::Result<ExitCode> {
+async fn ues(conn: &Conn) -> anyhow::Result<ExitCode> {
+    let ran = conn.ran.as_str();
     let url = format!("{}/ferry/ran/v1/ues", ran.trim_end_matches('/'));
-    let resp = client()?
+    let resp = conn
+        .client()?
         .get(&url)
         .send()
         .await

@@ -221,7 +221,7 @@ fn print_state(s: &State) {
         p.gw_netns, p.mgmt_gw.addr, p.mgmt_root.addr, p.mgmt_root.ifname
     );
     println!(
-        "  RAN       {}  (MEC 012 /rni/v2, MEC 013 /location/v2)",
+        "  RAN       https://{}  (MEC 012 /rni/v2, MEC 013 /location/v2)",
         p.ran_api
     );
     for h in &p.hosts {
@@ -343,7 +343,9 @@ fn agent(name: &str) -> anyhow::Result<ExitCode> {
     tracing::info!(testbed = name, delay_elements = n, "delay elements running");
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let ran = ferry_ran::Ran::new(&topo)?;
+        let pki = std::path::PathBuf::from(ferry_testbed::plan::pki_dir(name));
+        let files = super::pki::own_files(&pki, &ferry_tls::Identity::Ran)?;
+        let ran = ferry_ran::Ran::with_tls(&topo, Some(&files))?;
         let listener = tokio::net::TcpListener::bind(&state.plan.ran_api)
             .await
             .with_context(|| format!("cannot listen on {} for the RAN", state.plan.ran_api))?;
