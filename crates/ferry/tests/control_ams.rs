@@ -110,19 +110,11 @@ async fn registrations_store_and_validate_the_three_service_levels() {
     post_json(&url, &json!({"deviceInformation": []}))
         .await
         .assert_problem(400);
-    let no_ctype = answer(
-        reqwest::Client::new()
-            .post(&url)
-            .body("{}")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let no_ctype = answer(client().post(&url).body("{}").send().await.unwrap()).await;
     // A body not declared JSON: 415 (docs/http.md).
     assert_problem(&no_ctype, 415);
     let not_json = answer(
-        reqwest::Client::new()
+        client()
             .get(&url)
             .header("accept", "text/html")
             .send()
@@ -237,7 +229,7 @@ async fn subscriptions_good_and_bad_and_expiry_notified_once() {
     post_json(&url, &ftp).await.assert_problem(400);
 
     let text = answer(
-        reqwest::Client::new()
+        client()
             .post(&url)
             .header("content-type", "text/plain")
             .body(mp("/x").to_string())

@@ -455,6 +455,7 @@ async fn instantiate_on_the_host_serving_a_ue() {
 
     // The UE moves to b1: the next instance for it goes to edge-b.
     let out = std::process::Command::new(BIN)
+        .env("FERRY_TLS_DIR", pki())
         .args(["ran", "handover", "ue1", "b1", "--ran", &ran.url])
         .output()
         .unwrap();
@@ -566,7 +567,7 @@ async fn package_subscriptions_and_operational_state() {
         let p = p.clone();
         async move {
             answer(
-                reqwest::Client::new()
+                client()
                     .patch(&p)
                     .json(&json!({"operationState": state}))
                     .send()
@@ -667,6 +668,7 @@ async fn onboarding_a_16_mib_image_to_three_hosts() {
 /// Runs `ferry ARGS...`: (success, stdout, stderr).
 fn ferry(args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(BIN)
+        .env("FERRY_TLS_DIR", pki())
         .args(args)
         .env("RUST_LOG", "error")
         .output()

@@ -22,7 +22,11 @@ struct ControlInNetns {
 fn start_control(host: &TestHost) -> ControlInNetns {
     let state = tempfile::tempdir().unwrap();
     let pki = host.tls.clone().expect("test hosts run with TLS");
-    issue_cert(&pki, &ferry_tls::Identity::Control, &[]);
+    issue_cert(
+        &pki,
+        &ferry_tls::Identity::Control,
+        &[ferry_tls::San::Ip(std::net::Ipv4Addr::LOCALHOST.into())],
+    );
     let (netns, host_api) = (&host.netns, host.api.trim_end_matches("/ferry/v1"));
     // `ip netns exec` execs the program: the child is the daemon itself.
     let daemon = Daemon::spawn(
@@ -39,7 +43,7 @@ fn start_control(host: &TestHost) -> ControlInNetns {
             .arg("--tls-dir")
             .arg(&pki),
         "ferry control: listening on ",
-        "http://",
+        "https://",
         None,
     );
     ControlInNetns {

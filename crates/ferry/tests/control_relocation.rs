@@ -205,7 +205,7 @@ impl Host {
             .fallback(host_call)
             .layer(ferry_control::axum::extract::DefaultBodyLimit::disable())
             .with_state(knobs.clone());
-        let (url, task) = serve(app).await;
+        let (url, task) = serve_as_host(app).await;
         Host { url, knobs, task }
     }
 

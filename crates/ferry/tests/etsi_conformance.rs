@@ -217,6 +217,13 @@ fn judge(run: &Run, work: &Path) -> Result<(), String> {
             .args(["--seed", SEED, "--generation-database", "none"])
             .args(["--suppress-health-check", "filter_too_much,too_slow"])
             .args(["--workers", "1", "--no-color"])
+            // As the operator, over TLS: the producers run secured, as in production.
+            .arg("--tls-verify")
+            .arg(pki().join("ca.crt"))
+            .arg("--request-cert")
+            .arg(pki().join("operator.crt"))
+            .arg("--request-cert-key")
+            .arg(pki().join("operator.key"))
             .output()
             .expect("run schemathesis");
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -166,7 +166,7 @@ async fn subscription_crud_and_errors() {
         .assert_problem(404);
 
     // Malformed bodies: 400 ProblemDetails naming the problem.
-    let not_json = reqwest::Client::new()
+    let not_json = client()
         .post(&root)
         .header("content-type", "application/json")
         .body("{not json")
@@ -174,12 +174,7 @@ async fn subscription_crud_and_errors() {
         .await
         .unwrap();
     assert_problem(&answer(not_json).await, 400);
-    let no_ctype = reqwest::Client::new()
-        .post(&root)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let no_ctype = client().post(&root).body("{}").send().await.unwrap();
     // A body not declared JSON: 415 (docs/http.md).
     assert_problem(&answer(no_ctype).await, 415);
     let no_cb = json!({"subscriptionType": "CellChangeSubscription", "filterCriteriaAssocHo": {}});
@@ -247,7 +242,7 @@ async fn subscription_crud_and_errors() {
     // Unknown paths and methods are ProblemDetails too; a non-JSON Accept is 406.
     get(&ran.api("/rni/v2/nothing")).await.assert_problem(404);
     delete(&root).await.assert_problem(405);
-    let html = reqwest::Client::new()
+    let html = client()
         .get(&root)
         .header("accept", "text/html")
         .send()

@@ -185,7 +185,7 @@ async fn cli_refuses_bad_input_with_one_line_reasons() {
 async fn sigterm_stops_the_daemon_cleanly() {
     let mut ran = RanProcess::start(&topology(r#"trace = [{ at_s = 30.0, cell = "b1" }]"#), &[]);
     // An open keep-alive connection must not hold the shutdown up.
-    let client = reqwest::Client::new();
+    let client = client();
     assert_eq!(
         client
             .get(ran.api("/ferry/ran/v1/cells"))

@@ -194,27 +194,34 @@ pub fn values<'a>(pairs: &'a [(String, String)], name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// `http://<Host header>`: the root of absolute self links (`_links.self`, `resourceURL`),
-/// so the links work from wherever the client reached the API.
+/// The header `serve::serve_on` sets on every request to the scheme of its connection
+/// (`https` over TLS), replacing whatever a client sent.
+pub const SCHEME_HEADER: &str = "x-forwarded-proto";
+
+/// `SCHEME://<Host header>`: the root of absolute self links (`_links.self`,
+/// `resourceURL`), so the links work from wherever the client reached the API.
 pub fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .filter(|h| !h.is_empty() && !h.contains(['/', ' ']))
         .unwrap_or("localhost");
-    format!("http://{host}")
+    let scheme = match headers.get(SCHEME_HEADER).and_then(|v| v.to_str().ok()) {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
 }
 
 /// Checks an http(s) callback URL; the reason says what is wrong.
 pub fn check_callback(url: &str, field: &str) -> Result<(), ApiError> {
     match reqwest::Url::parse(url) {
-        Ok(u) if u.scheme() == "http" && u.host().is_some() => Ok(()),
+        // https: ferry's own parts (control's CellChange callback), verified against the
+        // operator's CA with the producer's client certificate.
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
         // A value this server does not accept: 400, the status every ETSI file documents.
-        Ok(u) if u.scheme() == "https" => Err(ApiError::bad_request(format!(
-            "{field} '{url}': https callbacks are not supported by ferry, use http"
-        ))),
         Ok(_) => Err(ApiError::bad_request(format!(
-            "{field} '{url}' is not an http URL"
+            "{field} '{url}' is not an http(s) URL"
         ))),
         Err(e) => Err(ApiError::bad_request(format!(
             "{field} '{url}' is not a URL: {e}"

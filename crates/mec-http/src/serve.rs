@@ -73,7 +73,7 @@ pub async fn serve_on(
                 addr,
                 identity: None,
             };
-            spawn_connection(&builder, &graceful, &router, stream, peer);
+            spawn_connection(&builder, &graceful, &router, stream, peer, "http");
         },
         Transport::MutualTls(listener, config) => {
             // Handshakes run in the listener's own tasks; only verified connections come here.
@@ -83,7 +83,7 @@ pub async fn serve_on(
                     c = listener.accept() => c,
                     _ = &mut shutdown => break,
                 };
-                spawn_connection(&builder, &graceful, &router, stream, peer);
+                spawn_connection(&builder, &graceful, &router, stream, peer, "https");
             }
         }
     }
@@ -97,6 +97,7 @@ fn spawn_connection<IO>(
     router: &Router,
     io: IO,
     peer: TlsPeer,
+    scheme: &'static str,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -106,6 +107,11 @@ fn spawn_connection<IO>(
         .map_request(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(addr));
             req.extensions_mut().insert(ConnectInfo(peer.clone()));
+            // Self links name the scheme the client used (`http::base_url`).
+            req.headers_mut().insert(
+                crate::http::SCHEME_HEADER,
+                axum::http::HeaderValue::from_static(scheme),
+            );
             req.map(Body::new)
         });
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));

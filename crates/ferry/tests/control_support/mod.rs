@@ -43,9 +43,11 @@ impl ControlProcess {
             Command::new(BIN)
                 .args(["control", "--listen", listen, "--state-dir"])
                 .arg(state_dir)
+                .arg("--tls-dir")
+                .arg(pki())
                 .args(args),
             "ferry control: listening on ",
-            "http://127.0.0.1:",
+            "https://127.0.0.1:",
             Some(Duration::from_secs(20)),
         );
         ControlProcess {
@@ -71,7 +73,7 @@ impl ControlProcess {
 
     /// `127.0.0.1:PORT` of the running daemon.
     pub fn addr(&self) -> String {
-        self.url.trim_start_matches("http://").to_string()
+        self.url.trim_start_matches("https://").to_string()
     }
 }
 
@@ -80,9 +82,11 @@ pub fn start_ran(topology: &Path) -> Daemon {
     Daemon::spawn(
         Command::new(BIN)
             .args(["ran", "--no-trace", "--listen", "127.0.0.1:0", "--topology"])
-            .arg(topology),
+            .arg(topology)
+            .arg("--tls-dir")
+            .arg(pki()),
         "ferry ran: listening on ",
-        "http://",
+        "https://",
         None,
     )
 }
@@ -205,6 +209,26 @@ pub fn success(method: &Method, path: &str, body: &[u8]) -> (StatusCode, String)
     (StatusCode::OK, "{}".into())
 }
 
+/// Serves `app` as a real host does: mutual TLS on 127.0.0.1:0 with a `host:fake`
+/// certificate of [`pki`]; returns `https://ADDR` and the task.
+pub async fn serve_as_host(app: Router) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind fake host");
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let config = ferry_tls::server_config(&tls_files(&ferry_tls::Identity::Host("fake".into())))
+        .expect("fake host TLS");
+    let task = tokio::spawn(async move {
+        let _ = mec_http::serve::serve_on(
+            mec_http::serve::Transport::MutualTls(listener, config),
+            app,
+            std::future::pending::<()>(),
+        )
+        .await;
+    });
+    (url, task)
+}
+
 impl FakeHost {
     pub async fn start() -> FakeHost {
         let calls = Arc::new(Mutex::new(Vec::new()));
@@ -217,7 +241,22 @@ impl FakeHost {
                 calls: calls.clone(),
                 fail_suffix: fail_suffix.clone(),
             });
-        let (url, task) = serve(app).await;
+        // As a real host: mutual TLS, its certificate for 127.0.0.1.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake host");
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let config =
+            ferry_tls::server_config(&tls_files(&ferry_tls::Identity::Host("fake".into())))
+                .expect("fake host TLS");
+        let task = tokio::spawn(async move {
+            let _ = mec_http::serve::serve_on(
+                mec_http::serve::Transport::MutualTls(listener, config),
+                app,
+                std::future::pending::<()>(),
+            )
+            .await;
+        });
         FakeHost {
             url,
             calls,

@@ -45,12 +45,15 @@ impl RanProcess {
         file.write_all(topology.as_bytes()).expect("write topology");
         let daemon = Daemon::spawn(
             Command::new(BIN)
+                .env("FERRY_TLS_DIR", pki())
                 .args(["ran", "--topology"])
                 .arg(file.path())
                 .args(["--listen", "127.0.0.1:0"])
+                .arg("--tls-dir")
+                .arg(pki())
                 .args(extra_args),
             "ferry ran: listening on ",
-            "http://127.0.0.1:",
+            "https://127.0.0.1:",
             Some(Duration::from_secs(20)),
         );
         RanProcess {
@@ -74,6 +77,7 @@ impl RanProcess {
 /// Runs the `ferry` binary to completion: (success, stdout, stderr).
 pub async fn ferry(args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(BIN)
+        .env("FERRY_TLS_DIR", pki())
         .args(args)
         .env("RUST_LOG", "warn")
         .output()

@@ -31,7 +31,7 @@ pub fn start_in(netns: &str, args: &[String], banner: &str) -> Daemon {
             .args(["netns", "exec", netns, crate::shared::BIN])
             .args(args),
         banner,
-        "http://",
+        "https://",
         None,
     )
 }
@@ -77,6 +77,13 @@ impl ControlPlane {
             .arg(&route)
             .status()
             .unwrap();
+        let pki = pair.a.tls.clone().expect("test hosts run with TLS");
+        let local = ferry_tls::San::Ip(std::net::Ipv4Addr::LOCALHOST.into());
+        issue_cert(
+            &pki,
+            &ferry_tls::Identity::Ran,
+            std::slice::from_ref(&local),
+        );
         let ran = start_in(
             &pair.gw,
             &[
@@ -86,6 +93,8 @@ impl ControlPlane {
                 "127.0.0.1:0".into(),
                 "--topology".into(),
                 topo.display().to_string(),
+                "--tls-dir".into(),
+                pki.display().to_string(),
             ],
             "ferry ran: listening on ",
         );
@@ -111,19 +120,21 @@ impl ControlPlane {
             "--data-plane-cmd".into(),
             route.display().to_string(),
         ];
-        // Hosts over mutual TLS: control calls them with its own certificate.
-        if let Some(pki) = &pair.a.tls {
-            issue_cert(pki, &ferry_tls::Identity::Control, &[]);
-            args.extend(["--tls-dir".into(), pki.display().to_string()]);
-        }
+        // Mutual TLS: control calls the hosts and the RAN with its own certificate and serves
+        // TLS on its address (and loopback) to them and the apps.
+        let listen_ip: std::net::IpAddr = listen
+            .rsplit_once(':')
+            .and_then(|(ip, _)| ip.parse().ok())
+            .expect("listen address");
+        issue_cert(
+            &pki,
+            &ferry_tls::Identity::Control,
+            &[ferry_tls::San::Ip(listen_ip), local],
+        );
+        args.extend(["--tls-dir".into(), pki.display().to_string()]);
         args.extend(extra.iter().cloned());
         let control = Self::spawn_control(&pair.gw, &args, log);
-        let http = in_netns(&pair.gw, || {
-            reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .expect("client")
-        });
+        let http = crate::common::client_in(&pair.gw, Some((&pki, "operator")));
         ControlPlane {
             control,
             ran,
@@ -140,7 +151,7 @@ impl ControlPlane {
                 .args(["netns", "exec", gw, crate::shared::BIN])
                 .args(args),
             "ferry control: listening on ",
-            "http://",
+            "https://",
             None,
             log,
         )
@@ -153,7 +164,7 @@ impl ControlPlane {
 
     /// Starts `ferry control` again on the address and state it had.
     pub fn restart_control(&mut self) {
-        let addr = self.control.url.trim_start_matches("http://").to_string();
+        let addr = self.control.url.trim_start_matches("https://").to_string();
         let mut args = self.args.clone();
         if let Some(i) = args.iter().position(|a| a == "--listen") {
             args[i + 1] = addr;

@@ -17,6 +17,78 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
+// ---- the tests' PKI ----
+
+/// The operator PKI the MEC tests run with (TLS and tokens on, as in production): a CA and
+/// certificates for control, the RAN, the fake hosts (`host:fake`) and the operator, all for
+/// 127.0.0.1. Made once in cargo's scratch directory for integration tests (a build
+/// artefact, like the binaries), atomically, so parallel test binaries share it.
+pub fn pki() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("mec-test-pki");
+        let fresh = std::fs::metadata(dir.join("operator.crt"))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(7 * 86400));
+        if fresh {
+            return dir;
+        }
+        let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let pki = ferry_tls::Pki::init(&tmp, "ferry MEC tests", ferry_tls::Validity::days(30))
+            .expect("test PKI");
+        let local = ferry_tls::San::Ip(std::net::Ipv4Addr::LOCALHOST.into());
+        for id in [
+            ferry_tls::Identity::Control,
+            ferry_tls::Identity::Ran,
+            ferry_tls::Identity::Operator,
+            ferry_tls::Identity::Host("fake".into()),
+        ] {
+            pki.issue(
+                &id,
+                std::slice::from_ref(&local),
+                ferry_tls::Validity::days(30),
+            )
+            .expect("test certificate");
+        }
+        let old = dir.with_extension(format!("old{}", std::process::id()));
+        let _ = std::fs::rename(&dir, &old);
+        // Another test binary may have won the race: then its PKI is as good as ours.
+        let _ = std::fs::rename(&tmp, &dir);
+        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = std::fs::remove_dir_all(&old);
+        dir
+    })
+}
+
+/// The files of `identity` in [`pki`].
+pub fn tls_files(identity: &ferry_tls::Identity) -> ferry_tls::TlsFiles {
+    ferry_tls::TlsFiles::in_dir(pki(), identity)
+}
+
+/// An HTTP client that calls as `operator` (and plain http:// as before).
+pub fn client() -> reqwest::Client {
+    client_as(&ferry_tls::Identity::Operator)
+}
+
+/// An HTTP client presenting `identity`'s certificate of [`pki`].
+pub fn client_as(identity: &ferry_tls::Identity) -> reqwest::Client {
+    let tls = ferry_tls::client_config(&tls_files(identity)).expect("client TLS");
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .build()
+        .expect("client")
+}
+
+/// An HTTP client with no certificate (an application, or a stranger), trusting [`pki`]'s CA.
+pub fn client_without_cert() -> reqwest::Client {
+    let tls = ferry_tls::client_config_server_auth(&pki().join("ca.crt")).expect("client TLS");
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .build()
+        .expect("client")
+}
+
 // ---- daemons ----
 
 /// A daemon that printed `BANNER URL` as its first line on stdout, killed and reaped on drop.
@@ -338,31 +410,15 @@ pub async fn answer(r: reqwest::Response) -> Answer {
 }
 
 pub async fn post_json(url: &str, body: &Value) -> Answer {
-    answer(
-        reqwest::Client::new()
-            .post(url)
-            .json(body)
-            .send()
-            .await
-            .expect("POST"),
-    )
-    .await
+    answer(client().post(url).json(body).send().await.expect("POST")).await
 }
 
 pub async fn put_json(url: &str, body: &Value) -> Answer {
-    answer(
-        reqwest::Client::new()
-            .put(url)
-            .json(body)
-            .send()
-            .await
-            .expect("PUT"),
-    )
-    .await
+    answer(client().put(url).json(body).send().await.expect("PUT")).await
 }
 
 pub async fn put_bytes(url: &str, body: Vec<u8>) -> Answer {
-    let r = reqwest::Client::new()
+    let r = client()
         .put(url)
         .header("content-type", "application/x-tar")
         .body(body)
@@ -373,18 +429,11 @@ pub async fn put_bytes(url: &str, body: Vec<u8>) -> Answer {
 }
 
 pub async fn get(url: &str) -> Answer {
-    answer(reqwest::Client::new().get(url).send().await.expect("GET")).await
+    answer(client().get(url).send().await.expect("GET")).await
 }
 
 pub async fn delete(url: &str) -> Answer {
-    answer(
-        reqwest::Client::new()
-            .delete(url)
-            .send()
-            .await
-            .expect("DELETE"),
-    )
-    .await
+    answer(client().delete(url).send().await.expect("DELETE")).await
 }
 
 /// Asserts an error answer is a ProblemDetails with that status and a detail.
