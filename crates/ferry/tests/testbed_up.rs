@@ -174,8 +174,19 @@ fn handover_rewires_the_ue_path() {
         ping_median(&tb.ns("ue1"), &a.hosts[1], 10),
         12.0,
     );
-    let ran = "http://10.199.3.1:7200";
-    let out = ferry(&["ran", "handover", "ue1", "cell2", "--ran", ran]);
+    // The testbed's RAN serves TLS with the testbed's own PKI: call it as the operator.
+    let ran = "https://10.199.3.1:7200";
+    let pki = ferry_testbed::plan::pki_dir(name);
+    let out = ferry(&[
+        "ran",
+        "handover",
+        "ue1",
+        "cell2",
+        "--ran",
+        ran,
+        "--tls-dir",
+        &pki,
+    ]);
     assert!(out.status.success(), "handover: {}", text(&out));
     // The agent re-wires asynchronously, right after the RAN publishes the handover.
     let mut rtt = None;
