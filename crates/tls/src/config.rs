@@ -85,22 +85,22 @@ fn roots(ca: &Path) -> Result<Arc<RootCertStore>, TlsError> {
 
 /// A server that requires a client certificate of the CA.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&files.ca)?, provider())
-        .build()
-        .map_err(|e| TlsError::Certificate(format!("client verifier: {e}")))?;
-    let config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)?;
-    Ok(Arc::new(config))
+    server(files, false)
 }
 
 /// A server where a client certificate of the CA is optional: the MEC APIs, which ferry's own
 /// parts call with their certificate and applications call with an OAuth 2.0 bearer token.
 /// A certificate that is presented must still chain to the CA and name an identity.
 pub fn server_config_optional_client(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&files.ca)?, provider())
-        .allow_unauthenticated()
+    server(files, true)
+}
+
+fn server(files: &TlsFiles, optional_client: bool) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(roots(&files.ca)?, provider());
+    if optional_client {
+        verifier = verifier.allow_unauthenticated();
+    }
+    let verifier = verifier
         .build()
         .map_err(|e| TlsError::Certificate(format!("client verifier: {e}")))?;
     let config = ServerConfig::builder_with_provider(provider())
