@@ -143,6 +143,7 @@ fn presence(
 
 /// Called on every handover: queue the zone events each subscription asked for.
 pub(crate) fn on_cell_change(ran: &Ran, change: &CellChange) {
+    let key = change.address.to_string();
     let mut subs = lock(&ran.inner.location);
     subs.purge();
     for (zone, event) in zone_events(change) {
@@ -153,14 +154,18 @@ pub(crate) fn on_cell_change(ran: &Ran, change: &CellChange) {
                     href: e.sub.resource_url.clone().unwrap_or_default(),
                 };
                 let s = &e.sub;
-                e.delivery.send(presence(
-                    change,
-                    &zone,
-                    event,
-                    &s.callback_reference,
-                    &s.client_correlator,
-                    link,
-                ));
+                // In order per UE; several UEs' notifications in flight at once.
+                e.delivery.send_keyed(
+                    &key,
+                    presence(
+                        change,
+                        &zone,
+                        event,
+                        &s.callback_reference,
+                        &s.client_correlator,
+                        link,
+                    ),
+                );
             }
         }
         for e in subs.zonal.values() {
@@ -170,14 +175,18 @@ pub(crate) fn on_cell_change(ran: &Ran, change: &CellChange) {
                     href: e.sub.resource_url.clone().unwrap_or_default(),
                 };
                 let s = &e.sub;
-                e.delivery.send(presence(
-                    change,
-                    &zone,
-                    event,
-                    &s.callback_reference,
-                    &s.client_correlator,
-                    link,
-                ));
+                // In order per UE; several UEs' notifications in flight at once.
+                e.delivery.send_keyed(
+                    &key,
+                    presence(
+                        change,
+                        &zone,
+                        event,
+                        &s.callback_reference,
+                        &s.client_correlator,
+                        link,
+                    ),
+                );
             }
         }
     }
@@ -215,13 +224,25 @@ async fn users(
     }
     let base = http::base_url(&headers);
     let w = ran.world();
-    let user = (0..w.ues.len())
+    // By address through the index (a consumer re-reading its UEs asks for them by the
+    // hundred), otherwise every UE.
+    let candidates: Vec<usize> = if addresses.is_empty() {
+        (0..w.ues.len()).collect()
+    } else {
+        let mut found: Vec<usize> = addresses
+            .iter()
+            .filter_map(|a| w.ue_by_address(*a))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    };
+    let user = candidates
+        .into_iter()
         .filter(|&i| {
-            let u = &w.ues[i];
-            let c = &w.cells[u.cell];
+            let c = &w.cells[w.ues[i].cell];
             (zones.is_empty() || zones.contains(&c.zone.as_str()))
                 && (aps.is_empty() || aps.contains(&c.name.as_str()))
-                && (addresses.is_empty() || addresses.contains(&u.address))
         })
         .map(|i| user_info(&w, i, &base))
         .collect();
@@ -398,7 +419,7 @@ fn validate_user(
         )));
     };
     let w = ran.world();
-    if !w.ues.iter().any(|u| u.address == address) {
+    if w.ue_by_address(address).is_none() {
         let known: Vec<String> = w.ues.iter().map(|u| acr(u.address)).collect();
         return Err(ApiError::bad_request(format!(
             "no user with address '{}' (users: {})",

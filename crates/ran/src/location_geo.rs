@@ -142,10 +142,8 @@ pub(crate) fn routes() -> Router<Ran> {
 }
 
 fn position(w: &World, a: Ipv4Addr) -> Option<(f64, f64)> {
-    w.ues
-        .iter()
-        .find(|u| u.address == a)
-        .map(|u| (u.latitude, u.longitude))
+    w.ue_by_address(a)
+        .map(|i| (w.ues[i].latitude, w.ues[i].longitude))
 }
 
 fn terminal(w: &World, a: Ipv4Addr) -> TerminalLocation {
