@@ -283,9 +283,7 @@ async fn in_flight_relocations_are_found_after_a_restart() {
 
 #[tokio::test]
 async fn service_levels_decide_and_context_transfer_is_marked_for_the_app() {
-    use ferry_control::ams::{
-        decide, registrations_for_ue, set_context_transfer_state, MobilityDecision,
-    };
+    use ferry_control::ams::{decide, set_context_transfer_state, MobilityDecision};
     use mec_api::ams::{AppMobilityServiceLevel as L, ContextTransferState};
     assert_eq!(
         decide(Some(L::AppMobilityNotAllowed)),
@@ -325,10 +323,13 @@ async fn service_levels_decide_and_context_transfer_is_marked_for_the_app() {
         ids.push(r["appMobilityServiceId"].as_str().unwrap().to_string());
     }
     let ue1 = "10.150.0.1".parse().unwrap();
-    let mine: Vec<String> = registrations_for_ue(&s.control, ue1)
-        .unwrap()
+    // The controller's index of who follows the UE, kept by the API's writes.
+    let mine: Vec<String> = s
+        .control
+        .ue_index()
+        .followers(ue1)
         .into_iter()
-        .map(|(r, _)| r.service_consumer_id.app_instance_id.unwrap())
+        .map(|f| f.instance)
         .collect();
     assert_eq!(mine, ["inst-1", "inst-3"]);
 
