@@ -210,7 +210,22 @@ mod tests {
             "r1",
             &reg("i1", &[("10.0.0.2", AppMobilityWithConfirmation)]),
         );
-        assert_eq!(x.followers(ip("10.0.0.1")).len(), 1);
+        // i1 still follows 10.0.0.1, as instantiated for it, now without a registration.
+        assert_eq!(
+            x.followers(ip("10.0.0.1")),
+            vec![
+                Follower {
+                    instance: "i1".into(),
+                    registration: None,
+                    level: None
+                },
+                Follower {
+                    instance: "i2".into(),
+                    registration: None,
+                    level: None
+                }
+            ]
+        );
         assert_eq!(
             x.followers(ip("10.0.0.2"))[0].level,
             Some(AppMobilityWithConfirmation)
@@ -220,7 +235,7 @@ mod tests {
         assert_eq!(x.ues(), vec![ip("10.0.0.1")]);
         // Instantiated again for another UE.
         x.set_instance_ue("i2", ip("10.0.0.3"));
-        assert!(x.followers(ip("10.0.0.1")).is_empty());
-        assert_eq!(x.ues(), vec![ip("10.0.0.3")]);
+        assert_eq!(x.followers(ip("10.0.0.1")).len(), 1);
+        assert_eq!(x.ues(), vec![ip("10.0.0.1"), ip("10.0.0.3")]);
     }
 }
