@@ -72,10 +72,11 @@ pub struct BatchRequest {
     pub handovers: Vec<BatchItem>,
 }
 
-/// Answer of a batch: how many handovers were done, and why the others were not.
+/// Answer of a batch: how many handovers were done, when, and why the others were not.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BatchView {
     pub done: usize,
+    /// When the batch's handovers happened (all at one instant).
     pub at: TimeStamp,
     /// "index: reason" of each refused item (e.g. already in that cell).
     pub refused: Vec<String>,
@@ -153,9 +154,15 @@ async fn handovers(
         .enumerate()
         .filter_map(|(i, r)| r.as_ref().err().map(|e| format!("{i}: {e}")))
         .collect();
+    // One instant for the whole batch: when its handovers happened.
+    let at = results
+        .iter()
+        .flatten()
+        .next()
+        .map_or_else(std::time::SystemTime::now, |h| h.at);
     let view = BatchView {
         done: results.len() - refused.len(),
-        at: TimeStamp::now(),
+        at: TimeStamp::from_system_time(at),
         refused,
     };
     Ok(http::json(StatusCode::OK, &view))

@@ -5,6 +5,8 @@
 //!   of ballast sizes (the figures of the foundation issue).
 //! - `ferry bench migrate`: live migration between two testbed hosts, every technique the
 //!   hosts accept, with the Podman baseline (in `bench/`).
+//! - `ferry bench control`: the control plane under a city's handovers (10,000 UEs, real
+//!   `ferry ran` and `ferry control`, fake hosts): missed relocations, latency, CPU, memory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +17,7 @@ use serde_json::json;
 use super::local::LocalHost;
 
 mod bed;
+mod control;
 mod migrate;
 mod plot;
 mod podman;
@@ -32,6 +35,9 @@ enum Command {
     Checkpoint(CheckpointArgs),
     /// Live migration between two testbed hosts: downtime, total time, bytes; Podman baseline.
     Migrate(migrate::MigrateArgs),
+    /// The control plane under a city's handovers: missed relocations, handover-to-MEC 021
+    /// latency, CPU and memory (real `ferry ran` and `ferry control`, fake hosts).
+    Control(control::ControlArgs),
 }
 
 #[derive(clap::Args)]
@@ -74,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Checkpoint(a) => checkpoint(a),
         Command::Migrate(a) => migrate::run(a),
+        Command::Control(a) => control::run(a),
     }
 }
 
