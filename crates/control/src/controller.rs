@@ -98,6 +98,8 @@ struct Moves {
     wanted: HashMap<String, Wanted>,
     /// Instances with a running worker.
     workers: std::collections::HashSet<String>,
+    /// Instance -> the host its worker is moving it to now.
+    current: HashMap<String, String>,
 }
 
 /// The controller's shared state, kept in `Control`.
@@ -154,11 +156,20 @@ fn now_ms() -> u64 {
 // ---- wanted moves ----
 
 /// Wants `instance` on `w.target` (the latest wanted host wins); starts its worker if none
-/// runs. False, and nothing done, when no worker runs and the instance is there already (or
-/// is not instantiated): no claim is taken that would hold up a lifecycle operation.
+/// runs. False, and nothing done, when that is already where it is going: the move under way
+/// or the one waiting goes there, or no worker runs and the instance is there (or is not
+/// instantiated); no claim is then taken that would hold up a lifecycle operation.
 pub(crate) fn want(c: &Control, instance: &str, w: Wanted) -> bool {
     let mut m = lock(&c.inner.controller.moves);
-    if !m.workers.contains(instance) {
+    if m.workers.contains(instance) {
+        let going = match m.wanted.get(instance) {
+            Some(next) => Some(&next.target),
+            None => m.current.get(instance),
+        };
+        if going == Some(&w.target) {
+            return false;
+        }
+    } else {
         // Read under the lock: a worker records the new host before it leaves the set.
         let host = c
             .store()
@@ -185,8 +196,14 @@ async fn work(c: Control, instance: String) {
         let next = {
             let mut m = lock(&c.inner.controller.moves);
             let n = m.wanted.remove(&instance);
-            if n.is_none() {
-                m.workers.remove(&instance);
+            match &n {
+                Some(w) => {
+                    m.current.insert(instance.clone(), w.target.clone());
+                }
+                None => {
+                    m.workers.remove(&instance);
+                    m.current.remove(&instance);
+                }
             }
             n
         };

@@ -8,7 +8,12 @@
 //!   query, distance, area (circle), periodic and zone status subscriptions
 //!   (`location_geo.rs`);
 //! - `/ferry/ran/v1/...`: ferry's own control of the emulation: list UEs and cells, force a
-//!   handover (`admin.rs`).
+//!   handover or a burst of them, counters (`admin.rs`).
+//!
+//! Notifications go through `mec_http::notify` (per subscriber, in order per UE, several in
+//! flight, paused and caught up when the subscriber is down); a full queue merges a UE's
+//! CellChange notifications (`rni::merge_cell_changes`) so memory stays bounded by the queue
+//! plus one notification per UE.
 //!
 //! Handovers come from `Ran::handover` (forced), or from the UEs' traces and waypoints once
 //! `Ran::start_trace` runs (`trace.rs`). Every handover is published to the subscribers of

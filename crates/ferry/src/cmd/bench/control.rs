@@ -323,9 +323,7 @@ impl Daemon {
             child,
             url: String::new(),
         };
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_default();
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
         match line.trim().strip_prefix(banner) {
             Some(url) => d.url = url.to_string(),
             None => bail!(
@@ -813,7 +811,11 @@ async fn bench(args: ControlArgs) -> anyhow::Result<ExitCode> {
     // PKI: the parts by certificate, as `ferry pki` makes them.
     let pki_dir = work.join("pki");
     let _ = std::fs::remove_dir_all(&pki_dir);
-    let pki = ferry_tls::Pki::init(&pki_dir, "ferry bench control", ferry_tls::Validity::days(2))?;
+    let pki = ferry_tls::Pki::init(
+        &pki_dir,
+        "ferry bench control",
+        ferry_tls::Validity::days(2),
+    )?;
     let local = [ferry_tls::San::Ip(Ipv4Addr::LOCALHOST.into())];
     let mut ids = vec![
         ferry_tls::Identity::Control,
@@ -905,7 +907,8 @@ async fn bench(args: ControlArgs) -> anyhow::Result<ExitCode> {
         "ferryStateRelocation": {"mode": "CONTAINER_MIGRATION", "technique": "cold"},
         "ferryContainer": {"args": [], "memoryMib": 16, "port": 8080}
     });
-    let client = ferry_control::client::ControlClient::with_tls(&ctx.control, Some(operator.clone()));
+    let client =
+        ferry_control::client::ControlClient::with_tls(&ctx.control, Some(operator.clone()));
     client
         .onboard(&appd, b"bench image")
         .await
@@ -997,7 +1000,9 @@ async fn bench(args: ControlArgs) -> anyhow::Result<ExitCode> {
     let ran_started = Instant::now();
     let ran = Daemon::spawn(&ran_args, &work.join("ran.log"), "ferry ran: listening on ")?;
     loop {
-        let subs = ctx.get(&format!("{}/rni/v2/subscriptions", ctx.ran)).await?;
+        let subs = ctx
+            .get(&format!("{}/rni/v2/subscriptions", ctx.ran))
+            .await?;
         if subs["_links"]["subscription"]
             .as_array()
             .is_some_and(|a| !a.is_empty())
@@ -1122,7 +1127,10 @@ async fn bench(args: ControlArgs) -> anyhow::Result<ExitCode> {
         }
         if next_burst < burst_at.len() && t0.elapsed().as_secs_f64() >= burst_at[next_burst] {
             next_burst += 1;
-            batches.push((pick(args.burst.min(args.ues), true, &mut cell_of, &mut rng), true));
+            batches.push((
+                pick(args.burst.min(args.ues), true, &mut cell_of, &mut rng),
+                true,
+            ));
         }
         for (moves, burst) in batches {
             let body = json!({"handovers": moves.iter().map(|(ue, _, to)| json!({"ue": format!("u{ue}"), "cell": ctx.grid[*to].name})).collect::<Vec<_>>()});
@@ -1171,10 +1179,34 @@ async fn bench(args: ControlArgs) -> anyhow::Result<ExitCode> {
         relocations_failed: count(&heard, "INTERHOST_MOVEOUT_FAILED", w0, w1),
         missed,
         settle_s,
-        trigger_ms: latencies(&forced, &in_phase, "INTERHOST_MOVEOUT_TRIGGERED", &app_of, false),
-        complete_ms: latencies(&forced, &in_phase, "INTERHOST_MOVEOUT_COMPLETED", &app_of, false),
-        burst_trigger_ms: latencies(&forced, &in_phase, "INTERHOST_MOVEOUT_TRIGGERED", &app_of, true),
-        burst_complete_ms: latencies(&forced, &in_phase, "INTERHOST_MOVEOUT_COMPLETED", &app_of, true),
+        trigger_ms: latencies(
+            &forced,
+            &in_phase,
+            "INTERHOST_MOVEOUT_TRIGGERED",
+            &app_of,
+            false,
+        ),
+        complete_ms: latencies(
+            &forced,
+            &in_phase,
+            "INTERHOST_MOVEOUT_COMPLETED",
+            &app_of,
+            false,
+        ),
+        burst_trigger_ms: latencies(
+            &forced,
+            &in_phase,
+            "INTERHOST_MOVEOUT_TRIGGERED",
+            &app_of,
+            true,
+        ),
+        burst_complete_ms: latencies(
+            &forced,
+            &in_phase,
+            "INTERHOST_MOVEOUT_COMPLETED",
+            &app_of,
+            true,
+        ),
         control_cpu_pct: (c1.cpu_s - c0.cpu_s) / secs * 100.0,
         control_rss_mib: c1.rss_mib,
         control_peak_mib: c1.peak_mib,
@@ -1240,7 +1272,13 @@ fn fmt_lat(l: Option<(f64, f64, usize)>) -> String {
     }
 }
 
-fn print_table(args: &ControlArgs, apps: usize, phases: &[PhaseResult], ran: &Value, follow: &Value) {
+fn print_table(
+    args: &ControlArgs,
+    apps: usize,
+    phases: &[PhaseResult],
+    ran: &Value,
+    follow: &Value,
+) {
     println!(
         "ferry bench control: {} UEs, {} apps ({:.0}%), {} hosts x {} cells, TLS on, fake hosts (instant migrations)",
         args.ues,
