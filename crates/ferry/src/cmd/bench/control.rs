@@ -304,13 +304,22 @@ impl Daemon {
         let exe = std::env::current_exe().context("cannot find the ferry binary")?;
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
-        let mut child = Command::new(exe)
-            .args(args)
+        let mut cmd = Command::new(exe);
+        cmd.args(args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .context("cannot start a ferry daemon")?;
+            .stderr(Stdio::from(log_file));
+        // The daemon dies with the bench's main thread (which spawns it), however the bench
+        // ends: Ctrl-C, a panic, a kill.
+        // SAFETY: runs in the child between fork and exec; prctl is a plain system call.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = cmd.spawn().context("cannot start a ferry daemon")?;
         let stdout = child.stdout.take().context("no stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -1244,9 +1253,21 @@ async fn bench(args: ControlArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The temporary work directory, for the Ctrl-C handler to remove.
+static WORK: Mutex<Option<PathBuf>> = Mutex::new(None);
+
 fn tempfile_dir() -> anyhow::Result<TempDir> {
     let base = std::env::temp_dir().join(format!("ferry-bench-control-{}", std::process::id()));
     std::fs::create_dir_all(&base)?;
+    *WORK.lock().unwrap_or_else(|e| e.into_inner()) = Some(base.clone());
+    let _ = ctrlc::set_handler(|| {
+        // The daemons die with this process (their parent-death signal).
+        if let Some(d) = WORK.lock().ok().and_then(|mut w| w.take()) {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        eprintln!("\ninterrupted");
+        std::process::exit(130);
+    });
     Ok(TempDir(base))
 }
 
