@@ -23,8 +23,8 @@
 //!   subscriber keeps failing while it accepts others is given up after [`ATTEMPTS`] tries
 //!   (counted as lost), so one poisoned notification cannot hold its key forever.
 //! - **Deadlines.** Every POST has a connect timeout and an overall timeout ([`POST_TIMEOUT`]).
-//!   Once the subscription is gone (its [`Delivery`] dropped), what is queued gets at most
-//!   [`ATTEMPTS`] tries each and the worker ends.
+//!   Once the subscription is gone (its [`Delivery`] dropped), what is queued is delivered
+//!   while the callback answers; the first failure drops the rest, and the worker ends.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,8 +33,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// Tries of a notification the subscriber refuses while it accepts others, and of each
-/// notification left when a subscription is deleted.
+/// Tries of a notification the subscriber refuses while it accepts others.
 pub const ATTEMPTS: u32 = 3;
 /// Deadline of one POST (connecting included).
 pub const POST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -404,14 +403,24 @@ impl Queue {
                 self.refused += 1;
                 self.unreported_lost += lost;
             }
+            Outcome::Failed if self.closed => {
+                // The subscription is gone and its callback fails: what is left goes too,
+                // rather than being probed for at length.
+                self.drop_one();
+                let waiting = self.entries.len() + self.overflow.len();
+                self.lost += waiting as u64;
+                self.entries.clear();
+                self.queued.clear();
+                self.overflow.clear();
+                self.overflow_order.clear();
+            }
             Outcome::Failed => {
                 self.unreported_lost += lost;
                 entry.attempts += 1;
                 let first = *entry.delivered_at_failure.get_or_insert(self.delivered);
                 // Up (others were delivered since this one first failed) and still failing
-                // this one, or the subscription is gone: give it up.
-                let give_up = entry.attempts >= ATTEMPTS && (self.delivered > first || self.closed);
-                if give_up {
+                // this one: give it up.
+                if entry.attempts >= ATTEMPTS && self.delivered > first {
                     self.drop_one();
                 } else {
                     // Back at the head of its key: nothing of that key was sent meanwhile.
@@ -489,7 +498,10 @@ async fn deliver(client: reqwest::Client, url: String, subscription: String, sha
                     tracing::info!(%subscription, %url, "callback answers again: catching up");
                 }
             }
-            (q.next_probe.filter(|_| q.down), q.closed && q.idle())
+            // A probe due while none is on the wire wakes the loop; one on the wire ends
+            // through `join_next`.
+            let probe_at = q.next_probe.filter(|_| q.down && q.in_flight.is_empty());
+            (probe_at, q.closed && q.idle())
         };
         if done {
             return;
@@ -719,6 +731,22 @@ mod tests {
             "nothing given up while nothing is delivered"
         );
         assert!(q.stats().waiting <= 4, "{:?}", q.stats());
+    }
+
+    #[test]
+    fn a_deleted_subscription_whose_callback_fails_ends() {
+        let mut q = Queue::new(8, Coalesce::Never);
+        for i in 0..5 {
+            q.push(None, json!({ "x": i }));
+        }
+        let first = q.take_next(Instant::now()).unwrap();
+        q.finish(first, Outcome::Delivered, Instant::now());
+        q.closed = true;
+        let second = q.take_next(Instant::now()).unwrap();
+        q.finish(second, Outcome::Failed, Instant::now());
+        assert!(q.idle(), "nothing left to try");
+        assert_eq!(q.stats().lost, 4);
+        assert_eq!(q.stats().delivered, 1);
     }
 
     #[test]
