@@ -433,6 +433,8 @@ pub async fn reconcile(c: &Control, why: Reason) {
     let started = Instant::now();
     let stats = &c.inner.follow.stats;
     let ues = c.ue_index().ues();
+    // Forget the UEs nobody follows any more (`ues` is sorted).
+    lock(&c.inner.follow.seen).retain(|ue, _| ues.binary_search(ue).is_ok());
     let mut moves = 0;
     for page in ues.chunks(PAGE) {
         match users(c, &ran, page).await {
