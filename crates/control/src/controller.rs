@@ -89,6 +89,18 @@ pub(crate) struct Wanted {
     pub ue: Ipv4Addr,
     pub registration: Option<String>,
     pub decision: MobilityDecision,
+    pub why: Why,
+}
+
+/// What a move is wanted for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// The UE handed over: always acted on.
+    Handover,
+    /// A reading found the UE away from its instance. Not acted on when the instance's last
+    /// relocation went to that very host and FAILED: the UE has not moved since, and a failed
+    /// relocation stands (FAILED, the app on the source) until it does.
+    Reading,
 }
 
 /// The wanted moves and the instances whose worker runs, under one lock.
@@ -109,6 +121,8 @@ pub struct Controller {
     limits: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Relocation id -> the migration whose commit we wait to hear of.
     commits: std::sync::Mutex<HashMap<String, CommitWatch>>,
+    /// Instance -> the target host and phase of its latest relocation.
+    latest: std::sync::Mutex<HashMap<String, (String, Phase)>>,
 }
 
 impl Default for Controller {
@@ -135,6 +149,7 @@ impl Controller {
             moves: Default::default(),
             limits: Default::default(),
             commits: Default::default(),
+            latest: Default::default(),
         }
     }
 
@@ -154,6 +169,20 @@ fn now_ms() -> u64 {
 }
 
 // ---- wanted moves ----
+
+/// Records a relocation's phase as the latest of its instance (`Why::Reading`); the records
+/// of the store at start, then each phase as it is saved.
+pub(crate) fn note_relocation(c: &Control, r: &RelocationRecord) {
+    lock(&c.inner.controller.latest)
+        .insert(r.app_instance_id.clone(), (r.target_host.clone(), r.phase));
+}
+
+/// Whether the latest relocation of `instance` went to `host` and FAILED.
+pub(crate) fn failed_toward(c: &Control, instance: &str, host: &str) -> bool {
+    lock(&c.inner.controller.latest)
+        .get(instance)
+        .is_some_and(|(t, p)| t == host && *p == Phase::Failed)
+}
 
 /// Wants `instance` on `w.target` (the latest wanted host wins); starts its worker if none
 /// runs. False, and nothing done, when that is already where it is going: the move under way
@@ -243,6 +272,10 @@ async fn move_instance(c: &Control, instance: &str, w: &Wanted, claim: crate::Cl
     if source == w.target {
         return;
     }
+    // Checked under the claim: a relocation recovered meanwhile may just have failed there.
+    if w.why == Why::Reading && failed_toward(c, instance, &w.target) {
+        return;
+    }
     let Ok(address) = addr.parse::<Ipv4Addr>() else {
         return;
     };
@@ -288,7 +321,9 @@ fn save(
 ) -> Result<(), crate::store::StoreError> {
     r.phase = phase;
     r.phase_times_ms.push((phase, now_ms()));
-    c.store().put(Table::Relocations, &r.id, r)
+    c.store().put(Table::Relocations, &r.id, r)?;
+    note_relocation(c, r);
+    Ok(())
 }
 
 fn event(

@@ -20,7 +20,7 @@
 //!   reading. Then each follower gets its move (`controller::want`; nothing if it is there).
 
 use crate::ams;
-use crate::controller::{self, Wanted};
+use crate::controller::{self, Wanted, Why};
 use crate::store::Table;
 use crate::{lock, Control};
 use axum::body::Bytes;
@@ -368,7 +368,7 @@ fn on_cell_change(c: &Control, n: &CellChangeNotification) {
         });
         match host {
             Some(h) => {
-                let moves = located(c, ue, &h, at);
+                let moves = located(c, ue, &h, at, Why::Handover);
                 add(&stats.moves_from_notifications, moves as u64);
             }
             None => {
@@ -377,7 +377,7 @@ fn on_cell_change(c: &Control, n: &CellChangeNotification) {
                 tokio::spawn(async move {
                     match crate::app_lcm::serving_host(&c, ue).await {
                         Ok(h) => {
-                            let moves = located(&c, ue, &h, at);
+                            let moves = located(&c, ue, &h, at, Why::Handover);
                             add(&c.inner.follow.stats.moves_from_notifications, moves as u64);
                         }
                         Err(e) => {
@@ -390,10 +390,17 @@ fn on_cell_change(c: &Control, n: &CellChangeNotification) {
     }
 }
 
-/// `ue` is served by `host` as of `at` (the RAN's time; `None`: unknown, taken as news).
-/// Unless newer news of the UE was applied, each instance following it is moved there (if not
-/// there). Returns how many moves were wanted.
-pub(crate) fn located(c: &Control, ue: Ipv4Addr, host: &str, at: Option<SystemTime>) -> usize {
+/// `ue` is served by `host` as of `at` (the RAN's time; `None`: unknown, taken as news), as a
+/// handover or a reading says (`why`). Unless newer news of the UE was applied, each instance
+/// following it is moved there (if not there; a reading does not retry a relocation there
+/// that failed, see `Why`). Returns how many moves were wanted.
+pub(crate) fn located(
+    c: &Control,
+    ue: Ipv4Addr,
+    host: &str,
+    at: Option<SystemTime>,
+    why: Why,
+) -> usize {
     let followers = c.ue_index().followers(ue);
     if followers.is_empty() {
         return 0;
@@ -409,11 +416,15 @@ pub(crate) fn located(c: &Control, ue: Ipv4Addr, host: &str, at: Option<SystemTi
     }
     let mut moves = 0;
     for f in followers {
+        if why == Why::Reading && controller::failed_toward(c, &f.instance, host) {
+            continue;
+        }
         let w = Wanted {
             target: host.to_string(),
             ue,
             registration: f.registration,
             decision: ams::decide(f.level),
+            why,
         };
         if controller::want(c, &f.instance, w) {
             moves += 1;
@@ -449,7 +460,8 @@ pub async fn reconcile(c: &Control, why: Reason) {
                         tracing::warn!(%ue, cell = %u.access_point_id, zone = %u.zone_id, "UE in a cell no known host serves");
                         continue;
                     };
-                    moves += located(c, ue, &host, Some(u.timestamp.to_system_time()));
+                    let at = Some(u.timestamp.to_system_time());
+                    moves += located(c, ue, &host, at, Why::Reading);
                 }
             }
             Err(e) => {

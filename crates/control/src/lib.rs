@@ -233,6 +233,13 @@ impl Control {
                 control.ue_index().set_instance_ue(&instance, ue);
             }
         }
+        // Ids sort in the order they were made: the last one of an instance is its latest.
+        for (_, r) in control
+            .store()
+            .list::<relocation::RelocationRecord>(Table::Relocations)?
+        {
+            controller::note_relocation(&control, &r);
+        }
         ams::restore(&control)?;
         app_pkgm::restore(&control)?;
         app_lcm::restore(&control)?;

@@ -269,6 +269,11 @@ struct Setup {
 }
 
 async fn setup(level: &str, mode: &str) -> Setup {
+    setup_with(level, mode, &[]).await
+}
+
+/// [`setup`] with more arguments for control.
+async fn setup_with(level: &str, mode: &str, control_args: &[&str]) -> Setup {
     let (a, b) = (Host::start().await, Host::start().await);
     let (d, dir) = state_dir();
     let topo = dir.join("topology.toml");
@@ -284,6 +289,8 @@ async fn setup(level: &str, mode: &str) -> Setup {
         "--ran".into(),
         ran.url.clone(),
     ];
+    let mut args = args;
+    args.extend(control_args.iter().map(|a| a.to_string()));
     let c = ControlProcess::start(&dir, &args);
     wait_ran_subscriptions(&ran, 1).await;
 
@@ -581,6 +588,46 @@ async fn failing_migration_leaves_the_app_on_its_host() {
         rel[0]["error"].as_str().unwrap().contains("restore failed"),
         "{rel:?}"
     );
+}
+
+#[tokio::test]
+async fn a_failed_relocation_stands_until_the_ue_moves_again() {
+    let s = setup_with(
+        "APP_MOBILITY_WITHOUT_CONFIRMATION",
+        "CONTAINER_MIGRATION",
+        &["--reconcile-interval", "1"],
+    )
+    .await;
+    *s.a.knobs.migrate_fails.lock().unwrap() = true;
+    handover(&s.ran, "b1").await;
+    assert_eq!(
+        s.statuses(2, 20).await,
+        ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_FAILED"]
+    );
+    // Readings find the UE in b1 and its app on edge-a: the failure stands, no retry.
+    let done = get(&s.c.api("/ferry/control/v1/follow")).await.2["reconciliations"]
+        .as_u64()
+        .unwrap();
+    for _ in 0..100 {
+        let f = get(&s.c.api("/ferry/control/v1/follow")).await.2;
+        if f["reconciliations"].as_u64().unwrap() >= done + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.a.migrations().len(), 1, "not retried by a reading");
+    assert_eq!(s.cb.on("/mp").len(), 2);
+    assert_eq!(s.host_of_instance().await, "edge-a");
+    // The UE moves (away and back): its handover is acted on again.
+    *s.a.knobs.migrate_fails.lock().unwrap() = false;
+    handover(&s.ran, "a1").await;
+    handover(&s.ran, "b1").await;
+    let st = s.statuses(4, 20).await;
+    assert_eq!(
+        st[2..],
+        ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_COMPLETED"]
+    );
+    assert_eq!(s.host_of_instance().await, "edge-b");
 }
 
 #[tokio::test]
