@@ -159,6 +159,7 @@ impl Engine {
         };
         let technique = technique::choose(req.technique, &features, inputs, IMPLEMENTED)
             .map_err(MigrationError::Refused)?;
+        let pages = self.page_transport(req.pages)?;
         let client = HostClient::with_http(&req.target, self.http.clone())
             .map_err(|e| MigrationError::Refused(e.to_string()))?;
         if let Some(url) = &req.on_commit {
@@ -202,6 +203,7 @@ impl Engine {
                 timings: Timings::default(),
                 stream_bytes: 0,
                 pages_bytes: 0,
+                pages,
                 bytes_on_wire: 0,
                 dump: None,
                 pre_copy_rounds: Vec::new(),
@@ -546,14 +548,16 @@ impl Run {
     /// cleanup. An error is a failure before the commit decision; from the decision on,
     /// this function settles and finishes itself.
     fn forward(&mut self) -> Result<(), Failure> {
-        let (request, lease_ms, fault) = {
+        let (request, lease_ms, fault, pages) = {
             let l = lock(&self.shared);
             (
                 self.rt().get(&self.name).map(|c| c.request),
                 l.rec.lease_ms,
                 l.rec.request.fault.clone(),
+                l.rec.report.pages,
             )
         };
+        let tls = self.engine.criu_tls(pages);
         let request = request.map_err(fail(Phase::Prepare))?;
         let dump_timeout = lock(&self.shared)
             .rec
@@ -574,6 +578,7 @@ impl Run {
             container: request,
             technique: self.technique,
             lease_ms,
+            pages,
         };
         let reply = self
             .block(self.client.offer(&self.token, &offer))
@@ -597,7 +602,9 @@ impl Run {
                 .map_err(fail(Phase::PreCopy))?;
             self.phase(Phase::PreCopy);
             let t = Instant::now();
-            let (last, rounds) = self.pre_copy(dump_timeout).map_err(fail(Phase::PreCopy))?;
+            let (last, rounds) = self
+                .pre_copy(dump_timeout, tls)
+                .map_err(fail(Phase::PreCopy))?;
             page_server = last.page_server_port.map(|p| format!("{host}:{p}"));
             if self.technique == Technique::PreCopy && page_server.is_none() {
                 return Err(fail(Phase::PreCopy)(
@@ -628,14 +635,18 @@ impl Run {
         let mut lazy_port = None;
         let mut final_pages_bytes = 0;
         if self.technique.is_lazy() {
-            let port = free_port().map_err(fail(Phase::Dump))?;
+            // On the API's address: the target dials the address the channel's calls come
+            // from, and with TLS checks it against this host's certificate.
+            let ip = self.engine.cfg.listen_ip;
+            let port = free_port(ip).map_err(fail(Phase::Dump))?;
             let child = self
                 .rt()
                 .dump_outgoing_lazy(
                     &self.name,
                     &self.id,
                     &image_dir,
-                    &format!("0.0.0.0:{port}"),
+                    &std::net::SocketAddr::new(ip, port).to_string(),
+                    tls,
                     parent.as_deref(),
                 )
                 .map_err(fail(Phase::Dump))?;
@@ -649,6 +660,7 @@ impl Run {
                     &self.id,
                     &image_dir,
                     page_server.as_deref(),
+                    tls,
                     parent.as_deref(),
                     dump_timeout,
                 )
@@ -732,7 +744,11 @@ impl Run {
     /// target, until the dirty set is small or stops shrinking; then announces the final
     /// dump and returns the target's answer to that and the number of rounds. Rounds land in
     /// `rounds/N` next to the images dir, here and on the target alike.
-    fn pre_copy(&self, dump_timeout: Duration) -> Result<(RoundReply, u32), MigrationError> {
+    fn pre_copy(
+        &self,
+        dump_timeout: Duration,
+        tls: Option<&ferry_runtime::criu::CriuTls>,
+    ) -> Result<(RoundReply, u32), MigrationError> {
         let rounds = self
             .rt()
             .migrations_dir()
@@ -766,6 +782,7 @@ impl Run {
                 &dir,
                 parent.as_deref(),
                 &format!("{host}:{port}"),
+                tls,
                 dump_timeout,
             )?;
             let bytes = stats.pages_written * 4096;
@@ -1142,9 +1159,9 @@ fn write_index(dir: &Path, files: &[ferry_wire::channel::IndexFile]) -> Result<(
     Ok(())
 }
 
-/// A free TCP port in this namespace for the source's page server.
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
+/// A free TCP port on `ip` for the source's page server.
+fn free_port(ip: std::net::IpAddr) -> Result<u16, String> {
+    let l = std::net::TcpListener::bind((ip, 0)).map_err(|e| e.to_string())?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 

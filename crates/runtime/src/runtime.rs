@@ -717,7 +717,7 @@ impl Runtime {
         c: &Container,
         images: &Path,
         tcp_established: bool,
-        lazy_from: Option<std::net::SocketAddr>,
+        lazy_from: Option<(std::net::SocketAddr, Option<&crate::criu::CriuTls>)>,
     ) -> Result<(u64, Option<std::process::Child>), RuntimeError> {
         let name = c.name.as_str();
         let work = self.container_dir(name).join("criu-restore");
@@ -727,7 +727,7 @@ impl Runtime {
         net::remove_criu_network_lock(&c.netns);
         let started = Instant::now();
         let mut lazy = match lazy_from {
-            Some(addr) => Some(self.start_lazy_pages(images, &work, addr)?),
+            Some((addr, tls)) => Some(self.start_lazy_pages(images, &work, addr, tls)?),
             None => None,
         };
         let result = self.runc.restore(

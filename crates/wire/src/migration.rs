@@ -222,6 +222,42 @@ pub struct MigrateRequest {
     /// commit, and the source cleans up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_commit: Option<String>,
+    /// How the memory pages travel; absent: over TLS between hosts that have TLS files,
+    /// else plain. `plain` between TLS hosts is for benchmarks that measure what TLS costs,
+    /// and is refused unless both hosts were started with `--allow-plain-pages`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<PageTransport>,
+}
+
+/// How CRIU's memory pages travel between the hosts (page servers, lazy pages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageTransport {
+    /// CRIU's TLS, both ends with certificates of the operator's CA.
+    Tls,
+    /// Plain TCP: between hosts without TLS files (a developer's loopback), or a benchmark's
+    /// comparison run. Also what records written before TLS existed say.
+    #[default]
+    Plain,
+}
+
+impl std::str::FromStr for PageTransport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PageTransport, String> {
+        [PageTransport::Tls, PageTransport::Plain]
+            .into_iter()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| format!("unknown page transport '{s}' (use tls or plain)"))
+    }
+}
+
+impl std::fmt::Display for PageTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PageTransport::Tls => "tls",
+            PageTransport::Plain => "plain",
+        })
+    }
 }
 
 /// Faults a test can inject into a migration, each exercising a real failure path.
@@ -470,6 +506,9 @@ pub struct MigrationReport {
     pub stream_bytes: u64,
     /// Memory pages through the page server.
     pub pages_bytes: u64,
+    /// How they travelled.
+    #[serde(default)]
+    pub pages: PageTransport,
     /// Everything between the hosts for this migration (stream + pages).
     pub bytes_on_wire: u64,
     pub dump: Option<DumpStats>,

@@ -63,6 +63,8 @@ pub struct TestHost {
     pub http: reqwest::blocking::Client,
     /// The PKI directory of a host run with `--tls-dir`.
     pub tls: Option<PathBuf>,
+    /// More options for the daemon, from its next (re)start on.
+    pub extra_args: Vec<String>,
     /// A PKI the host made for itself.
     _pki: Option<tempfile::TempDir>,
 }
@@ -147,6 +149,7 @@ impl TestHost {
             lease_s: 30,
             http,
             tls: tls.map(Path::to_path_buf),
+            extra_args: Vec::new(),
             _pki: None,
         };
         host.spawn_daemon();
@@ -195,6 +198,7 @@ impl TestHost {
         if let Some(dir) = &self.tls {
             cmd.arg("--tls-dir").arg(dir);
         }
+        cmd.args(&self.extra_args);
         let child = cmd.spawn().expect("spawn ferry host");
         self.daemon = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);

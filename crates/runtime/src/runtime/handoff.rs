@@ -27,6 +27,7 @@ use ferry_wire::migration::{DumpStats, MigrationId};
 
 use super::{io, now_rfc3339, Runtime, RuntimeError};
 use crate::container::{Container, ContainerRequest, Status};
+use crate::criu::{CriuTls, End};
 use crate::net;
 use crate::runc::{self, CheckpointOpts};
 use crate::spec;
@@ -171,16 +172,24 @@ impl Runtime {
         self.save(&c)
     }
 
-    /// Runs a final dump of a parked container with CRIU's network lock off (see
-    /// [`spec::CRIU_CONFIG_PARKED`]); the container's usual options are back afterwards.
-    fn with_parked_config<T>(
+    /// Runs one dump with the container's CRIU options file (the one runc hands CRIU) set
+    /// for it: `base` ([`spec::CRIU_CONFIG`], or [`spec::CRIU_CONFIG_PARKED`] for a final
+    /// dump of a parked container, without CRIU's network lock) and, when the pages travel
+    /// over TLS, CRIU's TLS options for this end of the page-server connection. The
+    /// container's usual options are back afterwards.
+    fn with_criu_config<T>(
         &self,
         name: &str,
+        base: &str,
+        tls: Option<(&CriuTls, End)>,
         dump: impl FnOnce() -> Result<T, RuntimeError>,
     ) -> Result<T, RuntimeError> {
         let conf = self.container_dir(name).join("criu.conf");
-        std::fs::write(&conf, self.criu_config(name, spec::CRIU_CONFIG_PARKED))
-            .map_err(io("write criu.conf"))?;
+        let mut text = self.criu_config(name, base);
+        if let Some((tls, end)) = tls {
+            text.push_str(&tls.config_lines(end).map_err(RuntimeError::Invalid)?);
+        }
+        std::fs::write(&conf, text).map_err(io("write criu.conf"))?;
         let result = dump();
         std::fs::write(&conf, self.criu_config(name, spec::CRIU_CONFIG))
             .map_err(io("write criu.conf"))?;
@@ -223,7 +232,9 @@ impl Runtime {
 
     /// Pre-copy round: dumps the pages of the running container dirtied since `parent` (all
     /// of them without one) to the target's page server; the app keeps running. `parent` is
-    /// the previous round's image dir, relative to `round_dir`.
+    /// the previous round's image dir, relative to `round_dir`. With `tls` the pages travel
+    /// over CRIU's TLS.
+    #[allow(clippy::too_many_arguments)]
     pub fn predump_outgoing(
         &self,
         name: &str,
@@ -231,43 +242,53 @@ impl Runtime {
         round_dir: &Path,
         parent: Option<&str>,
         page_server: &str,
+        tls: Option<&CriuTls>,
         timeout: std::time::Duration,
     ) -> Result<DumpStats, RuntimeError> {
         let _c = self.outgoing_container(name, id)?;
         let work = self.dump_work_dir(name, "criu-predump", round_dir)?;
-        self.runc
-            .checkpoint(
-                name,
-                &CheckpointOpts {
-                    image_path: round_dir,
-                    work_path: &work,
-                    leave_running: true,
-                    tcp_established: true,
-                    page_server: Some(page_server),
-                    pre_dump: true,
-                    parent_path: parent,
-                    timeout: Some(timeout),
-                },
-            )
-            .map_err(|e| Self::dump_error(name, "pre-dump", e, &work, "dump.log"))?;
+        let tls = tls.map(|t| (t, End::Dials));
+        self.with_criu_config(name, spec::CRIU_CONFIG, tls, || {
+            self.runc
+                .checkpoint(
+                    name,
+                    &CheckpointOpts {
+                        image_path: round_dir,
+                        work_path: &work,
+                        leave_running: true,
+                        tcp_established: true,
+                        page_server: Some(page_server),
+                        pre_dump: true,
+                        parent_path: parent,
+                        timeout: Some(timeout),
+                    },
+                )
+                .map_err(|e| Self::dump_error(name, "pre-dump", e, &work, "dump.log"))
+        })?;
         Ok(read_dump_stats(&work))
     }
 
     /// Dumps the frozen container into `image_dir` (pages to `page_server` when given; only
     /// those dirtied since the `parent` pre-dump when given), leaving the original frozen and
-    /// intact. After `timeout` the dump is given up (see [`CheckpointOpts::timeout`]).
+    /// intact. After `timeout` the dump is given up (see [`CheckpointOpts::timeout`]). With
+    /// `tls` the pages travel to the page server over CRIU's TLS.
+    #[allow(clippy::too_many_arguments)]
     pub fn dump_outgoing(
         &self,
         name: &str,
         id: &MigrationId,
         image_dir: &Path,
         page_server: Option<&str>,
+        tls: Option<&CriuTls>,
         parent: Option<&str>,
         timeout: std::time::Duration,
     ) -> Result<DumpStats, RuntimeError> {
         let _c = self.outgoing_container(name, id)?;
         let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
-        self.with_parked_config(name, || {
+        let tls = tls
+            .filter(|_| page_server.is_some())
+            .map(|t| (t, End::Dials));
+        self.with_criu_config(name, spec::CRIU_CONFIG_PARKED, tls, || {
             self.runc
                 .checkpoint(
                     name,
@@ -291,18 +312,21 @@ impl Runtime {
     /// from a page server on `page_server` (`ADDR:PORT`). The returned process ends once the
     /// target has every page (or is killed: then the original resumes where it was). With a
     /// `parent` pre-dump (hybrid), pages unchanged since then are left to the target's copy.
+    /// With `tls` the page server speaks CRIU's TLS only.
     pub fn dump_outgoing_lazy(
         &self,
         name: &str,
         id: &MigrationId,
         image_dir: &Path,
         page_server: &str,
+        tls: Option<&CriuTls>,
         parent: Option<&str>,
     ) -> Result<std::process::Child, RuntimeError> {
         let _c = self.outgoing_container(name, id)?;
         let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
         // CRIU reads its options when it starts; the lazy dump runs on after this returns.
-        self.with_parked_config(name, || {
+        let tls = tls.map(|t| (t, End::Listens));
+        self.with_criu_config(name, spec::CRIU_CONFIG_PARKED, tls, || {
             self.runc
                 .checkpoint_lazy(
                     name,
@@ -467,12 +491,14 @@ impl Runtime {
 
     /// Restores the arrived images with the network still parked. Returns the restore time
     /// and, for post-copy (`lazy_from` = the source's page server), the `criu lazy-pages`
-    /// daemon that pulls the memory: it exits once every page has arrived.
+    /// daemon that pulls the memory: it exits once every page has arrived. With `tls` it
+    /// pulls them over CRIU's TLS.
     pub fn restore_incoming(
         &self,
         name: &str,
         id: &MigrationId,
         lazy_from: Option<std::net::SocketAddr>,
+        tls: Option<&CriuTls>,
     ) -> Result<(u64, Option<std::process::Child>), RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -480,6 +506,7 @@ impl Runtime {
         self.mount_root(&c)?;
         // The lazy-pages daemon runs in the host's namespace (not the container's: the
         // restore's network lock would cut it off) and shares the restore's work dir.
+        let lazy_from = lazy_from.map(|addr| (addr, tls));
         self.run_restore(&c, &self.incoming_dirs(name).images, true, lazy_from)
     }
 
@@ -488,7 +515,9 @@ impl Runtime {
         images: &Path,
         work: &Path,
         source: std::net::SocketAddr,
+        tls: Option<&CriuTls>,
     ) -> Result<std::process::Child, RuntimeError> {
+        let tls_args = tls.map(|t| t.args(End::Dials)).unwrap_or_default();
         let child = std::process::Command::new(&self.config.criu)
             .args(["lazy-pages", "--page-server", "--address"])
             .arg(source.ip().to_string())
@@ -499,6 +528,7 @@ impl Runtime {
             .arg("-W")
             .arg(work)
             .args(["-o", "lazy-pages.log", "-v4"])
+            .args(tls_args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
