@@ -79,6 +79,9 @@ struct ServeArgs {
     /// tokens. For a lab only.
     #[arg(long)]
     insecure: bool,
+    /// Subscriptions (MEC 012 and 013 together) one OAuth client (an app) may hold.
+    #[arg(long, default_value_t = ferry_ran::DEFAULT_MAX_SUBSCRIPTIONS)]
+    max_subscriptions_per_client: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -103,6 +106,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let ran = ferry_ran::Ran::with_tls(&topo, files.as_ref())
         .with_context(|| format!("topology {}", path.display()))?;
+    ran.set_max_subscriptions_per_client(args.max_subscriptions_per_client);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| {
