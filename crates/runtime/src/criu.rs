@@ -286,3 +286,45 @@ mod tls_tests {
         assert!(e.contains("/my pki/ca.crt"), "{e}");
     }
 }
+
+/// Where ferry's own CRIU build keeps its kernel-feature cache (`scripts/install-deps` builds
+/// it with `RUNDIR` set to this). CRIU probes the kernel at every start (about 100 ms here,
+/// `iptables -L` included) unless it finds a fresh cache, and keeps one only on a tmpfs. A
+/// system CRIU uses /run, a tmpfs on most servers.
+pub const KDAT_DIR: &str = "/run/ferry/criu";
+
+/// What [`ensure_kdat_cache`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KdatCache {
+    /// [`KDAT_DIR`] is on a tmpfs already (/run is one, or an earlier host mounted it).
+    Ready,
+    /// A tmpfs was mounted there now (it stays, shared by every host on this machine, and is
+    /// gone at reboot, when the kernel's features may change).
+    Mounted,
+}
+
+/// Makes [`KDAT_DIR`] a tmpfs (root only) if it is not on one, so CRIU keeps its cache.
+pub fn ensure_kdat_cache() -> Result<KdatCache, String> {
+    let dir = Path::new(KDAT_DIR);
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {KDAT_DIR}: {e}"))?;
+    if on_tmpfs(dir) {
+        return Ok(KdatCache::Ready);
+    }
+    use nix::mount::{mount, MsFlags};
+    mount(
+        Some("ferry-criu"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("size=1m,mode=0700"),
+    )
+    .map_err(|e| format!("mount a tmpfs on {KDAT_DIR}: {e}"))?;
+    Ok(KdatCache::Mounted)
+}
+
+/// Whether `dir` is on a tmpfs (where CRIU keeps its cache).
+pub fn on_tmpfs(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
