@@ -12,6 +12,7 @@
 pub mod command;
 pub mod container;
 pub mod criu;
+pub mod criu_rpc;
 pub mod image;
 pub mod net;
 pub mod overlay;
