@@ -112,7 +112,7 @@ fn a_migration_offer_from_a_host_in_another_hosts_name_is_refused() {
     let dir = pki();
     let pair = Pair::start_secure(dir.path());
     let offer = json!({"protocol_version": ferry_wire::channel::PROTOCOL_VERSION,
-        "id": "m-0123456789abcdef", "source": pair.b.netns, "technique": "cold", "lease_ms": 30000, "pages": "tls",
+        "id": "m-0123456789abcdef", "source": pair.b.netns, "technique": "cold", "lease_ms": 30000, "pages": "tls", "engine": "runc",
         "container": {"name": "evil", "image": "counter", "ip": "10.200.0.42"}});
     let client = client_in(&pair.a.netns, Some((dir.path(), "host:mec3")));
     let r = client

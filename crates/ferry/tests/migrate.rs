@@ -5,6 +5,7 @@
 mod common;
 
 use common::{AppConn, Pair};
+use ferry_wire::migration::CheckpointEngine as Engine;
 use serde_json::{json, Value};
 
 const IP: &str = "10.200.0.30";
@@ -108,9 +109,22 @@ fn assert_still_on_a(pair: &Pair, conn: &mut AppConn, before: &Value, expected_c
 
 #[test]
 fn cold_migration_moves_state_and_tcp_connection() {
+    cold_migration(Engine::Runc)
+}
+
+#[test]
+fn cold_migration_moves_state_and_tcp_connection_natively() {
+    cold_migration(Engine::Native)
+}
+
+fn cold_migration(engine: Engine) {
     let pair = Pair::start();
     let (mut conn, before) = setup(&pair, 32);
-    let (state, report) = migrate(&pair, json!({"target": TARGET, "technique": "cold"}));
+    let (state, report) = migrate(
+        &pair,
+        json!({"target": TARGET, "technique": "cold", "engine": engine}),
+    );
+    assert_eq!(report["engine"], json!(engine), "{report}");
     assert_eq!(state, "completed", "{report}");
     assert_eq!(report["outcome"], "completed");
     assert_eq!(report["technique"], "cold");
@@ -143,6 +157,40 @@ fn cold_migration_moves_state_and_tcp_connection() {
         "nothing left mounted on a"
     );
     eprintln!("cold migration report: {report}");
+    if engine == Engine::Native {
+        ferry_owned_container_lives_on(&pair, &mut conn);
+    }
+}
+
+/// A container CRIU restored for ferry (no runc state) is ferry's to run: it reports its
+/// owner, is checkpointed and restored locally with its connection, and deleted with
+/// nothing left (no cgroup of it on any hierarchy).
+fn ferry_owned_container_lives_on(pair: &Pair, conn: &mut AppConn) {
+    let (_, c) = pair.b.get("/containers/app");
+    assert!(c["owner"]["ferry"]["pid"].as_i64().unwrap() > 0, "{c}");
+    let (s, v) = pair.b.post(
+        "/containers/app/checkpoint",
+        json!({"leave_running": false, "tcp_established": true}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(pair.b.get("/containers/app").1["status"], "checkpointed");
+    let (s, v) = pair
+        .b
+        .post("/containers/app/restore", json!({"tcp_established": true}));
+    assert_eq!(s, 200, "{v}");
+    let (_, c) = pair.b.get("/containers/app");
+    assert_eq!(c["owner"], "runc", "runc restored it: {c}");
+    assert_eq!(counter(&conn.get("/").expect("the connection lives on")), 3);
+    assert_eq!(pair.b.delete("/containers/app"), 204);
+    let leftover: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" - cgroup"))
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|h| format!("{h}/ferry/{}/app", pair.b.id.as_deref().unwrap_or("?")))
+        .filter(|d| std::path::Path::new(d).exists())
+        .collect();
+    assert!(leftover.is_empty(), "cgroups left: {leftover:?}");
 }
 
 /// Between TLS hosts pages travel over TLS; plain pages (a benchmark's comparison) only where
@@ -345,6 +393,15 @@ fn cut_link_is_rolled_back() {
 
 #[test]
 fn post_copy_migration_moves_state_and_tcp_connection() {
+    post_copy_migration(Engine::Runc)
+}
+
+#[test]
+fn post_copy_migration_moves_state_and_tcp_connection_natively() {
+    post_copy_migration(Engine::Native)
+}
+
+fn post_copy_migration(engine: Engine) {
     let pair = Pair::start();
     let (_, info) = pair.a.get("/info");
     let lazy = info["criu"]["features"]["lazy_pages"].as_bool().unwrap();
@@ -358,7 +415,8 @@ fn post_copy_migration_moves_state_and_tcp_connection() {
     let hook = OnCommitHook::start(&pair);
     let (state, report) = migrate(
         &pair,
-        json!({"target": TARGET, "technique": "post-copy", "on_commit": hook.url.clone()}),
+        json!({"target": TARGET, "technique": "post-copy", "on_commit": hook.url.clone(),
+               "engine": engine}),
     );
     let returned = std::time::Instant::now();
     assert_eq!(state, "completed", "{report}");

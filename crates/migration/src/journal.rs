@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use ferry_wire::channel::LazyState;
 use ferry_wire::migration::{
-    IncomingState, MigrateRequest, MigrationId, MigrationReport, OutgoingState, PageTransport,
-    Phase, Technique,
+    CheckpointEngine, IncomingState, MigrateRequest, MigrationId, MigrationReport, OutgoingState,
+    PageTransport, Phase, Technique,
 };
 
 use crate::MigrationError;
@@ -56,6 +56,9 @@ pub struct IncomingRecord {
     /// How the pages travel (the offer's, accepted).
     #[serde(default)]
     pub pages: PageTransport,
+    /// Who drives CRIU (the offer's).
+    #[serde(default)]
+    pub engine: CheckpointEngine,
     pub state: IncomingState,
     pub lease_ms: u64,
     pub created_at_ms: u64,
@@ -249,6 +252,7 @@ mod tests {
                 stream_bytes: 0,
                 pages_bytes: 0,
                 pages: Default::default(),
+                engine: Default::default(),
                 bytes_on_wire: 0,
                 dump: None,
                 pre_copy_rounds: vec![],

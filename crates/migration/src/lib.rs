@@ -26,7 +26,7 @@ use std::time::Duration;
 use ferry_host_client::HostError;
 use ferry_runtime::criu::CriuTls;
 use ferry_runtime::{Runtime, RuntimeError};
-use ferry_wire::migration::{MigrationId, MigrationView, PageTransport};
+use ferry_wire::migration::{CheckpointEngine, MigrationId, MigrationView, PageTransport};
 
 pub use ferry_wire::migration::{MigrateRequest, MigrationReport, Technique};
 
@@ -94,6 +94,8 @@ pub struct EngineConfig {
     /// Plain page traffic between hosts that have TLS, when a request asks for it: for
     /// benchmarks that measure what TLS costs (`ferry host --allow-plain-pages`).
     pub allow_plain_pages: bool,
+    /// Who drives CRIU when a request does not say (`ferry host --engine`).
+    pub engine: CheckpointEngine,
 }
 
 impl EngineConfig {
@@ -107,6 +109,7 @@ impl EngineConfig {
             tls: None,
             pages_tls: None,
             allow_plain_pages: false,
+            engine: CheckpointEngine::default(),
         }
     }
 }

@@ -26,13 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_host_client::{HostClient, HostError};
-use ferry_runtime::{criu, RuntimeError};
+use ferry_runtime::{criu, Dump, RuntimeError};
 use ferry_wire::channel::{
     Committed, Offer, RestoreOrder, RoundReply, RoundRequest, PREPARE_TIMEOUT, PROTOCOL_VERSION,
 };
 use ferry_wire::migration::{
-    Fault, IncomingState, MigrateRequest, MigrationId, MigrationReport, Outcome, OutgoingState,
-    OutgoingView, Phase, PreCopyRound, SettleRequest, Side, Technique, Timings,
+    CheckpointEngine, Fault, IncomingState, MigrateRequest, MigrationId, MigrationReport, Outcome,
+    OutgoingState, OutgoingView, Phase, PreCopyRound, SettleRequest, Side, Technique, Timings,
 };
 use ferry_wire::ProblemType;
 
@@ -56,6 +56,9 @@ const ROUND_DONE_BYTES: u64 = 2 << 20;
 /// ...or when a round shrank by less than this share: the app dirties memory about as fast
 /// as the link moves it, so more rounds would not cut the downtime.
 const MIN_SHRINK: f64 = 0.2;
+
+/// How long a lazy dump may take to have its page server ready.
+const LAZY_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A commit nobody confirmed is in doubt once the target's lease plus this margin passed:
 /// by then an uncommitted copy there has expired, so only an answer can tell which way it
@@ -160,6 +163,7 @@ impl Engine {
         let technique = technique::choose(req.technique, &features, inputs, IMPLEMENTED)
             .map_err(MigrationError::Refused)?;
         let pages = self.page_transport(req.pages)?;
+        let engine = req.engine.unwrap_or(self.cfg.engine);
         let client = HostClient::with_http(&req.target, self.http.clone())
             .map_err(|e| MigrationError::Refused(e.to_string()))?;
         if let Some(url) = &req.on_commit {
@@ -204,6 +208,7 @@ impl Engine {
                 stream_bytes: 0,
                 pages_bytes: 0,
                 pages,
+                engine,
                 bytes_on_wire: 0,
                 dump: None,
                 pre_copy_rounds: Vec::new(),
@@ -548,13 +553,14 @@ impl Run {
     /// cleanup. An error is a failure before the commit decision; from the decision on,
     /// this function settles and finishes itself.
     fn forward(&mut self) -> Result<(), Failure> {
-        let (request, lease_ms, fault, pages) = {
+        let (request, lease_ms, fault, pages, engine) = {
             let l = lock(&self.shared);
             (
                 self.rt().get(&self.name).map(|c| c.request),
                 l.rec.lease_ms,
                 l.rec.request.fault.clone(),
                 l.rec.report.pages,
+                l.rec.report.engine,
             )
         };
         let tls = self.engine.criu_tls(pages);
@@ -579,6 +585,7 @@ impl Run {
             technique: self.technique,
             lease_ms,
             pages,
+            engine,
         };
         let reply = self
             .block(self.client.offer(&self.token, &offer))
@@ -603,7 +610,7 @@ impl Run {
             self.phase(Phase::PreCopy);
             let t = Instant::now();
             let (last, rounds) = self
-                .pre_copy(dump_timeout, tls)
+                .pre_copy(dump_timeout, tls, engine)
                 .map_err(fail(Phase::PreCopy))?;
             page_server = last.page_server_port.map(|p| format!("{host}:{p}"));
             if self.technique == Technique::PreCopy && page_server.is_none() {
@@ -639,15 +646,20 @@ impl Run {
             // from, and with TLS checks it against this host's certificate.
             let ip = self.engine.cfg.listen_ip;
             let port = free_port(ip).map_err(fail(Phase::Dump))?;
+            let listen = std::net::SocketAddr::new(ip, port).to_string();
             let child = self
                 .rt()
                 .dump_outgoing_lazy(
                     &self.name,
                     &self.id,
-                    &image_dir,
-                    &std::net::SocketAddr::new(ip, port).to_string(),
-                    tls,
-                    parent.as_deref(),
+                    &Dump {
+                        engine,
+                        image_dir: &image_dir,
+                        page_server: Some(&listen),
+                        tls,
+                        parent: parent.as_deref(),
+                        timeout: LAZY_READY_TIMEOUT,
+                    },
                 )
                 .map_err(fail(Phase::Dump))?;
             self.lazy_dump = Some(child);
@@ -658,11 +670,14 @@ impl Run {
                 .dump_outgoing(
                     &self.name,
                     &self.id,
-                    &image_dir,
-                    page_server.as_deref(),
-                    tls,
-                    parent.as_deref(),
-                    dump_timeout,
+                    &Dump {
+                        engine,
+                        image_dir: &image_dir,
+                        page_server: page_server.as_deref(),
+                        tls,
+                        parent: parent.as_deref(),
+                        timeout: dump_timeout,
+                    },
                 )
                 .map_err(fail(Phase::Dump))?;
             final_pages_bytes = stats.pages_written * 4096;
@@ -748,6 +763,7 @@ impl Run {
         &self,
         dump_timeout: Duration,
         tls: Option<&ferry_runtime::criu::CriuTls>,
+        engine: CheckpointEngine,
     ) -> Result<(RoundReply, u32), MigrationError> {
         let rounds = self
             .rt()
@@ -776,14 +792,18 @@ impl Run {
             let dir = rounds.join(round.to_string());
             let parent = (round > 0).then(|| format!("../{}", round - 1));
             let t = Instant::now();
+            let server = format!("{host}:{port}");
             let stats = self.rt().predump_outgoing(
                 &self.name,
                 &self.id,
-                &dir,
-                parent.as_deref(),
-                &format!("{host}:{port}"),
-                tls,
-                dump_timeout,
+                &Dump {
+                    engine,
+                    image_dir: &dir,
+                    page_server: Some(&server),
+                    tls,
+                    parent: parent.as_deref(),
+                    timeout: dump_timeout,
+                },
             )?;
             let bytes = stats.pages_written * 4096;
             self.edit(|r| {

@@ -322,6 +322,7 @@ impl Engine {
             token_sha256: digest(token),
             technique: offer.technique,
             pages,
+            engine: offer.engine,
             state: IncomingState::Prepared,
             lease_ms: lease.as_millis() as u64,
             created_at_ms: now,
@@ -543,7 +544,7 @@ impl Engine {
             let tls = self.criu_tls(m.rec.pages);
             let (restore_ms, lazy) =
                 self.rt
-                    .restore_incoming(&m.rec.container, id, lazy_from, tls)?;
+                    .restore_incoming(&m.rec.container, id, lazy_from, tls, m.rec.engine)?;
             m.lazy = lazy;
             self.set_incoming(&mut m, IncomingState::Restored)?;
             m.deadline = Instant::now() + Duration::from_millis(m.rec.lease_ms);

@@ -226,8 +226,10 @@ pub enum RpcError {
     Closed,
     #[error("CRIU did not answer within {0:?}")]
     TimedOut(Duration),
-    /// CRIU answered, and the request failed.
-    #[error("CRIU {request:?} failed{}{}", errno.map(|e| format!(" (errno {e})")).unwrap_or_default(), msg.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    /// CRIU answered, and the request failed. `msg` is the first error CRIU logged, often
+    /// a harmless one (it logs not being able to raise its own file limit without
+    /// CAP_SYS_RESOURCE as an error); its log's last errors say more.
+    #[error("CRIU {request:?} failed{}", errno.filter(|e| *e != 0).map(|e| format!(" (errno {e})")).unwrap_or_default())]
     Failed {
         request: ReqType,
         errno: Option<i32>,
@@ -240,7 +242,7 @@ const MAX_PACKET: usize = 64 * 1024;
 
 /// One `criu swrk` child and its RPC socket.
 pub struct Session {
-    /// Taken by [`Session::into_child`].
+    /// Taken by [`Session::call_until_notified`].
     child: Option<Child>,
     /// Closed (taken) when the session ends.
     sock: Option<OwnedFd>,
@@ -264,7 +266,10 @@ impl Session {
         cmd.args(["swrk", "3"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(Stdio::null())
+            // Its own process group: a signal meant for the daemon does not reach it, and
+            // stopping a lazy dump reaches every process CRIU started.
+            .process_group(0);
         // SAFETY: runs in the child between fork and exec and only calls dup/dup2/fcntl,
         // which are async-signal-safe. Each wanted descriptor is first copied above the
         // target range, so no dup2 overwrites a descriptor still to be placed.
@@ -409,13 +414,65 @@ impl Session {
         }
     }
 
-    /// The CRIU child (a lazy dump keeps serving pages after its answer; it exits once the
-    /// target has them all).
-    pub fn into_child(mut self) -> Child {
-        self.close();
-        self.child
+    /// Sends `req` and returns once CRIU notified `script` (a lazy dump's `status-ready`:
+    /// its page server listens), answering every notification. The rest of the exchange
+    /// (more notifications, the final answer once the target has every page) is served by
+    /// a thread; the CRIU process is returned.
+    pub fn call_until_notified(
+        mut self,
+        req: &Req,
+        timeout: Duration,
+        script: &str,
+    ) -> Result<Child, RpcError> {
+        let kind = ReqType::try_from(req.r#type).unwrap_or(ReqType::Empty);
+        self.send(req)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let resp = self.recv(deadline).map_err(|e| match e {
+                RpcError::TimedOut(_) => RpcError::TimedOut(timeout),
+                e => e,
+            })?;
+            if resp.r#type != ReqType::Notify as i32 {
+                // The final answer before the awaited step: the request ended (failed).
+                return Err(RpcError::Failed {
+                    request: kind,
+                    errno: resp.cr_errno,
+                    msg: resp
+                        .cr_errmsg
+                        .or_else(|| Some(format!("ended before '{script}'"))),
+                });
+            }
+            let name = resp.notify.and_then(|n| n.script).unwrap_or_default();
+            self.ack()?;
+            if name == script {
+                break;
+            }
+        }
+        let child = self
+            .child
             .take()
-            .expect("a session has its child until taken")
+            .expect("a session has its child until taken");
+        let sock = self.sock.take();
+        std::thread::spawn(move || {
+            let rest = Session { child: None, sock };
+            // Notifications are answered until CRIU's final answer or exit; a day bounds a
+            // CRIU that neither answers nor exits (its owner stops it before that).
+            while let Ok(resp) = rest.recv(Instant::now() + Duration::from_secs(86_400)) {
+                if resp.r#type != ReqType::Notify as i32 || rest.ack().is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(child)
+    }
+
+    /// Tells CRIU a notification was handled.
+    fn ack(&self) -> Result<(), RpcError> {
+        self.send(&Req {
+            r#type: ReqType::Notify as i32,
+            opts: None,
+            notify_success: Some(true),
+        })
     }
 
     /// Waits for CRIU to exit (it does after its answer to a dump or restore).

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::container::ContainerRequest;
-use crate::migration::{IncomingState, MigrationId, PageTransport, Technique};
+use crate::migration::{CheckpointEngine, IncomingState, MigrationId, PageTransport, Technique};
 
 /// Version of the host API and migration channel. Bump it for any change a peer of the old
 /// version would misread.
@@ -58,6 +58,8 @@ pub struct Offer {
     pub lease_ms: u64,
     /// How the pages travel: the target's page servers and lazy-pages daemon speak the same.
     pub pages: PageTransport,
+    /// Who drives CRIU: the target restores with the same engine.
+    pub engine: CheckpointEngine,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -227,6 +227,46 @@ pub struct MigrateRequest {
     /// and is refused unless both hosts were started with `--allow-plain-pages`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pages: Option<PageTransport>,
+    /// Who drives CRIU on both hosts; absent: the source host's default (`ferry host
+    /// --engine`). The benchmark compares both in one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<CheckpointEngine>,
+}
+
+/// Who drives CRIU for a migration's dumps and restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointEngine {
+    /// runc's CLI (`runc checkpoint`, `runc restore`), which starts CRIU itself. Also what
+    /// records written before the native engine existed say.
+    #[default]
+    Runc,
+    /// ferry over CRIU's RPC: nothing but CRIU runs while the app is frozen; the restored
+    /// container is then ferry's own to run (see `ferry_runtime`'s native engine).
+    Native,
+}
+
+impl CheckpointEngine {
+    pub const ALL: [CheckpointEngine; 2] = [CheckpointEngine::Runc, CheckpointEngine::Native];
+}
+
+impl std::str::FromStr for CheckpointEngine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<CheckpointEngine, String> {
+        CheckpointEngine::ALL
+            .into_iter()
+            .find(|e| e.to_string() == s)
+            .ok_or_else(|| format!("unknown engine '{s}' (use runc or native)"))
+    }
+}
+
+impl std::fmt::Display for CheckpointEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckpointEngine::Runc => "runc",
+            CheckpointEngine::Native => "native",
+        })
+    }
 }
 
 /// How CRIU's memory pages travel between the hosts (page servers, lazy pages).
@@ -509,6 +549,9 @@ pub struct MigrationReport {
     /// How they travelled.
     #[serde(default)]
     pub pages: PageTransport,
+    /// Who drove CRIU.
+    #[serde(default)]
+    pub engine: CheckpointEngine,
     /// Everything between the hosts for this migration (stream + pages).
     pub bytes_on_wire: u64,
     pub dump: Option<DumpStats>,

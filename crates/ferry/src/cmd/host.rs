@@ -57,6 +57,10 @@ pub struct Args {
     /// that measure what TLS costs; logged at start.
     #[arg(long)]
     allow_plain_pages: bool,
+    /// Who drives CRIU for migrations whose request does not say: runc (its CLI) or native
+    /// (ferry over CRIU's RPC, nothing but CRIU while the app is frozen).
+    #[arg(long, env = "FERRY_ENGINE", default_value_t = ferry_wire::migration::CheckpointEngine::Runc)]
+    engine: ferry_wire::migration::CheckpointEngine,
     /// Largest image archive accepted, in MiB of tar (after gunzip of a gzipped archive).
     #[arg(long, default_value_t = ImageLimits::default().archive_bytes >> 20)]
     max_archive_mib: u64,
@@ -175,6 +179,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         engine.tls = client_tls;
         engine.pages_tls = pages_tls;
         engine.allow_plain_pages = args.allow_plain_pages;
+        engine.engine = args.engine;
         ferry_host::serve(
             listener,
             Arc::new(rt),

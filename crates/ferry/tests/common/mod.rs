@@ -55,7 +55,7 @@ pub struct TestHost {
     pub state: tempfile::TempDir,
     listen: String,
     daemon: Option<Child>,
-    id: Option<String>,
+    pub id: Option<String>,
     /// The lease this host asks of targets (`--lease-s`).
     pub lease_s: u64,
     /// An HTTP client whose sockets live in the host's namespace (over mutual TLS as

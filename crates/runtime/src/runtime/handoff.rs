@@ -23,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ferry_wire::migration::{DumpStats, MigrationId};
+use ferry_wire::migration::{CheckpointEngine, DumpStats, MigrationId};
 
 use super::{io, now_rfc3339, Runtime, RuntimeError};
 use crate::container::{Container, ContainerRequest, Status};
@@ -111,6 +111,58 @@ fn read_dump_stats(work: &Path) -> DumpStats {
         .unwrap_or_default()
 }
 
+/// One dump of a migration (a pre-copy round, the final dump, or a lazy dump).
+pub struct Dump<'a> {
+    /// Who drives CRIU.
+    pub engine: CheckpointEngine,
+    pub image_dir: &'a Path,
+    /// `ADDR:PORT` of the page server: the target's (cold, pre-copy rounds and final dump)
+    /// or, for a lazy dump, where it serves the pages itself.
+    pub page_server: Option<&'a str>,
+    /// CRIU's TLS for the pages, when they travel over it.
+    pub tls: Option<&'a CriuTls>,
+    /// The previous pre-dump's image dir, relative to `image_dir`.
+    pub parent: Option<&'a str>,
+    /// How long the dump may take (a lazy dump: until its page server is ready).
+    pub timeout: std::time::Duration,
+}
+
+/// The native engine's view of `d` (CRIU's work dir `work`).
+fn native_dump<'a>(
+    d: &'a Dump,
+    work: &'a Path,
+    pre_dump: bool,
+    lazy: bool,
+    parked: bool,
+    tls: Option<(&'a CriuTls, End)>,
+) -> Result<super::native::NativeDump<'a>, RuntimeError> {
+    let page_server = match d.page_server {
+        Some(ps) => {
+            let (addr, port) = ps
+                .rsplit_once(':')
+                .and_then(|(a, p)| Some((a.to_string(), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| {
+                    RuntimeError::Invalid(format!("page server '{ps}' is not ADDR:PORT"))
+                })?;
+            Some((addr, port))
+        }
+        None => None,
+    };
+    Ok(super::native::NativeDump {
+        image_dir: d.image_dir,
+        work_dir: work,
+        page_server,
+        lazy,
+        parent: d.parent,
+        pre_dump,
+        tls,
+        parked,
+        leave_running: true,
+        tcp_established: true,
+        timeout: d.timeout,
+    })
+}
+
 /// Directories a migration writes on the target: CRIU images and the writable layer.
 pub struct IncomingDirs {
     pub images: PathBuf,
@@ -167,7 +219,7 @@ impl Runtime {
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut c = self.outgoing_container(name, id)?;
         self.park(&c)?;
-        self.runc.pause(name)?;
+        self.pause(&c)?;
         c.status = Status::Frozen;
         self.save(&c)
     }
@@ -230,120 +282,134 @@ impl Runtime {
         }
     }
 
-    /// Pre-copy round: dumps the pages of the running container dirtied since `parent` (all
-    /// of them without one) to the target's page server; the app keeps running. `parent` is
-    /// the previous round's image dir, relative to `round_dir`. With `tls` the pages travel
-    /// over CRIU's TLS.
-    #[allow(clippy::too_many_arguments)]
+    /// Pre-copy round: dumps the pages of the running container dirtied since `d.parent`
+    /// (all of them without one) to the target's page server; the app keeps running.
+    /// `d.image_dir` is the round's dir, `d.parent` the previous round's, relative to it.
     pub fn predump_outgoing(
         &self,
         name: &str,
         id: &MigrationId,
-        round_dir: &Path,
-        parent: Option<&str>,
-        page_server: &str,
-        tls: Option<&CriuTls>,
-        timeout: std::time::Duration,
+        d: &Dump,
     ) -> Result<DumpStats, RuntimeError> {
-        let _c = self.outgoing_container(name, id)?;
-        let work = self.dump_work_dir(name, "criu-predump", round_dir)?;
-        let tls = tls.map(|t| (t, End::Dials));
-        self.with_criu_config(name, spec::CRIU_CONFIG, tls, || {
-            self.runc
-                .checkpoint(
-                    name,
-                    &CheckpointOpts {
-                        image_path: round_dir,
-                        work_path: &work,
-                        leave_running: true,
-                        tcp_established: true,
-                        page_server: Some(page_server),
-                        pre_dump: true,
-                        parent_path: parent,
-                        timeout: Some(timeout),
-                    },
-                )
-                .map_err(|e| Self::dump_error(name, "pre-dump", e, &work, "dump.log"))
-        })?;
+        let c = self.outgoing_container(name, id)?;
+        let work = self.dump_work_dir(name, "criu-predump", d.image_dir)?;
+        let tls = d.tls.map(|t| (t, End::Dials));
+        match d.engine {
+            CheckpointEngine::Runc => {
+                self.with_criu_config(name, spec::CRIU_CONFIG, tls, || {
+                    self.runc
+                        .checkpoint(
+                            name,
+                            &CheckpointOpts {
+                                image_path: d.image_dir,
+                                work_path: &work,
+                                leave_running: true,
+                                tcp_established: true,
+                                page_server: d.page_server,
+                                pre_dump: true,
+                                parent_path: d.parent,
+                                timeout: Some(d.timeout),
+                            },
+                        )
+                        .map_err(|e| Self::dump_error(name, "pre-dump", e, &work, "dump.log"))
+                })?
+            }
+            CheckpointEngine::Native => {
+                let pid = self.init_pid(&c)?;
+                self.native_dump(&c, pid, &native_dump(d, &work, true, false, false, tls)?)?;
+            }
+        }
         Ok(read_dump_stats(&work))
     }
 
-    /// Dumps the frozen container into `image_dir` (pages to `page_server` when given; only
-    /// those dirtied since the `parent` pre-dump when given), leaving the original frozen and
-    /// intact. After `timeout` the dump is given up (see [`CheckpointOpts::timeout`]). With
-    /// `tls` the pages travel to the page server over CRIU's TLS.
-    #[allow(clippy::too_many_arguments)]
+    /// Dumps the frozen container into `d.image_dir` (pages to `d.page_server` when given;
+    /// only those dirtied since the `d.parent` pre-dump when given), leaving the original
+    /// frozen and intact. After `d.timeout` the dump is given up (see
+    /// [`CheckpointOpts::timeout`]). With `d.tls` the pages travel over CRIU's TLS.
     pub fn dump_outgoing(
         &self,
         name: &str,
         id: &MigrationId,
-        image_dir: &Path,
-        page_server: Option<&str>,
-        tls: Option<&CriuTls>,
-        parent: Option<&str>,
-        timeout: std::time::Duration,
+        d: &Dump,
     ) -> Result<DumpStats, RuntimeError> {
-        let _c = self.outgoing_container(name, id)?;
-        let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
-        let tls = tls
-            .filter(|_| page_server.is_some())
+        let c = self.outgoing_container(name, id)?;
+        let work = self.dump_work_dir(name, "criu-dump", d.image_dir)?;
+        let tls = d
+            .tls
+            .filter(|_| d.page_server.is_some())
             .map(|t| (t, End::Dials));
-        self.with_criu_config(name, spec::CRIU_CONFIG_PARKED, tls, || {
-            self.runc
-                .checkpoint(
-                    name,
-                    &CheckpointOpts {
-                        image_path: image_dir,
-                        work_path: &work,
-                        leave_running: true,
-                        tcp_established: true,
-                        page_server,
-                        pre_dump: false,
-                        parent_path: parent,
-                        timeout: Some(timeout),
-                    },
-                )
-                .map_err(|e| Self::dump_error(name, "dump", e, &work, "dump.log"))
-        })?;
+        match d.engine {
+            CheckpointEngine::Runc => {
+                self.with_criu_config(name, spec::CRIU_CONFIG_PARKED, tls, || {
+                    self.runc
+                        .checkpoint(
+                            name,
+                            &CheckpointOpts {
+                                image_path: d.image_dir,
+                                work_path: &work,
+                                leave_running: true,
+                                tcp_established: true,
+                                page_server: d.page_server,
+                                pre_dump: false,
+                                parent_path: d.parent,
+                                timeout: Some(d.timeout),
+                            },
+                        )
+                        .map_err(|e| Self::dump_error(name, "dump", e, &work, "dump.log"))
+                })?
+            }
+            CheckpointEngine::Native => {
+                let pid = self.init_pid(&c)?;
+                self.native_dump(&c, pid, &native_dump(d, &work, false, false, true, tls)?)?;
+            }
+        }
         Ok(read_dump_stats(&work))
     }
 
     /// Post-copy: dumps the frozen container without its memory and keeps serving the pages
-    /// from a page server on `page_server` (`ADDR:PORT`). The returned process ends once the
-    /// target has every page (or is killed: then the original resumes where it was). With a
-    /// `parent` pre-dump (hybrid), pages unchanged since then are left to the target's copy.
-    /// With `tls` the page server speaks CRIU's TLS only.
+    /// from a page server on `d.page_server` (`ADDR:PORT`). The returned process ends once
+    /// the target has every page (or is killed: then the original resumes where it was).
+    /// With a `d.parent` pre-dump (hybrid), pages unchanged since then are left to the
+    /// target's copy. With `d.tls` the page server speaks CRIU's TLS only.
     pub fn dump_outgoing_lazy(
         &self,
         name: &str,
         id: &MigrationId,
-        image_dir: &Path,
-        page_server: &str,
-        tls: Option<&CriuTls>,
-        parent: Option<&str>,
+        d: &Dump,
     ) -> Result<std::process::Child, RuntimeError> {
-        let _c = self.outgoing_container(name, id)?;
-        let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
-        // CRIU reads its options when it starts; the lazy dump runs on after this returns.
-        let tls = tls.map(|t| (t, End::Listens));
-        self.with_criu_config(name, spec::CRIU_CONFIG_PARKED, tls, || {
-            self.runc
-                .checkpoint_lazy(
-                    name,
-                    &CheckpointOpts {
-                        image_path: image_dir,
-                        work_path: &work,
-                        leave_running: true,
-                        tcp_established: true,
-                        page_server: Some(page_server),
-                        pre_dump: false,
-                        parent_path: parent,
-                        timeout: None,
-                    },
-                    std::time::Duration::from_secs(60),
-                )
-                .map_err(|e| Self::dump_error(name, "lazy dump", e, &work, "dump.log"))
-        })
+        let c = self.outgoing_container(name, id)?;
+        let work = self.dump_work_dir(name, "criu-dump", d.image_dir)?;
+        let tls = d.tls.map(|t| (t, End::Listens));
+        match d.engine {
+            // CRIU reads its options when it starts; the lazy dump runs on after this
+            // returns.
+            CheckpointEngine::Runc => {
+                self.with_criu_config(name, spec::CRIU_CONFIG_PARKED, tls, || {
+                    self.runc
+                        .checkpoint_lazy(
+                            name,
+                            &CheckpointOpts {
+                                image_path: d.image_dir,
+                                work_path: &work,
+                                leave_running: true,
+                                tcp_established: true,
+                                page_server: d.page_server,
+                                pre_dump: false,
+                                parent_path: d.parent,
+                                timeout: None,
+                            },
+                            std::time::Duration::from_secs(60),
+                        )
+                        .map_err(|e| Self::dump_error(name, "lazy dump", e, &work, "dump.log"))
+                })
+            }
+            CheckpointEngine::Native => {
+                let pid = self.init_pid(&c)?;
+                let plan = native_dump(d, &work, false, true, true, tls)?;
+                let child = self.native_dump(&c, pid, &plan)?;
+                child.ok_or_else(|| RuntimeError::Invalid("the lazy dump ended at once".into()))
+            }
+        }
     }
 
     /// The container's writable layer (what moves besides the CRIU images).
@@ -361,9 +427,9 @@ impl Runtime {
             other => other?,
         };
         // Thaw after SIGKILL is queued so the frozen tasks actually die.
-        let _ = self.runc.kill(name, "KILL");
-        let _ = self.runc.resume(name);
-        self.runc.delete(name)?;
+        self.signal(&c, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.resume(&c);
+        self.release(&c)?;
         self.teardown(&c);
         if self.container_dir(name).exists() {
             return Err(RuntimeError::Invalid(format!(
@@ -396,23 +462,23 @@ impl Runtime {
             name: name.to_string(),
             detail,
         };
-        match self.runc.state(name)? {
-            None => return Err(thaw_failed(
-                "runc no longer knows the container: its processes are gone (machine restarted?)"
-                    .into(),
-            )),
-            Some(s) if s.status == "paused" => self
-                .runc
-                .resume(name)
-                .map_err(|e| thaw_failed(format!("runc resume: {e}")))?,
-            Some(_) => {}
+        use super::native::ProcState;
+        match self.proc_state(&c)? {
+            ProcState::Gone => {
+                return Err(thaw_failed(
+                    "its processes are gone (machine restarted?)".into(),
+                ))
+            }
+            ProcState::Frozen => self
+                .resume(&c)
+                .map_err(|e| thaw_failed(format!("resume: {e}")))?,
+            ProcState::Running => {}
         }
-        match self.runc.state(name)? {
-            Some(s) if s.status == "running" => {}
+        match self.proc_state(&c)? {
+            ProcState::Running => {}
             other => {
                 return Err(thaw_failed(format!(
-                    "after the thaw runc says {}",
-                    other.map(|s| s.status).unwrap_or_else(|| "nothing".into())
+                    "after the thaw its processes are {other:?}"
                 )))
             }
         }
@@ -499,15 +565,20 @@ impl Runtime {
         id: &MigrationId,
         lazy_from: Option<std::net::SocketAddr>,
         tls: Option<&CriuTls>,
+        engine: CheckpointEngine,
     ) -> Result<(u64, Option<std::process::Child>), RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let c = self.incoming_container(name, id)?;
+        let mut c = self.incoming_container(name, id)?;
         self.mount_root(&c)?;
         // The lazy-pages daemon runs in the host's namespace (not the container's: the
         // restore's network lock would cut it off) and shares the restore's work dir.
         let lazy_from = lazy_from.map(|addr| (addr, tls));
-        self.run_restore(&c, &self.incoming_dirs(name).images, true, lazy_from)
+        let images = self.incoming_dirs(name).images;
+        let (ms, lazy, owner) = self.run_restore(&c, &images, true, lazy_from, engine)?;
+        c.owner = owner;
+        self.save(&c)?;
+        Ok((ms, lazy))
     }
 
     pub(super) fn start_lazy_pages(

@@ -26,7 +26,9 @@ use super::probe::{self, Probe};
 use super::{plot, summary};
 use crate::cmd::migrate::{phase_breakdown, Answer, Hosts};
 use ferry_host_client::{Blocking, HostClient};
-use ferry_wire::migration::{MigrateRequest, MigrationReport, PageTransport, Technique};
+use ferry_wire::migration::{
+    CheckpointEngine, MigrateRequest, MigrationReport, PageTransport, Technique,
+};
 use ferry_wire::{ContainerRequest, Status};
 
 const TECHNIQUES: &[Technique] = &[
@@ -71,6 +73,9 @@ pub struct MigrateArgs {
     /// --allow-plain-pages).
     #[arg(long, value_delimiter = ',', default_value = "tls")]
     pages: Vec<PageTransport>,
+    /// Who drives CRIU: runc, native, or both (run by run in one testbed), with the ratio.
+    #[arg(long, value_delimiter = ',', default_value = "runc")]
+    engines: Vec<CheckpointEngine>,
 }
 
 /// One measured run (a ferry technique or "podman").
@@ -82,6 +87,8 @@ pub struct Run {
     pub technique: String,
     /// ferry: how the pages travelled (podman: none).
     pub pages: Option<PageTransport>,
+    /// ferry: who drove CRIU (podman: none).
+    pub engine: Option<CheckpointEngine>,
     pub run: usize,
     pub ok: bool,
     pub error: Option<String>,
@@ -103,6 +110,7 @@ pub struct Cell {
     pub dirty_mib_s: u32,
     pub technique: String,
     pub pages: Option<PageTransport>,
+    pub engine: Option<CheckpointEngine>,
     pub runs: usize,
     pub ok_runs: usize,
     #[serde(serialize_with = "stat")]
@@ -112,24 +120,32 @@ pub struct Cell {
     pub mib_on_wire: f64,
 }
 
-/// What a table row, a plot's bar and a ratio compare: the technique, and how the pages
-/// travelled where that is not the default (TLS).
-fn series(technique: &str, pages: Option<PageTransport>) -> String {
-    match pages {
-        Some(PageTransport::Plain) => format!("{technique}, plain pages"),
-        _ => technique.to_string(),
+/// What a table row, a plot's bar and a ratio compare: the technique, and what is not the
+/// default: the native engine, plain pages.
+fn series(
+    technique: &str,
+    pages: Option<PageTransport>,
+    engine: Option<CheckpointEngine>,
+) -> String {
+    let mut s = technique.to_string();
+    if engine == Some(CheckpointEngine::Native) {
+        s.push_str(", native");
     }
+    if pages == Some(PageTransport::Plain) {
+        s.push_str(", plain pages");
+    }
+    s
 }
 
 impl Run {
     pub fn series(&self) -> String {
-        series(&self.technique, self.pages)
+        series(&self.technique, self.pages, self.engine)
     }
 }
 
 impl Cell {
     pub fn series(&self) -> String {
-        series(&self.technique, self.pages)
+        series(&self.technique, self.pages, self.engine)
     }
 }
 
@@ -139,7 +155,14 @@ fn stat<S: serde::Serializer>(v: &(f64, f64, f64), s: S) -> Result<S::Ok, S::Err
 }
 
 pub fn cells(runs: &[Run]) -> Vec<Cell> {
-    type Key = (String, u32, u32, String, Option<PageTransport>);
+    type Key = (
+        String,
+        u32,
+        u32,
+        String,
+        Option<PageTransport>,
+        Option<CheckpointEngine>,
+    );
     let key = |r: &Run| -> Key {
         (
             r.profile.clone(),
@@ -147,6 +170,7 @@ pub fn cells(runs: &[Run]) -> Vec<Cell> {
             r.dirty_mib_s,
             r.technique.clone(),
             r.pages,
+            r.engine,
         )
     };
     let mut keys: Vec<Key> = Vec::new();
@@ -158,7 +182,7 @@ pub fn cells(runs: &[Run]) -> Vec<Cell> {
     keys.into_iter()
         .map(|k| {
             let these: Vec<&Run> = runs.iter().filter(|r| key(r) == k).collect();
-            let (profile, ballast_mib, dirty_mib_s, technique, pages) = k;
+            let (profile, ballast_mib, dirty_mib_s, technique, pages, engine) = k;
             let good: Vec<&&Run> = these.iter().filter(|r| r.ok).collect();
             let pick = |f: fn(&Run) -> Option<f64>| -> Vec<f64> {
                 good.iter().filter_map(|r| f(r)).collect()
@@ -170,6 +194,7 @@ pub fn cells(runs: &[Run]) -> Vec<Cell> {
                 dirty_mib_s,
                 technique,
                 pages,
+                engine,
                 runs: these.len(),
                 ok_runs: good.len(),
                 downtime_ms: summary(&pick(|r| r.downtime_ms)),
@@ -218,6 +243,7 @@ struct Plan {
     dirty: Vec<u32>,
     techniques: Vec<Technique>,
     pages: Vec<PageTransport>,
+    engines: Vec<CheckpointEngine>,
     runs: usize,
 }
 
@@ -255,12 +281,18 @@ impl Plan {
         if pages.is_empty() {
             bail!("--pages needs tls, plain or both");
         }
+        let mut engines = a.engines.clone();
+        engines.dedup();
+        if engines.is_empty() {
+            bail!("--engines needs runc, native or both");
+        }
         Ok(Plan {
             profiles,
             ballast,
             dirty: a.dirty_mib_s.clone().unwrap_or(vec![0, 8]),
             techniques,
             pages,
+            engines,
             runs,
         })
     }
@@ -330,18 +362,20 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
                 for t in &plan.techniques {
                     // Run by run, each transport in turn: both see the same machine load.
                     'runs: for n in 1..=plan.runs {
-                        for &pages in &plan.pages {
-                            if refused.iter().any(|(r, _)| r == t) {
-                                break 'runs;
-                            }
-                            match bench.ferry_run(profile, mib, dirty, *t, pages, n) {
-                                Err(Skip(reason)) => {
-                                    println!("   {t}: refused by the host, skipped: {reason}");
-                                    refused.push((*t, reason));
+                        for &engine in &plan.engines {
+                            for &pages in &plan.pages {
+                                if refused.iter().any(|(r, _)| r == t) {
+                                    break 'runs;
                                 }
-                                Ok(r) => {
-                                    print_run(&r);
-                                    runs.push(r);
+                                match bench.ferry_run(profile, mib, dirty, *t, (pages, engine), n) {
+                                    Err(Skip(reason)) => {
+                                        println!("   {t}: refused by the host, skipped: {reason}");
+                                        refused.push((*t, reason));
+                                    }
+                                    Ok(r) => {
+                                        print_run(&r);
+                                        runs.push(r);
+                                    }
                                 }
                             }
                         }
@@ -363,7 +397,24 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let cells = cells(&runs);
     println!();
     print_table(&cells, &plan);
-    print_tls_cost(&cells);
+    print_ratio(
+        &cells,
+        "what TLS on the pages costs (ratio of medians, TLS / plain, same run)",
+        |c, b| {
+            c.pages == Some(PageTransport::Tls)
+                && b.pages == Some(PageTransport::Plain)
+                && b.engine == c.engine
+        },
+    );
+    print_ratio(
+        &cells,
+        "the native engine against runc's CLI (ratio of medians, native / runc, same run)",
+        |c, b| {
+            c.engine == Some(CheckpointEngine::Native)
+                && b.engine == Some(CheckpointEngine::Runc)
+                && b.pages == c.pages
+        },
+    );
     print_targets(&cells, &runs, &plan);
     for (t, reason) in &refused {
         println!("skipped {t}: {reason}");
@@ -522,7 +573,7 @@ impl<'a> Bench<'a> {
         mib: u32,
         dirty: u32,
         technique: Technique,
-        pages: PageTransport,
+        (pages, engine): (PageTransport, CheckpointEngine),
         n: usize,
     ) -> Result<Run, Skip> {
         let mut run = Run {
@@ -531,6 +582,7 @@ impl<'a> Bench<'a> {
             dirty_mib_s: dirty,
             technique: technique.to_string(),
             pages: Some(pages),
+            engine: Some(engine),
             run: n,
             ok: false,
             error: None,
@@ -540,7 +592,7 @@ impl<'a> Bench<'a> {
             report: None,
             detail: Value::Null,
         };
-        let result = self.ferry_measure(mib, dirty, technique, pages, &mut run);
+        let result = self.ferry_measure(mib, dirty, technique, (pages, engine), &mut run);
         self.remove_app();
         match result {
             Ok(Measured::Done) => {
@@ -560,7 +612,7 @@ impl<'a> Bench<'a> {
         mib: u32,
         dirty: u32,
         technique: Technique,
-        pages: PageTransport,
+        (pages, engine): (PageTransport, CheckpointEngine),
         run: &mut Run,
     ) -> anyhow::Result<Measured> {
         if super::bed::interrupted() {
@@ -611,6 +663,7 @@ impl<'a> Bench<'a> {
             let req = MigrateRequest {
                 technique,
                 pages: Some(pages),
+                engine: Some(engine),
                 ..MigrateRequest::default()
             };
             let answer = self.hosts.migrate(CONTAINER, req, |_| {});
@@ -677,6 +730,7 @@ impl<'a> Bench<'a> {
             dirty_mib_s: dirty,
             technique: "podman".to_string(),
             pages: None,
+            engine: None,
             run: n,
             ok: false,
             error: None,
@@ -793,32 +847,26 @@ fn print_table(cells: &[Cell], plan: &Plan) {
     );
 }
 
-/// What TLS on the page traffic costs: per cell measured both ways in this run, the ratio
-/// TLS / plain of the median downtime and of the median total time.
-fn print_tls_cost(cells: &[Cell]) {
+/// Ratios of medians between two variants measured in this run: `over(c, b)` says cell `b`
+/// is what cell `c` is compared with (same profile, state, dirty rate and technique).
+fn print_ratio(cells: &[Cell], title: &str, over: impl Fn(&Cell, &Cell) -> bool) {
+    let same = |a: &Cell, b: &Cell| {
+        (&a.profile, a.ballast_mib, a.dirty_mib_s, &a.technique)
+            == (&b.profile, b.ballast_mib, b.dirty_mib_s, &b.technique)
+    };
     let pairs: Vec<(&Cell, &Cell)> = cells
         .iter()
-        .filter(|c| c.pages == Some(PageTransport::Tls))
-        .filter_map(|tls| {
-            let plain = cells.iter().find(|p| {
-                p.pages == Some(PageTransport::Plain)
-                    && (&p.profile, p.ballast_mib, p.dirty_mib_s, &p.technique)
-                        == (
-                            &tls.profile,
-                            tls.ballast_mib,
-                            tls.dirty_mib_s,
-                            &tls.technique,
-                        )
-            })?;
-            Some((tls, plain))
+        .filter_map(|c| {
+            let base = cells.iter().find(|b| same(b, c) && over(c, b))?;
+            Some((c, base))
         })
         .collect();
     if pairs.is_empty() {
         return;
     }
-    println!("\nwhat TLS on the pages costs (ratio of medians, TLS / plain, same run):");
+    println!("\n{title}:");
     println!(
-        "{:<13} {:>7} {:>6} {:<10} {:>16} {:>16}",
+        "{:<13} {:>7} {:>6} {:<22} {:>16} {:>16}",
         "profile", "ballast", "dirty", "technique", "downtime ratio", "total ratio"
     );
     let ratio = |a: f64, b: f64| {
@@ -828,15 +876,15 @@ fn print_tls_cost(cells: &[Cell]) {
             "-".to_string()
         }
     };
-    for (tls, plain) in pairs {
+    for (c, base) in pairs {
         println!(
-            "{:<13} {:>3} MiB {:>2} MiB/s {:<10} {:>16} {:>16}",
-            tls.profile,
-            tls.ballast_mib,
-            tls.dirty_mib_s,
-            tls.technique,
-            ratio(tls.downtime_ms.0, plain.downtime_ms.0),
-            ratio(tls.total_ms.0, plain.total_ms.0),
+            "{:<13} {:>3} MiB {:>2} MiB/s {:<22} {:>16} {:>16}",
+            c.profile,
+            c.ballast_mib,
+            c.dirty_mib_s,
+            c.series(),
+            ratio(c.downtime_ms.0, base.downtime_ms.0),
+            ratio(c.total_ms.0, base.total_ms.0),
         );
     }
 }
@@ -908,6 +956,7 @@ mod tests {
             dirty_mib_s: 8,
             technique: t.into(),
             pages: Some(PageTransport::Tls),
+            engine: Some(CheckpointEngine::Runc),
             run: 1,
             ok,
             error: None,
