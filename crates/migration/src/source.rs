@@ -622,13 +622,23 @@ impl Run {
             self.edit(|r| r.report.timings.pre_copy_ms = Some(t.elapsed().as_millis() as u64));
         }
 
+        // The native engine dumps the app's init by pid: asked of runc now, not while frozen.
+        let pid = match engine {
+            CheckpointEngine::Native => Some(
+                self.rt()
+                    .init_pid(&self.name, &self.id)
+                    .map_err(fail(Phase::Freeze))?,
+            ),
+            CheckpointEngine::Runc => None,
+        };
+
         // Freeze: recorded first; from here the app does not answer.
         self.set(OutgoingState::Frozen)
             .map_err(fail(Phase::Freeze))?;
         self.phase(Phase::Freeze);
         let frozen_at = Instant::now();
         self.rt()
-            .freeze_outgoing(&self.name, &self.id)
+            .freeze_outgoing(&self.name, &self.id, engine)
             .map_err(fail(Phase::Freeze))?;
         self.edit(|r| r.report.timings.freeze_ms = Some(frozen_at.elapsed().as_millis() as u64));
         self.hook(Point::SourceFrozen);
@@ -659,6 +669,7 @@ impl Run {
                         tls,
                         parent: parent.as_deref(),
                         timeout: LAZY_READY_TIMEOUT,
+                        pid,
                     },
                 )
                 .map_err(fail(Phase::Dump))?;
@@ -677,6 +688,7 @@ impl Run {
                         tls,
                         parent: parent.as_deref(),
                         timeout: dump_timeout,
+                        pid,
                     },
                 )
                 .map_err(fail(Phase::Dump))?;
@@ -771,6 +783,10 @@ impl Run {
             .join(self.id.as_str())
             .join("rounds");
         let host = self.client.host();
+        let pid = match engine {
+            CheckpointEngine::Native => Some(self.rt().init_pid(&self.name, &self.id)?),
+            CheckpointEngine::Runc => None,
+        };
         let mut previous_bytes = None;
         let mut round = 0u32;
         loop {
@@ -803,6 +819,7 @@ impl Run {
                     tls,
                     parent: parent.as_deref(),
                     timeout: dump_timeout,
+                    pid,
                 },
             )?;
             let bytes = stats.pages_written * 4096;

@@ -340,7 +340,8 @@ impl Engine {
             deadline: Instant::now() + PREPARE_TIMEOUT,
         };
         let prepared = (|| {
-            self.rt.create_incoming(offer.container, &offer.id)?;
+            self.rt
+                .create_incoming(offer.container, &offer.id, offer.engine)?;
             // Cold: memory arrives through a page server here. Post-copy: it is pulled later.
             // Pre-copy and hybrid: each round asks for its own page server.
             if offer.technique == Technique::Cold {

@@ -125,6 +125,15 @@ pub struct Dump<'a> {
     pub parent: Option<&'a str>,
     /// How long the dump may take (a lazy dump: until its page server is ready).
     pub timeout: std::time::Duration,
+    /// The app's init (the native engine dumps it by pid; [`Runtime::init_pid`] before the
+    /// freeze).
+    pub pid: Option<i32>,
+}
+
+fn native_pid(d: &Dump) -> Result<i32, RuntimeError> {
+    d.pid.ok_or_else(|| {
+        RuntimeError::Invalid("the native engine dumps by pid, and none was given".into())
+    })
 }
 
 /// The native engine's view of `d` (CRIU's work dir `work`).
@@ -214,14 +223,30 @@ impl Runtime {
     }
 
     /// Parks the container's network and freezes its processes: the downtime starts here.
-    pub fn freeze_outgoing(&self, name: &str, id: &MigrationId) -> Result<(), RuntimeError> {
+    /// The native engine freezes its cgroup directly; runc's engine asks runc.
+    pub fn freeze_outgoing(
+        &self,
+        name: &str,
+        id: &MigrationId,
+        engine: CheckpointEngine,
+    ) -> Result<(), RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut c = self.outgoing_container(name, id)?;
         self.park(&c)?;
-        self.pause(&c)?;
+        match engine {
+            CheckpointEngine::Runc => self.pause(&c)?,
+            CheckpointEngine::Native => self.freeze_cgroup(name)?,
+        }
         c.status = Status::Frozen;
         self.save(&c)
+    }
+
+    /// The pid of the init of the container outgoing migration `id` holds (looked up before
+    /// the freeze, for the native engine's dumps).
+    pub fn init_pid(&self, name: &str, id: &MigrationId) -> Result<i32, RuntimeError> {
+        let c = self.outgoing_container(name, id)?;
+        self.init_pid_of(&c)
     }
 
     /// Runs one dump with the container's CRIU options file (the one runc hands CRIU) set
@@ -315,7 +340,7 @@ impl Runtime {
                 })?
             }
             CheckpointEngine::Native => {
-                let pid = self.init_pid(&c)?;
+                let pid = native_pid(d)?;
                 self.native_dump(&c, pid, &native_dump(d, &work, true, false, false, tls)?)?;
             }
         }
@@ -359,7 +384,7 @@ impl Runtime {
                 })?
             }
             CheckpointEngine::Native => {
-                let pid = self.init_pid(&c)?;
+                let pid = native_pid(d)?;
                 self.native_dump(&c, pid, &native_dump(d, &work, false, false, true, tls)?)?;
             }
         }
@@ -404,7 +429,7 @@ impl Runtime {
                 })
             }
             CheckpointEngine::Native => {
-                let pid = self.init_pid(&c)?;
+                let pid = native_pid(d)?;
                 let plan = native_dump(d, &work, false, true, true, tls)?;
                 let child = self.native_dump(&c, pid, &plan)?;
                 child.ok_or_else(|| RuntimeError::Invalid("the lazy dump ended at once".into()))
@@ -521,12 +546,17 @@ impl Runtime {
         &self,
         req: ContainerRequest,
         id: &MigrationId,
+        engine: CheckpointEngine,
     ) -> Result<Container, RuntimeError> {
         let c = self.create_with(req, Status::Incoming, Some(id), |c, dir| {
             for sub in ["upper", "work", "incoming"] {
                 std::fs::create_dir_all(dir.join(sub)).map_err(io("create container dirs"))?;
             }
             self.wire_network(c)?;
+            if engine == CheckpointEngine::Native {
+                // Made now, not while the app is frozen on the source.
+                self.prepare_cgroups(c)?;
+            }
             self.park(c)
         })?;
         tracing::info!(container = %c.name, migration = %id, "incoming migration prepared");

@@ -111,8 +111,9 @@ impl Runtime {
         }
     }
 
-    /// The pid of the container's init as the kernel knows it now.
-    pub(super) fn init_pid(&self, c: &Container) -> Result<i32, RuntimeError> {
+    /// The pid of the container's init as the kernel knows it now (runc is asked for its
+    /// containers: look it up before the freeze).
+    pub(super) fn init_pid_of(&self, c: &Container) -> Result<i32, RuntimeError> {
         if let Owner::Ferry { pid, .. } = c.owner {
             return Ok(pid);
         }
@@ -331,7 +332,6 @@ impl Runtime {
         c: &Container,
         r: &NativeRestore,
     ) -> Result<crate::container::Owner, RuntimeError> {
-        self.prepare_cgroups(c)?;
         let images = open_dir(r.images)?;
         let work = open_dir(r.work_dir)?;
         let netns = std::fs::File::open(net::netns_path(&c.netns))
@@ -533,26 +533,39 @@ impl Runtime {
     /// taken), then its cgroups removed once empty.
     pub(super) fn release(&self, c: &Container) -> Result<(), RuntimeError> {
         self.runc.delete(&c.name)?;
-        if let Owner::Ferry { .. } = c.owner {
+        let ours = matches!(c.owner, Owner::Ferry { .. });
+        if ours {
             self.signal(c, nix::sys::signal::Signal::SIGKILL);
             let _ = self.set_frozen(&c.name, false);
             let deadline = std::time::Instant::now() + FREEZER_WAIT;
             while !self.cgroup_pids(&c.name).is_empty() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            for dir in self.cgroup_dirs(&c.name) {
-                // The kernel removes an empty cgroup only once its last process is reaped.
-                let deadline = std::time::Instant::now() + Duration::from_secs(5);
-                while dir.exists() && std::fs::remove_dir(&dir).is_err() {
-                    if std::time::Instant::now() > deadline {
+        }
+        // runc removed its own; what ferry made (for a restore that then did not happen, or
+        // for its own container) goes once empty. The kernel frees a cgroup only once its
+        // last process is reaped: wait for that for ferry's own.
+        for dir in self.cgroup_dirs(&c.name) {
+            let deadline =
+                std::time::Instant::now() + Duration::from_secs(if ours { 5 } else { 0 });
+            while dir.exists() && std::fs::remove_dir(&dir).is_err() {
+                if std::time::Instant::now() >= deadline {
+                    if ours {
                         tracing::warn!(container = %c.name, dir = %dir.display(), "cgroup not removed");
-                        break;
                     }
-                    std::thread::sleep(Duration::from_millis(10));
+                    break;
                 }
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
         Ok(())
+    }
+
+    /// Freezes the container's cgroup directly, whoever owns it (runc reads the same
+    /// freezer, so its state says `paused` and `runc resume` thaws it): the native engine's
+    /// freeze, without a runc process on the frozen path.
+    pub(super) fn freeze_cgroup(&self, name: &str) -> Result<(), RuntimeError> {
+        self.set_frozen(name, true)
     }
 }
 
