@@ -89,6 +89,8 @@ fn migration_view(
         },
         stream_bytes: 0,
         pages_bytes: 1 << 20,
+        pages: Default::default(),
+        engine: Default::default(),
         bytes_on_wire: 1 << 20,
         dump: None,
         pre_copy_rounds: vec![],

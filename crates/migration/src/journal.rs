@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use ferry_wire::channel::LazyState;
 use ferry_wire::migration::{
-    IncomingState, MigrateRequest, MigrationId, MigrationReport, OutgoingState, Phase, Technique,
+    CheckpointEngine, IncomingState, MigrateRequest, MigrationId, MigrationReport, OutgoingState,
+    PageTransport, Phase, Technique,
 };
 
 use crate::MigrationError;
@@ -52,6 +53,12 @@ pub struct IncomingRecord {
     /// sha256 of the token, hex.
     pub token_sha256: String,
     pub technique: Technique,
+    /// How the pages travel (the offer's, accepted).
+    #[serde(default)]
+    pub pages: PageTransport,
+    /// Who drives CRIU (the offer's).
+    #[serde(default)]
+    pub engine: CheckpointEngine,
     pub state: IncomingState,
     pub lease_ms: u64,
     pub created_at_ms: u64,
@@ -244,6 +251,8 @@ mod tests {
                 timings: Timings::default(),
                 stream_bytes: 0,
                 pages_bytes: 0,
+                pages: Default::default(),
+                engine: Default::default(),
                 bytes_on_wire: 0,
                 dump: None,
                 pre_copy_rounds: vec![],

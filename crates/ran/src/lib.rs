@@ -25,6 +25,7 @@ pub mod location;
 pub mod location_geo;
 pub mod mobility;
 mod notify;
+mod owners;
 pub mod rni;
 mod trace;
 pub use trace::MobilityView;
@@ -80,6 +81,9 @@ impl From<&CellChange> for Handover {
     }
 }
 
+/// Subscriptions one client (an app with a token) may hold unless told otherwise.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = owners::DEFAULT_MAX_PER_CLIENT;
+
 /// Handovers buffered per `subscribe` receiver before a slow one starts lagging.
 const EVENT_BUFFER: usize = 1024;
 
@@ -113,6 +117,8 @@ struct Inner {
     rni: Mutex<rni::Subscriptions>,
     location: Mutex<location::Subscriptions>,
     geo: Mutex<location_geo::Subscriptions>,
+    /// Who holds each subscription (an app sees only its own).
+    owners: owners::Owners,
     events: broadcast::Sender<Handover>,
     notifier: notify::Notifier,
     security: Security,
@@ -162,6 +168,7 @@ impl Ran {
                 rni: Mutex::new(rni::Subscriptions::default()),
                 location: Mutex::new(location::Subscriptions::default()),
                 geo: Mutex::new(location_geo::Subscriptions::default()),
+                owners: owners::Owners::new(owners::DEFAULT_MAX_PER_CLIENT),
                 events,
                 notifier: notify::Notifier::with_tls(security.client.clone())
                     .queue(options.notify_queue),
@@ -179,6 +186,10 @@ impl Ran {
         let etsi = rni::routes()
             .merge(location::routes())
             .merge(location_geo::routes())
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                owners::guard,
+            ))
             .layer(axum::middleware::from_fn(http::require_json_accept));
         etsi.merge(admin::routes())
             .fallback(http::not_found)
@@ -286,6 +297,18 @@ impl Ran {
         location::on_cell_change(self, change);
         // No receiver is fine: nobody embeds the RAN.
         let _ = self.inner.events.send(Handover::from(change));
+    }
+
+    /// How many subscriptions one client (an application with a token) may hold here.
+    pub fn set_max_subscriptions_per_client(&self, n: usize) {
+        self.inner.owners.set_max_per_client(n);
+    }
+
+    /// Whether a subscription of either API still exists (not deleted, not expired).
+    pub(crate) fn subscription_exists(&self, id: &str) -> bool {
+        lock(&self.inner.rni).contains(id)
+            || lock(&self.inner.location).contains(id)
+            || lock(&self.inner.geo).contains(id)
     }
 
     /// A new subscription id, unique across both APIs.

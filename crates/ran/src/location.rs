@@ -17,8 +17,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use mec_api::location::*;
+use mec_http::oauth::Caller;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
@@ -51,6 +53,11 @@ impl Subscriptions {
     fn purge(&mut self) {
         let now = SystemTime::now();
         self.zonal.retain(|_, e| e.expires.is_none_or(|t| t > now));
+    }
+
+    pub(crate) fn contains(&mut self, id: &str) -> bool {
+        self.purge();
+        self.users.contains_key(id) || self.zonal.contains_key(id)
     }
 }
 
@@ -460,14 +467,24 @@ async fn create_user(
     ))
 }
 
-async fn list_users(State(ran): State<Ran>, headers: HeaderMap) -> Response {
+async fn list_users(
+    State(ran): State<Ran>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
     let subs = lock(&ran.inner.location);
     let list = NotificationSubscriptionList {
         resource_url: format!(
             "{}{ROOT}/subscriptions/userTracking",
             http::base_url(&headers)
         ),
-        user_tracking_subscription: Some(subs.users.values().map(|e| e.sub.clone()).collect()),
+        user_tracking_subscription: Some(
+            subs.users
+                .iter()
+                .filter(|(id, _)| ran.inner.owners.visible(&caller, id))
+                .map(|(_, e)| e.sub.clone())
+                .collect(),
+        ),
         zonal_traffic_subscription: None,
         distance_notification_subscription: None,
         circle_notification_subscription: None,
@@ -615,7 +632,11 @@ async fn create_zonal(
     ))
 }
 
-async fn list_zonal(State(ran): State<Ran>, headers: HeaderMap) -> Response {
+async fn list_zonal(
+    State(ran): State<Ran>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
     let mut subs = lock(&ran.inner.location);
     subs.purge();
     let list = NotificationSubscriptionList {
@@ -624,7 +645,13 @@ async fn list_zonal(State(ran): State<Ran>, headers: HeaderMap) -> Response {
             http::base_url(&headers)
         ),
         user_tracking_subscription: None,
-        zonal_traffic_subscription: Some(subs.zonal.values().map(zonal_view).collect()),
+        zonal_traffic_subscription: Some(
+            subs.zonal
+                .iter()
+                .filter(|(id, _)| ran.inner.owners.visible(&caller, id))
+                .map(|(_, e)| zonal_view(e))
+                .collect(),
+        ),
         distance_notification_subscription: None,
         circle_notification_subscription: None,
         periodic_notification_subscription: None,

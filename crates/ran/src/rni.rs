@@ -14,8 +14,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use mec_api::rni::*;
+use mec_http::oauth::Caller;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::SystemTime;
@@ -27,6 +29,12 @@ pub const ROOT: &str = "/rni/v2";
 #[derive(Default)]
 pub struct Subscriptions {
     subs: BTreeMap<String, Entry>,
+}
+
+impl Subscriptions {
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.subs.contains_key(id)
+    }
 }
 
 struct Entry {
@@ -236,6 +244,7 @@ async fn create(
 
 async fn list(
     State(ran): State<Ran>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -256,7 +265,9 @@ async fn list(
     let subs = lock(&ran.inner.rni);
     let subscription = subs
         .subs
-        .values()
+        .iter()
+        .filter(|(id, _)| ran.inner.owners.visible(&caller, id))
+        .map(|(_, e)| e)
         .filter(|e| wanted.is_empty() || wanted.contains(&e.sub.subscription_type.as_str()))
         .map(|e| SubscriptionRef {
             href: e

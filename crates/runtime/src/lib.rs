@@ -12,6 +12,7 @@
 pub mod command;
 pub mod container;
 pub mod criu;
+pub mod criu_rpc;
 pub mod image;
 pub mod net;
 pub mod overlay;
@@ -19,8 +20,8 @@ pub mod runc;
 pub mod runtime;
 pub mod spec;
 
-pub use container::{Container, ContainerRequest, Status};
+pub use container::{Container, ContainerRequest, Owner, Status};
 pub use runtime::{
-    parse_dump_stats, CheckpointReport, CheckpointRequest, DumpStats, IncomingDirs, RestoreReport,
-    RestoreRequest, Runtime, RuntimeConfig, RuntimeError,
+    parse_dump_stats, CheckpointReport, CheckpointRequest, Dump, DumpStats, IncomingDirs,
+    RestoreReport, RestoreRequest, Runtime, RuntimeConfig, RuntimeError,
 };

@@ -47,6 +47,38 @@ pub fn ensure_bridge(bridge: &str, gateway: Ipv4Net) -> Result<(), CommandError>
         status: "failed".into(),
         stderr: e.to_string(),
     })?;
+    guard_host(bridge)
+}
+
+/// Apps reach the network through the gateway (forwarded), never the host itself: in the
+/// host's namespace, connections that start on the bridge are dropped, whatever listens
+/// there (the host API, CRIU's page servers, an operator's sshd), over IPv4 and IPv6.
+/// Replies to connections the host opened pass. Idempotent (a chain of ferry's own per
+/// bridge, flushed and filled again).
+pub fn guard_host(bridge: &str) -> Result<(), CommandError> {
+    let chain = format!("FERRY-IN-{bridge}");
+    for tool in ["iptables", "ip6tables"] {
+        let _ = command::run(tool, ["-w", "-N", &chain]); // exists already: fine
+        command::run(tool, ["-w", "-F", &chain])?;
+        command::run(
+            tool,
+            [
+                "-w",
+                "-A",
+                &chain,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "ESTABLISHED,RELATED",
+                "-j",
+                "ACCEPT",
+            ],
+        )?;
+        command::run(tool, ["-w", "-A", &chain, "-j", "DROP"])?;
+        if command::run(tool, ["-w", "-C", "INPUT", "-i", bridge, "-j", &chain]).is_err() {
+            command::run(tool, ["-w", "-I", "INPUT", "-i", bridge, "-j", &chain])?;
+        }
+    }
     Ok(())
 }
 

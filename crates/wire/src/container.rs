@@ -120,6 +120,23 @@ pub struct Container {
     /// target). Lifecycle operations are refused while it is set.
     #[serde(default)]
     pub migration: Option<MigrationId>,
+    /// Who runs its processes.
+    #[serde(default)]
+    pub owner: Owner,
+}
+
+/// Who runs a container's processes: the one that started or restored them, and the only
+/// one that can pause, stop or dump them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    /// runc (it ran the container, or restored it): runc's state says where it is.
+    #[default]
+    Runc,
+    /// ferry itself: CRIU restored it for ferry's native engine. Its init is `pid`, started
+    /// at `start_time` (clock ticks after boot, as /proc/PID/stat says, so a reused pid is
+    /// told apart); its cgroups are where runc would have put them.
+    Ferry { pid: i32, start_time: u64 },
 }
 
 /// Container names become directory, netns and runc IDs: keep them plain.

@@ -390,6 +390,8 @@ mod tests {
             timings: t,
             stream_bytes: 0,
             pages_bytes: 1 << 20,
+            pages: Default::default(),
+            engine: Default::default(),
             bytes_on_wire: 1 << 20,
             dump: None,
             pre_copy_rounds: vec![],

@@ -84,6 +84,9 @@ struct ServeArgs {
     /// others are dropped and counted (`ferryLostNotifications`).
     #[arg(long, default_value_t = default_notify_queue(), value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     notify_queue: u32,
+    /// Subscriptions (MEC 012 and 013 together) one OAuth client (an app) may hold.
+    #[arg(long, default_value_t = ferry_ran::DEFAULT_MAX_SUBSCRIPTIONS)]
+    max_subscriptions_per_client: usize,
 }
 
 fn default_notify_queue() -> u32 {
@@ -115,6 +118,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let ran = ferry_ran::Ran::with_options(&topo, files.as_ref(), options)
         .with_context(|| format!("topology {}", path.display()))?;
+    ran.set_max_subscriptions_per_client(args.max_subscriptions_per_client);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| {

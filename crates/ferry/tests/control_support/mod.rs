@@ -165,6 +165,7 @@ pub fn success(method: &Method, path: &str, body: &[u8]) -> (StatusCode, String)
             started_at: None,
             last_checkpoint: None,
             migration: None,
+            owner: Default::default(),
         })
         .unwrap()
     };

@@ -418,6 +418,7 @@ fn container_record(req: ferry_wire::ContainerRequest, status: ferry_wire::Statu
         started_at: None,
         last_checkpoint: None,
         migration: None,
+        owner: Default::default(),
     })
     .unwrap_or_default()
 }
@@ -440,6 +441,8 @@ fn completed(id: &str, container: &str, target: &str) -> Option<Value> {
         },
         stream_bytes: 0,
         pages_bytes: 0,
+        pages: Default::default(),
+        engine: Default::default(),
         bytes_on_wire: 0,
         dump: None,
         pre_copy_rounds: vec![],
