@@ -97,6 +97,7 @@ fn migration_view(
         remote_page_faults: None,
         failed_phase: error.map(|_| Phase::Restore),
         error: error.map(str::to_string),
+        choice: None,
     });
     serde_json::to_value(MigrationView::Outgoing(OutgoingView {
         id,

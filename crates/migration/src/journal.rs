@@ -259,6 +259,7 @@ mod tests {
                 remote_page_faults: None,
                 failed_phase: None,
                 error: None,
+                choice: None,
             },
         }
     }

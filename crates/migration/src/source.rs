@@ -160,8 +160,10 @@ impl Engine {
             link_bit_s: req.link_bit_s,
             dirty_bytes_s: req.dirty_bytes_s,
         };
-        let technique = technique::choose(req.technique, &features, inputs, IMPLEMENTED)
-            .map_err(MigrationError::Refused)?;
+        let costs = self.fixed_costs();
+        let (technique, why) =
+            technique::choose(req.technique, &features, inputs, &costs, IMPLEMENTED)
+                .map_err(MigrationError::Refused)?;
         let pages = self.page_transport(req.pages)?;
         let engine = req.engine.unwrap_or(self.cfg.engine);
         let client = HostClient::with_http(&req.target, self.http.clone())
@@ -215,6 +217,7 @@ impl Engine {
                 remote_page_faults: None,
                 failed_phase: None,
                 error: None,
+                choice: why,
             },
             request: MigrateRequest {
                 technique: req.technique,
@@ -236,6 +239,27 @@ impl Engine {
         tracing::info!(container = %name, migration = %id, target = %v.target, %technique, "migration starts");
         spawn(self.clone(), shared, false);
         Ok(v)
+    }
+
+    /// This host's fixed costs per technique, from its completed migrations (newest first).
+    fn fixed_costs(&self) -> technique::FixedCosts {
+        let mut done: Vec<OutgoingRecord> = self
+            .journal
+            .all_outgoing()
+            .into_iter()
+            .filter(|r| r.state == OutgoingState::Completed)
+            .collect();
+        done.sort_by_key(|r| std::cmp::Reverse(r.created_at_ms));
+        technique::FixedCosts::learn(done.iter().filter_map(|r| {
+            Some((
+                r.technique,
+                r.report.timings.frozen_ms?,
+                r.report.pages_bytes,
+                r.request
+                    .link_bit_s
+                    .unwrap_or(technique::DEFAULT_LINK_BIT_S),
+            ))
+        }))
     }
 
     pub(crate) fn outgoing_view(

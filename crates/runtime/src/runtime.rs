@@ -661,9 +661,24 @@ impl Runtime {
         let work = self.dump_work_dir(name, "criu-dump", &image_dir)?;
 
         let started = Instant::now();
-        // Whoever runs the container dumps it: runc, or CRIU directly for ferry's own.
-        let result = match c.owner {
-            Owner::Runc => self
+        // Whoever runs the container dumps it (runc, or CRIU directly for ferry's own),
+        // unless the request asks for the native engine, which dumps runc's too.
+        let engine = match (req.engine, c.owner) {
+            (Some(CheckpointEngine::Runc), Owner::Ferry { .. }) => {
+                return Err(RuntimeError::Invalid(format!(
+                    "container '{name}' was restored by ferry's native engine: runc does not know it; checkpoint it with the native engine"
+                )))
+            }
+            (Some(e), _) => e,
+            (None, Owner::Runc) => CheckpointEngine::Runc,
+            (None, Owner::Ferry { .. }) => CheckpointEngine::Native,
+        };
+        let pid = match engine {
+            CheckpointEngine::Native => Some(self.init_pid_of(&c)?),
+            CheckpointEngine::Runc => None,
+        };
+        let result = match (engine, pid) {
+            (CheckpointEngine::Runc, _) | (_, None) => self
                 .runc
                 .checkpoint(
                     name,
@@ -679,7 +694,7 @@ impl Runtime {
                     },
                 )
                 .map_err(|e| e.stderr),
-            Owner::Ferry { pid, .. } => self
+            (CheckpointEngine::Native, Some(pid)) => self
                 .native_dump(
                     &c,
                     pid,
@@ -735,6 +750,8 @@ impl Runtime {
             image_dir,
             leave_running: req.leave_running,
             checkpoint_ms,
+            engine,
+            dump: Some(handoff::read_dump_stats(&work)).filter(|d| d.frozen_us > 0),
         };
         tracing::info!(container = %name, ms = checkpoint_ms, bytes = report.image_bytes, "checkpointed");
         Ok(report)
@@ -853,13 +870,12 @@ impl Runtime {
             )));
         }
         self.prepare(&c)?;
-        let (restore_ms, _, owner) = self.run_restore(
-            &c,
-            &image_dir,
-            req.tcp_established,
-            None,
-            CheckpointEngine::Runc,
-        )?;
+        let engine = req.engine.unwrap_or_default();
+        if engine == CheckpointEngine::Native {
+            self.prepare_cgroups(&c)?;
+        }
+        let (restore_ms, _, owner) =
+            self.run_restore(&c, &image_dir, req.tcp_established, None, engine)?;
         c.owner = owner;
         c.status = Status::Running;
         self.save(&c)?;

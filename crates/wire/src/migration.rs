@@ -563,6 +563,9 @@ pub struct MigrationReport {
     /// Where it failed, and why.
     pub failed_phase: Option<Phase>,
     pub error: Option<String>,
+    /// For `auto`: why this technique (the expected downtimes it weighed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<String>,
 }
 
 /// The operation resource of an outgoing migration (`GET /ferry/v1/migrations/{id}` on the

@@ -398,6 +398,7 @@ mod tests {
             remote_page_faults: None,
             failed_phase: None,
             error: None,
+            choice: None,
         };
         assert_eq!(
             phase_breakdown(&r),

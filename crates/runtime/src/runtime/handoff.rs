@@ -104,7 +104,7 @@ impl<'a> ProtoReader<'a> {
 }
 
 /// CRIU's statistics of the dump whose work dir is `work` (zero when it wrote none).
-fn read_dump_stats(work: &Path) -> DumpStats {
+pub(super) fn read_dump_stats(work: &Path) -> DumpStats {
     std::fs::read(work.join("stats-dump"))
         .ok()
         .and_then(|b| parse_dump_stats(&b))

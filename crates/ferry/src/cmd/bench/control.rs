@@ -449,6 +449,7 @@ fn completed(id: &str, container: &str, target: &str) -> Option<Value> {
         remote_page_faults: None,
         failed_phase: None,
         error: None,
+        choice: None,
     };
     serde_json::to_value(MigrationView::Outgoing(OutgoingView {
         id,
