@@ -64,6 +64,7 @@ pub enum Coalesce {
 pub struct Notifier {
     client: reqwest::Client,
     queue: usize,
+    metrics: Option<ferry_metrics::DeliveryMetrics>,
 }
 
 impl Notifier {
@@ -87,7 +88,14 @@ impl Notifier {
         Notifier {
             client,
             queue: DEFAULT_QUEUE,
+            metrics: None,
         }
+    }
+
+    /// Counting every subscription's deliveries, retries and losses in `metrics`.
+    pub fn metrics(mut self, metrics: ferry_metrics::DeliveryMetrics) -> Notifier {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// With another queue length per subscription (at least 1).
@@ -106,7 +114,7 @@ impl Notifier {
     /// [`Notifier::start`] with a coalescing rule.
     pub fn start_with(&self, url: String, subscription: String, coalesce: Coalesce) -> Delivery {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::new(self.queue, coalesce)),
+            queue: Mutex::new(Queue::new(self.queue, coalesce).counted(self.metrics.clone())),
             wake: Notify::new(),
         });
         tokio::spawn(deliver(
@@ -255,6 +263,7 @@ struct Queue {
     merged: u64,
     lost: u64,
     refused: u64,
+    metrics: Option<ferry_metrics::DeliveryMetrics>,
 }
 
 impl Queue {
@@ -276,6 +285,19 @@ impl Queue {
             merged: 0,
             lost: 0,
             refused: 0,
+            metrics: None,
+        }
+    }
+
+    fn counted(mut self, metrics: Option<ferry_metrics::DeliveryMetrics>) -> Queue {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Counts on the producer's metrics too, when it has them.
+    fn count(&self, f: impl FnOnce(&ferry_metrics::DeliveryMetrics)) {
+        if let Some(m) = &self.metrics {
+            f(m);
         }
     }
 
@@ -327,6 +349,7 @@ impl Queue {
                 let body = std::mem::take(&mut o.body);
                 o.body = merge(body, entry.body);
                 self.merged += 1;
+                self.count(|m| m.merged.inc());
             }
             None => {
                 self.overflow_order.push_back(entry.key.clone());
@@ -339,6 +362,7 @@ impl Queue {
     fn drop_one(&mut self) {
         self.lost += 1;
         self.unreported_lost += 1;
+        self.count(|m| m.lost.inc());
     }
 
     /// Moves coalesced notifications into the queue as far as it has room.
@@ -395,12 +419,14 @@ impl Queue {
         match outcome {
             Outcome::Delivered => {
                 self.delivered += 1;
+                self.count(|m| m.delivered.inc());
                 self.down = false;
                 self.backoff = FIRST_BACKOFF;
                 self.next_probe = None;
             }
             Outcome::Refused => {
                 self.refused += 1;
+                self.count(|m| m.refused.inc());
                 self.unreported_lost += lost;
             }
             Outcome::Failed if self.closed => {
@@ -409,6 +435,7 @@ impl Queue {
                 self.drop_one();
                 let waiting = self.entries.len() + self.overflow.len();
                 self.lost += waiting as u64;
+                self.count(|m| m.lost.inc_by(waiting as u64));
                 self.entries.clear();
                 self.queued.clear();
                 self.overflow.clear();
@@ -423,6 +450,7 @@ impl Queue {
                 if entry.attempts >= ATTEMPTS && self.delivered > first {
                     self.drop_one();
                 } else {
+                    self.count(|m| m.retries.inc());
                     // Back at the head of its key: nothing of that key was sent meanwhile.
                     *self.queued.entry(entry.key.clone()).or_default() += 1;
                     self.entries.push_front(entry);
@@ -581,6 +609,23 @@ mod tests {
         let next = take_all(&mut q);
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].entry.body, json!({"ue": "a", "from": 2, "to": 3}));
+    }
+
+    #[test]
+    fn the_producers_metrics_count_what_the_queue_does() {
+        let registry = ferry_metrics::Registry::new();
+        let m = ferry_metrics::DeliveryMetrics::new(&registry);
+        let mut q = Queue::new(1, Coalesce::Never).counted(Some(m.clone()));
+        push(&mut q, hop("a", 1, 2));
+        assert!(push(&mut q, hop("b", 1, 2)), "full: dropped");
+        let sent = take_all(&mut q).pop().unwrap();
+        q.finish(sent, Outcome::Failed, Instant::now());
+        let sent = q.take_next(Instant::now() + MAX_BACKOFF).unwrap();
+        q.finish(sent, Outcome::Delivered, Instant::now());
+        assert_eq!(
+            (m.lost.get(), m.retries.get(), m.delivered.get()),
+            (1, 1, 1)
+        );
     }
 
     #[test]

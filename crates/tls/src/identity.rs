@@ -18,6 +18,8 @@ pub enum Identity {
     Ran,
     /// A person or tool of the operator (the CLI).
     Operator,
+    /// A metrics scraper (Prometheus): may read `/metrics` of every part, nothing else.
+    Metrics,
 }
 
 impl Identity {
@@ -44,6 +46,7 @@ impl fmt::Display for Identity {
             Identity::Control => f.write_str("control"),
             Identity::Ran => f.write_str("ran"),
             Identity::Operator => f.write_str("operator"),
+            Identity::Metrics => f.write_str("metrics"),
         }
     }
 }
@@ -66,6 +69,7 @@ impl FromStr for Identity {
             "control" => Ok(Identity::Control),
             "ran" => Ok(Identity::Ran),
             "operator" => Ok(Identity::Operator),
+            "metrics" => Ok(Identity::Metrics),
             _ => match s.strip_prefix("host:") {
                 Some(name) if valid_host_name(name) => Ok(Identity::Host(name.to_string())),
                 _ => Err(TlsError::BadIdentity(s.to_string())),
@@ -80,7 +84,14 @@ mod tests {
 
     #[test]
     fn identities_round_trip_through_text_and_uri() {
-        for s in ["host:mec1", "host:edge-b", "control", "ran", "operator"] {
+        for s in [
+            "host:mec1",
+            "host:edge-b",
+            "control",
+            "ran",
+            "operator",
+            "metrics",
+        ] {
             let id: Identity = s.parse().unwrap();
             assert_eq!(id.to_string(), s);
             assert_eq!(Identity::from_uri(&id.uri()).unwrap().unwrap(), id);

@@ -32,7 +32,8 @@ enum Command {
     Issue {
         #[arg(long)]
         dir: PathBuf,
-        /// Who holds it: host:NAME (as `ferry host --name`), control, ran or operator.
+        /// Who holds it: host:NAME (as `ferry host --name`), control, ran, operator, or
+        /// metrics (a Prometheus scraper: `/metrics` of every part, nothing else).
         #[arg(long)]
         identity: String,
         /// An address or DNS name the part is reached at (repeat for each); clients check it.
