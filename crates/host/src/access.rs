@@ -3,6 +3,7 @@
 //! | resource | callers |
 //! |---|---|
 //! | `GET /health` | any identity of the operator's CA |
+//! | `GET /metrics` | `operator`, `metrics` (a Prometheus scraper) |
 //! | `/channel`, `/channel/{id}/...` | a `host:*`; per migration only the source host the offer named |
 //! | everything else (images, containers, migrations, settle, info) | `control`, `operator` |
 //!
@@ -28,10 +29,14 @@ pub enum Access {
     AnyIdentity,
     Hosts,
     Operators,
+    Scrapers,
 }
 
 /// The access rule for a path under the API base.
 pub fn required(method: &Method, path: &str) -> Access {
+    if path == ferry_metrics::PATH {
+        return Access::Scrapers;
+    }
     let path = path.strip_prefix(API_BASE).unwrap_or(path);
     if method == Method::GET && path == "/health" {
         Access::AnyIdentity
@@ -47,6 +52,7 @@ pub fn admits(access: Access, id: &Identity) -> bool {
         Access::AnyIdentity => true,
         Access::Hosts => matches!(id, Identity::Host(_)),
         Access::Operators => matches!(id, Identity::Control | Identity::Operator),
+        Access::Scrapers => matches!(id, Identity::Operator | Identity::Metrics),
     }
 }
 
@@ -77,6 +83,7 @@ pub async fn authorize(
     if !admits(access, id) {
         let who = match access {
             Access::Hosts => "only another ferry host may",
+            Access::Scrapers => "only an operator or a metrics scraper may",
             _ => "only control or an operator may",
         };
         return forbidden(format!(
@@ -136,6 +143,7 @@ mod tests {
                 [true, false, false],
             ),
             (Method::GET, "/ferry/v1/info", [false, true, true]),
+            (Method::GET, "/metrics", [false, false, true]),
         ];
         for (method, path, expected) in cases {
             let got = [&host, &Identity::Control, &Identity::Operator]
@@ -146,5 +154,20 @@ mod tests {
             required(&Method::POST, "/ferry/v1/containers"),
             &Identity::Ran
         ));
+        // A scraper reads the metrics and nothing else.
+        assert!(admits(
+            required(&Method::GET, "/metrics"),
+            &Identity::Metrics
+        ));
+        for path in [
+            "/ferry/v1/containers",
+            "/ferry/v1/migrations",
+            "/ferry/v1/channel",
+        ] {
+            assert!(
+                !admits(required(&Method::GET, path), &Identity::Metrics),
+                "{path}"
+            );
+        }
     }
 }

@@ -17,6 +17,8 @@
 //! | GET | /migrations, /migrations/{id} | the migrations of this host, either way (`MigrationView`) |
 //! | POST | /migrations/{id}/settle | operator: settle a migration in doubt (`SettleRequest`) |
 //! | * | /channel/... | the target side of the migration channel (`ferry_wire::channel`) |
+//!
+//! And `GET /metrics` (outside the base; Prometheus' text format, see [`crate::metrics`]).
 
 use std::sync::Arc;
 
@@ -51,6 +53,7 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Callers come over mutual TLS and are authorized by identity ([`crate::access`]).
     pub mutual_tls: bool,
+    pub metrics: crate::metrics::HostMetrics,
 }
 
 impl FromRef<AppState> for Rt {
@@ -87,16 +90,27 @@ pub fn router(state: AppState) -> Router {
         .route("/channel/{id}/abort", post(channel_abort))
         .fallback(not_found)
         .with_state(state.clone());
+    let metrics = state.metrics.clone();
     Router::new()
         .nest(API_BASE, api)
         .fallback(not_found)
         .layer(axum::middleware::from_fn(
             mec_http::http::require_json_accept,
         ))
+        // After the JSON-only rule: a scraper asks for text.
+        .route(
+            ferry_metrics::PATH,
+            get(ferry_metrics::serve).with_state(metrics.registry.clone()),
+        )
         // Who may call what comes before what the request looks like.
         .layer(axum::middleware::from_fn_with_state(
             state,
             crate::access::authorize,
+        ))
+        // Every answer counts, refusals included.
+        .layer(axum::middleware::from_fn_with_state(
+            metrics.http,
+            ferry_metrics::track,
         ))
         // Last, so axum's own rejections (405 with its Allow, 413, ...) are ProblemDetails too.
         .layer(axum::middleware::from_fn(mec_http::http::problem_details))

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod api;
 pub mod error;
+pub mod metrics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,6 +44,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     engine.listen_ip = listener.local_addr()?.ip();
+    let metrics = metrics::HostMetrics::new();
+    engine.reports = ferry_migration::ReportSink::new({
+        let m = metrics.clone();
+        move |r| m.observe(r)
+    });
     let handle = tokio::runtime::Handle::current();
     let rt = runtime.clone();
     let engine = tokio::task::spawn_blocking(move || Engine::open(rt, engine, handle))
@@ -53,6 +59,7 @@ pub async fn serve(
         rt: runtime,
         engine: engine.clone(),
         mutual_tls: matches!(security, Security::MutualTls(_)),
+        metrics,
     };
     // Uncommitted incoming copies past their deadline go, old records are pruned.
     let ticker = {

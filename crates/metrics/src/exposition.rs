@@ -51,8 +51,7 @@ pub struct HistogramSeries {
 fn valid_name(s: &str, colon: bool) -> bool {
     let mut chars = s.chars();
     let ok_first = |c: char| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':');
-    chars.next().is_some_and(ok_first)
-        && chars.all(|c| ok_first(c) || c.is_ascii_digit())
+    chars.next().is_some_and(ok_first) && chars.all(|c| ok_first(c) || c.is_ascii_digit())
 }
 
 fn parse_value(s: &str) -> Option<f64> {
@@ -253,7 +252,12 @@ impl Scrape {
     /// The label sets (without `le`) of a histogram's series.
     fn series_labels(&self, name: &str) -> Vec<BTreeMap<String, String>> {
         let mut out: Vec<BTreeMap<String, String>> = Vec::new();
-        for s in self.families.get(name).map(|f| &f.samples[..]).unwrap_or(&[]) {
+        for s in self
+            .families
+            .get(name)
+            .map(|f| &f.samples[..])
+            .unwrap_or(&[])
+        {
             let mut l = s.labels.clone();
             l.remove("le");
             if !out.contains(&l) {
@@ -319,7 +323,9 @@ mod tests {
         h.with_label_values(&["dump"]).observe(5.0);
         let s = parse(&r.encode()).unwrap();
         assert_eq!(s.value("ferry_x_total", &[("kind", "a\"b\\c")]), Some(2.0));
-        let series = s.histogram("ferry_y_seconds", &[("phase", "dump")]).unwrap();
+        let series = s
+            .histogram("ferry_y_seconds", &[("phase", "dump")])
+            .unwrap();
         assert_eq!(series.count, 2);
         assert_eq!(series.sum, 5.5);
         assert_eq!(series.buckets, vec![(0.1, 0), (1.0, 1), (f64::INFINITY, 2)]);

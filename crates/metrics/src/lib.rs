@@ -262,7 +262,10 @@ mod tests {
             scrape.value("ferry_notifications_total", &[("result", "lost")]),
             Some(3.0)
         );
-        assert_eq!(scrape.value("ferry_notification_retries_total", &[]), Some(1.0));
+        assert_eq!(
+            scrape.value("ferry_notification_retries_total", &[]),
+            Some(1.0)
+        );
         assert_eq!(
             scrape.families["ferry_notifications_total"].kind,
             exposition::Kind::Counter

@@ -96,6 +96,34 @@ pub struct EngineConfig {
     pub allow_plain_pages: bool,
     /// Who drives CRIU when a request does not say (`ferry host --engine`).
     pub engine: CheckpointEngine,
+    /// Told the report of every outgoing migration that ends here (the host's metrics).
+    pub reports: ReportSink,
+}
+
+/// Where the reports of ended outgoing migrations go (none by default).
+#[derive(Clone, Default)]
+pub struct ReportSink(Option<Arc<dyn Fn(&MigrationReport) + Send + Sync>>);
+
+impl ReportSink {
+    pub fn new(f: impl Fn(&MigrationReport) + Send + Sync + 'static) -> ReportSink {
+        ReportSink(Some(Arc::new(f)))
+    }
+
+    pub(crate) fn send(&self, report: &MigrationReport) {
+        if let Some(f) = &self.0 {
+            f(report);
+        }
+    }
+}
+
+impl std::fmt::Debug for ReportSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ReportSink(set)"
+        } else {
+            "ReportSink(none)"
+        })
+    }
 }
 
 impl EngineConfig {
@@ -110,6 +138,7 @@ impl EngineConfig {
             pages_tls: None,
             allow_plain_pages: false,
             engine: CheckpointEngine::default(),
+            reports: ReportSink::default(),
         }
     }
 }

@@ -520,6 +520,9 @@ impl Run {
             return Err(e);
         }
         tracing::info!(migration = %self.id, container = %self.name, from = %before, to = %next, "outgoing migration");
+        if next.is_final() {
+            self.engine.cfg.reports.send(&l.rec.report);
+        }
         Ok(())
     }
 
