@@ -90,6 +90,8 @@ pub(crate) struct Wanted {
     pub registration: Option<String>,
     pub decision: MobilityDecision,
     pub why: Why,
+    /// When the handover that asked for it happened (the RAN's clock), if it was one.
+    pub handover_at: Option<SystemTime>,
 }
 
 /// What a move is wanted for.
@@ -408,6 +410,7 @@ async fn relocate(
         phase_times_ms: Vec::new(),
         migration_report: None,
         platform_downtime_ms: None,
+        client_downtime_ms: None,
         traffic_switched_at_commit: false,
         error: None,
         advice: None,
@@ -434,6 +437,9 @@ async fn relocate(
         MobilityStatus::InterhostMoveoutTriggered,
         Some(target_app_info(&r, port)),
     ))?;
+    if let Some(at) = w.handover_at {
+        c.metrics().triggered_after_handover(at);
+    }
 
     let started = Instant::now();
     let outcome = match mode {
@@ -551,6 +557,7 @@ async fn finish(
                 "relocation NEEDS AN OPERATOR: the platform cannot say where the app runs");
             r.advice = Some(advice);
             save(c, r, Phase::NeedsOperator)?;
+            c.metrics().relocation_ended(r);
             Ok(Some(r.clone()))
         }
     }
@@ -567,6 +574,7 @@ async fn conclude(
 ) -> Result<(), crate::store::StoreError> {
     r.notified = false;
     save(c, r, phase)?;
+    c.metrics().relocation_ended(r);
     c.config().hooks.at_async("control-final", &r.id).await;
     c.notify_mobility(&event(r, status, None))?;
     r.notified = true;

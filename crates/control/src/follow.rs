@@ -425,6 +425,7 @@ pub(crate) fn located(
             registration: f.registration,
             decision: ams::decide(f.level),
             why,
+            handover_at: at.filter(|_| why == Why::Handover),
         };
         if controller::want(c, &f.instance, w) {
             moves += 1;

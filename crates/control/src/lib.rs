@@ -26,6 +26,7 @@ pub mod filter;
 pub mod follow;
 pub mod hosts;
 mod http;
+pub mod metrics;
 mod notify;
 pub mod oauth;
 pub mod relocation;
@@ -152,6 +153,7 @@ struct Inner {
     ue_index: ue_index::UeIndex,
     /// Where the UEs are (`follow.rs`).
     follow: follow::Follow,
+    metrics: metrics::ControlMetrics,
 }
 
 /// Marks an app instance busy until dropped (see `Control::claim`).
@@ -191,7 +193,9 @@ impl Control {
             path: config.state_dir.display().to_string(),
             source,
         })?;
-        let store = Store::open(&config.state_dir)?;
+        let metrics = metrics::ControlMetrics::new();
+        let mut store = Store::open(&config.state_dir)?;
+        store.time_into(metrics.store_seconds.clone());
         let security = Security::new(config.tls.as_ref())?;
         let hosts = hosts::Hosts::new(&config.hosts, security.client.clone())
             .map_err(ControlError::Config)?;
@@ -210,7 +214,7 @@ impl Control {
                 config,
                 store,
                 data_plane,
-                notifier: notify::Notifier::new(),
+                notifier: notify::Notifier::new().metrics(metrics.delivery.clone()),
                 deliveries: Mutex::new(HashMap::new()),
                 timers: Mutex::new(HashMap::new()),
                 registration_events,
@@ -221,6 +225,7 @@ impl Control {
                 controller: controller::Controller::new(),
                 ue_index: ue_index::UeIndex::default(),
                 follow: follow::Follow::default(),
+                metrics,
             }),
         };
         for r in ams::registrations(&control)? {
@@ -278,11 +283,20 @@ impl Control {
                 controller::CELL_CHANGE_PATH,
                 axum::routing::post(follow::cell_change),
             )
+            .route(
+                ferry_metrics::PATH,
+                get(ferry_metrics::serve).with_state(self.metrics().registry.clone()),
+            )
             .fallback(http::not_found)
             .with_state(self.clone())
             .layer(axum::middleware::from_fn_with_state(
                 self.inner.security.auth.clone(),
                 mec_http::oauth::authenticate,
+            ))
+            // Every answer counts, refusals included.
+            .layer(axum::middleware::from_fn_with_state(
+                self.metrics().http.clone(),
+                ferry_metrics::track,
             ))
             .layer(axum::middleware::from_fn(http::problem_details))
     }
@@ -300,6 +314,11 @@ impl Control {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// What `/metrics` serves (see `metrics.rs`).
+    pub fn metrics(&self) -> &metrics::ControlMetrics {
+        &self.inner.metrics
     }
 
     pub fn config(&self) -> &Config {
@@ -447,7 +466,8 @@ impl Control {
 
 /// Which of ferry's parts may call what on control, by the identity of their certificate:
 /// the operator everything; the RAN only its CellChange notifications; a host only the
-/// callback that says a migration committed. Applications come with tokens instead.
+/// callback that says a migration committed; a metrics scraper only `/metrics`.
+/// Applications come with tokens instead.
 fn part_policy(id: &ferry_tls::Identity, method: &axum::http::Method, path: &str) -> bool {
     use ferry_tls::Identity;
     match id {
@@ -456,6 +476,7 @@ fn part_policy(id: &ferry_tls::Identity, method: &axum::http::Method, path: &str
         Identity::Host(_) => {
             method == axum::http::Method::POST && controller::is_committed_path(path)
         }
+        Identity::Metrics => method == axum::http::Method::GET && path == ferry_metrics::PATH,
         Identity::Control => false,
     }
 }

@@ -87,6 +87,10 @@ pub struct RelocationRecord {
     /// traffic rule steered the app's address to the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform_downtime_ms: Option<u64>,
+    /// Downtime as a client of the app saw it (the longest gap between its answers), when
+    /// the operator's probe reported it (`PUT .../relocations/{id}/client_downtime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_downtime_ms: Option<u64>,
     /// Traffic switched at the commit (the source host's callback, or the commit seen while
     /// following the migration), not after the source's cleanup.
     #[serde(default)]

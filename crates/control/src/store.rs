@@ -156,6 +156,9 @@ pub struct Store {
     db: Database,
     sync: Mutex<SyncState>,
     synced: Condvar,
+    /// How long each operation takes (`ferry_store_seconds`), once the daemon's metrics are
+    /// attached.
+    latency: Option<ferry_metrics::prometheus::HistogramVec>,
 }
 
 /// Where the group commit stands: writes are numbered as they commit.
@@ -205,7 +208,24 @@ impl Store {
             db,
             sync: Mutex::new(SyncState::default()),
             synced: Condvar::new(),
+            latency: None,
         })
+    }
+
+    /// Times every operation from now on into `latency` (label `op`).
+    pub fn time_into(&mut self, latency: ferry_metrics::prometheus::HistogramVec) {
+        self.latency = Some(latency);
+    }
+
+    /// Runs `f` off the async workers, timed as `op`.
+    fn op<R>(&self, op: &'static str, f: impl FnOnce() -> R) -> R {
+        let started = std::time::Instant::now();
+        let r = off_async(f);
+        if let Some(h) = &self.latency {
+            h.with_label_values(&[op])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        r
     }
 
     fn sync_state(&self) -> MutexGuard<'_, SyncState> {
@@ -281,7 +301,7 @@ impl Store {
     /// Stores `value` under `key`, replacing what was there.
     pub fn put<T: Serialize>(&self, t: Table, key: &str, value: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).map_err(|_| StoreError::Encode(t.name()))?;
-        off_async(|| {
+        self.op("put", || {
             let tx = self.begin()?;
             {
                 let mut table = io!(tx.open_table(t.def()))?;
@@ -293,7 +313,7 @@ impl Store {
 
     /// The record under `key`, if any.
     pub fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>, StoreError> {
-        off_async(|| self.get_now(t, key))
+        self.op("get", || self.get_now(t, key))
     }
 
     fn get_now<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>, StoreError> {
@@ -308,7 +328,7 @@ impl Store {
     /// All records of a table, by key order. A damaged record is logged and skipped, so one bad
     /// record does not hide the others.
     pub fn list<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<(String, T)>, StoreError> {
-        off_async(|| self.list_now(t))
+        self.op("list", || self.list_now(t))
     }
 
     fn list_now<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<(String, T)>, StoreError> {
@@ -327,7 +347,7 @@ impl Store {
 
     /// Removes a record; false if there was none.
     pub fn delete(&self, t: Table, key: &str) -> Result<bool, StoreError> {
-        off_async(|| self.delete_now(t, key))
+        self.op("delete", || self.delete_now(t, key))
     }
 
     fn delete_now(&self, t: Table, key: &str) -> Result<bool, StoreError> {
@@ -352,7 +372,7 @@ impl Store {
     where
         T: Serialize + DeserializeOwned,
     {
-        off_async(|| self.update_now(t, key, f))
+        self.op("update", || self.update_now(t, key, f))
     }
 
     fn update_now<T, R, E>(
@@ -392,7 +412,7 @@ impl Store {
     /// A new id `PREFIX-N` (N zero-padded to [`ID_DIGITS`]), unique for this store across
     /// restarts; later ids sort after earlier ones.
     pub fn next_id(&self, prefix: &str) -> Result<String, StoreError> {
-        off_async(|| self.next_id_now(prefix))
+        self.op("next_id", || self.next_id_now(prefix))
     }
 
     fn next_id_now(&self, prefix: &str) -> Result<String, StoreError> {

@@ -23,6 +23,7 @@ pub mod admin;
 mod http;
 pub mod location;
 pub mod location_geo;
+pub mod metrics;
 pub mod mobility;
 mod notify;
 mod owners;
@@ -127,6 +128,7 @@ struct Inner {
     /// Handovers so far (forced and from the mobility).
     handovers: AtomicU64,
     mobility: trace::MobilityStats,
+    metrics: metrics::RanMetrics,
 }
 
 /// Locks a mutex even if a panicking thread poisoned it: the state stays consistent because
@@ -162,6 +164,7 @@ impl Ran {
         let world = World::from_topology(topology)?;
         let schedule = trace::Schedule::from_topology(topology, &world);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let metrics = metrics::RanMetrics::new();
         Ok(Ran {
             inner: Arc::new(Inner {
                 world: Mutex::new(world),
@@ -171,12 +174,14 @@ impl Ran {
                 owners: owners::Owners::new(owners::DEFAULT_MAX_PER_CLIENT),
                 events,
                 notifier: notify::Notifier::with_tls(security.client.clone())
-                    .queue(options.notify_queue),
+                    .queue(options.notify_queue)
+                    .metrics(metrics.delivery.clone()),
                 security,
                 schedule,
                 next_id: AtomicU64::new(1),
                 handovers: AtomicU64::new(0),
                 mobility: trace::MobilityStats::default(),
+                metrics,
             }),
         })
     }
@@ -191,12 +196,22 @@ impl Ran {
                 owners::guard,
             ))
             .layer(axum::middleware::from_fn(http::require_json_accept));
+        let m = &self.inner.metrics;
         etsi.merge(admin::routes())
+            .route(
+                ferry_metrics::PATH,
+                axum::routing::get(ferry_metrics::serve).with_state(m.registry.clone()),
+            )
             .fallback(http::not_found)
             .with_state(self.clone())
             .layer(axum::middleware::from_fn_with_state(
                 self.inner.security.auth.clone(),
                 mec_http::oauth::authenticate,
+            ))
+            // Every answer counts, refusals included.
+            .layer(axum::middleware::from_fn_with_state(
+                m.http.clone(),
+                ferry_metrics::track,
             ))
             .layer(axum::middleware::from_fn(http::problem_details))
     }
@@ -293,6 +308,7 @@ impl Ran {
             "handover"
         );
         self.inner.handovers.fetch_add(1, Ordering::Relaxed);
+        self.inner.metrics.handovers.inc();
         rni::on_cell_change(self, change);
         location::on_cell_change(self, change);
         // No receiver is fine: nobody embeds the RAN.
@@ -334,13 +350,17 @@ pub async fn serve(
 }
 
 /// Which of ferry's parts may call what on the RAN, by certificate: the operator
-/// everything, control the MEC 012 and 013 APIs it consumes. Applications come with tokens.
-fn part_policy(id: &ferry_tls::Identity, _method: &axum::http::Method, path: &str) -> bool {
+/// everything, control the MEC 012 and 013 APIs it consumes, a metrics scraper `/metrics`.
+/// Applications come with tokens.
+fn part_policy(id: &ferry_tls::Identity, method: &axum::http::Method, path: &str) -> bool {
     use mec_http::oauth::Scope;
     match id {
         ferry_tls::Identity::Operator => true,
         ferry_tls::Identity::Control => {
             matches!(Scope::for_path(path), Some(Scope::Rni | Scope::Location))
+        }
+        ferry_tls::Identity::Metrics => {
+            method == axum::http::Method::GET && path == ferry_metrics::PATH
         }
         _ => false,
     }
