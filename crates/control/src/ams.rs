@@ -673,6 +673,7 @@ impl Control {
             }
         }
         tracing::info!(instance = %ev.app_instance_id, status = ?ev.status, subscribers = sent, "mobility procedure notified");
+        self.dashboard().notified(ev, sent);
         Ok(sent)
     }
 

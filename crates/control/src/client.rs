@@ -90,6 +90,39 @@ impl ControlClient {
         .await
     }
 
+    /// A one-time login link to the dashboard (the full URL, on this client's base).
+    pub async fn dashboard_link(&self) -> Result<(String, u64), ClientError> {
+        let v = self
+            .call(
+                "dashboard login link",
+                self.http
+                    .post(format!("{}{}", self.base, crate::dashboard::LINKS_PATH)),
+            )
+            .await?;
+        let link: crate::dashboard::LoginLink =
+            serde_json::from_value(v).map_err(|e| ClientError::Refused {
+                what: "dashboard login link".into(),
+                status: 200,
+                detail: format!("unexpected answer: {e}"),
+            })?;
+        Ok((format!("{}{}", self.base, link.path), link.expires_in_s))
+    }
+
+    /// Tells control what a client of the app saw of relocation `id`.
+    pub async fn client_downtime(&self, id: &str, ms: u64) -> Result<(), ClientError> {
+        self.call(
+            "client downtime",
+            self.http
+                .put(format!(
+                    "{}/ferry/control/v1/relocations/{id}/client_downtime",
+                    self.base
+                ))
+                .json(&crate::controller::ClientDowntime { downtime_ms: ms }),
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn clients(&self) -> Result<Value, ClientError> {
         self.call(
             "client list",

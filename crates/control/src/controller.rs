@@ -709,6 +709,7 @@ async fn follow(c: &Control, r: &mut RelocationRecord, deadline: Option<Instant>
         match c.hosts().find_migration(&r.source_host, &id).await {
             Ok(Some(MigrationView::Outgoing(v))) => {
                 heard = Instant::now();
+                c.dashboard().migration_phase(&r.id, v.phase);
                 if let Some(report) = &v.report {
                     r.migration_report = Some((**report).clone());
                 }
@@ -988,6 +989,52 @@ pub(crate) async fn settle(
                 .unwrap_or(StatusCode::BAD_GATEWAY);
             ApiError::new(status, e.to_string()).into_response()
         }
+    }
+}
+
+/// Body of `PUT /ferry/control/v1/relocations/{id}/client_downtime`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientDowntime {
+    /// The longest gap between a client's answers from the app during the relocation.
+    pub downtime_ms: u64,
+}
+
+/// `PUT /ferry/control/v1/relocations/{id}/client_downtime` (operator): what a client of the
+/// app saw (the demo's probe polls the app from the UE's side), kept in the record beside the
+/// platform's own figure; only for a relocation that completed.
+pub(crate) async fn client_downtime(
+    State(c): State<Control>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use mec_http::http::ApiError;
+    let req: ClientDowntime = match crate::http::parse_body(&headers, &body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let updated = c
+        .store()
+        .update(Table::Relocations, &id, |r: &mut RelocationRecord| {
+            if r.phase != Phase::Completed {
+                return Err(r.phase);
+            }
+            r.client_downtime_ms = Some(req.downtime_ms);
+            Ok(())
+        });
+    match updated {
+        Ok(Some(Ok(()))) => {
+            c.metrics().client_downtime(req.downtime_ms);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Some(Err(phase))) => ApiError::new(
+            StatusCode::CONFLICT,
+            format!("relocation '{id}' is {phase}: a client's downtime is kept for completed ones"),
+        )
+        .into_response(),
+        Ok(None) => ApiError::not_found(format!("no relocation '{id}'")).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

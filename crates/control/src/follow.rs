@@ -335,6 +335,7 @@ pub(crate) async fn cell_change(
     }
     if n.ho_status == HoStatus::Completed {
         on_cell_change(&c, &n);
+        c.dashboard().ue_moved();
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -497,7 +498,12 @@ fn parse_acr(s: &str) -> Option<Ipv4Addr> {
 }
 
 /// One page of `GET /location/v2/queries/users?address=acr:..&address=acr:..`.
-async fn users(c: &Control, ran: &str, page: &[Ipv4Addr]) -> Result<UserListBody, String> {
+/// An empty `page`: every UE the RAN has.
+pub(crate) async fn users(
+    c: &Control,
+    ran: &str,
+    page: &[Ipv4Addr],
+) -> Result<UserListBody, String> {
     let query: Vec<(&str, String)> = page
         .iter()
         .map(|a| ("address", format!("acr:{a}")))

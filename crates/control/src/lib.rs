@@ -9,7 +9,10 @@
 //! - `/amsi/v1`: MEC 021 AMS registrations, subscriptions, adjacent app queries and the
 //!   notifications (`ams.rs`); the relocation controller (`controller.rs`, records in
 //!   `relocation.rs`) follows MEC 012 handovers from the RAN and moves instances;
-//! - `/ferry/control/v1`: ferry's own read-only views (hosts, relocation records).
+//! - `/ferry/control/v1`: ferry's own views and operator actions (hosts, relocation records,
+//!   settle, login links of the dashboard);
+//! - `/ferry/dashboard/`: the operator's live dashboard (`dashboard.rs`);
+//! - `/metrics`: Prometheus metrics (`metrics.rs`).
 //!
 //! Every resource lives in the store (`store.rs`): a restarted daemon serves the same
 //! resources, restarts the subscriptions' delivery workers and re-arms their expiry timers.
@@ -20,6 +23,7 @@ pub mod app_pkgm;
 pub mod app_support;
 pub mod client;
 pub mod controller;
+pub mod dashboard;
 pub mod dataplane;
 pub mod file_config;
 pub mod filter;
@@ -100,6 +104,10 @@ pub struct Config {
     /// How often to re-read where the followed UEs are (MEC 013) besides at start and after
     /// a detected gap; `None`: only then.
     pub reconcile_every: Option<std::time::Duration>,
+    /// What the dashboard draws of the network (from the topology file).
+    pub topology: Option<dashboard::TopologyView>,
+    /// Where `ferry bench` wrote its last results: the dashboard links to them.
+    pub bench_results: Option<PathBuf>,
 }
 
 impl Config {
@@ -117,6 +125,8 @@ impl Config {
             max_subscriptions_per_client: DEFAULT_MAX_SUBSCRIPTIONS,
             ecgis: BTreeMap::new(),
             reconcile_every: Some(follow::DEFAULT_RECONCILE_EVERY),
+            topology: None,
+            bench_results: None,
         }
     }
 }
@@ -154,6 +164,8 @@ struct Inner {
     /// Where the UEs are (`follow.rs`).
     follow: follow::Follow,
     metrics: metrics::ControlMetrics,
+    /// What the operator's dashboard shows live (`dashboard.rs`).
+    dashboard: dashboard::Dashboard,
 }
 
 /// Marks an app instance busy until dropped (see `Control::claim`).
@@ -226,6 +238,7 @@ impl Control {
                 ue_index: ue_index::UeIndex::default(),
                 follow: follow::Follow::default(),
                 metrics,
+                dashboard: dashboard::Dashboard::default(),
             }),
         };
         for r in ams::registrations(&control)? {
@@ -258,7 +271,7 @@ impl Control {
         Ok(control)
     }
 
-    /// Every HTTP API of the control plane.
+    /// Every HTTP API of the control plane, and the operator's dashboard.
     pub fn router(&self) -> Router {
         let etsi = ams::routes()
             .merge(app_pkgm::routes())
@@ -280,6 +293,14 @@ impl Control {
                 axum::routing::post(controller::settle),
             )
             .route(
+                "/ferry/control/v1/relocations/{id}/client_downtime",
+                axum::routing::put(controller::client_downtime),
+            )
+            .route(
+                dashboard::LINKS_PATH,
+                axum::routing::post(dashboard::new_link),
+            )
+            .route(
                 controller::CELL_CHANGE_PATH,
                 axum::routing::post(follow::cell_change),
             )
@@ -293,6 +314,8 @@ impl Control {
                 self.inner.security.auth.clone(),
                 mec_http::oauth::authenticate,
             ))
+            // The dashboard admits its own sessions (and the operator), nothing else.
+            .merge(dashboard::routes(self.clone()))
             // Every answer counts, refusals included.
             .layer(axum::middleware::from_fn_with_state(
                 self.metrics().http.clone(),
@@ -319,6 +342,10 @@ impl Control {
     /// What `/metrics` serves (see `metrics.rs`).
     pub fn metrics(&self) -> &metrics::ControlMetrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn dashboard(&self) -> &dashboard::Dashboard {
+        &self.inner.dashboard
     }
 
     pub fn config(&self) -> &Config {
@@ -582,8 +609,10 @@ pub async fn serve(
     let interrupted = controller::claim_interrupted(&control);
     tokio::spawn(controller::recover(control.clone(), interrupted));
     let follower = tokio::spawn(follow::run(c2, callback));
+    let ues = tokio::spawn(dashboard::watch_ues(control.clone()));
     let result = mec_http::serve::serve_on(transport, control.router(), shutdown).await;
     follower.abort();
+    ues.abort();
     follow::unsubscribe_ran(&control).await;
     result
 }

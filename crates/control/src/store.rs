@@ -12,6 +12,9 @@
 //! writing at once share one fsync instead of queueing for one each. A write is visible to
 //! readers from its commit, a moment before it is durable.
 //!
+//! Every write of a record is announced on [`Store::changes`] once durable (the operator's
+//! dashboard follows the instances and relocations that way, whoever wrote them).
+//!
 //! Every call blocks on the disk. Called from a worker of the daemon's (multi-threaded)
 //! tokio runtime it runs under `block_in_place`, so the worker's other tasks move to another
 //! thread meanwhile instead of waiting behind an fsync.
@@ -159,7 +162,18 @@ pub struct Store {
     /// How long each operation takes (`ferry_store_seconds`), once the daemon's metrics are
     /// attached.
     latency: Option<ferry_metrics::prometheus::HistogramVec>,
+    changes: tokio::sync::broadcast::Sender<Change>,
 }
+
+/// A record written (put, updated or deleted), announced once durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub table: Table,
+    pub key: String,
+}
+
+/// Changes buffered per listener before a slow one lags (and must re-read what it follows).
+const CHANGES_BUFFER: usize = 1024;
 
 /// Where the group commit stands: writes are numbered as they commit.
 #[derive(Debug, Default)]
@@ -209,7 +223,22 @@ impl Store {
             sync: Mutex::new(SyncState::default()),
             synced: Condvar::new(),
             latency: None,
+            changes: tokio::sync::broadcast::channel(CHANGES_BUFFER).0,
         })
+    }
+
+    /// Every record written from now on. A listener that lags behind gets `Lagged` and
+    /// should re-read the tables it follows.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, table: Table, key: &str) {
+        // Nobody listening is fine.
+        let _ = self.changes.send(Change {
+            table,
+            key: key.to_string(),
+        });
     }
 
     /// Times every operation from now on into `latency` (label `op`).
@@ -308,7 +337,9 @@ impl Store {
                 io!(table.insert(key, bytes.as_slice()))?;
             }
             self.commit(tx)
-        })
+        })?;
+        self.changed(t, key);
+        Ok(())
     }
 
     /// The record under `key`, if any.
@@ -347,7 +378,11 @@ impl Store {
 
     /// Removes a record; false if there was none.
     pub fn delete(&self, t: Table, key: &str) -> Result<bool, StoreError> {
-        self.op("delete", || self.delete_now(t, key))
+        let existed = self.op("delete", || self.delete_now(t, key))?;
+        if existed {
+            self.changed(t, key);
+        }
+        Ok(existed)
     }
 
     fn delete_now(&self, t: Table, key: &str) -> Result<bool, StoreError> {
@@ -372,7 +407,11 @@ impl Store {
     where
         T: Serialize + DeserializeOwned,
     {
-        self.op("update", || self.update_now(t, key, f))
+        let r = self.op("update", || self.update_now(t, key, f))?;
+        if matches!(r, Some(Ok(_))) {
+            self.changed(t, key);
+        }
+        Ok(r)
     }
 
     fn update_now<T, R, E>(

@@ -69,6 +69,12 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Print a one-time login link to the operator's dashboard (open it in a browser within
+    /// two minutes; it gives that browser a session of 12 hours that may only look).
+    Dashboard {
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// List the relocations; those that need an operator come with what to do.
     Relocations {
         #[command(flatten)]
@@ -189,6 +195,10 @@ struct ServeArgs {
     /// detected gap [default: 30]
     #[arg(long, value_name = "SECS")]
     reconcile_interval: Option<u64>,
+    /// Where `ferry bench` writes its results (e.g. bench-results): the dashboard links to
+    /// the latest there.
+    #[arg(long, value_name = "DIR")]
+    bench_results: Option<PathBuf>,
     /// Test hooks in DIR: relocations can be held at named points. For the project's tests
     /// only; never on a production control plane.
     #[arg(long, hide = true)]
@@ -217,6 +227,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             client_runtime()?.block_on(instantiate(&conn, &app_d_id, name.as_deref(), &placement))
         }
         Some(Command::Relocations { conn }) => client_runtime()?.block_on(relocations(&conn)),
+        Some(Command::Dashboard { conn }) => {
+            let (url, secs) = client_runtime()?.block_on(conn.client()?.dashboard_link())?;
+            println!("{url}");
+            eprintln!("open it within {secs} s; it works once");
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Clients { op, conn }) => client_runtime()?.block_on(clients(&conn, op)),
         Some(Command::Settle {
             relocation,
@@ -323,6 +339,42 @@ async fn instantiate(
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the dashboard draws of a topology file.
+fn topology_view(t: &ferry_ran::topology::Topology) -> ferry_control::dashboard::TopologyView {
+    use ferry_control::dashboard::{TopoCell, TopoHost, TopoLink, TopologyView};
+    TopologyView {
+        hosts: t
+            .hosts
+            .iter()
+            .map(|h| TopoHost {
+                name: h.name.clone(),
+                address: h.address.clone(),
+            })
+            .collect(),
+        cells: t
+            .cells
+            .iter()
+            .map(|c| TopoCell {
+                name: c.name.clone(),
+                host: c.host.clone(),
+                latitude: c.position.latitude,
+                longitude: c.position.longitude,
+                radius_m: c.radius_m,
+            })
+            .collect(),
+        links: t
+            .links
+            .iter()
+            .map(|l| TopoLink {
+                a: l.a.clone(),
+                b: l.b.clone(),
+                rate_mbit: l.rate_mbit.filter(|r| *r > 0.0),
+                delay_ms: l.delay_ms,
+            })
+            .collect(),
+    }
+}
+
 fn run_daemon(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let file = match &args.config {
         Some(p) => FileConfig::load(p).map_err(anyhow::Error::msg)?,
@@ -380,7 +432,9 @@ fn run_daemon(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         config.app_subnet = parse_subnet(&topo.app_subnet)
             .map_err(|e| anyhow::anyhow!("topology {}: app_subnet: {e}", path.display()))?;
+        config.topology = Some(topology_view(&topo));
     }
+    config.bench_results = args.bench_results.clone();
     if let Some(s) = args.app_subnet.as_deref().or(file.app_subnet.as_deref()) {
         config.app_subnet = parse_subnet(s).map_err(|e| anyhow::anyhow!("--app-subnet: {e}"))?;
     }
