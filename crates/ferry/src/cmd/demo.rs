@@ -8,6 +8,10 @@
 //! RAN's MEC 012 handovers and relocates the app by live migration, and the demo prints the
 //! MEC 021 MobilityProcedure notifications it subscribed to, one line per relocation (downtime
 //! as the client saw it), then proof of continuity. `--single-host` runs the foundation's demo.
+//!
+//! The operator's dashboard (control's `/ferry/dashboard/`) shows the same story live: the
+//! demo prints a login link to it first, and tells control each relocation's downtime as
+//! the UE's client saw it.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -318,6 +322,10 @@ impl ControlPlane {
         // The testbed's hosts serve mutual TLS only: control calls them with its certificate.
         cmd.arg("--tls-dir")
             .arg(ferry_testbed::plan::pki_dir(&plan.name));
+        // The dashboard links to the last benchmark results, if `make bench` made some here.
+        if let Ok(cwd) = std::env::current_dir() {
+            cmd.arg("--bench-results").arg(cwd.join("bench-results"));
+        }
         for h in &plan.hosts {
             cmd.args(["--host", &format!("{}=https://{}", h.name, h.api)]);
         }
@@ -384,6 +392,13 @@ control   ferry control at {} (MEC 010-2, 011, 021), consuming MEC 012 from the 
         .enable_all()
         .build()?;
     let client = ferry_control::client::ControlClient::with_tls(&control.url, Some(operator));
+    match rt.block_on(client.dashboard_link()) {
+        Ok((link, secs)) => println!(
+            "dashboard {link}\n          (open it within {secs} s, it works once; the first handover comes 20 s after the testbed is up.\n           The page is served with the testbed's CA, {}/ca.crt: import it in the browser or accept the warning)",
+            ferry_testbed::plan::pki_dir(&plan.name)
+        ),
+        Err(e) => println!("dashboard unavailable: {e}"),
+    }
     let appd = json!({
         "appDId": "counter", "appName": "counter", "appProvider": "ferry", "appSoftVersion": "1", "appDVersion": "1",
         "ferryStateRelocation": {"mode": "CONTAINER_MIGRATION", "technique": args.technique},
@@ -509,6 +524,13 @@ control   ferry control at {} (MEC 010-2, 011, 021), consuming MEC 012 from the 
                     .unwrap_or("?")
                     .to_string();
                 relocations += 1;
+                if let Some(id) = rec["id"].as_str() {
+                    // The record keeps what the UE's client saw beside the platform's figure.
+                    if let Err(e) = rt.block_on(client.client_downtime(id, down.as_millis() as u64))
+                    {
+                        eprintln!("control did not take the client's downtime: {e}");
+                    }
+                }
                 println!("MEC 021   {status}");
                 println!(
                     "relocate  {host} -> {target}  technique {}  downtime {} ms (client; platform {} ms, app frozen {} ms)  total {} ms  {:.1} MiB moved  latency {} -> {}",
