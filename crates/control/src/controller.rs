@@ -932,6 +932,7 @@ async fn switch_at_commit(c: &Control, id: &str) {
 
 /// `POST /ferry/control/v1/relocations/{id}/committed?token=...`: the source host says the
 /// target serves. Traffic switches now, not when the migration's report arrives.
+#[utoipa::path(post, path = "/ferry/control/v1/relocations/{id}/committed", tag = "relocations", description = "The source host of a migration says the target serves: traffic switches now (only a host's certificate, with the relocation's token).", params(("id" = String, Path, description = "the relocation id"), ("token" = String, Query, description = "the relocation's commit token")), responses((status = 204, description = "traffic switched"), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub(crate) async fn committed(
     State(c): State<Control>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -953,6 +954,7 @@ pub(crate) async fn committed(
 /// `POST /ferry/control/v1/relocations/{id}/settle` (operator, body `SettleRequest`): hands
 /// the decision to the source host of a NEEDS_OPERATOR relocation; the relocation then ends
 /// as the migration settles.
+#[utoipa::path(post, path = "/ferry/control/v1/relocations/{id}/settle", tag = "relocations", description = "The operator settles a NEEDS_OPERATOR relocation: the source host takes the decision; the relocation then ends as its migration settles.", params(("id" = String, Path, description = "the relocation id")), request_body = SettleRequest, responses((status = 200, body = ferry_wire::MigrationView), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub(crate) async fn settle(
     State(c): State<Control>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -993,7 +995,7 @@ pub(crate) async fn settle(
 }
 
 /// Body of `PUT /ferry/control/v1/relocations/{id}/client_downtime`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientDowntime {
     /// The longest gap between a client's answers from the app during the relocation.
@@ -1003,6 +1005,7 @@ pub struct ClientDowntime {
 /// `PUT /ferry/control/v1/relocations/{id}/client_downtime` (operator): what a client of the
 /// app saw (the demo's probe polls the app from the UE's side), kept in the record beside the
 /// platform's own figure; only for a relocation that completed.
+#[utoipa::path(put, path = "/ferry/control/v1/relocations/{id}/client_downtime", tag = "relocations", params(("id" = String, Path, description = "the relocation id")), request_body = ClientDowntime, responses((status = 204, description = "kept"), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub(crate) async fn client_downtime(
     State(c): State<Control>,
     axum::extract::Path(id): axum::extract::Path<String>,

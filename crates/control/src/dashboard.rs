@@ -496,7 +496,7 @@ async fn logout(State(c): State<Control>, headers: HeaderMap) -> Response {
 }
 
 /// `POST /ferry/control/v1/dashboard/links` (the operator): a one-time login link.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginLink {
     /// The link's path on control (prefix it with control's URL).
@@ -504,6 +504,7 @@ pub struct LoginLink {
     pub expires_in_s: u64,
 }
 
+#[utoipa::path(post, path = "/ferry/control/v1/dashboard/links", tag = "dashboard", description = "A one-time login link to the operator's dashboard (the operator only): open its path on control within expiresInS.", responses((status = 201, body = LoginLink), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub(crate) async fn new_link(State(c): State<Control>) -> Response {
     match c.dashboard().new_ticket() {
         Some(t) => crate::http::json(

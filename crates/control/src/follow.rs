@@ -97,7 +97,7 @@ struct Stats {
 }
 
 /// `GET /ferry/control/v1/follow`: how following the UEs goes.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FollowView {
     /// CellChange notifications received.
@@ -314,6 +314,7 @@ pub async fn unsubscribe_ran(c: &Control) {
 // ---- MEC 012 notifications ----
 
 /// `POST /ferry/control/v1/notifications/rni/cell_change`.
+#[utoipa::path(post, path = "/ferry/control/v1/notifications/rni/cell_change", tag = "ran", description = "The callback of control's MEC 012 CellChange subscription at the RAN (only the RAN's certificate may call it).", request_body(content = serde_json::Value, description = "a MEC 012 CellChangeNotification"), responses((status = 204, description = "taken"), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 pub(crate) async fn cell_change(
     State(c): State<Control>,
     headers: HeaderMap,

@@ -281,29 +281,7 @@ impl Control {
             .layer(axum::middleware::from_fn(oauth::own_application_paths))
             .layer(axum::middleware::from_fn(http::require_json_accept));
         etsi.merge(oauth::routes())
-            .route("/ferry/control/v1/hosts", get(hosts_view))
-            .route("/ferry/control/v1/relocations", get(relocations_view))
-            .route("/ferry/control/v1/follow", get(follow_view))
-            .route(
-                controller::COMMITTED_PATH,
-                axum::routing::post(controller::committed),
-            )
-            .route(
-                "/ferry/control/v1/relocations/{id}/settle",
-                axum::routing::post(controller::settle),
-            )
-            .route(
-                "/ferry/control/v1/relocations/{id}/client_downtime",
-                axum::routing::put(controller::client_downtime),
-            )
-            .route(
-                dashboard::LINKS_PATH,
-                axum::routing::post(dashboard::new_link),
-            )
-            .route(
-                controller::CELL_CHANGE_PATH,
-                axum::routing::post(follow::cell_change),
-            )
+            .merge(ferry_api().split_for_parts().0)
             .route(
                 ferry_metrics::PATH,
                 get(ferry_metrics::serve).with_state(self.metrics().registry.clone()),
@@ -491,6 +469,53 @@ impl Control {
     }
 }
 
+/// What the OpenAPI document of `/ferry/control/v1` says besides its routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "ferry control API",
+        description = "ferry's own API of the control plane (`/ferry/control/v1`): the MEC hosts, \
+            the relocation records, how following the UEs goes, the operator's decisions and \
+            OAuth clients, and the callbacks of the RAN and the hosts. TLS: ferry's parts by \
+            their certificate (the operator everything; the RAN its callback; a host the commit \
+            callback); access tokens never open these paths. Errors are ProblemDetails. The \
+            ETSI MEC APIs control serves have their own ETSI OpenAPI files."
+    ),
+    tags(
+        (name = "hosts"), (name = "relocations"), (name = "ran"), (name = "clients"),
+        (name = "dashboard"),
+    )
+)]
+struct ControlDoc;
+
+/// `/ferry/control/v1`: each route with its OpenAPI operation (one list for both).
+fn ferry_api() -> utoipa_axum::router::OpenApiRouter<Control> {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::with_openapi(ControlDoc::openapi())
+        .routes(routes!(hosts_view))
+        .routes(routes!(relocations_view))
+        .routes(routes!(follow_view))
+        .routes(routes!(openapi_json))
+        .routes(routes!(controller::committed))
+        .routes(routes!(controller::settle))
+        .routes(routes!(controller::client_downtime))
+        .routes(routes!(dashboard::new_link))
+        .routes(routes!(follow::cell_change))
+        .merge(oauth::client_routes())
+}
+
+/// The OpenAPI document of `/ferry/control/v1`.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| ferry_api().split_for_parts().1)
+}
+
+#[utoipa::path(get, path = "/ferry/control/v1/openapi.json", tag = "hosts", description = "This document.", responses((status = 200, body = serde_json::Value)))]
+async fn openapi_json() -> axum::response::Response {
+    http::json(axum::http::StatusCode::OK, openapi())
+}
+
 /// Which of ferry's parts may call what on control, by the identity of their certificate:
 /// the operator everything; the RAN only its CellChange notifications; a host only the
 /// callback that says a migration committed; a metrics scraper only `/metrics`.
@@ -553,12 +578,14 @@ impl Control {
     }
 }
 
+#[utoipa::path(get, path = "/ferry/control/v1/hosts", tag = "hosts", description = "The MEC hosts: name -> the URL of its ferry host API.", responses((status = 200, body = std::collections::BTreeMap<String, String>), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 async fn hosts_view(
     axum::extract::State(c): axum::extract::State<Control>,
 ) -> axum::response::Response {
     http::json(axum::http::StatusCode::OK, &c.config().hosts)
 }
 
+#[utoipa::path(get, path = "/ferry/control/v1/follow", tag = "ran", description = "How following the UEs goes (MEC 012 notifications, MEC 013 reconciliations).", responses((status = 200, body = follow::FollowView), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 async fn follow_view(
     axum::extract::State(c): axum::extract::State<Control>,
 ) -> axum::response::Response {
@@ -566,6 +593,7 @@ async fn follow_view(
     http::json(axum::http::StatusCode::OK, &view)
 }
 
+#[utoipa::path(get, path = "/ferry/control/v1/relocations", tag = "relocations", description = "Every relocation record, oldest first.", responses((status = 200, body = Vec<relocation::RelocationRecord>), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 async fn relocations_view(
     axum::extract::State(c): axum::extract::State<Control>,
 ) -> Result<axum::response::Response, http::ApiError> {

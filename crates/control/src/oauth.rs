@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::post;
 use axum::Router;
 use base64::Engine as _;
 use mec_http::oauth::{format_scopes, parse_scopes, Caller, Scope, TOKEN_PATH};
@@ -48,10 +48,11 @@ pub struct OauthClient {
 }
 
 /// What the operator sees of a client (never a secret).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ClientView<'a> {
     client_id: &'a str,
+    #[schema(value_type = Vec<String>)]
     scopes: &'a BTreeSet<Scope>,
     #[serde(skip_serializing_if = "Option::is_none")]
     app_instance_id: Option<&'a str>,
@@ -67,14 +68,18 @@ impl OauthClient {
     }
 }
 
+/// The token endpoint (RFC 6749, not one of ferry's own APIs).
 pub fn routes() -> Router<Control> {
     Router::new()
         .route(TOKEN_PATH, post(token))
-        .route(
-            "/ferry/control/v1/clients",
-            post(register).get(list_clients),
-        )
-        .route("/ferry/control/v1/clients/{id}", delete(remove).get(read))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_TOKEN_REQUEST))
+}
+
+/// The operator's registry of clients (`/ferry/control/v1/clients`).
+pub(crate) fn client_routes() -> utoipa_axum::router::OpenApiRouter<Control> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(list_clients, register))
+        .routes(utoipa_axum::routes!(read, remove))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_TOKEN_REQUEST))
 }
 
@@ -134,13 +139,14 @@ pub(crate) fn remove_instance_client(c: &Control, id: &str) {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RegisterRequest {
     client_id: String,
     scopes: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/ferry/control/v1/clients", tag = "clients", description = "Registers an OAuth 2.0 client; the answer carries its secret, shown once.", request_body = RegisterRequest, responses((status = 201, description = "clientId, clientSecret, scopes", body = serde_json::Value), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 async fn register(
     State(c): State<Control>,
     headers: HeaderMap,
@@ -192,12 +198,14 @@ async fn register(
     Ok(resp)
 }
 
+#[utoipa::path(get, path = "/ferry/control/v1/clients", tag = "clients", responses((status = 200, body = Vec<ClientView>), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 async fn list_clients(State(c): State<Control>) -> Result<Response, ApiError> {
     let all = c.store().list::<OauthClient>(Table::Clients)?;
     let views: Vec<_> = all.iter().map(|(_, cl)| cl.view()).collect();
     Ok(http::json(StatusCode::OK, &views))
 }
 
+#[utoipa::path(get, path = "/ferry/control/v1/clients/{id}", tag = "clients", params(("id" = String, Path, description = "the client id")), responses((status = 200, body = ClientView), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 async fn read(State(c): State<Control>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let cl: OauthClient = c
         .store()
@@ -206,6 +214,7 @@ async fn read(State(c): State<Control>, Path(id): Path<String>) -> Result<Respon
     Ok(http::json(StatusCode::OK, &cl.view()))
 }
 
+#[utoipa::path(delete, path = "/ferry/control/v1/clients/{id}", tag = "clients", params(("id" = String, Path, description = "the client id")), responses((status = 204, description = "removed"), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "failed", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 async fn remove(State(c): State<Control>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     if !c.store().delete(Table::Clients, &id)? {
         return Err(ApiError::not_found(format!("no client '{id}'")));

@@ -19,7 +19,7 @@ use mec_api::app_pkgm::StateRelocationMode;
 use serde::{Deserialize, Serialize};
 
 /// Phases of one relocation. `Completed`, `Failed`, `RolledBack` and `Lost` are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Phase {
     Triggered,
@@ -52,7 +52,7 @@ impl std::fmt::Display for Phase {
 }
 
 /// One relocation of one app instance, as the platform saw it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RelocationRecord {
     pub id: String,
@@ -77,8 +77,9 @@ pub struct RelocationRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_address: Option<String>,
     pub phase: Phase,
-    /// Unix time in milliseconds of each phase entered, in order.
+    /// Unix time in milliseconds of each phase entered, in order: `[phase, ms]` pairs.
     #[serde(default)]
+    #[schema(value_type = Vec<Vec<serde_json::Value>>)]
     pub phase_times_ms: Vec<(Phase, u64)>,
     /// The migration report of the source host (bytes, downtime as the platform saw it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

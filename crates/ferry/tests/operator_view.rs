@@ -313,3 +313,209 @@ fn the_dashboard_shows_a_relocation_live_in_a_browser_and_every_daemon_is_scrape
     );
     drop(cp);
 }
+
+// ---- OpenAPI documents against the live servers ----
+
+/// One daemon's API to check: its document's URL, and a client for each path prefix that
+/// needs a particular caller (the rest: `default`).
+struct LiveApi<'a> {
+    name: &'a str,
+    /// Scheme and authority, e.g. `https://127.0.0.1:7100`.
+    origin: String,
+    /// Where the document is.
+    doc_path: &'a str,
+    /// Every documented path starts with it.
+    base: &'a str,
+    default: reqwest::blocking::Client,
+    by_prefix: Vec<(&'a str, reqwest::blocking::Client)>,
+}
+
+/// Whether an answer is "no route here" (the fallback's problem type) or "not this method".
+fn unrouted(status: u16, body: &Value) -> bool {
+    status == 405 || (status == 404 && body["type"] == mec_http::http::NO_ROUTE)
+}
+
+impl LiveApi<'_> {
+    fn client(&self, path: &str) -> &reqwest::blocking::Client {
+        self.by_prefix
+            .iter()
+            .find(|(p, _)| path.starts_with(p))
+            .map(|(_, c)| c)
+            .unwrap_or(&self.default)
+    }
+
+    fn send(&self, method: &str, path: &str) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = self
+            .client(path)
+            .request(m, format!("{}{path}", self.origin))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .unwrap_or_else(|e| panic!("{} {method} {path}: {e}", self.name));
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// Every route of the document answers (with whatever its handler says to an empty
+    /// body and made-up ids); a documented path answers 405 to every method the document does
+    /// not name; no path above a documented one answers unless documented. Returns how many
+    /// operations were checked.
+    fn check(&self) -> usize {
+        let (s, doc) = self.send("GET", self.doc_path);
+        assert_eq!(s, 200, "{}: {doc}", self.name);
+        assert!(
+            doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+            "{doc}"
+        );
+        let paths = doc["paths"].as_object().expect("paths");
+        assert!(!paths.is_empty());
+        let fill = |p: &str| {
+            p.split('/')
+                .map(|seg| {
+                    if seg.starts_with('{') {
+                        "nothing-0"
+                    } else {
+                        seg
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let methods = ["get", "post", "put", "patch", "delete"];
+        let mut checked = 0;
+        for (path, item) in paths {
+            assert!(path.starts_with(self.base), "{}: {path}", self.name);
+            let concrete = fill(path);
+            for m in methods {
+                let (status, body) = self.send(&m.to_uppercase(), &concrete);
+                if item.get(m).is_some() {
+                    assert!(
+                        !unrouted(status, &body),
+                        "{}: {} {path} is documented but not served: {status} {body}",
+                        self.name,
+                        m.to_uppercase()
+                    );
+                    checked += 1;
+                } else {
+                    assert_eq!(
+                        status,
+                        405,
+                        "{}: {} {path} answers but is not documented: {body}",
+                        self.name,
+                        m.to_uppercase()
+                    );
+                }
+            }
+            // Every path above a documented one, within the API: documented, or no route.
+            let segs: Vec<&str> = path.split('/').collect();
+            for n in 1..segs.len() {
+                let parent = segs[..n].join("/");
+                if parent.len() <= self.base.trim_end_matches('/').len()
+                    || paths.contains_key(&parent)
+                {
+                    continue;
+                }
+                let (status, body) = self.send("GET", &fill(&parent));
+                assert!(
+                    unrouted(status, &body),
+                    "{}: GET {parent} answers {status} but is not documented: {body}",
+                    self.name
+                );
+            }
+        }
+        let (status, body) = self.send("GET", &format!("{}no-such-route", self.base));
+        assert!(unrouted(status, &body), "{}: {status} {body}", self.name);
+        checked
+    }
+}
+
+#[test]
+fn the_openapi_documents_match_the_live_apis() {
+    assert_eq!(
+        ferry_wire::ProblemType::NoRoute.uri(),
+        mec_http::http::NO_ROUTE,
+        "one problem type for no route, host and MEC producers alike"
+    );
+    // A real host in its namespace: the operator orders it, another host uses its channel.
+    let host = TestHost::start();
+    let pki = host.tls.clone().expect("TLS host");
+    let as_host = client_in(&host.netns, Some((&pki, "host:probe")));
+    let origin = host.api.trim_end_matches("/ferry/v1").to_string();
+    let host_api = LiveApi {
+        name: "host",
+        origin,
+        doc_path: "/ferry/v1/openapi.json",
+        base: "/ferry/v1/",
+        default: host.http.clone(),
+        by_prefix: vec![("/ferry/v1/channel", as_host)],
+    };
+    let host_ops = host_api.check();
+
+    // The RAN and control on loopback with the tests' PKI, as the operator sees them.
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("topology.toml");
+    std::fs::write(
+        &topo,
+        shared::two_zone_topology("oapi", "10.98.1.2", "10.98.2.2"),
+    )
+    .unwrap();
+    let pki = shared::pki();
+    let ran = shared::Daemon::spawn(
+        std::process::Command::new(shared::BIN)
+            .args(["ran", "--no-trace", "--listen", "127.0.0.1:0", "--topology"])
+            .arg(&topo)
+            .arg("--tls-dir")
+            .arg(pki),
+        "ferry ran: listening on ",
+        "https://",
+        Some(Duration::from_secs(30)),
+    );
+    let control = shared::Daemon::spawn(
+        std::process::Command::new(shared::BIN)
+            .args(["control", "--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(dir.path().join("control"))
+            .arg("--topology")
+            .arg(&topo)
+            .args(["--ran", &ran.url])
+            .args(["--host", "edge-a=https://10.98.1.2:7100"])
+            .args(["--host", "edge-b=https://10.98.2.2:7100"])
+            .arg("--tls-dir")
+            .arg(pki),
+        "ferry control: listening on ",
+        "https://",
+        Some(Duration::from_secs(30)),
+    );
+    let operator = blocking_client(&ferry_tls::Identity::Operator);
+    let ran_ops = LiveApi {
+        name: "ran",
+        origin: ran.url.clone(),
+        doc_path: "/ferry/ran/v1/openapi.json",
+        base: "/ferry/ran/v1/",
+        default: operator.clone(),
+        by_prefix: vec![],
+    }
+    .check();
+    let control_ops = LiveApi {
+        name: "control",
+        origin: control.url.clone(),
+        doc_path: "/ferry/control/v1/openapi.json",
+        base: "/ferry/control/v1/",
+        default: operator,
+        by_prefix: vec![],
+    }
+    .check();
+    eprintln!(
+        "openapi: {host_ops} operations of /ferry/v1, {control_ops} of /ferry/control/v1, {ran_ops} of /ferry/ran/v1 answer as documented"
+    );
+}
+
+/// A blocking client presenting `identity`'s certificate of the tests' PKI.
+fn blocking_client(identity: &ferry_tls::Identity) -> reqwest::blocking::Client {
+    let tls = ferry_tls::client_config(&shared::tls_files(identity)).expect("client TLS");
+    reqwest::blocking::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}

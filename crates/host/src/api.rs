@@ -28,11 +28,14 @@ use axum::extract::{ConnectInfo, FromRef, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
+use mec_api::problem::ProblemDetails;
 use serde::Deserialize;
 use tokio_util::io::{StreamReader, SyncIoBridge};
+use utoipa::OpenApi as _;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use ferry_migration::Engine;
 use ferry_runtime::{CheckpointRequest, ContainerRequest, RestoreRequest, Runtime};
@@ -62,32 +65,75 @@ impl FromRef<AppState> for Rt {
     }
 }
 
+/// What the OpenAPI document says of the API besides its routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "ferry host API",
+        description = "One MEC host's containers and live migrations (`ferry host`), and the \
+            target side of the host-to-host migration channel. Mutual TLS: callers are \
+            authorized by the identity their certificate names (control and the operator \
+            everything but the channel; another host only the channel, per migration only \
+            its source). Errors are ProblemDetails whose `type` is `urn:ferry:problem:<kind>`."
+    ),
+    tags(
+        (name = "host", description = "the host itself"),
+        (name = "images", description = "app images, imported once per host"),
+        (name = "containers", description = "containers and their checkpoints on this host"),
+        (name = "migrations", description = "live migrations as operation resources"),
+        (name = "channel", description = "host to host: the target side of a migration"),
+    )
+)]
+struct HostDoc;
+
+/// The API's routes, each with its OpenAPI operation: the router and the document are made
+/// from the same list, so neither has a route the other lacks.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(HostDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(info))
+        .routes(routes!(openapi_json))
+        .routes(routes!(list_images, import_image))
+        .routes(routes!(get_image, delete_image))
+        .routes(routes!(list_containers, create_container))
+        .routes(routes!(get_container, delete_container))
+        .routes(routes!(start_container))
+        .routes(routes!(stop_container))
+        .routes(routes!(checkpoint_container))
+        .routes(routes!(restore_container))
+        .routes(routes!(migrate_container))
+        .routes(routes!(list_migrations))
+        .routes(routes!(get_migration))
+        .routes(routes!(settle_migration))
+        .routes(routes!(channel_offer))
+        .routes(routes!(channel_state))
+        .routes(routes!(channel_round))
+        .routes(routes!(channel_images))
+        .routes(routes!(channel_restore))
+        .routes(routes!(channel_commit))
+        .routes(routes!(channel_abort))
+}
+
+/// The OpenAPI document of the host API (paths under [`API_BASE`]).
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        OpenApiRouter::<AppState>::new()
+            .nest(API_BASE, routes())
+            .split_for_parts()
+            .1
+    })
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "host", description = "This document.", responses((status = 200, body = serde_json::Value)))]
+async fn openapi_json() -> impl IntoResponse {
+    Json(openapi())
+}
+
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/health", get(health))
-        .route("/info", get(info))
-        .route("/images", get(list_images).post(import_image))
-        .route("/images/{name}", get(get_image).delete(delete_image))
-        .route("/containers", get(list_containers).post(create_container))
-        .route(
-            "/containers/{name}",
-            get(get_container).delete(delete_container),
-        )
-        .route("/containers/{name}/start", post(start_container))
-        .route("/containers/{name}/stop", post(stop_container))
-        .route("/containers/{name}/checkpoint", post(checkpoint_container))
-        .route("/containers/{name}/restore", post(restore_container))
-        .route("/containers/{name}/migrate", post(migrate_container))
-        .route("/migrations", get(list_migrations))
-        .route("/migrations/{id}", get(get_migration))
-        .route("/migrations/{id}/settle", post(settle_migration))
-        .route("/channel", post(channel_offer))
-        .route("/channel/{id}", get(channel_state))
-        .route("/channel/{id}/rounds", post(channel_round))
-        .route("/channel/{id}/images", put(channel_images))
-        .route("/channel/{id}/restore", post(channel_restore))
-        .route("/channel/{id}/commit", post(channel_commit))
-        .route("/channel/{id}/abort", post(channel_abort))
+    let api = routes()
+        .split_for_parts()
+        .0
         .fallback(not_found)
         .with_state(state.clone());
     let metrics = state.metrics.clone();
@@ -119,7 +165,7 @@ pub fn router(state: AppState) -> Router {
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        ProblemType::NotFound,
+        ProblemType::NoRoute,
         "no such resource in the ferry host API (base /ferry/v1)",
     )
 }
@@ -164,6 +210,7 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(bytes: &[u8]) -> Resu
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
+#[utoipa::path(get, path = "/health", tag = "host", description = "Liveness: answers any identity of the operator's CA.", responses((status = 200, body = ferry_wire::container::Health)))]
 async fn health(State(rt): State<Rt>) -> impl IntoResponse {
     Json(ferry_wire::container::Health {
         status: "ok".into(),
@@ -171,6 +218,7 @@ async fn health(State(rt): State<Rt>) -> impl IntoResponse {
     })
 }
 
+#[utoipa::path(get, path = "/info", tag = "host", description = "The host: name, id, state directory, bridge, runc and CRIU versions, CRIU's features, the channel's protocol version.", responses((status = 200, body = serde_json::Value), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn info(State(rt): State<Rt>) -> Result<impl IntoResponse, ApiError> {
     blocking(move || {
         let cfg = rt.config();
@@ -200,6 +248,7 @@ struct ImportQuery {
     replace: bool,
 }
 
+#[utoipa::path(post, path = "/images", tag = "images", params(("name" = String, Query, description = "the image name"), ("replace" = Option<bool>, Query, description = "replace an image of that name no container uses")), request_body(content = Vec<u8>, content_type = "application/x-tar", description = "an OCI image archive (tar or tar.gz), unpacked as it arrives"), responses((status = 201, description = "imported", body = serde_json::Value), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn import_image(
     State(rt): State<Rt>,
     query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
@@ -244,10 +293,12 @@ async fn import_image(
     ))
 }
 
+#[utoipa::path(get, path = "/images", tag = "images", responses((status = 200, body = Vec<serde_json::Value>), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn list_images(State(rt): State<Rt>) -> Result<impl IntoResponse, ApiError> {
     blocking(move || Ok(Json(rt.images().list()?))).await
 }
 
+#[utoipa::path(get, path = "/images/{name}", tag = "images", params(("name" = String, Path, description = "the container (or image) name")), responses((status = 200, body = serde_json::Value), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn get_image(
     State(rt): State<Rt>,
     Path(name): Path<String>,
@@ -255,6 +306,7 @@ async fn get_image(
     blocking(move || Ok(Json(rt.images().get(&name)?))).await
 }
 
+#[utoipa::path(delete, path = "/images/{name}", tag = "images", params(("name" = String, Path, description = "the container (or image) name")), responses((status = 204, description = "removed"), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn delete_image(
     State(rt): State<Rt>,
     Path(name): Path<String>,
@@ -273,6 +325,7 @@ async fn delete_image(
     .await
 }
 
+#[utoipa::path(post, path = "/containers", tag = "containers", request_body = ContainerRequest, responses((status = 201, body = ferry_wire::Container), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn create_container(
     State(rt): State<Rt>,
     body: Result<Json<ContainerRequest>, JsonRejection>,
@@ -283,10 +336,12 @@ async fn create_container(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(c)))
 }
 
+#[utoipa::path(get, path = "/containers", tag = "containers", responses((status = 200, body = Vec<ferry_wire::Container>), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn list_containers(State(rt): State<Rt>) -> Result<impl IntoResponse, ApiError> {
     blocking(move || Ok(Json(rt.list()?))).await
 }
 
+#[utoipa::path(get, path = "/containers/{name}", tag = "containers", params(("name" = String, Path, description = "the container (or image) name")), responses((status = 200, body = ferry_wire::Container), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn get_container(
     State(rt): State<Rt>,
     Path(name): Path<String>,
@@ -294,6 +349,7 @@ async fn get_container(
     blocking(move || Ok(Json(rt.get(&name)?))).await
 }
 
+#[utoipa::path(delete, path = "/containers/{name}", tag = "containers", description = "Stops the container if it runs, then removes it.", params(("name" = String, Path, description = "the container (or image) name")), responses((status = 204, description = "removed"), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn delete_container(
     State(rt): State<Rt>,
     Path(name): Path<String>,
@@ -305,6 +361,7 @@ async fn delete_container(
     .await
 }
 
+#[utoipa::path(post, path = "/containers/{name}/start", tag = "containers", params(("name" = String, Path, description = "the container (or image) name")), responses((status = 200, body = ferry_wire::Container), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn start_container(
     State(rt): State<Rt>,
     Path(name): Path<String>,
@@ -312,6 +369,7 @@ async fn start_container(
     blocking(move || Ok(Json(rt.start(&name)?))).await
 }
 
+#[utoipa::path(post, path = "/containers/{name}/stop", tag = "containers", params(("name" = String, Path, description = "the container (or image) name")), responses((status = 200, body = ferry_wire::Container), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn stop_container(
     State(rt): State<Rt>,
     Path(name): Path<String>,
@@ -319,6 +377,7 @@ async fn stop_container(
     blocking(move || Ok(Json(rt.stop(&name)?))).await
 }
 
+#[utoipa::path(post, path = "/containers/{name}/checkpoint", tag = "containers", description = "A CRIU dump on this host (an empty body takes the defaults).", params(("name" = String, Path, description = "the container (or image) name")), request_body(content = Option<CheckpointRequest>), responses((status = 200, body = ferry_wire::container::CheckpointReport), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn checkpoint_container(
     State(rt): State<Rt>,
     Path(name): Path<String>,
@@ -328,6 +387,7 @@ async fn checkpoint_container(
     blocking(move || Ok(Json(rt.checkpoint(&name, req)?))).await
 }
 
+#[utoipa::path(post, path = "/containers/{name}/restore", tag = "containers", description = "A CRIU restore on this host (an empty body takes the defaults).", params(("name" = String, Path, description = "the container (or image) name")), request_body(content = Option<RestoreRequest>), responses((status = 200, body = ferry_wire::container::RestoreReport), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn restore_container(
     State(rt): State<Rt>,
     Path(name): Path<String>,
@@ -338,6 +398,7 @@ async fn restore_container(
 }
 
 /// Starts the migration and answers at once: 202, `Location` of the operation resource.
+#[utoipa::path(post, path = "/containers/{name}/migrate", tag = "migrations", description = "Starts a live migration to the target host; follow it at the Location.", params(("name" = String, Path, description = "the container (or image) name")), request_body = MigrateRequest, responses((status = 202, body = MigrationView, headers(("Location" = String, description = "/ferry/v1/migrations/{id}"))), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn migrate_container(
     State(app): State<AppState>,
     Path(name): Path<String>,
@@ -358,10 +419,12 @@ fn migration_id(raw: &str) -> Result<MigrationId, ApiError> {
         .map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, ProblemType::UnknownMigration, e))
 }
 
+#[utoipa::path(get, path = "/migrations", tag = "migrations", description = "Every migration this host keeps a record of, either way, newest first.", responses((status = 200, body = Vec<MigrationView>), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn list_migrations(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     blocking(move || Ok(Json(app.engine.list()))).await
 }
 
+#[utoipa::path(get, path = "/migrations/{id}", tag = "migrations", params(("id" = String, Path, description = "the migration id")), responses((status = 200, body = MigrationView), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn get_migration(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -370,6 +433,7 @@ async fn get_migration(
     blocking(move || Ok(Json(app.engine.view(&id)?))).await
 }
 
+#[utoipa::path(post, path = "/migrations/{id}/settle", tag = "migrations", description = "An operator settles a migration in doubt (or whose rollback failed) to the source or the target.", params(("id" = String, Path, description = "the migration id")), request_body = SettleRequest, responses((status = 200, body = MigrationView), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn settle_migration(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -399,6 +463,7 @@ fn token(headers: &HeaderMap) -> Result<String, ApiError> {
 /// The channel's offers are small: the container request and a few fields.
 const MAX_OFFER_BYTES: usize = 64 << 10;
 
+#[utoipa::path(post, path = "/channel", tag = "channel", description = "Another host offers a migration (the target side of the channel). Bearer: the migration's token.", request_body = ferry_wire::channel::Offer, responses((status = 201, body = ferry_wire::channel::OfferReply), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn channel_offer(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
@@ -422,6 +487,7 @@ async fn channel_offer(
     .await
 }
 
+#[utoipa::path(post, path = "/channel/{id}/rounds", tag = "channel", params(("id" = String, Path, description = "the migration id")), request_body = RoundRequest, responses((status = 200, body = ferry_wire::channel::RoundReply), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn channel_round(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -434,6 +500,7 @@ async fn channel_round(
     blocking(move || Ok(Json(app.engine.round(&id, &token, req)?))).await
 }
 
+#[utoipa::path(put, path = "/channel/{id}/images", tag = "channel", description = "The image stream (manifest with sizes and SHA-256, then the files) of the final dump.", params(("id" = String, Path, description = "the migration id")), request_body(content = Vec<u8>, content_type = "application/x-tar"), responses((status = 204, description = "received and verified"), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn channel_images(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -451,6 +518,7 @@ async fn channel_images(
     .await
 }
 
+#[utoipa::path(post, path = "/channel/{id}/restore", tag = "channel", params(("id" = String, Path, description = "the migration id")), request_body(content = Option<RestoreOrder>), responses((status = 200, body = ferry_wire::channel::RestoreReply), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn channel_restore(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
@@ -473,6 +541,7 @@ async fn channel_restore(
     .await
 }
 
+#[utoipa::path(post, path = "/channel/{id}/commit", tag = "channel", params(("id" = String, Path, description = "the migration id")), responses((status = 200, body = ferry_wire::channel::ChannelState), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn channel_commit(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -483,6 +552,7 @@ async fn channel_commit(
     blocking(move || Ok(Json(app.engine.commit(&id, &token)?))).await
 }
 
+#[utoipa::path(post, path = "/channel/{id}/abort", tag = "channel", params(("id" = String, Path, description = "the migration id")), responses((status = 200, body = ferry_wire::channel::ChannelState), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn channel_abort(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -493,6 +563,7 @@ async fn channel_abort(
     blocking(move || Ok(Json(app.engine.abort(&id, &token)?))).await
 }
 
+#[utoipa::path(get, path = "/channel/{id}", tag = "channel", params(("id" = String, Path, description = "the migration id")), responses((status = 200, body = ferry_wire::channel::ChannelState), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn channel_state(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -501,4 +572,50 @@ async fn channel_state(
     let token = token(&headers)?;
     let id = migration_id(&id)?;
     blocking(move || Ok(Json(app.engine.channel_state(&id, &token)?))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` in `v` (recursively).
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_document_covers_the_api_and_its_schemas_resolve() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(
+            paths.keys().all(|p| p.starts_with("/ferry/v1/")),
+            "{paths:?}"
+        );
+        for p in [
+            "/ferry/v1/containers/{name}/migrate",
+            "/ferry/v1/channel/{id}/images",
+            "/ferry/v1/openapi.json",
+        ] {
+            assert!(paths.contains_key(p), "{p}");
+        }
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for r in all {
+            let name = r.trim_start_matches("#/components/schemas/");
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "{r} does not resolve"
+            );
+        }
+    }
 }

@@ -93,7 +93,7 @@ pub struct AppPkgInfo {
 }
 
 /// ferry extension `ferryStateRelocation.mode`: who moves the user context on relocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StateRelocationMode {
     /// The ETSI default: the application transfers its context and says so through AMS.

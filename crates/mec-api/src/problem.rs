@@ -7,7 +7,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The ETSI MEC `ProblemDetails` schema (all fields optional in the ETSI files; `status` and
 /// `detail` are always filled by ferry).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct ProblemDetails {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,

@@ -310,9 +310,15 @@ pub async fn problem_details(req: Request, next: Next) -> Response {
     out
 }
 
+/// The ProblemDetails `type` of a path no route serves (a wrong URL, not a missing
+/// resource): what tells the two apart when checking an API's routes.
+pub const NO_ROUTE: &str = "urn:ferry:problem:no-route";
+
 /// Fallback for unknown paths.
 pub async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!("no resource at {}", req.uri().path()))
+    let mut e = ApiError::not_found(format!("no resource at {}", req.uri().path()));
+    e.0.type_ = Some(NO_ROUTE.to_string());
+    e
 }
 
 #[cfg(test)]

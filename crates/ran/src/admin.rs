@@ -9,6 +9,8 @@
 //!   most `MAX_BATCH`): a burst, done in order at one instant -> `BatchView` (how many were
 //!   done, and the reason of each refused one)
 //! - `GET  /ferry/ran/v1/stats`               -> `StatsView`
+//! - `GET  /ferry/ran/v1/openapi.json`        -> this API's OpenAPI document, made from the
+//!   same list of routes as the router (`api`)
 
 use crate::http::{self, ApiError};
 use crate::Ran;
@@ -16,74 +18,77 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 use mec_api::rni::{Ecgi, TimeStamp};
 use serde::{Deserialize, Serialize};
 
 /// A UE and where it is.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UeView {
     pub name: String,
     pub address: String,
     pub cell: String,
     /// The MEC host serving the cell (MEC 013 zoneId).
     pub zone: String,
+    #[schema(value_type = Object)]
     pub ecgi: Ecgi,
     pub latitude: f64,
     pub longitude: f64,
 }
 
 /// A cell and how many UEs it serves.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CellView {
     pub name: String,
     pub zone: String,
+    #[schema(value_type = Object)]
     pub ecgi: Ecgi,
     pub users: u32,
 }
 
 /// Body of a forced handover.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HandoverRequest {
     pub cell: String,
 }
 
 /// Answer of a forced handover.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HandoverView {
     pub ue: String,
     pub address: String,
     pub from_cell: String,
     pub to_cell: String,
+    #[schema(value_type = Object)]
     pub at: TimeStamp,
 }
 
 /// One handover of a batch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchItem {
     pub ue: String,
     pub cell: String,
 }
 
 /// Body of `POST /ferry/ran/v1/handovers`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchRequest {
     pub handovers: Vec<BatchItem>,
 }
 
 /// Answer of a batch: how many handovers were done, when, and why the others were not.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchView {
     pub done: usize,
     /// When the batch's handovers happened (all at one instant).
+    #[schema(value_type = Object)]
     pub at: TimeStamp,
     /// "index: reason" of each refused item (e.g. already in that cell).
     pub refused: Vec<String>,
 }
 
 /// How one MEC 012 subscription's notifications fare.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
     pub subscription: String,
@@ -112,28 +117,60 @@ impl DeliveryView {
 }
 
 /// The emulation's counters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatsView {
     pub handovers: u64,
     pub ues: usize,
+    #[schema(value_type = Object)]
     pub mobility: crate::MobilityView,
     pub deliveries: Vec<DeliveryView>,
 }
 
-pub(crate) fn routes() -> Router<Ran> {
-    Router::new()
-        .route("/ferry/ran/v1/ues", get(ues))
-        .route("/ferry/ran/v1/cells", get(cells))
-        .route("/ferry/ran/v1/ues/{ue}/handover", post(handover))
-        .route("/ferry/ran/v1/handovers", post(handovers))
-        .route("/ferry/ran/v1/stats", get(stats))
+/// What the OpenAPI document of `/ferry/ran/v1` says besides its routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(info(
+    title = "ferry RAN API",
+    description = "ferry's own control of the emulated RAN (`/ferry/ran/v1`): its UEs and cells, \
+        forced handovers, counters. The operator's certificate only. The MEC 012 and MEC 013 \
+        APIs the RAN serves have their own ETSI OpenAPI files."
+))]
+struct RanDoc;
+
+/// `/ferry/ran/v1`: each route with its OpenAPI operation (one list for both).
+fn api() -> utoipa_axum::router::OpenApiRouter<Ran> {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::with_openapi(RanDoc::openapi())
+        .routes(routes!(ues))
+        .routes(routes!(cells))
+        .routes(routes!(handover))
+        .routes(routes!(handovers))
+        .routes(routes!(stats))
+        .routes(routes!(openapi_json))
 }
 
+pub(crate) fn routes() -> Router<Ran> {
+    api().split_for_parts().0
+}
+
+/// The OpenAPI document of `/ferry/ran/v1`.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| api().split_for_parts().1)
+}
+
+#[utoipa::path(get, path = "/ferry/ran/v1/openapi.json", description = "This document.", responses((status = 200, body = serde_json::Value)))]
+async fn openapi_json() -> Response {
+    http::json(StatusCode::OK, openapi())
+}
+
+#[utoipa::path(get, path = "/ferry/ran/v1/stats", description = "Handovers, how the mobility keeps up, how each MEC 012 subscription's delivery fares.", responses((status = 200, body = StatsView)))]
 async fn stats(State(ran): State<Ran>) -> Response {
     http::json(StatusCode::OK, &ran.stats())
 }
 
+#[utoipa::path(post, path = "/ferry/ran/v1/handovers", description = "A burst of forced handovers, done in order at one instant.", request_body = BatchRequest, responses((status = 200, body = BatchView), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 async fn handovers(
     State(ran): State<Ran>,
     headers: HeaderMap,
@@ -168,6 +205,7 @@ async fn handovers(
     Ok(http::json(StatusCode::OK, &view))
 }
 
+#[utoipa::path(get, path = "/ferry/ran/v1/ues", responses((status = 200, body = Vec<UeView>)))]
 async fn ues(State(ran): State<Ran>) -> Response {
     let w = ran.world();
     let list: Vec<UeView> = w
@@ -189,6 +227,7 @@ async fn ues(State(ran): State<Ran>) -> Response {
     http::json(StatusCode::OK, &list)
 }
 
+#[utoipa::path(get, path = "/ferry/ran/v1/cells", responses((status = 200, body = Vec<CellView>)))]
 async fn cells(State(ran): State<Ran>) -> Response {
     let w = ran.world();
     let list: Vec<CellView> = (0..w.cells.len())
@@ -205,6 +244,7 @@ async fn cells(State(ran): State<Ran>) -> Response {
     http::json(StatusCode::OK, &list)
 }
 
+#[utoipa::path(post, path = "/ferry/ran/v1/ues/{ue}/handover", description = "Forces a handover of the UE to the cell now.", params(("ue" = String, Path, description = "the UE's name")), request_body = HandoverRequest, responses((status = 200, body = HandoverView), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
 async fn handover(
     State(ran): State<Ran>,
     Path(ue): Path<String>,

@@ -45,7 +45,7 @@ pub const PREPARE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const PAGE_SERVER_WAIT: Duration = Duration::from_secs(60);
 
 /// Source -> target: prepare for this container.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Offer {
     pub protocol_version: u32,
     pub id: MigrationId,
@@ -62,7 +62,7 @@ pub struct Offer {
     pub engine: CheckpointEngine,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OfferReply {
     pub protocol_version: u32,
     /// The lease the target applies (the offer's, bounded).
@@ -73,7 +73,7 @@ pub struct OfferReply {
 
 /// Source -> target (pre-copy, hybrid): the source is about to send round `round`
 /// (0-based) of pre-dumped pages, or its final dump when `last`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoundRequest {
     pub round: u32,
     /// The final dump follows: pre-copy sends its pages to this round's page server into the
@@ -83,7 +83,7 @@ pub struct RoundRequest {
     pub previous_pages_bytes: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoundReply {
     /// Port of the page server for this round (absent for hybrid's last round).
     pub page_server_port: Option<u16>,
@@ -93,7 +93,7 @@ pub struct RoundReply {
     pub previous_index: Vec<IndexFile>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IndexFile {
     pub name: String,
     /// File content in hex; absent for page files (created empty on the source).
@@ -101,14 +101,14 @@ pub struct IndexFile {
 }
 
 /// Source -> target: restore now.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreOrder {
     /// Post-copy: the port of the source's page server (on the address the request came from).
     #[serde(default)]
     pub lazy_page_server_port: Option<u16>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreReply {
     pub restore_ms: u64,
     /// Bytes of memory pages that arrived through the page server.
@@ -116,7 +116,7 @@ pub struct RestoreReply {
 }
 
 /// Post-copy progress on the target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LazyState {
     /// Every page has arrived, or the lazy-pages daemon gave up (see `ok`).
     pub done: bool,
@@ -129,7 +129,7 @@ pub struct LazyState {
 }
 
 /// The target's durable answer about one migration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelState {
     pub id: MigrationId,
     pub container: String,
@@ -139,7 +139,7 @@ pub struct ChannelState {
 }
 
 /// Source -> `on_commit` URL: the app now serves on the target.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Committed {
     pub migration: MigrationId,
     pub container: String,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::migration::{CheckpointEngine, DumpStats, MigrationId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Bundle, root filesystem and network prepared; no process.
@@ -68,7 +68,7 @@ impl std::fmt::Display for Status {
 }
 
 /// What a client asks for when it creates a container (`POST /ferry/v1/containers`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContainerRequest {
     pub name: String,
     /// Name of an imported image.
@@ -88,12 +88,14 @@ pub struct ContainerRequest {
     /// The container's IPv4 address; it keeps it wherever it runs. Without one the container
     /// gets a network namespace with loopback only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Ipv4)]
     pub ip: Option<Ipv4Addr>,
 }
 
 /// A checkpoint taken of a container.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckpointRecord {
+    #[schema(value_type = String)]
     pub image_dir: PathBuf,
     pub taken_at: String,
     pub leave_running: bool,
@@ -101,7 +103,7 @@ pub struct CheckpointRecord {
 
 /// The record of one container: persisted by its host (`state.json`) and served as is by
 /// `GET /ferry/v1/containers/{name}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Container {
     pub name: String,
     pub request: ContainerRequest,
@@ -127,7 +129,7 @@ pub struct Container {
 
 /// Who runs a container's processes: the one that started or restored them, and the only
 /// one that can pause, stop or dump them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Owner {
     /// runc (it ran the container, or restored it): runc's state says where it is.
@@ -158,9 +160,10 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 
 /// `POST /ferry/v1/containers/{name}/checkpoint`. `image_dir` defaults to
 /// `checkpoints/<name>` in the host's state dir; a non-empty directory is refused.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckpointRequest {
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub image_dir: Option<PathBuf>,
     /// Keep the app running after the dump (a snapshot); otherwise it stops here.
     #[serde(default)]
@@ -174,9 +177,10 @@ pub struct CheckpointRequest {
     pub engine: Option<CheckpointEngine>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckpointReport {
     pub container: String,
+    #[schema(value_type = String)]
     pub image_dir: PathBuf,
     pub leave_running: bool,
     /// Wall time of the checkpoint (freeze + dump + write images).
@@ -192,10 +196,11 @@ pub struct CheckpointReport {
 }
 
 /// `POST /ferry/v1/containers/{name}/restore`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreRequest {
     /// Defaults to the container's last checkpoint.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub image_dir: Option<PathBuf>,
     #[serde(default)]
     pub tcp_established: bool,
@@ -204,16 +209,17 @@ pub struct RestoreRequest {
     pub engine: Option<CheckpointEngine>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreReport {
     pub container: String,
+    #[schema(value_type = String)]
     pub image_dir: PathBuf,
     /// Wall time of `runc restore` until the process runs again.
     pub restore_ms: u64,
 }
 
 /// `GET /ferry/v1/health`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: String,
     pub host: String,

@@ -73,7 +73,9 @@ use serde::{Deserialize, Serialize};
 use crate::channel::LazyState;
 
 /// Migration techniques (`cold`, `post-copy`, `pre-copy`, `hybrid`, `auto`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Technique {
     /// Stop-and-copy: freeze, dump everything (pages straight to the target), restore.
@@ -137,7 +139,9 @@ impl std::str::FromStr for Technique {
 /// The id of one migration: `m-` and 16 hex digits when a host makes it; a caller (the
 /// control plane) may choose its own so it can ask for the migration even when the answer
 /// to its request was lost. 1-64 characters of `a-z`, `0-9`, `-`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct MigrationId(String);
 
@@ -193,7 +197,7 @@ impl std::fmt::Display for MigrationId {
 }
 
 /// What a client asks the source host for (`POST /ferry/v1/containers/{name}/migrate`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MigrateRequest {
     /// Base URL of the target host's API, e.g. `http://10.99.2.2:7100`.
     pub target: String,
@@ -234,7 +238,7 @@ pub struct MigrateRequest {
 }
 
 /// Who drives CRIU for a migration's dumps and restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckpointEngine {
     /// runc's CLI (`runc checkpoint`, `runc restore`), which starts CRIU itself. Also what
@@ -270,7 +274,7 @@ impl std::fmt::Display for CheckpointEngine {
 }
 
 /// How CRIU's memory pages travel between the hosts (page servers, lazy pages).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PageTransport {
     /// CRIU's TLS, both ends with certificates of the operator's CA.
@@ -301,7 +305,7 @@ impl std::fmt::Display for PageTransport {
 }
 
 /// Faults a test can inject into a migration, each exercising a real failure path.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Fault {
     /// Flip a byte of one image file after its checksum was taken.
@@ -311,7 +315,7 @@ pub enum Fault {
 }
 
 /// The phases of a migration on the source, in order (progress, and where a failure was).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Prepare,
@@ -344,7 +348,7 @@ impl std::fmt::Display for Phase {
 }
 
 /// The source's state machine (see the module docs for the diagram and the rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutgoingState {
     /// Recorded; the offer is on its way (the target may or may not hold a parked copy).
@@ -427,7 +431,7 @@ impl std::fmt::Display for OutgoingState {
 }
 
 /// The target's state machine (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IncomingState {
     /// A parked copy is prepared (network unreachable); pre-copy rounds arrive here.
@@ -465,7 +469,7 @@ impl std::fmt::Display for IncomingState {
 }
 
 /// How a migration ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The app runs on the target; nothing of it is left on the source.
@@ -491,7 +495,7 @@ impl std::fmt::Display for Outcome {
 }
 
 /// What CRIU's `stats-dump` says about one dump.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DumpStats {
     /// Time the tasks were frozen by CRIU, microseconds.
     pub frozen_us: u64,
@@ -503,7 +507,7 @@ pub struct DumpStats {
 }
 
 /// Per-phase timings in milliseconds (absent: phase not reached).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Timings {
     pub prepare_ms: Option<u64>,
     /// Pre-copy and hybrid: all rounds, while the app ran.
@@ -523,7 +527,7 @@ pub struct Timings {
 }
 
 /// One pre-copy round as the source saw it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PreCopyRound {
     pub round: u32,
     /// Pages the pre-dump sent (dirtied since the round before).
@@ -532,7 +536,7 @@ pub struct PreCopyRound {
 }
 
 /// The report of one migration: in the view once it ended (or needs an operator).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MigrationReport {
     pub id: MigrationId,
     pub container: String,
@@ -570,7 +574,7 @@ pub struct MigrationReport {
 
 /// The operation resource of an outgoing migration (`GET /ferry/v1/migrations/{id}` on the
 /// source).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutgoingView {
     pub id: MigrationId,
     pub container: String,
@@ -597,7 +601,7 @@ pub struct OutgoingView {
 
 /// An incoming migration as its target sees it (`GET /ferry/v1/migrations/{id}` on the
 /// target; the channel's own state answer is [`crate::channel::ChannelState`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IncomingView {
     pub id: MigrationId,
     pub container: String,
@@ -611,7 +615,7 @@ pub struct IncomingView {
 }
 
 /// `GET /ferry/v1/migrations/{id}`: the host's record of a migration, either way.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "direction", rename_all = "snake_case")]
 pub enum MigrationView {
     Outgoing(OutgoingView),
@@ -635,7 +639,7 @@ impl MigrationView {
 }
 
 /// Which copy an operator keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     Source,
@@ -654,7 +658,7 @@ impl std::str::FromStr for Side {
 }
 
 /// `POST /ferry/v1/migrations/{id}/settle` (operator).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SettleRequest {
     pub to: Side,
     /// To the source without the target's word: only for a target known to be gone for good

@@ -9,8 +9,11 @@ const PREFIX: &str = "urn:ferry:problem:";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProblemType {
-    /// No such container, image, route.
+    /// No such container, image or other resource.
     NotFound,
+    /// The API has nothing at this path (or not for this method's path): a wrong URL, not a
+    /// missing resource. Every route of the OpenAPI document answers something else.
+    NoRoute,
     /// The host has no record of this migration id.
     UnknownMigration,
     /// The request is malformed or asks for something this host cannot do.
@@ -36,8 +39,9 @@ pub enum ProblemType {
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 12] = [
+    pub const ALL: [ProblemType; 13] = [
         ProblemType::NotFound,
+        ProblemType::NoRoute,
         ProblemType::UnknownMigration,
         ProblemType::Invalid,
         ProblemType::Unauthorized,
