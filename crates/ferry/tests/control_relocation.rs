@@ -114,6 +114,7 @@ fn migration_view(
         error: error.map(str::to_string),
         advice: None,
         updated_at_ms: 0,
+        moved_bytes: 0,
         report: report.map(Box::new),
     }))
     .unwrap()

@@ -133,6 +133,7 @@ pub(crate) fn view(r: &OutgoingRecord) -> OutgoingView {
         error: r.report.error.clone(),
         advice: advice(r),
         updated_at_ms: r.updated_at_ms,
+        moved_bytes: r.report.stream_bytes + r.report.pages_bytes,
         report,
     }
 }

@@ -594,6 +594,10 @@ pub struct OutgoingView {
     pub advice: Option<String>,
     /// Unix time in milliseconds of the last state change.
     pub updated_at_ms: u64,
+    /// Bytes sent to the target so far (memory pages and the image stream), as each step
+    /// that sends them ends: progress while the migration runs.
+    #[serde(default)]
+    pub moved_bytes: u64,
     /// Once final (or in doubt): how it went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<Box<MigrationReport>>,

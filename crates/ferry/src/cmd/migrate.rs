@@ -1,12 +1,12 @@
 //! `ferry migrate CONTAINER --from URL --to URL`: asks the source host to migrate a container
 //! live to the target host (an operation resource, `202` + `Location`), follows it showing
-//! the phases, then prints the migration report (or the JSON with `--json`).
+//! its phase, bytes and rate on a terminal, then prints the migration report (or the JSON
+//! with `--json`).
 //!
 //! The pieces are public so that `ferry bench migrate` drives migrations the same way:
 //! [`Hosts::migrate`] (start, follow, the end classified), [`report_table`] and
 //! [`phase_breakdown`] (how a report is shown).
 
-use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -188,51 +188,6 @@ impl Hosts {
     }
 }
 
-/// Shows phase changes on stderr: a redrawn line on a terminal, one line per change
-/// otherwise (logs, CI).
-struct Progress {
-    tty: bool,
-    t0: Instant,
-    last: String,
-    container: String,
-}
-
-impl Progress {
-    fn new(container: &str) -> Progress {
-        Progress {
-            tty: std::io::stderr().is_terminal(),
-            t0: Instant::now(),
-            last: String::new(),
-            container: container.to_string(),
-        }
-    }
-
-    fn show(&mut self, v: &OutgoingView) {
-        let now = format!("{} ({})", v.phase, v.state);
-        let secs = self.t0.elapsed().as_secs_f64();
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            let _ = write!(
-                err,
-                "\r migrating {}: {now:<32} {secs:6.2} s",
-                self.container
-            );
-            let _ = err.flush();
-        } else if now != self.last {
-            let _ = writeln!(err, "{secs:8.3} s  {now}");
-        }
-        self.last = now;
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        if self.tty {
-            let _ = write!(std::io::stderr(), "\r{:70}\r", "");
-        }
-    }
-}
-
 /// The report's timings in phase order, with their labels; phases not reached left out.
 fn timings(t: &Timings) -> Vec<(&'static str, u64)> {
     [
@@ -311,7 +266,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..MigrateRequest::default()
     };
     let answer = {
-        let mut progress = Progress::new(&args.container);
+        // On a terminal: the phase, the bytes sent and the rate (quiet otherwise).
+        let progress = super::progress::MigrationBar::new(&args.container);
         hosts
             .migrate(&args.container, req, |v| progress.show(v))
             .with_context(|| format!("migrating {}", args.container))?

@@ -11,6 +11,7 @@ pub mod image;
 pub mod local;
 pub mod migrate;
 pub mod pki;
+pub mod progress;
 pub mod ran;
 pub mod testbed;
 

@@ -462,6 +462,7 @@ fn completed(id: &str, container: &str, target: &str) -> Option<Value> {
         error: None,
         advice: None,
         updated_at_ms: 0,
+        moved_bytes: 0,
         report: Some(Box::new(report)),
     }))
     .ok()

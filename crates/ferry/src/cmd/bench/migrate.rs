@@ -25,6 +25,7 @@ use super::podman::Podman;
 use super::probe::{self, Probe};
 use super::{plot, summary};
 use crate::cmd::migrate::{phase_breakdown, Answer, Hosts};
+use crate::cmd::progress::Bars;
 use ferry_host_client::{Blocking, HostClient};
 use ferry_wire::migration::{
     CheckpointEngine, MigrateRequest, MigrationReport, PageTransport, Technique,
@@ -322,6 +323,22 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let mut refused: Vec<(Technique, String)> = Vec::new();
     let mut info = Value::Null;
     let mut delay_mode = String::new();
+    let bars = Bars::new();
+    let ferry_runs = plan.ballast.len()
+        * plan.dirty.len()
+        * plan.techniques.len()
+        * plan.runs
+        * plan.engines.len()
+        * plan.pages.len();
+    let podman_runs = if args.no_podman {
+        0
+    } else {
+        plan.ballast.len() * plan.dirty.len() * plan.runs
+    };
+    let steps = bars.steps(
+        (plan.profiles.len() * (ferry_runs + podman_runs)) as u64,
+        "bench migrate",
+    );
     for (i, profile) in plan.profiles.iter().enumerate() {
         // Unique per invocation and profile: <= 10 characters [a-z0-9].
         let name = format!(
@@ -329,18 +346,19 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             std::process::id() % 100_000,
             (b'a' + i as u8) as char
         );
-        println!(
+        bars.println(&format!(
             "== profile {}: {} Mbit/s, {} ms one way (testbed {name})",
             profile.name, profile.rate_mbit, profile.delay_ms
-        );
+        ));
         let host_args = if plan.pages.contains(&PageTransport::Plain) {
             vec!["--allow-plain-pages".to_string()]
         } else {
             Vec::new()
         };
+        steps.set_message(format!("profile {}: testbed up", profile.name));
         let bed = Bed::up(&name, profile, host_args)?;
         delay_mode = bed.delay_mode.clone();
-        let bench = Bench::new(&bed, &image)?;
+        let bench = Bench::new(&bed, &image, &bars)?;
         info = bench.info.clone();
         let podman = if args.no_podman {
             None
@@ -351,7 +369,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
                 Ok(p) => Some(p),
                 Err(e) => {
                     let note = format!("podman baseline not measured: {e:#}");
-                    println!("{note}");
+                    bars.println(&note);
                     notes.push(note);
                     None
                 }
@@ -367,26 +385,40 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
                                 if refused.iter().any(|(r, _)| r == t) {
                                     break 'runs;
                                 }
+                                steps.set_message(format!(
+                                    "{}, {mib} MiB, {dirty} MiB/s, {t}",
+                                    profile.name
+                                ));
                                 match bench.ferry_run(profile, mib, dirty, *t, (pages, engine), n) {
                                     Err(Skip(reason)) => {
-                                        println!("   {t}: refused by the host, skipped: {reason}");
+                                        bars.println(&format!(
+                                            "   {t}: refused by the host, skipped: {reason}"
+                                        ));
                                         refused.push((*t, reason));
                                     }
                                     Ok(r) => {
-                                        print_run(&r);
+                                        bars.println(&run_line(&r));
                                         runs.push(r);
                                     }
                                 }
+                                steps.inc(1);
                             }
                         }
                     }
                 }
                 if let Some(p) = &podman {
                     for n in 1..=plan.runs {
+                        steps.set_message(format!(
+                            "{}, {mib} MiB, {dirty} MiB/s, podman",
+                            profile.name
+                        ));
                         let r = bench.podman_run(p, profile, mib, dirty, n);
-                        print_run(&r);
+                        bars.println(&run_line(&r));
                         runs.push(r);
+                        steps.inc(1);
                     }
+                } else if !args.no_podman {
+                    steps.inc(plan.runs as u64); // podman could not be set up: not measured
                 }
             }
         }
@@ -394,6 +426,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         drop(bench);
         drop(bed);
     }
+    steps.finish_and_clear();
     let cells = cells(&runs);
     println!();
     print_table(&cells, &plan);
@@ -470,6 +503,8 @@ enum Measured {
 /// The benchmark's view of a testbed: API clients, the client namespace.
 struct Bench<'a> {
     bed: &'a Bed,
+    /// Progress on a terminal: the runs, the migration under way.
+    bars: Bars,
     hosts: Arc<Hosts>,
     /// The two hosts' APIs (1: source, 2: target).
     apis: [Blocking; 2],
@@ -478,7 +513,7 @@ struct Bench<'a> {
 }
 
 impl<'a> Bench<'a> {
-    fn new(bed: &'a Bed, image: &Path) -> anyhow::Result<Bench<'a>> {
+    fn new(bed: &'a Bed, image: &Path, bars: &Bars) -> anyhow::Result<Bench<'a>> {
         let pki = bed.pki();
         let hosts = Arc::new(Hosts::secure(&bed.api(1), &bed.api(2), &pki)?);
         let tls = crate::cmd::pki::client_tls(&pki, &ferry_tls::Identity::Operator)?;
@@ -494,6 +529,7 @@ impl<'a> Bench<'a> {
         let info = apis[0].block_on(apis[0].client().info())?;
         Ok(Bench {
             bed,
+            bars: bars.clone(),
             hosts,
             apis,
             info,
@@ -666,7 +702,9 @@ impl<'a> Bench<'a> {
                 engine: Some(engine),
                 ..MigrateRequest::default()
             };
-            let answer = self.hosts.migrate(CONTAINER, req, |_| {});
+            let bar = self.bars.migration(CONTAINER);
+            let answer = self.hosts.migrate(CONTAINER, req, |v| bar.show(v));
+            drop(bar);
             done.store(true, Ordering::Relaxed);
             let _ = watcher.join();
             answer
@@ -777,9 +815,10 @@ impl<'a> Bench<'a> {
     }
 }
 
-fn print_run(r: &Run) {
+/// One run as a line of the benchmark's output.
+fn run_line(r: &Run) -> String {
     let f = |v: Option<f64>| v.map(|v| format!("{v:.0} ms")).unwrap_or("-".into());
-    println!(
+    format!(
         "   {:>5} MiB {:>2} MiB/s {:<22} run {}: downtime {:>8}  total {:>8}{}",
         r.ballast_mib,
         r.dirty_mib_s,
@@ -791,7 +830,7 @@ fn print_run(r: &Run) {
             .as_ref()
             .map(|e| format!("  FAILED: {e}"))
             .unwrap_or_default()
-    );
+    )
 }
 
 fn fmt3((m, lo, hi): (f64, f64, f64)) -> String {
