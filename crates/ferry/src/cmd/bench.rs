@@ -45,6 +45,18 @@ enum Command {
     /// CRIU alone on one host (native engine, local disk): the floor under each migration
     /// phase, next to a `bench migrate` run's phases.
     Floor(FloorArgs),
+    /// Draws the figure of a `bench migrate` result again (no measurement).
+    Plot(PlotArgs),
+}
+
+#[derive(clap::Args)]
+struct PlotArgs {
+    /// The results of `ferry bench migrate`.
+    #[arg(long, default_value = "bench-results/migrate.json")]
+    json: PathBuf,
+    /// Where the SVG goes.
+    #[arg(short, long, default_value = "bench-results/migrate.svg")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -111,6 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Migrate(a) => migrate::run(a),
         Command::Control(a) => control::run(a),
         Command::Floor(a) => floor(a),
+        Command::Plot(a) => migrate::replot(&a.json, &a.out),
     }
 }
 

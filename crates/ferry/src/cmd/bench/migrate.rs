@@ -104,7 +104,7 @@ pub struct Run {
 }
 
 /// Median, min, max of the good runs of one cell.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Cell {
     pub profile: String,
     pub ballast_mib: u32,
@@ -114,9 +114,9 @@ pub struct Cell {
     pub engine: Option<CheckpointEngine>,
     pub runs: usize,
     pub ok_runs: usize,
-    #[serde(serialize_with = "stat")]
+    #[serde(serialize_with = "stat", deserialize_with = "read_stat")]
     pub downtime_ms: (f64, f64, f64),
-    #[serde(serialize_with = "stat")]
+    #[serde(serialize_with = "stat", deserialize_with = "read_stat")]
     pub total_ms: (f64, f64, f64),
     pub mib_on_wire: f64,
 }
@@ -153,6 +153,44 @@ impl Cell {
 /// (median, min, max) as a JSON object (null where no run succeeded).
 fn stat<S: serde::Serializer>(v: &(f64, f64, f64), s: S) -> Result<S::Ok, S::Error> {
     json!({"median": v.0, "min": v.1, "max": v.2}).serialize(s)
+}
+
+/// The JSON of [`stat`] back (null: no run succeeded).
+fn read_stat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(f64, f64, f64), D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Stat {
+        median: Option<f64>,
+        min: Option<f64>,
+        max: Option<f64>,
+    }
+    let s: Stat = serde::Deserialize::deserialize(d)?;
+    let v = |x: Option<f64>| x.unwrap_or(f64::NAN);
+    Ok((v(s.median), v(s.min), v(s.max)))
+}
+
+/// `ferry bench plot`: the figure again from a results file (after a change of the figure,
+/// or to plot results made elsewhere).
+pub fn replot(json: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read(json).with_context(|| format!("cannot read {}", json.display()))?;
+    #[derive(serde::Deserialize)]
+    struct Results {
+        cells: Vec<Cell>,
+    }
+    let r: Results = serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "{} is not the JSON of `ferry bench migrate` (no `cells`)",
+            json.display()
+        )
+    })?;
+    std::fs::write(out, plot::svg(&r.cells))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "{} cells of {} plotted in {}",
+        r.cells.len(),
+        json.display(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn cells(runs: &[Run]) -> Vec<Cell> {
