@@ -261,6 +261,7 @@ async fn in_flight_relocations_are_found_after_a_restart() {
         phase_times_ms: vec![(Phase::Triggered, 1)],
         migration_report: None,
         platform_downtime_ms: None,
+        client_downtime_ms: None,
         traffic_switched_at_commit: false,
         error: None,
         advice: None,

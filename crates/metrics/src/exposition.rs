@@ -179,7 +179,7 @@ pub fn parse(text: &str) -> Result<Scrape, String> {
             continue;
         }
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
+            .find(['{', ' '])
             .ok_or_else(|| err("sample without a value".into()))?;
         let name = &line[..name_end];
         if !valid_name(name, true) {

@@ -100,9 +100,12 @@ pub struct EngineConfig {
     pub reports: ReportSink,
 }
 
+/// What a [`ReportSink`] calls.
+type ReportFn = dyn Fn(&MigrationReport) + Send + Sync;
+
 /// Where the reports of ended outgoing migrations go (none by default).
 #[derive(Clone, Default)]
-pub struct ReportSink(Option<Arc<dyn Fn(&MigrationReport) + Send + Sync>>);
+pub struct ReportSink(Option<Arc<ReportFn>>);
 
 impl ReportSink {
     pub fn new(f: impl Fn(&MigrationReport) + Send + Sync + 'static) -> ReportSink {

@@ -293,7 +293,7 @@ pub fn svg(cells: &[Cell]) -> String {
     }
     // The key for what colour cannot say.
     let ky = TOP + PANEL_H + 70.0;
-    let _ = write!(
+    let _ = writeln!(
         s,
         "<g class=\"key\" transform=\"translate({LEFT},{ky:.1})\" fill=\"#333\">\
          {}<text x=\"10\" y=\"4\">runc, pages over TLS</text>\
@@ -302,7 +302,7 @@ pub fn svg(cells: &[Cell]) -> String {
          <line x1=\"420\" x2=\"450\" y1=\"0\" y2=\"0\" stroke=\"#333\" stroke-width=\"2\"/><text x=\"456\" y=\"4\">idle app</text>\
          <line x1=\"530\" x2=\"560\" y1=\"0\" y2=\"0\" stroke=\"#333\" stroke-width=\"2\" stroke-dasharray=\"7 4\"/><text x=\"566\" y=\"4\">app rewriting its memory</text>\
          <line x1=\"0\" x2=\"30\" y1=\"24\" y2=\"24\" stroke=\"#888\" stroke-width=\"1.5\" stroke-dasharray=\"2 4\"/><text x=\"36\" y=\"28\">the state over the link (state / rate): what stop-and-copy cannot beat</text>\
-         <text x=\"0\" y=\"52\">colour: cold (blue), post-copy (green), pre-copy (purple), hybrid (red), Podman checkpoint/restore (grey)</text></g>\n",
+         <text x=\"0\" y=\"52\">colour: cold (blue), post-copy (green), pre-copy (purple), hybrid (red), Podman checkpoint/restore (grey)</text></g>",
         marker("", 0.0, 0.0, "#333"),
         marker("native", 160.0, 0.0, "#333"),
         marker("plain pages", 290.0, 0.0, "#333"),
