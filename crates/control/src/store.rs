@@ -481,6 +481,40 @@ mod tests {
     use serde_json::{json, Value};
 
     #[test]
+    fn every_write_is_announced_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut changes = s.changes();
+        let change = |t, k: &str| Change {
+            table: t,
+            key: k.to_string(),
+        };
+        s.put(Table::Relocations, "r1", &json!({"n": 1})).unwrap();
+        s.get::<Value>(Table::Relocations, "r1").unwrap();
+        s.update(Table::Relocations, "r1", |v: &mut Value| {
+            v["n"] = json!(2);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        // Refused or missing: nothing written, nothing announced.
+        s.update(Table::Relocations, "r1", |_: &mut Value| Err::<(), _>(()))
+            .unwrap();
+        s.update(Table::Relocations, "nope", |_: &mut Value| Ok::<_, ()>(()))
+            .unwrap();
+        assert!(!s.delete(Table::Instances, "nope").unwrap());
+        assert!(s.delete(Table::Relocations, "r1").unwrap());
+        let got: Vec<Change> = std::iter::from_fn(|| changes.try_recv().ok()).collect();
+        assert_eq!(
+            got,
+            vec![
+                change(Table::Relocations, "r1"),
+                change(Table::Relocations, "r1"),
+                change(Table::Relocations, "r1")
+            ]
+        );
+    }
+
+    #[test]
     fn records_survive_reopening_and_ids_stay_unique() {
         let dir = tempfile::tempdir().unwrap();
         {
