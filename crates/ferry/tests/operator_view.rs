@@ -33,10 +33,13 @@ fn get_text(client: &reqwest::blocking::Client, url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().unwrap_or_default())
 }
 
-/// Scrapes `base`/metrics as `client` and reads it strictly.
-fn scrape(client: &reqwest::blocking::Client, base: &str) -> Scrape {
+/// Scrapes `base`/metrics as `client` and reads it strictly; the text is kept as an
+/// artefact (`target/tmp/dashboard/metrics-NAME.txt`).
+fn scrape(client: &reqwest::blocking::Client, base: &str, name: &str) -> Scrape {
     let (status, text) = get_text(client, &format!("{base}/metrics"));
     assert_eq!(status, 200, "{base}/metrics: {text}");
+    let _ = std::fs::create_dir_all(artefacts());
+    let _ = std::fs::write(artefacts().join(format!("metrics-{name}.txt")), &text);
     exposition::parse(&text)
         .unwrap_or_else(|e| panic!("{base}/metrics is not the text format: {e}"))
 }
@@ -204,7 +207,7 @@ fn the_dashboard_shows_a_relocation_live_in_a_browser_and_every_daemon_is_scrape
     drop(b);
 
     // What each daemon counted of it, read by the scraper.
-    let source = scrape(&scraper, pair.a.api.trim_end_matches("/ferry/v1"));
+    let source = scrape(&scraper, pair.a.api.trim_end_matches("/ferry/v1"), "source-host");
     let cold_done = [("technique", "cold"), ("outcome", "completed")];
     assert_eq!(count(&source, "ferry_migrations_total", &cold_done), 1.0);
     let dump = source
@@ -226,7 +229,7 @@ fn the_dashboard_shows_a_relocation_live_in_a_browser_and_every_daemon_is_scrape
         ),
         1.0
     );
-    let target = scrape(&scraper, pair.b.api.trim_end_matches("/ferry/v1"));
+    let target = scrape(&scraper, pair.b.api.trim_end_matches("/ferry/v1"), "target-host");
     assert_eq!(
         count(&target, "ferry_migrations_total", &[]),
         0.0,
@@ -240,7 +243,7 @@ fn the_dashboard_shows_a_relocation_live_in_a_browser_and_every_daemon_is_scrape
         ) >= 1.0
     );
 
-    let control = scrape(&scraper, &cp.control.url);
+    let control = scrape(&scraper, &cp.control.url, "control");
     assert_eq!(
         count(
             &control,
@@ -292,7 +295,7 @@ fn the_dashboard_shows_a_relocation_live_in_a_browser_and_every_daemon_is_scrape
         "TRIGGERED and COMPLETED to the subscriber"
     );
 
-    let ran = scrape(&scraper, &cp.ran.url);
+    let ran = scrape(&scraper, &cp.ran.url, "ran");
     assert_eq!(count(&ran, "ferry_ran_handovers_total", &[]), 1.0);
     assert!(
         count(
