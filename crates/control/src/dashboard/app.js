@@ -6,6 +6,8 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const W = 900, H = 480;
+// The hosts' row; links between hosts arc above it, app instances stack below each host.
+const HOST_Y = 110, APP_H = 24;
 
 // The phases of a migration, in order, as the source host's report times them.
 const PHASES = [
@@ -82,7 +84,7 @@ function projection() {
     x0 = Math.min(x0, x - p[2]); x1 = Math.max(x1, x + p[2]);
     y0 = Math.min(y0, y - p[2]); y1 = Math.max(y1, y + p[2]);
   }
-  const box = { left: 40, top: 175, width: W - 80, height: H - 175 - 20 };
+  const box = { left: 40, top: 215, width: W - 80, height: H - 215 - 15 };
   const s = Math.min(box.width / Math.max(x1 - x0, 1), box.height / Math.max(y1 - y0, 1));
   const dx = box.left + (box.width - (x1 - x0) * s) / 2, dy = box.top + (box.height - (y1 - y0) * s) / 2;
   return {
@@ -110,7 +112,7 @@ function hostPositions(proj, cellAt) {
   want.forEach((h, i) => {
     let x = Number.isFinite(h.x) ? h.x : 70 + i * gap;
     x = Math.max(x, last + gap, 70);
-    pos.set(h.name, [x, 60]);
+    pos.set(h.name, [x, HOST_Y]);
     last = x;
   });
   // Pulled back left if the row overflows.
@@ -141,43 +143,54 @@ function renderMap() {
     g.appendChild(svg("text", { class: "label small", x: x + 7, y: y + 14 }, `${c.name} · ${Math.round(c.radiusM)} m`));
   }
 
+  const appsOn = (host) => [...state.instances.values()].filter((i) => i.host === host && i.state === "INSTANTIATED");
+  // Below a host's box and its apps: where its links to cells start.
+  const hostFoot = (name) => HOST_Y + 22 + appsOn(name).length * APP_H;
   const nodeAt = (n) => hostAt.get(n) ?? cellAt.get(n);
   for (const l of state.topology?.links ?? []) {
     const a = nodeAt(l.a), b = nodeAt(l.b);
     if (!a || !b) continue;
-    const access = !(hostAt.has(l.a) && hostAt.has(l.b));
-    const [ax, ay] = hostAt.has(l.a) ? [a[0], a[1] + 22] : a;
-    const [bx, by] = hostAt.has(l.b) ? [b[0], b[1] + 22] : b;
-    gLinks.appendChild(svg("line", {
-      class: `link${access ? " access" : ""}`, x1: ax, y1: ay, x2: bx, y2: by,
-      "data-link": `${l.a}-${l.b}`,
-    }));
     const parts = [];
     if (l.rateMbit) parts.push(l.rateMbit >= 1000 ? `${l.rateMbit / 1000} Gbit/s` : `${l.rateMbit} Mbit/s`);
     if (l.delayMs != null) parts.push(`${l.delayMs} ms`);
-    if (parts.length) {
-      // Host-host labels sit above a curve's middle; access labels next to the line.
-      const mx = (ax + bx) / 2, my = (ay + by) / 2;
-      gLinks.appendChild(svg("text", {
-        class: "label small", x: mx + (access ? 6 : 0), y: my + (access ? 0 : -6), "text-anchor": access ? "start" : "middle",
-      }, parts.join(" · ")));
+    const label = parts.join(" · ");
+    if (hostAt.has(l.a) && hostAt.has(l.b)) {
+      // Host to host: an arc over the row, higher the farther apart, labelled at its top.
+      const [ax, bx] = [a[0], b[0]], top = HOST_Y - 22;
+      const lift = Math.max(24, Math.abs(bx - ax) * 0.3);
+      gLinks.appendChild(svg("path", {
+        class: "link", d: `M${ax},${top} Q${(ax + bx) / 2},${top - 2 * lift} ${bx},${top}`, fill: "none",
+        "data-link": `${l.a}-${l.b}`,
+      }));
+      if (label) gLinks.appendChild(svg("text", {
+        class: "label small", x: (ax + bx) / 2, y: top - lift - 4, "text-anchor": "middle",
+      }, label));
+      continue;
     }
+    // A cell's access link: from its host's foot down to the cell.
+    const [ax, ay] = hostAt.has(l.a) ? [a[0], hostFoot(l.a)] : a;
+    const [bx, by] = hostAt.has(l.b) ? [b[0], hostFoot(l.b)] : b;
+    gLinks.appendChild(svg("line", {
+      class: "link access", x1: ax, y1: ay, x2: bx, y2: by, "data-link": `${l.a}-${l.b}`,
+    }));
+    if (label) gLinks.appendChild(svg("text", {
+      class: "label small", x: (ax + bx) / 2 + 6, y: (ay + by) / 2, "text-anchor": "start",
+    }, label));
   }
 
   for (const [name, [x, y]] of hostAt) {
     const g = gHosts.appendChild(svg("g", { class: "host", "data-host": name }));
     g.appendChild(svg("rect", { x: x - 62, y: y - 22, width: 124, height: 44, rx: 6 }));
     g.appendChild(svg("text", { x, y: y + 5, "text-anchor": "middle" }, name));
-    const apps = [...state.instances.values()].filter((i) => i.host === name && i.state === "INSTANTIATED");
-    apps.forEach((i, k) => {
+    appsOn(name).forEach((i, k) => {
       const moving = [...state.relocations.values()].some((r) => r.appInstanceId === i.id && !FINAL.has(r.phase) && r.phase !== "NEEDS_OPERATOR");
       const a = g.appendChild(svg("g", {
         class: `app${moving ? " moving" : ""}`, "data-instance": i.id, "data-on-host": name,
       }));
       const label = `${i.name || i.appDId}${i.address ? " · " + i.address : ""}`;
       const w = Math.max(90, label.length * 6.4 + 14);
-      a.appendChild(svg("rect", { x: x - w / 2, y: y - 50 - k * 24, width: w, height: 20, rx: 10 }));
-      a.appendChild(svg("text", { x, y: y - 36 - k * 24, "text-anchor": "middle" }, label));
+      a.appendChild(svg("rect", { x: x - w / 2, y: y + 24 + k * APP_H, width: w, height: 20, rx: 10 }));
+      a.appendChild(svg("text", { x, y: y + 38 + k * APP_H, "text-anchor": "middle" }, label));
     });
   }
 
@@ -186,7 +199,7 @@ function renderMap() {
     if (!at) continue;
     const g = gUes.appendChild(svg("g", { class: "ue", "data-ue": u.address, "data-cell": u.cell }));
     const host = hostAt.get(u.host);
-    if (host) g.appendChild(svg("line", { class: "ue-link", x1: at[0], y1: at[1], x2: host[0], y2: host[1] + 22 }));
+    if (host) g.appendChild(svg("line", { class: "ue-link", x1: at[0], y1: at[1], x2: host[0], y2: hostFoot(u.host) }));
     g.appendChild(svg("circle", { cx: at[0], cy: at[1], r: 8 }));
     g.appendChild(svg("text", { x: at[0] + 11, y: at[1] - 8 }, `UE ${u.address} · ${u.cell}`));
   }
