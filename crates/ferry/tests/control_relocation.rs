@@ -95,6 +95,7 @@ fn migration_view(
         dump: None,
         pre_copy_rounds: vec![],
         remote_page_faults: None,
+        remote_page_faults_first_100ms: None,
         failed_phase: error.map(|_| Phase::Restore),
         error: error.map(str::to_string),
         choice: None,

@@ -257,6 +257,7 @@ mod tests {
                 dump: None,
                 pre_copy_rounds: vec![],
                 remote_page_faults: None,
+                remote_page_faults_first_100ms: None,
                 failed_phase: None,
                 error: None,
                 choice: None,

@@ -215,6 +215,7 @@ impl Engine {
                 dump: None,
                 pre_copy_rounds: Vec::new(),
                 remote_page_faults: None,
+                remote_page_faults_first_100ms: None,
                 failed_phase: None,
                 error: None,
                 choice: why,
@@ -1056,6 +1057,7 @@ impl Run {
             if let Some(l) = &target_says {
                 self.edit(|r| {
                     r.report.remote_page_faults = Some(l.remote_page_faults);
+                    r.report.remote_page_faults_first_100ms = l.faults_first_100ms;
                     r.report.pages_bytes += l.transferred_pages * 4096;
                 });
             }

@@ -560,6 +560,10 @@ pub struct MigrationReport {
     pub pre_copy_rounds: Vec<PreCopyRound>,
     /// Post-copy: page faults the target served from the source.
     pub remote_page_faults: Option<u64>,
+    /// Post-copy: of them, those in the first 100 ms after the restore (the request path
+    /// waiting on the link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_page_faults_first_100ms: Option<u64>,
     /// Where it failed, and why.
     pub failed_phase: Option<Phase>,
     pub error: Option<String>,

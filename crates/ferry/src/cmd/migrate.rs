@@ -292,7 +292,11 @@ pub fn report_table(r: &MigrationReport) -> String {
         ));
     }
     if let Some(f) = r.remote_page_faults {
-        out.push_str(&format!("  remote page faults: {f}\n"));
+        let early = r
+            .remote_page_faults_first_100ms
+            .map(|e| format!(" ({e} in the first 100 ms after the restore)"))
+            .unwrap_or_default();
+        out.push_str(&format!("  remote page faults: {f}{early}\n"));
     }
     out
 }
@@ -396,6 +400,7 @@ mod tests {
             dump: None,
             pre_copy_rounds: vec![],
             remote_page_faults: None,
+            remote_page_faults_first_100ms: None,
             failed_phase: None,
             error: None,
             choice: None,

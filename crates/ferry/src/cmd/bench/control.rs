@@ -447,6 +447,7 @@ fn completed(id: &str, container: &str, target: &str) -> Option<Value> {
         dump: None,
         pre_copy_rounds: vec![],
         remote_page_faults: None,
+        remote_page_faults_first_100ms: None,
         failed_phase: None,
         error: None,
         choice: None,
