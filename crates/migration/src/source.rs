@@ -118,6 +118,11 @@ fn advice(r: &OutgoingRecord) -> Option<String> {
     }
 }
 
+/// A copy of the live record of a migration this daemon drives.
+pub(crate) fn live_record(s: &Shared) -> OutgoingRecord {
+    lock(s).rec.clone()
+}
+
 /// The operation resource's view of a record.
 pub(crate) fn view(r: &OutgoingRecord) -> OutgoingView {
     let report =
@@ -480,14 +485,14 @@ impl Run {
         lock(&self.shared).rec.state
     }
 
-    /// Changes the record (not its state) and writes it down.
+    /// Changes the record (not its state): timings, phase, figures. Kept in memory and
+    /// written down with the next state change ([`Run::set`]), which every path ends with:
+    /// nothing a restart decides on is among them, and a journal write (fsync, rename,
+    /// directory fsync) for each would cost the frozen app milliseconds every time.
     fn edit(&self, f: impl FnOnce(&mut OutgoingRecord)) {
         let mut l = lock(&self.shared);
         f(&mut l.rec);
         l.rec.updated_at_ms = now_ms();
-        if let Err(e) = self.engine.journal.put_outgoing(&l.rec) {
-            tracing::error!(migration = %self.id, "{e}");
-        }
     }
 
     fn phase(&self, phase: Phase) {
@@ -751,6 +756,7 @@ impl Run {
 
         // Restore on the target, still unreachable there.
         self.phase(Phase::Restore);
+        let t = Instant::now();
         let restored = self
             .block(self.client.restore_incoming(
                 &self.id,
@@ -760,7 +766,10 @@ impl Run {
                 },
             ))
             .map_err(fail(Phase::Restore))?;
-        self.edit(|r| r.report.timings.restore_ms = Some(restored.restore_ms));
+        self.edit(|r| {
+            r.report.timings.restore_ms = Some(restored.restore_ms);
+            r.report.timings.restore_call_ms = Some(t.elapsed().as_millis() as u64);
+        });
         self.hook(Point::SourceRestored);
 
         // Commit ---- point of no return ----> recorded first, then sent.

@@ -140,6 +140,35 @@ pub fn route_to_bridge(addr: Ipv4Addr, bridge: &str) -> Result<(), CommandError>
     Ok(())
 }
 
+/// Parks an app: its host route gone, then the host side of its veth down, so no packet
+/// reaches it. One `ip` process for both (it is on the frozen path of a migration); the route
+/// may be gone already.
+pub fn park(addr: Ipv4Addr, veth: &str, bridge: &str) -> Result<(), CommandError> {
+    let script = format!("route del {addr}/32 dev {bridge}\nlink set {veth} down\n");
+    match command::run_with_input("ip", &["-force", "-batch", "-"], &script) {
+        Ok(_) => Ok(()),
+        // `-force` went on past a missing route; the link must have gone down.
+        Err(e) if link_is_down(veth) => {
+            tracing::debug!("park: {e}");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Unparks an app parked by [`park`]: the host side of its veth up and its host route back,
+/// in one `ip` process (the commit of a migration waits for it).
+pub fn unpark(addr: Ipv4Addr, veth: &str, bridge: &str) -> Result<(), CommandError> {
+    let script =
+        format!("link set {veth} master {bridge} up\nroute replace {addr}/32 dev {bridge}\n");
+    command::run_with_input("ip", &["-batch", "-"], &script).map(|_| ())
+}
+
+fn link_is_down(name: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
+        .is_ok_and(|s| s.trim() == "down")
+}
+
 /// Removes this host's route for `addr` to the bridge (no error if it is gone already). Only
 /// that route: a data plane may hold other routes for the same address (e.g. via a peer).
 pub fn unroute(addr: Ipv4Addr, bridge: &str) {

@@ -512,7 +512,12 @@ pub struct Timings {
     /// CRIU dump; for cold this includes sending every page to the target's page server.
     pub dump_ms: Option<u64>,
     pub transfer_ms: Option<u64>,
+    /// The target's restore (CRIU's and ferry's work there).
     pub restore_ms: Option<u64>,
+    /// The restore as the source saw it: the call to the target, its round trip and all the
+    /// target did before and after CRIU.
+    #[serde(default)]
+    pub restore_call_ms: Option<u64>,
     pub commit_ms: Option<u64>,
     pub cleanup_ms: Option<u64>,
     /// Post-copy: from the commit until the last page arrived.

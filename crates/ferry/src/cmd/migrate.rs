@@ -242,6 +242,7 @@ fn timings(t: &Timings) -> Vec<(&'static str, u64)> {
         ("dump", t.dump_ms),
         ("transfer", t.transfer_ms),
         ("restore", t.restore_ms),
+        ("restore call", t.restore_call_ms),
         ("commit", t.commit_ms),
         ("lazy completion", t.lazy_completion_ms),
         ("cleanup", t.cleanup_ms),

@@ -554,7 +554,8 @@ impl Runtime {
                 )))
             }
         }
-        self.unpark(&c)?;
+        // The whole wiring, not just the park undone: a rollback may follow a restart.
+        self.wire_network(&c)?;
         c.migration = None;
         c.status = Status::Running;
         self.save(&c)?;
@@ -576,14 +577,18 @@ impl Runtime {
     /// Host side of the veth down and the host route gone: nothing reaches the container.
     fn park(&self, c: &Container) -> Result<(), RuntimeError> {
         if let (Some(ip), Some(veth)) = (c.request.ip, &c.veth) {
-            net::unroute(ip, &self.config.bridge);
-            crate::command::run("ip", ["link", "set", veth, "down"])?;
+            net::park(ip, veth, &self.config.bridge)?;
         }
         Ok(())
     }
 
+    /// The network of a parked container back as it was: the veth up, the host route back
+    /// (a rollback also checks the rest of the wiring, see [`Runtime::wire_network`]).
     fn unpark(&self, c: &Container) -> Result<(), RuntimeError> {
-        self.wire_network(c)
+        if let (Some(ip), Some(veth)) = (c.request.ip, &c.veth) {
+            net::unpark(ip, veth, &self.config.bridge)?;
+        }
+        Ok(())
     }
 
     /// Target: creates the container's record, bundle and (parked) network for an incoming
