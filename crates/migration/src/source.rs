@@ -31,8 +31,8 @@ use ferry_wire::channel::{
     Committed, Offer, RestoreOrder, RoundReply, RoundRequest, PREPARE_TIMEOUT, PROTOCOL_VERSION,
 };
 use ferry_wire::migration::{
-    CheckpointEngine, Fault, IncomingState, MigrateRequest, MigrationId, MigrationReport, Outcome,
-    OutgoingState, OutgoingView, Phase, PreCopyRound, SettleRequest, Side, Technique, Timings,
+    CheckpointEngine, Fault, IncomingState, MigrateRequest, MigrationId, MigrationReport,
+    OutgoingState, OutgoingView, Phase, PreCopyRound, SettleRequest, Side, Technique,
 };
 use ferry_wire::ProblemType;
 
@@ -204,26 +204,17 @@ impl Engine {
             updated_at_ms: now,
             committing_since_ms: None,
             report: MigrationReport {
-                id: id.clone(),
-                container: name.to_string(),
-                source: self.cfg.host.clone(),
-                target: client.base().to_string(),
-                requested: req.technique,
-                technique,
-                outcome: Outcome::RolledBack,
-                timings: Timings::default(),
-                stream_bytes: 0,
-                pages_bytes: 0,
                 pages,
                 engine,
-                bytes_on_wire: 0,
-                dump: None,
-                pre_copy_rounds: Vec::new(),
-                remote_page_faults: None,
-                remote_page_faults_first_100ms: None,
-                failed_phase: None,
-                error: None,
                 choice: why,
+                ..MigrationReport::new(
+                    id.clone(),
+                    name,
+                    &self.cfg.host,
+                    client.base(),
+                    req.technique,
+                    technique,
+                )
             },
             request: MigrateRequest {
                 technique: req.technique,

@@ -53,28 +53,24 @@ pub fn ensure_bridge(bridge: &str, gateway: Ipv4Net) -> Result<(), CommandError>
 /// Apps reach the network through the gateway (forwarded), never the host itself: in the
 /// host's namespace, connections that start on the bridge are dropped, whatever listens
 /// there (the host API, CRIU's page servers, an operator's sshd), over IPv4 and IPv6.
-/// Replies to connections the host opened pass. Idempotent (a chain of ferry's own per
-/// bridge, flushed and filled again).
+/// Replies to connections the host opened pass. Idempotent: the chain of ferry's own per
+/// bridge is declared and filled in one `iptables-restore` transaction, so a restarted daemon
+/// never leaves the host without its rules, not even for a moment (a flush and refill in
+/// separate commands lets conntrack drop out of the namespace in between, and it then takes
+/// the replies of connections restored by CRIU for invalid).
 pub fn guard_host(bridge: &str) -> Result<(), CommandError> {
     let chain = format!("FERRY-IN-{bridge}");
-    for tool in ["iptables", "ip6tables"] {
-        let _ = command::run(tool, ["-w", "-N", &chain]); // exists already: fine
-        command::run(tool, ["-w", "-F", &chain])?;
-        command::run(
-            tool,
-            [
-                "-w",
-                "-A",
-                &chain,
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "ESTABLISHED,RELATED",
-                "-j",
-                "ACCEPT",
-            ],
-        )?;
-        command::run(tool, ["-w", "-A", &chain, "-j", "DROP"])?;
+    let rules = format!(
+        "*filter\n:{chain} - [0:0]\n\
+         -A {chain} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n\
+         -A {chain} -j DROP\n\
+         COMMIT\n"
+    );
+    for (tool, restore) in [
+        ("iptables", "iptables-restore"),
+        ("ip6tables", "ip6tables-restore"),
+    ] {
+        command::run_with_input(restore, &["-w", "--noflush"], &rules)?;
         if command::run(tool, ["-w", "-C", "INPUT", "-i", bridge, "-j", &chain]).is_err() {
             command::run(tool, ["-w", "-I", "INPUT", "-i", bridge, "-j", &chain])?;
         }

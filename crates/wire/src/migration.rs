@@ -577,6 +577,42 @@ pub struct MigrationReport {
     pub choice: Option<String>,
 }
 
+impl MigrationReport {
+    /// The report of a migration that has not done anything yet: every figure zero or
+    /// absent, the outcome `rolled_back` until it ends otherwise.
+    pub fn new(
+        id: MigrationId,
+        container: &str,
+        source: &str,
+        target: &str,
+        requested: Technique,
+        technique: Technique,
+    ) -> MigrationReport {
+        MigrationReport {
+            id,
+            container: container.to_string(),
+            source: source.to_string(),
+            target: target.to_string(),
+            requested,
+            technique,
+            outcome: Outcome::RolledBack,
+            timings: Timings::default(),
+            stream_bytes: 0,
+            pages_bytes: 0,
+            pages: PageTransport::default(),
+            engine: CheckpointEngine::default(),
+            bytes_on_wire: 0,
+            dump: None,
+            pre_copy_rounds: Vec::new(),
+            remote_page_faults: None,
+            remote_page_faults_first_100ms: None,
+            failed_phase: None,
+            error: None,
+            choice: None,
+        }
+    }
+}
+
 /// The operation resource of an outgoing migration (`GET /ferry/v1/migrations/{id}` on the
 /// source).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

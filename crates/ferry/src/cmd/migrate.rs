@@ -385,26 +385,18 @@ mod tests {
             ..Timings::default()
         };
         let r = MigrationReport {
-            id: "m-1".parse().unwrap(),
-            container: "app".into(),
-            source: "a".into(),
-            target: "b".into(),
-            requested: Technique::Auto,
-            technique: Technique::Cold,
             outcome: ferry_wire::Outcome::Completed,
             timings: t,
-            stream_bytes: 0,
             pages_bytes: 1 << 20,
-            pages: Default::default(),
-            engine: Default::default(),
             bytes_on_wire: 1 << 20,
-            dump: None,
-            pre_copy_rounds: vec![],
-            remote_page_faults: None,
-            remote_page_faults_first_100ms: None,
-            failed_phase: None,
-            error: None,
-            choice: None,
+            ..MigrationReport::new(
+                "m-1".parse().unwrap(),
+                "app",
+                "a",
+                "b",
+                Technique::Auto,
+                Technique::Cold,
+            )
         };
         assert_eq!(
             phase_breakdown(&r),
