@@ -222,7 +222,6 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_wire::migration::Outcome;
     use std::os::unix::fs::PermissionsExt;
 
     fn record(id: &str) -> OutgoingRecord {
