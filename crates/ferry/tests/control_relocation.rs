@@ -75,29 +75,24 @@ fn migration_view(
 ) -> Value {
     let id: MigrationId = id.parse().unwrap();
     let report = state.is_final().then(|| MigrationReport {
-        id: id.clone(),
-        container: container.into(),
-        source: "edge-a".into(),
-        target: target.into(),
-        requested: Technique::PreCopy,
-        technique: Technique::PreCopy,
         outcome: state.outcome().unwrap_or(Outcome::Completed),
         timings: Timings {
             frozen_ms: Some(40),
             total_ms: 120,
             ..Timings::default()
         },
-        stream_bytes: 0,
         pages_bytes: 1 << 20,
-        pages: Default::default(),
-        engine: Default::default(),
         bytes_on_wire: 1 << 20,
-        dump: None,
-        pre_copy_rounds: vec![],
-        remote_page_faults: None,
         failed_phase: error.map(|_| Phase::Restore),
         error: error.map(str::to_string),
-        choice: None,
+        ..MigrationReport::new(
+            id.clone(),
+            container,
+            "edge-a",
+            target,
+            Technique::PreCopy,
+            Technique::PreCopy,
+        )
     });
     serde_json::to_value(MigrationView::Outgoing(OutgoingView {
         id,

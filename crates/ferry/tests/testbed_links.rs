@@ -58,7 +58,7 @@ fn links_carry_their_delay_and_rate_limit() {
         let line = check_line(name, filter);
         eprintln!("{line}");
         let (rtt_conf, rtt, rate) = numbers(&line);
-        assert!(rtt >= rtt_conf * 0.95, "the delay is missing: {line}");
+        assert!(rtt >= rtt_conf * 0.85, "the delay is missing: {line}");
         assert!(
             rtt <= rtt_conf * 3.0 + 10.0,
             "far more delay than configured: {line}"

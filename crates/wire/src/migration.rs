@@ -516,7 +516,12 @@ pub struct Timings {
     /// CRIU dump; for cold this includes sending every page to the target's page server.
     pub dump_ms: Option<u64>,
     pub transfer_ms: Option<u64>,
+    /// The target's restore (CRIU's and ferry's work there).
     pub restore_ms: Option<u64>,
+    /// The restore as the source saw it: the call to the target, its round trip and all the
+    /// target did before and after CRIU.
+    #[serde(default)]
+    pub restore_call_ms: Option<u64>,
     pub commit_ms: Option<u64>,
     pub cleanup_ms: Option<u64>,
     /// Post-copy: from the commit until the last page arrived.
@@ -564,12 +569,52 @@ pub struct MigrationReport {
     pub pre_copy_rounds: Vec<PreCopyRound>,
     /// Post-copy: page faults the target served from the source.
     pub remote_page_faults: Option<u64>,
+    /// Post-copy: of them, those in the first 100 ms after the restore (the request path
+    /// waiting on the link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_page_faults_first_100ms: Option<u64>,
     /// Where it failed, and why.
     pub failed_phase: Option<Phase>,
     pub error: Option<String>,
     /// For `auto`: why this technique (the expected downtimes it weighed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choice: Option<String>,
+}
+
+impl MigrationReport {
+    /// The report of a migration that has not done anything yet: every figure zero or
+    /// absent, the outcome `rolled_back` until it ends otherwise.
+    pub fn new(
+        id: MigrationId,
+        container: &str,
+        source: &str,
+        target: &str,
+        requested: Technique,
+        technique: Technique,
+    ) -> MigrationReport {
+        MigrationReport {
+            id,
+            container: container.to_string(),
+            source: source.to_string(),
+            target: target.to_string(),
+            requested,
+            technique,
+            outcome: Outcome::RolledBack,
+            timings: Timings::default(),
+            stream_bytes: 0,
+            pages_bytes: 0,
+            pages: PageTransport::default(),
+            engine: CheckpointEngine::default(),
+            bytes_on_wire: 0,
+            dump: None,
+            pre_copy_rounds: Vec::new(),
+            remote_page_faults: None,
+            remote_page_faults_first_100ms: None,
+            failed_phase: None,
+            error: None,
+            choice: None,
+        }
+    }
 }
 
 /// The operation resource of an outgoing migration (`GET /ferry/v1/migrations/{id}` on the

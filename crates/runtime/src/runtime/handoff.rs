@@ -172,6 +172,53 @@ fn native_dump<'a>(
     })
 }
 
+/// What a lazy-pages daemon's log says of a post-copy migration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LazyStats {
+    /// Page faults served from the source.
+    pub faults: u64,
+    /// Pages that arrived (faults and background transfer).
+    pub pages: u64,
+    /// Faults in the first 100 ms after the restore: the app's request path waiting on the
+    /// link (absent where CRIU does not log the restore's end).
+    pub faults_first_100ms: Option<u64>,
+}
+
+/// A CRIU log line's time stamp, `(SS.UUUUUU)`, in seconds.
+fn log_time(line: &str) -> Option<f64> {
+    line.strip_prefix('(')?
+        .split(')')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub fn parse_lazy_log(text: &str) -> LazyStats {
+    let faults = text.lines().filter(|l| l.contains("#PF")).count() as u64;
+    let pages = text
+        .lines()
+        .filter_map(|l| l.split("UFFD transferred pages: (").nth(1))
+        .filter_map(|rest| rest.split('/').next()?.trim().parse::<u64>().ok())
+        .sum();
+    let restored = text
+        .lines()
+        .find(|l| l.contains("Restore finished"))
+        .and_then(log_time);
+    let faults_first_100ms = restored.map(|t0| {
+        text.lines()
+            .filter(|l| l.contains("#PF"))
+            .filter_map(log_time)
+            .filter(|t| *t >= t0 && *t <= t0 + 0.1)
+            .count() as u64
+    });
+    LazyStats {
+        faults,
+        pages,
+        faults_first_100ms,
+    }
+}
+
 /// Directories a migration writes on the target: CRIU images and the writable layer.
 pub struct IncomingDirs {
     pub images: PathBuf,
@@ -507,7 +554,8 @@ impl Runtime {
                 )))
             }
         }
-        self.unpark(&c)?;
+        // The whole wiring, not just the park undone: a rollback may follow a restart.
+        self.wire_network(&c)?;
         c.migration = None;
         c.status = Status::Running;
         self.save(&c)?;
@@ -529,14 +577,18 @@ impl Runtime {
     /// Host side of the veth down and the host route gone: nothing reaches the container.
     fn park(&self, c: &Container) -> Result<(), RuntimeError> {
         if let (Some(ip), Some(veth)) = (c.request.ip, &c.veth) {
-            net::unroute(ip, &self.config.bridge);
-            crate::command::run("ip", ["link", "set", veth, "down"])?;
+            net::park(ip, veth, &self.config.bridge)?;
         }
         Ok(())
     }
 
+    /// The network of a parked container back as it was: the veth up, the host route back
+    /// (a rollback also checks the rest of the wiring, see [`Runtime::wire_network`]).
     fn unpark(&self, c: &Container) -> Result<(), RuntimeError> {
-        self.wire_network(c)
+        if let (Some(ip), Some(veth)) = (c.request.ip, &c.veth) {
+            net::unpark(ip, veth, &self.config.bridge)?;
+        }
+        Ok(())
     }
 
     /// Target: creates the container's record, bundle and (parked) network for an incoming
@@ -651,19 +703,12 @@ impl Runtime {
         Ok(child)
     }
 
-    /// Post-copy statistics from the lazy-pages daemon's log for `name`: (page faults served
-    /// remotely, pages transferred). CRIU logs each fault as `#PF` and, per task, a final
-    /// `UFFD transferred pages: (N/TOTAL)`.
-    pub fn lazy_stats(&self, name: &str) -> (u64, u64) {
+    /// Post-copy statistics from the lazy-pages daemon's log for `name`. CRIU logs each
+    /// fault as `#PF`, per task a final `UFFD transferred pages: (N/TOTAL)`, and (ferry's
+    /// CRIU build, scripts/criu-patches/0004) `Restore finished` when the app runs again.
+    pub fn lazy_stats(&self, name: &str) -> LazyStats {
         let log = self.container_dir(name).join("criu-restore/lazy-pages.log");
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let faults = text.lines().filter(|l| l.contains("#PF")).count() as u64;
-        let pages = text
-            .lines()
-            .filter_map(|l| l.split("UFFD transferred pages: (").nth(1))
-            .filter_map(|rest| rest.split('/').next()?.trim().parse::<u64>().ok())
-            .sum();
-        (faults, pages)
+        parse_lazy_log(&std::fs::read_to_string(log).unwrap_or_default())
     }
 
     /// Whether the post-copy pages of `name` all arrived, read from the lazy-pages log once
@@ -757,6 +802,19 @@ mod tests {
         assert_eq!(s.pages_scanned, 8232);
         assert_eq!(s.pages_lazy, 0);
         assert!(s.frozen_us > 0);
+    }
+
+    #[test]
+    fn counts_the_faults_of_the_first_100ms_after_the_restore() {
+        let log = "(00.010000) uffd: 7: #PF at 0x1000\n\
+                   (00.050000) Restore finished\n\
+                   (00.060000) uffd: 7: #PF at 0x2000\n\
+                   (00.149000) uffd: 7: #PF at 0x3000\n\
+                   (00.151000) uffd: 7: #PF at 0x4000\n\
+                   (01.000000) uffd: 7: UFFD transferred pages: (40/40)\n";
+        let s = parse_lazy_log(log);
+        assert_eq!((s.faults, s.pages, s.faults_first_100ms), (4, 40, Some(2)));
+        assert_eq!(parse_lazy_log("(00.1) uffd: #PF").faults_first_100ms, None);
     }
 
     #[test]

@@ -427,29 +427,20 @@ fn container_record(req: ferry_wire::ContainerRequest, status: ferry_wire::Statu
 fn completed(id: &str, container: &str, target: &str) -> Option<Value> {
     let id: ferry_wire::migration::MigrationId = id.parse().ok()?;
     let report = MigrationReport {
-        id: id.clone(),
-        container: container.into(),
-        source: "bench".into(),
-        target: target.into(),
-        requested: Technique::Cold,
-        technique: Technique::Cold,
         outcome: Outcome::Completed,
         timings: Timings {
             frozen_ms: Some(0),
             total_ms: 0,
             ..Timings::default()
         },
-        stream_bytes: 0,
-        pages_bytes: 0,
-        pages: Default::default(),
-        engine: Default::default(),
-        bytes_on_wire: 0,
-        dump: None,
-        pre_copy_rounds: vec![],
-        remote_page_faults: None,
-        failed_phase: None,
-        error: None,
-        choice: None,
+        ..MigrationReport::new(
+            id.clone(),
+            container,
+            "bench",
+            target,
+            Technique::Cold,
+            Technique::Cold,
+        )
     };
     serde_json::to_value(MigrationView::Outgoing(OutgoingView {
         id,
