@@ -207,7 +207,11 @@ fn the_dashboard_shows_a_relocation_live_in_a_browser_and_every_daemon_is_scrape
     drop(b);
 
     // What each daemon counted of it, read by the scraper.
-    let source = scrape(&scraper, pair.a.api.trim_end_matches("/ferry/v1"), "source-host");
+    let source = scrape(
+        &scraper,
+        pair.a.api.trim_end_matches("/ferry/v1"),
+        "source-host",
+    );
     let cold_done = [("technique", "cold"), ("outcome", "completed")];
     assert_eq!(count(&source, "ferry_migrations_total", &cold_done), 1.0);
     let dump = source
@@ -229,7 +233,11 @@ fn the_dashboard_shows_a_relocation_live_in_a_browser_and_every_daemon_is_scrape
         ),
         1.0
     );
-    let target = scrape(&scraper, pair.b.api.trim_end_matches("/ferry/v1"), "target-host");
+    let target = scrape(
+        &scraper,
+        pair.b.api.trim_end_matches("/ferry/v1"),
+        "target-host",
+    );
     assert_eq!(
         count(&target, "ferry_migrations_total", &[]),
         0.0,

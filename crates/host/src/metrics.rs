@@ -125,12 +125,6 @@ mod tests {
     fn a_report_becomes_counts_and_histograms() {
         let m = HostMetrics::new();
         let report = MigrationReport {
-            id: "m-1".parse().unwrap(),
-            container: "app".into(),
-            source: "a".into(),
-            target: "https://b".into(),
-            requested: Technique::Auto,
-            technique: Technique::PostCopy,
             outcome: Outcome::Completed,
             timings: Timings {
                 prepare_ms: Some(40),
@@ -145,12 +139,15 @@ mod tests {
             pages: PageTransport::Tls,
             engine: CheckpointEngine::Native,
             bytes_on_wire: 1000 + (64 << 20),
-            dump: None,
-            pre_copy_rounds: Vec::new(),
             remote_page_faults: Some(17),
-            failed_phase: None,
-            error: None,
-            choice: None,
+            ..MigrationReport::new(
+                "m-1".parse().unwrap(),
+                "app",
+                "a",
+                "https://b",
+                Technique::Auto,
+                Technique::PostCopy,
+            )
         };
         m.observe(&report);
         m.observe(&report);
