@@ -451,8 +451,11 @@ impl Drop for TestHost {
             }
         }
         self.stop_daemon();
-        // Whatever the API could not remove (a test that failed in a bad state).
+        // Whatever the API could not remove (a test that failed in a bad state, or one that
+        // stopped its daemon during a migration), removed behind the daemon's back: runc's
+        // containers, then what runc leaves of their cgroups and the daemon's parents.
         let runc_root = self.state.path().join("runc");
+        let cgroups = ferry_runtime::cgroup::Hierarchies::mounted();
         if let Ok(entries) = std::fs::read_dir(&runc_root) {
             for e in entries.flatten().filter(|e| e.path().is_dir()) {
                 let id = e.file_name().to_string_lossy().into_owned();
@@ -466,7 +469,14 @@ impl Drop for TestHost {
                         &id,
                     ],
                 );
+                if let Some(daemon) = &self.id {
+                    let group = ferry_runtime::cgroup::path(daemon, &id);
+                    cgroups.remove(&group, Duration::from_secs(10));
+                }
             }
+        }
+        if let Some(daemon) = &self.id {
+            cgroups.remove_empty_parents(daemon);
         }
         for m in self.leftover_mounts() {
             quiet("umount", &["-l", &m]);
