@@ -692,6 +692,36 @@ fn print_run(r: &Run) {
             .map(|e| format!("  FAILED: {e}"))
             .unwrap_or_default()
     );
+    if let Some(pages) = r.report.as_ref().and_then(pages_moved) {
+        println!("{:>26}{pages}", "");
+    }
+}
+
+/// Pre-copy and hybrid: the pages of each round, of the final dump and (hybrid) those the
+/// target pulled after the restore. Unlike times, these compare across machines, also with
+/// an emulated CPU.
+fn pages_moved(report: &MigrationReport) -> Option<String> {
+    const PAGE: u64 = 4096;
+    if report.pre_copy_rounds.is_empty() {
+        return None;
+    }
+    let rounds: Vec<String> = report
+        .pre_copy_rounds
+        .iter()
+        .map(|r| r.pages.to_string())
+        .collect();
+    let in_rounds: u64 = report.pre_copy_rounds.iter().map(|r| r.pages).sum();
+    let final_dump = report.dump.as_ref().map_or(0, |d| d.pages_written);
+    let mut line = format!(
+        "rounds {}: {} pages, final dump {final_dump}",
+        rounds.len(),
+        rounds.join("/")
+    );
+    if report.technique == Technique::Hybrid {
+        let lazy = (report.pages_bytes / PAGE).saturating_sub(in_rounds + final_dump);
+        line += &format!(", pulled after the restore {lazy}");
+    }
+    Some(line)
 }
 
 fn fmt3((m, lo, hi): (f64, f64, f64)) -> String {
