@@ -79,6 +79,7 @@ bench: deps
 	$(MAKE) --no-print-directory counter-image PROFILE=release
 	$(TARGET_DIR)/release/ferry bench checkpoint
 	$(TARGET_DIR)/release/ferry bench migrate --quick
+	$(TARGET_DIR)/release/ferry bench control
 
 demo: deps
 	$(MAKE) --no-print-directory counter-image PROFILE=release

@@ -182,6 +182,7 @@ async fn create_registration(
         info: info.clone(),
     };
     c.store().put(Table::Registrations, &id, &rec)?;
+    c.ue_index().set_registration(&id, &info);
     if let Some(at) = rec.expires_at {
         arm_registration_expiry(&c, &id, at);
     }
@@ -263,6 +264,7 @@ async fn update_registration(
             Ok::<_, ApiError>(r.expires_at)
         })?
         .ok_or_else(|| no_registration(&id))??;
+    c.ue_index().set_registration(&id, &info);
     match stored {
         Some(at) => arm_registration_expiry(&c, &id, at),
         None => c.cancel_timer(&id),
@@ -280,6 +282,7 @@ async fn delete_registration(
     if !c.store().delete(Table::Registrations, &id)? {
         return Err(no_registration(&id));
     }
+    c.ue_index().remove_registration(&id);
     c.cancel_timer(&id);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -298,7 +301,10 @@ fn arm_registration_expiry(c: &Control, id: &str, at: TimeStamp) {
     c.set_timer(id, at.to_system_time(), async move {
         c2.timer_fired(&id2);
         match c2.store().delete(Table::Registrations, &id2) {
-            Ok(_) => tracing::info!(registration = %id2, "AMS registration expired"),
+            Ok(_) => {
+                c2.ue_index().remove_registration(&id2);
+                tracing::info!(registration = %id2, "AMS registration expired")
+            }
             Err(e) => {
                 tracing::error!(registration = %id2, "cannot remove expired registration: {e}")
             }
@@ -313,24 +319,6 @@ pub fn registrations(c: &Control) -> Result<Vec<RegistrationInfo>, StoreError> {
         .into_iter()
         .map(|(_, r)| r.info)
         .collect())
-}
-
-/// The registrations naming a UE (`UE_IPv4_ADDRESS`), with that UE's device information: the
-/// app instances the relocation controller must consider when the UE hands over.
-pub fn registrations_for_ue(
-    c: &Control,
-    ue: Ipv4Addr,
-) -> Result<Vec<(RegistrationInfo, DeviceInformation)>, StoreError> {
-    let mut out = Vec::new();
-    for r in registrations(c)? {
-        for d in &r.device_information {
-            let a = &d.associate_id;
-            if a.type_ == AssociateIdType::UeIpv4Address && a.value.trim().parse() == Ok(ue) {
-                out.push((r.clone(), d.clone()));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Sets a UE's `contextTransferState` in a registration, as the app would with a PUT (the
@@ -678,7 +666,8 @@ impl Control {
                 },
             };
             if let Ok(body) = serde_json::to_value(&n) {
-                if self.deliver(&id, body) {
+                // In order per instance; several instances' notifications in flight at once.
+                if self.deliver_keyed(&id, &ev.app_instance_id, body) {
                     sent += 1;
                 }
             }
@@ -690,9 +679,17 @@ impl Control {
     /// The instances of `app_d_id` changed (instantiated, terminated, moved): send each
     /// AdjacentAppInfo subscriber interested in that app the other instances it now has.
     pub fn notify_adjacent(&self, app_d_id: &str) -> Result<usize, StoreError> {
+        let subs = stored_subscriptions(self)?;
+        if !subs
+            .iter()
+            .any(|(_, s)| matches!(s, AmsSubscription::AdjacentAppInfo(_)))
+        {
+            // Nobody asked: no reading of every instance on each relocation.
+            return Ok(0);
+        }
         let all = adjacent_infos(self)?;
         let mut sent = 0;
-        for (id, sub) in stored_subscriptions(self)? {
+        for (id, sub) in subs {
             let AmsSubscription::AdjacentAppInfo(s) = &sub else {
                 continue;
             };

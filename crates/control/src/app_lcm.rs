@@ -327,16 +327,21 @@ pub async fn serving_host(c: &Control, ue: Ipv4Addr) -> Result<String, ApiError>
         .and_then(|u| u.first())
         .ok_or_else(|| ApiError::bad_request(format!("the RAN knows no UE with address {ue}")))?;
     let cell = user["accessPointId"].as_str().unwrap_or("");
-    if let Some(h) = c.config().cells.get(cell) {
-        return Ok(h.clone());
-    }
     let zone = user["zoneId"].as_str().unwrap_or("");
-    if c.hosts().contains(zone) {
-        return Ok(zone.to_string());
+    host_of_location(c, cell, zone).ok_or_else(|| {
+        ApiError::unprocessable(format!(
+            "UE {ue} is in cell '{cell}' (zone '{zone}'), which no known MEC host serves"
+        ))
+    })
+}
+
+/// The MEC host serving a MEC 013 location: the topology's host of the access point (cell),
+/// or the zone when it names a host (ferry's RAN makes each host a zone).
+pub fn host_of_location(c: &Control, access_point: &str, zone: &str) -> Option<String> {
+    if let Some(h) = c.config().cells.get(access_point) {
+        return Some(h.clone());
     }
-    Err(ApiError::unprocessable(format!(
-        "UE {ue} is in cell '{cell}' (zone '{zone}'), which no known MEC host serves"
-    )))
+    c.hosts().contains(zone).then(|| zone.to_string())
 }
 
 /// The first free address of the app subnet (from .2; .1 is the gateway): used by no
@@ -564,6 +569,7 @@ async fn instantiate(
     if let Some(ue) = ue {
         // The relocation controller moves this instance when that UE hands over.
         c.store().put(Table::InstanceUes, &id, &ue.to_string())?;
+        c.ue_index().set_instance_ue(&id, ue);
     }
     if let Err(e) = c.data_plane().route(address, &host).await {
         tracing::warn!(instance = %id, "traffic rule not applied: {e}");

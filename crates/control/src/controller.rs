@@ -1,12 +1,12 @@
-//! The relocation controller: MEC 012 CellChange consumer and the procedure that moves a UE's
-//! app instances to the MEC host serving its new cell (MEC 021 mobility procedure).
+//! The relocation controller: the procedure that moves a UE's app instances to the MEC host
+//! serving its new cell (MEC 021 mobility procedure). Where the UEs are comes from `follow.rs`
+//! (MEC 012 notifications, MEC 013 reconciliation), which calls `want`.
 //!
-//! - `subscribe_ran` / `unsubscribe_ran`: a `CellChangeSubscription` at the RAN whose callback
-//!   is `POST /ferry/control/v1/notifications/rni/cell_change` of this daemon (its URI is
-//!   stored, so a restart after a kill replaces it instead of adding a second one);
-//! - `on_cell_change`: a COMPLETED handover -> the target host -> for each instance serving the
-//!   UE (AMS registrations), queue a move. Moves of one instance are coalesced: a worker per
-//!   instance always goes to the latest wanted host (no ping-pong);
+//! - `want`: a wanted move of one instance. Moves of one instance are coalesced: a worker per
+//!   instance always goes to the latest wanted host (no ping-pong). The worker waits for the
+//!   instance (a lifecycle operation or the recovery of an interrupted relocation holds it)
+//!   and reads the instance again once it has it, so a move decided before a relocation
+//!   finished never starts from where the instance no longer is;
 //! - `relocate`: the address on the target (APPLICATION: a new one) -> TRIGGERED with
 //!   `targetAppInfo` -> state transfer (APPLICATION: a target instance starts, the app moves its
 //!   context into it and says USER_CONTEXT_TRANSFER_COMPLETED; CONTAINER_MIGRATION: the source
@@ -20,9 +20,11 @@
 //!   commit in doubt, a failed thaw, a silent source) the record is NEEDS_OPERATOR with the
 //!   advice, no MEC 021 outcome is sent, and the controller keeps following until the hosts
 //!   settle it (by themselves, or by an operator's `settle`);
-//! - `recover`: at start, every relocation in flight is followed again (all at once): a
-//!   migration the source never started is FAILED, one it finished is completed or failed as
-//!   it ended; APPLICATION relocations complete if the app had reported its context moved.
+//! - `claim_interrupted` + `recover`: at start, before anything else can want a move, the
+//!   instances of every relocation in flight are claimed; then each is followed again (all at
+//!   once): a migration the source never started is FAILED, one it finished is completed or
+//!   failed as it ended; APPLICATION relocations complete if the app had reported its context
+//!   moved.
 
 use crate::ams::{self, MobilityDecision, MobilityEvent};
 use crate::app_lcm::{self, STEER_RULE};
@@ -39,7 +41,6 @@ use mec_api::ams::{
 };
 use mec_api::app_lcm::AppInstanceInfo;
 use mec_api::app_pkgm::StateRelocationMode;
-use mec_api::rni::{CellChangeNotification, HoStatus};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -51,7 +52,7 @@ use ferry_wire::migration::{
 };
 
 /// Path of the MEC 012 notification callback.
-pub const CELL_CHANGE_PATH: &str = "/ferry/control/v1/notifications/rni/cell_change";
+pub use crate::follow::CELL_CHANGE_PATH;
 
 /// Where a source host says a migration committed: the target serves, traffic switches now.
 pub const COMMITTED_PATH: &str = "/ferry/control/v1/relocations/{id}/committed";
@@ -81,27 +82,47 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// ...and one that needs an operator.
 const UNSETTLED_POLL: Duration = Duration::from_secs(2);
 
-/// One wanted move of an instance (the latest handover wins).
+/// One wanted move of an instance (the latest wins).
 #[derive(Clone, Debug)]
-struct Wanted {
-    target: String,
-    ue: Ipv4Addr,
-    registration: Option<String>,
-    decision: MobilityDecision,
+pub(crate) struct Wanted {
+    pub target: String,
+    pub ue: Ipv4Addr,
+    pub registration: Option<String>,
+    pub decision: MobilityDecision,
+    pub why: Why,
+}
+
+/// What a move is wanted for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// The UE handed over: always acted on.
+    Handover,
+    /// A reading found the UE away from its instance. Not acted on when the instance's last
+    /// relocation went to that very host and FAILED: the UE has not moved since, and a failed
+    /// relocation stands (FAILED, the app on the source) until it does.
+    Reading,
+}
+
+/// The wanted moves and the instances whose worker runs, under one lock.
+#[derive(Default)]
+struct Moves {
+    /// Instance -> the latest wanted move not yet started.
+    wanted: HashMap<String, Wanted>,
+    /// Instances with a running worker.
+    workers: std::collections::HashSet<String>,
+    /// Instance -> the host its worker is moving it to now.
+    current: HashMap<String, String>,
 }
 
 /// The controller's shared state, kept in `Control`.
 pub struct Controller {
-    /// Instance -> the latest wanted move not yet started.
-    wanted: std::sync::Mutex<HashMap<String, Wanted>>,
-    /// Instances with a running worker.
-    workers: std::sync::Mutex<std::collections::HashSet<String>>,
+    moves: std::sync::Mutex<Moves>,
     /// Per-host concurrency limit.
     limits: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
-    /// The RAN subscription's href, to delete at shutdown.
-    ran_subscription: std::sync::Mutex<Option<String>>,
     /// Relocation id -> the migration whose commit we wait to hear of.
     commits: std::sync::Mutex<HashMap<String, CommitWatch>>,
+    /// Instance -> the target host and phase of its latest relocation.
+    latest: std::sync::Mutex<HashMap<String, (String, Phase)>>,
 }
 
 impl Default for Controller {
@@ -125,11 +146,10 @@ struct CommitWatch {
 impl Controller {
     pub fn new() -> Controller {
         Controller {
-            wanted: Default::default(),
-            workers: Default::default(),
+            moves: Default::default(),
             limits: Default::default(),
-            ran_subscription: Default::default(),
             commits: Default::default(),
+            latest: Default::default(),
         }
     }
 
@@ -148,232 +168,100 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-// ---- MEC 012 consumer ----
+// ---- wanted moves ----
 
-/// Store key (in `Table::RanSubscriptions`) of the CellChange subscription's href.
-const CELL_CHANGE_KEY: &str = "cell_change";
-
-/// Subscribes to CellChange (hoStatus COMPLETED) at the RAN, retrying until it answers. A
-/// subscription an earlier run left behind (killed before its shutdown) is deleted first, so
-/// the RAN never notifies this daemon twice per handover.
-pub async fn subscribe_ran(c: Control, callback: String) {
-    let Some(ran) = c.config().ran.clone() else {
-        return;
-    };
-    delete_stale_ran_subscription(&c, &ran).await;
-    let body = serde_json::json!({
-        "subscriptionType": "CellChangeSubscription",
-        "callbackReference": callback,
-        "filterCriteriaAssocHo": {"hoStatus": [3]},
-    });
-    for attempt in 0u32.. {
-        let r = c
-            .http()
-            .post(format!("{ran}/rni/v2/subscriptions"))
-            .json(&body)
-            .send()
-            .await;
-        match r {
-            Ok(r) if r.status() == StatusCode::CREATED => {
-                let href = r
-                    .headers()
-                    .get("location")
-                    .and_then(|l| l.to_str().ok())
-                    .map(str::to_string);
-                tracing::info!(?href, "subscribed to MEC 012 CellChange at the RAN");
-                if let Some(h) = &href {
-                    // Recorded at once: a kill from here on leaves a subscription the next
-                    // start can find.
-                    if let Err(e) = c.store().put(Table::RanSubscriptions, CELL_CHANGE_KEY, h) {
-                        tracing::error!("cannot record the CellChange subscription: {e}");
-                    }
-                }
-                *lock(&c.inner.controller.ran_subscription) = href;
-                return;
-            }
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), "RAN refused the CellChange subscription")
-            }
-            Err(e) => tracing::warn!("RAN unreachable for the CellChange subscription: {e}"),
-        }
-        tokio::time::sleep(backoff(attempt)).await;
-    }
+/// Records a relocation's phase as the latest of its instance (`Why::Reading`); the records
+/// of the store at start, then each phase as it is saved.
+pub(crate) fn note_relocation(c: &Control, r: &RelocationRecord) {
+    lock(&c.inner.controller.latest)
+        .insert(r.app_instance_id.clone(), (r.target_host.clone(), r.phase));
 }
 
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500 * u64::from(attempt.min(10) + 1))
+/// Whether the latest relocation of `instance` went to `host` and FAILED.
+pub(crate) fn failed_toward(c: &Control, instance: &str, host: &str) -> bool {
+    lock(&c.inner.controller.latest)
+        .get(instance)
+        .is_some_and(|(t, p)| t == host && *p == Phase::Failed)
 }
 
-/// Deletes the CellChange subscription a previous run recorded (404: the RAN forgot it
-/// already). Deleted rather than reused: the old one may name another callback (the daemon
-/// may listen elsewhere now) or another filter, while a fresh one always matches this run;
-/// the handovers missed in between are those of the downtime, which were missed anyway.
-async fn delete_stale_ran_subscription(c: &Control, ran: &str) {
-    let href = match c
-        .store()
-        .get::<String>(Table::RanSubscriptions, CELL_CHANGE_KEY)
-    {
-        Ok(Some(h)) => h,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::error!("cannot read the recorded CellChange subscription: {e}");
-            return;
+/// Wants `instance` on `w.target` (the latest wanted host wins); starts its worker if none
+/// runs. False, and nothing done, when that is already where it is going: the move under way
+/// or the one waiting goes there, or no worker runs and the instance is there (or is not
+/// instantiated); no claim is then taken that would hold up a lifecycle operation.
+pub(crate) fn want(c: &Control, instance: &str, w: Wanted) -> bool {
+    let mut m = lock(&c.inner.controller.moves);
+    if m.workers.contains(instance) {
+        let going = match m.wanted.get(instance) {
+            Some(next) => Some(&next.target),
+            None => m.current.get(instance),
+        };
+        if going == Some(&w.target) {
+            return false;
         }
-    };
-    if !href.starts_with(&format!("{ran}/")) {
-        // Not this RAN's: waiting for another (maybe retired) RAN would block the subscription.
-        tracing::warn!(%href, "recorded CellChange subscription is not at the configured RAN: forgotten");
     } else {
-        for attempt in 0u32.. {
-            match c.http().delete(&href).send().await {
-                Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {
-                    tracing::info!(%href, status = %r.status(), "CellChange subscription of an earlier run deleted");
-                    break;
-                }
-                Ok(r) => {
-                    tracing::warn!(%href, status = %r.status(), "RAN refused to delete the CellChange subscription of an earlier run");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "RAN unreachable to delete the old CellChange subscription: {e}"
-                    );
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-            }
-        }
-    }
-    if let Err(e) = c.store().delete(Table::RanSubscriptions, CELL_CHANGE_KEY) {
-        tracing::error!("cannot forget the old CellChange subscription: {e}");
-    }
-}
-
-/// Deletes the RAN subscription (at shutdown). Its record stays unless the RAN confirmed, so
-/// the next start deletes it.
-pub async fn unsubscribe_ran(c: &Control) {
-    let href = lock(&c.inner.controller.ran_subscription).take();
-    if let Some(href) = href {
-        match c.http().delete(&href).send().await {
-            Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {
-                tracing::info!(status = %r.status(), "CellChange subscription deleted");
-                if let Err(e) = c.store().delete(Table::RanSubscriptions, CELL_CHANGE_KEY) {
-                    tracing::error!("cannot forget the CellChange subscription: {e}");
-                }
-            }
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), "RAN refused to delete the CellChange subscription")
-            }
-            Err(e) => tracing::warn!("cannot delete the CellChange subscription: {e}"),
-        }
-    }
-}
-
-/// `POST /ferry/control/v1/notifications/rni/cell_change`.
-pub(crate) async fn cell_change(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let n: CellChangeNotification = match crate::http::parse_body(&headers, &body) {
-        Ok(n) => n,
-        Err(e) => return e.into_response(),
-    };
-    if n.ho_status == HoStatus::Completed {
-        tokio::spawn(async move { on_cell_change(&c, &n).await });
-    }
-    StatusCode::NO_CONTENT.into_response()
-}
-
-/// A completed handover: queue a move of each instance serving the UE whose host differs.
-async fn on_cell_change(c: &Control, n: &CellChangeNotification) {
-    for a in &n.associate_id {
-        let Ok(ue) = a.value.trim().parse::<Ipv4Addr>() else {
-            continue;
-        };
-        if a.type_ != mec_api::rni::AssociateIdType::UeIpv4Address {
-            continue;
-        }
-        let cell = n.trg_ecgi.first().map(|e| e.cell_id.clone());
-        let target = match cell.as_deref().and_then(|cl| c.config().cells.get(cl)) {
-            Some(h) => h.clone(),
-            // The topology names cells, the RAN sends ECGIs: ask the RAN where the UE is now.
-            None => match app_lcm::serving_host(c, ue).await {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(%ue, ?cell, "handover to a cell no host serves: {}", e.0.detail.unwrap_or_default());
-                    continue;
-                }
-            },
-        };
-        let regs = match ams::registrations_for_ue(c, ue) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("cannot read registrations: {e}");
-                continue;
-            }
-        };
-        let mut covered = std::collections::HashSet::new();
-        for (reg, dev) in regs {
-            let Some(instance) = reg.service_consumer_id.app_instance_id.clone() else {
-                continue;
-            };
-            let w = Wanted {
-                target: target.clone(),
-                ue,
-                registration: reg.app_mobility_service_id.clone(),
-                decision: ams::decide(dev.app_mobility_service_level),
-            };
-            covered.insert(instance.clone());
-            want(c, &instance, w);
-        }
-        // Instances instantiated for this UE without an AMS registration: no service level
-        // was given, so (as for a stateless app) relocate.
-        let for_ue = c
+        // Read under the lock: a worker records the new host before it leaves the set.
+        let host = c
             .store()
-            .list::<String>(Table::InstanceUes)
-            .unwrap_or_default();
-        for (instance, v) in for_ue {
-            if v.parse() == Ok(ue) && !covered.contains(&instance) {
-                let w = Wanted {
-                    target: target.clone(),
-                    ue,
-                    registration: None,
-                    decision: ams::decide(None),
-                };
-                want(c, &instance, w);
-            }
+            .get::<AppInstanceInfo>(Table::Instances, instance)
+            .ok()
+            .flatten()
+            .and_then(|i| i.ferry_host);
+        if host.is_none_or(|h| h == w.target) {
+            return false;
         }
     }
+    m.wanted.insert(instance.to_string(), w);
+    if m.workers.insert(instance.to_string()) {
+        tokio::spawn(work(c.clone(), instance.to_string()));
+    }
+    true
 }
 
-/// Records the latest wanted move of an instance; starts its worker if none runs.
-fn want(c: &Control, instance: &str, w: Wanted) {
-    let ctl = &c.inner.controller;
-    lock(&ctl.wanted).insert(instance.to_string(), w);
-    if !lock(&ctl.workers).insert(instance.to_string()) {
-        return; // the running worker picks it up after its current move
-    }
-    let c = c.clone();
-    let instance = instance.to_string();
-    tokio::spawn(async move {
-        loop {
-            let next = {
-                let ctl = &c.inner.controller;
-                let mut wanted = lock(&ctl.wanted);
-                let n = wanted.remove(&instance);
-                if n.is_none() {
-                    lock(&ctl.workers).remove(&instance);
+/// The worker of one instance: takes the instance, then its latest wanted move, until none
+/// is left.
+async fn work(c: Control, instance: String) {
+    loop {
+        let claim = claim_patiently(&c, &instance).await;
+        let next = {
+            let mut m = lock(&c.inner.controller.moves);
+            let n = m.wanted.remove(&instance);
+            match &n {
+                Some(w) => {
+                    m.current.insert(instance.clone(), w.target.clone());
                 }
-                n
-            };
-            let Some(w) = next else { break };
-            move_instance(&c, &instance, &w).await;
-        }
-    });
+                None => {
+                    m.workers.remove(&instance);
+                    m.current.remove(&instance);
+                }
+            }
+            n
+        };
+        let Some(w) = next else { return };
+        move_instance(&c, &instance, &w, claim).await;
+    }
 }
 
-/// Carries out one wanted move, per the service level.
-async fn move_instance(c: &Control, instance: &str, w: &Wanted) {
+/// Claims `instance`, however long what holds it takes (a lifecycle operation, an
+/// interrupted relocation being recovered, one that needs an operator).
+async fn claim_patiently(c: &Control, instance: &str) -> crate::Claim {
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        if let Some(claim) = c.claim(instance) {
+            return claim;
+        }
+        if !warned && started.elapsed() > Duration::from_secs(10) {
+            tracing::warn!(%instance, "instance busy: its move waits");
+            warned = true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Carries out one wanted move, per the service level, holding the instance's claim. The
+/// instance is read under the claim: what it is now decides, not what it was when the move
+/// was wanted.
+async fn move_instance(c: &Control, instance: &str, w: &Wanted, claim: crate::Claim) {
     let inst: AppInstanceInfo = match c.store().get(Table::Instances, instance) {
         Ok(Some(i)) => i,
         _ => return,
@@ -382,6 +270,10 @@ async fn move_instance(c: &Control, instance: &str, w: &Wanted) {
         return; // not instantiated
     };
     if source == w.target {
+        return;
+    }
+    // Checked under the claim: a relocation recovered meanwhile may just have failed there.
+    if w.why == Why::Reading && failed_toward(c, instance, &w.target) {
         return;
     }
     let Ok(address) = addr.parse::<Ipv4Addr>() else {
@@ -395,11 +287,6 @@ async fn move_instance(c: &Control, instance: &str, w: &Wanted) {
         tracing::info!(%instance, %source, "mobility not allowed: traffic steered to the instance where it is");
         return;
     }
-    // A lifecycle operation holds the instance: wait for it (bounded).
-    let Some(_claim) = claim_within(c, instance, Duration::from_secs(10)).await else {
-        tracing::warn!(%instance, "instance busy: relocation skipped");
-        return;
-    };
     let ctl = &c.inner.controller;
     // Per-host limit, acquired in name order so two moves cannot deadlock.
     let (first, second) = if source < w.target {
@@ -424,20 +311,7 @@ async fn move_instance(c: &Control, instance: &str, w: &Wanted) {
     if let Some(r) = unsettled {
         await_settlement(c, r).await;
     }
-}
-
-/// Claims `instance`, waiting up to `within` for an operation that holds it.
-async fn claim_within(c: &Control, instance: &str, within: Duration) -> Option<crate::Claim> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(claim) = c.claim(instance) {
-            return Some(claim);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    drop(claim);
 }
 
 fn save(
@@ -447,7 +321,9 @@ fn save(
 ) -> Result<(), crate::store::StoreError> {
     r.phase = phase;
     r.phase_times_ms.push((phase, now_ms()));
-    c.store().put(Table::Relocations, &r.id, r)
+    c.store().put(Table::Relocations, &r.id, r)?;
+    note_relocation(c, r);
+    Ok(())
 }
 
 fn event(
@@ -1157,9 +1033,28 @@ async fn switch(
 
 // ---- restart ----
 
-/// Follows every relocation that was in flight when the daemon stopped, all at once (one
-/// slow host does not hold up the others).
-pub async fn recover(c: Control) {
+/// The relocations in flight when the daemon stopped, each with its instance claimed: called
+/// before the daemon serves or follows the UEs, so no move of those instances can start before
+/// their relocation is finished or rolled back (`recover`).
+pub fn claim_interrupted(c: &Control) -> Vec<(RelocationRecord, Option<crate::Claim>)> {
+    match c.in_flight_relocations() {
+        Ok(records) => records
+            .into_iter()
+            .map(|r| {
+                let claim = c.claim(&r.app_instance_id);
+                (r, claim)
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!("cannot read relocations: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Follows every relocation that was in flight when the daemon stopped (claimed by
+/// `claim_interrupted`), all at once (one slow host does not hold up the others).
+pub async fn recover(c: Control, interrupted: Vec<(RelocationRecord, Option<crate::Claim>)>) {
     // Final outcomes recorded but perhaps never sent.
     match c.unnotified_relocations() {
         Ok(done) => {
@@ -1183,32 +1078,26 @@ pub async fn recover(c: Control) {
         }
         Err(e) => tracing::error!("cannot read relocations: {e}"),
     }
-    let records = match c.in_flight_relocations() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("cannot read relocations: {e}");
-            return;
-        }
-    };
-    for r in records {
+    for (r, claim) in interrupted {
         let c = c.clone();
         tokio::spawn(async move {
             let id = r.id.clone();
-            if let Err(e) = recover_one(&c, r).await {
+            if let Err(e) = recover_one(&c, r, claim).await {
                 tracing::error!(relocation = %id, "cannot finish the interrupted relocation: {e}");
             }
         });
     }
 }
 
-async fn recover_one(c: &Control, mut r: RelocationRecord) -> Result<(), crate::store::StoreError> {
-    // An operation on the instance (a lifecycle call right after the restart) goes first;
-    // the relocation waits for it rather than being skipped.
-    let claim = loop {
-        if let Some(claim) = claim_within(c, &r.app_instance_id, Duration::from_secs(30)).await {
-            break claim;
-        }
-        tracing::warn!(relocation = %r.id, instance = %r.app_instance_id, "instance busy; the interrupted relocation waits");
+async fn recover_one(
+    c: &Control,
+    mut r: RelocationRecord,
+    claim: Option<crate::Claim>,
+) -> Result<(), crate::store::StoreError> {
+    // Two interrupted relocations of one instance (one of them stale): the second waits.
+    let claim = match claim {
+        Some(claim) => claim,
+        None => claim_patiently(c, &r.app_instance_id).await,
     };
     let started = Instant::now();
     let outcome = match r.mode {

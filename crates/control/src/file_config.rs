@@ -9,6 +9,7 @@
 //! data_plane_cmd = "ferry testbed route"    # run as CMD APP_ADDR HOST
 //! app_subnet = "10.200.0.0/16"
 //! app_api_root = "http://10.0.0.10:7021"   # MEC_API_ROOT of app instances
+//! reconcile_interval = 30                   # s between re-readings of the UEs; 0: never
 //!
 //! [hosts]
 //! edge1 = "http://10.0.0.1:7100"
@@ -28,6 +29,7 @@ pub struct FileConfig {
     pub data_plane_cmd: Option<String>,
     pub app_subnet: Option<String>,
     pub app_api_root: Option<String>,
+    pub reconcile_interval: Option<u64>,
     #[serde(default)]
     pub hosts: BTreeMap<String, String>,
 }

@@ -23,6 +23,7 @@ pub mod controller;
 pub mod dataplane;
 pub mod file_config;
 pub mod filter;
+pub mod follow;
 pub mod hosts;
 mod http;
 mod notify;
@@ -30,6 +31,7 @@ pub mod oauth;
 pub mod relocation;
 pub mod service_mgmt;
 pub mod store;
+pub mod ue_index;
 
 pub use axum;
 pub use dataplane::{CommandDataPlane, DataPlane, MemoryDataPlane};
@@ -91,6 +93,12 @@ pub struct Config {
     pub tls: Option<ferry_tls::TlsFiles>,
     /// Subscriptions (of each API) one OAuth client may hold.
     pub max_subscriptions_per_client: usize,
+    /// ECGI (`follow::ecgi_key`) -> the MEC host serving that cell (from the topology file):
+    /// a handover's target host without asking the RAN.
+    pub ecgis: BTreeMap<String, String>,
+    /// How often to re-read where the followed UEs are (MEC 013) besides at start and after
+    /// a detected gap; `None`: only then.
+    pub reconcile_every: Option<std::time::Duration>,
 }
 
 impl Config {
@@ -106,6 +114,8 @@ impl Config {
             hooks: ferry_hooks::Hooks::default(),
             tls: None,
             max_subscriptions_per_client: DEFAULT_MAX_SUBSCRIPTIONS,
+            ecgis: BTreeMap::new(),
+            reconcile_every: Some(follow::DEFAULT_RECONCILE_EVERY),
         }
     }
 }
@@ -138,6 +148,10 @@ struct Inner {
     placement: tokio::sync::Mutex<()>,
     /// The relocation controller's state (`controller.rs`).
     controller: controller::Controller,
+    /// Which instances follow each UE (`ue_index.rs`).
+    ue_index: ue_index::UeIndex,
+    /// Where the UEs are (`follow.rs`).
+    follow: follow::Follow,
 }
 
 /// Marks an app instance busy until dropped (see `Control::claim`).
@@ -205,8 +219,27 @@ impl Control {
                 busy: Mutex::new(Default::default()),
                 placement: tokio::sync::Mutex::new(()),
                 controller: controller::Controller::new(),
+                ue_index: ue_index::UeIndex::default(),
+                follow: follow::Follow::default(),
             }),
         };
+        for r in ams::registrations(&control)? {
+            if let Some(id) = &r.app_mobility_service_id {
+                control.ue_index().set_registration(id, &r);
+            }
+        }
+        for (instance, ue) in control.store().list::<String>(Table::InstanceUes)? {
+            if let Ok(ue) = ue.parse() {
+                control.ue_index().set_instance_ue(&instance, ue);
+            }
+        }
+        // Ids sort in the order they were made: the last one of an instance is its latest.
+        for (_, r) in control
+            .store()
+            .list::<relocation::RelocationRecord>(Table::Relocations)?
+        {
+            controller::note_relocation(&control, &r);
+        }
         ams::restore(&control)?;
         app_pkgm::restore(&control)?;
         app_lcm::restore(&control)?;
@@ -232,6 +265,7 @@ impl Control {
         etsi.merge(oauth::routes())
             .route("/ferry/control/v1/hosts", get(hosts_view))
             .route("/ferry/control/v1/relocations", get(relocations_view))
+            .route("/ferry/control/v1/follow", get(follow_view))
             .route(
                 controller::COMMITTED_PATH,
                 axum::routing::post(controller::committed),
@@ -242,7 +276,7 @@ impl Control {
             )
             .route(
                 controller::CELL_CHANGE_PATH,
-                axum::routing::post(controller::cell_change),
+                axum::routing::post(follow::cell_change),
             )
             .fallback(http::not_found)
             .with_state(self.clone())
@@ -274,6 +308,11 @@ impl Control {
 
     pub fn hosts(&self) -> &hosts::Hosts {
         &self.inner.hosts
+    }
+
+    /// Which instances follow each UE.
+    pub fn ue_index(&self) -> &ue_index::UeIndex {
+        &self.inner.ue_index
     }
 
     pub fn data_plane(&self) -> &dyn DataPlane {
@@ -342,6 +381,18 @@ impl Control {
         match lock(&self.inner.deliveries).get(id) {
             Some(d) => {
                 d.send(body);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// [`Control::deliver`] of a notification about `key` (an app instance): in order with
+    /// the others about it, beside those about other keys.
+    pub(crate) fn deliver_keyed(&self, id: &str, key: &str, body: serde_json::Value) -> bool {
+        match lock(&self.inner.deliveries).get(id) {
+            Some(d) => {
+                d.send_keyed(key, body);
                 true
             }
             None => false,
@@ -460,6 +511,13 @@ async fn hosts_view(
     http::json(axum::http::StatusCode::OK, &c.config().hosts)
 }
 
+async fn follow_view(
+    axum::extract::State(c): axum::extract::State<Control>,
+) -> axum::response::Response {
+    let view = c.inner.follow.view(c.ue_index().ues().len());
+    http::json(axum::http::StatusCode::OK, &view)
+}
+
 async fn relocations_view(
     axum::extract::State(c): axum::extract::State<Control>,
 ) -> Result<axum::response::Response, http::ApiError> {
@@ -473,8 +531,9 @@ async fn relocations_view(
 }
 
 /// Serves the control plane's APIs on `listener` until `shutdown` completes. With a RAN, it
-/// also subscribes to MEC 012 CellChange (callback on this listener) and deletes the
-/// subscription at shutdown; interrupted relocations are finished or rolled back first.
+/// also follows the UEs (`follow.rs`: MEC 012 CellChange with the callback on this listener,
+/// MEC 013 reconciliation) and deletes the subscription at shutdown; interrupted relocations
+/// are finished or rolled back first.
 pub async fn serve(
     control: Control,
     listener: tokio::net::TcpListener,
@@ -496,11 +555,14 @@ pub async fn serve(
         control.scheme(),
         controller::CELL_CHANGE_PATH
     );
-    // Recovery may wait for a source host still migrating: follow handovers meanwhile.
-    tokio::spawn(controller::recover(control.clone()));
-    let subscriber = tokio::spawn(controller::subscribe_ran(c2, callback));
+    // The instances of interrupted relocations are claimed before anything can want to
+    // move them; recovery may wait for a source host still migrating: follow the UEs
+    // meanwhile (their moves wait for the claims).
+    let interrupted = controller::claim_interrupted(&control);
+    tokio::spawn(controller::recover(control.clone(), interrupted));
+    let follower = tokio::spawn(follow::run(c2, callback));
     let result = mec_http::serve::serve_on(transport, control.router(), shutdown).await;
-    subscriber.abort();
-    controller::unsubscribe_ran(&control).await;
+    follower.abort();
+    follow::unsubscribe_ran(&control).await;
     result
 }

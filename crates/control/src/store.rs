@@ -3,17 +3,24 @@
 //!
 //! One table per resource kind, keyed by the resource id. Records are the API's own JSON
 //! bodies: what a client PUT is what a restart serves back. Every write is one redb write
-//! transaction (durable on commit: an fsync); `update` reads and writes in the same
+//! transaction and is durable when the call returns; `update` reads and writes in the same
 //! transaction, so concurrent changes of one record cannot lose each other.
+//!
+//! Group commit: a write commits without an fsync and then waits until a durable commit
+//! covers it. One writer at a time makes that durable commit (an empty transaction, which
+//! persists every commit before it) for all writes committed so far, so many relocations
+//! writing at once share one fsync instead of queueing for one each. A write is visible to
+//! readers from its commit, a moment before it is durable.
 //!
 //! Every call blocks on the disk. Called from a worker of the daemon's (multi-threaded)
 //! tokio runtime it runs under `block_in_place`, so the worker's other tasks move to another
 //! thread meanwhile instead of waiting behind an fsync.
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +154,21 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The store. Cheap to share behind an `Arc`; redb serializes write transactions itself.
 pub struct Store {
     db: Database,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+}
+
+/// Where the group commit stands: writes are numbered as they commit.
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Writes committed (durable or not).
+    committed: u64,
+    /// Writes made durable.
+    durable: u64,
+    /// A writer is making a durable commit now.
+    flushing: bool,
+    /// Durable commits made (each an fsync).
+    flushes: u64,
 }
 
 /// Runs blocking store work off the async scheduling of a multi-threaded runtime's worker
@@ -179,19 +201,93 @@ impl Store {
         }
         io!(tx.open_table(META))?;
         io!(tx.commit())?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            sync: Mutex::new(SyncState::default()),
+            synced: Condvar::new(),
+        })
+    }
+
+    fn sync_state(&self) -> MutexGuard<'_, SyncState> {
+        self.sync.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A write transaction that commits without an fsync (see [`Store::commit`]).
+    fn begin(&self) -> Result<WriteTransaction, StoreError> {
+        let mut tx = io!(self.db.begin_write())?;
+        tx.set_durability(Durability::None);
+        Ok(tx)
+    }
+
+    /// Commits `tx` and returns once a durable commit covers it.
+    fn commit(&self, tx: WriteTransaction) -> Result<(), StoreError> {
+        // Numbered before the commit, while this transaction holds redb's write lock: a
+        // durable commit that begins later (it needs that lock) covers every number it reads.
+        let n = {
+            let mut s = self.sync_state();
+            s.committed += 1;
+            s.committed
+        };
+        io!(tx.commit())?;
+        self.wait_durable(n)
+    }
+
+    /// Waits until write `n` is durable, making the durable commit itself if nobody else is.
+    fn wait_durable(&self, n: u64) -> Result<(), StoreError> {
+        let mut s = self.sync_state();
+        loop {
+            if s.durable >= n {
+                return Ok(());
+            }
+            if s.flushing {
+                s = self.synced.wait(s).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            s.flushing = true;
+            drop(s);
+            let flushed = self.flush();
+            s = self.sync_state();
+            s.flushing = false;
+            match flushed {
+                Ok(upto) => {
+                    s.durable = s.durable.max(upto);
+                    s.flushes += 1;
+                    self.synced.notify_all();
+                }
+                Err(e) => {
+                    // The others try again themselves and get their own answer.
+                    self.synced.notify_all();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// One durable commit; returns the number of the last write it covers.
+    fn flush(&self) -> Result<u64, StoreError> {
+        let tx = io!(self.db.begin_write())?;
+        // Holding the write lock: every numbered write has committed.
+        let upto = self.sync_state().committed;
+        io!(tx.commit())?;
+        Ok(upto)
+    }
+
+    /// Durable commits (fsyncs) so far, and writes so far.
+    pub fn commit_counts(&self) -> (u64, u64) {
+        let s = self.sync_state();
+        (s.flushes, s.committed)
     }
 
     /// Stores `value` under `key`, replacing what was there.
     pub fn put<T: Serialize>(&self, t: Table, key: &str, value: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).map_err(|_| StoreError::Encode(t.name()))?;
         off_async(|| {
-            let tx = io!(self.db.begin_write())?;
+            let tx = self.begin()?;
             {
                 let mut table = io!(tx.open_table(t.def()))?;
                 io!(table.insert(key, bytes.as_slice()))?;
             }
-            io!(tx.commit())
+            self.commit(tx)
         })
     }
 
@@ -235,13 +331,13 @@ impl Store {
     }
 
     fn delete_now(&self, t: Table, key: &str) -> Result<bool, StoreError> {
-        let tx = io!(self.db.begin_write())?;
+        let tx = self.begin()?;
         let existed = {
             let mut table = io!(tx.open_table(t.def()))?;
             let old = io!(table.remove(key))?;
             old.is_some()
         };
-        io!(tx.commit())?;
+        self.commit(tx)?;
         Ok(existed)
     }
 
@@ -268,7 +364,7 @@ impl Store {
     where
         T: Serialize + DeserializeOwned,
     {
-        let tx = io!(self.db.begin_write())?;
+        let tx = self.begin()?;
         let result = {
             let mut table = io!(tx.open_table(t.def()))?;
             let current: Option<T> = match io!(table.get(key))? {
@@ -289,7 +385,7 @@ impl Store {
                 Err(e) => return Ok(Some(Err(e))),
             }
         };
-        io!(tx.commit())?;
+        self.commit(tx)?;
         Ok(Some(result))
     }
 
@@ -300,14 +396,14 @@ impl Store {
     }
 
     fn next_id_now(&self, prefix: &str) -> Result<String, StoreError> {
-        let tx = io!(self.db.begin_write())?;
+        let tx = self.begin()?;
         let n = {
             let mut meta = io!(tx.open_table(META))?;
             let n = io!(meta.get(prefix))?.map(|v| v.value()).unwrap_or(0) + 1;
             io!(meta.insert(prefix, n))?;
             n
         };
-        io!(tx.commit())?;
+        self.commit(tx)?;
         Ok(format!("{prefix}-{n:0width$}", width = ID_DIGITS))
     }
 }
@@ -372,6 +468,34 @@ mod tests {
         }
         ticker.await.unwrap();
         assert_eq!(s.list::<Value>(Table::Packages).unwrap().len(), 20);
+    }
+
+    #[test]
+    fn concurrent_writes_are_all_durable_and_share_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+            let writers: Vec<_> = (0..8)
+                .map(|w| {
+                    let s = s.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..25 {
+                            s.put(Table::Relocations, &format!("w{w}-{i}"), &json!(i))
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+            let (flushes, writes) = s.commit_counts();
+            assert_eq!(writes, 200);
+            assert!(flushes >= 1 && flushes <= writes, "{flushes} of {writes}");
+        }
+        // Reopened: every write returned was durable.
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.list::<Value>(Table::Relocations).unwrap().len(), 200);
     }
 
     #[test]

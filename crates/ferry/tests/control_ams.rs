@@ -368,3 +368,195 @@ async fn adjacent_app_instances_query_and_notification() {
     get(&format!("{q}?filter=appDId")).await.assert_problem(400);
     get(&format!("{q}?all_fields=1")).await.assert_problem(400);
 }
+
+/// The credentials control gave instance `id` in its container's environment (as the fake
+/// host got the create call): (client id, secret, token URL).
+async fn instance_credentials(host: &FakeHost, id: &str) -> (String, String, String) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        for call in host.calls() {
+            if call.method != "POST" || !call.path.ends_with("/containers") {
+                continue;
+            }
+            let env: Vec<String> = serde_json::from_value(call.json()["env"].clone()).unwrap();
+            let var = |k: &str| {
+                env.iter()
+                    .find_map(|e| e.strip_prefix(&format!("{k}=")).map(str::to_string))
+            };
+            if var("MEC_APP_INSTANCE_ID").as_deref() == Some(id) {
+                return (
+                    var("MEC_CLIENT_ID").expect("MEC_CLIENT_ID"),
+                    var("MEC_CLIENT_SECRET").expect("MEC_CLIENT_SECRET"),
+                    var("MEC_TOKEN_URL").expect("MEC_TOKEN_URL"),
+                );
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no container for {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An access token by the client credentials grant (RFC 6749 4.4), as an app gets one.
+async fn token(url: &str, id: &str, secret: &str) -> String {
+    let r = client_without_cert()
+        .post(url)
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+/// A call with a bearer token and no client certificate (an app's call).
+async fn as_app(method: reqwest::Method, url: &str, token: &str, body: Option<&Value>) -> Answer {
+    let mut req = client_without_cert()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    answer(req.send().await.unwrap()).await
+}
+
+/// Issue 10: each app instance gets its own OAuth client and acts only for itself; a missing,
+/// forged, expired or wrong-scope token is refused with 401/403 and a ProblemDetails.
+#[tokio::test]
+async fn each_app_acts_only_for_itself_and_bad_tokens_are_refused() {
+    use reqwest::Method;
+    let host = FakeHost::start().await;
+    let (_d, dir) = state_dir();
+    // Instances get credentials where control tells them its API root: its own address.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut args = host_args(&[("edge-a", &host)]);
+    args.extend([
+        "--app-api-root".to_string(),
+        format!("https://127.0.0.1:{port}"),
+    ]);
+    let c = ControlProcess::start_on(&format!("127.0.0.1:{port}"), &dir, &args);
+    onboard(&c, "counter").await;
+    let a = instantiate(&c, "counter", "edge-a").await;
+    let b = instantiate(&c, "counter", "edge-a").await;
+    let (a_id, a_secret, token_url) = instance_credentials(&host, &a).await;
+    let (b_id, b_secret, _) = instance_credentials(&host, &b).await;
+    assert_ne!(a_id, b_id, "each instance is its own client");
+    let ta = token(&token_url, &a_id, &a_secret).await;
+    let tb = token(&token_url, &b_id, &b_secret).await;
+    let url = c.api("/amsi/v1/app_mobility_services");
+
+    // a registers for itself; b may not register for a, nor read, change or remove a's.
+    let reg = as_app(
+        Method::POST,
+        &url,
+        &ta,
+        Some(&registration(
+            &a,
+            "10.150.0.1",
+            "APP_MOBILITY_WITHOUT_CONFIRMATION",
+        )),
+    )
+    .await;
+    assert_eq!(reg.0, 201, "{}", reg.2);
+    let reg_url = format!("{url}/{}", reg.2["appMobilityServiceId"].as_str().unwrap());
+    let forged = as_app(
+        Method::POST,
+        &url,
+        &tb,
+        Some(&registration(&a, "10.150.0.2", "APP_MOBILITY_NOT_ALLOWED")),
+    )
+    .await;
+    assert_problem(&forged, 403);
+    assert_problem(&as_app(Method::GET, &reg_url, &tb, None).await, 403);
+    let changed = registration(&a, "10.150.0.3", "APP_MOBILITY_NOT_ALLOWED");
+    assert_problem(
+        &as_app(Method::PUT, &reg_url, &tb, Some(&changed)).await,
+        403,
+    );
+    assert_problem(&as_app(Method::DELETE, &reg_url, &tb, None).await, 403);
+    let listed = as_app(Method::GET, &url, &tb, None).await;
+    assert_eq!(listed.0, 200);
+    assert_eq!(listed.2, json!([]), "b sees none of a's registrations");
+    // MEC 011: b may not act under a's /applications path either.
+    let a_rules = c.api(&format!(
+        "/mec_app_support/v1/applications/{a}/traffic_rules"
+    ));
+    assert_problem(&as_app(Method::GET, &a_rules, &tb, None).await, 403);
+    assert_eq!(as_app(Method::GET, &a_rules, &ta, None).await.0, 200);
+    // a's registration is still a's, unchanged.
+    let mine = as_app(Method::GET, &reg_url, &ta, None).await;
+    assert_eq!(mine.0, 200, "{}", mine.2);
+    assert_eq!(
+        mine.2["deviceInformation"][0]["associateId"]["value"],
+        "10.150.0.1"
+    );
+
+    // No token: 401 with a Bearer challenge.
+    let r = client_without_cert().get(&url).send().await.unwrap();
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(challenge.starts_with("Bearer"), "{challenge}");
+    assert_problem(&answer(r).await, 401);
+    // A token with one byte of its payload changed: 401 invalid_token.
+    let mut parts: Vec<String> = ta.split('.').map(str::to_string).collect();
+    let mut payload = parts[1].clone().into_bytes();
+    payload[5] = if payload[5] == b'A' { b'B' } else { b'A' };
+    parts[1] = String::from_utf8(payload).unwrap();
+    let r = client_without_cert()
+        .get(&url)
+        .bearer_auth(parts.join("."))
+        .send()
+        .await
+        .unwrap();
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    assert_problem(&answer(r).await, 401);
+    // Signed by control's key but expired (minted here with control's files of the test
+    // PKI): 401.
+    let issuer =
+        mec_http::oauth::TokenIssuer::new(&tls_files(&ferry_tls::Identity::Control)).unwrap();
+    let scopes = mec_http::oauth::parse_scopes("amsi").unwrap();
+    let expired = issuer
+        .issue_at(&a_id, &scopes, Some(&a), now_s() - 3600)
+        .unwrap()
+        .0;
+    assert_problem(&as_app(Method::GET, &reg_url, &expired, None).await, 401);
+    // A client the operator registered for the RNIS only: 403 insufficient_scope on MEC 021.
+    let reg_client = client()
+        .post(c.api("/ferry/control/v1/clients"))
+        .json(&json!({"clientId": "rnis-reader", "scopes": ["rni"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg_client.status(), 201);
+    let secret = reg_client.json::<Value>().await.unwrap()["clientSecret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t_rni = token(&token_url, "rnis-reader", &secret).await;
+    let r = client_without_cert()
+        .get(&url)
+        .bearer_auth(&t_rni)
+        .send()
+        .await
+        .unwrap();
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
+    assert_problem(&answer(r).await, 403);
+}

@@ -75,26 +75,24 @@ fn migration_view(
 ) -> Value {
     let id: MigrationId = id.parse().unwrap();
     let report = state.is_final().then(|| MigrationReport {
-        id: id.clone(),
-        container: container.into(),
-        source: "edge-a".into(),
-        target: target.into(),
-        requested: Technique::PreCopy,
-        technique: Technique::PreCopy,
         outcome: state.outcome().unwrap_or(Outcome::Completed),
         timings: Timings {
             frozen_ms: Some(40),
             total_ms: 120,
             ..Timings::default()
         },
-        stream_bytes: 0,
         pages_bytes: 1 << 20,
         bytes_on_wire: 1 << 20,
-        dump: None,
-        pre_copy_rounds: vec![],
-        remote_page_faults: None,
         failed_phase: error.map(|_| Phase::Restore),
         error: error.map(str::to_string),
+        ..MigrationReport::new(
+            id.clone(),
+            container,
+            "edge-a",
+            target,
+            Technique::PreCopy,
+            Technique::PreCopy,
+        )
     });
     serde_json::to_value(MigrationView::Outgoing(OutgoingView {
         id,
@@ -269,6 +267,11 @@ struct Setup {
 }
 
 async fn setup(level: &str, mode: &str) -> Setup {
+    setup_with(level, mode, &[]).await
+}
+
+/// [`setup`] with more arguments for control.
+async fn setup_with(level: &str, mode: &str, control_args: &[&str]) -> Setup {
     let (a, b) = (Host::start().await, Host::start().await);
     let (d, dir) = state_dir();
     let topo = dir.join("topology.toml");
@@ -284,6 +287,8 @@ async fn setup(level: &str, mode: &str) -> Setup {
         "--ran".into(),
         ran.url.clone(),
     ];
+    let mut args = args;
+    args.extend(control_args.iter().map(|a| a.to_string()));
     let c = ControlProcess::start(&dir, &args);
     wait_ran_subscriptions(&ran, 1).await;
 
@@ -584,6 +589,46 @@ async fn failing_migration_leaves_the_app_on_its_host() {
 }
 
 #[tokio::test]
+async fn a_failed_relocation_stands_until_the_ue_moves_again() {
+    let s = setup_with(
+        "APP_MOBILITY_WITHOUT_CONFIRMATION",
+        "CONTAINER_MIGRATION",
+        &["--reconcile-interval", "1"],
+    )
+    .await;
+    *s.a.knobs.migrate_fails.lock().unwrap() = true;
+    handover(&s.ran, "b1").await;
+    assert_eq!(
+        s.statuses(2, 20).await,
+        ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_FAILED"]
+    );
+    // Readings find the UE in b1 and its app on edge-a: the failure stands, no retry.
+    let done = get(&s.c.api("/ferry/control/v1/follow")).await.2["reconciliations"]
+        .as_u64()
+        .unwrap();
+    for _ in 0..100 {
+        let f = get(&s.c.api("/ferry/control/v1/follow")).await.2;
+        if f["reconciliations"].as_u64().unwrap() >= done + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.a.migrations().len(), 1, "not retried by a reading");
+    assert_eq!(s.cb.on("/mp").len(), 2);
+    assert_eq!(s.host_of_instance().await, "edge-a");
+    // The UE moves (away and back): its handover is acted on again.
+    *s.a.knobs.migrate_fails.lock().unwrap() = false;
+    handover(&s.ran, "a1").await;
+    handover(&s.ran, "b1").await;
+    let st = s.statuses(4, 20).await;
+    assert_eq!(
+        st[2..],
+        ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_COMPLETED"]
+    );
+    assert_eq!(s.host_of_instance().await, "edge-b");
+}
+
+#[tokio::test]
 async fn handovers_during_a_slow_migration_coalesce_to_the_final_host() {
     let s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
     *s.a.knobs.migrate_delay.lock().unwrap() = Duration::from_secs(2);
@@ -832,4 +877,186 @@ async fn many_instances_move_concurrently_within_the_per_host_limit() {
         let h = instance(&s.c, &i).await;
         assert_eq!(h["ferryHost"], "edge-b");
     }
+}
+
+#[tokio::test]
+async fn handovers_missed_while_control_was_down_are_caught_up_at_its_start() {
+    let mut s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
+    let addr = s.c.addr();
+    let args = s.c.args.clone();
+    s.c.terminate();
+    wait_ran_subscriptions(&s.ran, 0).await;
+    // Nobody is subscribed: this handover is notified to no one.
+    handover(&s.ran, "b1").await;
+    s.c = ControlProcess::start_on(&addr, &s.dir, &args);
+    let st = s.statuses(2, 20).await;
+    assert_eq!(
+        st,
+        ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_COMPLETED"]
+    );
+    assert_eq!(s.host_of_instance().await, "edge-b");
+    let f = get(&s.c.api("/ferry/control/v1/follow")).await.2;
+    assert_eq!(f["notifications"], 0, "{f}");
+    assert_eq!(f["movesFromReconciliation"], 1, "{f}");
+}
+
+// ---- many UEs: bursts and lost notifications ----
+
+/// `n` UEs (ue0.. at 10.150.1.1..) in a1, each followed by its own instance on edge-a
+/// (registered WITHOUT_CONFIRMATION); the RAN and control started with the extra arguments.
+struct Many {
+    _d: tempfile::TempDir,
+    ran: Daemon,
+    _a: Host,
+    _b: Host,
+    c: ControlProcess,
+    /// (UE name, UE address, instance).
+    apps: Vec<(String, String, String)>,
+}
+
+async fn setup_many(n: usize, ran_args: &[&str], control_args: &[&str]) -> Many {
+    let (a, b) = (Host::start().await, Host::start().await);
+    let (d, dir) = state_dir();
+    let mut topo = [
+        two_hosts("many", "10.100.0.11", "10.100.0.12"),
+        cell("a1", "7.4200", "edge-a"),
+        cell("b1", "7.4400", "edge-b"),
+    ]
+    .concat();
+    for i in 0..n {
+        topo += &ue(&format!("ue{i}"), &format!("10.150.1.{}", i + 1), "a1");
+    }
+    let path = dir.join("topology.toml");
+    std::fs::write(&path, topo).unwrap();
+    let ran = start_ran_with(&path, ran_args);
+    let mut args = vec![
+        "--host".to_string(),
+        format!("edge-a={}", a.url),
+        "--host".into(),
+        format!("edge-b={}", b.url),
+        "--topology".into(),
+        path.display().to_string(),
+        "--ran".into(),
+        ran.url.clone(),
+    ];
+    args.extend(control_args.iter().map(|a| a.to_string()));
+    let c = ControlProcess::start(&dir, &args);
+    wait_ran_subscriptions(&ran, 1).await;
+    onboard_appd(&c, &appd("counter")).await;
+    let mut apps = Vec::new();
+    for i in 0..n {
+        let instance = instantiate(&c, "counter", "edge-a").await;
+        let address = format!("10.150.1.{}", i + 1);
+        let reg = post_json(
+            &c.api("/amsi/v1/app_mobility_services"),
+            &json!({"serviceConsumerId": {"appInstanceId": instance},
+                "deviceInformation": [{"associateId": {"type": "UE_IPv4_ADDRESS", "value": address},
+                    "appMobilityServiceLevel": "APP_MOBILITY_WITHOUT_CONFIRMATION"}]}),
+        )
+        .await;
+        assert_eq!(reg.0, 201, "{}", reg.2);
+        apps.push((format!("ue{i}"), address, instance));
+    }
+    Many {
+        _d: d,
+        ran,
+        _a: a,
+        _b: b,
+        c,
+        apps,
+    }
+}
+
+impl Many {
+    /// One burst through the RAN's batch API: UE i hops a1 <-> b1 `hops(i)` times, the UEs
+    /// interleaved. Returns where each UE ends.
+    async fn burst(&self, hops: impl Fn(usize) -> usize, now_in_b1: &mut [bool]) {
+        let most = (0..self.apps.len()).map(&hops).max().unwrap_or(0);
+        let mut moves = Vec::new();
+        for round in 0..most {
+            for (i, (ue, _, _)) in self.apps.iter().enumerate() {
+                if round < hops(i) {
+                    now_in_b1[i] = !now_in_b1[i];
+                    let cell = if now_in_b1[i] { "b1" } else { "a1" };
+                    moves.push(json!({"ue": ue, "cell": cell}));
+                }
+            }
+        }
+        let r = post_json(
+            &format!("{}/ferry/ran/v1/handovers", self.ran.url),
+            &json!({ "handovers": moves }),
+        )
+        .await;
+        assert_eq!(r.0, 200, "{}", r.2);
+        assert_eq!(r.2["done"], moves.len(), "{}", r.2);
+    }
+
+    /// Instances whose host is not the one serving their UE's cell (UE, instance, host,
+    /// wanted), once there are none or 60 s passed.
+    async fn misplaced(&self, now_in_b1: &[bool]) -> Vec<(String, String, String, String)> {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut wrong = Vec::new();
+            for (i, (ue, _, instance)) in self.apps.iter().enumerate() {
+                let want = if now_in_b1[i] { "edge-b" } else { "edge-a" };
+                let host = instance_host(&self.c, instance).await;
+                if host != want {
+                    wrong.push((ue.clone(), instance.clone(), host, want.to_string()));
+                }
+            }
+            if wrong.is_empty() || Instant::now() > end {
+                return wrong;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn follow(&self) -> Value {
+        get(&self.c.api("/ferry/control/v1/follow")).await.2
+    }
+}
+
+async fn instance_host(c: &ControlProcess, id: &str) -> String {
+    instance(c, id).await["ferryHost"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_burst_larger_than_any_queue_leaves_no_app_on_the_wrong_host() {
+    // A RAN queue of 4 notifications for 12 UEs making 20 to 31 hops each at once; and then
+    // a burst nobody is told of (control's subscription deleted at the RAN behind its back),
+    // which only reconciliation can catch.
+    let n = 12;
+    let m = setup_many(n, &["--notify-queue", "4"], &["--reconcile-interval", "1"]).await;
+    let mut in_b1 = vec![false; n];
+    m.burst(|i| 20 + i, &mut in_b1).await;
+    let wrong = m.misplaced(&in_b1).await;
+    assert!(wrong.is_empty(), "apps on the wrong host: {wrong:?}");
+    let stats = get(&format!("{}/ferry/ran/v1/stats", m.ran.url)).await.2;
+    let d = &stats["deliveries"][0];
+    assert!(
+        d["merged"].as_u64().unwrap() > 0,
+        "the burst overflowed the queue: {stats}"
+    );
+    assert_eq!(d["lost"], 0, "{stats}");
+    let f = m.follow().await;
+    assert!(f["mergedNotifications"].as_u64().unwrap() > 0, "{f}");
+
+    // The gap: the RAN forgets control's subscription (as a restarted RAN would).
+    let subs = get(&format!("{}/rni/v2/subscriptions", m.ran.url)).await.2;
+    let href = subs["_links"]["subscription"][0]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    delete(&href).await.assert_status(204);
+    m.burst(|i| 1 + i % 3, &mut in_b1).await;
+    let wrong = m.misplaced(&in_b1).await;
+    assert!(wrong.is_empty(), "apps on the wrong host: {wrong:?}");
+    let f = m.follow().await;
+    assert!(f["resubscriptions"].as_u64().unwrap() >= 1, "{f}");
+    assert!(f["movesFromReconciliation"].as_u64().unwrap() >= 1, "{f}");
+    // Control subscribed again: the RAN holds one subscription.
+    wait_ran_subscriptions(&m.ran, 1).await;
 }

@@ -112,7 +112,7 @@ fn a_migration_offer_from_a_host_in_another_hosts_name_is_refused() {
     let dir = pki();
     let pair = Pair::start_secure(dir.path());
     let offer = json!({"protocol_version": ferry_wire::channel::PROTOCOL_VERSION,
-        "id": "m-0123456789abcdef", "source": pair.b.netns, "technique": "cold", "lease_ms": 30000,
+        "id": "m-0123456789abcdef", "source": pair.b.netns, "technique": "cold", "lease_ms": 30000, "pages": "tls", "engine": "runc",
         "container": {"name": "evil", "image": "counter", "ip": "10.200.0.42"}});
     let client = client_in(&pair.a.netns, Some((dir.path(), "host:mec3")));
     let r = client
@@ -208,4 +208,93 @@ fn a_host_refuses_a_network_address_without_tls() {
         0,
         "nothing was set up"
     );
+}
+
+/// What a process in an app's container tries, each result as `name=exit status` in
+/// `/probe.txt` (busybox's applets; the container's stdio is /dev/null).
+const ESCAPE_PROBE: &str = r#"r=/probe.txt
+unshare -n true; echo "new_netns=$?" >> $r
+unshare -m true; echo "new_mntns=$?" >> $r
+nsenter --net=/proc/1/ns/net true; echo "setns=$?" >> $r
+mount -t proc proc /mnt; echo "mount=$?" >> $r
+ls /run/netns > /dev/null 2>&1; echo "host_netns_dir=$?" >> $r
+nc -w 2 10.99.1.2 7100 < /dev/null; echo "own_host_api=$?" >> $r
+nc -w 2 10.200.0.1 7100 < /dev/null; echo "gateway_api=$?" >> $r
+echo done >> $r
+exec sleep 3600"#;
+
+/// Issue 10: a process in an app's container (the platform's confinement: no SYS_ADMIN,
+/// seccomp, no new privileges) cannot make or enter namespaces, mount, see the host's named
+/// namespaces, or open a connection to the host it runs on (its API included).
+#[test]
+fn a_process_in_a_container_cannot_reach_its_host_or_other_namespaces() {
+    let dir = pki();
+    let pair = Pair::start_secure(dir.path());
+    let image = pair.a.state_dir().join("probe.oci.tar");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["image", "pack", "--file", "/bin/busybox:/bin/busybox:0755"])
+        .args([
+            "--entrypoint",
+            "/bin/busybox",
+            "--reference",
+            "probe:latest",
+            "-o",
+        ])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = pair
+        .a
+        .http
+        .post(format!("{}/images?name=probe", pair.a.api))
+        .body(std::fs::read(&image).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let (s, c) = pair.a.post(
+        "/containers",
+        json!({"name": "probe", "image": "probe", "ip": "10.200.0.45",
+               "args": ["sh", "-c", ESCAPE_PROBE]}),
+    );
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(pair.a.post("/containers/probe/start", json!({})).0, 200);
+    let result = pair.a.state_dir().join("containers/probe/upper/probe.txt");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        let t = std::fs::read_to_string(&result).unwrap_or_default();
+        if t.contains("done") {
+            break t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no probe result: {t:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    eprintln!("escape attempts from the container (non-zero: refused):\n{text}");
+    for attempt in [
+        "new_netns",
+        "new_mntns",
+        "setns",
+        "mount",
+        "host_netns_dir",
+        "own_host_api",
+        "gateway_api",
+    ] {
+        let status = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{attempt}=")))
+            .unwrap_or_else(|| panic!("{attempt} did not run:\n{text}"));
+        assert_ne!(
+            status, "0",
+            "{attempt} succeeded from inside the container:\n{text}"
+        );
+    }
+    // The host's own guard, not a missing route: the host itself still reaches the app.
+    assert_eq!(pair.a.get("/containers/probe").1["status"], "running");
 }

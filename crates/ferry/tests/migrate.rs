@@ -5,6 +5,7 @@
 mod common;
 
 use common::{AppConn, Pair};
+use ferry_wire::migration::CheckpointEngine as Engine;
 use serde_json::{json, Value};
 
 const IP: &str = "10.200.0.30";
@@ -73,6 +74,19 @@ fn finish(pair: &Pair, id: &str) -> (String, Value) {
     )
 }
 
+/// The pages of a migration travelled over CRIU's TLS: the report says so, and the target's
+/// CRIU (`log`, under the app's directory on b) completed a TLS handshake with the source's.
+fn assert_pages_over_tls(pair: &Pair, report: &Value, log: &str) {
+    assert_eq!(report["pages"], "tls", "{report}");
+    let path = pair.b.state_dir().join("containers/app").join(log);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        text.contains("tls: TLS handshake completed"),
+        "no TLS handshake in {}",
+        path.display()
+    );
+}
+
 /// After a failed migration: the app runs on a only, routed there, state intact.
 fn assert_still_on_a(pair: &Pair, conn: &mut AppConn, before: &Value, expected_counter: u64) {
     assert_eq!(
@@ -95,9 +109,22 @@ fn assert_still_on_a(pair: &Pair, conn: &mut AppConn, before: &Value, expected_c
 
 #[test]
 fn cold_migration_moves_state_and_tcp_connection() {
+    cold_migration(Engine::Runc)
+}
+
+#[test]
+fn cold_migration_moves_state_and_tcp_connection_natively() {
+    cold_migration(Engine::Native)
+}
+
+fn cold_migration(engine: Engine) {
     let pair = Pair::start();
     let (mut conn, before) = setup(&pair, 32);
-    let (state, report) = migrate(&pair, json!({"target": TARGET, "technique": "cold"}));
+    let (state, report) = migrate(
+        &pair,
+        json!({"target": TARGET, "technique": "cold", "engine": engine}),
+    );
+    assert_eq!(report["engine"], json!(engine), "{report}");
     assert_eq!(state, "completed", "{report}");
     assert_eq!(report["outcome"], "completed");
     assert_eq!(report["technique"], "cold");
@@ -109,6 +136,7 @@ fn cold_migration_moves_state_and_tcp_connection() {
         report["timings"]["frozen_ms"].as_u64().is_some(),
         "{report}"
     );
+    assert_pages_over_tls(&pair, &report, "incoming/page-server.log");
     // What the data plane does on COMPLETED: steer the app's address to b.
     pair.route(IP, 2);
 
@@ -129,6 +157,90 @@ fn cold_migration_moves_state_and_tcp_connection() {
         "nothing left mounted on a"
     );
     eprintln!("cold migration report: {report}");
+    if engine == Engine::Native {
+        ferry_owned_container_lives_on(&pair, &mut conn);
+    }
+}
+
+/// A container CRIU restored for ferry (no runc state) is ferry's to run: it reports its
+/// owner, is checkpointed and restored locally with its connection, and deleted with
+/// nothing left (no cgroup of it on any hierarchy).
+fn ferry_owned_container_lives_on(pair: &Pair, conn: &mut AppConn) {
+    let (_, c) = pair.b.get("/containers/app");
+    assert!(c["owner"]["ferry"]["pid"].as_i64().unwrap() > 0, "{c}");
+    let (s, v) = pair.b.post(
+        "/containers/app/checkpoint",
+        json!({"leave_running": false, "tcp_established": true}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(pair.b.get("/containers/app").1["status"], "checkpointed");
+    let (s, v) = pair
+        .b
+        .post("/containers/app/restore", json!({"tcp_established": true}));
+    assert_eq!(s, 200, "{v}");
+    let (_, c) = pair.b.get("/containers/app");
+    assert_eq!(c["owner"], "runc", "runc restored it: {c}");
+    assert_eq!(counter(&conn.get("/").expect("the connection lives on")), 3);
+    assert_eq!(pair.b.delete("/containers/app"), 204);
+    let leftover: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" - cgroup"))
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|h| format!("{h}/ferry/{}/app", pair.b.id.as_deref().unwrap_or("?")))
+        .filter(|d| std::path::Path::new(d).exists())
+        .collect();
+    assert!(leftover.is_empty(), "cgroups left: {leftover:?}");
+}
+
+/// Between TLS hosts pages travel over TLS; plain pages (a benchmark's comparison) only where
+/// both hosts were started to allow them, and a refusal anywhere leaves the app on a.
+#[test]
+fn plain_pages_between_tls_hosts_only_where_both_hosts_allow_them() {
+    let mut pair = Pair::start();
+    let (mut conn, before) = setup(&pair, 4);
+    let plain = json!({"target": TARGET, "technique": "cold", "pages": "plain"});
+
+    let (status, problem) = pair.a.start_migration("app", plain.clone()).unwrap_err();
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["type"], "urn:ferry:problem:forbidden", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-plain-pages"),
+        "the refusal names the way out: {problem}"
+    );
+
+    // The source allows it, the target does not: its refusal of the offer rolls back.
+    pair.a.extra_args = vec!["--allow-plain-pages".into()];
+    pair.a.stop_daemon();
+    pair.a.spawn_daemon();
+    let (state, report) = migrate(&pair, plain.clone());
+    assert_eq!(state, "rolled_back", "{report}");
+    assert_eq!(report["failed_phase"], "prepare", "{report}");
+    assert!(
+        report["error"].as_str().unwrap().contains("TLS only"),
+        "{report}"
+    );
+    assert_still_on_a(&pair, &mut conn, &before, 2);
+
+    // Both allow it: the pages move without TLS, and the report says so.
+    pair.b.extra_args = vec!["--allow-plain-pages".into()];
+    pair.b.stop_daemon();
+    pair.b.spawn_daemon();
+    let (state, report) = migrate(&pair, plain);
+    assert_eq!(state, "completed", "{report}");
+    assert_eq!(report["pages"], "plain", "{report}");
+    let log = pair
+        .b
+        .state_dir()
+        .join("containers/app/incoming/page-server.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Starting page server"), "{text}");
+    assert!(!text.contains("TLS handshake"), "{text}");
+    pair.route(IP, 2);
+    assert_eq!(counter(&conn.get("/").unwrap()), 3, "the state moved too");
 }
 
 #[test]
@@ -282,6 +394,15 @@ fn cut_link_is_rolled_back() {
 
 #[test]
 fn post_copy_migration_moves_state_and_tcp_connection() {
+    post_copy_migration(Engine::Runc)
+}
+
+#[test]
+fn post_copy_migration_moves_state_and_tcp_connection_natively() {
+    post_copy_migration(Engine::Native)
+}
+
+fn post_copy_migration(engine: Engine) {
     let pair = Pair::start();
     let (_, info) = pair.a.get("/info");
     let lazy = info["criu"]["features"]["lazy_pages"].as_bool().unwrap();
@@ -295,7 +416,8 @@ fn post_copy_migration_moves_state_and_tcp_connection() {
     let hook = OnCommitHook::start(&pair);
     let (state, report) = migrate(
         &pair,
-        json!({"target": TARGET, "technique": "post-copy", "on_commit": hook.url.clone()}),
+        json!({"target": TARGET, "technique": "post-copy", "on_commit": hook.url.clone(),
+               "engine": engine}),
     );
     let returned = std::time::Instant::now();
     assert_eq!(state, "completed", "{report}");
@@ -322,6 +444,7 @@ fn post_copy_migration_moves_state_and_tcp_connection() {
         report["stream_bytes"].as_u64().unwrap() < 8 << 20,
         "memory did not go through the stream: {report}"
     );
+    assert_pages_over_tls(&pair, &report, "criu-restore/lazy-pages.log");
     pair.route(IP, 2);
 
     assert_eq!(pair.whereabouts("app"), (None, Some("running".to_string())));

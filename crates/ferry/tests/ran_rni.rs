@@ -372,3 +372,146 @@ async fn rab_and_plmn_queries_follow_handovers() {
     assert_eq!(plmn.2[1]["appInstanceId"], "b");
     assert_eq!(plmn.2[0]["plmn"], json!([{"mcc": "001", "mnc": "01"}]));
 }
+
+/// Issue 10: applications (clients with control's access tokens) see and change only their
+/// own subscriptions at the RAN, MEC 012 and 013 alike, and hold at most the cap; the
+/// operator sees all of them.
+#[tokio::test]
+async fn apps_see_only_their_own_subscriptions_and_are_capped() {
+    use reqwest::Method;
+    let ran = RanProcess::start(
+        &topology(""),
+        &["--no-trace", "--max-subscriptions-per-client", "2"],
+    );
+    let cb = Callback::start().await;
+    // Tokens as control issues them to two app instances (signed with control's key of the
+    // test PKI, which the RAN trusts through the CA).
+    let issuer =
+        mec_http::oauth::TokenIssuer::new(&tls_files(&ferry_tls::Identity::Control)).unwrap();
+    let scopes = mec_http::oauth::parse_scopes("rni location").unwrap();
+    let token = |app: &str| {
+        issuer
+            .issue(&format!("app-{app}"), &scopes, Some(app))
+            .unwrap()
+            .0
+    };
+    let (ta, tb) = (token("a"), token("b"));
+    let call = |method: Method, url: String, token: String, body: Option<serde_json::Value>| async move {
+        let mut req = client_without_cert()
+            .request(method, url)
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        answer(req.send().await.unwrap()).await
+    };
+    let rni = ran.api("/rni/v2/subscriptions");
+    let tracking = ran.api("/location/v2/subscriptions/userTracking");
+
+    let a_sub = call(
+        Method::POST,
+        rni.clone(),
+        ta.clone(),
+        Some(cell_change(&cb.url("/a"), ue_filter("10.150.0.1"))),
+    )
+    .await;
+    assert_eq!(a_sub.0, 201, "{}", a_sub.2);
+    let a_href = a_sub.2["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = json!({"userTrackingSubscription": {"callbackReference": {"notifyURL": cb.url("/t")},
+                      "address": "acr:10.150.0.1"}});
+    let a_track = call(
+        Method::POST,
+        tracking.clone(),
+        ta.clone(),
+        Some(user.clone()),
+    )
+    .await;
+    assert_eq!(a_track.0, 201, "{}", a_track.2);
+    let a_track_url = a_track.1["location"].to_str().unwrap().to_string();
+
+    // b can neither read, change nor remove a's, and its lists do not show them.
+    assert_problem(
+        &call(Method::GET, a_href.clone(), tb.clone(), None).await,
+        403,
+    );
+    assert_problem(
+        &call(Method::DELETE, a_href.clone(), tb.clone(), None).await,
+        403,
+    );
+    assert_problem(
+        &call(Method::GET, a_track_url.clone(), tb.clone(), None).await,
+        403,
+    );
+    assert_problem(
+        &call(
+            Method::PUT,
+            a_track_url.clone(),
+            tb.clone(),
+            Some(user.clone()),
+        )
+        .await,
+        403,
+    );
+    let b_list = call(Method::GET, rni.clone(), tb.clone(), None).await;
+    assert_eq!(
+        b_list.2["_links"]["subscription"],
+        json!([]),
+        "{}",
+        b_list.2
+    );
+    let b_tracking = call(Method::GET, tracking.clone(), tb.clone(), None).await;
+    assert_eq!(
+        b_tracking.2["notificationSubscriptionList"]["userTrackingSubscription"],
+        json!([]),
+        "{}",
+        b_tracking.2
+    );
+    // a sees its own; the operator (a certificate) sees every one.
+    let a_list = call(Method::GET, rni.clone(), ta.clone(), None).await;
+    assert_eq!(
+        a_list.2["_links"]["subscription"].as_array().unwrap().len(),
+        1,
+        "{}",
+        a_list.2
+    );
+    let all = get(&rni).await;
+    assert_eq!(all.2["_links"]["subscription"].as_array().unwrap().len(), 1);
+
+    // a holds 2 of 2: a third is refused, with the way out; b is not affected.
+    let third = call(
+        Method::POST,
+        rni.clone(),
+        ta.clone(),
+        Some(cell_change(&cb.url("/a3"), ue_filter("10.150.0.1"))),
+    )
+    .await;
+    assert_problem(&third, 403);
+    assert!(
+        third.2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--max-subscriptions-per-client"),
+        "{}",
+        third.2
+    );
+    let b_sub = call(
+        Method::POST,
+        rni.clone(),
+        tb.clone(),
+        Some(cell_change(&cb.url("/b"), ue_filter("10.150.0.1"))),
+    )
+    .await;
+    assert_eq!(b_sub.0, 201, "{}", b_sub.2);
+    // Once a deletes one, it may make another.
+    assert_eq!(
+        call(Method::DELETE, a_track_url, ta.clone(), None).await.0,
+        204
+    );
+    let again = call(Method::POST, tracking, ta.clone(), Some(user)).await;
+    assert_eq!(again.0, 201, "{}", again.2);
+    // a's first subscription is untouched by b's attempts.
+    assert_eq!(call(Method::GET, a_href, ta, None).await.0, 200);
+}

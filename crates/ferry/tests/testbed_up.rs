@@ -513,3 +513,259 @@ fn operator_tls(name: &str) -> Vec<String> {
         format!("{dir}/operator.key"),
     ]
 }
+
+/// `ferry control` on a testbed's management address, as `make demo` runs it (TLS, the
+/// hosts over mutual TLS); stopped on drop.
+struct Control {
+    child: std::process::Child,
+    url: String,
+    _state: tempfile::TempDir,
+}
+
+impl Control {
+    fn start(tb: &Testbed) -> Control {
+        use std::io::BufRead;
+        let plan = ferry_testbed::State::load(&tb.name).unwrap().plan;
+        let mgmt_ip = plan.ran_api.rsplit_once(':').unwrap().0.to_string();
+        let state = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(FERRY);
+        cmd.args([
+            "control",
+            "--listen",
+            &format!("{mgmt_ip}:0"),
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .arg("--topology")
+        .arg(tb.file.path())
+        .args(["--ran", &format!("https://{}", plan.ran_api)])
+        .arg("--tls-dir")
+        .arg(ferry_testbed::plan::pki_dir(&tb.name));
+        for h in &plan.hosts {
+            cmd.args(["--host", &format!("{}=https://{}", h.name, h.api)]);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ferry control");
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let url = line
+            .trim()
+            .strip_prefix("ferry control: listening on ")
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            url.starts_with("https://"),
+            "control did not start: {line:?}"
+        );
+        Control {
+            child,
+            url,
+            _state: state,
+        }
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// What an unauthenticated caller got: the HTTP status, or 0 when no HTTP answer came (no
+/// route, refused, or no TLS session without a client certificate).
+fn anonymous_call(ns: Option<&str>, method: &str, url: &str) -> u16 {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "curl"]);
+            c
+        }
+        None => Command::new("curl"),
+    };
+    // -k: an attacker does not care who the server is; no client certificate, no token. The
+    // token endpoint gets a well-formed grant without client credentials.
+    let (content_type, body) = if url.ends_with("/oauth2/token") {
+        (
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials",
+        )
+    } else {
+        ("application/json", "{}")
+    };
+    let out = cmd
+        .args([
+            "-k",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "3",
+            "-X",
+            method,
+        ])
+        .args(["-H", &format!("Content-Type: {content_type}"), "-d", body])
+        .arg(url)
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Issue 10: a subscriber's phone (the UE) and an app's container get nothing from any ferry
+/// API: each host's API, the RAN's MEC 012/013, control's MEC APIs and its own API. From the
+/// root namespace, which reaches them all, the same anonymous calls show what guards each:
+/// the hosts give no TLS session without a client certificate, the RAN and control answer
+/// 401.
+#[test]
+fn nobody_from_a_ue_or_an_app_container_gets_in() {
+    let name = "tbsec";
+    let a = addrs(9);
+    let image =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/ferry-counter.oci.tar");
+    assert!(
+        image.is_file(),
+        "{} is missing: run `make test`",
+        image.display()
+    );
+    let tb = Testbed::up(name, &topology(name, 9), &[]);
+    let control = Control::start(&tb);
+    let plan = ferry_testbed::State::load(name).unwrap().plan;
+
+    // An app container on mec1, made by the operator.
+    let api = format!("https://{}:7100/ferry/v1", a.hosts[0]);
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(operator_tls(name))
+            .args(["-s", "-m", "10"])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &format!("@{}", image.display()),
+        &format!("{api}/images?name=counter"),
+    ]);
+    let app = format!("{}.0.10", a.app_subnet_prefix);
+    let body =
+        format!(r#"{{"name":"c1","image":"counter","ip":"{app}","args":["--port","8080"]}}"#);
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        &format!("{api}/containers"),
+    ]);
+    curl(&["-X", "POST", &format!("{api}/containers/c1/start")]);
+    let c1: serde_json::Value =
+        serde_json::from_str(&curl(&[&format!("{api}/containers/c1")])).unwrap();
+    let app_ns = c1["netns"]
+        .as_str()
+        .expect("the container's netns")
+        .to_string();
+    assert_eq!(c1["status"], "running", "{c1}");
+
+    let mut targets: Vec<(String, &str, String)> = Vec::new();
+    for h in &plan.hosts {
+        let base = format!("https://{}/ferry/v1", h.api);
+        targets.push((
+            format!("host {}", h.name),
+            "GET",
+            format!("{base}/containers"),
+        ));
+        targets.push((
+            format!("host {}", h.name),
+            "POST",
+            format!("{base}/containers"),
+        ));
+        targets.push((
+            format!("host {}", h.name),
+            "POST",
+            format!("{base}/channel"),
+        ));
+    }
+    let ran = format!("https://{}", plan.ran_api);
+    targets.push((
+        "RAN".into(),
+        "GET",
+        format!("{ran}/rni/v2/queries/rab_info"),
+    ));
+    targets.push(("RAN".into(), "POST", format!("{ran}/rni/v2/subscriptions")));
+    targets.push((
+        "RAN".into(),
+        "GET",
+        format!("{ran}/location/v2/queries/users"),
+    ));
+    let cp = &control.url;
+    targets.push((
+        "control".into(),
+        "GET",
+        format!("{cp}/app_lcm/v1/app_instances"),
+    ));
+    targets.push((
+        "control".into(),
+        "POST",
+        format!("{cp}/app_pkgm/v1/app_packages"),
+    ));
+    targets.push((
+        "control".into(),
+        "GET",
+        format!("{cp}/amsi/v1/app_mobility_services"),
+    ));
+    targets.push((
+        "control".into(),
+        "GET",
+        format!("{cp}/mec_service_mgmt/v1/services"),
+    ));
+    targets.push((
+        "control".into(),
+        "GET",
+        format!("{cp}/ferry/control/v1/relocations"),
+    ));
+    targets.push(("control".into(), "POST", format!("{cp}/oauth2/token")));
+
+    let ue = tb.ns("ue1");
+    let mut table = String::new();
+    for (what, method, url) in &targets {
+        let from_ue = anonymous_call(Some(&ue), method, url);
+        let from_app = anonymous_call(Some(&app_ns), method, url);
+        let from_root = anonymous_call(None, method, url);
+        table += &format!("{what:<10} {method:<4} {url:<60} ue {from_ue:>3}  app {from_app:>3}  root {from_root:>3}\n");
+        for (who, got) in [
+            ("the UE", from_ue),
+            ("the app", from_app),
+            ("root", from_root),
+        ] {
+            assert!(
+                got == 0 || got == 401,
+                "{who} got {got} from {method} {url}:\n{table}"
+            );
+        }
+        // Reachable from the root namespace: what answers there is the guard itself.
+        let guard = if what.starts_with("host") { 0 } else { 401 };
+        assert_eq!(from_root, guard, "{method} {url} from root:\n{table}");
+    }
+    eprintln!("anonymous calls (0: no HTTP answer):\n{table}");
+    // The app still runs: nothing above touched it.
+    let c1: serde_json::Value =
+        serde_json::from_str(&curl(&[&format!("{api}/containers/c1")])).unwrap();
+    assert_eq!(c1["status"], "running", "{c1}");
+    drop(control);
+    drop(tb);
+}

@@ -65,14 +65,14 @@ impl TimeStamp {
 }
 
 /// `Plmn`: Public Land Mobile Network identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Plmn {
     pub mcc: String,
     pub mnc: String,
 }
 
 /// `Ecgi`: E-UTRAN Cell Global Identifier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Ecgi {
     pub plmn: Plmn,
@@ -236,6 +236,23 @@ pub struct CellChangeNotification {
     pub temp_ue_id: Option<TempUeId>,
     #[serde(rename = "_links", skip_serializing_if = "Option::is_none")]
     pub links: Option<NotificationLinks>,
+    /// ferry's extension: this notification stands for this many handovers of the UE (the
+    /// RAN's queue to the subscriber was full, so it merged them: `srcEcgi` is the cell the
+    /// first one left, `trgEcgi` and `timeStamp` those of the last). Absent: one handover.
+    #[serde(
+        rename = "ferryMergedHandovers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ferry_merged_handovers: Option<u32>,
+    /// ferry's extension: notifications of this subscription the producer could not deliver
+    /// since the last one that said so (the subscriber should re-read where its UEs are).
+    #[serde(
+        rename = "ferryLostNotifications",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ferry_lost_notifications: Option<u64>,
 }
 
 /// `_links` of an `ExpiryNotification`: v2.1.1 names the subscription by `self` (a string),

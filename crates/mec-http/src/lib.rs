@@ -9,8 +9,9 @@
 //! - [`oauth`]: OAuth 2.0 access tokens (issued by control, verified by every producer) and
 //!   the middleware that admits a request as a part (certificate) or a client (token);
 //! - [`raw`]: a bare HTTP/1.1 client for tests that check the bytes of an answer;
-//! - [`notify`]: notifications delivered to subscribers' callbacks, in order per subscriber,
-//!   with retries, never blocking the API.
+//! - [`notify`]: notifications delivered to subscribers' callbacks, in order per key (a UE, an
+//!   app instance) with several in flight, coalesced per key when a queue is full, a down
+//!   subscriber paused and caught up; never blocking the API.
 
 pub mod http;
 pub mod notify;

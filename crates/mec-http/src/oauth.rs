@@ -223,7 +223,17 @@ impl TokenIssuer {
         scopes: &BTreeSet<Scope>,
         app_instance_id: Option<&str>,
     ) -> Result<(String, u64), TokenError> {
-        let iat = now_s();
+        self.issue_at(client_id, scopes, app_instance_id, now_s())
+    }
+
+    /// [`TokenIssuer::issue`] as if issued at Unix time `iat` (tests of expiry).
+    pub fn issue_at(
+        &self,
+        client_id: &str,
+        scopes: &BTreeSet<Scope>,
+        app_instance_id: Option<&str>,
+        iat: u64,
+    ) -> Result<(String, u64), TokenError> {
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(|e| TokenError::Setup(format!("random: {e}")))?;
         let claims = Claims {

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use ferry_wire::channel::LazyState;
 use ferry_wire::migration::{
-    IncomingState, MigrateRequest, MigrationId, MigrationReport, OutgoingState, Phase, Technique,
+    CheckpointEngine, IncomingState, MigrateRequest, MigrationId, MigrationReport, OutgoingState,
+    PageTransport, Phase, Technique,
 };
 
 use crate::MigrationError;
@@ -52,6 +53,12 @@ pub struct IncomingRecord {
     /// sha256 of the token, hex.
     pub token_sha256: String,
     pub technique: Technique,
+    /// How the pages travel (the offer's, accepted).
+    #[serde(default)]
+    pub pages: PageTransport,
+    /// Who drives CRIU (the offer's).
+    #[serde(default)]
+    pub engine: CheckpointEngine,
     pub state: IncomingState,
     pub lease_ms: u64,
     pub created_at_ms: u64,
@@ -215,7 +222,6 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_wire::migration::{Outcome, Timings};
     use std::os::unix::fs::PermissionsExt;
 
     fn record(id: &str) -> OutgoingRecord {
@@ -233,24 +239,7 @@ mod tests {
             created_at_ms: 1,
             updated_at_ms: 1,
             committing_since_ms: None,
-            report: MigrationReport {
-                id,
-                container: "app".into(),
-                source: "a".into(),
-                target: "t".into(),
-                requested: Technique::Cold,
-                technique: Technique::Cold,
-                outcome: Outcome::RolledBack,
-                timings: Timings::default(),
-                stream_bytes: 0,
-                pages_bytes: 0,
-                bytes_on_wire: 0,
-                dump: None,
-                pre_copy_rounds: vec![],
-                remote_page_faults: None,
-                failed_phase: None,
-                error: None,
-            },
+            report: MigrationReport::new(id, "app", "a", "t", Technique::Cold, Technique::Cold),
         }
     }
 

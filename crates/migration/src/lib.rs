@@ -24,8 +24,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ferry_host_client::HostError;
+use ferry_runtime::criu::CriuTls;
 use ferry_runtime::{Runtime, RuntimeError};
-use ferry_wire::migration::{MigrationId, MigrationView};
+use ferry_wire::migration::{CheckpointEngine, MigrationId, MigrationView, PageTransport};
 
 pub use ferry_wire::migration::{MigrateRequest, MigrationReport, Technique};
 
@@ -87,6 +88,14 @@ pub struct EngineConfig {
     pub hooks: hooks::Hooks,
     /// Mutual TLS to the peer hosts (this host's certificate, the CA); `None` for plain HTTP.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The same certificates for CRIU's page traffic: with them, pages travel over CRIU's
+    /// TLS (see [`ferry_runtime::criu::CriuTls`]); without them, plain.
+    pub pages_tls: Option<CriuTls>,
+    /// Plain page traffic between hosts that have TLS, when a request asks for it: for
+    /// benchmarks that measure what TLS costs (`ferry host --allow-plain-pages`).
+    pub allow_plain_pages: bool,
+    /// Who drives CRIU when a request does not say (`ferry host --engine`).
+    pub engine: CheckpointEngine,
 }
 
 impl EngineConfig {
@@ -98,6 +107,9 @@ impl EngineConfig {
             retention: Duration::from_secs(24 * 3600),
             hooks: hooks::Hooks::default(),
             tls: None,
+            pages_tls: None,
+            allow_plain_pages: false,
+            engine: CheckpointEngine::default(),
         }
     }
 }
@@ -163,6 +175,38 @@ impl Engine {
         Ok(engine)
     }
 
+    /// How a migration's pages travel, `asked` by its request (or offer): over TLS where
+    /// this host has TLS files; plain without them, or when asked and allowed (benchmarks).
+    fn page_transport(
+        &self,
+        asked: Option<PageTransport>,
+    ) -> Result<PageTransport, MigrationError> {
+        match (asked, self.cfg.pages_tls.is_some()) {
+            (None | Some(PageTransport::Tls), true) => Ok(PageTransport::Tls),
+            (None | Some(PageTransport::Plain), false) => Ok(PageTransport::Plain),
+            (Some(PageTransport::Tls), false) => Err(MigrationError::Refused(
+                "this host has no TLS files (ferry host --tls-dir): it cannot move pages over TLS"
+                    .into(),
+            )),
+            (Some(PageTransport::Plain), true) if self.cfg.allow_plain_pages => {
+                Ok(PageTransport::Plain)
+            }
+            (Some(PageTransport::Plain), true) => Err(MigrationError::Forbidden(
+                "this host moves memory pages over TLS only; plain pages are for benchmarks on \
+                 hosts started with --allow-plain-pages"
+                    .into(),
+            )),
+        }
+    }
+
+    /// CRIU's TLS files for a migration whose pages travel `pages`.
+    fn criu_tls(&self, pages: PageTransport) -> Option<&CriuTls> {
+        match pages {
+            PageTransport::Tls => self.cfg.pages_tls.as_ref(),
+            PageTransport::Plain => None,
+        }
+    }
+
     pub fn runtime(&self) -> &Runtime {
         &self.rt
     }
@@ -184,11 +228,17 @@ impl Engine {
 
     /// `GET /ferry/v1/migrations`: every record this host keeps, newest first.
     pub fn list(&self) -> Vec<MigrationView> {
+        // The live record where this daemon drives the migration (its phase and timings
+        // are written down with its next state change only).
+        let live = |r: journal::OutgoingRecord| match lock(&self.outgoing).get(&r.id) {
+            Some(s) => source::view(&source::live_record(s)),
+            None => source::view(&r),
+        };
         let mut out: Vec<(u64, MigrationView)> = self
             .journal
             .all_outgoing()
             .into_iter()
-            .map(|r| (r.created_at_ms, MigrationView::Outgoing(source::view(&r))))
+            .map(|r| (r.created_at_ms, MigrationView::Outgoing(live(r))))
             .chain(self.journal.all_incoming().into_iter().map(|r| {
                 (
                     r.created_at_ms,

@@ -26,13 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_host_client::{HostClient, HostError};
-use ferry_runtime::{criu, RuntimeError};
+use ferry_runtime::{criu, Dump, RuntimeError};
 use ferry_wire::channel::{
     Committed, Offer, RestoreOrder, RoundReply, RoundRequest, PREPARE_TIMEOUT, PROTOCOL_VERSION,
 };
 use ferry_wire::migration::{
-    Fault, IncomingState, MigrateRequest, MigrationId, MigrationReport, Outcome, OutgoingState,
-    OutgoingView, Phase, PreCopyRound, SettleRequest, Side, Technique, Timings,
+    CheckpointEngine, Fault, IncomingState, MigrateRequest, MigrationId, MigrationReport,
+    OutgoingState, OutgoingView, Phase, PreCopyRound, SettleRequest, Side, Technique,
 };
 use ferry_wire::ProblemType;
 
@@ -56,6 +56,9 @@ const ROUND_DONE_BYTES: u64 = 2 << 20;
 /// ...or when a round shrank by less than this share: the app dirties memory about as fast
 /// as the link moves it, so more rounds would not cut the downtime.
 const MIN_SHRINK: f64 = 0.2;
+
+/// How long a lazy dump may take to have its page server ready.
+const LAZY_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A commit nobody confirmed is in doubt once the target's lease plus this margin passed:
 /// by then an uncommitted copy there has expired, so only an answer can tell which way it
@@ -115,6 +118,11 @@ fn advice(r: &OutgoingRecord) -> Option<String> {
     }
 }
 
+/// A copy of the live record of a migration this daemon drives.
+pub(crate) fn live_record(s: &Shared) -> OutgoingRecord {
+    lock(s).rec.clone()
+}
+
 /// The operation resource's view of a record.
 pub(crate) fn view(r: &OutgoingRecord) -> OutgoingView {
     let report =
@@ -157,8 +165,12 @@ impl Engine {
             link_bit_s: req.link_bit_s,
             dirty_bytes_s: req.dirty_bytes_s,
         };
-        let technique = technique::choose(req.technique, &features, inputs, IMPLEMENTED)
-            .map_err(MigrationError::Refused)?;
+        let costs = self.fixed_costs();
+        let (technique, why) =
+            technique::choose(req.technique, &features, inputs, &costs, IMPLEMENTED)
+                .map_err(MigrationError::Refused)?;
+        let pages = self.page_transport(req.pages)?;
+        let engine = req.engine.unwrap_or(self.cfg.engine);
         let client = HostClient::with_http(&req.target, self.http.clone())
             .map_err(|e| MigrationError::Refused(e.to_string()))?;
         if let Some(url) = &req.on_commit {
@@ -192,22 +204,17 @@ impl Engine {
             updated_at_ms: now,
             committing_since_ms: None,
             report: MigrationReport {
-                id: id.clone(),
-                container: name.to_string(),
-                source: self.cfg.host.clone(),
-                target: client.base().to_string(),
-                requested: req.technique,
-                technique,
-                outcome: Outcome::RolledBack,
-                timings: Timings::default(),
-                stream_bytes: 0,
-                pages_bytes: 0,
-                bytes_on_wire: 0,
-                dump: None,
-                pre_copy_rounds: Vec::new(),
-                remote_page_faults: None,
-                failed_phase: None,
-                error: None,
+                pages,
+                engine,
+                choice: why,
+                ..MigrationReport::new(
+                    id.clone(),
+                    name,
+                    &self.cfg.host,
+                    client.base(),
+                    req.technique,
+                    technique,
+                )
             },
             request: MigrateRequest {
                 technique: req.technique,
@@ -229,6 +236,27 @@ impl Engine {
         tracing::info!(container = %name, migration = %id, target = %v.target, %technique, "migration starts");
         spawn(self.clone(), shared, false);
         Ok(v)
+    }
+
+    /// This host's fixed costs per technique, from its completed migrations (newest first).
+    fn fixed_costs(&self) -> technique::FixedCosts {
+        let mut done: Vec<OutgoingRecord> = self
+            .journal
+            .all_outgoing()
+            .into_iter()
+            .filter(|r| r.state == OutgoingState::Completed)
+            .collect();
+        done.sort_by_key(|r| std::cmp::Reverse(r.created_at_ms));
+        technique::FixedCosts::learn(done.iter().filter_map(|r| {
+            Some((
+                r.technique,
+                r.report.timings.frozen_ms?,
+                r.report.pages_bytes,
+                r.request
+                    .link_bit_s
+                    .unwrap_or(technique::DEFAULT_LINK_BIT_S),
+            ))
+        }))
     }
 
     pub(crate) fn outgoing_view(
@@ -448,14 +476,14 @@ impl Run {
         lock(&self.shared).rec.state
     }
 
-    /// Changes the record (not its state) and writes it down.
+    /// Changes the record (not its state): timings, phase, figures. Kept in memory and
+    /// written down with the next state change ([`Run::set`]), which every path ends with:
+    /// nothing a restart decides on is among them, and a journal write (fsync, rename,
+    /// directory fsync) for each would cost the frozen app milliseconds every time.
     fn edit(&self, f: impl FnOnce(&mut OutgoingRecord)) {
         let mut l = lock(&self.shared);
         f(&mut l.rec);
         l.rec.updated_at_ms = now_ms();
-        if let Err(e) = self.engine.journal.put_outgoing(&l.rec) {
-            tracing::error!(migration = %self.id, "{e}");
-        }
     }
 
     fn phase(&self, phase: Phase) {
@@ -546,14 +574,17 @@ impl Run {
     /// cleanup. An error is a failure before the commit decision; from the decision on,
     /// this function settles and finishes itself.
     fn forward(&mut self) -> Result<(), Failure> {
-        let (request, lease_ms, fault) = {
+        let (request, lease_ms, fault, pages, engine) = {
             let l = lock(&self.shared);
             (
                 self.rt().get(&self.name).map(|c| c.request),
                 l.rec.lease_ms,
                 l.rec.request.fault.clone(),
+                l.rec.report.pages,
+                l.rec.report.engine,
             )
         };
+        let tls = self.engine.criu_tls(pages);
         let request = request.map_err(fail(Phase::Prepare))?;
         let dump_timeout = lock(&self.shared)
             .rec
@@ -574,6 +605,8 @@ impl Run {
             container: request,
             technique: self.technique,
             lease_ms,
+            pages,
+            engine,
         };
         let reply = self
             .block(self.client.offer(&self.token, &offer))
@@ -597,7 +630,9 @@ impl Run {
                 .map_err(fail(Phase::PreCopy))?;
             self.phase(Phase::PreCopy);
             let t = Instant::now();
-            let (last, rounds) = self.pre_copy(dump_timeout).map_err(fail(Phase::PreCopy))?;
+            let (last, rounds) = self
+                .pre_copy(dump_timeout, tls, engine)
+                .map_err(fail(Phase::PreCopy))?;
             page_server = last.page_server_port.map(|p| format!("{host}:{p}"));
             if self.technique == Technique::PreCopy && page_server.is_none() {
                 return Err(fail(Phase::PreCopy)(
@@ -608,13 +643,23 @@ impl Run {
             self.edit(|r| r.report.timings.pre_copy_ms = Some(t.elapsed().as_millis() as u64));
         }
 
+        // The native engine dumps the app's init by pid: asked of runc now, not while frozen.
+        let pid = match engine {
+            CheckpointEngine::Native => Some(
+                self.rt()
+                    .init_pid(&self.name, &self.id)
+                    .map_err(fail(Phase::Freeze))?,
+            ),
+            CheckpointEngine::Runc => None,
+        };
+
         // Freeze: recorded first; from here the app does not answer.
         self.set(OutgoingState::Frozen)
             .map_err(fail(Phase::Freeze))?;
         self.phase(Phase::Freeze);
         let frozen_at = Instant::now();
         self.rt()
-            .freeze_outgoing(&self.name, &self.id)
+            .freeze_outgoing(&self.name, &self.id, engine)
             .map_err(fail(Phase::Freeze))?;
         self.edit(|r| r.report.timings.freeze_ms = Some(frozen_at.elapsed().as_millis() as u64));
         self.hook(Point::SourceFrozen);
@@ -628,15 +673,25 @@ impl Run {
         let mut lazy_port = None;
         let mut final_pages_bytes = 0;
         if self.technique.is_lazy() {
-            let port = free_port().map_err(fail(Phase::Dump))?;
+            // On the API's address: the target dials the address the channel's calls come
+            // from, and with TLS checks it against this host's certificate.
+            let ip = self.engine.cfg.listen_ip;
+            let port = free_port(ip).map_err(fail(Phase::Dump))?;
+            let listen = std::net::SocketAddr::new(ip, port).to_string();
             let child = self
                 .rt()
                 .dump_outgoing_lazy(
                     &self.name,
                     &self.id,
-                    &image_dir,
-                    &format!("0.0.0.0:{port}"),
-                    parent.as_deref(),
+                    &Dump {
+                        engine,
+                        image_dir: &image_dir,
+                        page_server: Some(&listen),
+                        tls,
+                        parent: parent.as_deref(),
+                        timeout: LAZY_READY_TIMEOUT,
+                        pid,
+                    },
                 )
                 .map_err(fail(Phase::Dump))?;
             self.lazy_dump = Some(child);
@@ -647,10 +702,15 @@ impl Run {
                 .dump_outgoing(
                     &self.name,
                     &self.id,
-                    &image_dir,
-                    page_server.as_deref(),
-                    parent.as_deref(),
-                    dump_timeout,
+                    &Dump {
+                        engine,
+                        image_dir: &image_dir,
+                        page_server: page_server.as_deref(),
+                        tls,
+                        parent: parent.as_deref(),
+                        timeout: dump_timeout,
+                        pid,
+                    },
                 )
                 .map_err(fail(Phase::Dump))?;
             final_pages_bytes = stats.pages_written * 4096;
@@ -687,6 +747,7 @@ impl Run {
 
         // Restore on the target, still unreachable there.
         self.phase(Phase::Restore);
+        let t = Instant::now();
         let restored = self
             .block(self.client.restore_incoming(
                 &self.id,
@@ -696,7 +757,10 @@ impl Run {
                 },
             ))
             .map_err(fail(Phase::Restore))?;
-        self.edit(|r| r.report.timings.restore_ms = Some(restored.restore_ms));
+        self.edit(|r| {
+            r.report.timings.restore_ms = Some(restored.restore_ms);
+            r.report.timings.restore_call_ms = Some(t.elapsed().as_millis() as u64);
+        });
         self.hook(Point::SourceRestored);
 
         // Commit ---- point of no return ----> recorded first, then sent.
@@ -732,13 +796,22 @@ impl Run {
     /// target, until the dirty set is small or stops shrinking; then announces the final
     /// dump and returns the target's answer to that and the number of rounds. Rounds land in
     /// `rounds/N` next to the images dir, here and on the target alike.
-    fn pre_copy(&self, dump_timeout: Duration) -> Result<(RoundReply, u32), MigrationError> {
+    fn pre_copy(
+        &self,
+        dump_timeout: Duration,
+        tls: Option<&ferry_runtime::criu::CriuTls>,
+        engine: CheckpointEngine,
+    ) -> Result<(RoundReply, u32), MigrationError> {
         let rounds = self
             .rt()
             .migrations_dir()
             .join(self.id.as_str())
             .join("rounds");
         let host = self.client.host();
+        let pid = match engine {
+            CheckpointEngine::Native => Some(self.rt().init_pid(&self.name, &self.id)?),
+            CheckpointEngine::Runc => None,
+        };
         let mut previous_bytes = None;
         let mut round = 0u32;
         loop {
@@ -760,13 +833,19 @@ impl Run {
             let dir = rounds.join(round.to_string());
             let parent = (round > 0).then(|| format!("../{}", round - 1));
             let t = Instant::now();
+            let server = format!("{host}:{port}");
             let stats = self.rt().predump_outgoing(
                 &self.name,
                 &self.id,
-                &dir,
-                parent.as_deref(),
-                &format!("{host}:{port}"),
-                dump_timeout,
+                &Dump {
+                    engine,
+                    image_dir: &dir,
+                    page_server: Some(&server),
+                    tls,
+                    parent: parent.as_deref(),
+                    timeout: dump_timeout,
+                    pid,
+                },
             )?;
             let bytes = stats.pages_written * 4096;
             self.edit(|r| {
@@ -978,6 +1057,7 @@ impl Run {
             if let Some(l) = &target_says {
                 self.edit(|r| {
                     r.report.remote_page_faults = Some(l.remote_page_faults);
+                    r.report.remote_page_faults_first_100ms = l.faults_first_100ms;
                     r.report.pages_bytes += l.transferred_pages * 4096;
                 });
             }
@@ -1142,9 +1222,9 @@ fn write_index(dir: &Path, files: &[ferry_wire::channel::IndexFile]) -> Result<(
     Ok(())
 }
 
-/// A free TCP port in this namespace for the source's page server.
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
+/// A free TCP port on `ip` for the source's page server.
+fn free_port(ip: std::net::IpAddr) -> Result<u16, String> {
+    let l = std::net::TcpListener::bind((ip, 0)).map_err(|e| e.to_string())?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 

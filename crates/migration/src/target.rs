@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use ferry_runtime::criu::{CriuTls, End};
 use ferry_runtime::Status;
 use ferry_wire::channel::{
     ChannelState, IndexFile, LazyState, Offer, OfferReply, RestoreOrder, RestoreReply, RoundReply,
@@ -94,11 +95,15 @@ fn free_port(ip: IpAddr) -> Result<u16, MigrationError> {
     Ok(l.local_addr().map_err(io)?.port())
 }
 
+/// A CRIU page server for one dump, on the API's address (with `tls`, speaking CRIU's TLS
+/// only). It exits once its dump is done.
 fn start_page_server(
     criu: &Path,
     images: &Path,
     ip: IpAddr,
+    tls: Option<&CriuTls>,
 ) -> Result<(Child, u16), MigrationError> {
+    let tls_args = tls.map(|t| t.args(End::Listens)).unwrap_or_default();
     std::fs::create_dir_all(images).map_err(io)?;
     for _ in 0..5 {
         let port = free_port(ip)?;
@@ -108,6 +113,7 @@ fn start_page_server(
             .arg(images)
             .args(["--address", &ip.to_string(), "--port", &port.to_string()])
             .args(["-o", "page-server.log", "-v4"])
+            .args(&tls_args)
             .arg("--work-dir")
             .arg(images.parent().unwrap_or(images))
             .stdin(Stdio::null())
@@ -293,6 +299,7 @@ impl Engine {
                 offer.source
             )));
         }
+        let pages = self.page_transport(Some(offer.pages))?;
         if offer.technique == Technique::Auto {
             return Err(MigrationError::Refused(
                 "the offer must name the technique the source resolved, not auto".into(),
@@ -314,6 +321,8 @@ impl Engine {
             source: offer.source.clone(),
             token_sha256: digest(token),
             technique: offer.technique,
+            pages,
+            engine: offer.engine,
             state: IncomingState::Prepared,
             lease_ms: lease.as_millis() as u64,
             created_at_ms: now,
@@ -331,13 +340,18 @@ impl Engine {
             deadline: Instant::now() + PREPARE_TIMEOUT,
         };
         let prepared = (|| {
-            self.rt.create_incoming(offer.container, &offer.id)?;
+            self.rt
+                .create_incoming(offer.container, &offer.id, offer.engine)?;
             // Cold: memory arrives through a page server here. Post-copy: it is pulled later.
             // Pre-copy and hybrid: each round asks for its own page server.
             if offer.technique == Technique::Cold {
                 let images = self.rt.incoming_dirs(&live.rec.container).images;
-                let (child, port) =
-                    start_page_server(&self.rt.config().criu, &images, self.cfg.listen_ip)?;
+                let (child, port) = start_page_server(
+                    &self.rt.config().criu,
+                    &images,
+                    self.cfg.listen_ip,
+                    self.criu_tls(pages),
+                )?;
                 live.page_server = Some(child);
                 return Ok(Some(port));
             }
@@ -421,8 +435,12 @@ impl Engine {
             let port = if req.last && m.rec.technique == Technique::Hybrid {
                 None
             } else {
-                let (child, port) =
-                    start_page_server(&self.rt.config().criu, &dir, self.cfg.listen_ip)?;
+                let (child, port) = start_page_server(
+                    &self.rt.config().criu,
+                    &dir,
+                    self.cfg.listen_ip,
+                    self.criu_tls(m.rec.pages),
+                )?;
                 m.page_server = Some(child);
                 Some(port)
             };
@@ -524,7 +542,10 @@ impl Engine {
             let lazy_from = order
                 .lazy_page_server_port
                 .map(|p| std::net::SocketAddr::new(peer, p));
-            let (restore_ms, lazy) = self.rt.restore_incoming(&m.rec.container, id, lazy_from)?;
+            let tls = self.criu_tls(m.rec.pages);
+            let (restore_ms, lazy) =
+                self.rt
+                    .restore_incoming(&m.rec.container, id, lazy_from, tls, m.rec.engine)?;
             m.lazy = lazy;
             self.set_incoming(&mut m, IncomingState::Restored)?;
             m.deadline = Instant::now() + Duration::from_millis(m.rec.lease_ms);
@@ -644,12 +665,13 @@ impl Engine {
             None if m.rec.state == IncomingState::Committed => self.rt.lazy_outcome_from_log(&name),
             None => None,
         };
-        let (remote_page_faults, transferred_pages) = self.rt.lazy_stats(&name);
+        let stats = self.rt.lazy_stats(&name);
         let state = LazyState {
             done: exited.is_some(),
             ok: exited.unwrap_or(false),
-            remote_page_faults,
-            transferred_pages,
+            remote_page_faults: stats.faults,
+            transferred_pages: stats.pages,
+            faults_first_100ms: stats.faults_first_100ms,
         };
         if let Some(ok) = exited {
             m.lazy = None;

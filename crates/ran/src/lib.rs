@@ -8,7 +8,12 @@
 //!   query, distance, area (circle), periodic and zone status subscriptions
 //!   (`location_geo.rs`);
 //! - `/ferry/ran/v1/...`: ferry's own control of the emulation: list UEs and cells, force a
-//!   handover (`admin.rs`).
+//!   handover or a burst of them, counters (`admin.rs`).
+//!
+//! Notifications go through `mec_http::notify` (per subscriber, in order per UE, several in
+//! flight, paused and caught up when the subscriber is down); a full queue merges a UE's
+//! CellChange notifications (`rni::merge_cell_changes`) so memory stays bounded by the queue
+//! plus one notification per UE.
 //!
 //! Handovers come from `Ran::handover` (forced), or from the UEs' traces and waypoints once
 //! `Ran::start_trace` runs (`trace.rs`). Every handover is published to the subscribers of
@@ -20,8 +25,10 @@ pub mod location;
 pub mod location_geo;
 pub mod mobility;
 mod notify;
+mod owners;
 pub mod rni;
 mod trace;
+pub use trace::MobilityView;
 pub mod world;
 
 /// Re-exported so embedders build on the same axum as `Ran::router`.
@@ -74,8 +81,30 @@ impl From<&CellChange> for Handover {
     }
 }
 
+/// Subscriptions one client (an app with a token) may hold unless told otherwise.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = owners::DEFAULT_MAX_PER_CLIENT;
+
 /// Handovers buffered per `subscribe` receiver before a slow one starts lagging.
 const EVENT_BUFFER: usize = 1024;
+
+/// Tuning of the RAN beyond its topology.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Notifications queued per subscription before they coalesce per UE (MEC 012) or are
+    /// dropped and counted (the others).
+    pub notify_queue: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            notify_queue: mec_http::notify::DEFAULT_QUEUE,
+        }
+    }
+}
+
+/// Most handovers one `Ran::handover_many` (and `POST /ferry/ran/v1/handovers`) takes.
+pub const MAX_BATCH: usize = 10_000;
 
 /// The RAN. Cheap to clone: all clones share one state.
 #[derive(Clone)]
@@ -88,11 +117,16 @@ struct Inner {
     rni: Mutex<rni::Subscriptions>,
     location: Mutex<location::Subscriptions>,
     geo: Mutex<location_geo::Subscriptions>,
+    /// Who holds each subscription (an app sees only its own).
+    owners: owners::Owners,
     events: broadcast::Sender<Handover>,
     notifier: notify::Notifier,
     security: Security,
     schedule: trace::Schedule,
     next_id: AtomicU64,
+    /// Handovers so far (forced and from the mobility).
+    handovers: AtomicU64,
+    mobility: trace::MobilityStats,
 }
 
 /// Locks a mutex even if a panicking thread poisoned it: the state stays consistent because
@@ -115,6 +149,15 @@ impl Ran {
         topology: &ferry_topology::Topology,
         tls: Option<&ferry_tls::TlsFiles>,
     ) -> Result<Ran, RanError> {
+        Ran::with_options(topology, tls, Options::default())
+    }
+
+    /// [`Ran::with_tls`] with tuning.
+    pub fn with_options(
+        topology: &ferry_topology::Topology,
+        tls: Option<&ferry_tls::TlsFiles>,
+        options: Options,
+    ) -> Result<Ran, RanError> {
         let security = Security::new(tls)?;
         let world = World::from_topology(topology)?;
         let schedule = trace::Schedule::from_topology(topology, &world);
@@ -125,11 +168,15 @@ impl Ran {
                 rni: Mutex::new(rni::Subscriptions::default()),
                 location: Mutex::new(location::Subscriptions::default()),
                 geo: Mutex::new(location_geo::Subscriptions::default()),
+                owners: owners::Owners::new(owners::DEFAULT_MAX_PER_CLIENT),
                 events,
-                notifier: notify::Notifier::with_tls(security.client.clone()),
+                notifier: notify::Notifier::with_tls(security.client.clone())
+                    .queue(options.notify_queue),
                 security,
                 schedule,
                 next_id: AtomicU64::new(1),
+                handovers: AtomicU64::new(0),
+                mobility: trace::MobilityStats::default(),
             }),
         })
     }
@@ -139,6 +186,10 @@ impl Ran {
         let etsi = rni::routes()
             .merge(location::routes())
             .merge(location_geo::routes())
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                owners::guard,
+            ))
             .layer(axum::middleware::from_fn(http::require_json_accept));
         etsi.merge(admin::routes())
             .fallback(http::not_found)
@@ -168,7 +219,52 @@ impl Ran {
             w.hand_over(u, c, SystemTime::now())?
         };
         self.publish(&change);
+        location_geo::on_move(self);
         Ok(Handover::from(&change))
+    }
+
+    /// Forces several handovers at once (a burst), in the given order, and notifies them;
+    /// each one's result in that order. At most [`MAX_BATCH`].
+    pub fn handover_many(&self, moves: &[(String, String)]) -> Vec<Result<Handover, RanError>> {
+        let now = SystemTime::now();
+        let results: Vec<Result<CellChange, RanError>> = {
+            let mut w = lock(&self.inner.world);
+            moves
+                .iter()
+                .take(MAX_BATCH)
+                .map(|(ue, cell)| {
+                    let u = w
+                        .ue_index(ue)
+                        .ok_or_else(|| RanError::UnknownUe(ue.clone()))?;
+                    let c = w
+                        .cell_index(cell)
+                        .ok_or_else(|| RanError::UnknownCell(cell.clone()))?;
+                    w.hand_over(u, c, now)
+                })
+                .collect()
+        };
+        for change in results.iter().flatten() {
+            self.publish(change);
+        }
+        location_geo::on_move(self);
+        results
+            .into_iter()
+            .map(|r| r.map(|c| Handover::from(&c)))
+            .collect()
+    }
+
+    /// Counters of the emulation: handovers, how the mobility keeps up with real time, how
+    /// each MEC 012 subscription's delivery fares.
+    pub fn stats(&self) -> admin::StatsView {
+        admin::StatsView {
+            handovers: self.inner.handovers.load(Ordering::Relaxed),
+            ues: self.world().ues.len(),
+            mobility: self.inner.mobility.view(),
+            deliveries: rni::delivery_stats(self)
+                .into_iter()
+                .map(|(subscription, s)| admin::DeliveryView::new(subscription, s))
+                .collect(),
+        }
     }
 
     /// Every handover from now on (forced or from a trace).
@@ -187,17 +283,32 @@ impl Ran {
         lock(&self.inner.world)
     }
 
+    /// Notifies one handover to the MEC 012 and 013 subscribers and the embedder. The
+    /// geometric MEC 013 subscriptions are the caller's (`location_geo::on_move`), once per
+    /// batch of moves.
     fn publish(&self, change: &CellChange) {
         tracing::info!(
             ue = %change.ue, address = %change.address,
             from = %change.from.name, to = %change.to.name,
             "handover"
         );
+        self.inner.handovers.fetch_add(1, Ordering::Relaxed);
         rni::on_cell_change(self, change);
         location::on_cell_change(self, change);
-        location_geo::on_move(self);
         // No receiver is fine: nobody embeds the RAN.
         let _ = self.inner.events.send(Handover::from(change));
+    }
+
+    /// How many subscriptions one client (an application with a token) may hold here.
+    pub fn set_max_subscriptions_per_client(&self, n: usize) {
+        self.inner.owners.set_max_per_client(n);
+    }
+
+    /// Whether a subscription of either API still exists (not deleted, not expired).
+    pub(crate) fn subscription_exists(&self, id: &str) -> bool {
+        lock(&self.inner.rni).contains(id)
+            || lock(&self.inner.location).contains(id)
+            || lock(&self.inner.geo).contains(id)
     }
 
     /// A new subscription id, unique across both APIs.

@@ -17,8 +17,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use mec_api::location::*;
+use mec_http::oauth::Caller;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
@@ -51,6 +53,11 @@ impl Subscriptions {
     fn purge(&mut self) {
         let now = SystemTime::now();
         self.zonal.retain(|_, e| e.expires.is_none_or(|t| t > now));
+    }
+
+    pub(crate) fn contains(&mut self, id: &str) -> bool {
+        self.purge();
+        self.users.contains_key(id) || self.zonal.contains_key(id)
     }
 }
 
@@ -143,6 +150,7 @@ fn presence(
 
 /// Called on every handover: queue the zone events each subscription asked for.
 pub(crate) fn on_cell_change(ran: &Ran, change: &CellChange) {
+    let key = change.address.to_string();
     let mut subs = lock(&ran.inner.location);
     subs.purge();
     for (zone, event) in zone_events(change) {
@@ -153,14 +161,18 @@ pub(crate) fn on_cell_change(ran: &Ran, change: &CellChange) {
                     href: e.sub.resource_url.clone().unwrap_or_default(),
                 };
                 let s = &e.sub;
-                e.delivery.send(presence(
-                    change,
-                    &zone,
-                    event,
-                    &s.callback_reference,
-                    &s.client_correlator,
-                    link,
-                ));
+                // In order per UE; several UEs' notifications in flight at once.
+                e.delivery.send_keyed(
+                    &key,
+                    presence(
+                        change,
+                        &zone,
+                        event,
+                        &s.callback_reference,
+                        &s.client_correlator,
+                        link,
+                    ),
+                );
             }
         }
         for e in subs.zonal.values() {
@@ -170,14 +182,18 @@ pub(crate) fn on_cell_change(ran: &Ran, change: &CellChange) {
                     href: e.sub.resource_url.clone().unwrap_or_default(),
                 };
                 let s = &e.sub;
-                e.delivery.send(presence(
-                    change,
-                    &zone,
-                    event,
-                    &s.callback_reference,
-                    &s.client_correlator,
-                    link,
-                ));
+                // In order per UE; several UEs' notifications in flight at once.
+                e.delivery.send_keyed(
+                    &key,
+                    presence(
+                        change,
+                        &zone,
+                        event,
+                        &s.callback_reference,
+                        &s.client_correlator,
+                        link,
+                    ),
+                );
             }
         }
     }
@@ -215,13 +231,25 @@ async fn users(
     }
     let base = http::base_url(&headers);
     let w = ran.world();
-    let user = (0..w.ues.len())
+    // By address through the index (a consumer re-reading its UEs asks for them by the
+    // hundred), otherwise every UE.
+    let candidates: Vec<usize> = if addresses.is_empty() {
+        (0..w.ues.len()).collect()
+    } else {
+        let mut found: Vec<usize> = addresses
+            .iter()
+            .filter_map(|a| w.ue_by_address(*a))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    };
+    let user = candidates
+        .into_iter()
         .filter(|&i| {
-            let u = &w.ues[i];
-            let c = &w.cells[u.cell];
+            let c = &w.cells[w.ues[i].cell];
             (zones.is_empty() || zones.contains(&c.zone.as_str()))
                 && (aps.is_empty() || aps.contains(&c.name.as_str()))
-                && (addresses.is_empty() || addresses.contains(&u.address))
         })
         .map(|i| user_info(&w, i, &base))
         .collect();
@@ -398,7 +426,7 @@ fn validate_user(
         )));
     };
     let w = ran.world();
-    if !w.ues.iter().any(|u| u.address == address) {
+    if w.ue_by_address(address).is_none() {
         let known: Vec<String> = w.ues.iter().map(|u| acr(u.address)).collect();
         return Err(ApiError::bad_request(format!(
             "no user with address '{}' (users: {})",
@@ -439,14 +467,24 @@ async fn create_user(
     ))
 }
 
-async fn list_users(State(ran): State<Ran>, headers: HeaderMap) -> Response {
+async fn list_users(
+    State(ran): State<Ran>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
     let subs = lock(&ran.inner.location);
     let list = NotificationSubscriptionList {
         resource_url: format!(
             "{}{ROOT}/subscriptions/userTracking",
             http::base_url(&headers)
         ),
-        user_tracking_subscription: Some(subs.users.values().map(|e| e.sub.clone()).collect()),
+        user_tracking_subscription: Some(
+            subs.users
+                .iter()
+                .filter(|(id, _)| ran.inner.owners.visible(&caller, id))
+                .map(|(_, e)| e.sub.clone())
+                .collect(),
+        ),
         zonal_traffic_subscription: None,
         distance_notification_subscription: None,
         circle_notification_subscription: None,
@@ -594,7 +632,11 @@ async fn create_zonal(
     ))
 }
 
-async fn list_zonal(State(ran): State<Ran>, headers: HeaderMap) -> Response {
+async fn list_zonal(
+    State(ran): State<Ran>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
     let mut subs = lock(&ran.inner.location);
     subs.purge();
     let list = NotificationSubscriptionList {
@@ -603,7 +645,13 @@ async fn list_zonal(State(ran): State<Ran>, headers: HeaderMap) -> Response {
             http::base_url(&headers)
         ),
         user_tracking_subscription: None,
-        zonal_traffic_subscription: Some(subs.zonal.values().map(zonal_view).collect()),
+        zonal_traffic_subscription: Some(
+            subs.zonal
+                .iter()
+                .filter(|(id, _)| ran.inner.owners.visible(&caller, id))
+                .map(|(_, e)| zonal_view(e))
+                .collect(),
+        ),
         distance_notification_subscription: None,
         circle_notification_subscription: None,
         periodic_notification_subscription: None,

@@ -39,8 +39,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use mec_api::location::*;
+use mec_http::oauth::Caller;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
@@ -142,10 +144,8 @@ pub(crate) fn routes() -> Router<Ran> {
 }
 
 fn position(w: &World, a: Ipv4Addr) -> Option<(f64, f64)> {
-    w.ues
-        .iter()
-        .find(|u| u.address == a)
-        .map(|u| (u.latitude, u.longitude))
+    w.ue_by_address(a)
+        .map(|i| (w.ues[i].latitude, w.ues[i].longitude))
 }
 
 fn terminal(w: &World, a: Ipv4Addr) -> TerminalLocation {
@@ -384,6 +384,14 @@ impl Subscriptions {
         self.periodic
             .retain(|_, e| e.expires.is_none_or(|t| t > now));
     }
+
+    pub(crate) fn contains(&mut self, id: &str) -> bool {
+        self.purge();
+        self.distance.contains_key(id)
+            || self.circle.contains_key(id)
+            || self.periodic.contains_key(id)
+            || self.zone_status.contains_key(id)
+    }
 }
 
 // ---- distance subscriptions ----
@@ -477,10 +485,19 @@ fn list_body(
     )
 }
 
-async fn list_distance(State(ran): State<Ran>, headers: HeaderMap) -> Response {
+async fn list_distance(
+    State(ran): State<Ran>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
     let mut subs = lock(&ran.inner.geo);
     subs.purge();
-    let list = subs.distance.values().map(|e| e.sub.clone()).collect();
+    let list = subs
+        .distance
+        .iter()
+        .filter(|(id, _)| ran.inner.owners.visible(&caller, id))
+        .map(|(_, e)| e.sub.clone())
+        .collect();
     list_body(&headers, "distance", |l| {
         l.distance_notification_subscription = Some(list)
     })
@@ -621,10 +638,19 @@ async fn create_circle(
     ))
 }
 
-async fn list_circle(State(ran): State<Ran>, headers: HeaderMap) -> Response {
+async fn list_circle(
+    State(ran): State<Ran>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
     let mut subs = lock(&ran.inner.geo);
     subs.purge();
-    let list = subs.circle.values().map(|e| e.sub.clone()).collect();
+    let list = subs
+        .circle
+        .iter()
+        .filter(|(id, _)| ran.inner.owners.visible(&caller, id))
+        .map(|(_, e)| e.sub.clone())
+        .collect();
     list_body(&headers, "area/circle", |l| {
         l.circle_notification_subscription = Some(list)
     })
@@ -793,10 +819,19 @@ async fn create_periodic(
     ))
 }
 
-async fn list_periodic(State(ran): State<Ran>, headers: HeaderMap) -> Response {
+async fn list_periodic(
+    State(ran): State<Ran>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
     let mut subs = lock(&ran.inner.geo);
     subs.purge();
-    let list = subs.periodic.values().map(|e| e.sub.clone()).collect();
+    let list = subs
+        .periodic
+        .iter()
+        .filter(|(id, _)| ran.inner.owners.visible(&caller, id))
+        .map(|(_, e)| e.sub.clone())
+        .collect();
     list_body(&headers, "periodic", |l| {
         l.periodic_notification_subscription = Some(list)
     })
@@ -983,9 +1018,18 @@ async fn create_zone_status(
     ))
 }
 
-async fn list_zone_status(State(ran): State<Ran>, headers: HeaderMap) -> Response {
+async fn list_zone_status(
+    State(ran): State<Ran>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
     let subs = lock(&ran.inner.geo);
-    let list = subs.zone_status.values().map(|e| e.sub.clone()).collect();
+    let list = subs
+        .zone_status
+        .iter()
+        .filter(|(id, _)| ran.inner.owners.visible(&caller, id))
+        .map(|(_, e)| e.sub.clone())
+        .collect();
     list_body(&headers, "zoneStatus", |l| {
         l.zone_status_subscription = Some(list)
     })

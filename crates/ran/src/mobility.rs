@@ -43,19 +43,61 @@ pub fn position_at(waypoints: &[Waypoint], t: f64) -> Option<(f64, f64)> {
 /// `None` when no cell covers it (the caller keeps the UE where it was: out of coverage
 /// is not a handover).
 pub fn serving_cell(cells: &[CellInfo], latitude: f64, longitude: f64) -> Option<usize> {
-    cells
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            (
-                i,
-                distance_m(latitude, longitude, c.latitude, c.longitude),
-                c.radius_m,
-            )
-        })
-        .filter(|(_, d, r)| d <= r)
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(i, _, _)| i)
+    Coverage::new(cells).serving(latitude, longitude)
+}
+
+/// The cells' geometry prepared for [`Coverage::serving`], which the mobility driver asks for
+/// every walking UE on every tick: the haversine's inner term `a` grows with the distance,
+/// so cells compare by `a` (no square root or arcsine) and each radius is kept as its `a`.
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    cells: Vec<CellGeo>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CellGeo {
+    lat: f64,
+    lon: f64,
+    cos_lat: f64,
+    /// `a` at the coverage radius.
+    max_a: f64,
+}
+
+impl Coverage {
+    pub fn new(cells: &[CellInfo]) -> Coverage {
+        Coverage {
+            cells: cells
+                .iter()
+                .map(|c| {
+                    let lat = c.latitude.to_radians();
+                    // d = 2 R asin(sqrt(a)); a radius beyond half the Earth covers everything.
+                    let half_angle =
+                        (c.radius_m / (2.0 * EARTH_RADIUS_M)).min(std::f64::consts::FRAC_PI_2);
+                    CellGeo {
+                        lat,
+                        lon: c.longitude.to_radians(),
+                        cos_lat: lat.cos(),
+                        max_a: half_angle.sin().powi(2),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// [`serving_cell`] of the cells this was made of.
+    pub fn serving(&self, latitude: f64, longitude: f64) -> Option<usize> {
+        let (lat, lon) = (latitude.to_radians(), longitude.to_radians());
+        let cos_lat = lat.cos();
+        let mut best: Option<(usize, f64)> = None;
+        for (i, c) in self.cells.iter().enumerate() {
+            let a = ((c.lat - lat) / 2.0).sin().powi(2)
+                + cos_lat * c.cos_lat * ((c.lon - lon) / 2.0).sin().powi(2);
+            if a <= c.max_a && best.is_none_or(|(_, b)| a < b) {
+                best = Some((i, a));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use mec_api::rni::*;
+use mec_http::oauth::Caller;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::SystemTime;
@@ -27,6 +29,12 @@ pub const ROOT: &str = "/rni/v2";
 #[derive(Default)]
 pub struct Subscriptions {
     subs: BTreeMap<String, Entry>,
+}
+
+impl Subscriptions {
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.subs.contains_key(id)
+    }
 }
 
 struct Entry {
@@ -82,7 +90,27 @@ pub fn notification(change: &CellChange, self_href: &str) -> CellChangeNotificat
                 href: self_href.to_string(),
             },
         }),
+        ferry_merged_handovers: None,
+        ferry_lost_notifications: None,
     }
+}
+
+/// Two CellChange notifications of one UE as one, when the subscriber's queue is full: the
+/// later one, from the cell the earlier one left, counting the handovers both stand for in
+/// `ferryMergedHandovers`. The subscriber learns where the UE is now and that it passed
+/// through cells it was not told of.
+pub fn merge_cell_changes(
+    older: serde_json::Value,
+    mut newer: serde_json::Value,
+) -> serde_json::Value {
+    const MERGED: &str = "ferryMergedHandovers";
+    let hops = |v: &serde_json::Value| v.get(MERGED).and_then(|n| n.as_u64()).unwrap_or(1);
+    let total = hops(&older) + hops(&newer);
+    if let (Some(src), serde_json::Value::Object(m)) = (older.get("srcEcgi"), &mut newer) {
+        m.insert("srcEcgi".into(), src.clone());
+        m.insert(MERGED.into(), total.into());
+    }
+    newer
 }
 
 /// Called on every handover: queue a notification to each matching subscription.
@@ -97,7 +125,8 @@ pub(crate) fn on_cell_change(ran: &Ran, change: &CellChange) {
                 .map(|l| l.self_.href.clone())
                 .unwrap_or_default();
             match serde_json::to_value(notification(change, &href)) {
-                Ok(body) => e.delivery.send(body),
+                // Per UE: in order, and merged with the UE's earlier ones if the queue is full.
+                Ok(body) => e.delivery.send_keyed(&change.address.to_string(), body),
                 Err(err) => {
                     tracing::error!(subscription = %id, "cannot encode notification: {err}")
                 }
@@ -160,6 +189,24 @@ fn validate(body: &HeaderMap, bytes: &Bytes) -> Result<CellChangeSubscription, A
     Ok(sub)
 }
 
+/// The delivery of a CellChange subscription: per UE in order, merged per UE when full.
+fn start_delivery(ran: &Ran, url: String, id: &str) -> Delivery {
+    ran.inner.notifier.start_with(
+        url,
+        id.to_string(),
+        crate::notify::Coalesce::Merge(merge_cell_changes),
+    )
+}
+
+/// How the delivery of each subscription fares (for `/ferry/ran/v1/stats`).
+pub(crate) fn delivery_stats(ran: &Ran) -> Vec<(String, crate::notify::DeliveryStats)> {
+    lock(&ran.inner.rni)
+        .subs
+        .iter()
+        .map(|(id, e)| (id.clone(), e.delivery.stats()))
+        .collect()
+}
+
 fn self_href(headers: &HeaderMap, id: &str) -> String {
     format!("{}{ROOT}/subscriptions/{id}", http::base_url(headers))
 }
@@ -176,7 +223,7 @@ async fn create(
         self_: LinkType { href: href.clone() },
     });
     let url = sub.callback_reference.clone().unwrap_or_default();
-    let delivery = ran.inner.notifier.start(url, id.clone());
+    let delivery = start_delivery(&ran, url, &id);
     if let Some(d) = sub.expiry_deadline {
         arm_expiry(&ran, &id, d);
     }
@@ -197,6 +244,7 @@ async fn create(
 
 async fn list(
     State(ran): State<Ran>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -217,7 +265,9 @@ async fn list(
     let subs = lock(&ran.inner.rni);
     let subscription = subs
         .subs
-        .values()
+        .iter()
+        .filter(|(id, _)| ran.inner.owners.visible(&caller, id))
+        .map(|(_, e)| e)
         .filter(|e| wanted.is_empty() || wanted.contains(&e.sub.subscription_type.as_str()))
         .map(|e| SubscriptionRef {
             href: e
@@ -279,7 +329,7 @@ async fn update(
     let entry = subs.subs.get_mut(&id).ok_or_else(|| unknown(&id))?;
     if entry.sub.callback_reference != sub.callback_reference {
         let url = sub.callback_reference.clone().unwrap_or_default();
-        entry.delivery = ran.inner.notifier.start(url, id.clone());
+        entry.delivery = start_delivery(&ran, url, &id);
     }
     entry.sub = sub.clone();
     drop(subs);
@@ -561,6 +611,26 @@ mod tests {
             v["_links"]["subscription"]["href"],
             "http://x/rni/v2/subscriptions/s1"
         );
+    }
+
+    #[test]
+    fn merged_cell_changes_go_from_the_first_source_to_the_last_target() {
+        let mut w = world();
+        let hops: Vec<serde_json::Value> = ["a2", "b1", "a1"]
+            .iter()
+            .map(|c| serde_json::to_value(notification(&change(&mut w, c), "h")).unwrap())
+            .collect();
+        let two = merge_cell_changes(hops[0].clone(), hops[1].clone());
+        let three = merge_cell_changes(two, hops[2].clone());
+        assert_eq!(three["srcEcgi"]["cellId"], "0000001", "left a1 first");
+        assert_eq!(
+            three["trgEcgi"][0]["cellId"], "0000001",
+            "and is back in a1"
+        );
+        assert_eq!(three["ferryMergedHandovers"], 3);
+        assert_eq!(three["timeStamp"], hops[2]["timeStamp"]);
+        let parsed: CellChangeNotification = serde_json::from_value(three).unwrap();
+        assert_eq!(parsed.ferry_merged_handovers, Some(3));
     }
 
     #[test]

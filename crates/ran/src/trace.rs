@@ -2,8 +2,8 @@
 //! UEs that follow waypoints, handing them over when another cell becomes the nearest covering
 //! one. Time 0 is when `Ran::start_trace` is called.
 
-use crate::mobility::{position_at, serving_cell};
-use crate::world::World;
+use crate::mobility::{position_at, Coverage};
+use crate::world::{CellChange, World};
 use crate::{lock, Ran, RanError};
 use ferry_topology::Waypoint;
 use std::time::{Duration, Instant, SystemTime};
@@ -74,6 +74,7 @@ impl Schedule {
 pub(crate) async fn run(ran: Ran) {
     let schedule = ran.inner.schedule.clone();
     let end = schedule.end_s();
+    let coverage = Coverage::new(&ran.world().cells);
     let start = Instant::now();
     let mut next = 0;
     let mut tick = tokio::time::interval(TICK);
@@ -84,8 +85,11 @@ pub(crate) async fn run(ran: Ran) {
         end_s = end,
         "mobility trace started"
     );
+    // Walkers past their last waypoint, placed there once: they stand still from then on.
+    let mut arrived = vec![false; schedule.walkers.len()];
     loop {
         tick.tick().await;
+        let began = Instant::now();
         let t = start.elapsed().as_secs_f64();
         while let Some(step) = schedule.steps.get(next).filter(|s| s.at_s <= t) {
             match ran.handover(&step.ue, &step.cell) {
@@ -98,11 +102,15 @@ pub(crate) async fn run(ran: Ran) {
             }
             next += 1;
         }
-        for w in &schedule.walkers {
-            if let Some((lat, lon)) = position_at(&w.waypoints, t) {
-                walk(&ran, w.ue, lat, lon);
-            }
+        let (moved, changes) = walk(&ran, &schedule.walkers, &mut arrived, &coverage, t);
+        for c in &changes {
+            ran.publish(c);
         }
+        if moved {
+            // Moves within a cell matter only to the geometric subscriptions: once per tick.
+            crate::location_geo::on_move(&ran);
+        }
+        ran.inner.mobility.record(began.elapsed(), TICK);
         if next >= schedule.steps.len() && t > end {
             tracing::info!("mobility trace finished");
             return;
@@ -110,22 +118,81 @@ pub(crate) async fn run(ran: Ran) {
     }
 }
 
-/// Moves a UE to a position; hands it over if another cell now serves it.
-fn walk(ran: &Ran, ue: usize, latitude: f64, longitude: f64) {
-    let change = {
-        let mut w = lock(&ran.inner.world);
-        let Some(u) = w.ues.get_mut(ue) else { return };
+/// Moves every walker to where it is at `t` (one lock of the world for all of them) and
+/// hands over those another cell now serves; returns whether any moved, and the handovers.
+fn walk(
+    ran: &Ran,
+    walkers: &[Walker],
+    arrived: &mut [bool],
+    coverage: &Coverage,
+    t: f64,
+) -> (bool, Vec<CellChange>) {
+    let mut changes = Vec::new();
+    let mut moved = false;
+    let now = SystemTime::now();
+    let mut w = lock(&ran.inner.world);
+    for (walker, done) in walkers.iter().zip(arrived.iter_mut()) {
+        if *done {
+            continue;
+        }
+        let Some((latitude, longitude)) = position_at(&walker.waypoints, t) else {
+            continue;
+        };
+        if walker.waypoints.last().is_some_and(|l| t > l.at_s) {
+            *done = true;
+        }
+        let Some(u) = w.ues.get_mut(walker.ue) else {
+            continue;
+        };
+        if (u.latitude, u.longitude) == (latitude, longitude) {
+            continue;
+        }
+        moved = true;
         u.latitude = latitude;
         u.longitude = longitude;
         let current = u.cell;
-        match serving_cell(&w.cells, latitude, longitude) {
-            Some(c) if c != current => w.hand_over(ue, c, SystemTime::now()).ok(),
-            _ => None,
+        match coverage.serving(latitude, longitude) {
+            Some(c) if c != current => {
+                if let Ok(change) = w.hand_over(walker.ue, c, now) {
+                    changes.push(change);
+                }
+            }
+            _ => {}
         }
-    };
-    match change {
-        Some(c) => ran.publish(&c),
-        // Moved within its cell: only the geometric subscriptions care.
-        None => crate::location_geo::on_move(ran),
+    }
+    (moved, changes)
+}
+
+/// How well the mobility driver keeps up with real time (for `/ferry/ran/v1/stats`).
+#[derive(Debug, Default)]
+pub(crate) struct MobilityStats {
+    inner: std::sync::Mutex<MobilityView>,
+}
+
+/// One tick's work against the tick's length.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MobilityView {
+    pub ticks: u64,
+    /// Ticks whose work took longer than the tick (the mobility fell behind real time).
+    pub late_ticks: u64,
+    pub busy_ms_total: f64,
+    pub max_tick_ms: f64,
+    pub tick_ms: f64,
+}
+
+impl MobilityStats {
+    fn record(&self, took: Duration, tick: Duration) {
+        let mut m = lock(&self.inner);
+        let ms = took.as_secs_f64() * 1000.0;
+        m.ticks += 1;
+        m.late_ticks += u64::from(took > tick);
+        m.busy_ms_total += ms;
+        m.max_tick_ms = m.max_tick_ms.max(ms);
+        m.tick_ms = tick.as_secs_f64() * 1000.0;
+    }
+
+    pub(crate) fn view(&self) -> MobilityView {
+        *lock(&self.inner)
     }
 }

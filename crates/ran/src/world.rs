@@ -3,6 +3,7 @@
 
 use crate::RanError;
 use mec_api::rni::{Ecgi, Plmn};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::SystemTime;
 
@@ -48,6 +49,10 @@ pub struct CellChange {
 pub struct World {
     pub cells: Vec<CellInfo>,
     pub ues: Vec<UeState>,
+    /// Indices by name and address: a city's UEs are looked up per request and handover.
+    cell_names: HashMap<String, usize>,
+    ue_names: HashMap<String, usize>,
+    ue_addresses: HashMap<Ipv4Addr, usize>,
 }
 
 impl World {
@@ -56,8 +61,10 @@ impl World {
     pub fn from_topology(topo: &ferry_topology::Topology) -> Result<World, RanError> {
         let invalid = |m: String| Err(RanError::InvalidTopology(m));
         let mut cells: Vec<CellInfo> = Vec::new();
+        let mut cell_names: HashMap<String, usize> = HashMap::new();
+        let mut ecgis: HashMap<Ecgi, usize> = HashMap::new();
         for c in &topo.cells {
-            if cells.iter().any(|o| o.name == c.name) {
+            if cell_names.contains_key(&c.name) {
                 return invalid(format!("cell '{}' is defined twice", c.name));
             }
             let ecgi = Ecgi {
@@ -67,15 +74,17 @@ impl World {
                 },
                 cell_id: c.ecgi.cell_id.clone(),
             };
-            if let Some(o) = cells.iter().find(|o| o.ecgi == ecgi) {
+            if let Some(&o) = ecgis.get(&ecgi) {
                 return invalid(format!(
                     "cells '{}' and '{}' have the same ECGI",
-                    o.name, c.name
+                    cells[o].name, c.name
                 ));
             }
             if c.radius_m.is_nan() || c.radius_m <= 0.0 {
                 return invalid(format!("cell '{}': radius_m must be > 0", c.name));
             }
+            cell_names.insert(c.name.clone(), cells.len());
+            ecgis.insert(ecgi.clone(), cells.len());
             cells.push(CellInfo {
                 name: c.name.clone(),
                 ecgi,
@@ -87,8 +96,10 @@ impl World {
         }
         let now = SystemTime::now();
         let mut ues: Vec<UeState> = Vec::new();
+        let mut ue_names: HashMap<String, usize> = HashMap::new();
+        let mut ue_addresses: HashMap<Ipv4Addr, usize> = HashMap::new();
         for u in &topo.ues {
-            if ues.iter().any(|o| o.name == u.name) {
+            if ue_names.contains_key(&u.name) {
                 return invalid(format!("UE '{}' is defined twice", u.name));
             }
             let Ok(address) = u.address.parse::<Ipv4Addr>() else {
@@ -97,20 +108,20 @@ impl World {
                     u.name, u.address
                 ));
             };
-            if let Some(o) = ues.iter().find(|o| o.address == address) {
+            if let Some(&o) = ue_addresses.get(&address) {
                 return invalid(format!(
                     "UEs '{}' and '{}' have the same address {address}",
-                    o.name, u.name
+                    ues[o].name, u.name
                 ));
             }
-            let Some(cell) = cells.iter().position(|c| c.name == u.cell) else {
+            let Some(&cell) = cell_names.get(&u.cell) else {
                 return invalid(format!(
                     "UE '{}' starts in unknown cell '{}'",
                     u.name, u.cell
                 ));
             };
             for step in &u.trace {
-                if !cells.iter().any(|c| c.name == step.cell) {
+                if !cell_names.contains_key(&step.cell) {
                     return invalid(format!(
                         "UE '{}': trace names unknown cell '{}'",
                         u.name, step.cell
@@ -134,6 +145,8 @@ impl World {
                 Some(w) => (w.latitude, w.longitude),
                 None => (cells[cell].latitude, cells[cell].longitude),
             };
+            ue_names.insert(u.name.clone(), ues.len());
+            ue_addresses.insert(address, ues.len());
             ues.push(UeState {
                 name: u.name.clone(),
                 address,
@@ -144,15 +157,26 @@ impl World {
                 since: now,
             });
         }
-        Ok(World { cells, ues })
+        Ok(World {
+            cells,
+            ues,
+            cell_names,
+            ue_names,
+            ue_addresses,
+        })
     }
 
     pub fn cell_index(&self, name: &str) -> Option<usize> {
-        self.cells.iter().position(|c| c.name == name)
+        self.cell_names.get(name).copied()
     }
 
     pub fn ue_index(&self, name: &str) -> Option<usize> {
-        self.ues.iter().position(|u| u.name == name)
+        self.ue_names.get(name).copied()
+    }
+
+    /// The UE with this IPv4 address.
+    pub fn ue_by_address(&self, address: Ipv4Addr) -> Option<usize> {
+        self.ue_addresses.get(&address).copied()
     }
 
     /// Zone ids (MEC host names) in the order their first cell appears.

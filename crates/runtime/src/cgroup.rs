@@ -49,6 +49,11 @@ impl Hierarchies {
         Hierarchies(roots)
     }
 
+    /// The hierarchies' root directories.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.0
+    }
+
     /// Removes `group` (a path under `/ferry/`; anything else is left alone) in every
     /// hierarchy, waiting up to `patience` while it still has tasks, then its ancestors up to
     /// `/ferry` where they are empty (rmdir only: a parent with another container's group

@@ -47,6 +47,41 @@ pub fn output(cmd: &mut Command) -> Result<String, CommandError> {
     }
 }
 
+/// Runs `program` with `args`, `input` on its stdin; its stdout, or an error carrying its
+/// stderr (e.g. several `ip` commands in one process: `ip -batch -`).
+pub fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<String, CommandError> {
+    use std::io::Write;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let err = |status: String, stderr: String| CommandError {
+        command: format!("{program} {}", args.join(" ")),
+        status,
+        stderr,
+    };
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| err("not started".into(), e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| err("stdin".into(), e.to_string()))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| err("not waited".into(), e.to_string()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(err(
+            out.status.to_string(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
 /// `output` for a program and its arguments.
 pub fn run<I, S>(program: &str, args: I) -> Result<String, CommandError>
 where

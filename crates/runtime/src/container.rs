@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 pub use ferry_wire::container::{
-    validate_name, CheckpointRecord, Container, ContainerRequest, Status,
+    validate_name, CheckpointRecord, Container, ContainerRequest, Owner, Status,
 };
 
 pub fn state_file(dir: &Path) -> PathBuf {
@@ -62,6 +62,10 @@ mod tests {
             started_at: None,
             last_checkpoint: None,
             migration: Some("m-1".parse().unwrap()),
+            owner: Owner::Ferry {
+                pid: 42,
+                start_time: 7,
+            },
         };
         save(&c, dir.path()).unwrap();
         assert_eq!(load(dir.path()).unwrap(), c);

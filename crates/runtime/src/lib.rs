@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod command;
 pub mod container;
 pub mod criu;
+pub mod criu_rpc;
 pub mod image;
 pub mod net;
 pub mod overlay;
@@ -21,8 +22,8 @@ pub mod runc;
 pub mod runtime;
 pub mod spec;
 
-pub use container::{Container, ContainerRequest, Status};
+pub use container::{Container, ContainerRequest, Owner, Status};
 pub use runtime::{
-    daemon_id, parse_dump_stats, CheckpointReport, CheckpointRequest, DumpStats, IncomingDirs,
-    RestoreReport, RestoreRequest, Runtime, RuntimeConfig, RuntimeError,
+    daemon_id, parse_dump_stats, CheckpointReport, CheckpointRequest, Dump, DumpStats,
+    IncomingDirs, RestoreReport, RestoreRequest, Runtime, RuntimeConfig, RuntimeError,
 };

@@ -47,6 +47,34 @@ pub fn ensure_bridge(bridge: &str, gateway: Ipv4Net) -> Result<(), CommandError>
         status: "failed".into(),
         stderr: e.to_string(),
     })?;
+    guard_host(bridge)
+}
+
+/// Apps reach the network through the gateway (forwarded), never the host itself: in the
+/// host's namespace, connections that start on the bridge are dropped, whatever listens
+/// there (the host API, CRIU's page servers, an operator's sshd), over IPv4 and IPv6.
+/// Replies to connections the host opened pass. Idempotent: the chain of ferry's own per
+/// bridge is declared and filled in one `iptables-restore` transaction, so a restarted daemon
+/// never leaves the host without its rules, not even for a moment (a flush and refill in
+/// separate commands lets conntrack drop out of the namespace in between, and it then takes
+/// the replies of connections restored by CRIU for invalid).
+pub fn guard_host(bridge: &str) -> Result<(), CommandError> {
+    let chain = format!("FERRY-IN-{bridge}");
+    let rules = format!(
+        "*filter\n:{chain} - [0:0]\n\
+         -A {chain} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n\
+         -A {chain} -j DROP\n\
+         COMMIT\n"
+    );
+    for (tool, restore) in [
+        ("iptables", "iptables-restore"),
+        ("ip6tables", "ip6tables-restore"),
+    ] {
+        command::run_with_input(restore, &["-w", "--noflush"], &rules)?;
+        if command::run(tool, ["-w", "-C", "INPUT", "-i", bridge, "-j", &chain]).is_err() {
+            command::run(tool, ["-w", "-I", "INPUT", "-i", bridge, "-j", &chain])?;
+        }
+    }
     Ok(())
 }
 
@@ -106,6 +134,35 @@ pub fn route_to_bridge(addr: Ipv4Addr, bridge: &str) -> Result<(), CommandError>
     let a = format!("{addr}/32");
     command::run("ip", ["route", "replace", &a, "dev", bridge])?;
     Ok(())
+}
+
+/// Parks an app: its host route gone, then the host side of its veth down, so no packet
+/// reaches it. One `ip` process for both (it is on the frozen path of a migration); the route
+/// may be gone already.
+pub fn park(addr: Ipv4Addr, veth: &str, bridge: &str) -> Result<(), CommandError> {
+    let script = format!("route del {addr}/32 dev {bridge}\nlink set {veth} down\n");
+    match command::run_with_input("ip", &["-force", "-batch", "-"], &script) {
+        Ok(_) => Ok(()),
+        // `-force` went on past a missing route; the link must have gone down.
+        Err(e) if link_is_down(veth) => {
+            tracing::debug!("park: {e}");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Unparks an app parked by [`park`]: the host side of its veth up and its host route back,
+/// in one `ip` process (the commit of a migration waits for it).
+pub fn unpark(addr: Ipv4Addr, veth: &str, bridge: &str) -> Result<(), CommandError> {
+    let script =
+        format!("link set {veth} master {bridge} up\nroute replace {addr}/32 dev {bridge}\n");
+    command::run_with_input("ip", &["-batch", "-"], &script).map(|_| ())
+}
+
+fn link_is_down(name: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
+        .is_ok_and(|s| s.trim() == "down")
 }
 
 /// Removes this host's route for `addr` to the bridge (no error if it is gone already). Only

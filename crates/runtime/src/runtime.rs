@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cgroup;
 use crate::command::CommandError;
-use crate::container::{self, CheckpointRecord, Container, ContainerRequest, Status};
+use crate::container::{self, CheckpointRecord, Container, ContainerRequest, Owner, Status};
 use crate::image::{ImageError, ImageLimits, ImageStore};
 use crate::net;
 use crate::overlay::{self, OverlayError};
@@ -36,8 +36,16 @@ pub use ferry_wire::container::{
 };
 
 mod handoff;
+mod native;
+use ferry_wire::migration::CheckpointEngine;
 pub use ferry_wire::migration::DumpStats;
-pub use handoff::{parse_dump_stats, IncomingDirs};
+pub use handoff::{parse_dump_stats, Dump, IncomingDirs, LazyStats};
+
+/// How long a local checkpoint of ferry's own container may take (CRIU's answer).
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long a native restore may take (CRIU's answer).
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long `stop` waits for SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -279,19 +287,20 @@ impl Runtime {
             .map_err(io(format!("save container '{}'", c.name)))
     }
 
-    /// Makes the record say what runc says of the process (ended behind the daemon's back:
+    /// Makes the record say what the owner (runc, or ferry) says of the process (ended behind the daemon's back:
     /// crash, reboot; frozen: a thaw that did not happen). A container held by a migration is
     /// left alone: the migration owns its status.
     fn refresh(&self, c: &mut Container) -> Result<(), RuntimeError> {
         if c.migration.is_some() || !matches!(c.status, Status::Running | Status::Frozen) {
             return Ok(());
         }
-        let now = match self.runc.state(&c.name)? {
-            Some(s) if s.status == "running" => Status::Running,
-            Some(s) if s.status == "paused" => Status::Frozen,
-            _ => {
+        let now = match self.proc_state(c)? {
+            native::ProcState::Running => Status::Running,
+            native::ProcState::Frozen => Status::Frozen,
+            native::ProcState::Gone => {
                 tracing::warn!(container = %c.name, "process is gone; marking stopped");
-                self.runc.delete(&c.name)?;
+                self.release(c)?;
+                c.owner = Owner::Runc;
                 Status::Stopped
             }
         };
@@ -447,6 +456,7 @@ impl Runtime {
             started_at: None,
             last_checkpoint: None,
             migration: migration.cloned(),
+            owner: Default::default(),
         };
         let result = (|| {
             std::fs::create_dir_all(dir.join("bundle")).map_err(io("create bundle"))?;
@@ -474,8 +484,8 @@ impl Runtime {
     /// Removes everything a container owns on this host (best effort; logs what it cannot).
     fn teardown(&self, c: &Container) {
         let dir = self.container_dir(&c.name);
-        if let Err(e) = self.runc.delete(&c.name) {
-            tracing::warn!(container = %c.name, error = %e, "runc delete");
+        if let Err(e) = self.release(c) {
+            tracing::warn!(container = %c.name, error = %e, "release the processes");
         }
         if let Err(e) = overlay::unmount_root(&dir.join("bundle/rootfs")) {
             tracing::warn!(container = %c.name, error = %e, "unmount");
@@ -549,6 +559,7 @@ impl Runtime {
         self.runc.delete(&c.name)?; // a stopped runc container of the same id
         self.runc
             .run_detached(&c.name, &self.container_dir(name).join("bundle"))?;
+        c.owner = Owner::Runc;
         c.status = Status::Running;
         c.started_at = Some(now_rfc3339());
         self.save(&c)?;
@@ -568,29 +579,27 @@ impl Runtime {
                 action: "stop",
             });
         }
-        self.stop_process(&c.name)?;
+        self.stop_process(&c)?;
         c.status = Status::Stopped;
+        c.owner = Owner::Runc;
         self.save(&c)?;
         tracing::info!(container = %name, "stopped");
         Ok(c)
     }
 
-    /// SIGTERM, a grace period, SIGKILL, then forget the runc container.
-    fn stop_process(&self, name: &str) -> Result<(), RuntimeError> {
-        let _ = self.runc.kill(name, "TERM");
+    /// SIGTERM, a grace period, SIGKILL, then forget the processes' runtime state.
+    fn stop_process(&self, c: &Container) -> Result<(), RuntimeError> {
+        use nix::sys::signal::Signal;
+        self.signal(c, Signal::SIGTERM);
         let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            match self.runc.state(name)? {
-                Some(s) if s.status == "running" => std::thread::sleep(Duration::from_millis(50)),
-                _ => break,
-            }
+        while Instant::now() < deadline && self.proc_state(c)? == native::ProcState::Running {
+            std::thread::sleep(Duration::from_millis(50));
         }
-        if matches!(self.runc.state(name)?, Some(s) if s.status == "running") {
-            let _ = self.runc.kill(name, "KILL");
+        if self.proc_state(c)? == native::ProcState::Running {
+            self.signal(c, Signal::SIGKILL);
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.runc.delete(name)?;
-        Ok(())
+        self.release(c)
     }
 
     /// Deletes a container, stopping it first if it runs.
@@ -600,7 +609,7 @@ impl Runtime {
         let c = self.get_locked(name)?;
         not_migrating(&c)?;
         if c.status == Status::Running {
-            self.stop_process(name)?;
+            self.stop_process(&c)?;
         }
         self.teardown(&c);
         if self.container_dir(name).exists() {
@@ -655,28 +664,65 @@ impl Runtime {
         let work = self.dump_work_dir(name, "criu-dump", &image_dir)?;
 
         let started = Instant::now();
-        let result = self.runc.checkpoint(
-            name,
-            &CheckpointOpts {
-                image_path: &image_dir,
-                work_path: &work,
-                leave_running: req.leave_running,
-                tcp_established: req.tcp_established,
-                page_server: None,
-                pre_dump: false,
-                parent_path: None,
-                timeout: None,
-            },
-        );
+        // Whoever runs the container dumps it (runc, or CRIU directly for ferry's own),
+        // unless the request asks for the native engine, which dumps runc's too.
+        let engine = match (req.engine, c.owner) {
+            (Some(CheckpointEngine::Runc), Owner::Ferry { .. }) => {
+                return Err(RuntimeError::Invalid(format!(
+                    "container '{name}' was restored by ferry's native engine: runc does not know it; checkpoint it with the native engine"
+                )))
+            }
+            (Some(e), _) => e,
+            (None, Owner::Runc) => CheckpointEngine::Runc,
+            (None, Owner::Ferry { .. }) => CheckpointEngine::Native,
+        };
+        let pid = match engine {
+            CheckpointEngine::Native => Some(self.init_pid_of(&c)?),
+            CheckpointEngine::Runc => None,
+        };
+        let result = match (engine, pid) {
+            (CheckpointEngine::Runc, _) | (_, None) => self
+                .runc
+                .checkpoint(
+                    name,
+                    &CheckpointOpts {
+                        image_path: &image_dir,
+                        work_path: &work,
+                        leave_running: req.leave_running,
+                        tcp_established: req.tcp_established,
+                        page_server: None,
+                        pre_dump: false,
+                        parent_path: None,
+                        timeout: None,
+                    },
+                )
+                .map_err(|e| e.stderr),
+            (CheckpointEngine::Native, Some(pid)) => self
+                .native_dump(
+                    &c,
+                    pid,
+                    &native::NativeDump {
+                        image_dir: &image_dir,
+                        work_dir: &work,
+                        page_server: None,
+                        lazy: false,
+                        parent: None,
+                        pre_dump: false,
+                        tls: None,
+                        parked: false,
+                        leave_running: req.leave_running,
+                        tcp_established: req.tcp_established,
+                        timeout: CHECKPOINT_TIMEOUT,
+                    },
+                )
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
         let checkpoint_ms = started.elapsed().as_millis() as u64;
         if let Err(e) = result {
             // CRIU resumes the tree when a dump fails; make sure the record says what is true.
             net::remove_criu_network_lock(&c.netns);
-            let detail = format!(
-                "{}; CRIU: {}",
-                e.stderr,
-                runc::criu_log_tail(&work, "dump.log")
-            );
+            let detail = format!("{e}; CRIU: {}", runc::criu_log_tail(&work, "dump.log"));
             self.refresh(&mut c)?;
             return Err(RuntimeError::Criu {
                 action: "checkpoint",
@@ -685,9 +731,11 @@ impl Runtime {
             });
         }
         if !req.leave_running {
-            // runc destroyed the container after the dump; CRIU's network lock stays in the
-            // namespace until the restore (an established connection must not see a RST).
-            self.runc.delete(name)?;
+            // The processes ended with the dump; their runtime state goes. CRIU's network
+            // lock stays in the namespace until the restore (an established connection must
+            // not see a RST).
+            self.release(&c)?;
+            c.owner = Owner::Runc;
             c.status = Status::Checkpointed;
             if !req.tcp_established {
                 net::remove_criu_network_lock(&c.netns);
@@ -705,6 +753,8 @@ impl Runtime {
             image_dir,
             leave_running: req.leave_running,
             checkpoint_ms,
+            engine,
+            dump: Some(handoff::read_dump_stats(&work)).filter(|d| d.frozen_us > 0),
         };
         tracing::info!(container = %name, ms = checkpoint_ms, bytes = report.image_bytes, "checkpointed");
         Ok(report)
@@ -720,8 +770,9 @@ impl Runtime {
         c: &Container,
         images: &Path,
         tcp_established: bool,
-        lazy_from: Option<std::net::SocketAddr>,
-    ) -> Result<(u64, Option<std::process::Child>), RuntimeError> {
+        lazy_from: Option<(std::net::SocketAddr, Option<&crate::criu::CriuTls>)>,
+        engine: CheckpointEngine,
+    ) -> Result<(u64, Option<std::process::Child>, Owner), RuntimeError> {
         let name = c.name.as_str();
         let work = self.container_dir(name).join("criu-restore");
         let _ = std::fs::remove_dir_all(&work);
@@ -730,38 +781,65 @@ impl Runtime {
         net::remove_criu_network_lock(&c.netns);
         let started = Instant::now();
         let mut lazy = match lazy_from {
-            Some(addr) => Some(self.start_lazy_pages(images, &work, addr)?),
+            Some((addr, tls)) => Some(self.start_lazy_pages(images, &work, addr, tls)?),
             None => None,
         };
-        let result = self.runc.restore(
-            name,
-            &RestoreOpts {
-                image_path: images,
-                work_path: &work,
-                bundle: &self.container_dir(name).join("bundle"),
-                tcp_established,
-                lazy_pages: lazy.is_some(),
-            },
-        );
-        if let Err(e) = result {
-            if let Some(l) = lazy.as_mut() {
-                let _ = l.kill();
-                let _ = l.wait();
+        let result = match engine {
+            CheckpointEngine::Runc => self
+                .runc
+                .restore(
+                    name,
+                    &RestoreOpts {
+                        image_path: images,
+                        work_path: &work,
+                        bundle: &self.container_dir(name).join("bundle"),
+                        tcp_established,
+                        lazy_pages: lazy.is_some(),
+                    },
+                )
+                .map(|()| Owner::Runc)
+                .map_err(|e| RuntimeError::Criu {
+                    action: "restore",
+                    name: name.to_string(),
+                    detail: format!(
+                        "{}; CRIU: {}",
+                        e.stderr,
+                        runc::criu_log_tail(&work, "restore.log")
+                    ),
+                }),
+            CheckpointEngine::Native => self.native_restore(
+                c,
+                &native::NativeRestore {
+                    images,
+                    work_dir: &work,
+                    lazy: lazy.is_some(),
+                    timeout: RESTORE_TIMEOUT,
+                },
+            ),
+        };
+        match result {
+            Ok(owner) => Ok((started.elapsed().as_millis() as u64, lazy, owner)),
+            Err(e) => {
+                if let Some(l) = lazy.as_mut() {
+                    let _ = l.kill();
+                    let _ = l.wait();
+                }
+                net::remove_criu_network_lock(&c.netns);
+                let _ = self.runc.delete(name);
+                if engine == CheckpointEngine::Native {
+                    // CRIU kills what it restored when it fails; the cgroups made for it
+                    // stay, and go now.
+                    let _ = self.release(&Container {
+                        owner: Owner::Ferry {
+                            pid: 0,
+                            start_time: 0,
+                        },
+                        ..c.clone()
+                    });
+                }
+                Err(e)
             }
-            net::remove_criu_network_lock(&c.netns);
-            let _ = self.runc.delete(name);
-            let detail = format!(
-                "{}; CRIU: {}",
-                e.stderr,
-                runc::criu_log_tail(&work, "restore.log")
-            );
-            return Err(RuntimeError::Criu {
-                action: "restore",
-                name: name.to_string(),
-                detail,
-            });
         }
-        Ok((started.elapsed().as_millis() as u64, lazy))
     }
 
     /// Restores a container from a checkpoint directory.
@@ -795,7 +873,13 @@ impl Runtime {
             )));
         }
         self.prepare(&c)?;
-        let (restore_ms, _) = self.run_restore(&c, &image_dir, req.tcp_established, None)?;
+        let engine = req.engine.unwrap_or_default();
+        if engine == CheckpointEngine::Native {
+            self.prepare_cgroups(&c)?;
+        }
+        let (restore_ms, _, owner) =
+            self.run_restore(&c, &image_dir, req.tcp_established, None, engine)?;
+        c.owner = owner;
         c.status = Status::Running;
         self.save(&c)?;
         tracing::info!(container = %name, ms = restore_ms, "restored");

@@ -129,6 +129,15 @@ pub fn criu_config(base: &str, unified_cgroup: Option<&str>) -> String {
     }
 }
 
+/// The paths runc masks in every container (the runtime spec's defaults): a file is hidden
+/// under a bind of /dev/null, a directory under an empty read-only tmpfs.
+pub fn masked_paths() -> Vec<String> {
+    oci_spec::runtime::Linux::default()
+        .masked_paths()
+        .clone()
+        .unwrap_or_default()
+}
+
 /// Builds the runtime spec for `req` on top of the image's configuration.
 pub fn build(
     req: &ContainerRequest,
@@ -212,7 +221,7 @@ pub fn build(
         .namespaces(namespaces)
         .cgroups_path(cgroups_path)
         .resources(resources.build()?)
-        .masked_paths(default_linux.masked_paths().clone().unwrap_or_default())
+        .masked_paths(masked_paths())
         .readonly_paths(default_linux.readonly_paths().clone().unwrap_or_default())
         .seccomp(seccomp()?)
         .build()?;

@@ -26,6 +26,8 @@ pub struct UpOptions {
     pub ferry_bin: PathBuf,
     /// Start a `ferry host` daemon per host (off: network, delay elements and RAN only).
     pub start_hosts: bool,
+    /// More options for every `ferry host` (a benchmark's `--allow-plain-pages`).
+    pub host_args: Vec<String>,
 }
 
 /// The file the agent creates once its delay elements and RAN run.
@@ -98,23 +100,25 @@ fn try_up(plan: Plan, topo_text: &str, opts: &UpOptions) -> Result<State, Testbe
                 .map_err(|e| TestbedError::io(format!("creating {}", h.state_dir), e))?;
             let log = format!("{rdir}/host-{}.log", h.name);
             let child = spawn(
-                Command::new(&opts.ferry_bin).args([
-                    "host",
-                    "--name",
-                    &h.name,
-                    "--netns",
-                    &h.netns,
-                    "--listen",
-                    &h.api,
-                    "--state-dir",
-                    &h.state_dir,
-                    "--bridge",
-                    &h.bridge,
-                    "--gateway",
-                    &h.gateway,
-                    "--tls-dir",
-                    &pki,
-                ]),
+                Command::new(&opts.ferry_bin)
+                    .args([
+                        "host",
+                        "--name",
+                        &h.name,
+                        "--netns",
+                        &h.netns,
+                        "--listen",
+                        &h.api,
+                        "--state-dir",
+                        &h.state_dir,
+                        "--bridge",
+                        &h.bridge,
+                        "--gateway",
+                        &h.gateway,
+                        "--tls-dir",
+                        &pki,
+                    ])
+                    .args(&opts.host_args),
                 &log,
             )?;
             state.procs.push(Proc {

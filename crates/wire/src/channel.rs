@@ -19,11 +19,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::container::ContainerRequest;
-use crate::migration::{IncomingState, MigrationId, Technique};
+use crate::migration::{CheckpointEngine, IncomingState, MigrationId, PageTransport, Technique};
 
 /// Version of the host API and migration channel. Bump it for any change a peer of the old
 /// version would misread.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Header carrying the per-migration token.
 pub const AUTH_HEADER: &str = "authorization";
@@ -56,6 +56,10 @@ pub struct Offer {
     pub technique: Technique,
     /// The lease the source counts on for a restored, uncommitted copy, in milliseconds.
     pub lease_ms: u64,
+    /// How the pages travel: the target's page servers and lazy-pages daemon speak the same.
+    pub pages: PageTransport,
+    /// Who drives CRIU: the target restores with the same engine.
+    pub engine: CheckpointEngine,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +126,9 @@ pub struct LazyState {
     pub remote_page_faults: u64,
     /// Pages that arrived from the source (faults and background push).
     pub transferred_pages: u64,
+    /// Faults in the first 100 ms after the restore (where the target's CRIU logs it).
+    #[serde(default)]
+    pub faults_first_100ms: Option<u64>,
 }
 
 /// The target's durable answer about one migration.

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::migration::MigrationId;
+use crate::migration::{CheckpointEngine, DumpStats, MigrationId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,6 +120,23 @@ pub struct Container {
     /// target). Lifecycle operations are refused while it is set.
     #[serde(default)]
     pub migration: Option<MigrationId>,
+    /// Who runs its processes.
+    #[serde(default)]
+    pub owner: Owner,
+}
+
+/// Who runs a container's processes: the one that started or restored them, and the only
+/// one that can pause, stop or dump them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    /// runc (it ran the container, or restored it): runc's state says where it is.
+    #[default]
+    Runc,
+    /// ferry itself: CRIU restored it for ferry's native engine. Its init is `pid`, started
+    /// at `start_time` (clock ticks after boot, as /proc/PID/stat says, so a reused pid is
+    /// told apart); its cgroups are where runc would have put them.
+    Ferry { pid: i32, start_time: u64 },
 }
 
 /// Container names become directory, netns and runc IDs: keep them plain.
@@ -151,6 +168,10 @@ pub struct CheckpointRequest {
     /// Dump established TCP connections (CRIU `--tcp-established`).
     #[serde(default)]
     pub tcp_established: bool,
+    /// Who drives CRIU; absent: whoever runs the container (runc, or ferry for one it
+    /// restored natively). `native` also dumps a container runc runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<CheckpointEngine>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,10 +179,16 @@ pub struct CheckpointReport {
     pub container: String,
     pub image_dir: PathBuf,
     pub leave_running: bool,
-    /// Wall time of `runc checkpoint` (freeze + dump + write images).
+    /// Wall time of the checkpoint (freeze + dump + write images).
     pub checkpoint_ms: u64,
     /// Total size of the checkpoint images.
     pub image_bytes: u64,
+    /// Who drove CRIU.
+    #[serde(default)]
+    pub engine: CheckpointEngine,
+    /// CRIU's own figures of the dump.
+    #[serde(default)]
+    pub dump: Option<DumpStats>,
 }
 
 /// `POST /ferry/v1/containers/{name}/restore`.
@@ -172,6 +199,9 @@ pub struct RestoreRequest {
     pub image_dir: Option<PathBuf>,
     #[serde(default)]
     pub tcp_established: bool,
+    /// Who drives CRIU (default runc; `native`: ferry then runs the restored container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<CheckpointEngine>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ pub mod migration;
 pub mod problem;
 
 pub use channel::PROTOCOL_VERSION;
-pub use container::{Container, ContainerRequest, Status};
+pub use container::{Container, ContainerRequest, Owner, Status};
 pub use migration::{
     IncomingState, MigrateRequest, MigrationId, MigrationReport, MigrationView, Outcome,
     OutgoingState, Phase, Technique,

@@ -222,6 +222,82 @@ pub struct MigrateRequest {
     /// commit, and the source cleans up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_commit: Option<String>,
+    /// How the memory pages travel; absent: over TLS between hosts that have TLS files,
+    /// else plain. `plain` between TLS hosts is for benchmarks that measure what TLS costs,
+    /// and is refused unless both hosts were started with `--allow-plain-pages`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<PageTransport>,
+    /// Who drives CRIU on both hosts; absent: the source host's default (`ferry host
+    /// --engine`). The benchmark compares both in one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<CheckpointEngine>,
+}
+
+/// Who drives CRIU for a migration's dumps and restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointEngine {
+    /// runc's CLI (`runc checkpoint`, `runc restore`), which starts CRIU itself. Also what
+    /// records written before the native engine existed say.
+    #[default]
+    Runc,
+    /// ferry over CRIU's RPC: nothing but CRIU runs while the app is frozen; the restored
+    /// container is then ferry's own to run (see `ferry_runtime`'s native engine).
+    Native,
+}
+
+impl CheckpointEngine {
+    pub const ALL: [CheckpointEngine; 2] = [CheckpointEngine::Runc, CheckpointEngine::Native];
+}
+
+impl std::str::FromStr for CheckpointEngine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<CheckpointEngine, String> {
+        CheckpointEngine::ALL
+            .into_iter()
+            .find(|e| e.to_string() == s)
+            .ok_or_else(|| format!("unknown engine '{s}' (use runc or native)"))
+    }
+}
+
+impl std::fmt::Display for CheckpointEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckpointEngine::Runc => "runc",
+            CheckpointEngine::Native => "native",
+        })
+    }
+}
+
+/// How CRIU's memory pages travel between the hosts (page servers, lazy pages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageTransport {
+    /// CRIU's TLS, both ends with certificates of the operator's CA.
+    Tls,
+    /// Plain TCP: between hosts without TLS files (a developer's loopback), or a benchmark's
+    /// comparison run. Also what records written before TLS existed say.
+    #[default]
+    Plain,
+}
+
+impl std::str::FromStr for PageTransport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PageTransport, String> {
+        [PageTransport::Tls, PageTransport::Plain]
+            .into_iter()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| format!("unknown page transport '{s}' (use tls or plain)"))
+    }
+}
+
+impl std::fmt::Display for PageTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PageTransport::Tls => "tls",
+            PageTransport::Plain => "plain",
+        })
+    }
 }
 
 /// Faults a test can inject into a migration, each exercising a real failure path.
@@ -436,7 +512,12 @@ pub struct Timings {
     /// CRIU dump; for cold this includes sending every page to the target's page server.
     pub dump_ms: Option<u64>,
     pub transfer_ms: Option<u64>,
+    /// The target's restore (CRIU's and ferry's work there).
     pub restore_ms: Option<u64>,
+    /// The restore as the source saw it: the call to the target, its round trip and all the
+    /// target did before and after CRIU.
+    #[serde(default)]
+    pub restore_call_ms: Option<u64>,
     pub commit_ms: Option<u64>,
     pub cleanup_ms: Option<u64>,
     /// Post-copy: from the commit until the last page arrived.
@@ -470,6 +551,12 @@ pub struct MigrationReport {
     pub stream_bytes: u64,
     /// Memory pages through the page server.
     pub pages_bytes: u64,
+    /// How they travelled.
+    #[serde(default)]
+    pub pages: PageTransport,
+    /// Who drove CRIU.
+    #[serde(default)]
+    pub engine: CheckpointEngine,
     /// Everything between the hosts for this migration (stream + pages).
     pub bytes_on_wire: u64,
     pub dump: Option<DumpStats>,
@@ -478,9 +565,52 @@ pub struct MigrationReport {
     pub pre_copy_rounds: Vec<PreCopyRound>,
     /// Post-copy: page faults the target served from the source.
     pub remote_page_faults: Option<u64>,
+    /// Post-copy: of them, those in the first 100 ms after the restore (the request path
+    /// waiting on the link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_page_faults_first_100ms: Option<u64>,
     /// Where it failed, and why.
     pub failed_phase: Option<Phase>,
     pub error: Option<String>,
+    /// For `auto`: why this technique (the expected downtimes it weighed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<String>,
+}
+
+impl MigrationReport {
+    /// The report of a migration that has not done anything yet: every figure zero or
+    /// absent, the outcome `rolled_back` until it ends otherwise.
+    pub fn new(
+        id: MigrationId,
+        container: &str,
+        source: &str,
+        target: &str,
+        requested: Technique,
+        technique: Technique,
+    ) -> MigrationReport {
+        MigrationReport {
+            id,
+            container: container.to_string(),
+            source: source.to_string(),
+            target: target.to_string(),
+            requested,
+            technique,
+            outcome: Outcome::RolledBack,
+            timings: Timings::default(),
+            stream_bytes: 0,
+            pages_bytes: 0,
+            pages: PageTransport::default(),
+            engine: CheckpointEngine::default(),
+            bytes_on_wire: 0,
+            dump: None,
+            pre_copy_rounds: Vec::new(),
+            remote_page_faults: None,
+            remote_page_faults_first_100ms: None,
+            failed_phase: None,
+            error: None,
+            choice: None,
+        }
+    }
 }
 
 /// The operation resource of an outgoing migration (`GET /ferry/v1/migrations/{id}` on the

@@ -184,6 +184,11 @@ struct ServeArgs {
     /// Subscriptions (per API) one OAuth client may hold.
     #[arg(long, default_value_t = ferry_control::DEFAULT_MAX_SUBSCRIPTIONS)]
     max_subscriptions_per_client: usize,
+    /// Seconds between re-readings of where the followed UEs are (MEC 013 queries/users),
+    /// which move what a lost notification left behind; 0: only at start and after a
+    /// detected gap [default: 30]
+    #[arg(long, value_name = "SECS")]
+    reconcile_interval: Option<u64>,
     /// Test hooks in DIR: relocations can be held at named points. For the project's tests
     /// only; never on a production control plane.
     #[arg(long, hide = true)]
@@ -367,12 +372,20 @@ fn run_daemon(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("topology {}", path.display()))?;
         for cell in &topo.cells {
             config.cells.insert(cell.name.clone(), cell.host.clone());
+            let e = &cell.ecgi;
+            config.ecgis.insert(
+                ferry_control::follow::ecgi_key(&e.mcc, &e.mnc, &e.cell_id),
+                cell.host.clone(),
+            );
         }
         config.app_subnet = parse_subnet(&topo.app_subnet)
             .map_err(|e| anyhow::anyhow!("topology {}: app_subnet: {e}", path.display()))?;
     }
     if let Some(s) = args.app_subnet.as_deref().or(file.app_subnet.as_deref()) {
         config.app_subnet = parse_subnet(s).map_err(|e| anyhow::anyhow!("--app-subnet: {e}"))?;
+    }
+    if let Some(secs) = args.reconcile_interval.or(file.reconcile_interval) {
+        config.reconcile_every = (secs > 0).then(|| std::time::Duration::from_secs(secs));
     }
     config.ran = args
         .ran

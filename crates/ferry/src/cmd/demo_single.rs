@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     let t = Instant::now();
-    let ck = host.checkpoint("counter")?;
+    let ck = host.checkpoint("counter", ferry_wire::migration::CheckpointEngine::Runc)?;
     println!(
         "checkpoint  {} ms, {:.1} MiB of images in {} -- the app is no longer running",
         ck.checkpoint_ms,
@@ -74,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "expected checkpointed, got {status}"
     );
 
-    let rs = host.restore("counter")?;
+    let rs = host.restore("counter", ferry_wire::migration::CheckpointEngine::Runc)?;
     println!(
         "restore     {} ms (checkpoint to running again: {} ms)",
         rs.restore_ms,

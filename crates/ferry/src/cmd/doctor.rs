@@ -132,6 +132,16 @@ fn checks() -> Vec<Check> {
             out.push(check("criu lazy pages (uffd)", false, f.lazy_pages,
                 if f.lazy_pages { "userfaultfd available" } else { "no userfaultfd" },
                 "disables post-copy migration: needs CONFIG_USERFAULTFD (and vm.unprivileged_userfaultfd or root)"));
+            let tls = criu::has_tls(&path);
+            out.push(check("criu tls", false, tls,
+                if tls { "built with GnuTLS: page traffic can be encrypted" } else { "built without TLS" },
+                "a host with --tls-dir refuses to start (memory pages would cross the network in the clear): rebuild with scripts/install-deps (libgnutls28-dev)"));
+            let private = path.ends_with(".deps/criu/sbin/criu");
+            let cache_dir = if private { criu::KDAT_DIR } else { "/run" };
+            let cached = criu::on_tmpfs(std::path::Path::new(cache_dir));
+            out.push(check("criu kerndat cache", false, cached,
+                format!("{cache_dir} {}", if cached { "is a tmpfs: CRIU keeps its kernel probe results there" } else { "is not a tmpfs" }),
+                "every CRIU start probes the kernel again (about 100 ms on the frozen path of a migration): `ferry host` mounts a tmpfs on /run/ferry/criu for ferry's CRIU build; for a system CRIU make /run a tmpfs"));
         }
     }
 

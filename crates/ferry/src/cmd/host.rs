@@ -52,6 +52,15 @@ pub struct Args {
     /// can order this host. For a lab only; logged at start.
     #[arg(long)]
     insecure: bool,
+    /// With --tls-dir, let a migration request ask for plain page traffic (`"pages":
+    /// "plain"`): CRIU's page server and lazy pages then run without TLS. For benchmarks
+    /// that measure what TLS costs; logged at start.
+    #[arg(long)]
+    allow_plain_pages: bool,
+    /// Who drives CRIU for migrations whose request does not say: runc (its CLI) or native
+    /// (ferry over CRIU's RPC, nothing but CRIU while the app is frozen).
+    #[arg(long, env = "FERRY_ENGINE", default_value_t = ferry_wire::migration::CheckpointEngine::Runc)]
+    engine: ferry_wire::migration::CheckpointEngine,
     /// Largest image archive accepted, in MiB of tar (after gunzip of a gzipped archive).
     #[arg(long, default_value_t = ImageLimits::default().archive_bytes >> 20)]
     max_archive_mib: u64,
@@ -92,12 +101,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(ns) = &args.netns {
         enter_netns(ns)?;
     }
-    let (security, client_tls) = match &args.tls_dir {
+    let criu = args.criu.or_else(ferry_runtime::criu::find).context(
+        "CRIU not found: run `scripts/install-deps` (or `make deps`), or pass --criu PATH",
+    )?;
+    // CRIU's kernel probe results, kept between its starts: about 100 ms less on each
+    // dump and restore of a migration.
+    match ferry_runtime::criu::ensure_kdat_cache() {
+        Ok(state) => tracing::info!(
+            dir = ferry_runtime::criu::KDAT_DIR,
+            ?state,
+            "CRIU kerndat cache"
+        ),
+        Err(e) => {
+            tracing::warn!("no CRIU kerndat cache (each CRIU start probes the kernel again): {e}")
+        }
+    }
+    let (security, client_tls, pages_tls) = match &args.tls_dir {
         Some(dir) => {
             let files = super::pki::own_files(dir, &Identity::Host(args.name.clone()))?;
+            // Memory pages are the app's state: with TLS between the hosts, they travel
+            // over CRIU's TLS too, so a CRIU built without it cannot serve here.
+            if !ferry_runtime::criu::has_tls(&criu) {
+                anyhow::bail!(
+                    "{} was built without TLS (GnuTLS), so memory pages would cross the network in the clear: rebuild it with `scripts/install-deps` (needs libgnutls28-dev) or pass --criu PATH to one built with it",
+                    criu.display()
+                );
+            }
+            let pages = ferry_runtime::criu::CriuTls {
+                ca: files.ca.clone(),
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+            };
+            if args.allow_plain_pages {
+                tracing::warn!("--allow-plain-pages: a migration request may move memory pages without TLS (for benchmarks)");
+            }
             (
                 Security::MutualTls(ferry_tls::server_config(&files)?),
                 Some(ferry_tls::client_config(&files)?),
+                Some(pages),
             )
         }
         None if !args.listen.ip().is_loopback() && !args.insecure => anyhow::bail!(
@@ -106,12 +147,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
         None => {
             tracing::warn!(listen = %args.listen, "no --tls-dir: the API is plain HTTP and anyone who reaches it can order this host");
-            (Security::Insecure, None)
+            (Security::Insecure, None, None)
         }
     };
-    let criu = args.criu.or_else(ferry_runtime::criu::find).context(
-        "CRIU not found: run `scripts/install-deps` (or `make deps`), or pass --criu PATH",
-    )?;
     let config = RuntimeConfig {
         name: args.name.clone(),
         state_dir: args.state_dir,
@@ -139,6 +177,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         engine.lease = std::time::Duration::from_secs(args.lease_s);
         engine.hooks = Hooks::new(args.test_hooks);
         engine.tls = client_tls;
+        engine.pages_tls = pages_tls;
+        engine.allow_plain_pages = args.allow_plain_pages;
+        engine.engine = args.engine;
         ferry_host::serve(
             listener,
             Arc::new(rt),

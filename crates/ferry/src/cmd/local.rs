@@ -263,24 +263,31 @@ impl LocalHost {
         Ok(self.call(move |c| async move { c.container(&n).await })?)
     }
 
-    /// Checkpoints `name` (with its TCP connections); the app stops.
+    /// Checkpoints `name` (with its TCP connections) with `engine`; the app stops.
     pub fn checkpoint(
         &self,
         name: &str,
+        engine: ferry_wire::migration::CheckpointEngine,
     ) -> anyhow::Result<ferry_wire::container::CheckpointReport> {
         let n = name.to_string();
         let req = ferry_wire::container::CheckpointRequest {
             tcp_established: true,
+            engine: Some(engine),
             ..Default::default()
         };
         Ok(self.call(move |c| async move { c.checkpoint(&n, &req).await })?)
     }
 
-    /// Restores `name` from its last checkpoint.
-    pub fn restore(&self, name: &str) -> anyhow::Result<ferry_wire::container::RestoreReport> {
+    /// Restores `name` from its last checkpoint with `engine`.
+    pub fn restore(
+        &self,
+        name: &str,
+        engine: ferry_wire::migration::CheckpointEngine,
+    ) -> anyhow::Result<ferry_wire::container::RestoreReport> {
         let n = name.to_string();
         let req = ferry_wire::container::RestoreRequest {
             tcp_established: true,
+            engine: Some(engine),
             ..Default::default()
         };
         Ok(self.call(move |c| async move { c.restore(&n, &req).await })?)

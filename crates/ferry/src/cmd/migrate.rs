@@ -242,6 +242,7 @@ fn timings(t: &Timings) -> Vec<(&'static str, u64)> {
         ("dump", t.dump_ms),
         ("transfer", t.transfer_ms),
         ("restore", t.restore_ms),
+        ("restore call", t.restore_call_ms),
         ("commit", t.commit_ms),
         ("lazy completion", t.lazy_completion_ms),
         ("cleanup", t.cleanup_ms),
@@ -292,7 +293,11 @@ pub fn report_table(r: &MigrationReport) -> String {
         ));
     }
     if let Some(f) = r.remote_page_faults {
-        out.push_str(&format!("  remote page faults: {f}\n"));
+        let early = r
+            .remote_page_faults_first_100ms
+            .map(|e| format!(" ({e} in the first 100 ms after the restore)"))
+            .unwrap_or_default();
+        out.push_str(&format!("  remote page faults: {f}{early}\n"));
     }
     out
 }
@@ -380,22 +385,18 @@ mod tests {
             ..Timings::default()
         };
         let r = MigrationReport {
-            id: "m-1".parse().unwrap(),
-            container: "app".into(),
-            source: "a".into(),
-            target: "b".into(),
-            requested: Technique::Auto,
-            technique: Technique::Cold,
             outcome: ferry_wire::Outcome::Completed,
             timings: t,
-            stream_bytes: 0,
             pages_bytes: 1 << 20,
             bytes_on_wire: 1 << 20,
-            dump: None,
-            pre_copy_rounds: vec![],
-            remote_page_faults: None,
-            failed_phase: None,
-            error: None,
+            ..MigrationReport::new(
+                "m-1".parse().unwrap(),
+                "app",
+                "a",
+                "b",
+                Technique::Auto,
+                Technique::Cold,
+            )
         };
         assert_eq!(
             phase_breakdown(&r),

@@ -79,6 +79,18 @@ struct ServeArgs {
     /// tokens. For a lab only.
     #[arg(long)]
     insecure: bool,
+    /// Notifications queued per subscription; beyond it MEC 012 CellChange notifications
+    /// merge per UE (the latest cell wins, `ferryMergedHandovers` counts the hops) and the
+    /// others are dropped and counted (`ferryLostNotifications`).
+    #[arg(long, default_value_t = default_notify_queue(), value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    notify_queue: u32,
+    /// Subscriptions (MEC 012 and 013 together) one OAuth client (an app) may hold.
+    #[arg(long, default_value_t = ferry_ran::DEFAULT_MAX_SUBSCRIPTIONS)]
+    max_subscriptions_per_client: usize,
+}
+
+fn default_notify_queue() -> u32 {
+    ferry_ran::Options::default().notify_queue as u32
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -101,8 +113,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => Some(super::pki::own_files(dir, &ferry_tls::Identity::Ran)?),
         None => None,
     };
-    let ran = ferry_ran::Ran::with_tls(&topo, files.as_ref())
+    let options = ferry_ran::Options {
+        notify_queue: args.notify_queue as usize,
+    };
+    let ran = ferry_ran::Ran::with_options(&topo, files.as_ref(), options)
         .with_context(|| format!("topology {}", path.display()))?;
+    ran.set_max_subscriptions_per_client(args.max_subscriptions_per_client);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| {

@@ -187,6 +187,7 @@ fn cmd_up(file: &std::path::Path, hosts: bool) -> anyhow::Result<ExitCode> {
     let opts = up::UpOptions {
         ferry_bin: std::env::current_exe().context("cannot find the ferry binary")?,
         start_hosts: hosts,
+        host_args: Vec::new(),
     };
     let s = up::up(&topo, &text, &opts)?;
     print_state(&s);

@@ -55,7 +55,7 @@ pub struct TestHost {
     pub state: tempfile::TempDir,
     listen: String,
     daemon: Option<Child>,
-    id: Option<String>,
+    pub id: Option<String>,
     /// The lease this host asks of targets (`--lease-s`).
     pub lease_s: u64,
     /// An HTTP client whose sockets live in the host's namespace (over mutual TLS as
@@ -63,6 +63,8 @@ pub struct TestHost {
     pub http: reqwest::blocking::Client,
     /// The PKI directory of a host run with `--tls-dir`.
     pub tls: Option<PathBuf>,
+    /// More options for the daemon, from its next (re)start on.
+    pub extra_args: Vec<String>,
     /// A PKI the host made for itself.
     _pki: Option<tempfile::TempDir>,
 }
@@ -147,6 +149,7 @@ impl TestHost {
             lease_s: 30,
             http,
             tls: tls.map(Path::to_path_buf),
+            extra_args: Vec::new(),
             _pki: None,
         };
         host.spawn_daemon();
@@ -195,6 +198,7 @@ impl TestHost {
         if let Some(dir) = &self.tls {
             cmd.arg("--tls-dir").arg(dir);
         }
+        cmd.args(&self.extra_args);
         let child = cmd.spawn().expect("spawn ferry host");
         self.daemon = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -485,7 +489,45 @@ impl Drop for TestHost {
             quiet("ip", &["netns", "del", &ns]);
         }
         quiet("ip", &["netns", "del", &self.netns]);
+        if let Some(id) = &self.id {
+            remove_cgroups_of(id);
+        }
     }
+}
+
+/// Ends and removes whatever is left in a host's cgroups (`/ferry/<id>` on every hierarchy):
+/// the processes of a container ferry restored itself, which runc does not know, and the
+/// cgroups a test that failed in a bad state left.
+fn remove_cgroups_of(id: &str) {
+    let cgroups = ferry_runtime::cgroup::Hierarchies::mounted();
+    let mut groups = std::collections::BTreeSet::new();
+    let parent = ferry_runtime::cgroup::path(id, "");
+    for root in cgroups.roots() {
+        let dir = root.join(parent.trim_matches('/'));
+        for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let group = child.path();
+            if !group.is_dir() {
+                continue;
+            }
+            let procs = std::fs::read_to_string(group.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = std::fs::write(group.join("freezer.state"), "THAWED");
+            let _ = std::fs::write(group.join("cgroup.freeze"), "0");
+            groups.insert(child.file_name().to_string_lossy().into_owned());
+        }
+    }
+    for name in groups {
+        cgroups.remove(
+            &ferry_runtime::cgroup::path(id, &name),
+            Duration::from_secs(5),
+        );
+    }
+    cgroups.remove_empty_parents(id);
 }
 
 /// One HTTP/1.1 keep-alive connection to a ferry-counter.

@@ -79,12 +79,18 @@ impl ControlProcess {
 
 /// Starts `ferry ran --no-trace` on 127.0.0.1:0 with `topology`, killed on drop.
 pub fn start_ran(topology: &Path) -> Daemon {
+    start_ran_with(topology, &[])
+}
+
+/// [`start_ran`] with more arguments (e.g. `--notify-queue 4`).
+pub fn start_ran_with(topology: &Path, args: &[&str]) -> Daemon {
     Daemon::spawn(
         Command::new(BIN)
             .args(["ran", "--no-trace", "--listen", "127.0.0.1:0", "--topology"])
             .arg(topology)
             .arg("--tls-dir")
-            .arg(pki()),
+            .arg(pki())
+            .args(args),
         "ferry ran: listening on ",
         "https://",
         None,
@@ -159,6 +165,7 @@ pub fn success(method: &Method, path: &str, body: &[u8]) -> (StatusCode, String)
             started_at: None,
             last_checkpoint: None,
             migration: None,
+            owner: Default::default(),
         })
         .unwrap()
     };

@@ -23,10 +23,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ferry_wire::migration::{DumpStats, MigrationId};
+use ferry_wire::migration::{CheckpointEngine, DumpStats, MigrationId};
 
 use super::{io, now_rfc3339, Runtime, RuntimeError};
 use crate::container::{Container, ContainerRequest, Status};
+use crate::criu::{CriuTls, End};
 use crate::net;
 use crate::runc::{self, CheckpointOpts};
 use crate::spec;
@@ -103,11 +104,119 @@ impl<'a> ProtoReader<'a> {
 }
 
 /// CRIU's statistics of the dump whose work dir is `work` (zero when it wrote none).
-fn read_dump_stats(work: &Path) -> DumpStats {
+pub(super) fn read_dump_stats(work: &Path) -> DumpStats {
     std::fs::read(work.join("stats-dump"))
         .ok()
         .and_then(|b| parse_dump_stats(&b))
         .unwrap_or_default()
+}
+
+/// One dump of a migration (a pre-copy round, the final dump, or a lazy dump).
+pub struct Dump<'a> {
+    /// Who drives CRIU.
+    pub engine: CheckpointEngine,
+    pub image_dir: &'a Path,
+    /// `ADDR:PORT` of the page server: the target's (cold, pre-copy rounds and final dump)
+    /// or, for a lazy dump, where it serves the pages itself.
+    pub page_server: Option<&'a str>,
+    /// CRIU's TLS for the pages, when they travel over it.
+    pub tls: Option<&'a CriuTls>,
+    /// The previous pre-dump's image dir, relative to `image_dir`.
+    pub parent: Option<&'a str>,
+    /// How long the dump may take (a lazy dump: until its page server is ready).
+    pub timeout: std::time::Duration,
+    /// The app's init (the native engine dumps it by pid; [`Runtime::init_pid`] before the
+    /// freeze).
+    pub pid: Option<i32>,
+}
+
+fn native_pid(d: &Dump) -> Result<i32, RuntimeError> {
+    d.pid.ok_or_else(|| {
+        RuntimeError::Invalid("the native engine dumps by pid, and none was given".into())
+    })
+}
+
+/// The native engine's view of `d` (CRIU's work dir `work`).
+fn native_dump<'a>(
+    d: &'a Dump,
+    work: &'a Path,
+    pre_dump: bool,
+    lazy: bool,
+    parked: bool,
+    tls: Option<(&'a CriuTls, End)>,
+) -> Result<super::native::NativeDump<'a>, RuntimeError> {
+    let page_server = match d.page_server {
+        Some(ps) => {
+            let (addr, port) = ps
+                .rsplit_once(':')
+                .and_then(|(a, p)| Some((a.to_string(), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| {
+                    RuntimeError::Invalid(format!("page server '{ps}' is not ADDR:PORT"))
+                })?;
+            Some((addr, port))
+        }
+        None => None,
+    };
+    Ok(super::native::NativeDump {
+        image_dir: d.image_dir,
+        work_dir: work,
+        page_server,
+        lazy,
+        parent: d.parent,
+        pre_dump,
+        tls,
+        parked,
+        leave_running: true,
+        tcp_established: true,
+        timeout: d.timeout,
+    })
+}
+
+/// What a lazy-pages daemon's log says of a post-copy migration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LazyStats {
+    /// Page faults served from the source.
+    pub faults: u64,
+    /// Pages that arrived (faults and background transfer).
+    pub pages: u64,
+    /// Faults in the first 100 ms after the restore: the app's request path waiting on the
+    /// link (absent where CRIU does not log the restore's end).
+    pub faults_first_100ms: Option<u64>,
+}
+
+/// A CRIU log line's time stamp, `(SS.UUUUUU)`, in seconds.
+fn log_time(line: &str) -> Option<f64> {
+    line.strip_prefix('(')?
+        .split(')')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub fn parse_lazy_log(text: &str) -> LazyStats {
+    let faults = text.lines().filter(|l| l.contains("#PF")).count() as u64;
+    let pages = text
+        .lines()
+        .filter_map(|l| l.split("UFFD transferred pages: (").nth(1))
+        .filter_map(|rest| rest.split('/').next()?.trim().parse::<u64>().ok())
+        .sum();
+    let restored = text
+        .lines()
+        .find(|l| l.contains("Restore finished"))
+        .and_then(log_time);
+    let faults_first_100ms = restored.map(|t0| {
+        text.lines()
+            .filter(|l| l.contains("#PF"))
+            .filter_map(log_time)
+            .filter(|t| *t >= t0 && *t <= t0 + 0.1)
+            .count() as u64
+    });
+    LazyStats {
+        faults,
+        pages,
+        faults_first_100ms,
+    }
 }
 
 /// Directories a migration writes on the target: CRIU images and the writable layer.
@@ -161,26 +270,50 @@ impl Runtime {
     }
 
     /// Parks the container's network and freezes its processes: the downtime starts here.
-    pub fn freeze_outgoing(&self, name: &str, id: &MigrationId) -> Result<(), RuntimeError> {
+    /// The native engine freezes its cgroup directly; runc's engine asks runc.
+    pub fn freeze_outgoing(
+        &self,
+        name: &str,
+        id: &MigrationId,
+        engine: CheckpointEngine,
+    ) -> Result<(), RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut c = self.outgoing_container(name, id)?;
         self.park(&c)?;
-        self.runc.pause(name)?;
+        match engine {
+            CheckpointEngine::Runc => self.pause(&c)?,
+            CheckpointEngine::Native => self.freeze_cgroup(name)?,
+        }
         c.status = Status::Frozen;
         self.save(&c)
     }
 
-    /// Runs a final dump of a parked container with CRIU's network lock off (see
-    /// [`spec::CRIU_CONFIG_PARKED`]); the container's usual options are back afterwards.
-    fn with_parked_config<T>(
+    /// The pid of the init of the container outgoing migration `id` holds (looked up before
+    /// the freeze, for the native engine's dumps).
+    pub fn init_pid(&self, name: &str, id: &MigrationId) -> Result<i32, RuntimeError> {
+        let c = self.outgoing_container(name, id)?;
+        self.init_pid_of(&c)
+    }
+
+    /// Runs one dump with the container's CRIU options file (the one runc hands CRIU) set
+    /// for it: `base` ([`spec::CRIU_CONFIG`], or [`spec::CRIU_CONFIG_PARKED`] for a final
+    /// dump of a parked container, without CRIU's network lock) and, when the pages travel
+    /// over TLS, CRIU's TLS options for this end of the page-server connection. The
+    /// container's usual options are back afterwards.
+    fn with_criu_config<T>(
         &self,
         name: &str,
+        base: &str,
+        tls: Option<(&CriuTls, End)>,
         dump: impl FnOnce() -> Result<T, RuntimeError>,
     ) -> Result<T, RuntimeError> {
         let conf = self.container_dir(name).join("criu.conf");
-        std::fs::write(&conf, self.criu_config(name, spec::CRIU_CONFIG_PARKED))
-            .map_err(io("write criu.conf"))?;
+        let mut text = self.criu_config(name, base);
+        if let Some((tls, end)) = tls {
+            text.push_str(&tls.config_lines(end).map_err(RuntimeError::Invalid)?);
+        }
+        std::fs::write(&conf, text).map_err(io("write criu.conf"))?;
         let result = dump();
         std::fs::write(&conf, self.criu_config(name, spec::CRIU_CONFIG))
             .map_err(io("write criu.conf"))?;
@@ -221,105 +354,134 @@ impl Runtime {
         }
     }
 
-    /// Pre-copy round: dumps the pages of the running container dirtied since `parent` (all
-    /// of them without one) to the target's page server; the app keeps running. `parent` is
-    /// the previous round's image dir, relative to `round_dir`.
+    /// Pre-copy round: dumps the pages of the running container dirtied since `d.parent`
+    /// (all of them without one) to the target's page server; the app keeps running.
+    /// `d.image_dir` is the round's dir, `d.parent` the previous round's, relative to it.
     pub fn predump_outgoing(
         &self,
         name: &str,
         id: &MigrationId,
-        round_dir: &Path,
-        parent: Option<&str>,
-        page_server: &str,
-        timeout: std::time::Duration,
+        d: &Dump,
     ) -> Result<DumpStats, RuntimeError> {
-        let _c = self.outgoing_container(name, id)?;
-        let work = self.dump_work_dir(name, "criu-predump", round_dir)?;
-        self.runc
-            .checkpoint(
-                name,
-                &CheckpointOpts {
-                    image_path: round_dir,
-                    work_path: &work,
-                    leave_running: true,
-                    tcp_established: true,
-                    page_server: Some(page_server),
-                    pre_dump: true,
-                    parent_path: parent,
-                    timeout: Some(timeout),
-                },
-            )
-            .map_err(|e| Self::dump_error(name, "pre-dump", e, &work, "dump.log"))?;
+        let c = self.outgoing_container(name, id)?;
+        let work = self.dump_work_dir(name, "criu-predump", d.image_dir)?;
+        let tls = d.tls.map(|t| (t, End::Dials));
+        match d.engine {
+            CheckpointEngine::Runc => {
+                self.with_criu_config(name, spec::CRIU_CONFIG, tls, || {
+                    self.runc
+                        .checkpoint(
+                            name,
+                            &CheckpointOpts {
+                                image_path: d.image_dir,
+                                work_path: &work,
+                                leave_running: true,
+                                tcp_established: true,
+                                page_server: d.page_server,
+                                pre_dump: true,
+                                parent_path: d.parent,
+                                timeout: Some(d.timeout),
+                            },
+                        )
+                        .map_err(|e| Self::dump_error(name, "pre-dump", e, &work, "dump.log"))
+                })?
+            }
+            CheckpointEngine::Native => {
+                let pid = native_pid(d)?;
+                self.native_dump(&c, pid, &native_dump(d, &work, true, false, false, tls)?)?;
+            }
+        }
         Ok(read_dump_stats(&work))
     }
 
-    /// Dumps the frozen container into `image_dir` (pages to `page_server` when given; only
-    /// those dirtied since the `parent` pre-dump when given), leaving the original frozen and
-    /// intact. After `timeout` the dump is given up (see [`CheckpointOpts::timeout`]).
+    /// Dumps the frozen container into `d.image_dir` (pages to `d.page_server` when given;
+    /// only those dirtied since the `d.parent` pre-dump when given), leaving the original
+    /// frozen and intact. After `d.timeout` the dump is given up (see
+    /// [`CheckpointOpts::timeout`]). With `d.tls` the pages travel over CRIU's TLS.
     pub fn dump_outgoing(
         &self,
         name: &str,
         id: &MigrationId,
-        image_dir: &Path,
-        page_server: Option<&str>,
-        parent: Option<&str>,
-        timeout: std::time::Duration,
+        d: &Dump,
     ) -> Result<DumpStats, RuntimeError> {
-        let _c = self.outgoing_container(name, id)?;
-        let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
-        self.with_parked_config(name, || {
-            self.runc
-                .checkpoint(
-                    name,
-                    &CheckpointOpts {
-                        image_path: image_dir,
-                        work_path: &work,
-                        leave_running: true,
-                        tcp_established: true,
-                        page_server,
-                        pre_dump: false,
-                        parent_path: parent,
-                        timeout: Some(timeout),
-                    },
-                )
-                .map_err(|e| Self::dump_error(name, "dump", e, &work, "dump.log"))
-        })?;
+        let c = self.outgoing_container(name, id)?;
+        let work = self.dump_work_dir(name, "criu-dump", d.image_dir)?;
+        let tls = d
+            .tls
+            .filter(|_| d.page_server.is_some())
+            .map(|t| (t, End::Dials));
+        match d.engine {
+            CheckpointEngine::Runc => {
+                self.with_criu_config(name, spec::CRIU_CONFIG_PARKED, tls, || {
+                    self.runc
+                        .checkpoint(
+                            name,
+                            &CheckpointOpts {
+                                image_path: d.image_dir,
+                                work_path: &work,
+                                leave_running: true,
+                                tcp_established: true,
+                                page_server: d.page_server,
+                                pre_dump: false,
+                                parent_path: d.parent,
+                                timeout: Some(d.timeout),
+                            },
+                        )
+                        .map_err(|e| Self::dump_error(name, "dump", e, &work, "dump.log"))
+                })?
+            }
+            CheckpointEngine::Native => {
+                let pid = native_pid(d)?;
+                self.native_dump(&c, pid, &native_dump(d, &work, false, false, true, tls)?)?;
+            }
+        }
         Ok(read_dump_stats(&work))
     }
 
     /// Post-copy: dumps the frozen container without its memory and keeps serving the pages
-    /// from a page server on `page_server` (`ADDR:PORT`). The returned process ends once the
-    /// target has every page (or is killed: then the original resumes where it was). With a
-    /// `parent` pre-dump (hybrid), pages unchanged since then are left to the target's copy.
+    /// from a page server on `d.page_server` (`ADDR:PORT`). The returned process ends once
+    /// the target has every page (or is killed: then the original resumes where it was).
+    /// With a `d.parent` pre-dump (hybrid), pages unchanged since then are left to the
+    /// target's copy. With `d.tls` the page server speaks CRIU's TLS only.
     pub fn dump_outgoing_lazy(
         &self,
         name: &str,
         id: &MigrationId,
-        image_dir: &Path,
-        page_server: &str,
-        parent: Option<&str>,
+        d: &Dump,
     ) -> Result<std::process::Child, RuntimeError> {
-        let _c = self.outgoing_container(name, id)?;
-        let work = self.dump_work_dir(name, "criu-dump", image_dir)?;
-        // CRIU reads its options when it starts; the lazy dump runs on after this returns.
-        self.with_parked_config(name, || {
-            self.runc
-                .checkpoint_lazy(
-                    name,
-                    &CheckpointOpts {
-                        image_path: image_dir,
-                        work_path: &work,
-                        leave_running: true,
-                        tcp_established: true,
-                        page_server: Some(page_server),
-                        pre_dump: false,
-                        parent_path: parent,
-                        timeout: None,
-                    },
-                    std::time::Duration::from_secs(60),
-                )
-                .map_err(|e| Self::dump_error(name, "lazy dump", e, &work, "dump.log"))
-        })
+        let c = self.outgoing_container(name, id)?;
+        let work = self.dump_work_dir(name, "criu-dump", d.image_dir)?;
+        let tls = d.tls.map(|t| (t, End::Listens));
+        match d.engine {
+            // CRIU reads its options when it starts; the lazy dump runs on after this
+            // returns.
+            CheckpointEngine::Runc => {
+                self.with_criu_config(name, spec::CRIU_CONFIG_PARKED, tls, || {
+                    self.runc
+                        .checkpoint_lazy(
+                            name,
+                            &CheckpointOpts {
+                                image_path: d.image_dir,
+                                work_path: &work,
+                                leave_running: true,
+                                tcp_established: true,
+                                page_server: d.page_server,
+                                pre_dump: false,
+                                parent_path: d.parent,
+                                timeout: None,
+                            },
+                            std::time::Duration::from_secs(60),
+                        )
+                        .map_err(|e| Self::dump_error(name, "lazy dump", e, &work, "dump.log"))
+                })
+            }
+            CheckpointEngine::Native => {
+                let pid = native_pid(d)?;
+                let plan = native_dump(d, &work, false, true, true, tls)?;
+                let child = self.native_dump(&c, pid, &plan)?;
+                child.ok_or_else(|| RuntimeError::Invalid("the lazy dump ended at once".into()))
+            }
+        }
     }
 
     /// The container's writable layer (what moves besides the CRIU images).
@@ -337,9 +499,9 @@ impl Runtime {
             other => other?,
         };
         // Thaw after SIGKILL is queued so the frozen tasks actually die.
-        let _ = self.runc.kill(name, "KILL");
-        let _ = self.runc.resume(name);
-        self.runc.delete(name)?;
+        self.signal(&c, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.resume(&c);
+        self.release(&c)?;
         self.teardown(&c);
         if self.container_dir(name).exists() {
             return Err(RuntimeError::Invalid(format!(
@@ -372,27 +534,28 @@ impl Runtime {
             name: name.to_string(),
             detail,
         };
-        match self.runc.state(name)? {
-            None => return Err(thaw_failed(
-                "runc no longer knows the container: its processes are gone (machine restarted?)"
-                    .into(),
-            )),
-            Some(s) if s.status == "paused" => self
-                .runc
-                .resume(name)
-                .map_err(|e| thaw_failed(format!("runc resume: {e}")))?,
-            Some(_) => {}
+        use super::native::ProcState;
+        match self.proc_state(&c)? {
+            ProcState::Gone => {
+                return Err(thaw_failed(
+                    "its processes are gone (machine restarted?)".into(),
+                ))
+            }
+            ProcState::Frozen => self
+                .resume(&c)
+                .map_err(|e| thaw_failed(format!("resume: {e}")))?,
+            ProcState::Running => {}
         }
-        match self.runc.state(name)? {
-            Some(s) if s.status == "running" => {}
+        match self.proc_state(&c)? {
+            ProcState::Running => {}
             other => {
                 return Err(thaw_failed(format!(
-                    "after the thaw runc says {}",
-                    other.map(|s| s.status).unwrap_or_else(|| "nothing".into())
+                    "after the thaw its processes are {other:?}"
                 )))
             }
         }
-        self.unpark(&c)?;
+        // The whole wiring, not just the park undone: a rollback may follow a restart.
+        self.wire_network(&c)?;
         c.migration = None;
         c.status = Status::Running;
         self.save(&c)?;
@@ -414,14 +577,18 @@ impl Runtime {
     /// Host side of the veth down and the host route gone: nothing reaches the container.
     fn park(&self, c: &Container) -> Result<(), RuntimeError> {
         if let (Some(ip), Some(veth)) = (c.request.ip, &c.veth) {
-            net::unroute(ip, &self.config.bridge);
-            crate::command::run("ip", ["link", "set", veth, "down"])?;
+            net::park(ip, veth, &self.config.bridge)?;
         }
         Ok(())
     }
 
+    /// The network of a parked container back as it was: the veth up, the host route back
+    /// (a rollback also checks the rest of the wiring, see [`Runtime::wire_network`]).
     fn unpark(&self, c: &Container) -> Result<(), RuntimeError> {
-        self.wire_network(c)
+        if let (Some(ip), Some(veth)) = (c.request.ip, &c.veth) {
+            net::unpark(ip, veth, &self.config.bridge)?;
+        }
+        Ok(())
     }
 
     /// Target: creates the container's record, bundle and (parked) network for an incoming
@@ -431,12 +598,17 @@ impl Runtime {
         &self,
         req: ContainerRequest,
         id: &MigrationId,
+        engine: CheckpointEngine,
     ) -> Result<Container, RuntimeError> {
         let c = self.create_with(req, Status::Incoming, Some(id), |c, dir| {
             for sub in ["upper", "work", "incoming"] {
                 std::fs::create_dir_all(dir.join(sub)).map_err(io("create container dirs"))?;
             }
             self.wire_network(c)?;
+            if engine == CheckpointEngine::Native {
+                // Made now, not while the app is frozen on the source.
+                self.prepare_cgroups(c)?;
+            }
             self.park(c)
         })?;
         tracing::info!(container = %c.name, migration = %id, "incoming migration prepared");
@@ -467,20 +639,28 @@ impl Runtime {
 
     /// Restores the arrived images with the network still parked. Returns the restore time
     /// and, for post-copy (`lazy_from` = the source's page server), the `criu lazy-pages`
-    /// daemon that pulls the memory: it exits once every page has arrived.
+    /// daemon that pulls the memory: it exits once every page has arrived. With `tls` it
+    /// pulls them over CRIU's TLS.
     pub fn restore_incoming(
         &self,
         name: &str,
         id: &MigrationId,
         lazy_from: Option<std::net::SocketAddr>,
+        tls: Option<&CriuTls>,
+        engine: CheckpointEngine,
     ) -> Result<(u64, Option<std::process::Child>), RuntimeError> {
         let lock = self.lock(name);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let c = self.incoming_container(name, id)?;
+        let mut c = self.incoming_container(name, id)?;
         self.mount_root(&c)?;
         // The lazy-pages daemon runs in the host's namespace (not the container's: the
         // restore's network lock would cut it off) and shares the restore's work dir.
-        self.run_restore(&c, &self.incoming_dirs(name).images, true, lazy_from)
+        let lazy_from = lazy_from.map(|addr| (addr, tls));
+        let images = self.incoming_dirs(name).images;
+        let (ms, lazy, owner) = self.run_restore(&c, &images, true, lazy_from, engine)?;
+        c.owner = owner;
+        self.save(&c)?;
+        Ok((ms, lazy))
     }
 
     pub(super) fn start_lazy_pages(
@@ -488,7 +668,9 @@ impl Runtime {
         images: &Path,
         work: &Path,
         source: std::net::SocketAddr,
+        tls: Option<&CriuTls>,
     ) -> Result<std::process::Child, RuntimeError> {
+        let tls_args = tls.map(|t| t.args(End::Dials)).unwrap_or_default();
         let child = std::process::Command::new(&self.config.criu)
             .args(["lazy-pages", "--page-server", "--address"])
             .arg(source.ip().to_string())
@@ -499,6 +681,7 @@ impl Runtime {
             .arg("-W")
             .arg(work)
             .args(["-o", "lazy-pages.log", "-v4"])
+            .args(tls_args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -520,19 +703,12 @@ impl Runtime {
         Ok(child)
     }
 
-    /// Post-copy statistics from the lazy-pages daemon's log for `name`: (page faults served
-    /// remotely, pages transferred). CRIU logs each fault as `#PF` and, per task, a final
-    /// `UFFD transferred pages: (N/TOTAL)`.
-    pub fn lazy_stats(&self, name: &str) -> (u64, u64) {
+    /// Post-copy statistics from the lazy-pages daemon's log for `name`. CRIU logs each
+    /// fault as `#PF`, per task a final `UFFD transferred pages: (N/TOTAL)`, and (ferry's
+    /// CRIU build, scripts/criu-patches/0004) `Restore finished` when the app runs again.
+    pub fn lazy_stats(&self, name: &str) -> LazyStats {
         let log = self.container_dir(name).join("criu-restore/lazy-pages.log");
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let faults = text.lines().filter(|l| l.contains("#PF")).count() as u64;
-        let pages = text
-            .lines()
-            .filter_map(|l| l.split("UFFD transferred pages: (").nth(1))
-            .filter_map(|rest| rest.split('/').next()?.trim().parse::<u64>().ok())
-            .sum();
-        (faults, pages)
+        parse_lazy_log(&std::fs::read_to_string(log).unwrap_or_default())
     }
 
     /// Whether the post-copy pages of `name` all arrived, read from the lazy-pages log once
@@ -626,6 +802,19 @@ mod tests {
         assert_eq!(s.pages_scanned, 8232);
         assert_eq!(s.pages_lazy, 0);
         assert!(s.frozen_us > 0);
+    }
+
+    #[test]
+    fn counts_the_faults_of_the_first_100ms_after_the_restore() {
+        let log = "(00.010000) uffd: 7: #PF at 0x1000\n\
+                   (00.050000) Restore finished\n\
+                   (00.060000) uffd: 7: #PF at 0x2000\n\
+                   (00.149000) uffd: 7: #PF at 0x3000\n\
+                   (00.151000) uffd: 7: #PF at 0x4000\n\
+                   (01.000000) uffd: 7: UFFD transferred pages: (40/40)\n";
+        let s = parse_lazy_log(log);
+        assert_eq!((s.faults, s.pages, s.faults_first_100ms), (4, 40, Some(2)));
+        assert_eq!(parse_lazy_log("(00.1) uffd: #PF").faults_first_100ms, None);
     }
 
     #[test]

@@ -108,7 +108,8 @@ pub struct Bed {
 }
 
 impl Bed {
-    pub fn up(name: &str, profile: &Profile) -> anyhow::Result<Bed> {
+    /// Brings up the benchmark's testbed; `host_args` go to every `ferry host`.
+    pub fn up(name: &str, profile: &Profile, host_args: Vec<String>) -> anyhow::Result<Bed> {
         let text = topology_text(name, profile);
         // The file is written (the testbed keeps a copy too) so a user can rerun it by hand.
         let file = std::env::temp_dir().join(format!("{name}.toml"));
@@ -121,6 +122,7 @@ impl Bed {
         let opts = up::UpOptions {
             ferry_bin: std::env::current_exe()?,
             start_hosts: true,
+            host_args,
         };
         let state = match up::up(&topo, &text, &opts) {
             Ok(s) => s,

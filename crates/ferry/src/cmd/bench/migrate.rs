@@ -26,7 +26,9 @@ use super::probe::{self, Probe};
 use super::{plot, summary};
 use crate::cmd::migrate::{phase_breakdown, Answer, Hosts};
 use ferry_host_client::{Blocking, HostClient};
-use ferry_wire::migration::{MigrateRequest, MigrationReport, Technique};
+use ferry_wire::migration::{
+    CheckpointEngine, MigrateRequest, MigrationReport, PageTransport, Technique,
+};
 use ferry_wire::{ContainerRequest, Status};
 
 const TECHNIQUES: &[Technique] = &[
@@ -66,6 +68,14 @@ pub struct MigrateArgs {
     /// Leave out the Podman baseline.
     #[arg(long)]
     no_podman: bool,
+    /// How ferry's memory pages travel: tls (the default, what hosts with certificates do),
+    /// plain, or both to measure what TLS costs (the testbed's hosts then run with
+    /// --allow-plain-pages).
+    #[arg(long, value_delimiter = ',', default_value = "tls")]
+    pages: Vec<PageTransport>,
+    /// Who drives CRIU: runc, native, or both (run by run in one testbed), with the ratio.
+    #[arg(long, value_delimiter = ',', default_value = "runc")]
+    engines: Vec<CheckpointEngine>,
 }
 
 /// One measured run (a ferry technique or "podman").
@@ -75,6 +85,10 @@ pub struct Run {
     pub ballast_mib: u32,
     pub dirty_mib_s: u32,
     pub technique: String,
+    /// ferry: how the pages travelled (podman: none).
+    pub pages: Option<PageTransport>,
+    /// ferry: who drove CRIU (podman: none).
+    pub engine: Option<CheckpointEngine>,
     pub run: usize,
     pub ok: bool,
     pub error: Option<String>,
@@ -95,6 +109,8 @@ pub struct Cell {
     pub ballast_mib: u32,
     pub dirty_mib_s: u32,
     pub technique: String,
+    pub pages: Option<PageTransport>,
+    pub engine: Option<CheckpointEngine>,
     pub runs: usize,
     pub ok_runs: usize,
     #[serde(serialize_with = "stat")]
@@ -104,35 +120,69 @@ pub struct Cell {
     pub mib_on_wire: f64,
 }
 
+/// What a table row, a plot's bar and a ratio compare: the technique, and what is not the
+/// default: the native engine, plain pages.
+fn series(
+    technique: &str,
+    pages: Option<PageTransport>,
+    engine: Option<CheckpointEngine>,
+) -> String {
+    let mut s = technique.to_string();
+    if engine == Some(CheckpointEngine::Native) {
+        s.push_str(", native");
+    }
+    if pages == Some(PageTransport::Plain) {
+        s.push_str(", plain pages");
+    }
+    s
+}
+
+impl Run {
+    pub fn series(&self) -> String {
+        series(&self.technique, self.pages, self.engine)
+    }
+}
+
+impl Cell {
+    pub fn series(&self) -> String {
+        series(&self.technique, self.pages, self.engine)
+    }
+}
+
 /// (median, min, max) as a JSON object (null where no run succeeded).
 fn stat<S: serde::Serializer>(v: &(f64, f64, f64), s: S) -> Result<S::Ok, S::Error> {
     json!({"median": v.0, "min": v.1, "max": v.2}).serialize(s)
 }
 
 pub fn cells(runs: &[Run]) -> Vec<Cell> {
-    let mut keys: Vec<(String, u32, u32, String)> = Vec::new();
-    for r in runs {
-        let k = (
+    type Key = (
+        String,
+        u32,
+        u32,
+        String,
+        Option<PageTransport>,
+        Option<CheckpointEngine>,
+    );
+    let key = |r: &Run| -> Key {
+        (
             r.profile.clone(),
             r.ballast_mib,
             r.dirty_mib_s,
             r.technique.clone(),
-        );
-        if !keys.contains(&k) {
-            keys.push(k);
+            r.pages,
+            r.engine,
+        )
+    };
+    let mut keys: Vec<Key> = Vec::new();
+    for r in runs {
+        if !keys.contains(&key(r)) {
+            keys.push(key(r));
         }
     }
     keys.into_iter()
-        .map(|(profile, ballast_mib, dirty_mib_s, technique)| {
-            let these: Vec<&Run> = runs
-                .iter()
-                .filter(|r| {
-                    r.profile == profile
-                        && r.ballast_mib == ballast_mib
-                        && r.dirty_mib_s == dirty_mib_s
-                        && r.technique == technique
-                })
-                .collect();
+        .map(|k| {
+            let these: Vec<&Run> = runs.iter().filter(|r| key(r) == k).collect();
+            let (profile, ballast_mib, dirty_mib_s, technique, pages, engine) = k;
             let good: Vec<&&Run> = these.iter().filter(|r| r.ok).collect();
             let pick = |f: fn(&Run) -> Option<f64>| -> Vec<f64> {
                 good.iter().filter_map(|r| f(r)).collect()
@@ -143,6 +193,8 @@ pub fn cells(runs: &[Run]) -> Vec<Cell> {
                 ballast_mib,
                 dirty_mib_s,
                 technique,
+                pages,
+                engine,
                 runs: these.len(),
                 ok_runs: good.len(),
                 downtime_ms: summary(&pick(|r| r.downtime_ms)),
@@ -190,6 +242,8 @@ struct Plan {
     ballast: Vec<u32>,
     dirty: Vec<u32>,
     techniques: Vec<Technique>,
+    pages: Vec<PageTransport>,
+    engines: Vec<CheckpointEngine>,
     runs: usize,
 }
 
@@ -222,11 +276,23 @@ impl Plan {
         if runs == 0 {
             bail!("--runs must be at least 1 (3 or more for a median with a range)");
         }
+        let mut pages = a.pages.clone();
+        pages.dedup();
+        if pages.is_empty() {
+            bail!("--pages needs tls, plain or both");
+        }
+        let mut engines = a.engines.clone();
+        engines.dedup();
+        if engines.is_empty() {
+            bail!("--engines needs runc, native or both");
+        }
         Ok(Plan {
             profiles,
             ballast,
             dirty: a.dirty_mib_s.clone().unwrap_or(vec![0, 8]),
             techniques,
+            pages,
+            engines,
             runs,
         })
     }
@@ -267,7 +333,12 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             "== profile {}: {} Mbit/s, {} ms one way (testbed {name})",
             profile.name, profile.rate_mbit, profile.delay_ms
         );
-        let bed = Bed::up(&name, profile)?;
+        let host_args = if plan.pages.contains(&PageTransport::Plain) {
+            vec!["--allow-plain-pages".to_string()]
+        } else {
+            Vec::new()
+        };
+        let bed = Bed::up(&name, profile, host_args)?;
         delay_mode = bed.delay_mode.clone();
         let bench = Bench::new(&bed, &image)?;
         info = bench.info.clone();
@@ -289,20 +360,23 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         for &mib in &plan.ballast {
             for &dirty in &plan.dirty {
                 for t in &plan.techniques {
-                    if refused.iter().any(|(r, _)| r == t) {
-                        continue;
-                    }
-                    for n in 1..=plan.runs {
-                        let r = bench.ferry_run(profile, mib, dirty, *t, n);
-                        match r {
-                            Err(Skip(reason)) => {
-                                println!("   {t}: refused by the host, skipped: {reason}");
-                                refused.push((*t, reason));
-                                break;
-                            }
-                            Ok(r) => {
-                                print_run(&r);
-                                runs.push(r);
+                    // Run by run, each transport in turn: both see the same machine load.
+                    'runs: for n in 1..=plan.runs {
+                        for &engine in &plan.engines {
+                            for &pages in &plan.pages {
+                                if refused.iter().any(|(r, _)| r == t) {
+                                    break 'runs;
+                                }
+                                match bench.ferry_run(profile, mib, dirty, *t, (pages, engine), n) {
+                                    Err(Skip(reason)) => {
+                                        println!("   {t}: refused by the host, skipped: {reason}");
+                                        refused.push((*t, reason));
+                                    }
+                                    Ok(r) => {
+                                        print_run(&r);
+                                        runs.push(r);
+                                    }
+                                }
                             }
                         }
                     }
@@ -323,6 +397,24 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let cells = cells(&runs);
     println!();
     print_table(&cells, &plan);
+    print_ratio(
+        &cells,
+        "what TLS on the pages costs (ratio of medians, TLS / plain, same run)",
+        |c, b| {
+            c.pages == Some(PageTransport::Tls)
+                && b.pages == Some(PageTransport::Plain)
+                && b.engine == c.engine
+        },
+    );
+    print_ratio(
+        &cells,
+        "the native engine against runc's CLI (ratio of medians, native / runc, same run)",
+        |c, b| {
+            c.engine == Some(CheckpointEngine::Native)
+                && b.engine == Some(CheckpointEngine::Runc)
+                && b.pages == c.pages
+        },
+    );
     print_targets(&cells, &runs, &plan);
     for (t, reason) in &refused {
         println!("skipped {t}: {reason}");
@@ -481,6 +573,7 @@ impl<'a> Bench<'a> {
         mib: u32,
         dirty: u32,
         technique: Technique,
+        (pages, engine): (PageTransport, CheckpointEngine),
         n: usize,
     ) -> Result<Run, Skip> {
         let mut run = Run {
@@ -488,6 +581,8 @@ impl<'a> Bench<'a> {
             ballast_mib: mib,
             dirty_mib_s: dirty,
             technique: technique.to_string(),
+            pages: Some(pages),
+            engine: Some(engine),
             run: n,
             ok: false,
             error: None,
@@ -497,7 +592,7 @@ impl<'a> Bench<'a> {
             report: None,
             detail: Value::Null,
         };
-        let result = self.ferry_measure(mib, dirty, technique, &mut run);
+        let result = self.ferry_measure(mib, dirty, technique, (pages, engine), &mut run);
         self.remove_app();
         match result {
             Ok(Measured::Done) => {
@@ -517,6 +612,7 @@ impl<'a> Bench<'a> {
         mib: u32,
         dirty: u32,
         technique: Technique,
+        (pages, engine): (PageTransport, CheckpointEngine),
         run: &mut Run,
     ) -> anyhow::Result<Measured> {
         if super::bed::interrupted() {
@@ -566,6 +662,8 @@ impl<'a> Bench<'a> {
             });
             let req = MigrateRequest {
                 technique,
+                pages: Some(pages),
+                engine: Some(engine),
                 ..MigrateRequest::default()
             };
             let answer = self.hosts.migrate(CONTAINER, req, |_| {});
@@ -631,6 +729,8 @@ impl<'a> Bench<'a> {
             ballast_mib: mib,
             dirty_mib_s: dirty,
             technique: "podman".to_string(),
+            pages: None,
+            engine: None,
             run: n,
             ok: false,
             error: None,
@@ -680,10 +780,10 @@ impl<'a> Bench<'a> {
 fn print_run(r: &Run) {
     let f = |v: Option<f64>| v.map(|v| format!("{v:.0} ms")).unwrap_or("-".into());
     println!(
-        "   {:>5} MiB {:>2} MiB/s {:<10} run {}: downtime {:>8}  total {:>8}{}",
+        "   {:>5} MiB {:>2} MiB/s {:<22} run {}: downtime {:>8}  total {:>8}{}",
         r.ballast_mib,
         r.dirty_mib_s,
-        r.technique,
+        r.series(),
         r.run,
         f(r.downtime_ms),
         f(r.total_ms),
@@ -733,7 +833,7 @@ fn fmt3((m, lo, hi): (f64, f64, f64)) -> String {
 
 fn print_table(cells: &[Cell], plan: &Plan) {
     println!(
-        "{:<13} {:>7} {:>6} {:<10} {:>5} {:>20} {:>20} {:>9} {:>11}",
+        "{:<13} {:>7} {:>6} {:<22} {:>5} {:>20} {:>20} {:>9} {:>11}",
         "profile",
         "ballast",
         "dirty",
@@ -758,11 +858,11 @@ fn print_table(cells: &[Cell], plan: &Plan) {
             _ => String::new(),
         };
         println!(
-            "{:<13} {:>3} MiB {:>2} MiB/s {:<10} {:>2}/{:<2} {:>20} {:>20} {:>9.1} {:>11}",
+            "{:<13} {:>3} MiB {:>2} MiB/s {:<22} {:>2}/{:<2} {:>20} {:>20} {:>9.1} {:>11}",
             c.profile,
             c.ballast_mib,
             c.dirty_mib_s,
-            c.technique,
+            c.series(),
             c.ok_runs,
             c.runs,
             fmt3(c.downtime_ms),
@@ -777,6 +877,48 @@ fn print_table(cells: &[Cell], plan: &Plan) {
     );
 }
 
+/// Ratios of medians between two variants measured in this run: `over(c, b)` says cell `b`
+/// is what cell `c` is compared with (same profile, state, dirty rate and technique).
+fn print_ratio(cells: &[Cell], title: &str, over: impl Fn(&Cell, &Cell) -> bool) {
+    let same = |a: &Cell, b: &Cell| {
+        (&a.profile, a.ballast_mib, a.dirty_mib_s, &a.technique)
+            == (&b.profile, b.ballast_mib, b.dirty_mib_s, &b.technique)
+    };
+    let pairs: Vec<(&Cell, &Cell)> = cells
+        .iter()
+        .filter_map(|c| {
+            let base = cells.iter().find(|b| same(b, c) && over(c, b))?;
+            Some((c, base))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    println!("\n{title}:");
+    println!(
+        "{:<13} {:>7} {:>6} {:<22} {:>16} {:>16}",
+        "profile", "ballast", "dirty", "technique", "downtime ratio", "total ratio"
+    );
+    let ratio = |a: f64, b: f64| {
+        if a.is_finite() && b.is_finite() && b > 0.0 {
+            format!("{:.2}", a / b)
+        } else {
+            "-".to_string()
+        }
+    };
+    for (c, base) in pairs {
+        println!(
+            "{:<13} {:>3} MiB {:>2} MiB/s {:<22} {:>16} {:>16}",
+            c.profile,
+            c.ballast_mib,
+            c.dirty_mib_s,
+            c.series(),
+            ratio(c.downtime_ms.0, base.downtime_ms.0),
+            ratio(c.total_ms.0, base.total_ms.0),
+        );
+    }
+}
+
 fn print_targets(cells: &[Cell], runs: &[Run], plan: &Plan) {
     let Some(gbit) = plan.profiles.iter().find(|p| p.name == "1gbit-5ms") else {
         println!(
@@ -786,7 +928,11 @@ fn print_targets(cells: &[Cell], runs: &[Run], plan: &Plan) {
     };
     let at = |t: &str| {
         cells.iter().find(|c| {
-            c.profile == gbit.name && c.ballast_mib == 256 && c.dirty_mib_s == 8 && c.technique == t
+            c.profile == gbit.name
+                && c.ballast_mib == 256
+                && c.dirty_mib_s == 8
+                && c.technique == t
+                && c.pages != Some(PageTransport::Plain)
         })
     };
     println!("\ntargets (issue 3, item 8) at 256 MiB, 8 MiB/s, 1 Gbit/s:");
@@ -807,6 +953,7 @@ fn print_targets(cells: &[Cell], runs: &[Run], plan: &Plan) {
                     .iter()
                     .filter(|r| {
                         r.ok && r.technique == t
+                            && r.pages == c.pages
                             && r.profile == c.profile
                             && r.ballast_mib == 256
                             && r.dirty_mib_s == 8
@@ -838,6 +985,8 @@ mod tests {
             ballast_mib: 256,
             dirty_mib_s: 8,
             technique: t.into(),
+            pages: Some(PageTransport::Tls),
+            engine: Some(CheckpointEngine::Runc),
             run: 1,
             ok,
             error: None,

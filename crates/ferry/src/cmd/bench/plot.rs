@@ -9,13 +9,23 @@ const LEFT: f64 = 70.0;
 const BOTTOM: f64 = 110.0;
 const TOP: f64 = 40.0;
 
-fn colour(technique: &str) -> &'static str {
-    match technique {
+/// A series' colour by its technique (a series is "technique[, variant]").
+fn colour(series: &str) -> &'static str {
+    match series.split(',').next().unwrap_or(series) {
         "cold" => "#1f77b4",
         "post-copy" => "#2ca02c",
         "pre-copy" => "#9467bd",
         "hybrid" => "#8c564b",
         _ => "#d62728", // podman
+    }
+}
+
+/// A variant of a technique (", plain pages") is drawn lighter than the technique itself.
+fn opacity(series: &str) -> f64 {
+    if series.contains(',') {
+        0.45
+    } else {
+        1.0
     }
 }
 
@@ -32,8 +42,8 @@ pub fn svg(cells: &[Cell]) -> String {
         if !groups.contains(&g) {
             groups.push(g);
         }
-        if !techniques.contains(&c.technique) {
-            techniques.push(c.technique.clone());
+        if !techniques.contains(&c.series()) {
+            techniques.push(c.series());
         }
     }
     let max = cells
@@ -70,7 +80,7 @@ pub fn svg(cells: &[Cell]) -> String {
         let gx = LEFT + gi as f64 * group_w + group_w * 0.1;
         for (ti, t) in techniques.iter().enumerate() {
             let Some(c) = cells.iter().find(|c| {
-                (&c.profile, c.ballast_mib, c.dirty_mib_s) == (&g.0, g.1, g.2) && &c.technique == t
+                (&c.profile, c.ballast_mib, c.dirty_mib_s) == (&g.0, g.1, g.2) && &c.series() == t
             }) else {
                 continue;
             };
@@ -81,11 +91,12 @@ pub fn svg(cells: &[Cell]) -> String {
             let x = gx + ti as f64 * bar_w;
             let base = y(10.0);
             s.push_str(&format!(
-                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} {:.0} ms ({:.0}-{:.0})</title></rect>\n",
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\" fill-opacity=\"{}\"><title>{} {:.0} ms ({:.0}-{:.0})</title></rect>\n",
                 y(m),
                 bar_w - 2.0,
                 (base - y(m)).max(0.0),
                 colour(t),
+                opacity(t),
                 esc(t),
                 m,
                 mn,
@@ -110,12 +121,13 @@ pub fn svg(cells: &[Cell]) -> String {
         ));
     }
     for (ti, t) in techniques.iter().enumerate() {
-        let x = LEFT + ti as f64 * 110.0;
+        let x = LEFT + ti as f64 * 150.0;
         let ly = H - 30.0;
         s.push_str(&format!(
-            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{ly:.1}\">{}</text>\n",
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{}\" fill-opacity=\"{}\"/><text x=\"{:.1}\" y=\"{ly:.1}\">{}</text>\n",
             ly - 10.0,
             colour(t),
+            opacity(t),
             x + 16.0,
             esc(t)
         ));
