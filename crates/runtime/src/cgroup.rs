@@ -55,9 +55,11 @@ impl Hierarchies {
     }
 
     /// Removes `group` (a path under `/ferry/`; anything else is left alone) in every
-    /// hierarchy, waiting up to `patience` while it still has tasks, then its ancestors up to
-    /// `/ferry` where they are empty (rmdir only: a parent with another container's group
-    /// stays). Returns the groups that remain, with the reason.
+    /// hierarchy, waiting up to `patience` while it still has tasks. Returns the groups that
+    /// remain, with the reason. Its parents stay: a container being created beside it needs
+    /// them (runc makes the path level by level and, on cgroup v1, copies cpuset.mems from
+    /// each parent: one removed under it fails that container's start with ENODEV). They go
+    /// with [`Hierarchies::remove_empty_parents`] once the daemon makes no more.
     pub fn remove(&self, group: &str, patience: Duration) -> Vec<(PathBuf, io::Error)> {
         let rel = Path::new(group.trim_start_matches('/'));
         if rel.components().next() != Some(std::path::Component::Normal(PARENT.as_ref()))
@@ -85,27 +87,17 @@ impl Hierarchies {
                     }
                 }
             }
-            for parent in rel
-                .ancestors()
-                .skip(1)
-                .filter(|a| !a.as_os_str().is_empty())
-            {
-                if std::fs::remove_dir(root.join(parent)).is_err() {
-                    break;
-                }
-            }
         }
         left
     }
 
-    /// Removes `/ferry/<daemon>` and `/ferry` in every hierarchy where they are empty (after
-    /// containers were removed behind the daemon's back, or by a daemon that died half-way).
+    /// Removes `/ferry/<daemon>` in every hierarchy where it is empty: when the daemon starts
+    /// (before it makes any group) and when it is taken down. `/ferry` itself stays, shared by
+    /// every daemon on the machine, any of which may be making a group under it right now
+    /// (runc and container engines leave their parents likewise).
     pub fn remove_empty_parents(&self, daemon: &str) {
         for root in &self.0 {
-            let ferry = root.join(PARENT);
-            if std::fs::remove_dir(ferry.join(daemon)).is_ok() {
-                let _ = std::fs::remove_dir(ferry);
-            }
+            let _ = std::fs::remove_dir(root.join(PARENT).join(daemon));
         }
     }
 }
@@ -144,7 +136,7 @@ mod tests {
     }
 
     #[test]
-    fn removes_the_group_and_the_parents_it_emptied() {
+    fn removes_the_group_and_leaves_its_parents() {
         let v1 = tempfile::tempdir().unwrap();
         mkdirs(
             v1.path(),
@@ -157,11 +149,10 @@ mod tests {
         let h = Hierarchies::under(v1.path());
         let left = h.remove(&path("a1", "app"), Duration::ZERO);
         assert!(left.is_empty(), "{left:?}");
-        // memory: a1 gone, `ferry` stays for b2's group; pids: nothing of ferry left.
-        assert!(!v1.path().join("memory/ferry/a1").exists());
+        assert!(!v1.path().join("memory/ferry/a1/app").exists());
+        assert!(!v1.path().join("pids/ferry/a1/app").exists());
+        assert!(v1.path().join("memory/ferry/a1").is_dir());
         assert!(v1.path().join("memory/ferry/b2/app").is_dir());
-        assert!(!v1.path().join("pids/ferry").exists());
-        assert!(v1.path().join("pids").is_dir());
         // Idempotent.
         assert!(h.remove(&path("a1", "app"), Duration::ZERO).is_empty());
     }
@@ -206,6 +197,8 @@ mod tests {
         assert!(v2.path().join("ferry").is_dir());
         std::fs::remove_dir_all(v2.path().join("ferry/b2/app")).unwrap();
         h.remove_empty_parents("b2");
-        assert!(!v2.path().join("ferry").exists());
+        assert!(!v2.path().join("ferry/b2").exists());
+        // The shared parent stays.
+        assert!(v2.path().join("ferry").is_dir());
     }
 }

@@ -192,14 +192,21 @@ fn netns_with_inodes(name: &str, inodes: &HashSet<u64>) -> Vec<String> {
 }
 
 /// Removes the cgroups of the killed containers in every v1 hierarchy or the unified one
-/// (waiting while their tasks finish exiting), and their ancestors (the host daemon's group,
-/// `ferry`) when they are empty too.
+/// (waiting while their tasks finish exiting), then their host daemons' groups
+/// (`/ferry/<daemon>`) where empty: the testbed's daemons are gone and make no more.
 fn remove_cgroups(paths: &HashSet<String>) {
     let hierarchies = ferry_runtime::cgroup::Hierarchies::mounted();
     for path in paths {
         for (group, e) in hierarchies.remove(path, Duration::from_secs(10)) {
             tracing::warn!(cgroup = %group.display(), error = %e, "cannot remove cgroup");
         }
+    }
+    let daemons: HashSet<&str> = paths
+        .iter()
+        .filter_map(|p| p.trim_start_matches('/').split('/').nth(1))
+        .collect();
+    for daemon in daemons {
+        hierarchies.remove_empty_parents(daemon);
     }
 }
 
