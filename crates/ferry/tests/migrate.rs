@@ -251,16 +251,17 @@ fn pre_copy_is_refused_where_the_kernel_lacks_dirty_tracking() {
     let dirty_track = info["criu"]["features"]["mem_dirty_track"]
         .as_bool()
         .unwrap();
+    if dirty_track {
+        // This kernel can do it (the techniques' own tests run here): asking would start a
+        // real migration, which this test would then walk away from.
+        eprintln!("kernel has soft-dirty tracking: pre-copy and hybrid are not refused here");
+        return;
+    }
     for technique in ["pre-copy", "hybrid"] {
         let (s, body) = pair.a.post(
             "/containers/app/migrate",
             json!({"target": TARGET, "technique": technique}),
         );
-        if dirty_track {
-            // This kernel can do it; the technique's own tests cover it.
-            eprintln!("kernel has soft-dirty tracking: {technique} not refused here");
-            continue;
-        }
         assert_eq!(s, 400, "{body}");
         assert!(
             body["detail"].as_str().unwrap().contains("soft-dirty"),

@@ -163,6 +163,17 @@ pub fn assert_rtt(what: &str, got: Option<f64>, want: f64) {
     );
 }
 
+/// The cgroup directories of daemon `id` (`/ferry/<id>`) in every hierarchy where one exists.
+pub fn cgroups_of_daemon(id: &str) -> Vec<PathBuf> {
+    let parent = ferry_runtime::cgroup::path(id, "");
+    ferry_runtime::cgroup::Hierarchies::mounted()
+        .roots()
+        .iter()
+        .map(|root| root.join(parent.trim_matches('/')))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
 pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
     let out = Command::new("ip")
         .args(["netns", "list"])

@@ -378,7 +378,8 @@ fn malformed_topology_is_rejected_with_line_and_field() {
 
 /// The whole stack: a ferry-counter container on mec2 (through mec2's `ferry host` API from
 /// the root namespace), routed with `ferry testbed route`, answers the UE over cell1 ->
-/// mec1 -> mec2; `down` then removes the container's processes, namespace and overlay mount.
+/// mec1 -> mec2; `down` then removes the container's processes, namespace, overlay mount and
+/// cgroups (on cgroup v1 or v2).
 #[test]
 fn container_app_is_reachable_and_down_removes_it() {
     let name = "tbapp";
@@ -396,7 +397,9 @@ fn container_app_is_reachable_and_down_removes_it() {
     let curl = |args: &[&str]| {
         let out = Command::new("curl")
             .args(operator_tls(name))
-            .args(["-s", "-m", "10", "-w", "\n%{http_code}"])
+            // A deadline for a hung host, not a speed check: importing the image takes
+            // seconds on an emulated CPU (scripts/test-kernel).
+            .args(["-s", "-m", "120", "-w", "\n%{http_code}"])
             .args(args)
             .output()
             .expect("curl");
@@ -426,6 +429,14 @@ fn container_app_is_reachable_and_down_removes_it() {
     assert!(r.ends_with("201"), "create: {r}");
     let r = curl(&["-X", "POST", &format!("{api}/containers/c1/start")]);
     assert!(r.ends_with("200"), "start: {r}");
+    let info = curl(&[&format!("{api}/info")]);
+    let info: serde_json::Value =
+        serde_json::from_str(info.rsplit_once('\n').map_or("", |(b, _)| b)).expect("info");
+    let daemon = info["id"].as_str().expect("the host's id").to_string();
+    assert!(
+        !cgroups_of_daemon(&daemon).is_empty(),
+        "the container runs in no cgroup of mec2's daemon {daemon}"
+    );
     let out = ferry(&["testbed", "route", &app, "mec2", "--name", name]);
     assert!(out.status.success(), "{}", text(&out));
     let mut reply = String::new();
@@ -482,6 +493,11 @@ fn container_app_is_reachable_and_down_removes_it() {
         "the container's namespace survived: {after:?}"
     );
     assert!(!std::path::Path::new(&sdir).exists());
+    assert_eq!(
+        cgroups_of_daemon(&daemon),
+        Vec::<std::path::PathBuf>::new(),
+        "cgroups of mec2's daemon left after down"
+    );
     drop(tb);
 }
 

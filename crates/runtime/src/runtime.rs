@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
 
+use crate::cgroup;
 use crate::command::CommandError;
 use crate::container::{self, CheckpointRecord, Container, ContainerRequest, Owner, Status};
 use crate::image::{ImageError, ImageLimits, ImageStore};
@@ -48,6 +49,9 @@ const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long `stop` waits for SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a removed container's cgroup may still hold exiting tasks (freeing a large
+/// memory takes a while on a loaded or emulated machine).
+const CGROUP_PATIENCE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -148,6 +152,12 @@ fn short_hash(parts: &[&str]) -> String {
     hex::encode(&h.finalize()[..4])
 }
 
+/// The id of the daemon whose state directory is `state_dir` (canonical): what its
+/// namespaces, veths and cgroups are named after.
+pub fn daemon_id(state_dir: &Path) -> String {
+    short_hash(&[&state_dir.to_string_lossy()])
+}
+
 fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
@@ -174,7 +184,7 @@ impl Runtime {
             ImageStore::open(&config.state_dir.join("images"))?.with_limits(config.image_limits);
         let state_dir = std::fs::canonicalize(&config.state_dir)
             .map_err(io(format!("resolve {}", config.state_dir.display())))?;
-        let id = short_hash(&[&state_dir.to_string_lossy()]);
+        let id = daemon_id(&state_dir);
         let runc = Runc {
             binary: config.runc.clone(),
             root: state_dir.join("runc"),
@@ -221,7 +231,7 @@ impl Runtime {
     }
 
     fn cgroups_path(&self, name: &str) -> String {
-        format!("/ferry/{}/{name}", self.id)
+        cgroup::path(&self.id, name)
     }
 
     /// The CRIU options file of container `name` (see [`spec::criu_config`]).
@@ -332,6 +342,9 @@ impl Runtime {
             self.prepare(&c)?;
             tracing::info!(container = %c.name, status = %c.status, "recovered container");
         }
+        // A daemon that died half-way, or containers removed behind its back, may have left
+        // this daemon's cgroup parents empty.
+        cgroup::Hierarchies::mounted().remove_empty_parents(&self.id);
         Ok(())
     }
 
@@ -483,26 +496,16 @@ impl Runtime {
         if let Err(e) = net::delete_netns(&c.netns, c.veth.as_deref()) {
             tracing::warn!(container = %c.name, error = %e, "delete netns");
         }
+        // What runc left of the container's cgroups (see `cgroup`), and the parents it made.
+        let cgroups = cgroup::Hierarchies::mounted();
+        for (group, e) in cgroups.remove(&self.cgroups_path(&c.name), CGROUP_PATIENCE) {
+            tracing::warn!(container = %c.name, cgroup = %group.display(), error = %e, "cgroup left");
+        }
         if overlay::is_mounted(&dir.join("bundle/rootfs")) {
             tracing::error!(container = %c.name, "root filesystem still mounted; keeping its directory");
             return;
         }
         let _ = std::fs::remove_dir_all(&dir);
-        self.remove_empty_cgroup_parents();
-    }
-
-    /// runc removes a container's own cgroups but not the `/ferry/<id>` parents it created
-    /// along the way; remove them once empty (rmdir fails, harmlessly, while they are not).
-    fn remove_empty_cgroup_parents(&self) {
-        let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
-            return;
-        };
-        let mut roots: Vec<PathBuf> = controllers.flatten().map(|e| e.path()).collect();
-        roots.push(PathBuf::from("/sys/fs/cgroup"));
-        for root in roots {
-            let _ = std::fs::remove_dir(root.join("ferry").join(&self.id));
-            let _ = std::fs::remove_dir(root.join("ferry"));
-        }
     }
 
     /// The container's record, brought up to date with runc (under the container's lock:

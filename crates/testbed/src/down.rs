@@ -191,25 +191,22 @@ fn netns_with_inodes(name: &str, inodes: &HashSet<u64>) -> Vec<String> {
         .collect()
 }
 
-/// Removes the (now empty) cgroups of the killed containers in every v1 hierarchy and the
-/// unified one, and their ancestors (the host daemon's group, `ferry`) when they are empty
-/// too. rmdir only: a cgroup that still has processes or children stays.
+/// Removes the cgroups of the killed containers in every v1 hierarchy or the unified one
+/// (waiting while their tasks finish exiting), then their host daemons' groups
+/// (`/ferry/<daemon>`) where empty: the testbed's daemons are gone and make no more.
 fn remove_cgroups(paths: &HashSet<String>) {
-    let roots: Vec<std::path::PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .chain(std::iter::once(std::path::PathBuf::from("/sys/fs/cgroup")))
-        .collect();
+    let hierarchies = ferry_runtime::cgroup::Hierarchies::mounted();
     for path in paths {
-        let rel = std::path::Path::new(path.trim_start_matches('/'));
-        for root in &roots {
-            // Deepest first: the container's group, then each now-empty ancestor.
-            for dir in rel.ancestors().filter(|a| !a.as_os_str().is_empty()) {
-                let _ = std::fs::remove_dir(root.join(dir));
-            }
+        for (group, e) in hierarchies.remove(path, Duration::from_secs(10)) {
+            tracing::warn!(cgroup = %group.display(), error = %e, "cannot remove cgroup");
         }
+    }
+    let daemons: HashSet<&str> = paths
+        .iter()
+        .filter_map(|p| p.trim_start_matches('/').split('/').nth(1))
+        .collect();
+    for daemon in daemons {
+        hierarchies.remove_empty_parents(daemon);
     }
 }
 

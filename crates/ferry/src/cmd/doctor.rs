@@ -262,7 +262,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("{:<26} {:<6} -> {}", "", "", c.fix);
             }
         }
-        println!("\nFAIL: ferry cannot work without it. miss: an optional feature; the line says what it disables.");
+        println!("\nlegend: FAIL = ferry cannot work without it; miss = an optional feature (the line says what it disables).");
     }
     let required_ok = results.iter().all(|c| c.ok || !c.required);
     Ok(if required_ok {

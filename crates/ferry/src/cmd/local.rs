@@ -58,6 +58,7 @@ impl Owned {
             let _ = child.wait();
         }
         let runc_root = self.state_dir.join("runc");
+        let mut runc_ids = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&runc_root) {
             for e in entries.flatten().filter(|e| e.path().is_dir()) {
                 let id = e.file_name().to_string_lossy().into_owned();
@@ -71,6 +72,7 @@ impl Owned {
                         &id,
                     ],
                 );
+                runc_ids.push(id);
             }
         }
         let root = self.state_dir.to_string_lossy().into_owned();
@@ -94,17 +96,18 @@ impl Owned {
             }
         }
         quiet("ip", &["netns", "del", &self.netns]);
-        // runc removed the containers' cgroups; their empty /ferry/<id> parents remain.
-        for controller in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let ferry = controller.path().join("ferry");
-            for id in std::fs::read_dir(&ferry).into_iter().flatten().flatten() {
-                let _ = std::fs::remove_dir(id.path());
+        // runc removed the containers' cgroups (or left them to the runtime, whose daemon is
+        // gone now); the daemon's /ferry/<id> parents remain.
+        if let Ok(dir) = std::fs::canonicalize(&self.state_dir) {
+            let daemon = ferry_runtime::daemon_id(&dir);
+            let cgroups = ferry_runtime::cgroup::Hierarchies::mounted();
+            for name in &runc_ids {
+                cgroups.remove(
+                    &ferry_runtime::cgroup::path(&daemon, name),
+                    Duration::from_secs(10),
+                );
             }
-            let _ = std::fs::remove_dir(ferry);
+            cgroups.remove_empty_parents(&daemon);
         }
         let _ = std::fs::remove_dir_all(&self.state_dir);
     }

@@ -455,8 +455,11 @@ impl Drop for TestHost {
             }
         }
         self.stop_daemon();
-        // Whatever the API could not remove (a test that failed in a bad state).
+        // Whatever the API could not remove (a test that failed in a bad state, or one that
+        // stopped its daemon during a migration), removed behind the daemon's back: runc's
+        // containers, then what runc leaves of their cgroups and the daemon's parents.
         let runc_root = self.state.path().join("runc");
+        let cgroups = ferry_runtime::cgroup::Hierarchies::mounted();
         if let Ok(entries) = std::fs::read_dir(&runc_root) {
             for e in entries.flatten().filter(|e| e.path().is_dir()) {
                 let id = e.file_name().to_string_lossy().into_owned();
@@ -470,7 +473,14 @@ impl Drop for TestHost {
                         &id,
                     ],
                 );
+                if let Some(daemon) = &self.id {
+                    let group = ferry_runtime::cgroup::path(daemon, &id);
+                    cgroups.remove(&group, Duration::from_secs(10));
+                }
             }
+        }
+        if let Some(daemon) = &self.id {
+            cgroups.remove_empty_parents(daemon);
         }
         for m in self.leftover_mounts() {
             quiet("umount", &["-l", &m]);
@@ -489,45 +499,35 @@ impl Drop for TestHost {
 /// the processes of a container ferry restored itself, which runc does not know, and the
 /// cgroups a test that failed in a bad state left.
 fn remove_cgroups_of(id: &str) {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let roots: Vec<PathBuf> = mounts
-        .lines()
-        .filter(|l| l.contains(" - cgroup"))
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(m).join("ferry").join(id))
-        .filter(|d| d.is_dir())
-        .collect();
-    for root in &roots {
-        for child in std::fs::read_dir(root).into_iter().flatten().flatten() {
-            let dir = child.path();
-            if !dir.is_dir() {
+    let cgroups = ferry_runtime::cgroup::Hierarchies::mounted();
+    let mut groups = std::collections::BTreeSet::new();
+    let parent = ferry_runtime::cgroup::path(id, "");
+    for root in cgroups.roots() {
+        let dir = root.join(parent.trim_matches('/'));
+        for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let group = child.path();
+            if !group.is_dir() {
                 continue;
             }
-            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let procs = std::fs::read_to_string(group.join("cgroup.procs")).unwrap_or_default();
             for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+            let _ = std::fs::write(group.join("freezer.state"), "THAWED");
+            let _ = std::fs::write(group.join("cgroup.freeze"), "0");
+            groups.insert(child.file_name().to_string_lossy().into_owned());
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for root in &roots {
-        for child in std::fs::read_dir(root).into_iter().flatten().flatten() {
-            while child.path().is_dir() && std::fs::remove_dir(child.path()).is_err() {
-                if Instant::now() > deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = std::fs::remove_dir(root);
-        if let Some(parent) = root.parent() {
-            let _ = std::fs::remove_dir(parent);
-        }
+    for name in groups {
+        cgroups.remove(
+            &ferry_runtime::cgroup::path(id, &name),
+            Duration::from_secs(5),
+        );
     }
+    cgroups.remove_empty_parents(id);
 }
 
 /// One HTTP/1.1 keep-alive connection to a ferry-counter.

@@ -289,22 +289,6 @@ fn v1_hierarchies() -> Vec<String> {
         .collect()
 }
 
-/// Every cgroup hierarchy this host mounts: the v1 controllers' and, on a hybrid host, the
-/// unified one next to them (CRIU restores a task into each it was in).
-fn cgroup_mounts() -> Vec<String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let sep = fields.iter().position(|f| *f == "-")?;
-            let fstype = *fields.get(sep + 1)?;
-            let mountpoint = *fields.get(4)?;
-            (matches!(fstype, "cgroup" | "cgroup2") && mountpoint.starts_with("/sys/fs/cgroup"))
-                .then(|| mountpoint.to_string())
-        })
-        .collect()
-}
-
 /// A restore's options beyond the container's own.
 pub struct NativeRestore<'a> {
     pub images: &'a Path,
@@ -423,16 +407,6 @@ pub(super) enum ProcState {
 const FREEZER_WAIT: Duration = Duration::from_secs(10);
 
 impl Runtime {
-    /// The container's cgroup directories on this host (each v1 hierarchy's, or the
-    /// unified one), whether they exist or not.
-    fn cgroup_dirs(&self, name: &str) -> Vec<PathBuf> {
-        let rel = self.cgroups_path(name);
-        cgroup_mounts()
-            .into_iter()
-            .map(|h| PathBuf::from(format!("{h}{rel}")))
-            .collect()
-    }
-
     /// Whether ferry's own container is frozen (its freezer says so).
     fn cgroup_frozen(&self, name: &str) -> bool {
         let dir = self.freezer_cgroup(name);
@@ -542,21 +516,13 @@ impl Runtime {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        // runc removed its own; what ferry made (for a restore that then did not happen, or
-        // for its own container) goes once empty. The kernel frees a cgroup only once its
-        // last process is reaped: wait for that for ferry's own.
-        for dir in self.cgroup_dirs(&c.name) {
-            let deadline =
-                std::time::Instant::now() + Duration::from_secs(if ours { 5 } else { 0 });
-            while dir.exists() && std::fs::remove_dir(&dir).is_err() {
-                if std::time::Instant::now() >= deadline {
-                    if ours {
-                        tracing::warn!(container = %c.name, dir = %dir.display(), "cgroup not removed");
-                    }
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        // runc removed its own group; what ferry made (for a restore that then did not
+        // happen, or for its own container) goes once its last process is reaped, and with it
+        // the parents left empty.
+        let left = crate::cgroup::Hierarchies::mounted()
+            .remove(&self.cgroups_path(&c.name), Duration::from_secs(5));
+        for (dir, e) in left {
+            tracing::warn!(container = %c.name, dir = %dir.display(), "cgroup not removed: {e}");
         }
         Ok(())
     }

@@ -856,7 +856,7 @@ impl<'a> Bench<'a> {
 /// One run as a line of the benchmark's output.
 fn run_line(r: &Run) -> String {
     let f = |v: Option<f64>| v.map(|v| format!("{v:.0} ms")).unwrap_or("-".into());
-    format!(
+    let mut line = format!(
         "   {:>5} MiB {:>2} MiB/s {:<22} run {}: downtime {:>8}  total {:>8}{}",
         r.ballast_mib,
         r.dirty_mib_s,
@@ -868,7 +868,38 @@ fn run_line(r: &Run) -> String {
             .as_ref()
             .map(|e| format!("  FAILED: {e}"))
             .unwrap_or_default()
-    )
+    );
+    if let Some(pages) = r.report.as_ref().and_then(pages_moved) {
+        line += &format!("\n{:>26}{pages}", "");
+    }
+    line
+}
+
+/// Pre-copy and hybrid: the pages of each round, of the final dump and (hybrid) those the
+/// target pulled after the restore. Unlike times, these compare across machines, also with
+/// an emulated CPU.
+fn pages_moved(report: &MigrationReport) -> Option<String> {
+    const PAGE: u64 = 4096;
+    if report.pre_copy_rounds.is_empty() {
+        return None;
+    }
+    let rounds: Vec<String> = report
+        .pre_copy_rounds
+        .iter()
+        .map(|r| r.pages.to_string())
+        .collect();
+    let in_rounds: u64 = report.pre_copy_rounds.iter().map(|r| r.pages).sum();
+    let final_dump = report.dump.as_ref().map_or(0, |d| d.pages_written);
+    let mut line = format!(
+        "rounds {}: {} pages, final dump {final_dump}",
+        rounds.len(),
+        rounds.join("/")
+    );
+    if report.technique == Technique::Hybrid {
+        let lazy = (report.pages_bytes / PAGE).saturating_sub(in_rounds + final_dump);
+        line += &format!(", pulled after the restore {lazy}");
+    }
+    Some(line)
 }
 
 fn fmt3((m, lo, hi): (f64, f64, f64)) -> String {
