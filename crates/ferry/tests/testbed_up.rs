@@ -437,6 +437,44 @@ fn container_app_is_reachable_and_down_removes_it() {
         !cgroups_of_daemon(&daemon).is_empty(),
         "the container runs in no cgroup of mec2's daemon {daemon}"
     );
+    // A container of mec1 that is gone before `down`, as after a migration away: its daemon's
+    // group stays while the daemon runs, and `down` must take it.
+    let api1 = format!("https://{}:7100/ferry/v1", a.hosts[0]);
+    let r = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &image_arg,
+        &format!("{api1}/images?name=counter"),
+    ]);
+    assert!(r.ends_with("201"), "import on mec1: {r}");
+    let body1 = format!(
+        r#"{{"name":"gone","image":"counter","ip":"{}.0.11","memory_mib":64,"args":["--port","8080"]}}"#,
+        a.app_subnet_prefix
+    );
+    let r = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body1,
+        &format!("{api1}/containers"),
+    ]);
+    assert!(r.ends_with("201"), "create on mec1: {r}");
+    let r = curl(&["-X", "POST", &format!("{api1}/containers/gone/start")]);
+    assert!(r.ends_with("200"), "start on mec1: {r}");
+    let r = curl(&["-X", "DELETE", &format!("{api1}/containers/gone")]);
+    assert!(r.ends_with("204"), "delete on mec1: {r}");
+    let info1 = curl(&[&format!("{api1}/info")]);
+    let info1: serde_json::Value =
+        serde_json::from_str(info1.rsplit_once('\n').map_or("", |(b, _)| b)).expect("info");
+    let daemon1 = info1["id"].as_str().expect("mec1's id").to_string();
+    assert!(
+        !cgroups_of_daemon(&daemon1).is_empty(),
+        "mec1's daemon {daemon1} has no group of its own while it runs"
+    );
+
     let out = ferry(&["testbed", "route", &app, "mec2", "--name", name]);
     assert!(out.status.success(), "{}", text(&out));
     let mut reply = String::new();
@@ -497,6 +535,11 @@ fn container_app_is_reachable_and_down_removes_it() {
         cgroups_of_daemon(&daemon),
         Vec::<std::path::PathBuf>::new(),
         "cgroups of mec2's daemon left after down"
+    );
+    assert_eq!(
+        cgroups_of_daemon(&daemon1),
+        Vec::<std::path::PathBuf>::new(),
+        "the group of mec1's daemon, whose container went before down, left after down"
     );
     drop(tb);
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::command::run;
@@ -210,6 +211,20 @@ fn remove_cgroups(paths: &HashSet<String>) {
     }
 }
 
+/// Removes each host daemon's `/ferry/<daemon>` group where empty, also of hosts whose
+/// containers all moved away before `down` (their daemons are gone and make no more). A host's
+/// daemon id comes from its state directory, as the daemon computes it.
+fn remove_host_cgroups(sdir: &Path) {
+    let hierarchies = ferry_runtime::cgroup::Hierarchies::mounted();
+    for host in std::fs::read_dir(sdir).into_iter().flatten().flatten() {
+        if let Ok(dir) = std::fs::canonicalize(host.path()) {
+            if dir.is_dir() {
+                hierarchies.remove_empty_parents(&ferry_runtime::daemon_id(&dir));
+            }
+        }
+    }
+}
+
 /// Removes testbed `name` and everything it left. Idempotent.
 pub fn down(name: &str) -> Result<Removed, TestbedError> {
     ferry_topology::topology_name_problem(name)
@@ -260,6 +275,7 @@ pub fn down(name: &str) -> Result<Removed, TestbedError> {
     }
     // 3. Namespaces (their veths, routes and qdiscs go with them), then root links.
     remove_cgroups(&container_cgroups);
+    remove_host_cgroups(Path::new(&sdir));
     for ns in our_netns(&p).chain(container_netns).collect::<Vec<_>>() {
         match run("ip", ["netns", "del", ns.as_str()]) {
             Ok(_) => removed.namespaces += 1,
