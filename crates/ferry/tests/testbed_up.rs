@@ -406,33 +406,38 @@ fn container_app_is_reachable_and_down_removes_it() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let image_arg = format!("@{}", image.display());
-    let r = curl(&[
-        "-X",
-        "POST",
-        "--data-binary",
-        &image_arg,
-        &format!("{api}/images?name=counter"),
-    ]);
-    assert!(r.ends_with("201"), "import: {r}");
-    let body = format!(
-        r#"{{"name":"c1","image":"counter","ip":"{app}","memory_mib":64,"args":["--port","8080"]}}"#
-    );
-    let r = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body,
-        &format!("{api}/containers"),
-    ]);
-    assert!(r.ends_with("201"), "create: {r}");
-    let r = curl(&["-X", "POST", &format!("{api}/containers/c1/start")]);
-    assert!(r.ends_with("200"), "start: {r}");
-    let info = curl(&[&format!("{api}/info")]);
-    let info: serde_json::Value =
-        serde_json::from_str(info.rsplit_once('\n').map_or("", |(b, _)| b)).expect("info");
-    let daemon = info["id"].as_str().expect("the host's id").to_string();
+    // Imports the image into the host at `api`, creates and starts container `c` at `ip`
+    // there, and returns the host daemon's id.
+    let run_counter = |api: &str, c: &str, ip: &str| {
+        let r = curl(&[
+            "-X",
+            "POST",
+            "--data-binary",
+            &image_arg,
+            &format!("{api}/images?name=counter"),
+        ]);
+        assert!(r.ends_with("201"), "import into {api}: {r}");
+        let body = format!(
+            r#"{{"name":"{c}","image":"counter","ip":"{ip}","memory_mib":64,"args":["--port","8080"]}}"#
+        );
+        let r = curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body,
+            &format!("{api}/containers"),
+        ]);
+        assert!(r.ends_with("201"), "create {c} on {api}: {r}");
+        let r = curl(&["-X", "POST", &format!("{api}/containers/{c}/start")]);
+        assert!(r.ends_with("200"), "start {c} on {api}: {r}");
+        let info = curl(&[&format!("{api}/info")]);
+        let info: serde_json::Value =
+            serde_json::from_str(info.rsplit_once('\n').map_or("", |(b, _)| b)).expect("info");
+        info["id"].as_str().expect("the host's id").to_string()
+    };
+    let daemon = run_counter(&api, "c1", &app);
     assert!(
         !cgroups_of_daemon(&daemon).is_empty(),
         "the container runs in no cgroup of mec2's daemon {daemon}"
@@ -440,36 +445,9 @@ fn container_app_is_reachable_and_down_removes_it() {
     // A container of mec1 that is gone before `down`, as after a migration away: its daemon's
     // group stays while the daemon runs, and `down` must take it.
     let api1 = format!("https://{}:7100/ferry/v1", a.hosts[0]);
-    let r = curl(&[
-        "-X",
-        "POST",
-        "--data-binary",
-        &image_arg,
-        &format!("{api1}/images?name=counter"),
-    ]);
-    assert!(r.ends_with("201"), "import on mec1: {r}");
-    let body1 = format!(
-        r#"{{"name":"gone","image":"counter","ip":"{}.0.11","memory_mib":64,"args":["--port","8080"]}}"#,
-        a.app_subnet_prefix
-    );
-    let r = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body1,
-        &format!("{api1}/containers"),
-    ]);
-    assert!(r.ends_with("201"), "create on mec1: {r}");
-    let r = curl(&["-X", "POST", &format!("{api1}/containers/gone/start")]);
-    assert!(r.ends_with("200"), "start on mec1: {r}");
+    let daemon1 = run_counter(&api1, "gone", &format!("{}.0.11", a.app_subnet_prefix));
     let r = curl(&["-X", "DELETE", &format!("{api1}/containers/gone")]);
     assert!(r.ends_with("204"), "delete on mec1: {r}");
-    let info1 = curl(&[&format!("{api1}/info")]);
-    let info1: serde_json::Value =
-        serde_json::from_str(info1.rsplit_once('\n').map_or("", |(b, _)| b)).expect("info");
-    let daemon1 = info1["id"].as_str().expect("mec1's id").to_string();
     assert!(
         !cgroups_of_daemon(&daemon1).is_empty(),
         "mec1's daemon {daemon1} has no group of its own while it runs"
