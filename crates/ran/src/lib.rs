@@ -23,6 +23,7 @@ pub mod admin;
 mod http;
 pub mod location;
 pub mod location_geo;
+pub mod measurement;
 pub mod metrics;
 pub mod mobility;
 mod notify;
@@ -309,7 +310,7 @@ impl Ran {
         );
         self.inner.handovers.fetch_add(1, Ordering::Relaxed);
         self.inner.metrics.handovers.inc();
-        rni::on_cell_change(self, change);
+        rni::on_cell_change(self, change, mec_api::rni::HoStatus::Completed);
         location::on_cell_change(self, change);
         // No receiver is fine: nobody embeds the RAN.
         let _ = self.inner.events.send(Handover::from(change));

@@ -76,14 +76,18 @@ pub fn filter_matches(f: &FilterCriteriaAssocHo, change: &CellChange, status: Ho
 }
 
 /// The notification of one handover to one subscription.
-pub fn notification(change: &CellChange, self_href: &str) -> CellChangeNotification {
+pub fn notification(
+    change: &CellChange,
+    self_href: &str,
+    status: HoStatus,
+) -> CellChangeNotification {
     CellChangeNotification {
         notification_type: CELL_CHANGE_NOTIFICATION.to_string(),
         time_stamp: Some(TimeStamp::from_system_time(change.at)),
         associate_id: vec![AssociateId::ue_ipv4(change.address)],
         src_ecgi: change.from.ecgi.clone(),
         trg_ecgi: vec![change.to.ecgi.clone()],
-        ho_status: HoStatus::Completed,
+        ho_status: status,
         temp_ue_id: None,
         links: Some(NotificationLinks {
             subscription: LinkType {
@@ -113,18 +117,19 @@ pub fn merge_cell_changes(
     newer
 }
 
-/// Called on every handover: queue a notification to each matching subscription.
-pub(crate) fn on_cell_change(ran: &Ran, change: &CellChange) {
+/// Called on every step of a handover (`IN_PREPARATION`, then `COMPLETED` once the UE is in
+/// the target cell): queue a notification to each matching subscription.
+pub(crate) fn on_cell_change(ran: &Ran, change: &CellChange, status: HoStatus) {
     let subs = lock(&ran.inner.rni);
     for (id, e) in &subs.subs {
-        if filter_matches(&e.sub.filter_criteria_assoc_ho, change, HoStatus::Completed) {
+        if filter_matches(&e.sub.filter_criteria_assoc_ho, change, status) {
             let href = e
                 .sub
                 .links
                 .as_ref()
                 .map(|l| l.self_.href.clone())
                 .unwrap_or_default();
-            match serde_json::to_value(notification(change, &href)) {
+            match serde_json::to_value(notification(change, &href, status)) {
                 // Per UE: in order, and merged with the UE's earlier ones if the queue is full.
                 Ok(body) => e.delivery.send_keyed(&change.address.to_string(), body),
                 Err(err) => {
@@ -133,6 +138,13 @@ pub(crate) fn on_cell_change(ran: &Ran, change: &CellChange) {
             }
         }
     }
+}
+
+/// Called with every measurement report of the radio model: MEC 012's measurement
+/// subscriptions (MeasRepUe, NrMeasRepUe, MeasTa) are served from these.
+#[allow(dead_code)] // until the radio model calls it (issue 14, deliverable 2)
+pub(crate) fn on_measurement(_ran: &Ran, _report: &crate::measurement::UeMeasurement) {
+    // The measurement subscriptions come with the rest of MEC 012 (issue 14, deliverable 3).
 }
 
 /// Checks a subscription body and fills the defaults the spec asks the answer to carry.
@@ -597,8 +609,12 @@ mod tests {
     fn notification_carries_both_ecgis_and_the_ue() {
         let mut w = world();
         let ch = change(&mut w, "b1");
-        let v =
-            serde_json::to_value(notification(&ch, "http://x/rni/v2/subscriptions/s1")).unwrap();
+        let v = serde_json::to_value(notification(
+            &ch,
+            "http://x/rni/v2/subscriptions/s1",
+            HoStatus::Completed,
+        ))
+        .unwrap();
         assert_eq!(v["notificationType"], "CellChangeNotification");
         assert_eq!(v["srcEcgi"]["cellId"], "0000001");
         assert_eq!(v["trgEcgi"][0]["cellId"], "0000003");
@@ -618,7 +634,10 @@ mod tests {
         let mut w = world();
         let hops: Vec<serde_json::Value> = ["a2", "b1", "a1"]
             .iter()
-            .map(|c| serde_json::to_value(notification(&change(&mut w, c), "h")).unwrap())
+            .map(|c| {
+                serde_json::to_value(notification(&change(&mut w, c), "h", HoStatus::Completed))
+                    .unwrap()
+            })
             .collect();
         let two = merge_cell_changes(hops[0].clone(), hops[1].clone());
         let three = merge_cell_changes(two, hops[2].clone());

@@ -1,0 +1,44 @@
+//! What a UE measures of the cells around it: made by the radio model (`radio`) at every
+//! measurement period, carried by MEC 012's measurement reports (`rni`: MeasRepUe,
+//! NrMeasRepUe, MeasTa). The one type between the two, so neither knows the other's insides.
+
+use std::net::Ipv4Addr;
+use std::time::SystemTime;
+
+/// One cell as a UE hears it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellMeasurement {
+    /// Index into `World::cells`.
+    pub cell: usize,
+    /// Reference signal received power (dBm).
+    pub rsrp_dbm: f64,
+    /// Reference signal received quality (dB).
+    pub rsrq_db: f64,
+    /// Signal to interference and noise ratio (dB).
+    pub sinr_db: f64,
+}
+
+/// Why a report was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportCause {
+    /// The UE's measurement period came round.
+    Periodic,
+    /// The A3 event entered: a neighbour stayed better than the serving cell by the offset for
+    /// the time to trigger (the report that starts a handover).
+    EventA3,
+}
+
+/// One measurement report of one UE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UeMeasurement {
+    pub ue: String,
+    pub address: Ipv4Addr,
+    pub at: SystemTime,
+    pub cause: ReportCause,
+    pub serving: CellMeasurement,
+    /// The neighbour cells the UE hears, strongest first.
+    pub neighbours: Vec<CellMeasurement>,
+    /// Timing advance towards the serving cell, in TS 36.213 units (16 Ts, about 78 m of
+    /// distance each).
+    pub timing_advance: u32,
+}
