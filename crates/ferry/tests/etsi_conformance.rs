@@ -29,18 +29,6 @@ const SEED: &str = "14";
 /// Operations not tested: (file, operationId, the operation, why).
 const NOT_TESTED: &[(&str, &str, &str, &str)] = &[
     (
-        "MEC012_RniAPI.yaml",
-        "s1_bearer_infoGET",
-        "GET /queries/s1_bearer_info",
-        "not implemented yet (issue 14, deliverable 3)",
-    ),
-    (
-        "MEC012_RniAPI.yaml",
-        "layer2_meas_infoGET",
-        "GET /queries/layer2_meas",
-        "not implemented yet (issue 14, deliverable 3)",
-    ),
-    (
         "MEC010-2_AppLcm.yaml",
         "appInstNotificationPOST",
         "POST /user_defined_notification",
@@ -274,6 +262,30 @@ async fn ran_conforms_to_mec012_and_mec013() {
     )
     .await;
     assert_eq!(rni.0, 201, "{}", rni.2);
+    // One subscription of every other MEC 012 type, so the list holds each of them.
+    let ue = json!([{"type": 1, "value": "10.150.0.1"}]);
+    for body in [
+        json!({"subscriptionType": "RabEstSubscription", "filterCriteriaQci": {"qci": 9}}),
+        json!({"subscriptionType": "RabModSubscription",
+            "filterCriteriaQci": {"qci": 9, "erabId": 1}}),
+        json!({"subscriptionType": "RabRelSubscription",
+            "filterCriteriaQci": {"qci": 9, "erabId": 1}}),
+        json!({"subscriptionType": "MeasRepUeSubscription",
+            "filterCriteriaAssocTri": {"associateId": ue, "trigger": [1, 12]}}),
+        json!({"subscriptionType": "NrMeasRepUeSubscription",
+            "filterCriteriaNrMrs": {"associateId": ue, "triggerNr": [1]}}),
+        json!({"subscriptionType": "MeasTaSubscription",
+            "filterCriteriaAssoc": {"associateId": ue}}),
+        json!({"subscriptionType": "CaReconfSubscription",
+            "filterCriteriaAssoc": {"associateId": ue}}),
+        json!({"subscriptionType": "S1BearerSubscription",
+            "S1BearerSubscriptionCriteria": {"associateId": ue}, "eventType": [1, 2, 3]}),
+    ] {
+        let mut body = body;
+        body["callbackReference"] = json!(cb);
+        let r = post_json(&ran.api("/rni/v2/subscriptions"), &body).await;
+        assert_eq!(r.0, 201, "{body}: {}", r.2);
+    }
     let user = post_json(
         &ran.api("/location/v2/subscriptions/userTracking"),
         &json!({"userTrackingSubscription": {"callbackReference": {"notifyURL": cb},

@@ -763,6 +763,7 @@ pub struct S1BearerNotification {
 /// can estimate is given.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct L2CellInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ecgi: Option<Ecgi>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dl_gbr_prb_usage_cell: Option<u32>,
@@ -789,8 +790,9 @@ pub struct L2CellInfo {
 /// `CellUEInfo` of `L2Meas`: one UE's estimates.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct L2UeInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ecgi: Option<Ecgi>,
-    #[serde(rename = "associateId")]
+    #[serde(rename = "associateId", skip_serializing_if = "Option::is_none")]
     pub associate_id: Option<AssociateId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dl_gbr_throughput_ue: Option<u32>,

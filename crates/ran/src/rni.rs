@@ -1713,4 +1713,107 @@ mod tests {
             .cell_ue_info
             .is_empty());
     }
+
+    /// End to end inside the crate: a RAN built in-process (as the radio model runs it), a
+    /// real callback server on loopback, `on_measurement` called as the radio model calls
+    /// it; the notifications arrive over HTTP with the report's values. The subscriptions are
+    /// put in the store as `create` does (no HTTP path into the RAN is opened).
+    #[tokio::test]
+    async fn measurement_reports_reach_the_subscribers_callbacks() {
+        use axum::extract::State as S;
+        use std::sync::{Arc, Mutex};
+        type Inbox = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+        let inbox: Inbox = Arc::default();
+        let app = axum::Router::new()
+            .route(
+                "/{path}",
+                axum::routing::post(
+                    |S(inbox): S<Inbox>,
+                     Path(p): Path<String>,
+                     body: axum::Json<serde_json::Value>| async move {
+                        inbox.lock().unwrap().push((p, body.0));
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .with_state(inbox.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let topo = ferry_topology::Topology::parse(crate::world::tests::TOPO).unwrap();
+        let ran = Ran::new(&topo).unwrap();
+        let add = |id: &str, kind: SubscriptionKind| {
+            let mut s = sub(kind);
+            s.callback_reference = Some(format!("http://{addr}/{id}"));
+            let delivery = start_delivery(&ran, &s, id);
+            lock(&ran.inner.rni)
+                .subs
+                .insert(id.into(), Entry { sub: s, delivery });
+        };
+        add(
+            "rep",
+            SubscriptionKind::MeasRepUe {
+                filter_criteria_assoc_tri: FilterCriteriaAssocTri::default(),
+            },
+        );
+        add(
+            "a3",
+            SubscriptionKind::MeasRepUe {
+                filter_criteria_assoc_tri: FilterCriteriaAssocTri {
+                    trigger: vec![Trigger::EventA3],
+                    ..Default::default()
+                },
+            },
+        );
+        add(
+            "ta",
+            SubscriptionKind::MeasTa {
+                filter_criteria_assoc: FilterCriteriaAssoc::default(),
+            },
+        );
+        add(
+            "nr",
+            SubscriptionKind::NrMeasRepUe {
+                filter_criteria_nr_mrs: FilterCriteriaNrMrs::default(),
+            },
+        );
+        on_measurement(&ran, &report(ReportCause::Periodic));
+        let mut a3 = report(ReportCause::EventA3);
+        a3.serving.rsrp_dbm = -110.0;
+        on_measurement(&ran, &a3);
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while inbox.lock().unwrap().len() < 4 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Anything unwanted would come with the wanted ones.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let got = inbox.lock().unwrap().clone();
+        let on = |p: &str| -> Vec<serde_json::Value> {
+            got.iter()
+                .filter(|(q, _)| q == p)
+                .map(|(_, b)| b.clone())
+                .collect()
+        };
+        let rep = on("rep");
+        assert_eq!(rep.len(), 2, "{got:?}");
+        assert_eq!(
+            (rep[0]["trigger"].as_u64(), rep[0]["rsrp"].as_u64()),
+            (Some(1), Some(45))
+        );
+        assert_eq!(
+            (rep[1]["trigger"].as_u64(), rep[1]["rsrp"].as_u64()),
+            (Some(12), Some(31)),
+            "in order"
+        );
+        let only_a3 = on("a3");
+        assert_eq!(only_a3.len(), 1);
+        assert_eq!(only_a3[0]["trigger"], 12);
+        let ta = on("ta");
+        assert_eq!(ta.len(), 1);
+        assert_eq!(ta[0]["timingAdvance"], 12);
+        assert!(on("nr").is_empty());
+        server.abort();
+    }
 }
