@@ -295,6 +295,25 @@ async fn expired_subscription_is_removed_and_told() {
     tokio::time::sleep(GRACE).await;
     assert_eq!(cb.on("/exp").len(), 1);
 
+    // Every other type expires alike, and an expired RabEst subscriber hears of no bearer.
+    for (query, mut other) in every_other_type(&cb.url("/exp-other")) {
+        let deadline =
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_millis(800);
+        other["expiryDeadline"] =
+            json!({"seconds": deadline.as_secs(), "nanoSeconds": deadline.subsec_nanos()});
+        let r = post_json(&root, &other).await;
+        assert_eq!(r.0, 201, "{query}: {}", r.2);
+    }
+    let told = cb.wait("/exp-other", 8, WAIT).await;
+    assert_eq!(told.len(), 8, "one ExpiryNotification per type");
+    assert!(told
+        .iter()
+        .all(|n| n.body["notificationType"] == "ExpiryNotification"));
+    assert_eq!(get(&root).await.2["_links"]["subscription"], json!([]));
+    handover(&ran, "ue1", "b1").await;
+    tokio::time::sleep(GRACE).await;
+    assert_eq!(cb.on("/exp-other").len(), 8);
+
     // Out-of-range time stamps are refused, the farthest valid one is fine.
     body["expiryDeadline"] =
         json!({"seconds": now.as_secs() + 60, "nanoSeconds": 1_000_000_000u32});
