@@ -165,12 +165,13 @@ impl Ran {
         let security = Security::new(tls)?;
         let world = World::from_topology(topology)?;
         let schedule = trace::Schedule::from_topology(topology, &world);
+        let rni = rni::Subscriptions::new(&world);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let metrics = metrics::RanMetrics::new();
         Ok(Ran {
             inner: Arc::new(Inner {
                 world: Mutex::new(world),
-                rni: Mutex::new(rni::Subscriptions::default()),
+                rni: Mutex::new(rni),
                 location: Mutex::new(location::Subscriptions::default()),
                 geo: Mutex::new(location_geo::Subscriptions::default()),
                 owners: owners::Owners::new(owners::DEFAULT_MAX_PER_CLIENT),

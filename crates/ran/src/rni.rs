@@ -38,14 +38,40 @@ use std::time::SystemTime;
 pub const ROOT: &str = "/rni/v2";
 
 /// The live subscriptions of every type, by id, and the UEs' bearers.
-#[derive(Default)]
 pub struct Subscriptions {
     subs: BTreeMap<String, Entry>,
     /// The QoS of UEs whose bearer was changed from the default.
     bearers: HashMap<Ipv4Addr, ErabQosParameters>,
+    directory: Directory,
+}
+
+/// What the events need of the topology, which never changes once the RAN is built (cells
+/// and UEs are neither added nor removed; UEs only move): the event paths
+/// (`on_cell_change`, `on_measurement`) then never lock the world, so the mobility and the
+/// radio model may call them while they hold it.
+struct Directory {
+    ecgis: Vec<Ecgi>,
+    cells: HashMap<String, usize>,
+    ues: HashMap<Ipv4Addr, usize>,
 }
 
 impl Subscriptions {
+    pub(crate) fn new(world: &World) -> Subscriptions {
+        Subscriptions {
+            subs: BTreeMap::new(),
+            bearers: HashMap::new(),
+            directory: Directory {
+                ecgis: world.cells.iter().map(|c| c.ecgi.clone()).collect(),
+                cells: (world.cells.iter().enumerate())
+                    .map(|(i, c)| (c.name.clone(), i))
+                    .collect(),
+                ues: (world.ues.iter().enumerate())
+                    .map(|(i, u)| (u.address, i))
+                    .collect(),
+            },
+        }
+    }
+
     pub(crate) fn contains(&self, id: &str) -> bool {
         self.subs.contains_key(id)
     }
@@ -312,17 +338,15 @@ fn dispatch<'a>(
 /// the target cell): queue a notification to each matching subscription. A completed one
 /// also releases the UE's bearer in the source cell and sets it up in the target cell.
 pub(crate) fn on_cell_change(ran: &Ran, change: &CellChange, status: HoStatus) {
-    let cells = {
-        let w = ran.world();
-        w.ue_by_address(change.address).map(|u| {
-            (
-                u,
-                w.cell_index(&change.from.name),
-                w.cell_index(&change.to.name),
-            )
-        })
-    };
     let subs = lock(&ran.inner.rni);
+    let d = &subs.directory;
+    let cells = d.ues.get(&change.address).map(|&u| {
+        (
+            u,
+            d.cells.get(&change.from.name).copied(),
+            d.cells.get(&change.to.name).copied(),
+        )
+    });
     dispatch(subs.subs.iter(), change.address, |sub| match &sub.kind {
         SubscriptionKind::CellChange {
             filter_criteria_assoc_ho: f,
@@ -466,8 +490,8 @@ struct Located<'a> {
     neighbours: Vec<(Ecgi, &'a CellMeasurement)>,
 }
 
-fn locate<'a>(world: &World, report: &'a UeMeasurement) -> Option<Located<'a>> {
-    let ecgi = |c: usize| world.cells.get(c).map(|c| c.ecgi.clone());
+fn locate<'a>(ecgis: &[Ecgi], report: &'a UeMeasurement) -> Option<Located<'a>> {
+    let ecgi = |c: usize| ecgis.get(c).cloned();
     Some(Located {
         report,
         serving: ecgi(report.serving.cell)?,
@@ -542,10 +566,10 @@ fn measurement_notifications(
 /// subscriptions (MeasRepUe, MeasTa) are served from these.
 #[allow(dead_code)] // until the radio model calls it (issue 14, deliverable 2)
 pub(crate) fn on_measurement(ran: &Ran, report: &UeMeasurement) {
-    let Some(located) = locate(&ran.world(), report) else {
+    let subs = lock(&ran.inner.rni);
+    let Some(located) = locate(&subs.directory.ecgis, report) else {
         return;
     };
-    let subs = lock(&ran.inner.rni);
     dispatch(subs.subs.iter(), report.address, |sub| {
         measurement_notifications(sub, &located)
     });
@@ -1450,7 +1474,8 @@ mod tests {
     }
 
     fn bodies(s: &RniSubscription, w: &World, r: &UeMeasurement) -> Vec<serde_json::Value> {
-        let m = locate(w, r).unwrap();
+        let ecgis: Vec<Ecgi> = w.cells.iter().map(|c| c.ecgi.clone()).collect();
+        let m = locate(&ecgis, r).unwrap();
         measurement_notifications(s, &m)
             .into_iter()
             .map(|b| b.unwrap())
