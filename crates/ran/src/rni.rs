@@ -41,7 +41,7 @@ pub const ROOT: &str = "/rni/v2";
 pub struct Subscriptions {
     subs: BTreeMap<String, Entry>,
     /// The QoS of UEs whose bearer was changed from the default.
-    bearers: HashMap<Ipv4Addr, ErabQosParameters>,
+    bearers: Bearers,
     directory: Directory,
 }
 
@@ -59,7 +59,7 @@ impl Subscriptions {
     pub(crate) fn new(world: &World) -> Subscriptions {
         Subscriptions {
             subs: BTreeMap::new(),
-            bearers: HashMap::new(),
+            bearers: Bearers::default_only(),
             directory: Directory {
                 ecgis: world.cells.iter().map(|c| c.ecgi.clone()).collect(),
                 cells: (world.cells.iter().enumerate())
@@ -78,10 +78,7 @@ impl Subscriptions {
 
     /// The QoS of a UE's bearer now.
     fn bearer(&self, ue: Ipv4Addr) -> ErabQosParameters {
-        self.bearers
-            .get(&ue)
-            .cloned()
-            .unwrap_or_else(default_bearer)
+        self.bearers.of(ue)
     }
 }
 
@@ -402,9 +399,9 @@ pub(crate) fn modify_bearer(
     let mut subs = lock(&ran.inner.rni);
     let old = subs.bearer(address);
     if qos == default_bearer() {
-        subs.bearers.remove(&address);
+        subs.bearers.0.remove(&address);
     } else {
-        subs.bearers.insert(address, qos.clone());
+        subs.bearers.0.insert(address, qos.clone());
     }
     let ev = BearerEvent {
         ue: address,
@@ -903,7 +900,8 @@ const ABSENT_FILTERS: [&str; 3] = ["ue_ipv6_address", "nated_ip_address", "gtp_t
 /// given values (non-GBR bearers have none).
 const GBR_FILTERS: [&str; 4] = ["erab_mbr_dl", "erab_mbr_ul", "erab_gbr_dl", "erab_gbr_ul"];
 
-/// The UEs' bearers, looked up by address (default: E-RAB 1, QCI 9).
+/// The UEs' bearers, looked up by address: those changed from the default (E-RAB 1, QCI 9).
+#[derive(Clone)]
 pub struct Bearers(HashMap<Ipv4Addr, ErabQosParameters>);
 
 impl Bearers {
@@ -916,7 +914,7 @@ impl Bearers {
     }
 
     fn snapshot(ran: &Ran) -> Bearers {
-        Bearers(lock(&ran.inner.rni).bearers.clone())
+        lock(&ran.inner.rni).bearers.clone()
     }
 }
 
