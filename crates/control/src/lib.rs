@@ -166,6 +166,9 @@ struct Inner {
     metrics: metrics::ControlMetrics,
     /// What the operator's dashboard shows live (`dashboard.rs`).
     dashboard: dashboard::Dashboard,
+    /// Last heartbeat of each service with liveness (`service_mgmt.rs`); also serializes the
+    /// read-modify-write of those services' state.
+    heartbeats: Mutex<HashMap<String, std::time::SystemTime>>,
 }
 
 /// Marks an app instance busy until dropped (see `Control::claim`).
@@ -239,6 +242,7 @@ impl Control {
                 follow: follow::Follow::default(),
                 metrics,
                 dashboard: dashboard::Dashboard::default(),
+                heartbeats: Mutex::new(HashMap::new()),
             }),
         };
         for r in ams::registrations(&control)? {
@@ -324,6 +328,11 @@ impl Control {
 
     pub(crate) fn dashboard(&self) -> &dashboard::Dashboard {
         &self.inner.dashboard
+    }
+
+    /// The services' last heartbeats, locked (see `Inner::heartbeats`).
+    pub(crate) fn heartbeats(&self) -> MutexGuard<'_, HashMap<String, std::time::SystemTime>> {
+        lock(&self.inner.heartbeats)
     }
 
     pub fn config(&self) -> &Config {
@@ -638,9 +647,11 @@ pub async fn serve(
     tokio::spawn(controller::recover(control.clone(), interrupted));
     let follower = tokio::spawn(follow::run(c2, callback));
     let ues = tokio::spawn(dashboard::watch_ues(control.clone()));
+    let liveness = tokio::spawn(service_mgmt::watch_liveness(control.clone()));
     let result = mec_http::serve::serve_on(transport, control.router(), shutdown).await;
     follower.abort();
     ues.abort();
+    liveness.abort();
     follow::unsubscribe_ran(&control).await;
     result
 }
