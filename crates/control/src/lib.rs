@@ -169,7 +169,16 @@ struct Inner {
     /// Last heartbeat of each service with liveness (`service_mgmt.rs`); also serializes the
     /// read-modify-write of those services' state.
     heartbeats: Mutex<HashMap<String, std::time::SystemTime>>,
+    /// Graceful stops and terminations waiting for the instance's `confirm_termination`
+    /// (`app_support.rs`), by instance.
+    pending_confirmations: Mutex<HashMap<String, PendingConfirmation>>,
 }
+
+/// What a graceful stop or termination waits for, and whom to wake.
+type PendingConfirmation = (
+    mec_api::app_support::OperationActionType,
+    tokio::sync::oneshot::Sender<()>,
+);
 
 /// Marks an app instance busy until dropped (see `Control::claim`).
 pub struct Claim {
@@ -243,6 +252,7 @@ impl Control {
                 metrics,
                 dashboard: dashboard::Dashboard::default(),
                 heartbeats: Mutex::new(HashMap::new()),
+                pending_confirmations: Mutex::new(HashMap::new()),
             }),
         };
         for r in ams::registrations(&control)? {
@@ -328,6 +338,12 @@ impl Control {
 
     pub(crate) fn dashboard(&self) -> &dashboard::Dashboard {
         &self.inner.dashboard
+    }
+
+    pub(crate) fn pending_confirmations(
+        &self,
+    ) -> MutexGuard<'_, HashMap<String, PendingConfirmation>> {
+        lock(&self.inner.pending_confirmations)
     }
 
     /// The services' last heartbeats, locked (see `Inner::heartbeats`).

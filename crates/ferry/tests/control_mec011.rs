@@ -390,7 +390,7 @@ async fn service_registry_and_availability_notifications() {
 }
 
 #[tokio::test]
-async fn app_termination_subscriptions_are_notified_on_terminate() {
+async fn graceful_termination_and_stop_are_notified_and_wait_for_confirmation() {
     let host = FakeHost::start().await;
     let (_d, dir) = state_dir();
     let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &host)]));
@@ -433,26 +433,80 @@ async fn app_termination_subscriptions_are_notified_on_terminate() {
     );
     get(&href).await.assert_status(200);
 
-    let t = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{id}/terminate")),
-        &json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 7}),
-    )
-    .await;
-    assert_eq!(t.0, 202, "{}", t.2);
+    // A graceful termination waits for the instance's confirmation (the timeout is far).
+    let terminate = tokio::spawn(post_json_owned(
+        c.api(&format!("/app_lcm/v1/app_instances/{id}/terminate")),
+        json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 120}),
+    ));
     let got = cb.wait("/term", 1, WAIT).await;
     assert_eq!(got.len(), 1, "{got:?}");
     let n = &got[0].body;
     assert_eq!(n["notificationType"], "AppTerminationNotification");
     assert_eq!(n["operationAction"], "TERMINATING");
-    assert_eq!(n["maxGracefulTimeout"], 7);
+    assert_eq!(n["maxGracefulTimeout"], 120);
     assert_eq!(n["_links"]["subscription"]["href"], href.as_str());
-    assert!(n["_links"]["confirmTermination"]["href"]
+    let confirm = n["_links"]["confirmTermination"]["href"]
         .as_str()
         .unwrap()
-        .ends_with(&format!("/applications/{id}/confirm_termination")));
+        .to_string();
+    assert!(confirm.ends_with(&format!("/applications/{id}/confirm_termination")));
+    tokio::time::sleep(GRACE).await;
+    assert!(!terminate.is_finished(), "terminate did not wait");
+    assert_eq!(
+        instance(&c, &id).await["instantiationState"],
+        "INSTANTIATED"
+    );
+    post_json(&confirm, &json!({"operationAction": "STOPPING"}))
+        .await
+        .assert_problem(409);
+    post_json(&confirm, &json!({"operationAction": "TERMINATING"}))
+        .await
+        .assert_status(204);
+    let t = tokio::time::timeout(WAIT, terminate)
+        .await
+        .expect("terminate goes on after the confirmation")
+        .unwrap();
+    assert_eq!(t.0, 202, "{}", t.2);
+    assert_eq!(t.2["operationState"], "COMPLETED", "{}", t.2);
+    assert_eq!(
+        instance(&c, &id).await["instantiationState"],
+        "NOT_INSTANTIATED"
+    );
+    post_json(&confirm, &json!({"operationAction": "TERMINATING"}))
+        .await
+        .assert_problem(409);
+
+    // A graceful stop nobody confirms goes on after its timeout.
+    let other = instantiate(&c, "counter", "edge-a").await;
+    let other_subs = c.api(&format!(
+        "/mec_app_support/v1/applications/{other}/subscriptions"
+    ));
+    let s = post_json(
+        &other_subs,
+        &body("AppTerminationNotificationSubscription", &other),
+    )
+    .await;
+    assert_eq!(s.0, 201, "{}", s.2);
+    let stop = post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{other}/operate")),
+        &json!({"changeStateTo": "STOPPED", "stopType": "GRACEFUL", "gracefulStopTimeout": 1}),
+    )
+    .await;
+    assert_eq!(stop.0, 202, "{}", stop.2);
+    let got = cb.wait("/term", 2, WAIT).await;
+    assert_eq!(got[1].body["operationAction"], "STOPPING");
+    assert_eq!(got[1].body["maxGracefulTimeout"], 1);
+    assert_eq!(
+        instance(&c, &other).await["instantiatedAppState"]["operationalState"],
+        "STOPPED"
+    );
 
     delete(&href).await.assert_status(204);
     get(&href).await.assert_problem(404);
+}
+
+async fn post_json_owned(url: String, body: serde_json::Value) -> Answer {
+    post_json(&url, &body).await
 }
 
 /// MEC 011 v3.1.1 service liveness: a producer registered with `livenessInterval` gets a

@@ -379,7 +379,8 @@ async fn control_conforms_to_mec010_2_mec011_and_mec021() {
     let host = FakeHost::start().await;
     let (_d, dir) = state_dir();
     let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &host)]));
-    let callback = Callback::start().await;
+    // Confirms graceful stops and terminations, or each would wait out its timeout.
+    let callback = Callback::start_confirming().await;
     let cb = &callback.url("/cb");
 
     let pkg = onboard(&c, "conform-app").await;
