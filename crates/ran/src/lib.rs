@@ -16,8 +16,11 @@
 //! plus one notification per UE.
 //!
 //! Handovers come from `Ran::handover` (forced), or from the UEs' traces and waypoints once
-//! `Ran::start_trace` runs (`trace.rs`). Every handover is published to the subscribers of
-//! both ETSI APIs and on `Ran::subscribe` (for an embedding testbed).
+//! `Ran::start_trace` runs (`trace.rs`); with a topology `[radio]`, the radio model
+//! (`radio.rs`, docs/radio.md) decides the walking UEs' handovers by the A3 event, notified
+//! to MEC 012 IN_PREPARATION first, and makes every UE's measurement reports. Every completed
+//! handover is published to the subscribers of both ETSI APIs and on `Ran::subscribe` (for an
+//! embedding testbed).
 
 pub mod admin;
 mod http;

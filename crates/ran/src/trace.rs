@@ -142,7 +142,8 @@ pub(crate) async fn run(ran: Ran) {
         if let Some(r) = radio.as_mut().filter(|r| t >= r.next_report_s) {
             let period = r.model.meas_period().as_secs_f64();
             // Behind by more than a period (a slow tick): the next one a period from now.
-            r.next_report_s = (r.next_report_s + period).max(t);
+            let next = r.next_report_s + period;
+            r.next_report_s = if next <= t { t + period } else { next };
             for report in periodic_reports(&ran, &r.model) {
                 crate::rni::on_measurement(&ran, &report);
             }
