@@ -31,7 +31,7 @@ fn example_parses() {
     assert_eq!(t.hosts.len(), 3);
     assert_eq!(t.cells.len(), 3);
     assert_eq!(t.ues[0].waypoints.len(), 4);
-    let radio = t.radio.expect("the example runs the radio model");
+    let radio = t.radio.as_ref().expect("the example runs the radio model");
     assert_eq!(radio.time_to_trigger_ms, 320);
     assert_eq!(t.cells[0].tx_power_dbm, 43.0, "default power");
     assert_eq!(t.link("mec2", "mec1").and_then(|l| l.delay_ms), Some(5.0));
