@@ -397,7 +397,11 @@ async fn handover_migrates_the_container_and_switches_traffic() {
     let (ours, _) = ran_subscriptions_to(&s.ran, &callback).await;
     assert_eq!(ours.len(), 1, "{ours:?}");
     let sub = get(&ours[0]).await.2;
-    assert_eq!(sub["filterCriteriaAssocHo"]["hoStatus"], json!([1, 3]), "{sub}");
+    assert_eq!(
+        sub["filterCriteriaAssocHo"]["hoStatus"],
+        json!([1, 3]),
+        "{sub}"
+    );
     let ecgi = |id: &str| json!({"plmn": {"mcc": "001", "mnc": "01"}, "cellId": id});
     let preparing = post_json(
         &callback,

@@ -136,13 +136,23 @@ async fn radio_model_hands_a_walker_over_by_a3_in_preparation_then_completed() {
         .map(|r| {
             (
                 r.body["hoStatus"].as_u64().unwrap_or(0),
-                r.body["srcEcgi"]["cellId"].as_str().unwrap_or("").to_string(),
-                r.body["trgEcgi"][0]["cellId"].as_str().unwrap_or("").to_string(),
+                r.body["srcEcgi"]["cellId"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                r.body["trgEcgi"][0]["cellId"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
             )
         })
         .collect();
     let want = |s: u64| (s, "00000a1".to_string(), "00000a2".to_string());
-    assert_eq!(seen, vec![want(1), want(3)], "IN_PREPARATION then COMPLETED");
+    assert_eq!(
+        seen,
+        vec![want(1), want(3)],
+        "IN_PREPARATION then COMPLETED"
+    );
     // The RAN's own time stamps: the preparation time lies between them.
     let ms = |b: &serde_json::Value| {
         b["timeStamp"]["seconds"].as_u64().unwrap() * 1000
@@ -150,7 +160,11 @@ async fn radio_model_hands_a_walker_over_by_a3_in_preparation_then_completed() {
     };
     let (prep, done) = (ms(&got[0].body), ms(&got[1].body));
     eprintln!("IN_PREPARATION -> COMPLETED: {} ms", done - prep);
-    assert!(done >= prep + 399, "completed {} ms after preparation", done - prep);
+    assert!(
+        done >= prep + 399,
+        "completed {} ms after preparation",
+        done - prep
+    );
     // A3 waited for a2 to be clearly better: not before the walk passed the middle (1.8 s).
     let prep_after = got[0].at - ran.ready;
     assert!(
@@ -159,7 +173,10 @@ async fn radio_model_hands_a_walker_over_by_a3_in_preparation_then_completed() {
     );
     let (ok, out, err) = ferry(&["ran", "ues", "--ran", &ran.url]).await;
     assert!(ok, "{err}");
-    let ue1 = out.lines().find(|l| l.starts_with("ue1")).unwrap_or_default();
+    let ue1 = out
+        .lines()
+        .find(|l| l.starts_with("ue1"))
+        .unwrap_or_default();
     assert!(ue1.contains(" a2 "), "{out}");
 
     // Standing at a2 it stays (no ping-pong); a forced handover goes straight to COMPLETED.

@@ -82,11 +82,20 @@ fn unknown_trace_cell_is_rejected() {
 
 #[test]
 fn radio_values_out_of_range_are_rejected() {
-    let msg = rejects(&edit("time_to_trigger_ms = 320", "time_to_trigger_ms = 100000"));
+    let msg = rejects(&edit(
+        "time_to_trigger_ms = 320",
+        "time_to_trigger_ms = 100000",
+    ));
     assert!(msg.contains("radio.time_to_trigger_ms"), "{msg}");
-    let msg = rejects(&edit("path_loss_exponent = 3.5", "path_loss_exponent = 0.5"));
+    let msg = rejects(&edit(
+        "path_loss_exponent = 3.5",
+        "path_loss_exponent = 0.5",
+    ));
     assert!(msg.contains("radio.path_loss_exponent"), "{msg}");
-    let msg = rejects(&edit("radius_m = 600.0", "radius_m = 600.0\ntx_power_dbm = 500.0"));
+    let msg = rejects(&edit(
+        "radius_m = 600.0",
+        "radius_m = 600.0\ntx_power_dbm = 500.0",
+    ));
     assert!(msg.contains("cells[0].tx_power_dbm"), "{msg}");
     let msg = rejects(&edit("[radio]", "[radio]\nbogus = 1"));
     assert!(msg.contains("bogus"), "{msg}");
