@@ -123,6 +123,28 @@ impl Model {
         longitude: f64,
         serving: usize,
     ) -> (CellMeasurement, Vec<CellMeasurement>, u32) {
+        self.measure_with(latitude, longitude, serving, true)
+    }
+
+    /// [`Model::measure`] with RSRP only (RSRQ and SINR are NaN): what the A3 event needs on
+    /// every tick, without the interference sums.
+    pub fn measure_rsrp(
+        &self,
+        latitude: f64,
+        longitude: f64,
+        serving: usize,
+    ) -> (CellMeasurement, Vec<CellMeasurement>) {
+        let (s, n, _) = self.measure_with(latitude, longitude, serving, false);
+        (s, n)
+    }
+
+    fn measure_with(
+        &self,
+        latitude: f64,
+        longitude: f64,
+        serving: usize,
+        quality: bool,
+    ) -> (CellMeasurement, Vec<CellMeasurement>, u32) {
         let (x, y) = self.project(latitude, longitude);
         let mut heard: Vec<(usize, f64)> = Vec::new();
         let mut serving_d_sq = 0.0;
@@ -135,9 +157,20 @@ impl Model {
                 heard.push((i, self.rsrp_at(i, c, x, y, d_sq)));
             }
         }
-        let total_mw: f64 = heard.iter().map(|&(_, p)| dbm_to_mw(p)).sum();
-        let rssi_per_re_mw = total_mw + self.noise_mw;
+        let rssi_per_re_mw = if quality {
+            heard.iter().map(|&(_, p)| dbm_to_mw(p)).sum::<f64>() + self.noise_mw
+        } else {
+            f64::NAN
+        };
         let quality = |(cell, rsrp_dbm): (usize, f64)| {
+            if !quality {
+                return CellMeasurement {
+                    cell,
+                    rsrp_dbm,
+                    rsrq_db: f64::NAN,
+                    sinr_db: f64::NAN,
+                };
+            }
             let own = dbm_to_mw(rsrp_dbm);
             CellMeasurement {
                 cell,
@@ -354,6 +387,21 @@ mod tests {
         assert!((s.rsrp_dbm - n[0].rsrp_dbm).abs() < 0.01);
         // 372 m at 78.1 m a step.
         assert_eq!(ta, 5);
+    }
+
+    #[test]
+    fn rsrp_only_measures_the_same_rsrp() {
+        let m = model(Radio {
+            shadowing_db: 6.0,
+            ..Radio::default()
+        });
+        let (s, n, _) = m.measure(48.0002, 2.0063, 0);
+        let (s2, n2) = m.measure_rsrp(48.0002, 2.0063, 0);
+        assert_eq!(s.rsrp_dbm, s2.rsrp_dbm);
+        let rsrp =
+            |v: &[CellMeasurement]| v.iter().map(|c| (c.cell, c.rsrp_dbm)).collect::<Vec<_>>();
+        assert_eq!(rsrp(&n), rsrp(&n2));
+        assert!(s2.sinr_db.is_nan() && !s.sinr_db.is_nan());
     }
 
     #[test]

@@ -293,11 +293,13 @@ fn a3_step(
         return;
     }
     let u = &w.ues[ue];
-    let (serving, neighbours, timing_advance) = r.model.measure(u.latitude, u.longitude, u.cell);
+    let (serving, neighbours) = r.model.measure_rsrp(u.latitude, u.longitude, u.cell);
     let elapsed = Duration::from_secs_f64(t);
     let Some(to) = r.a3[i].update(&r.model.params, &serving, &neighbours, elapsed) else {
         return;
     };
+    // The report of the event carries the full measurement.
+    let (serving, neighbours, timing_advance) = r.model.measure(u.latitude, u.longitude, u.cell);
     let change = CellChange {
         ue: u.name.clone(),
         address: u.address,
