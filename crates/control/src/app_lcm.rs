@@ -21,7 +21,9 @@ use axum::Router;
 use mec_api::ams::{AssociateIdType, LinkType, SelfLink};
 use mec_api::app_lcm::*;
 use mec_api::app_pkgm::{AppD, AppPkgInfo, UsageState};
-use mec_api::app_support::{FilterType, RuleState, TrafficAction, TrafficRule};
+use mec_api::app_support::{
+    FilterType, OperationActionType, RuleState, TrafficAction, TrafficRule,
+};
 use mec_api::rni::TimeStamp;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -609,7 +611,14 @@ async fn terminate(
         StopType::Graceful => req.graceful_termination_timeout.unwrap_or(0),
         StopType::Forceful => 0,
     };
-    crate::app_support::notify_termination(&c, &id, timeout, &http::base_url(&headers))?;
+    crate::app_support::announce_end(
+        &c,
+        &id,
+        OperationActionType::Terminating,
+        timeout,
+        &http::base_url(&headers),
+    )
+    .await?;
     // A stopped container refuses `stop`; `delete` is what must succeed.
     let _ = c.hosts().stop(&host, &id).await;
     if let Err(e) = c.hosts().delete(&host, &id).await {
@@ -662,7 +671,21 @@ async fn operate(
     )?;
     let r = match req.change_state_to {
         OperationalState::Started => c.hosts().start(&host, &id).await,
-        OperationalState::Stopped => c.hosts().stop(&host, &id).await,
+        OperationalState::Stopped => {
+            let timeout = match req.stop_type {
+                Some(StopType::Graceful) => req.graceful_stop_timeout.unwrap_or(0),
+                Some(StopType::Forceful) | None => 0,
+            };
+            crate::app_support::announce_end(
+                &c,
+                &id,
+                OperationActionType::Stopping,
+                timeout,
+                &http::base_url(&headers),
+            )
+            .await?;
+            c.hosts().stop(&host, &id).await
+        }
     };
     if let Err(e) = r {
         return end_op(&c, occ, Err(ApiError::bad_gateway(e.to_string())));

@@ -8,7 +8,9 @@
 //! - `image.tar` (or `image.tar.gz`): the app's OCI image archive, as `ferry image pack` makes.
 //!
 //! The package's `checksum` (algorithm `SHA-256`) is checked against the whole uploaded tar.
-//! The image is imported on every host under the name `appDId`.
+//! The image is imported on every host under the name `appDId`. The onboarded package is
+//! kept as uploaded and served back (`GET .../package_content`, by appPkgId or appDId) as
+//! `application/x-tar`.
 //!
 //! Subscriptions (`/subscriptions`) get an `AppPkgNotification` when a package is onboarded,
 //! enabled or disabled (`PATCH app_packages/{id}`), or deleted.
@@ -56,7 +58,12 @@ pub(crate) fn routes() -> Router<Control> {
             axum::routing::put(axum::handler::Handler::layer(
                 upload,
                 axum::extract::DefaultBodyLimit::max(MAX_CONTENT),
-            )),
+            ))
+            .get(content),
+        )
+        .route(
+            "/app_pkgm/v1/onboarded_app_packages/{app_d_id}/package_content",
+            get(onboarded_content),
         )
         .route(
             "/app_pkgm/v1/onboarded_app_packages/{app_d_id}/appd",
@@ -223,6 +230,58 @@ fn package_dir(c: &Control, id: &str) -> std::path::PathBuf {
     c.config().state_dir.join("packages").join(id)
 }
 
+/// The package as uploaded, kept once it is onboarded.
+const CONTENT_FILE: &str = "package.tar";
+
+async fn content(State(c): State<Control>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let p: AppPkgInfo = c
+        .store()
+        .get(Table::Packages, &id)?
+        .ok_or_else(|| no_package(&id))?;
+    if p.onboarding_state != OnboardingState::Onboarded {
+        return Err(ApiError::conflict(format!(
+            "app package '{id}' is {:?}: it has content once ONBOARDED",
+            p.onboarding_state
+        )));
+    }
+    serve_content(&c, &id).await
+}
+
+async fn onboarded_content(
+    State(c): State<Control>,
+    Path(app_d_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (p, _) = find_onboarded(&c, &app_d_id)?.ok_or_else(|| {
+        ApiError::not_found(format!("no onboarded app package with appDId '{app_d_id}'"))
+    })?;
+    serve_content(&c, &p.id).await
+}
+
+/// Streams the kept package (up to [`MAX_CONTENT`]: not read into memory).
+async fn serve_content(c: &Control, id: &str) -> Result<Response, ApiError> {
+    let path = package_dir(c, id).join(CONTENT_FILE);
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        ApiError::internal(format!(
+            "the content of package '{id}' is not kept ({}: {e}); it was onboarded by an \
+             older ferry: create and upload it again",
+            path.display()
+        ))
+    })?;
+    let len = file.metadata().await.map(|m| m.len()).ok();
+    let mut resp = Response::new(axum::body::Body::from_stream(
+        tokio_util::io::ReaderStream::new(file),
+    ));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-tar"),
+    );
+    if let Some(len) = len {
+        h.insert(header::CONTENT_LENGTH, len.into());
+    }
+    Ok(resp)
+}
+
 /// appDIds become image names on the hosts: `[a-z0-9][a-z0-9._-]{0,127}`.
 fn check_app_d_id(id: &str) -> Result<(), ApiError> {
     let ok = (1..=128).contains(&id.len())
@@ -241,7 +300,7 @@ fn check_app_d_id(id: &str) -> Result<(), ApiError> {
 }
 
 /// Reads `appd.json` and the image member out of the package tar.
-fn unpack(content: &[u8]) -> Result<(AppD, Vec<u8>, &'static str), ApiError> {
+fn unpack(content: &[u8]) -> Result<(AppD, Vec<u8>), ApiError> {
     let mut appd = None;
     let mut image = None;
     let mut archive = tar::Archive::new(content);
@@ -256,26 +315,25 @@ fn unpack(content: &[u8]) -> Result<(AppD, Vec<u8>, &'static str), ApiError> {
             .path()
             .map(|p| p.to_string_lossy().trim_start_matches("./").to_string())
             .unwrap_or_default();
-        let kind = match path.as_str() {
-            "appd.json" => "appd",
-            "image.tar" => "image.tar",
-            "image.tar.gz" => "image.tar.gz",
+        let is_appd = match path.as_str() {
+            "appd.json" => true,
+            "image.tar" | "image.tar.gz" => false,
             _ => continue,
         };
         let mut buf = Vec::new();
         entry.read_to_end(&mut buf).map_err(|e| {
             ApiError::bad_request(format!("cannot read '{path}' from the package: {e}"))
         })?;
-        match kind {
-            "appd" => appd = Some(buf),
-            "image.tar" => image = Some((buf, "image.tar")),
-            _ => image = Some((buf, "image.tar.gz")),
+        if is_appd {
+            appd = Some(buf);
+        } else {
+            image = Some(buf);
         }
     }
     let appd = appd.ok_or_else(|| {
         ApiError::bad_request("package content has no 'appd.json' at its top level")
     })?;
-    let (image, name) = image.ok_or_else(|| {
+    let image = image.ok_or_else(|| {
         ApiError::bad_request(
             "package content has no 'image.tar' (or 'image.tar.gz') at its top level",
         )
@@ -284,7 +342,7 @@ fn unpack(content: &[u8]) -> Result<(AppD, Vec<u8>, &'static str), ApiError> {
         .map_err(|e| ApiError::bad_request(format!("appd.json is not a valid AppD: {e}")))?;
     d.validate().map_err(ApiError::bad_request)?;
     check_app_d_id(&d.app_d_id)?;
-    Ok((d, image, name))
+    Ok((d, image))
 }
 
 async fn upload(
@@ -304,16 +362,17 @@ async fn upload(
     }
     // Hashing and unpacking a large package is CPU work: keep it off the async workers.
     let expected = p.checksum.hash.trim().to_string();
-    let (d, image, image_name, image_sha) = tokio::task::spawn_blocking(move || {
+    let content = body.clone();
+    let (d, image, image_sha) = tokio::task::spawn_blocking(move || {
         let digest = hex::encode(sha2::Sha256::digest(&body));
         if !digest.eq_ignore_ascii_case(&expected) {
             return Err(ApiError::bad_request(format!(
                 "package content SHA-256 is {digest}, the package's checksum says {expected}"
             )));
         }
-        let (d, image, name) = unpack(&body)?;
+        let (d, image) = unpack(&body)?;
         let image_sha = hex::encode(sha2::Sha256::digest(&image));
-        Ok((d, image, name, image_sha))
+        Ok((d, image, image_sha))
     })
     .await
     .map_err(|e| ApiError::internal(format!("package check failed: {e}")))??;
@@ -324,15 +383,14 @@ async fn upload(
         )));
     }
     set_state(&c, &id, OnboardingState::Processing)?;
-    // Keep the image for hosts that join later, then push it to every host now.
+    // Keep the package (to serve it back; its image for hosts that join later), then push
+    // the image to every host now.
     let dir = package_dir(&c, &id);
-    let kept =
-        std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join(image_name), &image));
+    let kept = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(dir.join(CONTENT_FILE), &content));
     if let Err(e) = kept {
         set_state(&c, &id, OnboardingState::Created)?;
-        return Err(ApiError::internal(format!(
-            "cannot keep the package image: {e}"
-        )));
+        return Err(ApiError::internal(format!("cannot keep the package: {e}")));
     }
     // All hosts at once: onboarding takes as long as the slowest host, not the sum.
     let image = Bytes::from(image);

@@ -3,9 +3,12 @@
 //! `DataPlane`), DNS rules, timing.
 //!
 //! An `AppTerminationNotification` goes to the instance's subscribers when MEC 010-2
-//! terminates it (queued before its container is stopped), with `maxGracefulTimeout` = the request's
-//! `gracefulTerminationTimeout` (0 for a FORCEFUL one). ferry does not wait for the
-//! instance's `confirm_termination` before stopping it (not implemented yet).
+//! terminates it (TERMINATING) or stops it (`operate` to STOPPED: STOPPING), before its
+//! container is stopped, with `maxGracefulTimeout` = the request's graceful timeout (0 for a
+//! FORCEFUL one). For a graceful one the platform waits until the instance confirms
+//! (`confirm_termination` with the same action) or the timeout passes, then goes on
+//! (MEC 011 clause 5.2.x, application graceful termination/stop); the MEC 010-2 request
+//! answers when the operation is done.
 //!
 //! Each instantiated app instance has the traffic rule `ferry-steer` (its address steered to
 //! its host) and the DNS rules of its AppD's `appDNSRule`. ferry's data plane only steers: a
@@ -184,19 +187,36 @@ pub fn is_ready(c: &Control, app: &str) -> Result<bool, StoreError> {
         .is_some_and(|v| v["ready"] == true))
 }
 
-/// ferry terminates instances at once and sends no `AppTerminationNotification`, so no
-/// termination ever waits for a confirmation: the spec's 409.
+/// The instance is done with what it had to do before a graceful stop or termination: the
+/// waiting operation goes on. 409 when nothing waits, or waits for the other action.
 async fn confirm_termination(
     State(c): State<Control>,
     Path(app): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let _: AppTerminationConfirmation = http::parse_body(&headers, &body)?;
+    let confirmation: AppTerminationConfirmation = http::parse_body(&headers, &body)?;
     instance(&c, &app)?;
-    Err(ApiError::conflict(format!(
-        "no termination or stop of app instance '{app}' is waiting for a confirmation"
-    )))
+    let mut pending = c.pending_confirmations();
+    match pending.remove(&app) {
+        Some((action, tx)) if action == confirmation.operation_action => {
+            // The waiter may have timed out just now: then the confirmation is simply late.
+            let _ = tx.send(());
+            tracing::info!(instance = %app, ?action, "instance confirmed");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Some((action, tx)) => {
+            let detail = format!(
+                "app instance '{app}' is waiting to confirm {action:?}, not {:?}",
+                confirmation.operation_action
+            );
+            pending.insert(app, (action, tx));
+            Err(ApiError::conflict(detail))
+        }
+        None => Err(ApiError::conflict(format!(
+            "no termination or stop of app instance '{app}' is waiting for a confirmation"
+        ))),
+    }
 }
 
 // ---- traffic rules ----
@@ -531,18 +551,44 @@ async fn delete_sub(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Tells the instance's subscribers that it is being terminated (MEC 010-2 terminate), with
-/// `timeout` seconds to finish. `api_base` is `http://HOST` of the request.
-pub(crate) fn notify_termination(
+/// The longest a graceful stop or termination waits for the instance's confirmation,
+/// whatever the request asked: the MEC 010-2 request waits as long.
+pub const MAX_GRACEFUL_WAIT_S: u32 = 300;
+
+/// How a graceful stop or termination ended its wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Confirmation {
+    /// Forceful, or nobody subscribed to hear of it: nothing to wait for.
+    NotAsked,
+    Confirmed,
+    TimedOut,
+}
+
+/// Tells the instance's subscribers that the platform is about to stop or terminate it
+/// (`action`) with `timeout` seconds to finish, and for a graceful one (`timeout` > 0, someone
+/// subscribed) waits for the instance's `confirm_termination` or the timeout (at most
+/// [`MAX_GRACEFUL_WAIT_S`]). `api_base` is `http://HOST` of the request.
+pub(crate) async fn announce_end(
     c: &Control,
     app: &str,
+    action: OperationActionType,
     timeout: u32,
     api_base: &str,
-) -> Result<(), StoreError> {
-    for (id, s) in subs_of(c, app)? {
+) -> Result<Confirmation, StoreError> {
+    let subs = subs_of(c, app)?;
+    let waits = timeout > 0 && !subs.is_empty();
+    let confirmed = if waits {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        c.pending_confirmations()
+            .insert(app.to_string(), (action, tx));
+        Some(rx)
+    } else {
+        None
+    };
+    for (id, s) in subs {
         let n = AppTerminationNotification {
             notification_type: APP_TERMINATION_NOTIFICATION.to_string(),
-            operation_action: OperationActionType::Terminating,
+            operation_action: action,
             max_graceful_timeout: timeout,
             links: AppTerminationNotificationLinks {
                 subscription: mec_api::ams::LinkType {
@@ -555,5 +601,15 @@ pub(crate) fn notify_termination(
         };
         c.deliver(&id, serde_json::to_value(&n).unwrap_or_default());
     }
-    Ok(())
+    let Some(rx) = confirmed else {
+        return Ok(Confirmation::NotAsked);
+    };
+    let wait = std::time::Duration::from_secs(u64::from(timeout.min(MAX_GRACEFUL_WAIT_S)));
+    let outcome = match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(())) => Confirmation::Confirmed,
+        _ => Confirmation::TimedOut,
+    };
+    c.pending_confirmations().remove(app);
+    tracing::info!(instance = %app, ?action, ?outcome, "graceful end");
+    Ok(outcome)
 }

@@ -166,7 +166,19 @@ struct Inner {
     metrics: metrics::ControlMetrics,
     /// What the operator's dashboard shows live (`dashboard.rs`).
     dashboard: dashboard::Dashboard,
+    /// Last heartbeat of each service with liveness (`service_mgmt.rs`); also serializes the
+    /// read-modify-write of those services' state.
+    heartbeats: Mutex<HashMap<String, std::time::SystemTime>>,
+    /// Graceful stops and terminations waiting for the instance's `confirm_termination`
+    /// (`app_support.rs`), by instance.
+    pending_confirmations: Mutex<HashMap<String, PendingConfirmation>>,
 }
+
+/// What a graceful stop or termination waits for, and whom to wake.
+type PendingConfirmation = (
+    mec_api::app_support::OperationActionType,
+    tokio::sync::oneshot::Sender<()>,
+);
 
 /// Marks an app instance busy until dropped (see `Control::claim`).
 pub struct Claim {
@@ -239,6 +251,8 @@ impl Control {
                 follow: follow::Follow::default(),
                 metrics,
                 dashboard: dashboard::Dashboard::default(),
+                heartbeats: Mutex::new(HashMap::new()),
+                pending_confirmations: Mutex::new(HashMap::new()),
             }),
         };
         for r in ams::registrations(&control)? {
@@ -324,6 +338,17 @@ impl Control {
 
     pub(crate) fn dashboard(&self) -> &dashboard::Dashboard {
         &self.inner.dashboard
+    }
+
+    pub(crate) fn pending_confirmations(
+        &self,
+    ) -> MutexGuard<'_, HashMap<String, PendingConfirmation>> {
+        lock(&self.inner.pending_confirmations)
+    }
+
+    /// The services' last heartbeats, locked (see `Inner::heartbeats`).
+    pub(crate) fn heartbeats(&self) -> MutexGuard<'_, HashMap<String, std::time::SystemTime>> {
+        lock(&self.inner.heartbeats)
     }
 
     pub fn config(&self) -> &Config {
@@ -638,9 +663,11 @@ pub async fn serve(
     tokio::spawn(controller::recover(control.clone(), interrupted));
     let follower = tokio::spawn(follow::run(c2, callback));
     let ues = tokio::spawn(dashboard::watch_ues(control.clone()));
+    let liveness = tokio::spawn(service_mgmt::watch_liveness(control.clone()));
     let result = mec_http::serve::serve_on(transport, control.router(), shutdown).await;
     follower.abort();
     ues.abort();
+    liveness.abort();
     follow::unsubscribe_ran(&control).await;
     result
 }

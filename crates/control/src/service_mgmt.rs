@@ -1,7 +1,11 @@
 //! MEC 011 service management (`/mec_service_mgmt/v1`): the service registry (apps register
 //! the services they produce; anyone lists them with the spec's query filters) and service
 //! availability subscriptions, notified with `ServiceAvailabilityNotification` when a service
-//! is added, removed or changed; the transports the platform offers (`transports`).
+//! is added, removed or changed; the transports the platform offers (`transports`); service
+//! liveness (MEC 011 v3.1.1 clause 8.2.10): a producer that registers with
+//! `livenessInterval` sends heartbeats (`PATCH` of `_links.liveness`); two intervals without
+//! one and the platform marks the service SUSPENDED (notified as a state change) until the
+//! next heartbeat makes it ACTIVE again.
 
 use crate::http::{self, ApiError};
 use crate::store::{StoreError, Table};
@@ -13,8 +17,11 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use mec_api::ams::{LinkType, SelfLink};
+use mec_api::rni::TimeStamp;
 use mec_api::service_mgmt::*;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 /// Path prefix of this API.
 pub const ROOT: &str = "/mec_service_mgmt/v1";
@@ -39,6 +46,12 @@ pub(crate) fn routes() -> Router<Control> {
         .route(
             "/mec_service_mgmt/v1/applications/{app}/services/{ser}",
             get(read_app).put(update).delete(remove),
+        )
+        // Under the producer's own path, so only the producer (or ferry's parts) reaches it
+        // (`oauth::own_application_paths`); MEC 011 leaves the URI to the platform.
+        .route(
+            "/mec_service_mgmt/v1/applications/{app}/services/{ser}/liveness",
+            get(read_liveness).patch(heartbeat),
         )
         .route(
             "/mec_service_mgmt/v1/applications/{app}/subscriptions",
@@ -210,12 +223,26 @@ async fn create(
     let id = c.store().next_id("svc")?;
     s.ser_instance_id = Some(id.clone());
     s.ferry_app_instance_id = Some(app.clone());
-    c.store().put(Table::Services, &id, &s)?;
     let href = format!(
         "{}{ROOT}/applications/{app}/services/{id}",
         http::base_url(&headers)
     );
-    notify(&c, &headers, &s, ChangeType::Added)?;
+    s.liveness_interval = s.liveness_interval.map(liveness_interval);
+    s.links = Some(ServiceLinks {
+        self_: LinkType { href: href.clone() },
+        liveness: s.liveness_interval.map(|_| LinkType {
+            href: format!("{href}/liveness"),
+        }),
+    });
+    {
+        // Registered counts as the first heartbeat.
+        let mut beats = c.heartbeats();
+        c.store().put(Table::Services, &id, &s)?;
+        if s.liveness_interval.is_some() {
+            beats.insert(id.clone(), SystemTime::now());
+        }
+    }
+    notify(&c, &http::base_url(&headers), &s, ChangeType::Added)?;
     tracing::info!(service = %id, name = %s.ser_name, instance = %app, "service registered");
     let mut resp = http::json(StatusCode::CREATED, &s);
     if let Ok(v) = href.parse() {
@@ -252,16 +279,26 @@ async fn update(
             "serInstanceId in the body does not match '{ser}' in the URI"
         )));
     }
-    let old = own_service(&c, &app, &ser)?;
-    s.ser_instance_id = Some(ser.clone());
-    s.ferry_app_instance_id = Some(app);
-    c.store().put(Table::Services, &ser, &s)?;
+    let old = {
+        let mut beats = c.heartbeats();
+        let old = own_service(&c, &app, &ser)?;
+        s.ser_instance_id = Some(ser.clone());
+        s.ferry_app_instance_id = Some(app);
+        // The liveness terms are the platform's, set at registration.
+        s.liveness_interval = old.liveness_interval;
+        s.links = old.links.clone();
+        c.store().put(Table::Services, &ser, &s)?;
+        if s.liveness_interval.is_some() {
+            beats.insert(ser.clone(), SystemTime::now());
+        }
+        old
+    };
     let change = if old.state != s.state {
         ChangeType::StateChanged
     } else {
         ChangeType::AttributesChanged
     };
-    notify(&c, &headers, &s, change)?;
+    notify(&c, &http::base_url(&headers), &s, change)?;
     Ok(http::json(StatusCode::OK, &s))
 }
 
@@ -270,10 +307,147 @@ async fn remove(
     Path((app, ser)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let s = own_service(&c, &app, &ser)?;
-    c.store().delete(Table::Services, &ser)?;
-    notify(&c, &headers, &s, ChangeType::Removed)?;
+    let s = {
+        let mut beats = c.heartbeats();
+        let s = own_service(&c, &app, &ser)?;
+        c.store().delete(Table::Services, &ser)?;
+        beats.remove(&ser);
+        s
+    };
+    notify(&c, &http::base_url(&headers), &s, ChangeType::Removed)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- liveness (MEC 011 v3.1.1) ----
+
+/// The interval the platform picks when the producer proposes 0.
+pub const DEFAULT_LIVENESS_INTERVAL_S: u32 = 10;
+/// Bounds of a proposed interval: a heartbeat a second at most, one an hour at least.
+const LIVENESS_INTERVAL_S: std::ops::RangeInclusive<u32> = 1..=3600;
+/// Heartbeats a producer may miss before its service is SUSPENDED: one late heartbeat is
+/// network jitter, two are a dead producer.
+const MISSED_HEARTBEATS: u32 = 2;
+
+/// The interval the platform expects for a proposed one.
+fn liveness_interval(proposed: u32) -> u32 {
+    if proposed == 0 {
+        DEFAULT_LIVENESS_INTERVAL_S
+    } else {
+        proposed.clamp(*LIVENESS_INTERVAL_S.start(), *LIVENESS_INTERVAL_S.end())
+    }
+}
+
+/// A service with heartbeats, as the producer's path names it.
+fn live_service(c: &Control, app: &str, ser: &str) -> Result<(ServiceInfo, u32), ApiError> {
+    let s = own_service(c, app, ser)?;
+    match s.liveness_interval {
+        Some(i) => Ok((s, i)),
+        None => Err(ApiError::not_found(format!(
+            "service '{ser}' was registered without livenessInterval: it has no liveness \
+             resource (register it with \"livenessInterval\" to send heartbeats)"
+        ))),
+    }
+}
+
+async fn read_liveness(
+    State(c): State<Control>,
+    Path((app, ser)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let beats = c.heartbeats();
+    let (s, interval) = live_service(&c, &app, &ser)?;
+    let last = beats.get(&ser).copied().unwrap_or_else(SystemTime::now);
+    Ok(http::json(
+        StatusCode::OK,
+        &ServiceLivenessInfo {
+            state: s.state,
+            time_stamp: TimeStamp::from_system_time(last),
+            interval,
+        },
+    ))
+}
+
+/// A heartbeat: the service is alive; a SUSPENDED one is ACTIVE again. 204: the interval
+/// stays as it was.
+async fn heartbeat(
+    State(c): State<Control>,
+    Path((app, ser)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let update: ServiceLivenessUpdate = http::parse_body(&headers, &body)?;
+    if update.state != ServiceState::Active {
+        return Err(ApiError::bad_request(
+            "a heartbeat's state shall be ACTIVE (MEC 011 clause 8.1.2.5)",
+        ));
+    }
+    let revived = {
+        let mut beats = c.heartbeats();
+        let (mut s, _) = live_service(&c, &app, &ser)?;
+        beats.insert(ser.clone(), SystemTime::now());
+        if s.state == ServiceState::Suspended {
+            s.state = ServiceState::Active;
+            c.store().put(Table::Services, &ser, &s)?;
+            Some(s)
+        } else {
+            None
+        }
+    };
+    if let Some(s) = revived {
+        tracing::info!(service = %ser, instance = %app, "heartbeat again: service ACTIVE");
+        notify(&c, &http::base_url(&headers), &s, ChangeType::StateChanged)?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Marks SUSPENDED every ACTIVE service whose producer missed [`MISSED_HEARTBEATS`]
+/// heartbeats, and notifies it. Runs for the life of the daemon; after a restart the restart
+/// counts as every service's last heartbeat.
+pub(crate) async fn watch_liveness(c: Control) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = suspend_silent(&c) {
+            tracing::warn!("service liveness check failed: {e}");
+        }
+    }
+}
+
+fn suspend_silent(c: &Control) -> Result<(), StoreError> {
+    let now = SystemTime::now();
+    let mut suspended = Vec::new();
+    {
+        let mut beats = c.heartbeats();
+        let services: HashMap<String, ServiceInfo> =
+            c.store().list(Table::Services)?.into_iter().collect();
+        beats.retain(|id, _| services.contains_key(id));
+        for (id, mut s) in services {
+            let Some(interval) = s.liveness_interval else {
+                continue;
+            };
+            let last = *beats.entry(id.clone()).or_insert(now);
+            let silent = now.duration_since(last).unwrap_or_default();
+            if s.state == ServiceState::Active
+                && silent > Duration::from_secs(u64::from(interval * MISSED_HEARTBEATS))
+            {
+                s.state = ServiceState::Suspended;
+                c.store().put(Table::Services, &id, &s)?;
+                tracing::warn!(service = %id, silent_ms = silent.as_millis() as u64,
+                    "no heartbeat: service SUSPENDED");
+                suspended.push(s);
+            }
+        }
+    }
+    for s in suspended {
+        // The API root the producer registered at, for the notification's link.
+        let base = s
+            .links
+            .as_ref()
+            .and_then(|l| l.self_.href.split(ROOT).next().map(str::to_string))
+            .unwrap_or_default();
+        notify(c, &base, &s, ChangeType::StateChanged)?;
+    }
+    Ok(())
 }
 
 // ---- availability subscriptions ----
@@ -291,14 +465,10 @@ fn filter_selects(f: &Option<SerAvailabilityFilter>, s: &ServiceInfo) -> bool {
         && f.is_local.is_none_or(|b| s.is_local.unwrap_or(true) == b)
 }
 
-fn notify(
-    c: &Control,
-    headers: &HeaderMap,
-    s: &ServiceInfo,
-    change: ChangeType,
-) -> Result<(), StoreError> {
+/// `base`: the URL the API is served at (scheme and authority).
+fn notify(c: &Control, base: &str, s: &ServiceInfo, change: ChangeType) -> Result<(), StoreError> {
     let id = s.ser_instance_id.clone().unwrap_or_default();
-    let link = format!("{}{ROOT}/services/{id}", http::base_url(headers));
+    let link = format!("{base}{ROOT}/services/{id}");
     for (sid, st) in c
         .store()
         .list::<StoredSubscription>(Table::ServiceSubscriptions)?

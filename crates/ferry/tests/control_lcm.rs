@@ -61,10 +61,11 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
         .ends_with(&format!("/app_packages/{id}")));
     let content_url = c.api(&format!("/app_pkgm/v1/app_packages/{id}/package_content"));
 
-    // AppD not there yet: 409.
+    // AppD and content not there yet: 409.
     get(&c.api(&format!("/app_pkgm/v1/app_packages/{id}/appd")))
         .await
         .assert_problem(409);
+    get(&content_url).await.assert_problem(409);
     // Wrong content: the checksum does not match.
     let wrong = put_bytes(&content_url, b"not a tar".to_vec()).await;
     assert_problem(&wrong, 400);
@@ -108,6 +109,22 @@ async fn package_onboarding_distributes_the_image_to_every_host() {
     get(&c.api("/app_pkgm/v1/onboarded_app_packages/counter/appd"))
         .await
         .assert_status(200);
+    // The package comes back as uploaded, by either name.
+    for url in [
+        content_url.clone(),
+        c.api("/app_pkgm/v1/onboarded_app_packages/counter/package_content"),
+    ] {
+        let r = client().get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        assert_eq!(r.headers()["content-type"], "application/x-tar");
+        assert!(
+            r.bytes().await.unwrap() == content,
+            "{url}: not the uploaded package"
+        );
+    }
+    get(&c.api("/app_pkgm/v1/onboarded_app_packages/nope/package_content"))
+        .await
+        .assert_problem(404);
     // Uploading twice: 409.
     put_bytes(&content_url, content).await.assert_problem(409);
     // A second package with the same appDId: 409 at upload.

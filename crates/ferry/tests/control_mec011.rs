@@ -7,6 +7,7 @@ mod shared;
 
 use control_support::*;
 use serde_json::json;
+use std::time::Duration;
 
 /// A data plane command that appends "APP HOST" to a file, and fails for host "edge-bad".
 fn data_plane_script(dir: &std::path::Path) -> (String, std::path::PathBuf) {
@@ -389,7 +390,7 @@ async fn service_registry_and_availability_notifications() {
 }
 
 #[tokio::test]
-async fn app_termination_subscriptions_are_notified_on_terminate() {
+async fn graceful_termination_and_stop_are_notified_and_wait_for_confirmation() {
     let host = FakeHost::start().await;
     let (_d, dir) = state_dir();
     let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &host)]));
@@ -432,24 +433,191 @@ async fn app_termination_subscriptions_are_notified_on_terminate() {
     );
     get(&href).await.assert_status(200);
 
-    let t = post_json(
-        &c.api(&format!("/app_lcm/v1/app_instances/{id}/terminate")),
-        &json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 7}),
-    )
-    .await;
-    assert_eq!(t.0, 202, "{}", t.2);
+    // A graceful termination waits for the instance's confirmation (the timeout is far).
+    let terminate = tokio::spawn(post_json_owned(
+        c.api(&format!("/app_lcm/v1/app_instances/{id}/terminate")),
+        json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 120}),
+    ));
     let got = cb.wait("/term", 1, WAIT).await;
     assert_eq!(got.len(), 1, "{got:?}");
     let n = &got[0].body;
     assert_eq!(n["notificationType"], "AppTerminationNotification");
     assert_eq!(n["operationAction"], "TERMINATING");
-    assert_eq!(n["maxGracefulTimeout"], 7);
+    assert_eq!(n["maxGracefulTimeout"], 120);
     assert_eq!(n["_links"]["subscription"]["href"], href.as_str());
-    assert!(n["_links"]["confirmTermination"]["href"]
+    let confirm = n["_links"]["confirmTermination"]["href"]
         .as_str()
         .unwrap()
-        .ends_with(&format!("/applications/{id}/confirm_termination")));
+        .to_string();
+    assert!(confirm.ends_with(&format!("/applications/{id}/confirm_termination")));
+    tokio::time::sleep(GRACE).await;
+    assert!(!terminate.is_finished(), "terminate did not wait");
+    assert_eq!(
+        instance(&c, &id).await["instantiationState"],
+        "INSTANTIATED"
+    );
+    post_json(&confirm, &json!({"operationAction": "STOPPING"}))
+        .await
+        .assert_problem(409);
+    post_json(&confirm, &json!({"operationAction": "TERMINATING"}))
+        .await
+        .assert_status(204);
+    let t = tokio::time::timeout(WAIT, terminate)
+        .await
+        .expect("terminate goes on after the confirmation")
+        .unwrap();
+    assert_eq!(t.0, 202, "{}", t.2);
+    assert_eq!(t.2["operationState"], "COMPLETED", "{}", t.2);
+    assert_eq!(
+        instance(&c, &id).await["instantiationState"],
+        "NOT_INSTANTIATED"
+    );
+    post_json(&confirm, &json!({"operationAction": "TERMINATING"}))
+        .await
+        .assert_problem(409);
+
+    // A graceful stop nobody confirms goes on after its timeout.
+    let other = instantiate(&c, "counter", "edge-a").await;
+    let other_subs = c.api(&format!(
+        "/mec_app_support/v1/applications/{other}/subscriptions"
+    ));
+    let s = post_json(
+        &other_subs,
+        &body("AppTerminationNotificationSubscription", &other),
+    )
+    .await;
+    assert_eq!(s.0, 201, "{}", s.2);
+    let stop = post_json(
+        &c.api(&format!("/app_lcm/v1/app_instances/{other}/operate")),
+        &json!({"changeStateTo": "STOPPED", "stopType": "GRACEFUL", "gracefulStopTimeout": 1}),
+    )
+    .await;
+    assert_eq!(stop.0, 202, "{}", stop.2);
+    let got = cb.wait("/term", 2, WAIT).await;
+    assert_eq!(got[1].body["operationAction"], "STOPPING");
+    assert_eq!(got[1].body["maxGracefulTimeout"], 1);
+    assert_eq!(
+        instance(&c, &other).await["instantiatedAppState"]["operationalState"],
+        "STOPPED"
+    );
 
     delete(&href).await.assert_status(204);
     get(&href).await.assert_problem(404);
+}
+
+async fn post_json_owned(url: String, body: serde_json::Value) -> Answer {
+    post_json(&url, &body).await
+}
+
+/// MEC 011 v3.1.1 service liveness: a producer registered with `livenessInterval` gets a
+/// liveness resource; heartbeats keep its service ACTIVE, two intervals of silence make it
+/// SUSPENDED (notified as a state change) and the next heartbeat makes it ACTIVE again.
+#[tokio::test]
+async fn service_liveness_suspends_a_silent_producer_and_revives_it() {
+    let a = FakeHost::start().await;
+    let (_d, dir) = state_dir();
+    let c = ControlProcess::start(&dir, &host_args(&[("edge-a", &a)]));
+    onboard(&c, "counter").await;
+    let producer = instantiate(&c, "counter", "edge-a").await;
+    let cb = Callback::start().await;
+    let sm = c.api("/mec_service_mgmt/v1");
+    let sub = post_json(
+        &format!("{sm}/applications/{producer}/subscriptions"),
+        &json!({
+        "subscriptionType": "SerAvailabilityNotificationSubscription",
+        "callbackReference": cb.url("/svc"),
+        "filteringCriteria": {"serNames": ["beating"]}}),
+    )
+    .await;
+    assert_eq!(sub.0, 201, "{}", sub.2);
+    let service = |name: &str, interval: Option<u32>| {
+        let mut s = json!({
+            "serName": name, "version": "1.0", "state": "ACTIVE", "serializer": "JSON",
+            "transportInfo": {"id": "t1", "name": "REST", "type": "REST_HTTP", "protocol": "HTTP", "version": "1.1",
+                "endpoint": {"uris": ["http://10.200.0.2:8080/"]}, "security": {}}
+        });
+        if let Some(i) = interval {
+            s["livenessInterval"] = json!(i);
+        }
+        s
+    };
+    let apps = format!("{sm}/applications/{producer}/services");
+
+    // Without livenessInterval: no heartbeats, no liveness resource.
+    let quiet = post_json(&apps, &service("quiet", None)).await;
+    assert_eq!(quiet.0, 201, "{}", quiet.2);
+    assert!(quiet.2.get("livenessInterval").is_none(), "{}", quiet.2);
+    assert!(quiet.2["_links"].get("liveness").is_none(), "{}", quiet.2);
+    let quiet_self = quiet.2["_links"]["self"]["href"].as_str().unwrap();
+    get(&format!("{quiet_self}/liveness"))
+        .await
+        .assert_problem(404);
+    // 0 asks the platform to choose.
+    let chosen = post_json(&apps, &service("chosen", Some(0))).await;
+    assert_eq!(chosen.2["livenessInterval"], 10, "{}", chosen.2);
+
+    let s = post_json(&apps, &service("beating", Some(2))).await;
+    assert_eq!(s.0, 201, "{}", s.2);
+    assert_eq!(s.2["livenessInterval"], 2, "{}", s.2);
+    let ser = s.2["serInstanceId"].as_str().unwrap().to_string();
+    let liveness = s.2["_links"]["liveness"]["href"]
+        .as_str()
+        .expect("a liveness link")
+        .to_string();
+    let beat = |state: &'static str| {
+        let url = liveness.clone();
+        async move {
+            answer(
+                client()
+                    .patch(&url)
+                    .json(&json!({"state": state}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let state = || async { get(&format!("{sm}/services/{ser}")).await.2["state"].clone() };
+
+    // Heartbeats every half second for three seconds: the service stays ACTIVE.
+    for _ in 0..6 {
+        beat("ACTIVE").await.assert_status(204);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(state().await, "ACTIVE");
+    let info = get(&liveness).await;
+    assert_eq!(info.0, 200, "{}", info.2);
+    assert_eq!(info.2["state"], "ACTIVE");
+    assert_eq!(info.2["interval"], 2);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let last = info.2["timeStamp"]["seconds"].as_u64().unwrap();
+    assert!(now - last <= 2, "last heartbeat at {last}, now {now}");
+    beat("INACTIVE").await.assert_problem(400);
+
+    // Silence: SUSPENDED, notified.
+    let got = cb.wait("/svc", 2, Duration::from_secs(20)).await;
+    let change = &got[1].body["serviceReferences"][0];
+    assert_eq!(change["changeType"], "STATE_CHANGED", "{}", got[1].body);
+    assert_eq!(change["state"], "SUSPENDED", "{}", got[1].body);
+    assert_eq!(state().await, "SUSPENDED");
+    assert_eq!(get(&liveness).await.2["state"], "SUSPENDED");
+
+    // The next heartbeat: ACTIVE again, notified.
+    beat("ACTIVE").await.assert_status(204);
+    assert_eq!(state().await, "ACTIVE");
+    let got = cb.wait("/svc", 3, WAIT).await;
+    assert_eq!(got[2].body["serviceReferences"][0]["state"], "ACTIVE");
+    let changes: Vec<_> = got
+        .iter()
+        .map(|r| r.body["serviceReferences"][0]["changeType"].clone())
+        .collect();
+    assert_eq!(changes, ["ADDED", "STATE_CHANGED", "STATE_CHANGED"]);
+
+    // Gone with its service.
+    delete(&format!("{apps}/{ser}")).await.assert_status(204);
+    get(&liveness).await.assert_problem(404);
 }

@@ -221,9 +221,21 @@ async fn subscription_crud_and_errors() {
         .unwrap()
         .remove("filterCriteriaAssocHo");
     post_json(&root, &no_filter).await.assert_problem(400);
-    // A valid MEC 012 type ferry does not serve: 422.
-    let rab = json!({"subscriptionType": "RabEstSubscription", "callbackReference": cb.url("/x"), "filterCriteriaQci": {"qci": 9}});
-    post_json(&root, &rab).await.assert_problem(422);
+    // RabMod and RabRel filters require the E-RAB id; S1Bearer at least one event.
+    let rab = json!({"subscriptionType": "RabModSubscription", "callbackReference": cb.url("/x"), "filterCriteriaQci": {"qci": 9}});
+    post_json(&root, &rab).await.assert_problem(400);
+    let s1 = json!({"subscriptionType": "S1BearerSubscription", "callbackReference": cb.url("/x"),
+        "S1BearerSubscriptionCriteria": {}, "eventType": []});
+    post_json(&root, &s1).await.assert_problem(400);
+    let bad_trigger = json!({"subscriptionType": "MeasRepUeSubscription", "callbackReference": cb.url("/x"),
+        "filterCriteriaAssocTri": {"trigger": [7]}});
+    post_json(&root, &bad_trigger).await.assert_problem(400);
+    post_json(
+        &root,
+        &json!({"subscriptionType": "NoSuchSubscription", "callbackReference": cb.url("/x")}),
+    )
+    .await
+    .assert_problem(400);
     assert_eq!(
         get(&root).await.2["_links"]["subscription"]
             .as_array()
@@ -282,6 +294,25 @@ async fn expired_subscription_is_removed_and_told() {
     handover(&ran, "ue1", "a2").await;
     tokio::time::sleep(GRACE).await;
     assert_eq!(cb.on("/exp").len(), 1);
+
+    // Every other type expires alike, and an expired RabEst subscriber hears of no bearer.
+    for (query, mut other) in every_other_type(&cb.url("/exp-other")) {
+        let deadline =
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_millis(800);
+        other["expiryDeadline"] =
+            json!({"seconds": deadline.as_secs(), "nanoSeconds": deadline.subsec_nanos()});
+        let r = post_json(&root, &other).await;
+        assert_eq!(r.0, 201, "{query}: {}", r.2);
+    }
+    let told = cb.wait("/exp-other", 8, WAIT).await;
+    assert_eq!(told.len(), 8, "one ExpiryNotification per type");
+    assert!(told
+        .iter()
+        .all(|n| n.body["notificationType"] == "ExpiryNotification"));
+    assert_eq!(get(&root).await.2["_links"]["subscription"], json!([]));
+    handover(&ran, "ue1", "b1").await;
+    tokio::time::sleep(GRACE).await;
+    assert_eq!(cb.on("/exp-other").len(), 8);
 
     // Out-of-range time stamps are refused, the farthest valid one is fine.
     body["expiryDeadline"] =
@@ -514,4 +545,384 @@ async fn apps_see_only_their_own_subscriptions_and_are_capped() {
     assert_eq!(again.0, 201, "{}", again.2);
     // a's first subscription is untouched by b's attempts.
     assert_eq!(call(Method::GET, a_href, ta, None).await.0, 200);
+}
+
+/// One subscription body of every MEC 012 type but CellChange, with its `subscription_type`
+/// query value, for the callback `cb`.
+fn every_other_type(cb: &str) -> Vec<(&'static str, serde_json::Value)> {
+    let ue = json!([{"type": 1, "value": "10.150.0.1"}]);
+    vec![
+        (
+            "rab_est",
+            json!({"subscriptionType": "RabEstSubscription", "callbackReference": cb,
+            "filterCriteriaQci": {"qci": 9}}),
+        ),
+        (
+            "rab_mod",
+            json!({"subscriptionType": "RabModSubscription", "callbackReference": cb,
+            "filterCriteriaQci": {"qci": 9, "erabId": 1}}),
+        ),
+        (
+            "rab_rel",
+            json!({"subscriptionType": "RabRelSubscription", "callbackReference": cb,
+            "filterCriteriaQci": {"qci": 9, "erabId": 1}}),
+        ),
+        (
+            "meas_rep_ue",
+            json!({"subscriptionType": "MeasRepUeSubscription", "callbackReference": cb,
+            "filterCriteriaAssocTri": {"associateId": ue, "trigger": [1]}}),
+        ),
+        (
+            "nr_meas_rep_ue",
+            json!({"subscriptionType": "NrMeasRepUeSubscription", "callbackReference": cb,
+            "filterCriteriaNrMrs": {"associateId": ue, "triggerNr": [1]}}),
+        ),
+        (
+            "timing_advance_ue",
+            json!({"subscriptionType": "MeasTaSubscription", "callbackReference": cb,
+            "filterCriteriaAssoc": {"associateId": ue}}),
+        ),
+        (
+            "ca_reconf",
+            json!({"subscriptionType": "CaReconfSubscription", "callbackReference": cb,
+            "filterCriteriaAssoc": {"associateId": ue}}),
+        ),
+        (
+            "s1_bearer",
+            json!({"subscriptionType": "S1BearerSubscription", "callbackReference": cb,
+            "S1BearerSubscriptionCriteria": {"associateId": ue}, "eventType": [1]}),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_subscription_type_is_created_read_listed_updated_and_deleted() {
+    let ran = RanProcess::start(&topology(""), &["--no-trace"]);
+    let cb = Callback::start().await;
+    let root = ran.api("/rni/v2/subscriptions");
+    let cc = post_json(&root, &cell_change(&cb.url("/cc"), json!({}))).await;
+    assert_eq!(cc.0, 201, "{}", cc.2);
+    let mut hrefs = Vec::new();
+    for (query, body) in every_other_type(&cb.url("/x")) {
+        let created = post_json(&root, &body).await;
+        assert_eq!(created.0, 201, "{query}: {}", created.2);
+        let href = created.2["_links"]["self"]["href"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(created.1["location"].to_str().unwrap(), href);
+        let mut echoed = created.2.clone();
+        echoed.as_object_mut().unwrap().remove("_links");
+        assert_eq!(echoed, body, "{query}: the answer carries what was asked");
+        let read = get(&href).await;
+        assert_eq!((read.0, &read.2), (200, &created.2), "{query}");
+        // The type filter selects exactly this one.
+        let listed = get(&format!("{root}?subscription_type={query}")).await;
+        assert_eq!(
+            listed.2["_links"]["subscription"],
+            json!([{"href": href, "subscriptionType": body["subscriptionType"]}]),
+            "{query}"
+        );
+        // PUT: a new callback; the type stays.
+        let mut changed = body.clone();
+        changed["callbackReference"] = json!(cb.url("/y"));
+        let put = put_json(&href, &changed).await;
+        assert_eq!(put.0, 200, "{query}: {}", put.2);
+        assert_eq!(
+            get(&href).await.2["callbackReference"],
+            cb.url("/y").as_str()
+        );
+        let other = cell_change(&cb.url("/y"), json!({}));
+        put_json(&href, &other).await.assert_problem(400);
+        hrefs.push(href);
+    }
+    let all = get(&root).await;
+    assert_eq!(all.2["_links"]["subscription"].as_array().unwrap().len(), 9);
+    let two = get(&format!("{root}?subscription_type=cell_change,s1_bearer")).await;
+    assert_eq!(
+        two.2["_links"]["subscription"].as_array().unwrap().len(),
+        2,
+        "{}",
+        two.2
+    );
+    for href in &hrefs {
+        delete(href).await.assert_status(204);
+        get(href).await.assert_problem(404);
+    }
+    assert_eq!(
+        get(&root).await.2["_links"]["subscription"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn rab_and_s1_subscribers_see_the_handover_cells_and_the_bearer_change() {
+    let ran = RanProcess::start(&topology(""), &["--no-trace"]);
+    let cb = Callback::start().await;
+    let root = ran.api("/rni/v2/subscriptions");
+    let subs = [
+        (
+            "/est",
+            json!({"subscriptionType": "RabEstSubscription", "filterCriteriaQci": {"qci": 9}}),
+        ),
+        (
+            "/est-qci5",
+            json!({"subscriptionType": "RabEstSubscription", "filterCriteriaQci": {"qci": 5}}),
+        ),
+        (
+            "/est-in-a2",
+            json!({"subscriptionType": "RabEstSubscription",
+            "filterCriteriaQci": {"qci": 9, "ecgi": [ecgi("00000a2")]}}),
+        ),
+        (
+            "/rel",
+            json!({"subscriptionType": "RabRelSubscription", "filterCriteriaQci": {"qci": 9, "erabId": 1}}),
+        ),
+        (
+            "/mod",
+            json!({"subscriptionType": "RabModSubscription", "filterCriteriaQci": {"qci": 9, "erabId": 1}}),
+        ),
+        (
+            "/s1",
+            json!({"subscriptionType": "S1BearerSubscription",
+            "S1BearerSubscriptionCriteria": {"associateId": [{"type": 1, "value": "10.150.0.1"}]},
+            "eventType": [1, 3]}),
+        ),
+        (
+            "/s1-mod",
+            json!({"subscriptionType": "S1BearerSubscription",
+            "S1BearerSubscriptionCriteria": {}, "eventType": [2]}),
+        ),
+        (
+            "/s1-ue2",
+            json!({"subscriptionType": "S1BearerSubscription",
+            "S1BearerSubscriptionCriteria": {"associateId": [{"type": 1, "value": "10.150.0.2"}]},
+            "eventType": [1, 2, 3]}),
+        ),
+    ];
+    for (path, body) in &subs {
+        let mut body = body.clone();
+        body["callbackReference"] = json!(cb.url(path));
+        let r = post_json(&root, &body).await;
+        assert_eq!(r.0, 201, "{path}: {}", r.2);
+    }
+    handover(&ran, "ue1", "b1").await;
+    let est = cb.wait("/est", 1, WAIT).await;
+    assert_eq!(est[0].body["notificationType"], "RabEstNotification");
+    assert_eq!(
+        est[0].body["ecgi"],
+        ecgi("00000b1"),
+        "established in the target"
+    );
+    assert_eq!(est[0].body["erabId"], 1);
+    assert_eq!(est[0].body["erabQosParameters"]["qci"], 9);
+    assert_eq!(est[0].body["associateId"][0]["value"], "10.150.0.1");
+    let rel = cb.wait("/rel", 1, WAIT).await;
+    assert_eq!(rel[0].body["notificationType"], "RabRelNotification");
+    assert_eq!(
+        rel[0].body["ecgi"],
+        ecgi("00000a1"),
+        "released in the source"
+    );
+    assert_eq!(rel[0].body["erabReleaseInfo"]["erabId"], 1);
+    let s1 = cb.wait("/s1", 2, WAIT).await;
+    assert_eq!(s1.len(), 2);
+    // In order: released at the source eNB, then established at the target's.
+    assert_eq!(s1[0].body["s1Event"], 3);
+    assert_eq!(s1[0].body["s1UeInfo"]["ecgi"], json!([ecgi("00000a1")]));
+    assert_eq!(s1[1].body["notificationType"], "S1BearerNotification");
+    assert_eq!(s1[1].body["s1Event"], 1);
+    assert_eq!(s1[1].body["s1UeInfo"]["ecgi"], json!([ecgi("00000b1")]));
+    let bearer = &s1[1].body["s1UeInfo"]["s1BearerInfo"][0];
+    assert_eq!(bearer["erabId"], 1);
+    assert_ne!(
+        bearer["enbInfo"]["ipAddress"],
+        s1[0].body["s1UeInfo"]["s1BearerInfo"][0]["enbInfo"]["ipAddress"],
+        "another eNB"
+    );
+    assert!(bearer["sGwInfo"]["tunnelId"].is_string());
+
+    // The operator makes ue1's bearer a GBR one of QCI 1: RabMod and S1 MODIFY.
+    let changed = put_json(
+        &ran.api("/ferry/ran/v1/ues/ue1/bearer"),
+        &json!({"qci": 1, "qosInformation": {"erabMbrDl": 2000, "erabMbrUl": 2000, "erabGbrDl": 1000, "erabGbrUl": 1000}}),
+    )
+    .await;
+    assert_eq!(changed.0, 200, "{}", changed.2);
+    let m = cb.wait("/mod", 1, WAIT).await;
+    assert_eq!(m[0].body["notificationType"], "RabModNotification");
+    assert_eq!(m[0].body["ecgi"], ecgi("00000b1"));
+    assert_eq!(m[0].body["erabQosParameters"]["qci"], 1);
+    assert_eq!(
+        m[0].body["erabQosParameters"]["qosInformation"]["erabGbrDl"],
+        1000
+    );
+    let s1m = cb.wait("/s1-mod", 1, WAIT).await;
+    assert_eq!(s1m[0].body["s1Event"], 2);
+    // rab_info shows the new QoS.
+    let rab = get(&ran.api("/rni/v2/queries/rab_info?qci=1")).await;
+    assert_eq!(
+        rab.2["cellUserInfo"][0]["ueInfo"][0]["associateId"][0]["value"],
+        "10.150.0.1"
+    );
+    put_json(
+        &ran.api("/ferry/ran/v1/ues/nobody/bearer"),
+        &json!({"qci": 9}),
+    )
+    .await
+    .assert_problem(404);
+    put_json(&ran.api("/ferry/ran/v1/ues/ue1/bearer"), &json!({"qci": 0}))
+        .await
+        .assert_problem(400);
+    // Without a certificate or token the admin API refuses.
+    let anon = client_without_cert()
+        .put(ran.api("/ferry/ran/v1/ues/ue1/bearer"))
+        .json(&json!({"qci": 9}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status().as_u16(), 401);
+
+    tokio::time::sleep(GRACE).await;
+    for path in ["/est-qci5", "/est-in-a2", "/s1-ue2"] {
+        assert!(cb.on(path).is_empty(), "{path}: {:?}", cb.on(path));
+    }
+    assert_eq!(cb.on("/est").len(), 1);
+    assert_eq!(cb.on("/rel").len(), 1);
+    assert_eq!(
+        cb.on("/s1").len(),
+        2,
+        "no MODIFY for a subscriber of 1 and 3"
+    );
+}
+
+#[tokio::test]
+async fn s1_bearer_and_layer2_queries_apply_their_filters() {
+    let ran = RanProcess::start(&topology(""), &["--no-trace"]);
+    handover(&ran, "ue1", "b1").await;
+    let q = |s: &str| ran.api(&format!("/rni/v2/queries/{s}"));
+
+    let all = get(&q("s1_bearer_info")).await;
+    assert_eq!(all.0, 200, "{}", all.2);
+    assert_eq!(all.2["s1UeInfo"].as_array().unwrap().len(), 2);
+    let ue1 = get(&q("s1_bearer_info?ue_ipv4_address=10.150.0.1")).await;
+    let infos = ue1.2["s1UeInfo"].as_array().unwrap();
+    assert_eq!(infos.len(), 1);
+    assert_eq!(infos[0]["ecgi"], json!([ecgi("00000b1")]));
+    assert_eq!(infos[0]["s1BearerInfoDetailed"][0]["erabId"], 1);
+    let in_a1 = get(&q("s1_bearer_info?cell_id=00000a1")).await;
+    assert_eq!(
+        in_a1.2["s1UeInfo"][0]["associateId"][0]["value"],
+        "10.150.0.2"
+    );
+    assert_eq!(in_a1.2["s1UeInfo"].as_array().unwrap().len(), 1);
+    get(&q("s1_bearer_info?cell_id=00000a2"))
+        .await
+        .assert_problem(404);
+    get(&q("s1_bearer_info?erab_id=5"))
+        .await
+        .assert_problem(404);
+    get(&q("s1_bearer_info?erab_id=x"))
+        .await
+        .assert_problem(400);
+    get(&q("s1_bearer_info?colour=red"))
+        .await
+        .assert_problem(400);
+
+    let l2 = get(&q("layer2_meas")).await;
+    assert_eq!(l2.0, 200, "{}", l2.2);
+    let cells = l2.2["cellInfo"].as_array().unwrap();
+    assert_eq!(cells.len(), 3);
+    let cell = |id: &str| {
+        cells
+            .iter()
+            .find(|c| c["ecgi"]["cellId"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(cell("00000b1")["number_of_active_ue_dl_nongbr_cell"], 1);
+    assert_eq!(cell("00000a2")["number_of_active_ue_dl_nongbr_cell"], 0);
+    assert!(
+        cell("00000a1")["dl_total_prb_usage_cell"].as_u64()
+            > cell("00000a2")["dl_total_prb_usage_cell"].as_u64()
+    );
+    assert_eq!(l2.2["cellUEInfo"].as_array().unwrap().len(), 2);
+    let b1 = get(&q("layer2_meas?cell_id=00000b1")).await;
+    assert_eq!(b1.2["cellInfo"].as_array().unwrap().len(), 1);
+    assert_eq!(b1.2["cellUEInfo"][0]["associateId"]["value"], "10.150.0.1");
+    let by_ue = get(&q("layer2_meas?ue_ipv4_address=10.150.0.2")).await;
+    assert_eq!(by_ue.2["cellUEInfo"].as_array().unwrap().len(), 1);
+    assert_eq!(by_ue.2["cellUEInfo"][0]["ecgi"], ecgi("00000a1"));
+    // Only a2 has no UE left.
+    let idle = get(&q("layer2_meas?dl_total_prb_usage_cell=0")).await;
+    assert_eq!(
+        idle.2["cellInfo"].as_array().unwrap().len(),
+        1,
+        "{}",
+        idle.2
+    );
+    assert_eq!(idle.2["cellInfo"][0]["ecgi"], ecgi("00000a2"));
+    let none = get(&q("layer2_meas?dl_gbr_pdr_cell=1")).await;
+    assert_eq!(
+        none.2["cellInfo"],
+        json!([]),
+        "not estimated: matches nothing"
+    );
+    get(&q("layer2_meas?ue_ipv4_address=x"))
+        .await
+        .assert_problem(400);
+    get(&q("layer2_meas?dl_total_prb_usage_cell=lots"))
+        .await
+        .assert_problem(400);
+}
+
+/// The per-client cap counts subscriptions of every MEC 012 type.
+#[tokio::test]
+async fn the_cap_counts_every_subscription_type() {
+    let ran = RanProcess::start(
+        &topology(""),
+        &["--no-trace", "--max-subscriptions-per-client", "3"],
+    );
+    let cb = Callback::start().await;
+    let issuer =
+        mec_http::oauth::TokenIssuer::new(&tls_files(&ferry_tls::Identity::Control)).unwrap();
+    let scopes = mec_http::oauth::parse_scopes("rni").unwrap();
+    let token = issuer.issue("app-a", &scopes, Some("a")).unwrap().0;
+    let post = |body: serde_json::Value| {
+        let token = token.clone();
+        let url = ran.api("/rni/v2/subscriptions");
+        async move {
+            answer(
+                client_without_cert()
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let types = every_other_type(&cb.url("/x"));
+    // RabEst, MeasRepUe, S1Bearer: three different types fill the cap of 3.
+    for i in [0, 3, 7] {
+        let r = post(types[i].1.clone()).await;
+        assert_eq!(r.0, 201, "{}: {}", types[i].0, r.2);
+    }
+    for (query, body) in &types {
+        assert_problem(&post(body.clone()).await, 403);
+        let _ = query;
+    }
+    assert_problem(&post(cell_change(&cb.url("/x"), json!({}))).await, 403);
+    // The operator is not capped.
+    assert_eq!(
+        post_json(&ran.api("/rni/v2/subscriptions"), &types[5].1)
+            .await
+            .0,
+        201
+    );
 }

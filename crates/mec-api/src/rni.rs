@@ -14,6 +14,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const CELL_CHANGE_SUBSCRIPTION: &str = "CellChangeSubscription";
 /// `notificationType` of a cell change notification.
 pub const CELL_CHANGE_NOTIFICATION: &str = "CellChangeNotification";
+/// `notificationType` of the other notifications.
+pub const RAB_EST_NOTIFICATION: &str = "RabEstNotification";
+pub const RAB_MOD_NOTIFICATION: &str = "RabModNotification";
+pub const RAB_REL_NOTIFICATION: &str = "RabRelNotification";
+pub const MEAS_REP_UE_NOTIFICATION: &str = "MeasRepUeNotification";
+pub const MEAS_TA_NOTIFICATION: &str = "MeasTaNotification";
+pub const S1_BEARER_NOTIFICATION: &str = "S1BearerNotification";
 /// `notificationType` of an expiry notification.
 pub const EXPIRY_NOTIFICATION: &str = "ExpiryNotification";
 
@@ -192,11 +199,235 @@ pub struct FilterCriteriaAssocHo {
     pub ho_status: Vec<HoStatus>,
 }
 
-/// `CellChangeSubscription`.
+/// `FilterCriteriaAssoc` (MeasTa, CaReconf): which UEs and cells. Empty lists do not filter.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterCriteriaAssoc {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_instance_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associate_id: Vec<AssociateId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ecgi: Vec<Ecgi>,
+}
+
+/// `FilterCriteriaAssocTri` (MeasRepUe): UEs, cells and report triggers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterCriteriaAssocTri {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_instance_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associate_id: Vec<AssociateId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ecgi: Vec<Ecgi>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trigger: Vec<Trigger>,
+}
+
+/// `NRcgi`: NR Cell Global Identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Nrcgi {
+    pub plmn: Plmn,
+    pub nrcell_id: String,
+}
+
+/// `FilterCriteriaNrMrs` (NrMeasRepUe): UEs, NR cells and report triggers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterCriteriaNrMrs {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_instance_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associate_id: Vec<AssociateId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nrcgi: Vec<Nrcgi>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trigger_nr: Vec<TriggerNr>,
+}
+
+/// `FilterCriteriaQci` (RabEst) and `FilterCriteriaQci1` (RabMod, RabRel, which also require
+/// `erabId`): bearers of one QCI, optionally one E-RAB id, in some cells.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterCriteriaQci {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_instance_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ecgi: Vec<Ecgi>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erab_id: Option<u32>,
+    pub qci: u32,
+}
+
+/// `S1BearerSubscriptionCriteria`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S1BearerSubscriptionCriteria {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associate_id: Vec<AssociateId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ecgi: Vec<Ecgi>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erab_id: Vec<u32>,
+}
+
+/// Declares a numeric enum of MEC 012 (numbers on the wire, refused with a reason if unknown).
+macro_rules! numeric_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $n:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "u8", into = "u8")]
+        pub enum $name { $($(#[$vm])* $v = $n),+ }
+
+        impl TryFrom<u8> for $name {
+            type Error = String;
+            fn try_from(v: u8) -> Result<Self, String> {
+                match v {
+                    $($n => Ok($name::$v),)+
+                    _ => Err(format!(
+                        "{} {v} is not one of {:?}", stringify!($name), [$($n),+]
+                    )),
+                }
+            }
+        }
+
+        impl From<$name> for u8 {
+            fn from(t: $name) -> u8 {
+                t as u8
+            }
+        }
+    };
+}
+
+numeric_enum!(
+    /// `Trigger`: what made an E-UTRAN measurement report (TS 36.331).
+    Trigger {
+        NotAvailable = 0,
+        PeriodicalReportStrongestCells = 1,
+        PeriodicalReportStrongestCellsForSon = 2,
+        PeriodicalReportCgi = 3,
+        IntraPeriodicalReportStrongestCells = 4,
+        IntraPeriodicalReportCgi = 5,
+        EventA1 = 10,
+        EventA2 = 11,
+        EventA3 = 12,
+        EventA4 = 13,
+        EventA5 = 14,
+        EventA6 = 15,
+        EventB1 = 20,
+        EventB2 = 21,
+        EventC1 = 30,
+        EventC2 = 31,
+        EventW1 = 40,
+        EventW2 = 41,
+        EventW3 = 42,
+        EventV1 = 50,
+        EventV2 = 51,
+        EventH1 = 60,
+        EventH2 = 61,
+    }
+);
+
+numeric_enum!(
+    /// `TriggerNr`: what made a 5G measurement report (TS 38.331).
+    TriggerNr {
+        NotAvailable = 0,
+        NrPeriodical = 1,
+        NrCgi = 2,
+        EventA1 = 10,
+        EventA2 = 11,
+        EventA3 = 12,
+        EventA4 = 13,
+        EventA5 = 14,
+        EventA6 = 15,
+        InterRatPeriodical = 20,
+        InterRatCgi = 21,
+        EventB1 = 30,
+        EventB2 = 31,
+    }
+);
+
+numeric_enum!(
+    /// S1 bearer events (`S1BearerSubscription.eventType`, `S1BearerNotification.s1Event`).
+    S1Event {
+        Reserved = 0,
+        Establish = 1,
+        Modify = 2,
+        Release = 3,
+    }
+);
+
+/// What a subscription is about: its `subscriptionType` and the criteria of that type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "subscriptionType")]
+pub enum SubscriptionKind {
+    #[serde(rename = "CellChangeSubscription", rename_all = "camelCase")]
+    CellChange {
+        filter_criteria_assoc_ho: FilterCriteriaAssocHo,
+    },
+    #[serde(rename = "RabEstSubscription", rename_all = "camelCase")]
+    RabEst {
+        filter_criteria_qci: FilterCriteriaQci,
+    },
+    #[serde(rename = "RabModSubscription", rename_all = "camelCase")]
+    RabMod {
+        filter_criteria_qci: FilterCriteriaQci,
+    },
+    #[serde(rename = "RabRelSubscription", rename_all = "camelCase")]
+    RabRel {
+        filter_criteria_qci: FilterCriteriaQci,
+    },
+    #[serde(rename = "MeasRepUeSubscription", rename_all = "camelCase")]
+    MeasRepUe {
+        filter_criteria_assoc_tri: FilterCriteriaAssocTri,
+    },
+    #[serde(rename = "NrMeasRepUeSubscription", rename_all = "camelCase")]
+    NrMeasRepUe {
+        filter_criteria_nr_mrs: FilterCriteriaNrMrs,
+    },
+    #[serde(rename = "MeasTaSubscription", rename_all = "camelCase")]
+    MeasTa {
+        filter_criteria_assoc: FilterCriteriaAssoc,
+    },
+    #[serde(rename = "CaReconfSubscription", rename_all = "camelCase")]
+    CaReconf {
+        filter_criteria_assoc: FilterCriteriaAssoc,
+    },
+    #[serde(rename = "S1BearerSubscription", rename_all = "camelCase")]
+    S1Bearer {
+        #[serde(rename = "S1BearerSubscriptionCriteria")]
+        criteria: S1BearerSubscriptionCriteria,
+        event_type: Vec<S1Event>,
+    },
+}
+
+impl SubscriptionKind {
+    /// Its `subscriptionType` and the `subscription_type` query value selecting it.
+    pub fn names(&self) -> (&'static str, &'static str) {
+        let i = match self {
+            SubscriptionKind::CellChange { .. } => 0,
+            SubscriptionKind::RabEst { .. } => 1,
+            SubscriptionKind::RabMod { .. } => 2,
+            SubscriptionKind::RabRel { .. } => 3,
+            SubscriptionKind::MeasRepUe { .. } => 4,
+            SubscriptionKind::NrMeasRepUe { .. } => 5,
+            SubscriptionKind::MeasTa { .. } => 6,
+            SubscriptionKind::CaReconf { .. } => 7,
+            SubscriptionKind::S1Bearer { .. } => 8,
+        };
+        (SUBSCRIPTION_TYPES[i].1, SUBSCRIPTION_TYPES[i].0)
+    }
+}
+
+/// A MEC 012 subscription of any type (`CellChangeSubscription`, `RabEstSubscription`, ...):
+/// the attributes all types share, and the type with its criteria.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CellChangeSubscription {
-    pub subscription_type: String,
+pub struct RniSubscription {
+    #[serde(flatten)]
+    pub kind: SubscriptionKind,
     /// Required by v2.1.1; v2.2.1 also allows websockets, which ferry does not offer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback_reference: Option<String>,
@@ -204,7 +435,6 @@ pub struct CellChangeSubscription {
     pub links: Option<Links>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expiry_deadline: Option<TimeStamp>,
-    pub filter_criteria_assoc_ho: FilterCriteriaAssocHo,
 }
 
 /// `TempUeId`.
@@ -365,6 +595,227 @@ pub struct PlmnInfo {
     pub time_stamp: Option<TimeStamp>,
 }
 
+/// `RabEstNotification`: the UE's E-RAB was set up in `ecgi`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RabEstNotification {
+    pub notification_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_stamp: Option<TimeStamp>,
+    #[serde(default)]
+    pub associate_id: Vec<AssociateId>,
+    pub ecgi: Ecgi,
+    pub erab_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erab_qos_parameters: Option<ErabQosParameters>,
+    #[serde(rename = "_links", skip_serializing_if = "Option::is_none")]
+    pub links: Option<NotificationLinks>,
+}
+
+/// `RabModNotification`: the QoS of the UE's E-RAB in `ecgi` changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RabModNotification {
+    pub notification_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_stamp: Option<TimeStamp>,
+    #[serde(default)]
+    pub associate_id: Vec<AssociateId>,
+    pub ecgi: Ecgi,
+    pub erab_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erab_qos_parameters: Option<ErabQosParameters>,
+    #[serde(rename = "_links", skip_serializing_if = "Option::is_none")]
+    pub links: Option<NotificationLinks>,
+}
+
+/// `ErabReleaseInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErabReleaseInfo {
+    pub erab_id: u32,
+}
+
+/// `RabRelNotification`: the UE's E-RAB in `ecgi` was released.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RabRelNotification {
+    pub notification_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_stamp: Option<TimeStamp>,
+    #[serde(default)]
+    pub associate_id: Vec<AssociateId>,
+    pub ecgi: Ecgi,
+    pub erab_release_info: ErabReleaseInfo,
+    #[serde(rename = "_links", skip_serializing_if = "Option::is_none")]
+    pub links: Option<NotificationLinks>,
+}
+
+/// `EutranNeighbourCellMeasInfo`: a neighbour cell in a `MeasRepUeNotification` (report
+/// ranges of TS 36.133).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EutranNeighbourCellMeasInfo {
+    pub ecgi: Ecgi,
+    pub rsrp: u8,
+    pub rsrq: u8,
+    pub sinr: u8,
+}
+
+/// `MeasRepUeNotification`: one E-UTRAN measurement report of a UE (TS 36.133 ranges: rsrp
+/// 0..=97, rsrq 0..=34, sinr 0..=127).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasRepUeNotification {
+    pub notification_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_stamp: Option<TimeStamp>,
+    #[serde(default)]
+    pub associate_id: Vec<AssociateId>,
+    pub ecgi: Ecgi,
+    pub rsrp: u8,
+    pub rsrq: u8,
+    pub sinr: u8,
+    pub trigger: Trigger,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eutran_neighbour_cell_meas_info: Vec<EutranNeighbourCellMeasInfo>,
+    #[serde(rename = "_links", skip_serializing_if = "Option::is_none")]
+    pub links: Option<NotificationLinks>,
+}
+
+/// `MeasTaNotification`: a UE's timing advance towards its serving cell (TS 36.213 units).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasTaNotification {
+    pub notification_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_stamp: Option<TimeStamp>,
+    #[serde(default)]
+    pub associate_id: Vec<AssociateId>,
+    pub ecgi: Ecgi,
+    pub timing_advance: u32,
+    #[serde(rename = "_links", skip_serializing_if = "Option::is_none")]
+    pub links: Option<NotificationLinks>,
+}
+
+/// `EnbInfo` / `SGwInfo`: one end of an S1-U bearer (transport address and GTP-U TEID).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelEnd {
+    pub ip_address: String,
+    pub tunnel_id: String,
+}
+
+/// `S1BearerInfoDetailed` / `S1BearerInfo1`: one S1 bearer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S1BearerDetail {
+    pub erab_id: u32,
+    pub enb_info: TunnelEnd,
+    #[serde(rename = "sGwInfo")]
+    pub sgw_info: TunnelEnd,
+}
+
+/// `S1UeInfo` (query answer; the bearers under `s1BearerInfoDetailed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S1UeInfo {
+    pub associate_id: Vec<AssociateId>,
+    pub ecgi: Vec<Ecgi>,
+    pub s1_bearer_info_detailed: Vec<S1BearerDetail>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temp_ue_id: Option<TempUeId>,
+}
+
+/// `S1BearerInfo`: the answer of `GET /queries/s1_bearer_info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S1BearerInfo {
+    pub s1_ue_info: Vec<S1UeInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_stamp: Option<TimeStamp>,
+}
+
+/// `S1UeInfo1` (notification; the bearers under `s1BearerInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S1NotifiedUe {
+    #[serde(default)]
+    pub associate_id: Vec<AssociateId>,
+    pub ecgi: Vec<Ecgi>,
+    pub s1_bearer_info: Vec<S1BearerDetail>,
+}
+
+/// `S1BearerNotification`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S1BearerNotification {
+    pub notification_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_stamp: Option<TimeStamp>,
+    pub s1_event: S1Event,
+    pub s1_ue_info: S1NotifiedUe,
+    #[serde(rename = "_links", skip_serializing_if = "Option::is_none")]
+    pub links: Option<NotificationLinks>,
+}
+
+/// `CellInfo` of `L2Meas` (names as in the spec, snake case). Only what the emulated RAN
+/// can estimate is given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct L2CellInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecgi: Option<Ecgi>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dl_gbr_prb_usage_cell: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ul_gbr_prb_usage_cell: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dl_nongbr_prb_usage_cell: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ul_nongbr_prb_usage_cell: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dl_total_prb_usage_cell: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ul_total_prb_usage_cell: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number_of_active_ue_dl_gbr_cell: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number_of_active_ue_ul_gbr_cell: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number_of_active_ue_dl_nongbr_cell: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number_of_active_ue_ul_nongbr_cell: Option<u32>,
+}
+
+/// `CellUEInfo` of `L2Meas`: one UE's estimates.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct L2UeInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecgi: Option<Ecgi>,
+    #[serde(rename = "associateId", skip_serializing_if = "Option::is_none")]
+    pub associate_id: Option<AssociateId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dl_gbr_throughput_ue: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ul_gbr_throughput_ue: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dl_nongbr_throughput_ue: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ul_nongbr_throughput_ue: Option<u32>,
+}
+
+/// `L2Meas`: the answer of `GET /queries/layer2_meas`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L2Meas {
+    #[serde(default)]
+    pub cell_info: Vec<L2CellInfo>,
+    #[serde(rename = "cellUEInfo", default)]
+    pub cell_ue_info: Vec<L2UeInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_stamp: Option<TimeStamp>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,15 +840,50 @@ mod tests {
             "expiryDeadline":{"seconds":1700000000,"nanoSeconds":5},
             "filterCriteriaAssocHo":{"associateId":[{"type":1,"value":"10.0.0.1"}],
               "ecgi":[{"plmn":{"mcc":"001","mnc":"01"},"cellId":"0000001"}],"hoStatus":[3]}}"#;
-        let s: CellChangeSubscription = serde_json::from_str(text).unwrap();
-        assert_eq!(
-            s.filter_criteria_assoc_ho.ho_status,
-            vec![HoStatus::Completed]
-        );
+        let s: RniSubscription = serde_json::from_str(text).unwrap();
+        let SubscriptionKind::CellChange {
+            filter_criteria_assoc_ho: f,
+        } = &s.kind
+        else {
+            panic!("{s:?}")
+        };
+        assert_eq!(f.ho_status, vec![HoStatus::Completed]);
         assert_eq!(s.expiry_deadline.unwrap().nano_seconds, 5);
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["filterCriteriaAssocHo"]["ecgi"][0]["cellId"], "0000001");
         assert!(v.get("_links").is_none());
+        assert_eq!(v["subscriptionType"], "CellChangeSubscription");
+    }
+
+    #[test]
+    fn every_type_round_trips_with_its_spec_name() {
+        let bodies = [
+            r#"{"subscriptionType":"RabEstSubscription","callbackReference":"c","filterCriteriaQci":{"qci":9}}"#,
+            r#"{"subscriptionType":"RabModSubscription","callbackReference":"c","filterCriteriaQci":{"qci":9,"erabId":1}}"#,
+            r#"{"subscriptionType":"RabRelSubscription","callbackReference":"c","filterCriteriaQci":{"qci":9,"erabId":1}}"#,
+            r#"{"subscriptionType":"MeasRepUeSubscription","callbackReference":"c","filterCriteriaAssocTri":{"trigger":[1,12]}}"#,
+            r#"{"subscriptionType":"NrMeasRepUeSubscription","callbackReference":"c","filterCriteriaNrMrs":{"triggerNr":[1]}}"#,
+            r#"{"subscriptionType":"MeasTaSubscription","callbackReference":"c","filterCriteriaAssoc":{}}"#,
+            r#"{"subscriptionType":"CaReconfSubscription","callbackReference":"c","filterCriteriaAssoc":{}}"#,
+            r#"{"subscriptionType":"S1BearerSubscription","callbackReference":"c","S1BearerSubscriptionCriteria":{"erabId":[1]},"eventType":[1,3]}"#,
+        ];
+        for (b, (query, name)) in bodies.iter().zip(&SUBSCRIPTION_TYPES[1..]) {
+            let s: RniSubscription = serde_json::from_str(b).unwrap();
+            assert_eq!(s.kind.names(), (*name, *query));
+            let back = serde_json::to_value(&s).unwrap();
+            let orig: serde_json::Value = serde_json::from_str(b).unwrap();
+            assert_eq!(back, orig, "{name}");
+        }
+        let bad = serde_json::from_str::<RniSubscription>(
+            r#"{"subscriptionType":"MeasRepUeSubscription","filterCriteriaAssocTri":{"trigger":[7]}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("Trigger 7"), "{bad}");
+        assert!(serde_json::from_str::<RniSubscription>(
+            r#"{"subscriptionType":"RabEstSubscription","callbackReference":"c"}"#
+        )
+        .is_err());
     }
 
     #[test]

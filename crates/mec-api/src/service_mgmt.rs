@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub enum ServiceState {
     Active,
     Inactive,
+    /// MEC 011 v3.1.1: the platform missed the producer's heartbeats (service liveness).
+    Suspended,
 }
 
 /// `SerializerType`.
@@ -146,9 +148,44 @@ pub struct ServiceInfo {
     pub consumed_local_only: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_local: Option<bool>,
+    /// MEC 011 v3.1.1: seconds between two heartbeats. In a request: the producer can send
+    /// heartbeats (0: the platform picks the interval); in a response: the interval the
+    /// platform expects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_interval: Option<u32>,
+    /// MEC 011 v3.1.1 `_links`: the service itself and, with heartbeats, where to send them.
+    #[serde(rename = "_links", default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<ServiceLinks>,
     /// ferry extension: the app instance that produces the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ferry_app_instance_id: Option<String>,
+}
+
+/// `ServiceInfo._links` (MEC 011 v3.1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLinks {
+    #[serde(rename = "self")]
+    pub self_: crate::ams::LinkType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<crate::ams::LinkType>,
+}
+
+/// `ServiceLivenessInfo` (MEC 011 v3.1.1 clause 8.1.2.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceLivenessInfo {
+    pub state: ServiceState,
+    /// When the last heartbeat came (or the service was registered).
+    pub time_stamp: crate::rni::TimeStamp,
+    pub interval: u32,
+}
+
+/// `ServiceLivenessUpdate` (MEC 011 v3.1.1 clause 8.1.2.5): a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceLivenessUpdate {
+    /// Shall be ACTIVE.
+    pub state: ServiceState,
 }
 
 pub const SER_AVAILABILITY_SUBSCRIPTION: &str = "SerAvailabilityNotificationSubscription";

@@ -8,6 +8,9 @@
 //! - `POST /ferry/ran/v1/handovers` `{"handovers": [{"ue": "...", "cell": "..."}, ...]}` (at
 //!   most `MAX_BATCH`): a burst, done in order at one instant -> `BatchView` (how many were
 //!   done, and the reason of each refused one)
+//! - `PUT  /ferry/ran/v1/ues/{ue}/bearer`     `{"qci": 7, "qosInformation": {...}}` -> `BearerView`:
+//!   changes the QoS of the UE's default bearer (E-RAB 1), notified to MEC 012 RabMod and
+//!   S1Bearer MODIFY subscribers (404 unknown UE, 400 bad body)
 //! - `GET  /ferry/ran/v1/stats`               -> `StatsView`
 //! - `GET  /ferry/ran/v1/openapi.json`        -> this API's OpenAPI document, made from the
 //!   same list of routes as the router (`api`)
@@ -61,6 +64,27 @@ pub struct HandoverView {
     pub to_cell: String,
     #[schema(value_type = Object)]
     pub at: TimeStamp,
+}
+
+/// Body of a bearer QoS change: MEC 012's `ErabQosParameters` (`qosInformation` with the
+/// bit rates makes the bearer GBR).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BearerRequest {
+    pub qci: u32,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub qos_information: Option<mec_api::rni::QosInformation>,
+}
+
+/// Answer of a bearer QoS change.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BearerView {
+    pub ue: String,
+    pub address: String,
+    pub cell: String,
+    pub erab_id: u32,
+    pub qci: u32,
 }
 
 /// One handover of a batch.
@@ -146,6 +170,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<Ran> {
         .routes(routes!(cells))
         .routes(routes!(handover))
         .routes(routes!(handovers))
+        .routes(routes!(bearer))
         .routes(routes!(stats))
         .routes(routes!(openapi_json))
 }
@@ -265,6 +290,36 @@ async fn handover(
         from_cell: h.from_cell,
         to_cell: h.to_cell,
         at: TimeStamp::from_system_time(h.at),
+    };
+    Ok(http::json(StatusCode::OK, &view))
+}
+
+#[utoipa::path(put, path = "/ferry/ran/v1/ues/{ue}/bearer", description = "Changes the QoS of the UE's default bearer (E-RAB 1): MEC 012 RabMod and S1Bearer MODIFY subscribers are told.", params(("ue" = String, Path, description = "the UE's name")), request_body = BearerRequest, responses((status = 200, body = BearerView), (status = "4XX", description = "refused", body = mec_api::problem::ProblemDetails, content_type = "application/problem+json")))]
+async fn bearer(
+    State(ran): State<Ran>,
+    Path(ue): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: BearerRequest = http::parse_body(&headers, &body)?;
+    // TS 23.203 standardised QCIs are 1..=254 (0 and 255 are reserved).
+    if req.qci == 0 || req.qci > 254 {
+        return Err(ApiError::bad_request(format!(
+            "qci {} is not a QoS class identifier (1..=254, e.g. 9 best effort, 1 conversational voice)",
+            req.qci
+        )));
+    }
+    let qos = mec_api::rni::ErabQosParameters {
+        qci: req.qci,
+        qos_information: req.qos_information,
+    };
+    let (address, cell) = crate::rni::modify_bearer(&ran, &ue, qos)?;
+    let view = BearerView {
+        ue,
+        address: address.to_string(),
+        cell,
+        erab_id: crate::rni::ERAB_ID,
+        qci: req.qci,
     };
     Ok(http::json(StatusCode::OK, &view))
 }

@@ -1,14 +1,15 @@
 //! The emulated RAN: cells, UEs and handovers from a topology file, exposed as the ETSI MEC
 //! APIs a MEC platform consumes from a real RAN.
 //!
-//! - `/rni/v2/...`: MEC 012 RNIS, cell change subscriptions and notifications, RAB and PLMN
-//!   queries (`rni.rs`);
+//! - `/rni/v2/...`: MEC 012 RNIS, every subscription type with the notifications the
+//!   emulation produces (handovers, bearer changes, measurement reports), the RAB, PLMN, S1
+//!   bearer and layer 2 queries (`rni.rs`, docs/rnis.md);
 //! - `/location/v2/...`: MEC 013 Location, users, zones (one per MEC host) and access points
 //!   (cells), user tracking and zonal traffic subscriptions (`location.rs`); the distance
 //!   query, distance, area (circle), periodic and zone status subscriptions
 //!   (`location_geo.rs`);
 //! - `/ferry/ran/v1/...`: ferry's own control of the emulation: list UEs and cells, force a
-//!   handover or a burst of them, counters (`admin.rs`).
+//!   handover or a burst of them, change a UE's bearer QoS, counters (`admin.rs`).
 //!
 //! Notifications go through `mec_http::notify` (per subscriber, in order per UE, several in
 //! flight, paused and caught up when the subscriber is down); a full queue merges a UE's
@@ -194,12 +195,13 @@ impl Ran {
             }
             None => None,
         };
+        let rni = rni::Subscriptions::new(&world);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let metrics = metrics::RanMetrics::new();
         Ok(Ran {
             inner: Arc::new(Inner {
                 world: Mutex::new(world),
-                rni: Mutex::new(rni::Subscriptions::default()),
+                rni: Mutex::new(rni),
                 location: Mutex::new(location::Subscriptions::default()),
                 geo: Mutex::new(location_geo::Subscriptions::default()),
                 owners: owners::Owners::new(owners::DEFAULT_MAX_PER_CLIENT),

@@ -165,6 +165,31 @@ def ams_subscription_type_is_a_string(doc, name):
     return 1
 
 
+def rni_subscription_type_names_its_schema(doc, name):
+    """MEC012_RniAPI.yaml lines 855, 896, 1064, 1162, 1206: subscription bodies are `oneOf`
+    the nine subscription types, told apart by the `subscriptionType` discriminator of
+    InlineSubscription (lines 2632-2651). JSON Schema ignores discriminators, and several
+    types have the same required attributes (MeasTaSubscription and CaReconfSubscription,
+    lines 1651 and 1402, both `filterCriteriaAssoc`; RabEst, RabMod and RabRel, lines 1813,
+    1877, 1916, all `filterCriteriaQci`), so a valid MeasTaSubscription matches two branches
+    and fails the `oneOf`. The fix says in each type's schema what the discriminator mapping
+    says: its `subscriptionType` is its own name."""
+    if "RniAPI" not in name:
+        return 0
+    all_schemas = schemas(doc)
+    mapping = all_schemas["InlineSubscription"]["discriminator"]["mapping"]
+    fixed = 0
+    for type_name, schema_name in mapping.items():
+        parts = all_schemas[schema_name]["allOf"]
+        own = next(p for p in parts if "$ref" not in p)
+        own.setdefault("properties", {})["subscriptionType"] = {
+            "type": "string",
+            "enum": [type_name],
+        }
+        fixed += 1
+    return fixed
+
+
 # Each fix checks which file it is given; the generic one applies to every file.
 FIXES = [
     problem_json_alongside_json,
@@ -177,6 +202,7 @@ FIXES = [
     service_mgmt_create_body_is_service_info,
     ams_device_information_without_consumer,
     ams_subscription_type_is_a_string,
+    rni_subscription_type_names_its_schema,
 ]
 
 

@@ -349,6 +349,26 @@ async fn record(State(inbox): State<Inbox>, uri: Uri, body: Bytes) -> StatusCode
     StatusCode::NO_CONTENT
 }
 
+/// `record`, then what a MEC app does on an `AppTerminationNotification`: confirm it at once
+/// (MEC 011 `confirm_termination`, as the operator, who may act for any instance).
+async fn record_and_confirm(State(inbox): State<Inbox>, uri: Uri, body: Bytes) -> StatusCode {
+    let n: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let status = record(State(inbox), uri, body).await;
+    if n["notificationType"] == "AppTerminationNotification" {
+        if let Some(href) = n["_links"]["confirmTermination"]["href"].as_str() {
+            let (href, action) = (href.to_string(), n["operationAction"].clone());
+            tokio::spawn(async move {
+                let _ = client()
+                    .post(href)
+                    .json(&serde_json::json!({ "operationAction": action }))
+                    .send()
+                    .await;
+            });
+        }
+    }
+    status
+}
+
 /// A real HTTP callback server recording every POST in its `Inbox`; stops on drop.
 pub struct Callback {
     inbox: Inbox,
@@ -372,6 +392,16 @@ impl Callback {
         let pending = Inbox::new(String::new());
         let app = Router::new()
             .route("/{*path}", post(record))
+            .with_state(pending.clone());
+        let (base, task) = serve(app).await;
+        Callback::new(Inbox { base, ..pending }, Abort(task))
+    }
+
+    /// `start`, confirming every `AppTerminationNotification` like a MEC app.
+    pub async fn start_confirming() -> Callback {
+        let pending = Inbox::new(String::new());
+        let app = Router::new()
+            .route("/{*path}", post(record_and_confirm))
             .with_state(pending.clone());
         let (base, task) = serve(app).await;
         Callback::new(Inbox { base, ..pending }, Abort(task))
