@@ -129,6 +129,15 @@ async fn radio_model_hands_a_walker_over_by_a3_in_preparation_then_completed() {
     )
     .await;
     assert_eq!(r.0, 201, "{}", r.2);
+    // The radio model's periodic reports reach MEC 012 (MeasTa: the timing advance).
+    let ue1 = json!([{"type": 1, "value": "10.150.0.1"}]);
+    let r = post_json(
+        &ran.api("/rni/v2/subscriptions"),
+        &json!({"subscriptionType": "MeasTaSubscription", "callbackReference": cb.url("/ta"),
+            "filterCriteriaAssoc": {"associateId": ue1}}),
+    )
+    .await;
+    assert_eq!(r.0, 201, "{}", r.2);
 
     let got = cb.wait("/cc", 2, Duration::from_secs(8)).await;
     let seen: Vec<(u64, String, String)> = got
@@ -178,6 +187,14 @@ async fn radio_model_hands_a_walker_over_by_a3_in_preparation_then_completed() {
         .find(|l| l.starts_with("ue1"))
         .unwrap_or_default();
     assert!(ue1.contains(" a2 "), "{out}");
+
+    let ta = cb.on("/ta");
+    assert!(ta.len() >= 5, "{} MeasTa notifications at 100 ms", ta.len());
+    assert!(
+        ta.iter().all(|n| n.body["timingAdvance"].is_u64()),
+        "{:?}",
+        ta[0].body
+    );
 
     // Standing at a2 it stays (no ping-pong); a forced handover goes straight to COMPLETED.
     tokio::time::sleep(Duration::from_millis(1200)).await;
