@@ -185,12 +185,14 @@ pub async fn run(c: Control, callback: String) {
     }
 }
 
-/// Subscribes to CellChange (hoStatus COMPLETED) at the RAN, retrying until it answers.
+/// Subscribes to CellChange (hoStatus IN_PREPARATION and COMPLETED) at the RAN, retrying
+/// until it answers. Only COMPLETED moves anything; IN_PREPARATION (from the RAN's radio
+/// model) is logged for now.
 async fn subscribe_ran(c: &Control, ran: &str, callback: &str) {
     let body = serde_json::json!({
         "subscriptionType": "CellChangeSubscription",
         "callbackReference": callback,
-        "filterCriteriaAssocHo": {"hoStatus": [3]},
+        "filterCriteriaAssocHo": {"hoStatus": [1, 3]},
     });
     for attempt in 0u32.. {
         let r = c
@@ -334,11 +336,35 @@ pub(crate) async fn cell_change(
         add(&follow.stats.lost_reported, lost);
         follow.gap.notify_one();
     }
-    if n.ho_status == HoStatus::Completed {
-        on_cell_change(&c, &n);
-        c.dashboard().ue_moved();
+    match n.ho_status {
+        HoStatus::Completed => {
+            on_cell_change(&c, &n);
+            c.dashboard().ue_moved();
+        }
+        // A handover the RAN is preparing: logged only (acting on it early, a proactive
+        // relocation, is later work).
+        HoStatus::InPreparation => log_preparation(&n),
+        _ => {}
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+fn log_preparation(n: &CellChangeNotification) {
+    let ue = n
+        .associate_id
+        .iter()
+        .map(|a| a.value.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let to = n
+        .trg_ecgi
+        .first()
+        .map(|e| e.cell_id.as_str())
+        .unwrap_or("?");
+    tracing::info!(
+        %ue, from = %n.src_ecgi.cell_id, %to,
+        "handover in preparation (CellChange IN_PREPARATION): no action until COMPLETED"
+    );
 }
 
 /// A completed handover: the UE is now served by the host of its target cell.

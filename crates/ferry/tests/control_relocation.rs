@@ -391,6 +391,29 @@ impl Setup {
 #[tokio::test]
 async fn handover_migrates_the_container_and_switches_traffic() {
     let s = setup("APP_MOBILITY_WITHOUT_CONFIRMATION", "CONTAINER_MIGRATION").await;
+    // Control asks the RAN for IN_PREPARATION (1) and COMPLETED (3), and only logs the first:
+    // nothing moves until the handover completes.
+    let callback = s.c.api("/ferry/control/v1/notifications/rni/cell_change");
+    let (ours, _) = ran_subscriptions_to(&s.ran, &callback).await;
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let sub = get(&ours[0]).await.2;
+    assert_eq!(
+        sub["filterCriteriaAssocHo"]["hoStatus"],
+        json!([1, 3]),
+        "{sub}"
+    );
+    let ecgi = |id: &str| json!({"plmn": {"mcc": "001", "mnc": "01"}, "cellId": id});
+    let preparing = post_json(
+        &callback,
+        &json!({"notificationType": "CellChangeNotification", "hoStatus": 1,
+            "associateId": [{"type": 1, "value": UE}],
+            "srcEcgi": ecgi("00000a1"), "trgEcgi": [ecgi("00000b1")]}),
+    )
+    .await;
+    assert_eq!(preparing.0, 204, "{}", preparing.2);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(s.cb.on("/mp").is_empty(), "IN_PREPARATION moved something");
+    assert!(s.a.migrations().is_empty());
     handover(&s.ran, "b1").await;
     let st = s.statuses(2, 20).await;
     assert_eq!(

@@ -110,6 +110,121 @@ async fn waypoints_hand_over_to_the_nearest_covering_cell() {
 }
 
 #[tokio::test]
+async fn radio_model_hands_a_walker_over_by_a3_in_preparation_then_completed() {
+    // a1 and a2 are 805 m apart (same power and frequency). ue1 holds at a1 until 0.8 s,
+    // walks to a2 by 2.8 s and stays. With offset 3 dB + hysteresis 1 dB, A3 enters about
+    // 455 m from a1 (a2 4 dB stronger), fires a time to trigger later; the handover
+    // completes the preparation time after that.
+    let walk = r#"waypoints = [
+        { at_s = 0.0, latitude = 43.7300, longitude = 7.4200 },
+        { at_s = 0.8, latitude = 43.7300, longitude = 7.4200 },
+        { at_s = 2.8, latitude = 43.7300, longitude = 7.4300 },
+    ]"#;
+    let radio = "[radio]\ntime_to_trigger_ms = 160\npreparation_ms = 400\nmeas_period_ms = 100\n";
+    let ran = RanProcess::start(&format!("{}{radio}", topology(walk)), &[]);
+    let cb = Callback::start().await;
+    let r = post_json(
+        &ran.api("/rni/v2/subscriptions"),
+        &cell_change(&cb.url("/cc"), json!({"hoStatus": [1, 3]})),
+    )
+    .await;
+    assert_eq!(r.0, 201, "{}", r.2);
+    // The radio model's periodic reports reach MEC 012 (MeasTa: the timing advance).
+    let ue1 = json!([{"type": 1, "value": "10.150.0.1"}]);
+    let r = post_json(
+        &ran.api("/rni/v2/subscriptions"),
+        &json!({"subscriptionType": "MeasTaSubscription", "callbackReference": cb.url("/ta"),
+            "filterCriteriaAssoc": {"associateId": ue1}}),
+    )
+    .await;
+    assert_eq!(r.0, 201, "{}", r.2);
+
+    let got = cb.wait("/cc", 2, Duration::from_secs(8)).await;
+    let seen: Vec<(u64, String, String)> = got
+        .iter()
+        .map(|r| {
+            (
+                r.body["hoStatus"].as_u64().unwrap_or(0),
+                r.body["srcEcgi"]["cellId"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                r.body["trgEcgi"][0]["cellId"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    let want = |s: u64| (s, "00000a1".to_string(), "00000a2".to_string());
+    assert_eq!(
+        seen,
+        vec![want(1), want(3)],
+        "IN_PREPARATION then COMPLETED"
+    );
+    // The RAN's own time stamps: the preparation time lies between them.
+    let ms = |b: &serde_json::Value| {
+        b["timeStamp"]["seconds"].as_u64().unwrap() * 1000
+            + b["timeStamp"]["nanoSeconds"].as_u64().unwrap() / 1_000_000
+    };
+    let (prep, done) = (ms(&got[0].body), ms(&got[1].body));
+    eprintln!("IN_PREPARATION -> COMPLETED: {} ms", done - prep);
+    assert!(
+        done >= prep + 399,
+        "completed {} ms after preparation",
+        done - prep
+    );
+    // A3 waited for a2 to be clearly better: not before the walk passed the middle (1.8 s).
+    let prep_after = got[0].at - ran.ready;
+    assert!(
+        prep_after > Duration::from_millis(1800),
+        "prepared at {prep_after:?}, before the UE was nearer a2"
+    );
+    let (ok, out, err) = ferry(&["ran", "ues", "--ran", &ran.url]).await;
+    assert!(ok, "{err}");
+    let ue1 = out
+        .lines()
+        .find(|l| l.starts_with("ue1"))
+        .unwrap_or_default();
+    assert!(ue1.contains(" a2 "), "{out}");
+
+    let ta = cb.on("/ta");
+    assert!(ta.len() >= 5, "{} MeasTa notifications at 100 ms", ta.len());
+    assert!(
+        ta.iter().all(|n| n.body["timingAdvance"].is_u64()),
+        "{:?}",
+        ta[0].body
+    );
+
+    // Standing at a2 it stays (no ping-pong); a forced handover goes straight to COMPLETED.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(cb.on("/cc").len(), 2, "{:?}", cb.on("/cc"));
+    let (ok, _, err) = ferry(&["ran", "handover", "ue2", "b1", "--ran", &ran.url]).await;
+    assert!(ok, "{err}");
+    let got = cb.wait("/cc", 3, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2].body["hoStatus"], 3, "{}", got[2].body);
+    assert_eq!(got[2].body["associateId"][0]["value"], "10.150.0.2");
+
+    // --meas-period-ms needs a [radio] table: one line with the fix.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(&plain, topology("")).unwrap();
+    let (ok, _, err) = ferry(&[
+        "ran",
+        "--topology",
+        plain.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--meas-period-ms",
+        "200",
+    ])
+    .await;
+    assert!(!ok);
+    assert!(err.contains("[radio]"), "{err}");
+}
+
+#[tokio::test]
 async fn cli_refuses_bad_input_with_one_line_reasons() {
     let one_line = |err: &str| {
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();

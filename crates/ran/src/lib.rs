@@ -17,8 +17,11 @@
 //! plus one notification per UE.
 //!
 //! Handovers come from `Ran::handover` (forced), or from the UEs' traces and waypoints once
-//! `Ran::start_trace` runs (`trace.rs`). Every handover is published to the subscribers of
-//! both ETSI APIs and on `Ran::subscribe` (for an embedding testbed).
+//! `Ran::start_trace` runs (`trace.rs`); with a topology `[radio]`, the radio model
+//! (`radio.rs`, docs/radio.md) decides the walking UEs' handovers by the A3 event, notified
+//! to MEC 012 IN_PREPARATION first, and makes every UE's measurement reports. Every completed
+//! handover is published to the subscribers of both ETSI APIs and on `Ran::subscribe` (for an
+//! embedding testbed).
 
 pub mod admin;
 mod http;
@@ -29,6 +32,7 @@ pub mod metrics;
 pub mod mobility;
 mod notify;
 mod owners;
+pub mod radio;
 pub mod rni;
 mod trace;
 pub use trace::MobilityView;
@@ -96,12 +100,15 @@ pub struct Options {
     /// Notifications queued per subscription before they coalesce per UE (MEC 012) or are
     /// dropped and counted (the others).
     pub notify_queue: usize,
+    /// Overrides the topology's `[radio] meas_period_ms` (only with a `[radio]`).
+    pub meas_period_ms: Option<u64>,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             notify_queue: mec_http::notify::DEFAULT_QUEUE,
+            meas_period_ms: None,
         }
     }
 }
@@ -126,6 +133,9 @@ struct Inner {
     notifier: notify::Notifier,
     security: Security,
     schedule: trace::Schedule,
+    /// The radio model, with the topology's `[radio]`: measurement reports, and A3 decides
+    /// the walking UEs' handovers. Without it they go to the nearest covering cell.
+    radio: Option<radio::Model>,
     next_id: AtomicU64,
     /// Handovers so far (forced and from the mobility).
     handovers: AtomicU64,
@@ -165,6 +175,26 @@ impl Ran {
         let security = Security::new(tls)?;
         let world = World::from_topology(topology)?;
         let schedule = trace::Schedule::from_topology(topology, &world);
+        let radio = match &topology.radio {
+            Some(r) => {
+                let mut params = r.clone();
+                if let Some(ms) = options.meas_period_ms {
+                    if !(10..=60_000).contains(&ms) {
+                        return Err(RanError::InvalidTopology(format!(
+                            "measurement period {ms} ms is outside 10..=60000 ms"
+                        )));
+                    }
+                    params.meas_period_ms = ms;
+                }
+                let per_cell: Vec<(f64, f64)> = topology
+                    .cells
+                    .iter()
+                    .map(|c| (c.tx_power_dbm, c.frequency_mhz))
+                    .collect();
+                Some(radio::Model::new(&world.cells, &per_cell, params))
+            }
+            None => None,
+        };
         let rni = rni::Subscriptions::new(&world);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let metrics = metrics::RanMetrics::new();
@@ -181,6 +211,7 @@ impl Ran {
                     .metrics(metrics.delivery.clone()),
                 security,
                 schedule,
+                radio,
                 next_id: AtomicU64::new(1),
                 handovers: AtomicU64::new(0),
                 mobility: trace::MobilityStats::default(),
@@ -299,6 +330,27 @@ impl Ran {
     /// A snapshot of the current state (for the APIs; never held across an await).
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
         lock(&self.inner.world)
+    }
+
+    /// Notifies the start of a handover the radio model decided (MEC 012 only: the UE is
+    /// still in its source cell, so MEC 013 and the embedder learn nothing yet).
+    fn publish_preparation(&self, change: &CellChange) {
+        tracing::info!(
+            ue = %change.ue, address = %change.address,
+            from = %change.from.name, to = %change.to.name,
+            "handover in preparation"
+        );
+        rni::on_cell_change(self, change, mec_api::rni::HoStatus::InPreparation);
+    }
+
+    /// A handover in preparation that will not complete (the UE changed cell meanwhile, by
+    /// a forced handover or a trace step): MEC 012 subscribers asking for CANCELLED hear it.
+    fn publish_cancelled(&self, change: &CellChange) {
+        tracing::info!(
+            ue = %change.ue, from = %change.from.name, to = %change.to.name,
+            "handover in preparation cancelled"
+        );
+        rni::on_cell_change(self, change, mec_api::rni::HoStatus::Cancelled);
     }
 
     /// Notifies one handover to the MEC 012 and 013 subscribers and the embedder. The

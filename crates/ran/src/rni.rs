@@ -180,12 +180,22 @@ fn links_to(href: &str) -> NotificationLinks {
 /// Two CellChange notifications of one UE as one, when the subscriber's queue is full: the
 /// later one, from the cell the earlier one left, counting the handovers both stand for in
 /// `ferryMergedHandovers`. The subscriber learns where the UE is now and that it passed
-/// through cells it was not told of.
+/// through cells it was not told of. Only COMPLETED ones count and merge: a later
+/// IN_PREPARATION (or CANCELLED) never hides an earlier COMPLETED (it is dropped), and an
+/// earlier one gives way to whatever follows.
 pub fn merge_cell_changes(
     older: serde_json::Value,
     mut newer: serde_json::Value,
 ) -> serde_json::Value {
     const MERGED: &str = "ferryMergedHandovers";
+    let completed = |v: &serde_json::Value| {
+        v.get("hoStatus").and_then(|s| s.as_u64()) == Some(HoStatus::Completed as u64)
+    };
+    match (completed(&older), completed(&newer)) {
+        (false, _) => return newer,
+        (true, false) => return older,
+        (true, true) => {}
+    }
     let hops = |v: &serde_json::Value| v.get(MERGED).and_then(|n| n.as_u64()).unwrap_or(1);
     let total = hops(&older) + hops(&newer);
     if let (Some(src), serde_json::Value::Object(m)) = (older.get("srcEcgi"), &mut newer) {
@@ -561,7 +571,6 @@ fn measurement_notifications(
 
 /// Called with every measurement report of the radio model: MEC 012's measurement
 /// subscriptions (MeasRepUe, MeasTa) are served from these.
-#[allow(dead_code)] // until the radio model calls it (issue 14, deliverable 2)
 pub(crate) fn on_measurement(ran: &Ran, report: &UeMeasurement) {
     let subs = lock(&ran.inner.rni);
     let Some(located) = locate(&subs.directory.ecgis, report) else {
@@ -1396,6 +1405,21 @@ mod tests {
         assert_eq!(three["timeStamp"], hops[2]["timeStamp"]);
         let parsed: CellChangeNotification = serde_json::from_value(three).unwrap();
         assert_eq!(parsed.ferry_merged_handovers, Some(3));
+    }
+
+    #[test]
+    fn a_preparation_never_hides_a_completed_handover_when_merged() {
+        let mut w = world();
+        let done = change(&mut w, "b1");
+        let json = |c: &CellChange, s| serde_json::to_value(notification(c, "h", s)).unwrap();
+        let prep = json(&done, HoStatus::InPreparation);
+        let completed = json(&done, HoStatus::Completed);
+        // IN_PREPARATION then COMPLETED of one handover: the COMPLETED, one hop.
+        let m = merge_cell_changes(prep.clone(), completed.clone());
+        assert_eq!(m, completed);
+        // COMPLETED then the next IN_PREPARATION: the COMPLETED stays.
+        let next = json(&change(&mut w, "a2"), HoStatus::InPreparation);
+        assert_eq!(merge_cell_changes(completed.clone(), next), completed);
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! The mobility driver: replays the UEs' traces (handover to a cell at a time) and moves the
-//! UEs that follow waypoints, handing them over when another cell becomes the nearest covering
-//! one. Time 0 is when `Ran::start_trace` is called.
+//! UEs that follow waypoints. Without a radio model a walking UE is handed over when another
+//! cell becomes the nearest covering one; with one (`radio.rs`) the A3 event decides, the
+//! handover is notified IN_PREPARATION, and COMPLETED after the preparation time; every UE
+//! then also reports its measurements at the measurement period. Time 0 is when
+//! `Ran::start_trace` is called.
 
+use crate::measurement::{ReportCause, UeMeasurement};
 use crate::mobility::{position_at, Coverage};
+use crate::radio::{Model, A3};
 use crate::world::{CellChange, World};
 use crate::{lock, Ran, RanError};
 use ferry_topology::Waypoint;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Resolution of the mobility clock: a handover at `at_s` fires within this of it.
@@ -87,6 +93,13 @@ pub(crate) async fn run(ran: Ran) {
     );
     // Walkers past their last waypoint, placed there once: they stand still from then on.
     let mut arrived = vec![false; schedule.walkers.len()];
+    let mut radio = ran.inner.radio.clone().map(|model| RadioState {
+        a3: vec![A3::default(); schedule.walkers.len()],
+        preparing: vec![None; schedule.walkers.len()],
+        next_report_s: 0.0,
+        model,
+    });
+    let mut finished = false;
     loop {
         tick.tick().await;
         let began = Instant::now();
@@ -102,37 +115,125 @@ pub(crate) async fn run(ran: Ran) {
             }
             next += 1;
         }
-        let (moved, changes) = walk(&ran, &schedule.walkers, &mut arrived, &coverage, t);
-        for c in &changes {
+        let out = walk(
+            &ran,
+            &schedule.walkers,
+            &mut arrived,
+            &coverage,
+            radio.as_mut(),
+            t,
+        );
+        for c in &out.cancelled {
+            ran.publish_cancelled(c);
+        }
+        for c in &out.completed {
             ran.publish(c);
         }
-        if moved {
+        for r in &out.a3_reports {
+            crate::rni::on_measurement(&ran, r);
+        }
+        for c in &out.prepared {
+            ran.publish_preparation(c);
+        }
+        if out.moved {
             // Moves within a cell matter only to the geometric subscriptions: once per tick.
             crate::location_geo::on_move(&ran);
         }
+        if let Some(r) = radio.as_mut().filter(|r| t >= r.next_report_s) {
+            let period = r.model.meas_period().as_secs_f64();
+            // Behind by more than a period (a slow tick): the next one a period from now.
+            let next = r.next_report_s + period;
+            r.next_report_s = if next <= t { t + period } else { next };
+            for report in periodic_reports(&ran, &r.model) {
+                crate::rni::on_measurement(&ran, &report);
+            }
+        }
         ran.inner.mobility.record(began.elapsed(), TICK);
-        if next >= schedule.steps.len() && t > end {
+        if next >= schedule.steps.len() && t > end && !finished {
             tracing::info!("mobility trace finished");
+            finished = true;
+        }
+        // With the radio model the UEs keep reporting (and measuring, so a handover may still
+        // come); without it there is nothing left to do.
+        if finished && radio.is_none() {
             return;
         }
     }
 }
 
+/// The radio model's per-walker state.
+struct RadioState {
+    model: Model,
+    a3: Vec<A3>,
+    preparing: Vec<Option<Preparing>>,
+    /// Trace time of the next periodic measurement reports.
+    next_report_s: f64,
+}
+
+/// A handover the A3 event started: completes at `done_s` if the UE is still in the source
+/// cell then.
+#[derive(Debug, Clone)]
+struct Preparing {
+    change: CellChange,
+    from: usize,
+    to: usize,
+    done_s: f64,
+}
+
+/// What one tick of the walkers produced, to notify once the world is unlocked.
+#[derive(Default)]
+struct WalkOut {
+    moved: bool,
+    completed: Vec<CellChange>,
+    prepared: Vec<CellChange>,
+    cancelled: Vec<CellChange>,
+    a3_reports: Vec<UeMeasurement>,
+}
+
+/// Every UE's measurement report (the world locked once to read the positions, the
+/// measurements made after).
+fn periodic_reports(ran: &Ran, model: &Model) -> Vec<UeMeasurement> {
+    let ues: Vec<(String, Ipv4Addr, usize, f64, f64)> = ran
+        .world()
+        .ues
+        .iter()
+        .map(|u| (u.name.clone(), u.address, u.cell, u.latitude, u.longitude))
+        .collect();
+    let at = SystemTime::now();
+    ues.into_iter()
+        .map(|(ue, address, cell, lat, lon)| {
+            let (serving, neighbours, timing_advance) = model.measure(lat, lon, cell);
+            UeMeasurement {
+                ue,
+                address,
+                at,
+                cause: ReportCause::Periodic,
+                serving,
+                neighbours,
+                timing_advance,
+            }
+        })
+        .collect()
+}
+
 /// Moves every walker to where it is at `t` (one lock of the world for all of them) and
-/// hands over those another cell now serves; returns whether any moved, and the handovers.
+/// hands over those another cell now serves (nearest covering cell), or runs the radio
+/// model's A3 event and handover preparations; returns what to notify.
 fn walk(
     ran: &Ran,
     walkers: &[Walker],
     arrived: &mut [bool],
     coverage: &Coverage,
+    mut radio: Option<&mut RadioState>,
     t: f64,
-) -> (bool, Vec<CellChange>) {
-    let mut changes = Vec::new();
-    let mut moved = false;
+) -> WalkOut {
+    let mut out = WalkOut::default();
     let now = SystemTime::now();
     let mut w = lock(&ran.inner.world);
-    for (walker, done) in walkers.iter().zip(arrived.iter_mut()) {
-        if *done {
+    for (i, (walker, done)) in walkers.iter().zip(arrived.iter_mut()).enumerate() {
+        // With the radio model a walker that stands still still measures (its A3 timer
+        // runs on).
+        if *done && radio.is_none() {
             continue;
         }
         let Some((latitude, longitude)) = position_at(&walker.waypoints, t) else {
@@ -144,23 +245,84 @@ fn walk(
         let Some(u) = w.ues.get_mut(walker.ue) else {
             continue;
         };
-        if (u.latitude, u.longitude) == (latitude, longitude) {
-            continue;
-        }
-        moved = true;
+        let moved = (u.latitude, u.longitude) != (latitude, longitude);
+        out.moved |= moved;
         u.latitude = latitude;
         u.longitude = longitude;
         let current = u.cell;
-        match coverage.serving(latitude, longitude) {
-            Some(c) if c != current => {
-                if let Ok(change) = w.hand_over(walker.ue, c, now) {
-                    changes.push(change);
+        match radio.as_deref_mut() {
+            None if moved => match coverage.serving(latitude, longitude) {
+                Some(c) if c != current => {
+                    if let Ok(change) = w.hand_over(walker.ue, c, now) {
+                        out.completed.push(change);
+                    }
                 }
-            }
-            _ => {}
+                _ => {}
+            },
+            None => {}
+            Some(r) => a3_step(r, &mut w, &mut out, i, walker.ue, t, now),
         }
     }
-    (moved, changes)
+    out
+}
+
+/// One walker under the radio model: completes (or cancels) its handover in preparation when
+/// due, otherwise measures and runs its A3 event, starting a preparation when it fires.
+fn a3_step(
+    r: &mut RadioState,
+    w: &mut World,
+    out: &mut WalkOut,
+    i: usize,
+    ue: usize,
+    t: f64,
+    now: SystemTime,
+) {
+    if let Some(p) = &r.preparing[i] {
+        if t < p.done_s {
+            return; // no new measurement event while a handover is being prepared
+        }
+        let p = r.preparing[i].take().expect("checked above");
+        r.a3[i].reset();
+        if w.ues[ue].cell == p.from {
+            if let Ok(change) = w.hand_over(ue, p.to, now) {
+                out.completed.push(change);
+            }
+        } else {
+            out.cancelled.push(p.change);
+        }
+        return;
+    }
+    let u = &w.ues[ue];
+    let (serving, neighbours) = r.model.measure_rsrp(u.latitude, u.longitude, u.cell);
+    let elapsed = Duration::from_secs_f64(t);
+    let Some(to) = r.a3[i].update(&r.model.params, &serving, &neighbours, elapsed) else {
+        return;
+    };
+    // The report of the event carries the full measurement.
+    let (serving, neighbours, timing_advance) = r.model.measure(u.latitude, u.longitude, u.cell);
+    let change = CellChange {
+        ue: u.name.clone(),
+        address: u.address,
+        from: w.cells[u.cell].clone(),
+        to: w.cells[to].clone(),
+        at: now,
+    };
+    out.a3_reports.push(UeMeasurement {
+        ue: u.name.clone(),
+        address: u.address,
+        at: now,
+        cause: ReportCause::EventA3,
+        serving,
+        neighbours,
+        timing_advance,
+    });
+    out.prepared.push(change.clone());
+    r.preparing[i] = Some(Preparing {
+        change,
+        from: u.cell,
+        to,
+        done_s: t + r.model.preparation().as_secs_f64(),
+    });
 }
 
 /// How well the mobility driver keeps up with real time (for `/ferry/ran/v1/stats`).

@@ -184,6 +184,7 @@ async fn start_ran(pki: &Pki, ues: usize, queue: usize) -> RanServer {
         Some(&pki.ran),
         Options {
             notify_queue: queue,
+            ..Options::default()
         },
     )
     .unwrap();

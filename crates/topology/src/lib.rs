@@ -41,6 +41,57 @@ pub struct Topology {
     pub links: Vec<Link>,
     #[serde(default)]
     pub ues: Vec<Ue>,
+    /// The radio model (path loss, measurement reports, A3 handovers for walking UEs); absent:
+    /// walking UEs go to the nearest covering cell. See docs/radio.md.
+    #[serde(default)]
+    pub radio: Option<Radio>,
+}
+
+/// `[radio]`: how the emulated RAN computes what UEs measure and when they hand over. Every
+/// field has a default, so `[radio]` alone turns the model on. See docs/radio.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Radio {
+    /// Log-distance path-loss exponent (2: free space, 3-4: urban).
+    pub path_loss_exponent: f64,
+    /// Standard deviation of the log-normal shadowing (dB); 0: none.
+    pub shadowing_db: f64,
+    /// Distance over which the shadowing decorrelates (m).
+    pub shadowing_decorrelation_m: f64,
+    /// Seed of the shadowing: same seed, same values.
+    pub seed: u64,
+    /// Channel bandwidth (MHz), for the number of resource blocks and the thermal noise.
+    pub bandwidth_mhz: f64,
+    /// Receiver noise figure of the UE (dB).
+    pub noise_figure_db: f64,
+    /// Period of each UE's measurement reports (ms).
+    pub meas_period_ms: u64,
+    /// A3 offset (dB): a neighbour must be this much better than the serving cell...
+    pub a3_offset_db: f64,
+    /// ... plus this hysteresis (dB) ...
+    pub hysteresis_db: f64,
+    /// ... continuously for this long (ms).
+    pub time_to_trigger_ms: u64,
+    /// From IN_PREPARATION to COMPLETED (ms).
+    pub preparation_ms: u64,
+}
+
+impl Default for Radio {
+    fn default() -> Radio {
+        Radio {
+            path_loss_exponent: 3.5,
+            shadowing_db: 0.0,
+            shadowing_decorrelation_m: 50.0,
+            seed: 1,
+            bandwidth_mhz: 20.0,
+            noise_figure_db: 7.0,
+            meas_period_ms: 240,
+            a3_offset_db: 3.0,
+            hysteresis_db: 1.0,
+            time_to_trigger_ms: 320,
+            preparation_ms: 200,
+        }
+    }
 }
 
 fn default_app_subnet() -> String {
@@ -98,10 +149,26 @@ pub struct Cell {
     pub radius_m: f64,
     /// Name of the MEC host that serves this cell.
     pub host: String,
+    /// Transmit power over the whole bandwidth (dBm), for the radio model.
+    #[serde(default = "default_tx_power")]
+    pub tx_power_dbm: f64,
+    /// Carrier frequency (MHz), for the radio model.
+    #[serde(default = "default_frequency")]
+    pub frequency_mhz: f64,
 }
 
 fn default_radius() -> f64 {
     500.0
+}
+
+/// A small macro cell: 20 W.
+fn default_tx_power() -> f64 {
+    43.0
+}
+
+/// LTE band 1 (2.1 GHz).
+fn default_frequency() -> f64 {
+    2100.0
 }
 
 /// A link between two nodes (host-host, or cell-host), shaped both ways.

@@ -71,6 +71,52 @@ pub fn check(t: &Topology, text: &str) -> Result<(), TopologyError> {
     check_cells(t, text)?;
     check_links(t, text)?;
     check_ues(t, text)?;
+    check_radio(t, text)?;
+    Ok(())
+}
+
+/// The radio model's numbers: finite and in a range where its formulas mean something.
+fn check_radio(t: &Topology, text: &str) -> Result<(), TopologyError> {
+    let Some(r) = &t.radio else {
+        return Ok(());
+    };
+    let ranges: [(&str, f64, f64, f64); 7] = [
+        ("path_loss_exponent", r.path_loss_exponent, 1.5, 6.0),
+        ("shadowing_db", r.shadowing_db, 0.0, 20.0),
+        (
+            "shadowing_decorrelation_m",
+            r.shadowing_decorrelation_m,
+            1.0,
+            10_000.0,
+        ),
+        ("bandwidth_mhz", r.bandwidth_mhz, 1.4, 400.0),
+        ("noise_figure_db", r.noise_figure_db, 0.0, 20.0),
+        ("a3_offset_db", r.a3_offset_db, -15.0, 15.0),
+        ("hysteresis_db", r.hysteresis_db, 0.0, 15.0),
+    ];
+    for (key, v, lo, hi) in ranges {
+        if !(v.is_finite() && (lo..=hi).contains(&v)) {
+            return Err(invalid(
+                text,
+                Field::top("radio").key(key),
+                format!("{v} is outside {lo}..={hi}"),
+            ));
+        }
+    }
+    let times: [(&str, u64, u64, u64); 3] = [
+        ("meas_period_ms", r.meas_period_ms, 10, 60_000),
+        ("time_to_trigger_ms", r.time_to_trigger_ms, 0, 60_000),
+        ("preparation_ms", r.preparation_ms, 0, 60_000),
+    ];
+    for (key, v, lo, hi) in times {
+        if !(lo..=hi).contains(&v) {
+            return Err(invalid(
+                text,
+                Field::top("radio").key(key),
+                format!("{v} ms is outside {lo}..={hi} ms"),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -312,6 +358,20 @@ fn check_cells(t: &Topology, text: &str) -> Result<(), TopologyError> {
                 text,
                 Field::item("cells", i).key("radius_m"),
                 "must be a positive number of metres",
+            ));
+        }
+        if !(c.tx_power_dbm.is_finite() && (-30.0..=80.0).contains(&c.tx_power_dbm)) {
+            return Err(invalid(
+                text,
+                Field::item("cells", i).key("tx_power_dbm"),
+                "must be within -30..=80 dBm",
+            ));
+        }
+        if !(c.frequency_mhz.is_finite() && (100.0..=100_000.0).contains(&c.frequency_mhz)) {
+            return Err(invalid(
+                text,
+                Field::item("cells", i).key("frequency_mhz"),
+                "must be within 100..=100000 MHz",
             ));
         }
     }

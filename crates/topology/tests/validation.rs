@@ -30,7 +30,10 @@ fn example_parses() {
     assert_eq!(t.name, "three");
     assert_eq!(t.hosts.len(), 3);
     assert_eq!(t.cells.len(), 3);
-    assert_eq!(t.ues[0].trace.len(), 2);
+    assert_eq!(t.ues[0].waypoints.len(), 4);
+    let radio = t.radio.as_ref().expect("the example runs the radio model");
+    assert_eq!(radio.time_to_trigger_ms, 320);
+    assert_eq!(t.cells[0].tx_power_dbm, 43.0, "default power");
     assert_eq!(t.link("mec2", "mec1").and_then(|l| l.delay_ms), Some(5.0));
 }
 
@@ -61,9 +64,13 @@ fn unknown_cell_host_is_rejected() {
 
 #[test]
 fn unknown_trace_cell_is_rejected() {
-    let text = edit(
-        "{ at_s = 40.0, cell = \"cell3\" }",
-        "{ at_s = 40.0, cell = \"cell7\" }",
+    // The example's UE walks: give it a trace instead (a UE with both is refused for that).
+    let start = EXAMPLE.find("waypoints = [\n").expect("the UE's waypoints");
+    let end = start + EXAMPLE[start..].find("]\n").unwrap() + 2;
+    let text = format!(
+        "{}trace = [{{ at_s = 20.0, cell = \"cell2\" }}, {{ at_s = 40.0, cell = \"cell7\" }}]\n{}",
+        &EXAMPLE[..start],
+        &EXAMPLE[end..]
     );
     let msg = rejects(&text);
     assert!(
@@ -71,6 +78,27 @@ fn unknown_trace_cell_is_rejected() {
         "{msg}"
     );
     assert!(msg.contains("ues[0].trace[1].cell"), "{msg}");
+}
+
+#[test]
+fn radio_values_out_of_range_are_rejected() {
+    let msg = rejects(&edit(
+        "time_to_trigger_ms = 320",
+        "time_to_trigger_ms = 100000",
+    ));
+    assert!(msg.contains("radio.time_to_trigger_ms"), "{msg}");
+    let msg = rejects(&edit(
+        "path_loss_exponent = 3.5",
+        "path_loss_exponent = 0.5",
+    ));
+    assert!(msg.contains("radio.path_loss_exponent"), "{msg}");
+    let msg = rejects(&edit(
+        "radius_m = 600.0",
+        "radius_m = 600.0\ntx_power_dbm = 500.0",
+    ));
+    assert!(msg.contains("cells[0].tx_power_dbm"), "{msg}");
+    let msg = rejects(&edit("[radio]", "[radio]\nbogus = 1"));
+    assert!(msg.contains("bogus"), "{msg}");
 }
 
 #[test]

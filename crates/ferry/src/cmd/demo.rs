@@ -1,7 +1,7 @@
 //! `ferry demo` (what `make demo` runs): the app follows its user across the emulated testbed.
 //!
 //! Brings up `examples/three-hosts.toml` (three MEC hosts, three cells, one UE walking
-//! cell1 -> cell2 -> cell3) and `ferry control` (the MEC orchestrator and platform services)
+//! cell1 -> cell2 -> cell3, handed over by the RAN's radio model) and `ferry control` (the MEC orchestrator and platform services)
 //! on it, onboards ferry-counter as a MEC 010-2 app package whose AppD asks for
 //! `CONTAINER_MIGRATION`, and instantiates it for the UE at its serving host. A client in the
 //! UE's namespace polls the app every 5 ms. The demo only watches: `ferry control` follows the
@@ -394,7 +394,7 @@ control   ferry control at {} (MEC 010-2, 011, 021), consuming MEC 012 from the 
     let client = ferry_control::client::ControlClient::with_tls(&control.url, Some(operator));
     match rt.block_on(client.dashboard_link()) {
         Ok((link, secs)) => println!(
-            "dashboard {link}\n          (open it within {secs} s, it works once; the first handover comes 20 s after the testbed is up.\n           The page is served with the testbed's CA, {}/ca.crt: import it in the browser or accept the warning)",
+            "dashboard {link}\n          (open it within {secs} s, it works once; the first handover comes about 20 s after the testbed is up.\n           The page is served with the testbed's CA, {}/ca.crt: import it in the browser or accept the warning)",
             ferry_testbed::plan::pki_dir(&plan.name)
         ),
         Err(e) => println!("dashboard unavailable: {e}"),
@@ -455,11 +455,7 @@ control   ferry control at {} (MEC 010-2, 011, 021), consuming MEC 012 from the 
     let (mut relocations, mut failed) = (0, 0);
     let mut latency_checks = Vec::new();
     let mut triggered_at = Instant::now();
-    let wanted = topo
-        .ues
-        .iter()
-        .find(|u| u.name == ue.name)
-        .map_or(0, |u| u.trace.len());
+    let wanted = expected_host_changes(&topo, &ue.name);
     let mut flagged = std::collections::BTreeSet::new();
     let mut looked = Instant::now();
     while Instant::now() < deadline && relocations + failed < wanted.max(1) {
@@ -625,6 +621,46 @@ fn fmt_ms(d: Option<Duration>) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// How many times the UE's serving host changes on its way: by its trace's steps, or along
+/// its waypoints by the cell nearest to it (what the radio model's A3 follows when the cells
+/// are alike, as in the example), sampled every 100 ms.
+fn expected_host_changes(topo: &ferry_ran::topology::Topology, ue: &str) -> usize {
+    let Some(u) = topo.ues.iter().find(|u| u.name == ue) else {
+        return 0;
+    };
+    let host_of = |cell: &str| topo.cell(cell).map(|c| c.host.clone());
+    let mut hosts: Vec<Option<String>> = vec![host_of(&u.cell)];
+    hosts.extend(u.trace.iter().map(|s| host_of(&s.cell)));
+    if !u.waypoints.is_empty() {
+        let mut waypoints = u.waypoints.clone();
+        waypoints.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+        let end = waypoints.last().map_or(0.0, |w| w.at_s);
+        let nearest = |lat: f64, lon: f64| {
+            topo.cells
+                .iter()
+                .map(|c| {
+                    let d = ferry_ran::mobility::distance_m(
+                        lat,
+                        lon,
+                        c.position.latitude,
+                        c.position.longitude,
+                    );
+                    (d, c.host.clone())
+                })
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, h)| h)
+        };
+        for k in 0..=((end * 10.0).ceil() as usize) {
+            if let Some((lat, lon)) = ferry_ran::mobility::position_at(&waypoints, k as f64 / 10.0)
+            {
+                hosts.push(nearest(lat, lon));
+            }
+        }
+    }
+    hosts.dedup();
+    hosts.len().saturating_sub(1)
+}
+
 fn ue_trace_end(topo: &ferry_ran::topology::Topology, ue: &str) -> f64 {
     topo.ues
         .iter()
@@ -648,6 +684,16 @@ mod tests {
             counter: 0,
             started_at_ms: 0,
         }
+    }
+
+    #[test]
+    fn the_example_ue_changes_host_twice() {
+        let topo = ferry_ran::topology::Topology::parse(include_str!(
+            "../../../../examples/three-hosts.toml"
+        ))
+        .unwrap();
+        assert_eq!(expected_host_changes(&topo, "ue1"), 2);
+        assert_eq!(expected_host_changes(&topo, "nobody"), 0);
     }
 
     #[test]

@@ -16,6 +16,8 @@ const DEFAULT_RAN: &str = "http://127.0.0.1:7012";
     args_conflicts_with_subcommands = true,
     after_help = "\
 Without a subcommand, `ferry ran --topology FILE` runs the daemon (same as `ferry ran serve`).
+With a [radio] table in the topology, walking UEs hand over by the A3 event of a path-loss
+model and every UE reports its measurements (docs/radio.md).
 It serves /rni/v2 (MEC 012), /location/v2 (MEC 013) and /ferry/ran/v1 (ferry's control) and
 prints `ferry ran: listening on http://ADDR` on stdout once it accepts connections.
 
@@ -84,6 +86,10 @@ struct ServeArgs {
     /// others are dropped and counted (`ferryLostNotifications`).
     #[arg(long, default_value_t = default_notify_queue(), value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     notify_queue: u32,
+    /// Period of every UE's measurement reports (ms), overriding the topology's
+    /// `[radio] meas_period_ms` (default 240). Only with a `[radio]` table (docs/radio.md).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    meas_period_ms: Option<u64>,
     /// Subscriptions (MEC 012 and 013 together) one OAuth client (an app) may hold.
     #[arg(long, default_value_t = ferry_ran::DEFAULT_MAX_SUBSCRIPTIONS)]
     max_subscriptions_per_client: usize,
@@ -115,7 +121,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let options = ferry_ran::Options {
         notify_queue: args.notify_queue as usize,
+        meas_period_ms: args.meas_period_ms,
     };
+    if args.meas_period_ms.is_some() && topo.radio.is_none() {
+        bail!(
+            "--meas-period-ms needs the radio model: add a [radio] table to {} (see docs/radio.md)",
+            path.display()
+        );
+    }
     let ran = ferry_ran::Ran::with_options(&topo, files.as_ref(), options)
         .with_context(|| format!("topology {}", path.display()))?;
     ran.set_max_subscriptions_per_client(args.max_subscriptions_per_client);

@@ -60,6 +60,11 @@ pub struct ControlArgs {
     /// Walking speed.
     #[arg(long, default_value_t = 20.0)]
     speed_m_s: f64,
+    /// Run the RAN's radio model (a `[radio]` table with its defaults, docs/radio.md): the
+    /// walkers hand over by A3 (IN_PREPARATION, then COMPLETED) and every UE reports its
+    /// measurements; without it they go to the nearest covering cell.
+    #[arg(long)]
+    radio: bool,
     /// Forced handovers per second.
     #[arg(long, default_value_t = 1000)]
     rate: u32,
@@ -287,6 +292,9 @@ fn topology(args: &ControlArgs, grid: &[Cell], ues: &[Ue]) -> String {
             }
             t += "]\n";
         }
+    }
+    if args.radio {
+        t += "[radio]\n";
     }
     t
 }
