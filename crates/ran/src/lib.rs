@@ -179,9 +179,12 @@ impl Ran {
             Some(r) => {
                 let mut params = r.clone();
                 if let Some(ms) = options.meas_period_ms {
-                    if !(10..=60_000).contains(&ms) {
+                    let range = ferry_topology::MEAS_PERIOD_MS;
+                    if !range.contains(&ms) {
                         return Err(RanError::InvalidTopology(format!(
-                            "measurement period {ms} ms is outside 10..=60000 ms"
+                            "measurement period {ms} ms is outside {}..={} ms",
+                            range.start(),
+                            range.end()
                         )));
                     }
                     params.meas_period_ms = ms;

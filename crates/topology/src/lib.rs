@@ -76,6 +76,10 @@ pub struct Radio {
     pub preparation_ms: u64,
 }
 
+/// The measurement periods the radio model takes (ms): from every 10 ms to once a minute. The
+/// one bound of `[radio] meas_period_ms`, `ferry ran --meas-period-ms` and `ferry_ran::Options`.
+pub const MEAS_PERIOD_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
+
 impl Default for Radio {
     fn default() -> Radio {
         Radio {

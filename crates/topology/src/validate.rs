@@ -104,7 +104,12 @@ fn check_radio(t: &Topology, text: &str) -> Result<(), TopologyError> {
         }
     }
     let times: [(&str, u64, u64, u64); 3] = [
-        ("meas_period_ms", r.meas_period_ms, 10, 60_000),
+        (
+            "meas_period_ms",
+            r.meas_period_ms,
+            *crate::MEAS_PERIOD_MS.start(),
+            *crate::MEAS_PERIOD_MS.end(),
+        ),
         ("time_to_trigger_ms", r.time_to_trigger_ms, 0, 60_000),
         ("preparation_ms", r.preparation_ms, 0, 60_000),
     ];

@@ -88,7 +88,7 @@ struct ServeArgs {
     notify_queue: u32,
     /// Period of every UE's measurement reports (ms), overriding the topology's
     /// `[radio] meas_period_ms` (default 240). Only with a `[radio]` table (docs/radio.md).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(ferry_ran::topology::MEAS_PERIOD_MS))]
     meas_period_ms: Option<u64>,
     /// Subscriptions (MEC 012 and 013 together) one OAuth client (an app) may hold.
     #[arg(long, default_value_t = ferry_ran::DEFAULT_MAX_SUBSCRIPTIONS)]
