@@ -4,8 +4,8 @@
 use crate::world::CellInfo;
 use ferry_topology::Waypoint;
 
-/// Mean Earth radius (m), as the haversine formula uses it.
-const EARTH_RADIUS_M: f64 = 6_371_008.8;
+/// Mean Earth radius (m), as the haversine formula (and the radio model's local plane) uses it.
+pub(crate) const EARTH_RADIUS_M: f64 = 6_371_008.8;
 
 /// Great-circle distance in metres between two WGS 84 positions (haversine; metre-accurate at
 /// cell scale, which is all the RAN needs).
@@ -103,24 +103,7 @@ impl Coverage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mec_api::rni::{Ecgi, Plmn};
-
-    fn cell(name: &str, lon: f64, radius_m: f64) -> CellInfo {
-        CellInfo {
-            name: name.into(),
-            ecgi: Ecgi {
-                plmn: Plmn {
-                    mcc: "001".into(),
-                    mnc: "01".into(),
-                },
-                cell_id: name.into(),
-            },
-            zone: "z".into(),
-            latitude: 48.0,
-            longitude: lon,
-            radius_m,
-        }
-    }
+    use crate::world::tests::cell_at;
 
     fn wp(at_s: f64, lon: f64) -> Waypoint {
         Waypoint {
@@ -154,9 +137,9 @@ mod tests {
     #[test]
     fn nearest_covering_cell_serves() {
         let cells = [
-            cell("a", 2.0, 500.0),
-            cell("b", 2.01, 500.0),
-            cell("big", 2.03, 5000.0),
+            cell_at("a", 2.0, 500.0),
+            cell_at("b", 2.01, 500.0),
+            cell_at("big", 2.03, 5000.0),
         ];
         // On top of a: a (big covers too, but is farther).
         assert_eq!(serving_cell(&cells, 48.0, 2.0), Some(0));

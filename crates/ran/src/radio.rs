@@ -12,12 +12,11 @@
 //! - RSRQ of cell i: `N_RB RSRP_i / RSSI`, `RSSI = 12 N_RB (sum of all heard RSRP + noise)`.
 
 use crate::measurement::CellMeasurement;
+use crate::mobility::EARTH_RADIUS_M;
 use crate::world::CellInfo;
 use ferry_topology::Radio;
 use std::time::Duration;
 
-/// Mean Earth radius (m), as `mobility` uses it.
-const EARTH_RADIUS_M: f64 = 6_371_008.8;
 /// Thermal noise density at 290 K (dBm/Hz).
 const THERMAL_NOISE_DBM_HZ: f64 = -174.0;
 /// LTE subcarrier spacing (Hz): one resource element.
@@ -97,15 +96,16 @@ impl Model {
         (x, y)
     }
 
-    /// Path loss (dB) of cell `cell` at `distance_m`, without shadowing.
+    /// Path loss (dB) of a carrier of `frequency_mhz` at `distance_m`, without shadowing:
+    /// the two parts the model adds (the first folded into each cell's `rsrp_1m_dbm`).
     pub fn path_loss_db(frequency_mhz: f64, exponent: f64, distance_m: f64) -> f64 {
-        free_space_1m_db(frequency_mhz) + 10.0 * exponent * distance_m.max(1.0).log10()
+        free_space_1m_db(frequency_mhz) + loss_beyond_1m_db(exponent, distance_m)
     }
 
     /// RSRP (dBm) of one cell at a point of the local plane.
     fn rsrp_at(&self, cell: usize, c: &CellRadio, x: f64, y: f64, d_sq: f64) -> f64 {
-        let d = d_sq.sqrt().max(1.0);
-        let mut rsrp = c.rsrp_1m_dbm - 10.0 * self.params.path_loss_exponent * d.log10();
+        let mut rsrp =
+            c.rsrp_1m_dbm - loss_beyond_1m_db(self.params.path_loss_exponent, d_sq.sqrt());
         if self.params.shadowing_db > 0.0 {
             let dc = self.params.shadowing_decorrelation_m;
             rsrp += self.params.shadowing_db * shadowing(self.params.seed, cell, x / dc, y / dc);
@@ -218,6 +218,11 @@ fn free_space_1m_db(frequency_mhz: f64) -> f64 {
     20.0 * frequency_mhz.log10() - 27.55
 }
 
+/// Log-distance loss beyond the 1 m reference (dB): `10 n log10(max(d, 1 m) / 1 m)`.
+fn loss_beyond_1m_db(exponent: f64, distance_m: f64) -> f64 {
+    10.0 * exponent * distance_m.max(1.0).log10()
+}
+
 fn dbm_to_mw(dbm: f64) -> f64 {
     10f64.powf(dbm / 10.0)
 }
@@ -315,28 +320,11 @@ impl A3 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mec_api::rni::{Ecgi, Plmn};
-
-    fn cell(name: &str, lon: f64) -> CellInfo {
-        CellInfo {
-            name: name.into(),
-            ecgi: Ecgi {
-                plmn: Plmn {
-                    mcc: "001".into(),
-                    mnc: "01".into(),
-                },
-                cell_id: name.into(),
-            },
-            zone: "z".into(),
-            latitude: 48.0,
-            longitude: lon,
-            radius_m: 500.0,
-        }
-    }
+    use crate::world::tests::cell_at;
 
     fn model(params: Radio) -> Model {
         // Two cells 744 m apart on one parallel (0.01 degree of longitude at 48 N).
-        let cells = [cell("a", 2.0), cell("b", 2.01)];
+        let cells = [cell_at("a", 2.0, 500.0), cell_at("b", 2.01, 500.0)];
         Model::new(&cells, &[(43.0, 2100.0), (43.0, 2100.0)], params)
     }
 

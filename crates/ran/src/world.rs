@@ -230,6 +230,24 @@ impl World {
 pub(crate) mod tests {
     use super::*;
 
+    /// A cell of the unit tests: on the 48 N parallel at `longitude`, PLMN 001-01.
+    pub(crate) fn cell_at(name: &str, longitude: f64, radius_m: f64) -> CellInfo {
+        CellInfo {
+            name: name.into(),
+            ecgi: Ecgi {
+                plmn: Plmn {
+                    mcc: "001".into(),
+                    mnc: "01".into(),
+                },
+                cell_id: name.into(),
+            },
+            zone: "z".into(),
+            latitude: 48.0,
+            longitude,
+            radius_m,
+        }
+    }
+
     pub(crate) const TOPO: &str = r#"
 name = "t"
 [[hosts]]
