@@ -335,25 +335,17 @@ impl Ran {
         lock(&self.inner.world)
     }
 
-    /// Notifies the start of a handover the radio model decided (MEC 012 only: the UE is
-    /// still in its source cell, so MEC 013 and the embedder learn nothing yet).
-    fn publish_preparation(&self, change: &CellChange) {
+    /// Notifies a step of a handover the radio model decided that is not its completion:
+    /// IN_PREPARATION when it starts, CANCELLED when the UE changed cell meanwhile (a forced
+    /// handover or a trace step). MEC 012 only: the UE is still in its source cell, so MEC 013
+    /// and the embedder learn nothing.
+    fn publish_step(&self, change: &CellChange, status: mec_api::rni::HoStatus) {
         tracing::info!(
             ue = %change.ue, address = %change.address,
-            from = %change.from.name, to = %change.to.name,
-            "handover in preparation"
+            from = %change.from.name, to = %change.to.name, ?status,
+            "handover step"
         );
-        rni::on_cell_change(self, change, mec_api::rni::HoStatus::InPreparation);
-    }
-
-    /// A handover in preparation that will not complete (the UE changed cell meanwhile, by
-    /// a forced handover or a trace step): MEC 012 subscribers asking for CANCELLED hear it.
-    fn publish_cancelled(&self, change: &CellChange) {
-        tracing::info!(
-            ue = %change.ue, from = %change.from.name, to = %change.to.name,
-            "handover in preparation cancelled"
-        );
-        rni::on_cell_change(self, change, mec_api::rni::HoStatus::Cancelled);
+        rni::on_cell_change(self, change, status);
     }
 
     /// Notifies one handover to the MEC 012 and 013 subscribers and the embedder. The

@@ -11,6 +11,7 @@ use crate::radio::{Model, A3};
 use crate::world::{CellChange, World};
 use crate::{lock, Ran, RanError};
 use ferry_topology::Waypoint;
+use mec_api::rni::HoStatus;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -124,7 +125,7 @@ pub(crate) async fn run(ran: Ran) {
             t,
         );
         for c in &out.cancelled {
-            ran.publish_cancelled(c);
+            ran.publish_step(c, HoStatus::Cancelled);
         }
         for c in &out.completed {
             ran.publish(c);
@@ -133,7 +134,7 @@ pub(crate) async fn run(ran: Ran) {
             crate::rni::on_measurement(&ran, r);
         }
         for c in &out.prepared {
-            ran.publish_preparation(c);
+            ran.publish_step(c, HoStatus::InPreparation);
         }
         if out.moved {
             // Moves within a cell matter only to the geometric subscriptions: once per tick.
@@ -202,18 +203,37 @@ fn periodic_reports(ran: &Ran, model: &Model) -> Vec<UeMeasurement> {
     let at = SystemTime::now();
     ues.into_iter()
         .map(|(ue, address, cell, lat, lon)| {
-            let (serving, neighbours, timing_advance) = model.measure(lat, lon, cell);
-            UeMeasurement {
+            report(
+                model,
                 ue,
                 address,
+                (lat, lon, cell),
+                ReportCause::Periodic,
                 at,
-                cause: ReportCause::Periodic,
-                serving,
-                neighbours,
-                timing_advance,
-            }
+            )
         })
         .collect()
+}
+
+/// The full measurement report of a UE at `(latitude, longitude)` served by `cell`.
+fn report(
+    model: &Model,
+    ue: String,
+    address: Ipv4Addr,
+    (latitude, longitude, cell): (f64, f64, usize),
+    cause: ReportCause,
+    at: SystemTime,
+) -> UeMeasurement {
+    let (serving, neighbours, timing_advance) = model.measure(latitude, longitude, cell);
+    UeMeasurement {
+        ue,
+        address,
+        at,
+        cause,
+        serving,
+        neighbours,
+        timing_advance,
+    }
 }
 
 /// Moves every walker to where it is at `t` (one lock of the world for all of them) and
@@ -298,8 +318,6 @@ fn a3_step(
     let Some(to) = r.a3[i].update(&r.model.params, &serving, &neighbours, elapsed) else {
         return;
     };
-    // The report of the event carries the full measurement.
-    let (serving, neighbours, timing_advance) = r.model.measure(u.latitude, u.longitude, u.cell);
     let change = CellChange {
         ue: u.name.clone(),
         address: u.address,
@@ -307,15 +325,15 @@ fn a3_step(
         to: w.cells[to].clone(),
         at: now,
     };
-    out.a3_reports.push(UeMeasurement {
-        ue: u.name.clone(),
-        address: u.address,
-        at: now,
-        cause: ReportCause::EventA3,
-        serving,
-        neighbours,
-        timing_advance,
-    });
+    // The report of the event carries the full measurement.
+    out.a3_reports.push(report(
+        &r.model,
+        u.name.clone(),
+        u.address,
+        (u.latitude, u.longitude, u.cell),
+        ReportCause::EventA3,
+        now,
+    ));
     out.prepared.push(change.clone());
     r.preparing[i] = Some(Preparing {
         change,
