@@ -386,8 +386,11 @@ async fn upload(
     // Keep the package (to serve it back; its image for hosts that join later), then push
     // the image to every host now.
     let dir = package_dir(&c, &id);
-    let kept = std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(dir.join(CONTENT_FILE), &content));
+    // Up to a GiB: written off the async workers, as `serve_content` reads it.
+    let kept = match tokio::fs::create_dir_all(&dir).await {
+        Ok(()) => tokio::fs::write(dir.join(CONTENT_FILE), &content).await,
+        Err(e) => Err(e),
+    };
     if let Err(e) = kept {
         set_state(&c, &id, OnboardingState::Created)?;
         return Err(ApiError::internal(format!("cannot keep the package: {e}")));
