@@ -388,20 +388,20 @@ impl Drop for Abort {
 impl Callback {
     /// A callback server on 127.0.0.1:0; paths under `/slow/` hang for 30 s.
     pub async fn start() -> Callback {
-        // The handler's inbox learns its base URL once bound: share the list, not the URL.
-        let pending = Inbox::new(String::new());
-        let app = Router::new()
-            .route("/{*path}", post(record))
-            .with_state(pending.clone());
-        let (base, task) = serve(app).await;
-        Callback::new(Inbox { base, ..pending }, Abort(task))
+        Callback::serving(post(record)).await
     }
 
     /// `start`, confirming every `AppTerminationNotification` like a MEC app.
     pub async fn start_confirming() -> Callback {
+        Callback::serving(post(record_and_confirm)).await
+    }
+
+    /// A callback server on 127.0.0.1:0 whose every path is `handler`.
+    async fn serving(handler: axum::routing::MethodRouter<Inbox>) -> Callback {
+        // The handler's inbox learns its base URL once bound: share the list, not the URL.
         let pending = Inbox::new(String::new());
         let app = Router::new()
-            .route("/{*path}", post(record_and_confirm))
+            .route("/{*path}", handler)
             .with_state(pending.clone());
         let (base, task) = serve(app).await;
         Callback::new(Inbox { base, ..pending }, Abort(task))
