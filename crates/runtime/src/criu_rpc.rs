@@ -156,6 +156,8 @@ pub struct Opts {
     pub tls: Option<bool>,
     #[prost(bool, optional, tag = "59")]
     pub tls_no_cn_verify: Option<bool>,
+    #[prost(string, optional, tag = "60")]
+    pub cgroup_yard: Option<String>,
     #[prost(enumeration = "NetworkLock", optional, tag = "64")]
     pub network_lock: Option<i32>,
 }
@@ -303,6 +305,11 @@ impl Session {
             child: Some(child),
             sock: Some(ours),
         })
+    }
+
+    /// CRIU's pid (None once taken by [`Session::call_until_notified`]).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     fn fd(&self) -> Result<RawFd, RpcError> {

@@ -124,6 +124,9 @@ pub struct Runtime {
     id: String,
     /// One lock per container: operations on one container are serialized, others run freely.
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// CRIUs started ahead for the native restore of incoming copies, by container (see
+    /// [`native::Restorer`]).
+    restorers: Mutex<HashMap<String, native::Restorer>>,
 }
 
 /// Lifecycle operations wait until a migration of the container has ended.
@@ -200,6 +203,7 @@ impl Runtime {
             runc,
             id,
             locks: Mutex::new(HashMap::new()),
+            restorers: Mutex::new(HashMap::new()),
         };
         rt.recover()?;
         Ok(rt)
@@ -484,6 +488,8 @@ impl Runtime {
     /// Removes everything a container owns on this host (best effort; logs what it cannot).
     fn teardown(&self, c: &Container) {
         let dir = self.container_dir(&c.name);
+        // A CRIU started for a restore that did not happen: it exits when told to go.
+        self.drop_restorer(&c.name);
         if let Err(e) = self.release(c) {
             tracing::warn!(container = %c.name, error = %e, "release the processes");
         }
@@ -761,10 +767,12 @@ impl Runtime {
     }
 
     /// The restore step every path shares (local restore, incoming migration): a fresh CRIU
-    /// work dir, no stale runc state, no network lock left by a dump (it would block the
-    /// restored sockets; CRIU locks again itself), then `runc restore`. For post-copy
-    /// (`lazy_from`: the source's page server) a `criu lazy-pages` daemon serves the memory.
-    /// On failure the lock and runc state are cleaned and CRIU's errors reported.
+    /// work dir, then the engine's restore. For post-copy (`lazy_from`: the source's page
+    /// server) a `criu lazy-pages` daemon serves the memory. On failure the network lock and
+    /// runc state are cleaned and CRIU's errors reported. The caller cleans what an earlier
+    /// life of the container left: an incoming copy has none (made fresh at the offer, restored
+    /// at most once), so nothing runs here that its frozen window does not need (runc's CLI
+    /// and two iptables listings cost about 20 ms).
     fn run_restore(
         &self,
         c: &Container,
@@ -777,8 +785,6 @@ impl Runtime {
         let work = self.container_dir(name).join("criu-restore");
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(io("create criu work dir"))?;
-        self.runc.delete(name)?;
-        net::remove_criu_network_lock(&c.netns);
         let started = Instant::now();
         let mut lazy = match lazy_from {
             Some((addr, tls)) => Some(self.start_lazy_pages(images, &work, addr, tls)?),
@@ -873,6 +879,10 @@ impl Runtime {
             )));
         }
         self.prepare(&c)?;
+        // No stale runc state, no network lock left by the dump (it would block the restored
+        // sockets; CRIU locks again itself).
+        self.runc.delete(name)?;
+        net::remove_criu_network_lock(&c.netns);
         let engine = req.engine.unwrap_or_default();
         if engine == CheckpointEngine::Native {
             self.prepare_cgroups(&c)?;

@@ -608,6 +608,7 @@ impl Runtime {
             if engine == CheckpointEngine::Native {
                 // Made now, not while the app is frozen on the source.
                 self.prepare_cgroups(c)?;
+                self.prestart_restorer(c)?;
             }
             self.park(c)
         })?;
@@ -698,7 +699,8 @@ impl Runtime {
                     detail: format!("no {} after 10 s; see lazy-pages.log", socket.display()),
                 });
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            // Short: the restore, inside the frozen window, waits for this.
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         Ok(child)
     }
