@@ -11,8 +11,10 @@
 //! - RabMod, S1Bearer MODIFY: an operator changes a UE's bearer QoS
 //!   (`PUT /ferry/ran/v1/ues/{ue}/bearer`);
 //! - MeasRepUe, MeasTa: the radio model's measurement reports (`on_measurement`);
-//! - NrMeasRepUe: never (the emulated cells are LTE; no UE has an NR serving or neighbour
-//!   cell), CaReconf: never (no carrier aggregation). Both are accepted, listed and expire.
+//! - NrMeasRepUe: the NR leg of those reports (periodic: NR_PERIODICAL) and the NR A3 event
+//!   (EVENT_A3), for UEs that hear NR cells (EN-DC: UEs stay served by LTE cells);
+//! - CaReconf: the carrier aggregation changes those reports make (an SCell added or
+//!   released; a handover releases the old cell's).
 //!
 //! Every UE has one default bearer (E-RAB 1, QCI 9, non-GBR) until its QoS is changed.
 
