@@ -3,7 +3,8 @@
 //! PLMN queries).
 //!
 //! Follows `shared/etsi-mec/MEC012_RniAPI.yaml` (v2.1.1). Where v2.1.1 is silent, fields that
-//! v2.2.1 adds are taken too (`notificationType` and `_links.subscription` in notifications).
+//! v2.2.1 adds are taken too (`notificationType` and `_links.subscription` in notifications),
+//! and the NR and carrier aggregation notifications follow v2.2.1's schemas.
 //! MEC 012 defines `AssociateId.type` and `hoStatus` as *numbers* (1 = UE_IPv4_ADDRESS,
 //! 3 = COMPLETED) in every version, unlike other MEC APIs: they are numbers on the wire here.
 
