@@ -926,3 +926,241 @@ async fn the_cap_counts_every_subscription_type() {
         201
     );
 }
+
+/// `topology(walk)` with the radio model (100 ms reports), three NR cells (n1 at a1, n2 at
+/// a2, n3 at b1) and a 2.6 GHz secondary carrier `00000c1` on a1: SCells are added above
+/// -105 dBm (within about 150 m of a1) and released below -108 dBm (beyond about 190 m).
+fn nr_and_ca_topology(walk: &str) -> String {
+    let a1 = r#"cell_id = "00000a1" }"#;
+    let base = topology(walk);
+    assert!(base.contains(a1));
+    let nr = |name: &str, id: &str, longitude: &str| {
+        format!(
+            "\n[[cells]]\nname = \"{name}\"\nrat = \"NR\"\n\
+             nrcgi = {{ mcc = \"001\", mnc = \"01\", nrcell_id = \"{id}\" }}\n\
+             position = {{ latitude = 43.7300, longitude = {longitude} }}\nhost = \"edge-a\"\n"
+        )
+    };
+    format!(
+        "{}{}{}{}\n[radio]\nmeas_period_ms = 100\ntime_to_trigger_ms = 160\n\
+         ca_add_rsrp_dbm = -105.0\nca_hysteresis_db = 3.0\n",
+        base.replacen(
+            a1,
+            &format!(
+                "{a1}\nsecondary_carriers = [{{ cell_id = \"00000c1\", frequency_mhz = 2600 }}]"
+            ),
+            1
+        ),
+        nr("n1", "000000101", "7.4200"),
+        nr("n2", "000000102", "7.4300"),
+        nr("n3", "000000103", "7.4400"),
+    )
+}
+
+/// ue1 holds at a1 until 0.8 s, walks to a2 (805 m east) by 2.8 s and stays.
+const WALK_A1_A2: &str = r#"waypoints = [
+    { at_s = 0.0, latitude = 43.7300, longitude = 7.4200 },
+    { at_s = 0.8, latitude = 43.7300, longitude = 7.4200 },
+    { at_s = 2.8, latitude = 43.7300, longitude = 7.4300 },
+]"#;
+
+fn nrcgi(id: &str) -> serde_json::Value {
+    json!({"plmn": {"mcc": "001", "mnc": "01"}, "nrcellId": id})
+}
+
+fn nr_sub(cb: &str, filter: serde_json::Value) -> serde_json::Value {
+    json!({"subscriptionType": "NrMeasRepUeSubscription", "callbackReference": cb,
+        "filterCriteriaNrMrs": filter})
+}
+
+#[tokio::test]
+async fn nr_measurement_reports_follow_the_nr_cells_periodic_and_a3() {
+    let ran = RanProcess::start(&nr_and_ca_topology(WALK_A1_A2), &[]);
+    let cb = Callback::start().await;
+    let ue = |ip: &str| json!([{"type": 1, "value": ip}]);
+    let subs = [
+        // ue2 stands at a1 (and n1): periodic reports with n1 as its NR serving cell.
+        (
+            "/ue2-periodic",
+            json!({"associateId": ue("10.150.0.2"), "triggerNr": [1]}),
+        ),
+        // ue1 walks from n1 to n2: the NR A3 event moves its NR serving cell.
+        (
+            "/ue1-a3",
+            json!({"associateId": ue("10.150.0.1"), "triggerNr": [12]}),
+        ),
+        // Nobody is served by n3 (it is only ever a neighbour).
+        ("/n3", json!({"nrcgi": [nrcgi("000000103")]})),
+        // Triggers the model never produces.
+        ("/b1-cgi", json!({"triggerNr": [2, 30]})),
+    ];
+    for (path, filter) in &subs {
+        let r = post_json(
+            &ran.api("/rni/v2/subscriptions"),
+            &nr_sub(&cb.url(path), filter.clone()),
+        )
+        .await;
+        assert_eq!(r.0, 201, "{path}: {}", r.2);
+    }
+
+    let periodic = cb.wait("/ue2-periodic", 3, WAIT).await;
+    assert!(
+        periodic.len() >= 3,
+        "{} periodic NR reports",
+        periodic.len()
+    );
+    for n in &periodic {
+        let b = &n.body;
+        assert_eq!(b["notificationType"], "NrMeasRepUeNotification");
+        assert_eq!(b["triggerNr"], 1, "{b}");
+        assert_eq!(b["associateId"][0]["value"], "10.150.0.2");
+        let serving = &b["servCellMeasInfo"][0];
+        assert_eq!(serving["nrcgi"], nrcgi("000000101"), "{b}");
+        // At the site: SS-RSRP about -35.5 dBm (index 121 of 0..=126, TS 38.133).
+        let ssb = &serving["sCell"]["measQuantityResultsSsbCell"];
+        let rsrp = ssb["rsrp"].as_u64().unwrap();
+        assert!((115..=126).contains(&rsrp), "SS-RSRP index {rsrp}");
+        assert!(ssb["rsrq"].as_u64().unwrap() <= 127 && ssb["sinr"].as_u64().unwrap() <= 127);
+        let neigh = b["nrNeighCellMeasInfo"].as_array().unwrap();
+        assert_eq!(
+            neigh[0]["nrcgi"],
+            nrcgi("000000102"),
+            "strongest neighbour first: {b}"
+        );
+        let n2 = neigh[0]["measQuantityResultsSsbCell"]["rsrp"]
+            .as_u64()
+            .unwrap();
+        assert!(n2 < rsrp, "n2 ({n2}) weaker than n1 ({rsrp}) at a1");
+        assert_eq!(serving["nCell"]["measQuantityResultsSsbCell"]["rsrp"], n2);
+        assert!(b.get("eutraNeighCellMeasInfo").is_none());
+    }
+
+    let a3 = cb.wait("/ue1-a3", 1, Duration::from_secs(8)).await;
+    assert!(
+        !a3.is_empty(),
+        "no NR A3 report while ue1 walked from n1 to n2"
+    );
+    let b = &a3[0].body;
+    assert_eq!(b["triggerNr"], 12, "{b}");
+    assert_eq!(b["servCellMeasInfo"][0]["nrcgi"], nrcgi("000000102"), "{b}");
+    let neigh = b["nrNeighCellMeasInfo"].as_array().unwrap();
+    let n1 = neigh
+        .iter()
+        .find(|n| n["nrcgi"] == nrcgi("000000101"))
+        .expect("n1 heard");
+    let serving = b["servCellMeasInfo"][0]["sCell"]["measQuantityResultsSsbCell"]["rsrp"]
+        .as_u64()
+        .unwrap();
+    // The event needs n2 better by offset + hysteresis (4 dB; index steps are 1 dB).
+    assert!(
+        serving >= n1["measQuantityResultsSsbCell"]["rsrp"].as_u64().unwrap() + 3,
+        "{b}"
+    );
+    // A3 waited for the walk to pass the middle (1.8 s).
+    assert!(a3[0].at - ran.ready > Duration::from_millis(1800));
+    // Standing at a2 it stays on n2: one event only.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(cb.on("/ue1-a3").len(), 1, "{:?}", cb.on("/ue1-a3"));
+    assert!(cb.on("/n3").is_empty(), "{:?}", cb.on("/n3"));
+    assert!(cb.on("/b1-cgi").is_empty(), "{:?}", cb.on("/b1-cgi"));
+}
+
+fn ca_sub(cb: &str, filter: serde_json::Value) -> serde_json::Value {
+    json!({"subscriptionType": "CaReconfSubscription", "callbackReference": cb,
+        "filterCriteriaAssoc": filter})
+}
+
+/// ue1 starts 300 m east of a1 (no SCell: the first reports come before any subscription
+/// can), walks to a1 from 1.5 s to 2.5 s, stays until 3 s, then walks to a2 by 5 s.
+const WALK_TO_A1_AND_AWAY: &str = r#"waypoints = [
+    { at_s = 0.0, latitude = 43.7300, longitude = 7.4237 },
+    { at_s = 1.5, latitude = 43.7300, longitude = 7.4237 },
+    { at_s = 2.5, latitude = 43.7300, longitude = 7.4200 },
+    { at_s = 3.0, latitude = 43.7300, longitude = 7.4200 },
+    { at_s = 5.0, latitude = 43.7300, longitude = 7.4300 },
+]"#;
+
+#[tokio::test]
+async fn carrier_aggregation_adds_and_releases_the_secondary_carrier() {
+    let ran = RanProcess::start(&nr_and_ca_topology(WALK_TO_A1_AND_AWAY), &[]);
+    let cb = Callback::start().await;
+    let subs = [
+        ("/ue1", ue_filter("10.150.0.1")),
+        ("/ue2", ue_filter("10.150.0.2")),
+        ("/b1", json!({"ecgi": [ecgi("00000b1")]})),
+    ];
+    for (path, filter) in &subs {
+        let r = post_json(
+            &ran.api("/rni/v2/subscriptions"),
+            &ca_sub(&cb.url(path), filter.clone()),
+        )
+        .await;
+        assert_eq!(r.0, 201, "{path}: {}", r.2);
+    }
+    let scell = json!([{"ecgi": ecgi("00000c1")}]);
+
+    // ue2 stands at a1 with the SCell (since before the subscription): a handover to a2
+    // releases it in a1, one back to a1 adds it again, one to b1 (none there) releases it.
+    handover(&ran, "ue2", "a2").await;
+    let got = cb.wait("/ue2", 1, WAIT).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0].body["ecgi"],
+        ecgi("00000a1"),
+        "released in the old cell"
+    );
+    assert_eq!(got[0].body["secondaryCellRemove"], scell, "{}", got[0].body);
+    assert!(got[0].body.get("carrierAggregationMeasInfo").is_none());
+    handover(&ran, "ue2", "a1").await;
+    let got = cb.wait("/ue2", 2, WAIT).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1].body["secondaryCellAdd"], scell, "{}", got[1].body);
+    handover(&ran, "ue2", "b1").await;
+    let got = cb.wait("/ue2", 3, WAIT).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[2].body["ecgi"], ecgi("00000a1"));
+    assert_eq!(got[2].body["secondaryCellRemove"], scell);
+
+    // ue1: added as it reaches a1 (within about 150 m, after 1.5 s), released as it walks
+    // away (beyond about 190 m, at about 3.5 s).
+    let got = cb.wait("/ue1", 2, Duration::from_secs(8)).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let (add, remove) = (&got[0].body, &got[1].body);
+    assert_eq!(add["notificationType"], "CaReconfNotification");
+    assert_eq!(add["ecgi"], ecgi("00000a1"));
+    assert_eq!(add["associateId"][0]["value"], "10.150.0.1");
+    assert_eq!(add["secondaryCellAdd"], scell, "{add}");
+    assert!(add.get("secondaryCellRemove").is_none(), "{add}");
+    let m = &add["carrierAggregationMeasInfo"][0];
+    assert_eq!(
+        (m["cellIdSrv"].as_str(), m["cellIdNei"].as_str()),
+        (Some("00000a1"), Some("00000c1"))
+    );
+    // Just above -105 dBm: RSRP index 36 or a little more (TS 36.133).
+    let rsrp_nei = m["rsrpNei"].as_u64().unwrap();
+    assert!((36..=45).contains(&rsrp_nei), "{m}");
+    assert!(
+        m["rsrpSrv"].as_u64().unwrap() > rsrp_nei,
+        "the primary is stronger: {m}"
+    );
+    assert!(m["rsrqNei"].as_u64().unwrap() <= 34 && m["sinrNei"].as_u64().unwrap() <= 127);
+    let added_after = got[0].at - ran.ready;
+    assert!(
+        added_after > Duration::from_millis(1500),
+        "added at {added_after:?}"
+    );
+    assert_eq!(remove["ecgi"], ecgi("00000a1"));
+    assert_eq!(remove["secondaryCellRemove"], scell, "{remove}");
+    assert!(remove.get("secondaryCellAdd").is_none(), "{remove}");
+    let released_after = got[1].at - ran.ready;
+    assert!(
+        released_after > Duration::from_millis(3000),
+        "released at {released_after:?}, before ue1 left a1"
+    );
+
+    // No flapping, and nothing for b1.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(cb.on("/ue1").len(), 2, "{:?}", cb.on("/ue1"));
+    assert_eq!(cb.on("/ue2").len(), 3, "{:?}", cb.on("/ue2"));
+    assert!(cb.on("/b1").is_empty(), "{:?}", cb.on("/b1"));
+}

@@ -3,7 +3,8 @@
 //! PLMN queries).
 //!
 //! Follows `shared/etsi-mec/MEC012_RniAPI.yaml` (v2.1.1). Where v2.1.1 is silent, fields that
-//! v2.2.1 adds are taken too (`notificationType` and `_links.subscription` in notifications).
+//! v2.2.1 adds are taken too (`notificationType` and `_links.subscription` in notifications),
+//! and the NR and carrier aggregation notifications follow v2.2.1's schemas.
 //! MEC 012 defines `AssociateId.type` and `hoStatus` as *numbers* (1 = UE_IPv4_ADDRESS,
 //! 3 = COMPLETED) in every version, unlike other MEC APIs: they are numbers on the wire here.
 
@@ -21,6 +22,8 @@ pub const RAB_REL_NOTIFICATION: &str = "RabRelNotification";
 pub const MEAS_REP_UE_NOTIFICATION: &str = "MeasRepUeNotification";
 pub const MEAS_TA_NOTIFICATION: &str = "MeasTaNotification";
 pub const S1_BEARER_NOTIFICATION: &str = "S1BearerNotification";
+pub const NR_MEAS_REP_UE_NOTIFICATION: &str = "NrMeasRepUeNotification";
+pub const CA_RECONF_NOTIFICATION: &str = "CaReconfNotification";
 /// `notificationType` of an expiry notification.
 pub const EXPIRY_NOTIFICATION: &str = "ExpiryNotification";
 
@@ -694,6 +697,125 @@ pub struct MeasTaNotification {
     pub associate_id: Vec<AssociateId>,
     pub ecgi: Ecgi,
     pub timing_advance: u32,
+    #[serde(rename = "_links", skip_serializing_if = "Option::is_none")]
+    pub links: Option<NotificationLinks>,
+}
+
+/// `MeasQuantityResultsNr`: one NR cell's (or beam's) SS or CSI-RS measurement, as TS 38.133
+/// report indices (rsrp 0..=126, rsrq 0..=127, sinr 0..=127).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeasQuantityResultsNr {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rsrp: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rsrq: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sinr: Option<u8>,
+}
+
+/// `SCell` / `NCell` of a `ServCellMeasInfo`: the serving cell's and its best neighbour's
+/// measurements (ferry reports the SS/PBCH block ones only; no beam-level results).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NrCellMeas {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meas_quantity_results_ssb_cell: Option<MeasQuantityResultsNr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meas_quantity_results_csi_rs_cell: Option<MeasQuantityResultsNr>,
+}
+
+/// `ServCellMeasInfo`: an NR serving cell in a `NrMeasRepUeNotification`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServCellMeasInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nrcgi: Option<Nrcgi>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s_cell: Option<NrCellMeas>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_cell: Option<NrCellMeas>,
+}
+
+/// `NrNeighCellMeasInfo`: an NR neighbour cell (v2.2.1: `nrcgi` is an `NRcgi` object; v2.1.1
+/// had a bare string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NrNeighCellMeasInfo {
+    pub nrcgi: Nrcgi,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meas_quantity_results_ssb_cell: Option<MeasQuantityResultsNr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meas_quantity_results_csi_rs_cell: Option<MeasQuantityResultsNr>,
+}
+
+/// `EutraNeighCellMeasInfo`: an E-UTRA neighbour in a `NrMeasRepUeNotification`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EutraNeighCellMeasInfo {
+    pub ecgi: Ecgi,
+    pub rsrp: u8,
+    pub rsrq: u8,
+    pub sinr: u8,
+}
+
+/// `NrMeasRepUeNotification`: one 5G measurement report of a UE.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NrMeasRepUeNotification {
+    pub notification_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_stamp: Option<TimeStamp>,
+    #[serde(default)]
+    pub associate_id: Vec<AssociateId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serv_cell_meas_info: Vec<ServCellMeasInfo>,
+    /// The spec allows this or `eutraNeighCellMeasInfo`, never both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nr_neigh_cell_meas_info: Vec<NrNeighCellMeasInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eutra_neigh_cell_meas_info: Vec<EutraNeighCellMeasInfo>,
+    pub trigger_nr: TriggerNr,
+    #[serde(rename = "_links", skip_serializing_if = "Option::is_none")]
+    pub links: Option<NotificationLinks>,
+}
+
+/// `CarrierAggregationMeasInfo` (v2.2.1 `CarrierAggregationMeasInfo1`): one secondary carrier
+/// (`Nei`) against the primary cell (`Srv`), TS 36.133 report indices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CarrierAggregationMeasInfo {
+    pub cell_id_srv: String,
+    pub cell_id_nei: String,
+    pub rsrp_srv: u8,
+    pub rsrq_srv: u8,
+    pub sinr_srv: u8,
+    pub rsrp_nei: u8,
+    pub rsrq_nei: u8,
+    pub sinr_nei: u8,
+}
+
+/// `SecondaryCellAdd` / `SecondaryCellRemove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondaryCell {
+    pub ecgi: Ecgi,
+}
+
+/// `CaReconfNotification`: a UE's carrier aggregation changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaReconfNotification {
+    pub notification_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_stamp: Option<TimeStamp>,
+    #[serde(default)]
+    pub associate_id: Vec<AssociateId>,
+    /// The primary cell.
+    pub ecgi: Ecgi,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carrier_aggregation_meas_info: Vec<CarrierAggregationMeasInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary_cell_add: Vec<SecondaryCell>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary_cell_remove: Vec<SecondaryCell>,
     #[serde(rename = "_links", skip_serializing_if = "Option::is_none")]
     pub links: Option<NotificationLinks>,
 }

@@ -43,6 +43,7 @@ pub use axum;
 /// Re-exported so the CLI reads the topology with the very types `Ran::new` takes.
 pub use ferry_topology as topology;
 
+use ferry_topology::Rat;
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -189,12 +190,29 @@ impl Ran {
                     }
                     params.meas_period_ms = ms;
                 }
-                let per_cell: Vec<(f64, f64)> = topology
-                    .cells
-                    .iter()
-                    .map(|c| (c.tx_power_dbm, c.frequency_mhz))
+                let tx = |c: &ferry_topology::Cell| radio::Transmitter {
+                    latitude: c.position.latitude,
+                    longitude: c.position.longitude,
+                    tx_power_dbm: c.tx_power_dbm,
+                    frequency_mhz: c.frequency_mhz,
+                };
+                let of = |rat| topology.cells.iter().filter(move |c| c.rat == rat);
+                let lte: Vec<radio::Transmitter> = of(Rat::Lte).map(tx).collect();
+                let nr: Vec<radio::Transmitter> = of(Rat::Nr).map(tx).collect();
+                // World::scells lists the secondary carriers in this order.
+                let scells: Vec<(usize, radio::Transmitter)> = (of(Rat::Lte).enumerate())
+                    .flat_map(|(i, c)| {
+                        c.secondary_carriers.iter().map(move |s| {
+                            let t = radio::Transmitter {
+                                tx_power_dbm: s.tx_power_dbm,
+                                frequency_mhz: s.frequency_mhz,
+                                ..tx(c)
+                            };
+                            (i, t)
+                        })
+                    })
                     .collect();
-                Some(radio::Model::new(&world.cells, &per_cell, params))
+                Some(radio::Model::with_layers(&lte, &nr, &scells, params))
             }
             None => None,
         };

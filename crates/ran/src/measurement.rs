@@ -26,6 +26,30 @@ pub enum ReportCause {
     /// The A3 event entered: a neighbour stayed better than the serving cell by the offset for
     /// the time to trigger (the report that starts a handover).
     EventA3,
+    /// The A3 event among the NR cells: an NR neighbour stayed better than the UE's NR
+    /// serving cell (PSCell) by the offset for the time to trigger, and became its PSCell.
+    NrEventA3,
+}
+
+/// What an LTE-anchored UE measures of the NR cells (EN-DC).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NrMeasurement {
+    /// The UE's NR serving cell (PSCell); `cell` is an index into `World::nr_cells`.
+    pub serving: CellMeasurement,
+    /// The other NR cells heard, strongest first.
+    pub neighbours: Vec<CellMeasurement>,
+}
+
+/// A change of a UE's carrier aggregation (SCells are indices into `World::scells`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaChange {
+    /// Index into `World::cells` of the primary cell the SCells belong to (the old cell when
+    /// a handover released them).
+    pub primary: usize,
+    pub added: Vec<usize>,
+    pub removed: Vec<usize>,
+    /// The SCells configured after the change, as measured.
+    pub configured: Vec<CellMeasurement>,
 }
 
 /// One measurement report of one UE.
@@ -41,4 +65,8 @@ pub struct UeMeasurement {
     /// Timing advance towards the serving cell, in TS 36.213 units (16 Ts, about 78 m of
     /// distance each).
     pub timing_advance: u32,
+    /// The NR leg, when the UE hears an NR cell (periodic and NR A3 reports only).
+    pub nr: Option<NrMeasurement>,
+    /// The carrier aggregation changes this measurement made (periodic reports only).
+    pub ca: Vec<CaChange>,
 }

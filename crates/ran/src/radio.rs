@@ -10,6 +10,11 @@
 //! - Thermal noise per resource element: `-174 + 10 log10(15 kHz) + NF` (dBm).
 //! - SINR of cell i: `RSRP_i / (sum of the other heard cells' RSRP + noise)` (full load).
 //! - RSRQ of cell i: `N_RB RSRP_i / RSSI`, `RSSI = 12 N_RB (sum of all heard RSRP + noise)`.
+//!
+//! Three layers, each one carrier for interference: the LTE cells (they serve UEs and hand
+//! over), the NR cells (SS-RSRP/RSRQ/SINR with the same formulas, 30 kHz subcarriers and
+//! `nr_bandwidth_mhz`; an LTE-anchored UE's NR leg, `NrLeg`) and the LTE cells' secondary
+//! carriers (carrier aggregation, `Ca`).
 
 use crate::measurement::CellMeasurement;
 use crate::mobility::EARTH_RADIUS_M;
@@ -21,6 +26,10 @@ use std::time::Duration;
 const THERMAL_NOISE_DBM_HZ: f64 = -174.0;
 /// LTE subcarrier spacing (Hz): one resource element.
 const SUBCARRIER_HZ: f64 = 15_000.0;
+/// NR subcarrier spacing of the model's NR cells (Hz): FR1 mid band, 30 kHz.
+const NR_SUBCARRIER_HZ: f64 = 30_000.0;
+/// Shadowing field numbers of the NR cells start here (the LTE cells' are their indices).
+const NR_SHADOW_BASE: usize = 1 << 20;
 /// Weakest RSRP a UE reports (TS 36.133's reporting range starts at -140 dBm): cells whose
 /// mean RSRP would be below it (minus three shadowing deviations) are not even computed.
 const RSRP_FLOOR_DBM: f64 = -140.0;
@@ -33,17 +42,41 @@ const TA_MAX: u32 = 1282;
 #[derive(Debug, Clone)]
 pub struct Model {
     pub params: Radio,
-    cells: Vec<CellRadio>,
+    /// The LTE cells (indices of `World::cells`).
+    lte: Layer,
+    /// The NR cells (indices of `World::nr_cells`).
+    nr: Layer,
+    /// The secondary carriers (indices of `World::scells`).
+    scells: Layer,
+    /// The LTE cell each secondary carrier belongs to.
+    scell_primary: Vec<usize>,
     /// Origin of the local plane (radians) the positions are projected on.
     lat0: f64,
     lon0: f64,
     cos_lat0: f64,
+}
+
+/// Cells that interfere with each other: one carrier, as far as the model is concerned.
+#[derive(Debug, Clone, Default)]
+struct Layer {
+    cells: Vec<CellRadio>,
     /// Thermal noise per resource element (mW).
     noise_mw: f64,
 }
 
+/// One transmitter of a layer as the topology gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Transmitter {
+    pub latitude: f64,
+    pub longitude: f64,
+    pub tx_power_dbm: f64,
+    pub frequency_mhz: f64,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct CellRadio {
+    /// Which shadowing field the cell has (co-located carriers share their cell's).
+    shadow: usize,
     /// Position on the local plane (m east, m north of the origin).
     x: f64,
     y: f64,
@@ -55,37 +88,86 @@ struct CellRadio {
 }
 
 impl Model {
-    /// The model of `cells` (with the topology's per-cell power and frequency) and `params`.
+    /// The model of the LTE `cells` (with the topology's per-cell power and frequency) and
+    /// `params`, without NR cells or secondary carriers.
     pub fn new(cells: &[CellInfo], radio_of: &[(f64, f64)], params: Radio) -> Model {
-        let n = cells.len().max(1) as f64;
-        let lat0 = (cells.iter().map(|c| c.latitude).sum::<f64>() / n).to_radians();
-        let lon0 = (cells.iter().map(|c| c.longitude).sum::<f64>() / n).to_radians();
-        let cos_lat0 = lat0.cos();
-        let n_rb = (5.0 * params.bandwidth_mhz).floor().max(1.0);
-        let noise_dbm =
-            THERMAL_NOISE_DBM_HZ + 10.0 * SUBCARRIER_HZ.log10() + params.noise_figure_db;
+        let lte: Vec<Transmitter> = cells
+            .iter()
+            .zip(radio_of)
+            .map(|(c, &(tx_power_dbm, frequency_mhz))| Transmitter {
+                latitude: c.latitude,
+                longitude: c.longitude,
+                tx_power_dbm,
+                frequency_mhz,
+            })
+            .collect();
+        Model::with_layers(&lte, &[], &[], params)
+    }
+
+    /// The model of the LTE cells, the NR cells and the secondary carriers (each with the
+    /// index of its LTE cell, where it stands).
+    pub fn with_layers(
+        lte: &[Transmitter],
+        nr: &[Transmitter],
+        scells: &[(usize, Transmitter)],
+        params: Radio,
+    ) -> Model {
+        // The origin stays where the LTE cells are (the NR cells do not move it).
+        let n = lte.len().max(1) as f64;
+        let lat0 = (lte.iter().map(|c| c.latitude).sum::<f64>() / n).to_radians();
+        let lon0 = (lte.iter().map(|c| c.longitude).sum::<f64>() / n).to_radians();
         let mut model = Model {
-            cells: Vec::with_capacity(cells.len()),
+            lte: Layer::default(),
+            nr: Layer::default(),
+            scells: Layer::default(),
+            scell_primary: scells.iter().map(|&(p, _)| p).collect(),
             lat0,
             lon0,
-            cos_lat0,
-            noise_mw: dbm_to_mw(noise_dbm),
+            cos_lat0: lat0.cos(),
             params,
         };
-        for (c, &(tx_power_dbm, frequency_mhz)) in cells.iter().zip(radio_of) {
-            let (x, y) = model.project(c.latitude, c.longitude);
-            let rsrp_1m_dbm =
-                tx_power_dbm - 10.0 * (12.0 * n_rb).log10() - free_space_1m_db(frequency_mhz);
-            let margin = rsrp_1m_dbm - (RSRP_FLOOR_DBM - 3.0 * model.params.shadowing_db);
-            let range_m = 10f64.powf(margin.max(0.0) / (10.0 * model.params.path_loss_exponent));
-            model.cells.push(CellRadio {
-                x,
-                y,
-                rsrp_1m_dbm,
-                range_sq_m: range_m * range_m,
-            });
-        }
+        let lte_rb = (5.0 * model.params.bandwidth_mhz).floor().max(1.0);
+        // NR: 12 subcarriers of 30 kHz a resource block, about 98 % of the channel used
+        // (273 RBs in 100 MHz per TS 38.101-1; this gives 272).
+        let nr_rb = (0.98 * model.params.nr_bandwidth_mhz * 1e6 / (12.0 * NR_SUBCARRIER_HZ))
+            .floor()
+            .max(1.0);
+        let lte_cells: Vec<(usize, Transmitter)> = lte.iter().copied().enumerate().collect();
+        let nr_cells: Vec<(usize, Transmitter)> = (nr.iter().copied().enumerate())
+            .map(|(i, t)| (NR_SHADOW_BASE + i, t))
+            .collect();
+        model.lte = model.layer(&lte_cells, lte_rb, SUBCARRIER_HZ);
+        model.nr = model.layer(&nr_cells, nr_rb, NR_SUBCARRIER_HZ);
+        model.scells = model.layer(scells, lte_rb, SUBCARRIER_HZ);
         model
+    }
+
+    /// One layer of transmitters (each with its shadowing field) of `n_rb` resource blocks.
+    fn layer(&self, cells: &[(usize, Transmitter)], n_rb: f64, subcarrier_hz: f64) -> Layer {
+        let noise_dbm =
+            THERMAL_NOISE_DBM_HZ + 10.0 * subcarrier_hz.log10() + self.params.noise_figure_db;
+        let cells = cells
+            .iter()
+            .map(|&(shadow, t)| {
+                let (x, y) = self.project(t.latitude, t.longitude);
+                let rsrp_1m_dbm = t.tx_power_dbm
+                    - 10.0 * (12.0 * n_rb).log10()
+                    - free_space_1m_db(t.frequency_mhz);
+                let margin = rsrp_1m_dbm - (RSRP_FLOOR_DBM - 3.0 * self.params.shadowing_db);
+                let range_m = 10f64.powf(margin.max(0.0) / (10.0 * self.params.path_loss_exponent));
+                CellRadio {
+                    shadow,
+                    x,
+                    y,
+                    rsrp_1m_dbm,
+                    range_sq_m: range_m * range_m,
+                }
+            })
+            .collect();
+        Layer {
+            cells,
+            noise_mw: dbm_to_mw(noise_dbm),
+        }
     }
 
     /// Metres east and north of the model's origin (equirectangular: metre-accurate over the
@@ -103,12 +185,13 @@ impl Model {
     }
 
     /// RSRP (dBm) of one cell at a point of the local plane.
-    fn rsrp_at(&self, cell: usize, c: &CellRadio, x: f64, y: f64, d_sq: f64) -> f64 {
+    fn rsrp_at(&self, c: &CellRadio, x: f64, y: f64, d_sq: f64) -> f64 {
         let mut rsrp =
             c.rsrp_1m_dbm - loss_beyond_1m_db(self.params.path_loss_exponent, d_sq.sqrt());
         if self.params.shadowing_db > 0.0 {
             let dc = self.params.shadowing_decorrelation_m;
-            rsrp += self.params.shadowing_db * shadowing(self.params.seed, cell, x / dc, y / dc);
+            rsrp +=
+                self.params.shadowing_db * shadowing(self.params.seed, c.shadow, x / dc, y / dc);
         }
         rsrp
     }
@@ -146,52 +229,23 @@ impl Model {
         quality: bool,
     ) -> (CellMeasurement, Vec<CellMeasurement>, u32) {
         let (x, y) = self.project(latitude, longitude);
-        let mut heard: Vec<(usize, f64)> = Vec::new();
-        let mut serving_d_sq = 0.0;
-        for (i, c) in self.cells.iter().enumerate() {
-            let d_sq = (c.x - x).powi(2) + (c.y - y).powi(2);
-            if i == serving {
-                serving_d_sq = d_sq;
-            }
-            if d_sq <= c.range_sq_m || i == serving {
-                heard.push((i, self.rsrp_at(i, c, x, y, d_sq)));
-            }
-        }
-        let rssi_per_re_mw = if quality {
-            heard.iter().map(|&(_, p)| dbm_to_mw(p)).sum::<f64>() + self.noise_mw
-        } else {
-            f64::NAN
-        };
-        let quality = |(cell, rsrp_dbm): (usize, f64)| {
-            if !quality {
-                return CellMeasurement {
-                    cell,
-                    rsrp_dbm,
-                    rsrq_db: f64::NAN,
-                    sinr_db: f64::NAN,
-                };
-            }
-            let own = dbm_to_mw(rsrp_dbm);
-            CellMeasurement {
-                cell,
-                rsrp_dbm,
-                // N_RB RSRP / (12 N_RB per-RE RSSI): the N_RB cancel.
-                rsrq_db: rsrp_dbm - 10.0 * (12.0 * rssi_per_re_mw).log10(),
-                sinr_db: rsrp_dbm - 10.0 * (rssi_per_re_mw - own).max(self.noise_mw).log10(),
-            }
-        };
+        let heard = self.measure_layer(&self.lte, x, y, Some(serving), quality);
         let mut serving_m = None;
         let mut neighbours = Vec::with_capacity(heard.len().saturating_sub(1));
         for h in heard {
-            if h.0 == serving {
-                serving_m = Some(quality(h));
+            if h.cell == serving {
+                serving_m = Some(h);
             } else {
-                neighbours.push(quality(h));
+                neighbours.push(h);
             }
         }
-        neighbours.sort_by(|a, b| b.rsrp_dbm.total_cmp(&a.rsrp_dbm));
+        let serving_d_sq = self
+            .lte
+            .cells
+            .get(serving)
+            .map_or(0.0, |c| (c.x - x).powi(2) + (c.y - y).powi(2));
         let ta = ((serving_d_sq.sqrt() / TA_STEP_M).round() as u32).min(TA_MAX);
-        // `serving` is always pushed when it is a valid index; an invalid one measures as
+        // `serving` is always measured when it is a valid index; an invalid one measures as
         // nothing heard.
         let serving_m = serving_m.unwrap_or(CellMeasurement {
             cell: serving,
@@ -202,6 +256,76 @@ impl Model {
         (serving_m, neighbours, ta)
     }
 
+    /// The NR cells a UE at a position hears (SS-RSRP, SS-RSRQ, SS-SINR), strongest first.
+    pub fn measure_nr(&self, latitude: f64, longitude: f64) -> Vec<CellMeasurement> {
+        let (x, y) = self.project(latitude, longitude);
+        self.measure_layer(&self.nr, x, y, None, true)
+    }
+
+    /// The secondary carriers of cell `serving` a UE at a position hears, strongest first.
+    /// The other cells' secondary carriers interfere but are not returned.
+    pub fn measure_scells(
+        &self,
+        latitude: f64,
+        longitude: f64,
+        serving: usize,
+    ) -> Vec<CellMeasurement> {
+        if !self.scell_primary.contains(&serving) {
+            return Vec::new();
+        }
+        let (x, y) = self.project(latitude, longitude);
+        let mut heard = self.measure_layer(&self.scells, x, y, None, true);
+        heard.retain(|m| self.scell_primary.get(m.cell) == Some(&serving));
+        heard
+    }
+
+    /// Every cell of `layer` in range of (x, y) (and `always`, even out of range), strongest
+    /// first; with `quality`, RSRQ and SINR against the others heard on the layer.
+    fn measure_layer(
+        &self,
+        layer: &Layer,
+        x: f64,
+        y: f64,
+        always: Option<usize>,
+        quality: bool,
+    ) -> Vec<CellMeasurement> {
+        let mut heard: Vec<(usize, f64)> = Vec::new();
+        for (i, c) in layer.cells.iter().enumerate() {
+            let d_sq = (c.x - x).powi(2) + (c.y - y).powi(2);
+            if d_sq <= c.range_sq_m || Some(i) == always {
+                heard.push((i, self.rsrp_at(c, x, y, d_sq)));
+            }
+        }
+        let rssi_per_re_mw = if quality {
+            heard.iter().map(|&(_, p)| dbm_to_mw(p)).sum::<f64>() + layer.noise_mw
+        } else {
+            f64::NAN
+        };
+        let mut out: Vec<CellMeasurement> = heard
+            .into_iter()
+            .map(|(cell, rsrp_dbm)| {
+                if !quality {
+                    return CellMeasurement {
+                        cell,
+                        rsrp_dbm,
+                        rsrq_db: f64::NAN,
+                        sinr_db: f64::NAN,
+                    };
+                }
+                let own = dbm_to_mw(rsrp_dbm);
+                CellMeasurement {
+                    cell,
+                    rsrp_dbm,
+                    // N_RB RSRP / (12 N_RB per-RE RSSI): the N_RB cancel.
+                    rsrq_db: rsrp_dbm - 10.0 * (12.0 * rssi_per_re_mw).log10(),
+                    sinr_db: rsrp_dbm - 10.0 * (rssi_per_re_mw - own).max(layer.noise_mw).log10(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.rsrp_dbm.total_cmp(&a.rsrp_dbm));
+        out
+    }
+
     /// The measurement period of the reports.
     pub fn meas_period(&self) -> Duration {
         Duration::from_millis(self.params.meas_period_ms)
@@ -209,6 +333,85 @@ impl Model {
 
     pub fn preparation(&self) -> Duration {
         Duration::from_millis(self.params.preparation_ms)
+    }
+}
+
+/// The NR leg of an LTE-anchored UE (EN-DC): its NR serving cell (the PSCell, an index of
+/// `World::nr_cells`) and the A3 event among the NR cells that changes it. The strongest NR
+/// cell heard becomes the PSCell when the UE has none (or stops hearing its own); after that
+/// only the A3 event (same offset, hysteresis and time to trigger as the LTE one) changes it.
+#[derive(Debug, Clone, Default)]
+pub struct NrLeg {
+    pub serving: Option<usize>,
+    a3: A3,
+}
+
+impl NrLeg {
+    /// One NR measurement (strongest first) at `now`: whether the A3 event fired (the
+    /// PSCell is now the better neighbour).
+    pub fn update(&mut self, params: &Radio, nr: &[CellMeasurement], now: Duration) -> bool {
+        let Some(s) = self.serving.and_then(|s| nr.iter().find(|m| m.cell == s)) else {
+            self.a3.reset();
+            self.serving = nr.first().map(|m| m.cell);
+            return false;
+        };
+        match self.a3.update(params, s, nr, now) {
+            Some(target) => {
+                self.serving = Some(target);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Carrier aggregation of one UE: its serving cell's secondary carriers configured as SCells
+/// (indices of `World::scells`). A carrier is added when its RSRP rises above
+/// `ca_add_rsrp_dbm` and released when it falls below `ca_add_rsrp_dbm - ca_hysteresis_db`
+/// (or is no longer heard); a handover releases them all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ca {
+    /// The LTE cell the SCells belong to (set at the first update).
+    pub cell: Option<usize>,
+    pub scells: Vec<usize>,
+}
+
+/// What one update of [`Ca`] changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CaStep {
+    /// The cell whose SCells were released on a handover, and those SCells.
+    pub released: Option<(usize, Vec<usize>)>,
+    pub added: Vec<usize>,
+    pub removed: Vec<usize>,
+}
+
+impl Ca {
+    /// One measurement of the serving cell `serving`'s secondary carriers.
+    pub fn update(&mut self, params: &Radio, serving: usize, scells: &[CellMeasurement]) -> CaStep {
+        let mut step = CaStep::default();
+        if self.cell != Some(serving) {
+            if let (Some(old), false) = (self.cell, self.scells.is_empty()) {
+                step.released = Some((old, std::mem::take(&mut self.scells)));
+            }
+            self.scells.clear();
+            self.cell = Some(serving);
+        }
+        let rsrp = |s: usize| scells.iter().find(|m| m.cell == s).map(|m| m.rsrp_dbm);
+        let release_below = params.ca_add_rsrp_dbm - params.ca_hysteresis_db;
+        self.scells.retain(|&s| {
+            let keep = rsrp(s).is_some_and(|p| p >= release_below);
+            if !keep {
+                step.removed.push(s);
+            }
+            keep
+        });
+        for m in scells {
+            if m.rsrp_dbm > params.ca_add_rsrp_dbm && !self.scells.contains(&m.cell) {
+                self.scells.push(m.cell);
+                step.added.push(m.cell);
+            }
+        }
+        step
     }
 }
 
@@ -364,7 +567,7 @@ mod tests {
                 assert_eq!(b.rsrp_dbm > s.rsrp_dbm, k > 5, "at {lon}");
             }
             // Alone on the carrier the SINR would be the SNR; b's power lowers it.
-            assert!(s.sinr_db < s.rsrp_dbm - 10.0 * m.noise_mw.log10());
+            assert!(s.sinr_db < s.rsrp_dbm - 10.0 * m.lte.noise_mw.log10());
             // Full load: never above -10log10(12) (the cell alone, no noise).
             assert!(s.rsrq_db <= -10.79, "{}", s.rsrq_db);
         }
@@ -503,5 +706,149 @@ mod tests {
             A3::default().update(&p0, &serving, &[meas(1, -95.0)], ms(5)),
             Some(1)
         );
+    }
+
+    fn tx(longitude: f64, tx_power_dbm: f64, frequency_mhz: f64) -> Transmitter {
+        Transmitter {
+            latitude: 48.0,
+            longitude,
+            tx_power_dbm,
+            frequency_mhz,
+        }
+    }
+
+    /// Two LTE cells (a with two secondary carriers, b with one), two NR cells at a and b.
+    fn layered() -> Model {
+        Model::with_layers(
+            &[tx(2.0, 43.0, 2100.0), tx(2.01, 43.0, 2100.0)],
+            &[tx(2.0, 43.0, 3500.0), tx(2.01, 43.0, 3500.0)],
+            &[
+                (0, tx(2.0, 43.0, 2600.0)),
+                (0, tx(2.0, 30.0, 800.0)),
+                (1, tx(2.01, 43.0, 2600.0)),
+            ],
+            Radio::default(),
+        )
+    }
+
+    #[test]
+    fn nr_cells_are_measured_with_their_own_carrier_and_layer() {
+        let m = layered();
+        // On top of NR cell 0: 43 dBm - 10 log10(12 * 272) - (20 log10(3500) - 27.55).
+        let nr = m.measure_nr(48.0, 2.0);
+        let expected = 43.0 - 10.0 * (12.0f64 * 272.0).log10() - (20.0 * 3500f64.log10() - 27.55);
+        assert_eq!(nr[0].cell, 0);
+        assert!(
+            (nr[0].rsrp_dbm - expected).abs() < 0.01,
+            "{}",
+            nr[0].rsrp_dbm
+        );
+        assert_eq!(nr.len(), 2, "both heard, strongest first");
+        assert!(nr[0].rsrp_dbm > nr[1].rsrp_dbm);
+        // Between the two: equal SS-RSRP, the SS-SINR of two equal cells plus the NR noise
+        // (30 kHz: 3 dB more noise per resource element than LTE).
+        let mid = m.measure_nr(48.0, 2.005);
+        assert!((mid[0].rsrp_dbm - mid[1].rsrp_dbm).abs() < 0.01);
+        let snr = mid[0].rsrp_dbm - 10.0 * m.nr.noise_mw.log10();
+        let sinr = -10.0 * (1.0 + 10f64.powf(-snr / 10.0)).log10();
+        assert!(
+            (mid[0].sinr_db - sinr).abs() < 0.01,
+            "{} vs {sinr}",
+            mid[0].sinr_db
+        );
+        assert!((10.0 * (m.nr.noise_mw / m.lte.noise_mw).log10() - 3.01).abs() < 0.01);
+        // The NR layer does not interfere with LTE: the LTE measurement is the LTE-only one.
+        let lte_only = model(Radio::default());
+        assert_eq!(m.measure(48.0, 2.003, 0), lte_only.measure(48.0, 2.003, 0));
+    }
+
+    #[test]
+    fn only_the_serving_cells_secondary_carriers_are_reported() {
+        let m = layered();
+        let a = m.measure_scells(48.0, 2.001, 0);
+        let mut cells: Vec<usize> = a.iter().map(|c| c.cell).collect();
+        cells.sort();
+        assert_eq!(cells, vec![0, 1]);
+        // The 2.6 GHz carrier at 43 dBm beats the 800 MHz one at 30 dBm near the site.
+        assert_eq!(a[0].cell, 0);
+        let b = m.measure_scells(48.0, 2.001, 1);
+        assert_eq!(b.iter().map(|c| c.cell).collect::<Vec<_>>(), vec![2]);
+        // A cell without secondary carriers: nothing.
+        let none = Model::new(
+            &[cell_at("a", 2.0, 500.0)],
+            &[(43.0, 2100.0)],
+            Radio::default(),
+        );
+        assert!(none.measure_scells(48.0, 2.0, 0).is_empty());
+    }
+
+    #[test]
+    fn carrier_aggregation_adds_above_the_threshold_and_releases_below_the_hysteresis() {
+        let p = Radio {
+            ca_add_rsrp_dbm: -110.0,
+            ca_hysteresis_db: 3.0,
+            ..Radio::default()
+        };
+        let mut ca = Ca::default();
+        // At the threshold: not yet (strictly above adds).
+        let s = ca.update(&p, 0, &[meas(0, -110.0)]);
+        assert_eq!(s, CaStep::default());
+        let s = ca.update(&p, 0, &[meas(0, -109.0), meas(1, -120.0)]);
+        assert_eq!((s.added, s.removed), (vec![0], vec![]));
+        assert_eq!(ca.scells, vec![0]);
+        // Inside the hysteresis: kept, nothing notified (no flapping).
+        for rsrp in [-111.0, -112.9, -113.0, -109.5, -112.0] {
+            assert_eq!(
+                ca.update(&p, 0, &[meas(0, rsrp)]),
+                CaStep::default(),
+                "{rsrp}"
+            );
+        }
+        // Below threshold - hysteresis: released.
+        let s = ca.update(&p, 0, &[meas(0, -113.1)]);
+        assert_eq!((s.added, s.removed), (vec![], vec![0]));
+        // Not heard any more: released too.
+        ca.update(&p, 0, &[meas(0, -100.0), meas(1, -100.0)]);
+        let s = ca.update(&p, 0, &[meas(1, -100.0)]);
+        assert_eq!(s.removed, vec![0]);
+        assert_eq!(ca.scells, vec![1]);
+        // A handover releases the old cell's SCells before the new cell's are considered.
+        let s = ca.update(&p, 1, &[meas(2, -90.0)]);
+        assert_eq!(s.released, Some((0, vec![1])));
+        assert_eq!(s.added, vec![2]);
+        assert_eq!((ca.cell, ca.scells.clone()), (Some(1), vec![2]));
+        // A handover with none configured releases nothing.
+        let mut empty = Ca::default();
+        empty.update(&p, 0, &[]);
+        assert_eq!(empty.update(&p, 1, &[]).released, None);
+    }
+
+    #[test]
+    fn the_nr_leg_takes_the_strongest_then_changes_only_by_a3() {
+        let p = Radio {
+            a3_offset_db: 3.0,
+            hysteresis_db: 1.0,
+            time_to_trigger_ms: 320,
+            ..Radio::default()
+        };
+        let ms = Duration::from_millis;
+        let mut leg = NrLeg::default();
+        assert!(!leg.update(&p, &[], ms(0)));
+        assert_eq!(leg.serving, None);
+        assert!(!leg.update(&p, &[meas(1, -90.0), meas(0, -95.0)], ms(240)));
+        assert_eq!(leg.serving, Some(1), "the strongest heard");
+        // 0 better by 2 dB: below offset + hysteresis, stays on 1.
+        for t in 2..10 {
+            assert!(!leg.update(&p, &[meas(0, -88.0), meas(1, -90.0)], ms(240 * t)));
+        }
+        assert_eq!(leg.serving, Some(1));
+        // 0 better by 5 dB: fires once the time to trigger has passed.
+        assert!(!leg.update(&p, &[meas(0, -85.0), meas(1, -90.0)], ms(3000)));
+        assert!(!leg.update(&p, &[meas(0, -85.0), meas(1, -90.0)], ms(3240)));
+        assert!(leg.update(&p, &[meas(0, -85.0), meas(1, -90.0)], ms(3480)));
+        assert_eq!(leg.serving, Some(0));
+        // The PSCell is lost: the strongest left is taken, without an event.
+        assert!(!leg.update(&p, &[meas(1, -100.0)], ms(4000)));
+        assert_eq!(leg.serving, Some(1));
     }
 }

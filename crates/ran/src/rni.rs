@@ -11,13 +11,15 @@
 //! - RabMod, S1Bearer MODIFY: an operator changes a UE's bearer QoS
 //!   (`PUT /ferry/ran/v1/ues/{ue}/bearer`);
 //! - MeasRepUe, MeasTa: the radio model's measurement reports (`on_measurement`);
-//! - NrMeasRepUe: never (the emulated cells are LTE; no UE has an NR serving or neighbour
-//!   cell), CaReconf: never (no carrier aggregation). Both are accepted, listed and expire.
+//! - NrMeasRepUe: the NR leg of those reports (periodic: NR_PERIODICAL) and the NR A3 event
+//!   (EVENT_A3), for UEs that hear NR cells (EN-DC: UEs stay served by LTE cells);
+//! - CaReconf: the carrier aggregation changes those reports make (an SCell added or
+//!   released; a handover releases the old cell's).
 //!
 //! Every UE has one default bearer (E-RAB 1, QCI 9, non-GBR) until its QoS is changed.
 
 use crate::http::{self, ApiError};
-use crate::measurement::{CellMeasurement, ReportCause, UeMeasurement};
+use crate::measurement::{CaChange, CellMeasurement, ReportCause, UeMeasurement};
 use crate::notify::Delivery;
 use crate::world::{CellChange, World};
 use crate::{lock, Ran, RanError};
@@ -51,6 +53,8 @@ pub struct Subscriptions {
 /// radio model may call them while they hold it.
 struct Directory {
     ecgis: Vec<Ecgi>,
+    nrcgis: Vec<Nrcgi>,
+    scell_ecgis: Vec<Ecgi>,
     cells: HashMap<String, usize>,
     ues: HashMap<Ipv4Addr, usize>,
 }
@@ -62,6 +66,8 @@ impl Subscriptions {
             bearers: Bearers::default_only(),
             directory: Directory {
                 ecgis: world.cells.iter().map(|c| c.ecgi.clone()).collect(),
+                nrcgis: world.nr_cells.iter().map(|c| c.nrcgi.clone()).collect(),
+                scell_ecgis: world.scells.iter().map(|c| c.ecgi.clone()).collect(),
                 cells: (world.cells.iter().enumerate())
                     .map(|(i, c)| (c.name.clone(), i))
                     .collect(),
@@ -475,6 +481,7 @@ fn trigger_for(wanted: &[Trigger], cause: ReportCause) -> Option<Trigger> {
     let natural = match cause {
         ReportCause::Periodic => Trigger::PeriodicalReportStrongestCells,
         ReportCause::EventA3 => Trigger::EventA3,
+        ReportCause::NrEventA3 => return None,
     };
     if wanted.is_empty() {
         return Some(natural);
@@ -487,18 +494,127 @@ fn trigger_for(wanted: &[Trigger], cause: ReportCause) -> Option<Trigger> {
                 | Trigger::IntraPeriodicalReportStrongestCells
         ),
         ReportCause::EventA3 => *t == Trigger::EventA3,
+        ReportCause::NrEventA3 => false,
     })
 }
 
-/// A report with its cells' ECGIs, resolved once per report.
+/// Which trigger of an NrMeasRepUe filter a report answers, if any: the periodic reports
+/// answer NR_PERIODICAL (1), the NR A3 event's EVENT_A3 (12); an empty list takes both. The
+/// LTE A3 report has no NR part.
+fn trigger_nr_for(wanted: &[TriggerNr], cause: ReportCause) -> Option<TriggerNr> {
+    let natural = match cause {
+        ReportCause::Periodic => TriggerNr::NrPeriodical,
+        ReportCause::NrEventA3 => TriggerNr::EventA3,
+        ReportCause::EventA3 => return None,
+    };
+    (wanted.is_empty() || wanted.contains(&natural)).then_some(natural)
+}
+
+fn nr_results(m: &CellMeasurement) -> MeasQuantityResultsNr {
+    MeasQuantityResultsNr {
+        rsrp: Some(nr_rsrp_index(m.rsrp_dbm)),
+        rsrq: Some(nr_rsrq_index(m.rsrq_db)),
+        sinr: Some(sinr_index(m.sinr_db)),
+    }
+}
+
+fn ssb(m: &CellMeasurement) -> NrCellMeas {
+    NrCellMeas {
+        meas_quantity_results_ssb_cell: Some(nr_results(m)),
+        meas_quantity_results_csi_rs_cell: None,
+    }
+}
+
+/// The NrMeasRepUe notification of a report's NR leg: the PSCell (with its best neighbour as
+/// `nCell`) and the other NR cells heard.
+fn nr_notification(
+    nr: &LocatedNr,
+    r: &UeMeasurement,
+    trigger_nr: TriggerNr,
+    href: &str,
+) -> NrMeasRepUeNotification {
+    NrMeasRepUeNotification {
+        notification_type: NR_MEAS_REP_UE_NOTIFICATION.into(),
+        time_stamp: Some(TimeStamp::from_system_time(r.at)),
+        associate_id: vec![AssociateId::ue_ipv4(r.address)],
+        serv_cell_meas_info: vec![ServCellMeasInfo {
+            nrcgi: Some(nr.serving.0.clone()),
+            s_cell: Some(ssb(nr.serving.1)),
+            n_cell: nr.neighbours.first().map(|(_, m)| ssb(m)),
+        }],
+        nr_neigh_cell_meas_info: (nr.neighbours.iter())
+            .map(|(nrcgi, m)| NrNeighCellMeasInfo {
+                nrcgi: nrcgi.clone(),
+                meas_quantity_results_ssb_cell: Some(nr_results(m)),
+                meas_quantity_results_csi_rs_cell: None,
+            })
+            .collect(),
+        eutra_neigh_cell_meas_info: Vec::new(),
+        trigger_nr,
+        links: Some(links_to(href)),
+    }
+}
+
+/// The CaReconf notification of one carrier aggregation change.
+fn ca_notification(
+    c: &LocatedCa,
+    r: &UeMeasurement,
+    scell_ecgis: &[Ecgi],
+    href: &str,
+) -> CaReconfNotification {
+    let ecgis = |v: &[usize]| -> Vec<SecondaryCell> {
+        (v.iter())
+            .filter_map(|&s| scell_ecgis.get(s))
+            .map(|ecgi| SecondaryCell { ecgi: ecgi.clone() })
+            .collect()
+    };
+    CaReconfNotification {
+        notification_type: CA_RECONF_NOTIFICATION.into(),
+        time_stamp: Some(TimeStamp::from_system_time(r.at)),
+        associate_id: vec![AssociateId::ue_ipv4(r.address)],
+        ecgi: c.primary.clone(),
+        carrier_aggregation_meas_info: (c.change.configured.iter())
+            .filter_map(|n| {
+                Some(CarrierAggregationMeasInfo {
+                    cell_id_srv: c.primary.cell_id.clone(),
+                    cell_id_nei: scell_ecgis.get(n.cell)?.cell_id.clone(),
+                    rsrp_srv: rsrp_index(r.serving.rsrp_dbm),
+                    rsrq_srv: rsrq_index(r.serving.rsrq_db),
+                    sinr_srv: sinr_index(r.serving.sinr_db),
+                    rsrp_nei: rsrp_index(n.rsrp_dbm),
+                    rsrq_nei: rsrq_index(n.rsrq_db),
+                    sinr_nei: sinr_index(n.sinr_db),
+                })
+            })
+            .collect(),
+        secondary_cell_add: ecgis(&c.change.added),
+        secondary_cell_remove: ecgis(&c.change.removed),
+        links: Some(links_to(href)),
+    }
+}
+
+/// A report with its cells' ECGIs and NRCGIs, resolved once per report.
 struct Located<'a> {
     report: &'a UeMeasurement,
     serving: Ecgi,
     neighbours: Vec<(Ecgi, &'a CellMeasurement)>,
+    nr: Option<LocatedNr<'a>>,
+    ca: Vec<LocatedCa<'a>>,
 }
 
-fn locate<'a>(ecgis: &[Ecgi], report: &'a UeMeasurement) -> Option<Located<'a>> {
-    let ecgi = |c: usize| ecgis.get(c).cloned();
+struct LocatedNr<'a> {
+    serving: (Nrcgi, &'a CellMeasurement),
+    neighbours: Vec<(Nrcgi, &'a CellMeasurement)>,
+}
+
+struct LocatedCa<'a> {
+    primary: Ecgi,
+    change: &'a CaChange,
+}
+
+fn locate<'a>(d: &Directory, report: &'a UeMeasurement) -> Option<Located<'a>> {
+    let ecgi = |c: usize| d.ecgis.get(c).cloned();
+    let nrcgi = |c: usize| d.nrcgis.get(c).cloned();
     Some(Located {
         report,
         serving: ecgi(report.serving.cell)?,
@@ -506,6 +622,22 @@ fn locate<'a>(ecgis: &[Ecgi], report: &'a UeMeasurement) -> Option<Located<'a>> 
             .neighbours
             .iter()
             .filter_map(|m| Some((ecgi(m.cell)?, m)))
+            .collect(),
+        nr: report.nr.as_ref().and_then(|nr| {
+            Some(LocatedNr {
+                serving: (nrcgi(nr.serving.cell)?, &nr.serving),
+                neighbours: (nr.neighbours.iter())
+                    .filter_map(|m| Some((nrcgi(m.cell)?, m)))
+                    .collect(),
+            })
+        }),
+        ca: (report.ca.iter())
+            .filter_map(|change| {
+                Some(LocatedCa {
+                    primary: ecgi(change.primary)?,
+                    change,
+                })
+            })
             .collect(),
     })
 }
@@ -515,6 +647,7 @@ fn locate<'a>(ecgis: &[Ecgi], report: &'a UeMeasurement) -> Option<Located<'a>> 
 fn measurement_notifications(
     sub: &RniSubscription,
     m: &Located,
+    scell_ecgis: &[Ecgi],
 ) -> Vec<Result<serde_json::Value, serde_json::Error>> {
     let r = m.report;
     let href = href_of(sub);
@@ -564,7 +697,28 @@ fn measurement_notifications(
                 links: Some(links_to(&href)),
             })]
         }
-        // NrMeasRepUe: the emulated cells are LTE, so no UE measures an NR cell.
+        SubscriptionKind::NrMeasRepUe {
+            filter_criteria_nr_mrs: f,
+        } if ue_selected(&f.associate_id, r.address) => {
+            let Some(nr) =
+                m.nr.as_ref()
+                    .filter(|nr| f.nrcgi.is_empty() || f.nrcgi.contains(&nr.serving.0))
+            else {
+                return vec![];
+            };
+            let Some(trigger) = trigger_nr_for(&f.trigger_nr, r.cause) else {
+                return vec![];
+            };
+            vec![serde_json::to_value(nr_notification(nr, r, trigger, &href))]
+        }
+        SubscriptionKind::CaReconf {
+            filter_criteria_assoc: f,
+        } if ue_selected(&f.associate_id, r.address) => {
+            m.ca.iter()
+                .filter(|c| cell_selected(&f.ecgi, &c.primary))
+                .map(|c| serde_json::to_value(ca_notification(c, r, scell_ecgis, &href)))
+                .collect()
+        }
         _ => vec![],
     }
 }
@@ -573,11 +727,11 @@ fn measurement_notifications(
 /// subscriptions (MeasRepUe, MeasTa) are served from these.
 pub(crate) fn on_measurement(ran: &Ran, report: &UeMeasurement) {
     let subs = lock(&ran.inner.rni);
-    let Some(located) = locate(&subs.directory.ecgis, report) else {
+    let Some(located) = locate(&subs.directory, report) else {
         return;
     };
     dispatch(subs.subs.iter(), report.address, |sub| {
-        measurement_notifications(sub, &located)
+        measurement_notifications(sub, &located, &subs.directory.scell_ecgis)
     });
 }
 
@@ -1292,7 +1446,8 @@ async fn plmn_info(State(ran): State<Ran>, RawQuery(q): RawQuery) -> Result<Resp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::world::tests::world;
+    use crate::measurement::NrMeasurement;
+    use crate::world::tests::{world, TOPO};
 
     fn change(w: &mut World, to: &str) -> CellChange {
         let c = w.cell_index(to).unwrap();
@@ -1483,6 +1638,8 @@ mod tests {
             serving: cell(0, -95.5),
             neighbours: vec![cell(2, -99.0), cell(1, -120.0)],
             timing_advance: 12,
+            nr: None,
+            ca: Vec::new(),
         }
     }
 
@@ -1496,9 +1653,9 @@ mod tests {
     }
 
     fn bodies(s: &RniSubscription, w: &World, r: &UeMeasurement) -> Vec<serde_json::Value> {
-        let ecgis: Vec<Ecgi> = w.cells.iter().map(|c| c.ecgi.clone()).collect();
-        let m = locate(&ecgis, r).unwrap();
-        measurement_notifications(s, &m)
+        let subs = Subscriptions::new(w);
+        let m = locate(&subs.directory, r).unwrap();
+        measurement_notifications(s, &m, &subs.directory.scell_ecgis)
             .into_iter()
             .map(|b| b.unwrap())
             .collect()
@@ -1622,6 +1779,177 @@ mod tests {
         });
         assert!(bodies(&nr, &w, &r).is_empty());
         assert!(bodies(&ca, &w, &r).is_empty());
+    }
+
+    /// The unit-test world with the radio model, two NR cells and two secondary carriers of
+    /// a1.
+    fn nr_world() -> World {
+        let topo = format!(
+            r#"{}
+[[cells]]
+name = "n1"
+rat = "NR"
+nrcgi = {{ mcc = "001", mnc = "01", nrcell_id = "000000101" }}
+position = {{ latitude = 48.0, longitude = 2.0 }}
+host = "edge-a"
+[[cells]]
+name = "n2"
+rat = "NR"
+nrcgi = {{ mcc = "001", mnc = "01", nrcell_id = "000000102" }}
+position = {{ latitude = 48.0, longitude = 2.01 }}
+host = "edge-a"
+[radio]
+"#,
+            TOPO.replace(
+                "cell_id = \"0000001\" }",
+                "cell_id = \"0000001\" }\nsecondary_carriers = [{ cell_id = \"0000011\", \
+                 frequency_mhz = 2600 }, { cell_id = \"0000012\", frequency_mhz = 800 }]",
+            )
+        );
+        World::from_topology(&ferry_topology::Topology::parse(&topo).unwrap()).unwrap()
+    }
+
+    fn nr_report(cause: ReportCause) -> UeMeasurement {
+        UeMeasurement {
+            nr: Some(NrMeasurement {
+                serving: cell(1, -90.0),
+                neighbours: vec![cell(0, -100.0)],
+            }),
+            ..report(cause)
+        }
+    }
+
+    fn nr_sub(nrcgi: Vec<Nrcgi>, trigger_nr: Vec<TriggerNr>) -> RniSubscription {
+        sub(SubscriptionKind::NrMeasRepUe {
+            filter_criteria_nr_mrs: FilterCriteriaNrMrs {
+                nrcgi,
+                trigger_nr,
+                ..Default::default()
+            },
+        })
+    }
+
+    #[test]
+    fn nr_meas_rep_ue_carries_the_nr_serving_cell_and_neighbours() {
+        let w = nr_world();
+        let v = bodies(
+            &nr_sub(vec![], vec![]),
+            &w,
+            &nr_report(ReportCause::Periodic),
+        );
+        assert_eq!(v.len(), 1);
+        let n = &v[0];
+        assert_eq!(n["notificationType"], "NrMeasRepUeNotification");
+        assert_eq!(n["triggerNr"], 1);
+        assert_eq!(n["associateId"][0]["value"], "10.100.0.1");
+        let s = &n["servCellMeasInfo"][0];
+        assert_eq!(s["nrcgi"]["nrcellId"], "000000102");
+        assert_eq!(s["nrcgi"]["plmn"]["mcc"], "001");
+        // SS-RSRP -90 dBm: index 67 (TS 38.133); -10 dB RSRQ: 67; 13 dB SINR: 73.
+        let ssb = &s["sCell"]["measQuantityResultsSsbCell"];
+        assert_eq!(
+            (ssb["rsrp"].as_u64(), ssb["rsrq"].as_u64()),
+            (Some(67), Some(67))
+        );
+        assert_eq!(ssb["sinr"], 73);
+        assert_eq!(s["nCell"]["measQuantityResultsSsbCell"]["rsrp"], 57);
+        let nb = n["nrNeighCellMeasInfo"].as_array().unwrap();
+        assert_eq!(nb.len(), 1);
+        assert_eq!(nb[0]["nrcgi"]["nrcellId"], "000000101");
+        assert!(n.get("eutraNeighCellMeasInfo").is_none());
+        let parsed: NrMeasRepUeNotification = serde_json::from_value(n.clone()).unwrap();
+        assert_eq!(parsed.trigger_nr, TriggerNr::NrPeriodical);
+        // No NR cell heard: no NR report; an LTE MeasRepUe subscriber still gets its own.
+        let lte_only = report(ReportCause::Periodic);
+        assert!(bodies(&nr_sub(vec![], vec![]), &w, &lte_only).is_empty());
+        assert_eq!(bodies(&meas_rep(vec![]), &w, &lte_only).len(), 1);
+    }
+
+    #[test]
+    fn nr_filters_select_trigger_nr_cell_and_ue() {
+        let w = nr_world();
+        let (periodic, nr_a3, lte_a3) = (
+            nr_report(ReportCause::Periodic),
+            nr_report(ReportCause::NrEventA3),
+            nr_report(ReportCause::EventA3),
+        );
+        let a3 = nr_sub(vec![], vec![TriggerNr::EventA3]);
+        assert!(bodies(&a3, &w, &periodic).is_empty());
+        assert_eq!(bodies(&a3, &w, &nr_a3)[0]["triggerNr"], 12);
+        assert!(
+            bodies(&a3, &w, &lte_a3).is_empty(),
+            "the LTE A3 is no NR report"
+        );
+        let every = nr_sub(vec![], vec![]);
+        assert!(bodies(&every, &w, &lte_a3).is_empty());
+        assert_eq!(bodies(&every, &w, &nr_a3)[0]["triggerNr"], 12);
+        // Triggers the model never evaluates.
+        let b1 = nr_sub(vec![], vec![TriggerNr::EventB1, TriggerNr::NrCgi]);
+        assert!(bodies(&b1, &w, &periodic).is_empty());
+        // The nrcgi filter selects the NR serving cell, not a neighbour.
+        let n = |i: usize| w.nr_cells[i].nrcgi.clone();
+        assert_eq!(bodies(&nr_sub(vec![n(1)], vec![]), &w, &periodic).len(), 1);
+        assert!(bodies(&nr_sub(vec![n(0)], vec![]), &w, &periodic).is_empty());
+        // The LTE A3 and NR A3 reports do not cross: MeasRepUe ignores the NR one.
+        assert!(bodies(&meas_rep(vec![]), &w, &nr_a3).is_empty());
+        let other_ue = sub(SubscriptionKind::NrMeasRepUe {
+            filter_criteria_nr_mrs: FilterCriteriaNrMrs {
+                associate_id: vec![AssociateId::ue_ipv4("10.100.0.9".parse().unwrap())],
+                ..Default::default()
+            },
+        });
+        assert!(bodies(&other_ue, &w, &periodic).is_empty());
+    }
+
+    #[test]
+    fn ca_reconf_carries_added_and_removed_scells_of_the_primary_cell() {
+        let w = nr_world();
+        assert_eq!(w.scells.len(), 2);
+        let ca = |cells: Vec<Ecgi>| {
+            sub(SubscriptionKind::CaReconf {
+                filter_criteria_assoc: FilterCriteriaAssoc {
+                    ecgi: cells,
+                    ..Default::default()
+                },
+            })
+        };
+        let r = UeMeasurement {
+            ca: vec![CaChange {
+                primary: 0,
+                added: vec![0],
+                removed: vec![1],
+                configured: vec![cell(0, -80.0)],
+            }],
+            ..report(ReportCause::Periodic)
+        };
+        let v = bodies(&ca(vec![]), &w, &r);
+        assert_eq!(v.len(), 1);
+        let n = &v[0];
+        assert_eq!(n["notificationType"], "CaReconfNotification");
+        assert_eq!(n["ecgi"]["cellId"], "0000001");
+        assert_eq!(n["secondaryCellAdd"][0]["ecgi"]["cellId"], "0000011");
+        assert_eq!(n["secondaryCellRemove"][0]["ecgi"]["cellId"], "0000012");
+        let m = &n["carrierAggregationMeasInfo"][0];
+        assert_eq!(
+            (m["cellIdSrv"].as_str(), m["cellIdNei"].as_str()),
+            (Some("0000001"), Some("0000011"))
+        );
+        assert_eq!(
+            (m["rsrpSrv"].as_u64(), m["rsrpNei"].as_u64()),
+            (Some(45), Some(61))
+        );
+        serde_json::from_value::<CaReconfNotification>(n.clone()).unwrap();
+        assert_eq!(bodies(&ca(vec![ecgi(&w, "a1")]), &w, &r).len(), 1);
+        assert!(bodies(&ca(vec![ecgi(&w, "b1")]), &w, &r).is_empty());
+        // A report without a change notifies nothing.
+        assert!(bodies(&ca(vec![]), &w, &report(ReportCause::Periodic)).is_empty());
+        let other_ue = sub(SubscriptionKind::CaReconf {
+            filter_criteria_assoc: FilterCriteriaAssoc {
+                associate_id: vec![AssociateId::ue_ipv4("10.100.0.9".parse().unwrap())],
+                ..Default::default()
+            },
+        });
+        assert!(bodies(&other_ue, &w, &r).is_empty());
     }
 
     fn qci_filter(qci: u32, erab: Option<u32>, cells: Vec<Ecgi>) -> FilterCriteriaQci {

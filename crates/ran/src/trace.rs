@@ -2,12 +2,13 @@
 //! UEs that follow waypoints. Without a radio model a walking UE is handed over when another
 //! cell becomes the nearest covering one; with one (`radio.rs`) the A3 event decides, the
 //! handover is notified IN_PREPARATION, and COMPLETED after the preparation time; every UE
-//! then also reports its measurements at the measurement period. Time 0 is when
+//! then also reports its measurements at the measurement period (with its NR leg and its
+//! carrier aggregation, which change only at these reports). Time 0 is when
 //! `Ran::start_trace` is called.
 
-use crate::measurement::{ReportCause, UeMeasurement};
+use crate::measurement::{CaChange, NrMeasurement, ReportCause, UeMeasurement};
 use crate::mobility::{position_at, Coverage};
-use crate::radio::{Model, A3};
+use crate::radio::{Ca, Model, NrLeg, A3};
 use crate::world::{CellChange, World};
 use crate::{lock, Ran, RanError};
 use ferry_topology::Waypoint;
@@ -94,9 +95,12 @@ pub(crate) async fn run(ran: Ran) {
     );
     // Walkers past their last waypoint, placed there once: they stand still from then on.
     let mut arrived = vec![false; schedule.walkers.len()];
+    let ues = ran.world().ues.len();
     let mut radio = ran.inner.radio.clone().map(|model| RadioState {
         a3: vec![A3::default(); schedule.walkers.len()],
         preparing: vec![None; schedule.walkers.len()],
+        nr: vec![NrLeg::default(); ues],
+        ca: vec![Ca::default(); ues],
         next_report_s: 0.0,
         model,
     });
@@ -145,7 +149,7 @@ pub(crate) async fn run(ran: Ran) {
             // Behind by more than a period (a slow tick): the next one a period from now.
             let next = r.next_report_s + period;
             r.next_report_s = if next <= t { t + period } else { next };
-            for report in periodic_reports(&ran, &r.model) {
+            for report in periodic_reports(&ran, r, Duration::from_secs_f64(t)) {
                 crate::rni::on_measurement(&ran, &report);
             }
         }
@@ -167,6 +171,9 @@ struct RadioState {
     model: Model,
     a3: Vec<A3>,
     preparing: Vec<Option<Preparing>>,
+    /// Every UE's NR leg and carrier aggregation (by `World::ues` index).
+    nr: Vec<NrLeg>,
+    ca: Vec<Ca>,
     /// Trace time of the next periodic measurement reports.
     next_report_s: f64,
 }
@@ -192,8 +199,9 @@ struct WalkOut {
 }
 
 /// Every UE's measurement report (the world locked once to read the positions, the
-/// measurements made after).
-fn periodic_reports(ran: &Ran, model: &Model) -> Vec<UeMeasurement> {
+/// measurements made after), with its NR leg and carrier aggregation updated; and the NR A3
+/// reports of the UEs whose PSCell changed.
+fn periodic_reports(ran: &Ran, r: &mut RadioState, now: Duration) -> Vec<UeMeasurement> {
     let ues: Vec<(String, Ipv4Addr, usize, f64, f64)> = ran
         .world()
         .ues
@@ -201,18 +209,66 @@ fn periodic_reports(ran: &Ran, model: &Model) -> Vec<UeMeasurement> {
         .map(|u| (u.name.clone(), u.address, u.cell, u.latitude, u.longitude))
         .collect();
     let at = SystemTime::now();
-    ues.into_iter()
-        .map(|(ue, address, cell, lat, lon)| {
-            report(
-                model,
-                ue,
-                address,
-                (lat, lon, cell),
-                ReportCause::Periodic,
-                at,
-            )
-        })
-        .collect()
+    let mut out = Vec::with_capacity(ues.len());
+    for (i, (ue, address, cell, lat, lon)) in ues.into_iter().enumerate() {
+        let mut m = report(
+            &r.model,
+            ue,
+            address,
+            (lat, lon, cell),
+            ReportCause::Periodic,
+            at,
+        );
+        let nr = r.model.measure_nr(lat, lon);
+        let (Some(leg), Some(ca)) = (r.nr.get_mut(i), r.ca.get_mut(i)) else {
+            out.push(m);
+            continue;
+        };
+        let fired = leg.update(&r.model.params, &nr, now);
+        m.nr = nr_measurement(leg, nr);
+        let scells = r.model.measure_scells(lat, lon, cell);
+        let step = ca.update(&r.model.params, cell, &scells);
+        if let Some((primary, removed)) = step.released {
+            m.ca.push(CaChange {
+                primary,
+                added: Vec::new(),
+                removed,
+                configured: Vec::new(),
+            });
+        }
+        if !(step.added.is_empty() && step.removed.is_empty()) {
+            m.ca.push(CaChange {
+                primary: cell,
+                added: step.added,
+                removed: step.removed,
+                configured: (scells.into_iter())
+                    .filter(|s| ca.scells.contains(&s.cell))
+                    .collect(),
+            });
+        }
+        if fired {
+            out.push(UeMeasurement {
+                cause: ReportCause::NrEventA3,
+                ca: Vec::new(),
+                ..m.clone()
+            });
+        }
+        out.push(m);
+    }
+    out
+}
+
+/// The NR part of a report: the PSCell and the other NR cells heard (none heard: none).
+fn nr_measurement(
+    leg: &NrLeg,
+    mut heard: Vec<crate::measurement::CellMeasurement>,
+) -> Option<NrMeasurement> {
+    let at = heard.iter().position(|m| Some(m.cell) == leg.serving)?;
+    let serving = heard.remove(at);
+    Some(NrMeasurement {
+        serving,
+        neighbours: heard,
+    })
 }
 
 /// The full measurement report of a UE at `(latitude, longitude)` served by `cell`.
@@ -233,6 +289,8 @@ fn report(
         serving,
         neighbours,
         timing_advance,
+        nr: None,
+        ca: Vec::new(),
     }
 }
 

@@ -2,7 +2,8 @@
 //! and position of each UE. Pure data and its one mutation, a handover; no I/O, no locking.
 
 use crate::RanError;
-use mec_api::rni::{Ecgi, Plmn};
+use ferry_topology::Rat;
+use mec_api::rni::{Ecgi, Nrcgi, Plmn};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::SystemTime;
@@ -17,6 +18,24 @@ pub struct CellInfo {
     pub latitude: f64,
     pub longitude: f64,
     pub radius_m: f64,
+}
+
+/// An NR cell: measured by the radio model (NrMeasRepUe), never a UE's serving cell (the
+/// UEs are LTE-anchored, EN-DC style).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NrCellInfo {
+    pub name: String,
+    pub nrcgi: Nrcgi,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// A secondary carrier (carrier aggregation) of an LTE cell: co-located with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScellInfo {
+    /// Index into `World::cells` of the primary cell.
+    pub primary: usize,
+    pub ecgi: Ecgi,
 }
 
 /// A UE and where it is now.
@@ -47,7 +66,12 @@ pub struct CellChange {
 
 #[derive(Debug, Clone)]
 pub struct World {
+    /// The LTE cells: the ones that serve UEs.
     pub cells: Vec<CellInfo>,
+    /// The NR cells (radio model only).
+    pub nr_cells: Vec<NrCellInfo>,
+    /// Every LTE cell's secondary carriers, in cell order.
+    pub scells: Vec<ScellInfo>,
     pub ues: Vec<UeState>,
     /// Indices by name and address: a city's UEs are looked up per request and handover.
     cell_names: HashMap<String, usize>,
@@ -63,28 +87,57 @@ impl World {
         let mut cells: Vec<CellInfo> = Vec::new();
         let mut cell_names: HashMap<String, usize> = HashMap::new();
         let mut ecgis: HashMap<Ecgi, usize> = HashMap::new();
+        let mut nr_cells: Vec<NrCellInfo> = Vec::new();
+        let mut scells: Vec<ScellInfo> = Vec::new();
         for c in &topo.cells {
-            if cell_names.contains_key(&c.name) {
+            if cell_names.contains_key(&c.name) || nr_cells.iter().any(|n| n.name == c.name) {
                 return invalid(format!("cell '{}' is defined twice", c.name));
-            }
-            let ecgi = Ecgi {
-                plmn: Plmn {
-                    mcc: c.ecgi.mcc.clone(),
-                    mnc: c.ecgi.mnc.clone(),
-                },
-                cell_id: c.ecgi.cell_id.clone(),
-            };
-            if let Some(&o) = ecgis.get(&ecgi) {
-                return invalid(format!(
-                    "cells '{}' and '{}' have the same ECGI",
-                    cells[o].name, c.name
-                ));
             }
             if c.radius_m.is_nan() || c.radius_m <= 0.0 {
                 return invalid(format!("cell '{}': radius_m must be > 0", c.name));
             }
-            cell_names.insert(c.name.clone(), cells.len());
-            ecgis.insert(ecgi.clone(), cells.len());
+            if c.rat == Rat::Nr {
+                let Some(n) = &c.nrcgi else {
+                    return invalid(format!("NR cell '{}' has no nrcgi", c.name));
+                };
+                let nrcgi = Nrcgi {
+                    plmn: Plmn {
+                        mcc: n.mcc.clone(),
+                        mnc: n.mnc.clone(),
+                    },
+                    nrcell_id: n.nrcell_id.clone(),
+                };
+                if let Some(o) = nr_cells.iter().find(|o| o.nrcgi == nrcgi) {
+                    return invalid(format!(
+                        "cells '{}' and '{}' have the same NRCGI",
+                        o.name, c.name
+                    ));
+                }
+                nr_cells.push(NrCellInfo {
+                    name: c.name.clone(),
+                    nrcgi,
+                    latitude: c.position.latitude,
+                    longitude: c.position.longitude,
+                });
+                continue;
+            }
+            let Some(e) = &c.ecgi else {
+                return invalid(format!("LTE cell '{}' has no ecgi", c.name));
+            };
+            let plmn = Plmn {
+                mcc: e.mcc.clone(),
+                mnc: e.mnc.clone(),
+            };
+            let ecgi = Ecgi {
+                plmn: plmn.clone(),
+                cell_id: e.cell_id.clone(),
+            };
+            if let Some(o) = ecgi_user(&cells, &ecgis, &scells, &ecgi) {
+                return invalid(format!("cells '{o}' and '{}' have the same ECGI", c.name));
+            }
+            let index = cells.len();
+            cell_names.insert(c.name.clone(), index);
+            ecgis.insert(ecgi.clone(), index);
             cells.push(CellInfo {
                 name: c.name.clone(),
                 ecgi,
@@ -93,6 +146,22 @@ impl World {
                 longitude: c.position.longitude,
                 radius_m: c.radius_m,
             });
+            for sc in &c.secondary_carriers {
+                let ecgi = Ecgi {
+                    plmn: plmn.clone(),
+                    cell_id: sc.cell_id.clone(),
+                };
+                if let Some(o) = ecgi_user(&cells, &ecgis, &scells, &ecgi) {
+                    return invalid(format!(
+                        "cell '{}': a secondary carrier has the ECGI of {o}",
+                        c.name
+                    ));
+                }
+                scells.push(ScellInfo {
+                    primary: index,
+                    ecgi,
+                });
+            }
         }
         let now = SystemTime::now();
         let mut ues: Vec<UeState> = Vec::new();
@@ -159,6 +228,8 @@ impl World {
         }
         Ok(World {
             cells,
+            nr_cells,
+            scells,
             ues,
             cell_names,
             ue_names,
@@ -224,6 +295,20 @@ impl World {
             at,
         })
     }
+}
+
+/// Which cell (or secondary carrier) already has `ecgi`, if any.
+fn ecgi_user(
+    cells: &[CellInfo],
+    ecgis: &HashMap<Ecgi, usize>,
+    scells: &[ScellInfo],
+    ecgi: &Ecgi,
+) -> Option<String> {
+    let primary = ecgis.get(ecgi).map(|&o| cells[o].name.clone());
+    primary.or_else(|| {
+        let s = scells.iter().find(|s| s.ecgi == *ecgi)?;
+        Some(format!("{}'s secondary carrier", cells[s.primary].name))
+    })
 }
 
 #[cfg(test)]
@@ -318,7 +403,7 @@ cell = "a1"
         let e = World::from_topology(&t).unwrap_err().to_string();
         assert!(e.contains("unknown cell 'zz'"), "{e}");
         let mut t = topo();
-        t.cells[1].ecgi.cell_id = "0000001".into();
+        t.cells[1].ecgi.as_mut().unwrap().cell_id = "0000001".into();
         assert!(World::from_topology(&t)
             .unwrap_err()
             .to_string()

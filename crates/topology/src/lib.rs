@@ -74,6 +74,13 @@ pub struct Radio {
     pub time_to_trigger_ms: u64,
     /// From IN_PREPARATION to COMPLETED (ms).
     pub preparation_ms: u64,
+    /// Channel bandwidth of the NR cells (MHz, 30 kHz subcarriers).
+    pub nr_bandwidth_mhz: f64,
+    /// Carrier aggregation: a secondary carrier whose RSRP rises above this (dBm) is
+    /// configured as an SCell of the UE...
+    pub ca_add_rsrp_dbm: f64,
+    /// ... and released when it falls below the threshold minus this (dB).
+    pub ca_hysteresis_db: f64,
 }
 
 /// The measurement periods the radio model takes (ms): from every 10 ms to once a minute. The
@@ -94,6 +101,9 @@ impl Default for Radio {
             hysteresis_db: 1.0,
             time_to_trigger_ms: 320,
             preparation_ms: 200,
+            nr_bandwidth_mhz: 100.0,
+            ca_add_rsrp_dbm: -110.0,
+            ca_hysteresis_db: 3.0,
         }
     }
 }
@@ -133,6 +143,41 @@ pub struct Ecgi {
     pub cell_id: String,
 }
 
+/// NR Cell Global Identifier, as MEC 012 spells it (`NRcgi { plmn { mcc, mnc }, nrcellId }`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nrcgi {
+    pub mcc: String,
+    pub mnc: String,
+    /// 36-bit NR cell identity, as the hex string MEC 012 carries.
+    pub nrcell_id: String,
+}
+
+/// The radio access technology of a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Rat {
+    /// An E-UTRAN cell: it serves UEs (it has an `ecgi`).
+    #[default]
+    #[serde(rename = "LTE")]
+    Lte,
+    /// An NR cell, measured by the radio model as an EN-DC secondary node's cell: it never
+    /// serves a UE on its own (it has an `nrcgi`; it needs `[radio]`). See docs/radio.md.
+    #[serde(rename = "NR")]
+    Nr,
+}
+
+/// A secondary carrier of an LTE cell (carrier aggregation): co-located with the cell, its own
+/// E-UTRAN cell identity in the cell's PLMN, its own power and frequency.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryCarrier {
+    /// 28-bit E-UTRAN cell identity of the SCell (hex, as `ecgi.cell_id`).
+    pub cell_id: String,
+    #[serde(default = "default_tx_power")]
+    pub tx_power_dbm: f64,
+    pub frequency_mhz: f64,
+}
+
 /// A geographic position (WGS 84, as MEC 013 reports it).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,7 +191,15 @@ pub struct Position {
 #[serde(deny_unknown_fields)]
 pub struct Cell {
     pub name: String,
-    pub ecgi: Ecgi,
+    /// `LTE` (default) or `NR`.
+    #[serde(default)]
+    pub rat: Rat,
+    /// The identity of an LTE cell (required for LTE, refused for NR).
+    #[serde(default)]
+    pub ecgi: Option<Ecgi>,
+    /// The identity of an NR cell (required for NR, refused for LTE).
+    #[serde(default)]
+    pub nrcgi: Option<Nrcgi>,
     pub position: Position,
     /// Coverage radius in metres (used when a UE moves by waypoints).
     #[serde(default = "default_radius")]
@@ -159,6 +212,9 @@ pub struct Cell {
     /// Carrier frequency (MHz), for the radio model.
     #[serde(default = "default_frequency")]
     pub frequency_mhz: f64,
+    /// Carrier aggregation (LTE cells, with `[radio]`): the cell's secondary carriers.
+    #[serde(default)]
+    pub secondary_carriers: Vec<SecondaryCarrier>,
 }
 
 fn default_radius() -> f64 {

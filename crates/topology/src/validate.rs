@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use crate::addr::Ipv4Cidr;
 use crate::locate::{line_of, Seg};
-use crate::{Topology, TopologyError};
+use crate::{Rat, Topology, TopologyError};
 
 /// Longest topology name: it prefixes namespaces and root-namespace links
 /// (`<name>-m` must fit the kernel's 15-byte interface names).
@@ -80,7 +80,7 @@ fn check_radio(t: &Topology, text: &str) -> Result<(), TopologyError> {
     let Some(r) = &t.radio else {
         return Ok(());
     };
-    let ranges: [(&str, f64, f64, f64); 7] = [
+    let ranges: [(&str, f64, f64, f64); 10] = [
         ("path_loss_exponent", r.path_loss_exponent, 1.5, 6.0),
         ("shadowing_db", r.shadowing_db, 0.0, 20.0),
         (
@@ -93,6 +93,9 @@ fn check_radio(t: &Topology, text: &str) -> Result<(), TopologyError> {
         ("noise_figure_db", r.noise_figure_db, 0.0, 20.0),
         ("a3_offset_db", r.a3_offset_db, -15.0, 15.0),
         ("hysteresis_db", r.hysteresis_db, 0.0, 15.0),
+        ("nr_bandwidth_mhz", r.nr_bandwidth_mhz, 5.0, 400.0),
+        ("ca_add_rsrp_dbm", r.ca_add_rsrp_dbm, -140.0, -44.0),
+        ("ca_hysteresis_db", r.ca_hysteresis_db, 0.0, 30.0),
     ];
     for (key, v, lo, hi) in ranges {
         if !(v.is_finite() && (lo..=hi).contains(&v)) {
@@ -311,6 +314,119 @@ fn check_addresses(t: &Topology, text: &str) -> Result<(), TopologyError> {
     Ok(())
 }
 
+/// A cell's global identity: an ECGI for LTE, an NRCGI for NR (never both); the secondary
+/// carriers' cell identities (LTE with `[radio]` only).
+fn check_cell_identity(t: &Topology, text: &str, i: usize) -> Result<(), TopologyError> {
+    let c = &t.cells[i];
+    let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&s.len()) && s.chars().all(|c| c.is_ascii_digit())
+    };
+    let hex_id = |id: &str, max: usize| {
+        !id.is_empty() && id.len() <= max && u64::from_str_radix(id, 16).is_ok()
+    };
+    let plmn = |key: &'static str, mcc: &str, mnc: &str| {
+        if !digits(mcc, 3..=3) {
+            return Err(invalid(
+                text,
+                Field::item("cells", i).key(key).key("mcc"),
+                "mcc must be 3 digits",
+            ));
+        }
+        if !digits(mnc, 2..=3) {
+            return Err(invalid(
+                text,
+                Field::item("cells", i).key(key).key("mnc"),
+                "mnc must be 2 or 3 digits",
+            ));
+        }
+        Ok(())
+    };
+    match (c.rat, &c.ecgi, &c.nrcgi) {
+        (Rat::Lte, Some(e), None) => {
+            plmn("ecgi", &e.mcc, &e.mnc)?;
+            if !hex_id(&e.cell_id, 7) {
+                return Err(invalid(
+                    text,
+                    Field::item("cells", i).key("ecgi").key("cell_id"),
+                    format!(
+                        "'{}' is not a 28-bit cell identity (up to 7 hex digits)",
+                        e.cell_id
+                    ),
+                ));
+            }
+        }
+        (Rat::Nr, None, Some(n)) => {
+            plmn("nrcgi", &n.mcc, &n.mnc)?;
+            if !hex_id(&n.nrcell_id, 9) {
+                return Err(invalid(
+                    text,
+                    Field::item("cells", i).key("nrcgi").key("nrcell_id"),
+                    format!(
+                        "'{}' is not a 36-bit NR cell identity (up to 9 hex digits)",
+                        n.nrcell_id
+                    ),
+                ));
+            }
+            if t.radio.is_none() {
+                return Err(invalid(
+                    text,
+                    Field::item("cells", i).key("rat"),
+                    "NR cells exist only in the radio model: add a [radio] section",
+                ));
+            }
+        }
+        (Rat::Lte, _, _) => {
+            return Err(invalid(
+                text,
+                Field::item("cells", i).key("ecgi"),
+                "an LTE cell needs an ecgi = { mcc, mnc, cell_id } and no nrcgi",
+            ))
+        }
+        (Rat::Nr, _, _) => {
+            return Err(invalid(
+                text,
+                Field::item("cells", i).key("nrcgi"),
+                "an NR cell (rat = \"NR\") needs an nrcgi = { mcc, mnc, nrcell_id } and no ecgi",
+            ))
+        }
+    }
+    for (j, s) in c.secondary_carriers.iter().enumerate() {
+        let field = || Field::item("cells", i).at("secondary_carriers", j);
+        if c.rat != Rat::Lte || t.radio.is_none() {
+            return Err(invalid(
+                text,
+                field(),
+                "secondary carriers are for LTE cells with a [radio] section",
+            ));
+        }
+        if !hex_id(&s.cell_id, 7) {
+            return Err(invalid(
+                text,
+                field().key("cell_id"),
+                format!(
+                    "'{}' is not a 28-bit cell identity (up to 7 hex digits)",
+                    s.cell_id
+                ),
+            ));
+        }
+        if !(s.tx_power_dbm.is_finite() && (-30.0..=80.0).contains(&s.tx_power_dbm)) {
+            return Err(invalid(
+                text,
+                field().key("tx_power_dbm"),
+                "must be within -30..=80 dBm",
+            ));
+        }
+        if !(s.frequency_mhz.is_finite() && (100.0..=100_000.0).contains(&s.frequency_mhz)) {
+            return Err(invalid(
+                text,
+                field().key("frequency_mhz"),
+                "must be within 100..=100000 MHz",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_cells(t: &Topology, text: &str) -> Result<(), TopologyError> {
     for (i, c) in t.cells.iter().enumerate() {
         if t.host(&c.host).is_none() {
@@ -324,32 +440,7 @@ fn check_cells(t: &Topology, text: &str) -> Result<(), TopologyError> {
                 ),
             ));
         }
-        let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
-            n.contains(&s.len()) && s.chars().all(|c| c.is_ascii_digit())
-        };
-        if !digits(&c.ecgi.mcc, 3..=3) {
-            return Err(invalid(
-                text,
-                Field::item("cells", i).key("ecgi").key("mcc"),
-                "mcc must be 3 digits",
-            ));
-        }
-        if !digits(&c.ecgi.mnc, 2..=3) {
-            return Err(invalid(
-                text,
-                Field::item("cells", i).key("ecgi").key("mnc"),
-                "mnc must be 2 or 3 digits",
-            ));
-        }
-        let id = &c.ecgi.cell_id;
-        let ok = !id.is_empty() && id.len() <= 7 && u32::from_str_radix(id, 16).is_ok();
-        if !ok {
-            return Err(invalid(
-                text,
-                Field::item("cells", i).key("ecgi").key("cell_id"),
-                format!("'{id}' is not a 28-bit cell identity (up to 7 hex digits)"),
-            ));
-        }
+        check_cell_identity(t, text, i)?;
         let p = c.position;
         if !(-90.0..=90.0).contains(&p.latitude) || !(-180.0..=180.0).contains(&p.longitude) {
             return Err(invalid(
@@ -474,6 +565,13 @@ fn check_ues(t: &Topology, text: &str) -> Result<(), TopologyError> {
                 format!("unknown cell '{}' (cells: {})", u.cell, cell_names()),
             ));
         }
+        if t.cell(&u.cell).is_some_and(|c| c.rat == Rat::Nr) {
+            return Err(invalid(
+                text,
+                Field::item("ues", i).key("cell"),
+                format!("'{}' is an NR cell; UEs are served by LTE cells", u.cell),
+            ));
+        }
         if !u.trace.is_empty() && !u.waypoints.is_empty() {
             return Err(invalid(
                 text,
@@ -488,6 +586,16 @@ fn check_ues(t: &Topology, text: &str) -> Result<(), TopologyError> {
                     text,
                     Field::item("ues", i).at("trace", j).key("cell"),
                     format!("unknown cell '{}' (cells: {})", s.cell, cell_names()),
+                ));
+            }
+            if t.cell(&s.cell).is_some_and(|c| c.rat == Rat::Nr) {
+                return Err(invalid(
+                    text,
+                    Field::item("ues", i).at("trace", j).key("cell"),
+                    format!(
+                        "'{}' is an NR cell; UEs are handed over to LTE cells",
+                        s.cell
+                    ),
                 ));
             }
             if !(s.at_s.is_finite() && s.at_s >= last) {

@@ -233,3 +233,78 @@ fn reserved_and_malformed_topology_names_are_refused() {
     assert!(ferry_topology::topology_name_problem("../x").is_err());
     assert!(ferry_topology::topology_name_problem("three").is_ok());
 }
+
+const CELL1_ECGI: &str = "ecgi = { mcc = \"001\", mnc = \"01\", cell_id = \"0000001\" }";
+const NR_CELL: &str = "\n[[cells]]\nname = \"nr1\"\nrat = \"NR\"\n\
+    nrcgi = { mcc = \"001\", mnc = \"01\", nrcell_id = \"000000101\" }\n\
+    position = { latitude = 43.7300, longitude = 7.4200 }\nhost = \"mec1\"\n";
+
+#[test]
+fn nr_cells_and_secondary_carriers_parse() {
+    let text = format!(
+        "{}{NR_CELL}",
+        edit(
+            CELL1_ECGI,
+            &format!("{CELL1_ECGI}\nsecondary_carriers = [{{ cell_id = \"0000011\", frequency_mhz = 2600 }}]"),
+        )
+    );
+    let t = Topology::parse(&text).expect("valid");
+    let nr = t.cell("nr1").unwrap();
+    assert_eq!(nr.rat, ferry_topology::Rat::Nr);
+    assert_eq!(nr.nrcgi.as_ref().unwrap().nrcell_id, "000000101");
+    assert!(nr.ecgi.is_none());
+    assert_eq!(t.cells[0].rat, ferry_topology::Rat::Lte, "LTE by default");
+    let sc = &t.cells[0].secondary_carriers[0];
+    assert_eq!(
+        (sc.cell_id.as_str(), sc.frequency_mhz, sc.tx_power_dbm),
+        ("0000011", 2600.0, 43.0)
+    );
+}
+
+#[test]
+fn nr_cells_need_an_nrcgi_the_radio_model_and_serve_no_ue() {
+    let with_nr = format!("{EXAMPLE}{NR_CELL}");
+    // Drop the [radio] table (its keys up to the next table).
+    let start = with_nr.find("\n[radio]\n").unwrap();
+    let end = start + 1 + with_nr[start + 1..].find("\n[").unwrap();
+    let no_radio = format!("{}{}", &with_nr[..start], &with_nr[end..]);
+    let msg = rejects(&no_radio);
+    assert!(msg.contains("[radio]") && msg.contains("rat"), "{msg}");
+    let msg = rejects(&with_nr.replace("nrcell_id = \"000000101\"", "nrcell_id = \"1000000000\""));
+    assert!(msg.contains("36-bit"), "{msg}");
+    let msg = rejects(&with_nr.replace("rat = \"NR\"", "rat = \"LTE\""));
+    assert!(msg.contains("cells[3].ecgi"), "{msg}");
+    let msg = rejects(&with_nr.replace("rat = \"NR\"", "rat = \"5G\""));
+    assert!(msg.contains("rat"), "{msg}");
+    let msg = rejects(&format!(
+        "{}{NR_CELL}",
+        edit(CELL1_ECGI, &format!("{CELL1_ECGI}\nrat = \"NR\""))
+    ));
+    assert!(msg.contains("cells[0].nrcgi"), "{msg}");
+    let first_ue_cell = EXAMPLE[EXAMPLE.find("[[ues]]").unwrap()..]
+        .lines()
+        .find(|l| l.starts_with("cell = "))
+        .unwrap()
+        .to_string();
+    let msg = rejects(&with_nr.replacen(&first_ue_cell, "cell = \"nr1\"", 1));
+    assert!(
+        msg.contains("NR cell") && msg.contains("ues[0].cell"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn secondary_carriers_are_checked() {
+    let with = |carrier: &str| {
+        edit(
+            CELL1_ECGI,
+            &format!("{CELL1_ECGI}\nsecondary_carriers = [{carrier}]"),
+        )
+    };
+    let msg = rejects(&with("{ cell_id = \"10000000\", frequency_mhz = 2600 }"));
+    assert!(msg.contains("secondary_carriers[0].cell_id"), "{msg}");
+    let msg = rejects(&with("{ cell_id = \"11\", frequency_mhz = 20 }"));
+    assert!(msg.contains("frequency_mhz"), "{msg}");
+    let msg = rejects(&with("{ cell_id = \"11\" }"));
+    assert!(msg.contains("frequency_mhz"), "{msg}");
+}

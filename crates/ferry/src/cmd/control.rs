@@ -424,11 +424,13 @@ fn run_daemon(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("topology {}", path.display()))?;
         for cell in &topo.cells {
             config.cells.insert(cell.name.clone(), cell.host.clone());
-            let e = &cell.ecgi;
-            config.ecgis.insert(
-                ferry_control::follow::ecgi_key(&e.mcc, &e.mnc, &e.cell_id),
-                cell.host.clone(),
-            );
+            // NR cells (no ECGI) never serve a UE, so no cell change names them.
+            if let Some(e) = &cell.ecgi {
+                config.ecgis.insert(
+                    ferry_control::follow::ecgi_key(&e.mcc, &e.mnc, &e.cell_id),
+                    cell.host.clone(),
+                );
+            }
         }
         config.app_subnet = parse_subnet(&topo.app_subnet)
             .map_err(|e| anyhow::anyhow!("topology {}: app_subnet: {e}", path.display()))?;
