@@ -287,7 +287,16 @@ impl Runtime {
     }
 
     fn save(&self, c: &Container) -> Result<(), RuntimeError> {
-        container::save(c, &self.container_dir(&c.name))
+        container::save(c, &self.container_dir(&c.name), true)
+            .map_err(io(format!("save container '{}'", c.name)))
+    }
+
+    /// [`Runtime::save`] without waiting for the disk, for an incoming copy's restore and
+    /// commit: inside the app's frozen window, and redone from the migration journal by
+    /// recovery should a crash lose them (an uncommitted copy is removed, a committed one
+    /// committed again).
+    fn save_incoming_step(&self, c: &Container) -> Result<(), RuntimeError> {
+        container::save(c, &self.container_dir(&c.name), false)
             .map_err(io(format!("save container '{}'", c.name)))
     }
 

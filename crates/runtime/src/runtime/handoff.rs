@@ -660,7 +660,7 @@ impl Runtime {
         let images = self.incoming_dirs(name).images;
         let (ms, lazy, owner) = self.run_restore(&c, &images, true, lazy_from, engine)?;
         c.owner = owner;
-        self.save(&c)?;
+        self.save_incoming_step(&c)?;
         Ok((ms, lazy))
     }
 
@@ -753,7 +753,7 @@ impl Runtime {
         c.status = Status::Running;
         c.migration = None;
         c.started_at = Some(now_rfc3339());
-        self.save(&c)?;
+        self.save_incoming_step(&c)?;
         tracing::info!(container = %name, migration = %id, "incoming migration committed; serving here");
         Ok(c)
     }
