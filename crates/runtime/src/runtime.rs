@@ -832,12 +832,21 @@ impl Runtime {
                 },
             ),
         };
+        // A post-copy restore is done only once its daemon can pull the memory: without it
+        // the app would run on here, missing pages, while the source rolls nothing back.
+        let result = result.and_then(|owner| match lazy.as_mut() {
+            Some(l) => l.connected(&work).map(|()| owner),
+            None => Ok(owner),
+        });
         match result {
-            Ok(owner) => Ok((started.elapsed().as_millis() as u64, lazy, owner)),
+            Ok(owner) => Ok((
+                started.elapsed().as_millis() as u64,
+                lazy.map(|l| l.child),
+                owner,
+            )),
             Err(e) => {
                 if let Some(l) = lazy.as_mut() {
-                    let _ = l.kill();
-                    let _ = l.wait();
+                    l.stop();
                 }
                 net::remove_criu_network_lock(&c.netns);
                 let _ = self.runc.delete(name);

@@ -32,6 +32,64 @@ use crate::net;
 use crate::runc::{self, CheckpointOpts};
 use crate::spec;
 
+/// The descriptor on which the lazy-pages daemon says it is ready.
+const LAZY_STATUS_FD: i32 = 3;
+
+/// How long a post-copy restore waits for its lazy-pages daemon to reach the source's page
+/// server (a link that is down for longer fails the restore; the source rolls back).
+const LAZY_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A running `criu lazy-pages` daemon and the pipe on which it says it is ready: ferry's CRIU
+/// (scripts/criu-patches/0006) says so once it reached the source's page server, so that a
+/// restore is never reported done while its memory cannot come.
+pub(super) struct LazyPages {
+    pub(super) child: std::process::Child,
+    status: std::fs::File,
+}
+
+impl LazyPages {
+    /// Waits (at most [`LAZY_CONNECT_TIMEOUT`]) for the daemon's "ready".
+    pub(super) fn connected(&mut self, work: &Path) -> Result<(), RuntimeError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let failed = |why: &str| RuntimeError::Criu {
+            action: "lazy-pages",
+            name: String::new(),
+            detail: format!(
+                "{why}: the source's page server is out of reach; CRIU: {}",
+                runc::criu_log_tail(work, "lazy-pages.log")
+            ),
+        };
+        let deadline = Instant::now() + LAZY_CONNECT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(failed("not ready within 10 s"));
+            }
+            let ms = PollTimeout::try_from(left.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.status.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, ms) {
+                Ok(0) | Err(nix::Error::EINTR) => continue,
+                Ok(_) => break,
+                Err(e) => return Err(failed(&format!("status pipe: {e}"))),
+            }
+        }
+        let mut byte = [0u8; 1];
+        match self.status.read(&mut byte) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(failed("the daemon ended before it was ready")),
+            Err(e) => Err(failed(&format!("status pipe: {e}"))),
+        }
+    }
+
+    /// Kills and reaps the daemon.
+    pub(super) fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Parses CRIU's `stats-dump` image: two magic words, a length, then a protobuf
 /// `StatsEntry { DumpStatsEntry dump = 1 }` (field numbers from CRIU's stats.proto).
 pub fn parse_dump_stats(bytes: &[u8]) -> Option<DumpStats> {
@@ -664,16 +722,23 @@ impl Runtime {
         Ok((ms, lazy))
     }
 
+    /// Starts the `criu lazy-pages` daemon that pulls a post-copy restore's memory from the
+    /// source's page server at `source`; returns once the restore may connect to it.
     pub(super) fn start_lazy_pages(
         &self,
         images: &Path,
         work: &Path,
         source: std::net::SocketAddr,
         tls: Option<&CriuTls>,
-    ) -> Result<std::process::Child, RuntimeError> {
+    ) -> Result<LazyPages, RuntimeError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
         let tls_args = tls.map(|t| t.args(End::Dials)).unwrap_or_default();
-        let child = std::process::Command::new(&self.config.criu)
-            .args(["lazy-pages", "--page-server", "--address"])
+        let (status, ready) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| io("make the lazy-pages status pipe")(std::io::Error::from(e)))?;
+        let ready_fd = ready.as_raw_fd();
+        let mut cmd = std::process::Command::new(&self.config.criu);
+        cmd.args(["lazy-pages", "--page-server", "--address"])
             .arg(source.ip().to_string())
             .arg("--port")
             .arg(source.port().to_string())
@@ -682,27 +747,48 @@ impl Runtime {
             .arg("-W")
             .arg(work)
             .args(["-o", "lazy-pages.log", "-v4"])
+            .args(["--status-fd", &LAZY_STATUS_FD.to_string()])
             .args(tls_args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(io("start criu lazy-pages"))?;
-        // The restore connects to the daemon's socket: wait until it exists.
+            .stderr(std::process::Stdio::null());
+        // SAFETY: runs in the child between fork and exec and calls only dup2, which is
+        // async-signal-safe; the copy loses close-on-exec, so only CRIU gets the pipe's end.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(ready_fd, LAZY_STATUS_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(io("start criu lazy-pages"))?;
+        drop(ready);
+        let mut lazy = LazyPages {
+            child,
+            status: std::fs::File::from(status),
+        };
+        // The restore connects to the daemon's socket: wait until it exists (ferry's CRIU
+        // names it only once it listens, scripts/criu-patches/0009).
         let socket = work.join("lazy-pages.socket");
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
         while !socket.exists() {
-            if Instant::now() > deadline {
+            if Instant::now() > deadline || matches!(lazy.child.try_wait(), Ok(Some(_))) {
+                lazy.stop();
                 return Err(RuntimeError::Criu {
                     action: "lazy-pages",
                     name: String::new(),
-                    detail: format!("no {} after 10 s; see lazy-pages.log", socket.display()),
+                    detail: format!(
+                        "no {} after 10 s or the daemon ended; CRIU: {}",
+                        socket.display(),
+                        runc::criu_log_tail(work, "lazy-pages.log")
+                    ),
                 });
             }
             // Short: the restore, inside the frozen window, waits for this.
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        Ok(child)
+        Ok(lazy)
     }
 
     /// Post-copy statistics from the lazy-pages daemon's log for `name`. CRIU logs each
