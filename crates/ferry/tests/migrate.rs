@@ -365,22 +365,25 @@ fn killed_target_daemon_is_rolled_back() {
     wait_b_clean(&pair);
 }
 
+/// The link goes down after the dump, before the images (and with them the restore) reach
+/// the target. (Past that point the next call is the commit: see
+/// `cut_link_at_commit_settles_on_exactly_one_host`.)
 #[test]
 fn cut_link_is_rolled_back() {
     let pair = Pair::start();
     let (mut conn, before) = setup(&pair, 8);
-    pair.a.arm("source-transferred");
+    pair.a.arm("source-dumped");
     let id = pair
         .a
         .start_migration("app", json!({"target": TARGET, "technique": "cold"}))
         .unwrap();
-    pair.a.wait_reached("source-transferred");
+    pair.a.wait_reached("source-dumped");
     pair.link(2, false); // b unreachable from a
-    pair.a.release("source-transferred");
+    pair.a.release("source-dumped");
     let (state, report) = finish(&pair, &id);
     pair.link(2, true);
     assert_eq!(state, "rolled_back", "{report}");
-    assert_eq!(report["failed_phase"], "restore", "{report}");
+    assert_eq!(report["failed_phase"], "transfer", "{report}");
     // b may still hold its parked copy until the abort arrives; it never serves.
     let (_, b) = pair.whereabouts("app");
     assert!(

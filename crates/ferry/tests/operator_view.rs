@@ -247,7 +247,7 @@ fn the_dashboard_shows_a_relocation_live_in_a_browser_and_every_daemon_is_scrape
         count(
             &target,
             "ferry_http_requests_total",
-            &[("route", "/ferry/v1/channel/{id}/restore")]
+            &[("route", "/ferry/v1/channel/{id}/images")]
         ) >= 1.0
     );
 

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use ferry_wire::channel::{
-    ChannelState, Offer, OfferReply, RestoreOrder, RestoreReply, RoundReply, RoundRequest,
+    ChannelState, ImagesReply, Offer, OfferReply, RestoreOrder, RoundReply, RoundRequest,
     CONTROL_TIMEOUT, PAGE_SERVER_WAIT,
 };
 use ferry_wire::container::{
@@ -414,29 +414,25 @@ impl HostClient {
         self.json(c, req).await
     }
 
-    /// Streams the images and writable layer (a tar, see `ferry_migration::stream`).
+    /// Streams the images and writable layer (a tar, see `ferry_migration::stream`); the
+    /// target then restores as `order` says and answers how that went.
     pub async fn send_images(
         &self,
         id: &MigrationId,
         token: &str,
         body: reqwest::Body,
-        deadline: Duration,
-    ) -> Result<(), HostError> {
-        let c = self.channel_call(Some(id), "images", deadline);
-        let req = self.http.put(&c.url).bearer_auth(token).body(body);
-        self.empty(c, req).await
-    }
-
-    pub async fn restore_incoming(
-        &self,
-        id: &MigrationId,
-        token: &str,
         order: &RestoreOrder,
-    ) -> Result<RestoreReply, HostError> {
-        // Waits for the page server to finish (the dump has ended: seconds), then CRIU's
-        // restore (seconds even for GiBs read from the target's disk).
-        let c = self.channel_call(Some(id), "restore", PAGE_SERVER_WAIT * 2);
-        let req = self.http.post(&c.url).bearer_auth(token).json(order);
+        deadline: Duration,
+    ) -> Result<ImagesReply, HostError> {
+        // Past the stream: the target waits for the page server to finish (the dump has
+        // ended: seconds), then CRIU's restore (seconds even for GiBs read from its disk).
+        let c = self.channel_call(Some(id), "images", deadline + PAGE_SERVER_WAIT * 2);
+        let req = self
+            .http
+            .put(&c.url)
+            .bearer_auth(token)
+            .query(order)
+            .body(body);
         self.json(c, req).await
     }
 

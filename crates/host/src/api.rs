@@ -109,7 +109,6 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(channel_state))
         .routes(routes!(channel_round))
         .routes(routes!(channel_images))
-        .routes(routes!(channel_restore))
         .routes(routes!(channel_commit))
         .routes(routes!(channel_abort))
 }
@@ -500,40 +499,26 @@ async fn channel_round(
     blocking(move || Ok(Json(app.engine.round(&id, &token, req)?))).await
 }
 
-#[utoipa::path(put, path = "/channel/{id}/images", tag = "channel", description = "The image stream (manifest with sizes and SHA-256, then the files) of the final dump.", params(("id" = String, Path, description = "the migration id")), request_body(content = Vec<u8>, content_type = "application/x-tar"), responses((status = 204, description = "received and verified"), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
+#[utoipa::path(put, path = "/channel/{id}/images", tag = "channel", description = "The image stream (manifest with sizes and SHA-256, then the files) of the final dump; once it is in and checked, the target restores the copy (still parked) and answers how that went.", params(("id" = String, Path, description = "the migration id"), ("lazy_page_server_port" = Option<u16>, Query, description = "post-copy: the port of the source's page server, on the address the call comes from")), request_body(content = Vec<u8>, content_type = "application/x-tar"), responses((status = 200, description = "received and verified; the restore's outcome", body = ferry_wire::channel::ImagesReply), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn channel_images(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let token = token(&headers)?;
-    let id = migration_id(&id)?;
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let reader = SyncIoBridge::new(StreamReader::new(stream));
-    blocking(move || {
-        app.engine.receive_images(&id, &token, reader)?;
-        Ok(StatusCode::NO_CONTENT)
-    })
-    .await
-}
-
-#[utoipa::path(post, path = "/channel/{id}/restore", tag = "channel", params(("id" = String, Path, description = "the migration id")), request_body(content = Option<RestoreOrder>), responses((status = 200, body = ferry_wire::channel::RestoreReply), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
-async fn channel_restore(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    query: Result<Query<RestoreOrder>, axum::extract::rejection::QueryRejection>,
+    body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = token(&headers)?;
     let id = migration_id(&id)?;
-    let order: RestoreOrder = optional_json(&body)?;
-    // Post-copy pages are pulled from the host that asked for the restore: the source.
+    let Query(order) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    // Post-copy pages are pulled from the host that sent the images: the source.
     blocking(move || {
-        Ok(Json(app.engine.restore(
+        Ok(Json(app.engine.receive_images(
             &id,
             &token,
+            reader,
             order,
             peer.addr.ip(),
         )?))

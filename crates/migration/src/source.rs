@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use ferry_host_client::{HostClient, HostError};
 use ferry_runtime::{criu, Dump, RuntimeError};
 use ferry_wire::channel::{
-    Committed, Offer, RestoreOrder, RoundReply, RoundRequest, PREPARE_TIMEOUT, PROTOCOL_VERSION,
+    Committed, ImagesReply, Offer, RestoreOrder, RoundReply, RoundRequest, PREPARE_TIMEOUT,
+    PROTOCOL_VERSION,
 };
 use ferry_wire::migration::{
     CheckpointEngine, Fault, IncomingState, MigrateRequest, MigrationId, MigrationReport,
@@ -729,41 +730,39 @@ impl Run {
         }
         self.hook(Point::SourceDumped);
 
-        // Transfer: the other images and the writable layer, checked on arrival.
+        // Transfer: the other images and the writable layer, checked on arrival; the target
+        // then restores at once, still unreachable there (one round trip for both).
         self.phase(Phase::Transfer);
         let t = Instant::now();
         let upper = self.rt().upper_dir(&self.name);
         let manifest = stream::build_manifest(&image_dir, &upper, final_pages_bytes)
             .map_err(fail(Phase::Transfer))?;
-        let sent = self
+        let order = RestoreOrder {
+            lazy_page_server_port: lazy_port,
+        };
+        let (sent, streamed, reply) = self
             .send_images(
                 manifest,
                 image_dir,
                 upper,
+                &order,
                 fault == Some(Fault::CorruptImage),
             )
             .map_err(fail(Phase::Transfer))?;
         self.edit(|r| {
             r.report.stream_bytes = sent;
-            r.report.timings.transfer_ms = Some(t.elapsed().as_millis() as u64);
+            r.report.timings.transfer_ms = Some(streamed.as_millis() as u64);
         });
         self.hook(Point::SourceTransferred);
-
-        // Restore on the target, still unreachable there.
         self.phase(Phase::Restore);
-        let t = Instant::now();
-        let restored = self
-            .block(self.client.restore_incoming(
-                &self.id,
-                &self.token,
-                &RestoreOrder {
-                    lazy_page_server_port: lazy_port,
-                },
-            ))
-            .map_err(fail(Phase::Restore))?;
+        let restored = match reply {
+            ImagesReply::Restored(r) => r,
+            ImagesReply::Failed { detail } => return Err(fail(Phase::Restore)(detail)),
+        };
         self.edit(|r| {
             r.report.timings.restore_ms = Some(restored.restore_ms);
-            r.report.timings.restore_call_ms = Some(t.elapsed().as_millis() as u64);
+            r.report.timings.restore_call_ms =
+                Some(t.elapsed().saturating_sub(streamed).as_millis() as u64);
         });
         self.hook(Point::SourceRestored);
 
@@ -884,36 +883,41 @@ impl Run {
         Ok((last, round))
     }
 
-    /// Streams the images and writable layer: the tar is produced while it is sent, so
-    /// nothing is written twice here. Returns the bytes sent.
+    /// Streams the images and writable layer (the tar is produced while it is sent, so
+    /// nothing is written twice here) and returns the bytes sent, how long the stream took to
+    /// go out, and the target's answer: its restore's outcome.
     fn send_images(
         &self,
         manifest: stream::Manifest,
         images: PathBuf,
         upper: PathBuf,
+        order: &RestoreOrder,
         corrupt: bool,
-    ) -> Result<u64, MigrationError> {
+    ) -> Result<(u64, Duration, ImagesReply), MigrationError> {
         let total: u64 = manifest.entries.values().map(|e| e.size).sum();
         // A stream slower than 1 MB/s (plus a minute) means a link that stopped.
         let deadline = Duration::from_secs(60 + total / 1_000_000);
         let (mut writer, body) = ferry_host_client::body_writer();
+        let started = Instant::now();
         let producer = std::thread::spawn(move || {
             let written = stream::write_stream(&manifest, &images, &upper, &mut writer, corrupt);
             match &written {
                 Ok(_) => drop(writer),
                 Err(e) => writer.fail(std::io::Error::new(e.kind(), e.to_string())),
             }
-            written
+            (written, started.elapsed())
         });
-        let sent = self.block(
-            self.client
-                .send_images(&self.id, &self.token, body, deadline),
-        );
-        let bytes = producer
+        let answer =
+            self.block(
+                self.client
+                    .send_images(&self.id, &self.token, body, order, deadline),
+            );
+        let (bytes, streamed) = producer
             .join()
             .map_err(|_| MigrationError::Io("the stream's producer panicked".into()))?;
-        sent?;
-        bytes.map_err(|e| MigrationError::Io(format!("stream: {e}")))
+        let reply = answer?;
+        let bytes = bytes.map_err(|e| MigrationError::Io(format!("stream: {e}")))?;
+        Ok((bytes, streamed, reply))
     }
 
     /// The target committed (it said so): recorded, and whoever steers traffic is told.

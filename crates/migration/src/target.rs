@@ -17,8 +17,9 @@ use sha2::{Digest, Sha256};
 use ferry_runtime::criu::{CriuTls, End};
 use ferry_runtime::Status;
 use ferry_wire::channel::{
-    ChannelState, IndexFile, LazyState, Offer, OfferReply, RestoreOrder, RestoreReply, RoundReply,
-    RoundRequest, MAX_LEASE, MIN_LEASE, PAGE_SERVER_WAIT, PREPARE_TIMEOUT, PROTOCOL_VERSION,
+    ChannelState, ImagesReply, IndexFile, LazyState, Offer, OfferReply, RestoreOrder, RestoreReply,
+    RoundReply, RoundRequest, MAX_LEASE, MIN_LEASE, PAGE_SERVER_WAIT, PREPARE_TIMEOUT,
+    PROTOCOL_VERSION,
 };
 use ferry_wire::migration::{IncomingState, IncomingView, MigrationId, Technique};
 
@@ -481,8 +482,27 @@ impl Engine {
         }
     }
 
-    /// `PUT .../images`: receives and verifies the stream. A bad stream aborts the migration.
+    /// `PUT .../images`: receives and verifies the stream (a bad stream aborts the migration
+    /// and fails the call), then restores as `order` says: one round trip for both, inside
+    /// the app's frozen window. The restore's outcome is the answer.
     pub fn receive_images(
+        &self,
+        id: &MigrationId,
+        token: &str,
+        input: impl Read,
+        order: RestoreOrder,
+        peer: IpAddr,
+    ) -> Result<ImagesReply, MigrationError> {
+        self.receive(id, token, input)?;
+        Ok(match self.restore(id, token, order, peer) {
+            Ok(r) => ImagesReply::Restored(r),
+            Err(e) => ImagesReply::Failed {
+                detail: e.to_string(),
+            },
+        })
+    }
+
+    fn receive(
         &self,
         id: &MigrationId,
         token: &str,
@@ -508,9 +528,9 @@ impl Engine {
         Ok(())
     }
 
-    /// `POST .../restore`: checks the pages arrived whole and restores the copy, still
-    /// parked. Post-copy pages are pulled from `peer` (the source) at the order's port.
-    pub fn restore(
+    /// Checks the pages arrived whole and restores the copy, still parked (a failure aborts
+    /// the migration). Post-copy pages are pulled from `peer` (the source) at the order's port.
+    fn restore(
         &self,
         id: &MigrationId,
         token: &str,

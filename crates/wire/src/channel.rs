@@ -5,8 +5,7 @@
 //! |---|---|---|
 //! | `POST /ferry/v1/channel` | [`Offer`] | records the migration, prepares the parked copy, a page server for cold; [`OfferReply`] |
 //! | `POST /ferry/v1/channel/{id}/rounds` | [`RoundRequest`] | pre-copy/hybrid: checks the last round's pages, a page server for the next; [`RoundReply`] |
-//! | `PUT /ferry/v1/channel/{id}/images` | tar stream | writes and verifies images and writable layer |
-//! | `POST /ferry/v1/channel/{id}/restore` | [`RestoreOrder`] | waits for the pages, checks their size, restores (still parked); [`RestoreReply`] |
+//! | `PUT /ferry/v1/channel/{id}/images[?lazy_page_server_port=P]` | tar stream | writes and verifies images and writable layer, then waits for the pages, checks their size and restores (still parked): one round trip for both; [`ImagesReply`] |
 //! | `POST /ferry/v1/channel/{id}/commit` | - | records `committed`, makes the copy reachable; [`ChannelState`] |
 //! | `POST /ferry/v1/channel/{id}/abort` | - | records `aborted`, removes the uncommitted copy; [`ChannelState`] |
 //! | `GET /ferry/v1/channel/{id}` | - | [`ChannelState`]: the target's durable answer |
@@ -23,7 +22,7 @@ use crate::migration::{CheckpointEngine, IncomingState, MigrationId, PageTranspo
 
 /// Version of the host API and migration channel. Bump it for any change a peer of the old
 /// version would misread.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Header carrying the per-migration token.
 pub const AUTH_HEADER: &str = "authorization";
@@ -100,12 +99,24 @@ pub struct IndexFile {
     pub hex: Option<String>,
 }
 
-/// Source -> target: restore now.
+/// Source -> target, the query of the images call: how to restore once they are in.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreOrder {
     /// Post-copy: the port of the source's page server (on the address the request came from).
     #[serde(default)]
     pub lazy_page_server_port: Option<u16>,
+}
+
+/// Target -> source, the answer to the images call: they arrived whole (else the call
+/// fails), then the restore either worked or did not, so that the source tells a failed
+/// restore from a failed transfer.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "restore", rename_all = "snake_case")]
+pub enum ImagesReply {
+    /// The copy is restored, still parked.
+    Restored(RestoreReply),
+    /// The restore failed and the copy is removed: the migration is aborted here.
+    Failed { detail: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
