@@ -92,8 +92,8 @@ struct CheckpointArgs {
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench-results/checkpoint.json")]
     out: PathBuf,
-    /// Who drives CRIU: runc, native or both (run by run).
-    #[arg(long, value_delimiter = ',', default_value = "runc")]
+    /// Who drives CRIU: native (the hosts' default), runc or both (run by run).
+    #[arg(long, value_delimiter = ',', default_value = "native")]
     engines: Vec<CheckpointEngine>,
 }
 

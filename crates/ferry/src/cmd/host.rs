@@ -57,9 +57,9 @@ pub struct Args {
     /// that measure what TLS costs; logged at start.
     #[arg(long)]
     allow_plain_pages: bool,
-    /// Who drives CRIU for migrations whose request does not say: runc (its CLI) or native
-    /// (ferry over CRIU's RPC, nothing but CRIU while the app is frozen).
-    #[arg(long, env = "FERRY_ENGINE", default_value_t = ferry_wire::migration::CheckpointEngine::Runc)]
+    /// Who drives CRIU for migrations whose request does not say: native (ferry over CRIU's
+    /// RPC, nothing but CRIU while the app is frozen: the shorter downtime) or runc (its CLI).
+    #[arg(long, env = "FERRY_ENGINE", default_value_t = ferry_wire::migration::CheckpointEngine::Native)]
     engine: ferry_wire::migration::CheckpointEngine,
     /// Largest image archive accepted, in MiB of tar (after gunzip of a gzipped archive).
     #[arg(long, default_value_t = ImageLimits::default().archive_bytes >> 20)]

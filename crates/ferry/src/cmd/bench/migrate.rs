@@ -74,8 +74,9 @@ pub struct MigrateArgs {
     /// --allow-plain-pages).
     #[arg(long, value_delimiter = ',', default_value = "tls")]
     pages: Vec<PageTransport>,
-    /// Who drives CRIU: runc, native, or both (run by run in one testbed), with the ratio.
-    #[arg(long, value_delimiter = ',', default_value = "runc")]
+    /// Who drives CRIU: native (the hosts' default), runc, or both (run by run in one
+    /// testbed), with the ratio.
+    #[arg(long, value_delimiter = ',', default_value = "native")]
     engines: Vec<CheckpointEngine>,
 }
 
