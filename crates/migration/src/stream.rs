@@ -1,5 +1,7 @@
 //! The stream that carries a container's CRIU images (all but the memory pages, which go
-//! through the page server) and its writable layer from source to target, as one tar:
+//! through the page server) and its writable layer from source to target, as one tar,
+//! gzip-compressed (fast level: the non-lazy pages of a post-copy dump shrink severalfold,
+//! so the stream crosses the link in fewer of TCP's round trips):
 //!
 //! ```text
 //! MANIFEST.json        every entry below with kind, size and sha256, plus the page bytes
@@ -162,7 +164,8 @@ pub fn write_stream(
         bytes: 0,
     };
     {
-        let mut tar = tar::Builder::new(&mut counter);
+        let gz = flate2::write::GzEncoder::new(&mut counter, flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
         let body = serde_json::to_vec(manifest).map_err(std::io::Error::other)?;
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
@@ -209,7 +212,7 @@ pub fn write_stream(
                 }
             }
         }
-        tar.finish()?;
+        tar.into_inner()?.finish()?;
     }
     counter.inner.flush()?;
     Ok(counter.bytes)
@@ -274,7 +277,8 @@ pub fn receive_stream(
 ) -> Result<Manifest, MigrationError> {
     std::fs::create_dir_all(images).map_err(io_err("create image dir"))?;
     std::fs::create_dir_all(upper).map_err(io_err("create upper dir"))?;
-    let mut archive = tar::Archive::new(input);
+    // The limits below count the entries' bytes as they come out of the decompressor.
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(input));
     let mut entries = archive.entries().map_err(io_err("read stream"))?;
     let manifest: Manifest = {
         let mut first = entries
@@ -555,7 +559,10 @@ mod tests {
             h.set_cksum();
             tar.append_data(&mut h, path, body.as_slice()).unwrap();
         }
-        let buf = tar.into_inner().unwrap();
+        // Compressed as a source's stream is: the 1 MiB of ones shrinks to a few KiB.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar.into_inner().unwrap()).unwrap();
+        let buf = gz.finish().unwrap();
         let (a, b) = (t.path().join("a"), t.path().join("b"));
         let err = receive_stream(buf.as_slice(), &a, &b, ROOMY).unwrap_err();
         assert!(matches!(err, MigrationError::Integrity(_)), "{err}");

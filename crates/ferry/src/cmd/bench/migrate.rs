@@ -1005,14 +1005,19 @@ fn print_targets(cells: &[Cell], runs: &[Run], plan: &Plan) {
         );
         return;
     };
+    // The hosts' default engine (native) where the run has it.
     let at = |t: &str| {
-        cells.iter().find(|c| {
+        let mut matching = cells.iter().filter(|c| {
             c.profile == gbit.name
                 && c.ballast_mib == 256
                 && c.dirty_mib_s == 8
                 && c.technique == t
                 && c.pages != Some(PageTransport::Plain)
-        })
+        });
+        let first = matching.clone().next();
+        matching
+            .find(|c| c.engine == Some(CheckpointEngine::Native))
+            .or(first)
     };
     println!("\ntargets (issue 3, item 8) at 256 MiB, 8 MiB/s, 1 Gbit/s:");
     for t in ["cold", "post-copy"] {
@@ -1033,6 +1038,7 @@ fn print_targets(cells: &[Cell], runs: &[Run], plan: &Plan) {
                     .filter(|r| {
                         r.ok && r.technique == t
                             && r.pages == c.pages
+                            && r.engine == c.engine
                             && r.profile == c.profile
                             && r.ballast_mib == 256
                             && r.dirty_mib_s == 8
