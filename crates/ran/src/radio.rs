@@ -652,14 +652,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a3_fires_only_after_the_time_to_trigger() {
-        let p = Radio {
+    /// A3 with a 3 dB offset, 1 dB hysteresis and 320 ms to trigger (today's defaults, pinned
+    /// here so that the tests do not move with them).
+    fn a3_radio() -> Radio {
+        Radio {
             a3_offset_db: 3.0,
             hysteresis_db: 1.0,
             time_to_trigger_ms: 320,
             ..Radio::default()
-        };
+        }
+    }
+
+    #[test]
+    fn a3_fires_only_after_the_time_to_trigger() {
+        let p = a3_radio();
         let ms = Duration::from_millis;
         let mut a3 = A3::default();
         let serving = meas(0, -100.0);
@@ -825,12 +831,7 @@ mod tests {
 
     #[test]
     fn the_nr_leg_takes_the_strongest_then_changes_only_by_a3() {
-        let p = Radio {
-            a3_offset_db: 3.0,
-            hysteresis_db: 1.0,
-            time_to_trigger_ms: 320,
-            ..Radio::default()
-        };
+        let p = a3_radio();
         let ms = Duration::from_millis;
         let mut leg = NrLeg::default();
         assert!(!leg.update(&p, &[], ms(0)));

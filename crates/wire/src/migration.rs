@@ -515,11 +515,13 @@ pub struct Timings {
     pub freeze_ms: Option<u64>,
     /// CRIU dump; for cold this includes sending every page to the target's page server.
     pub dump_ms: Option<u64>,
+    /// The images stream leaving the source (the images call goes on until the target has
+    /// restored: see `restore_call_ms`).
     pub transfer_ms: Option<u64>,
     /// The target's restore (CRIU's and ferry's work there).
     pub restore_ms: Option<u64>,
-    /// The restore as the source saw it: the call to the target, its round trip and all the
-    /// target did before and after CRIU.
+    /// The rest of the images call as the source saw it: the stream's tail in flight, the
+    /// round trip, the target's checks and all it did before and after CRIU's restore.
     #[serde(default)]
     pub restore_call_ms: Option<u64>,
     pub commit_ms: Option<u64>,
