@@ -455,6 +455,10 @@ impl Drop for TestHost {
             }
         }
         self.stop_daemon();
+        // runc and CRIU processes the daemon started and did not see end (a post-copy dump
+        // still serving a target that went away, in a test that failed): their own process
+        // groups, so the daemon's end does not take them.
+        ferry_runtime::criu::kill_processes_under(self.state.path());
         // Whatever the API could not remove (a test that failed in a bad state, or one that
         // stopped its daemon during a migration), removed behind the daemon's back: runc's
         // containers, then what runc leaves of their cgroups and the daemon's parents.
