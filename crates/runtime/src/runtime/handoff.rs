@@ -752,11 +752,23 @@ impl Runtime {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        // SAFETY: runs in the child between fork and exec and calls only dup2, which is
-        // async-signal-safe; the copy loses close-on-exec, so only CRIU gets the pipe's end.
+        // SAFETY: runs in the child between fork and exec and calls only dup2 and fcntl,
+        // which are async-signal-safe. The copy on LAZY_STATUS_FD loses close-on-exec (or,
+        // should the pipe's end be that descriptor already, close-on-exec is cleared), so only
+        // CRIU gets the pipe's end.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(ready_fd, LAZY_STATUS_FD) < 0 {
+                let placed = if ready_fd == LAZY_STATUS_FD {
+                    let flags = libc::fcntl(ready_fd, libc::F_GETFD);
+                    if flags < 0 {
+                        flags
+                    } else {
+                        libc::fcntl(ready_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC)
+                    }
+                } else {
+                    libc::dup2(ready_fd, LAZY_STATUS_FD)
+                };
+                if placed < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

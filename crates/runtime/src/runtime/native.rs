@@ -276,8 +276,6 @@ impl Runtime {
     }
 }
 
-/// The cgroup v1 hierarchies this host mounts (their mountpoints); none on a unified
-/// hierarchy. runc binds the container's directory of each into its /sys/fs/cgroup.
 /// The host's cgroup hierarchies as CRIU's cgroup yard, when they are mounted as CRIU lays
 /// out a yard it makes itself: one directory per hierarchy under /sys/fs/cgroup, named by its
 /// controllers (`name=` dropped, `unified` for cgroup v2), the whole hierarchy in each. CRIU
@@ -323,6 +321,8 @@ fn yard_of(cgroups: &str, mountinfo: &str) -> Option<String> {
     any.then(|| ROOT.to_string())
 }
 
+/// The cgroup v1 hierarchies this host mounts (their mountpoints); none on a unified
+/// hierarchy. runc binds the container's directory of each into its /sys/fs/cgroup.
 fn v1_hierarchies() -> Vec<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     text.lines()
