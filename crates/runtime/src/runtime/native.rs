@@ -337,8 +337,8 @@ fn v1_hierarchies() -> Vec<String> {
 
 /// A CRIU (`criu swrk`) started for the restore of an incoming copy when the offer comes, not
 /// while the app is frozen on the source: already in the container's cgroups, so the
-/// restored processes are born there and CRIU moves none of them (each move into a cgroup
-/// waits for an RCU grace period, 7-13 ms here), and handed the copy's network namespace.
+/// restored processes are born there and CRIU moves none of them (the first move into a
+/// cgroup took 7-13 ms here), and handed the copy's network namespace.
 pub(crate) struct Restorer {
     session: criu_rpc::Session,
 }
