@@ -64,29 +64,46 @@ fn open_dir(p: &Path) -> Result<std::fs::File, RuntimeError> {
     std::fs::File::open(p).map_err(io(format!("open {}", p.display())))
 }
 
+/// One line of a mountinfo file: what of it ferry reads.
+struct Mount<'a> {
+    /// The mounted directory of its filesystem (`/` for the whole of it).
+    root: &'a str,
+    mountpoint: &'a str,
+    fstype: &'a str,
+}
+
+/// The mounts of a mountinfo file's text (lines it cannot read are left out).
+fn mounts(mountinfo: &str) -> impl Iterator<Item = Mount<'_>> {
+    mountinfo.lines().filter_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let sep = fields.iter().position(|f| *f == "-")?;
+        Some(Mount {
+            root: fields.get(3)?,
+            mountpoint: fields.get(4)?,
+            fstype: fields.get(sep + 1)?,
+        })
+    })
+}
+
 /// The mounts of a process' mount namespace that CRIU cannot dump by itself, as
 /// (mountpoint, name in the images): binds from outside the container's root.
 fn external_mounts(pid: i32, masked: &[String]) -> Result<Vec<ExtMountMap>, RuntimeError> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
         .map_err(io(format!("read /proc/{pid}/mountinfo")))?;
     let mut out = Vec::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        let (Some(root), Some(mountpoint), Some(fstype)) =
-            (fields.get(3), fields.get(4), fields.get(sep + 1))
-        else {
-            continue;
-        };
-        if *fstype == "cgroup" {
+    for Mount {
+        root,
+        mountpoint,
+        fstype,
+    } in mounts(&text)
+    {
+        if fstype == "cgroup" {
             // cgroup v1: each controller's directory of the container, bound in by runc.
             out.push(ExtMountMap {
                 key: mountpoint.to_string(),
                 val: mountpoint.to_string(),
             });
-        } else if masked.iter().any(|m| m == mountpoint) && *root != "/" {
+        } else if masked.iter().any(|m| m == mountpoint) && root != "/" {
             // A masked file: /dev/null bound over it.
             out.push(ExtMountMap {
                 key: mountpoint.to_string(),
@@ -291,15 +308,8 @@ fn cgroup_yard() -> Option<String> {
 /// [`cgroup_yard`] from the texts of /proc/self/cgroup and /proc/self/mountinfo.
 fn yard_of(cgroups: &str, mountinfo: &str) -> Option<String> {
     const ROOT: &str = "/sys/fs/cgroup";
-    // (mountpoint, fstype) of every whole hierarchy mounted.
-    let mounts: Vec<(&str, &str)> = mountinfo
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let sep = fields.iter().position(|f| *f == "-")?;
-            (*fields.get(3)? == "/").then_some((*fields.get(4)?, *fields.get(sep + 1)?))
-        })
-        .collect();
+    // Every whole hierarchy mounted.
+    let whole: Vec<Mount> = mounts(mountinfo).filter(|m| m.root == "/").collect();
     let mut any = false;
     for line in cgroups.lines() {
         let controllers = line.split(':').nth(1)?;
@@ -313,7 +323,10 @@ fn yard_of(cgroups: &str, mountinfo: &str) -> Option<String> {
             (names.join(","), "cgroup")
         };
         let want = format!("{ROOT}/{dir}");
-        if !mounts.iter().any(|(m, t)| *m == want && *t == fstype) {
+        if !whole
+            .iter()
+            .any(|m| m.mountpoint == want && m.fstype == fstype)
+        {
             return None;
         }
         any = true;
@@ -325,13 +338,9 @@ fn yard_of(cgroups: &str, mountinfo: &str) -> Option<String> {
 /// hierarchy. runc binds the container's directory of each into its /sys/fs/cgroup.
 fn v1_hierarchies() -> Vec<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let sep = fields.iter().position(|f| *f == "-")?;
-            (fields.get(sep + 1) == Some(&"cgroup"))
-                .then(|| fields.get(4).map(|m| m.to_string()))?
-        })
+    mounts(&text)
+        .filter(|m| m.fstype == "cgroup")
+        .map(|m| m.mountpoint.to_string())
         .collect()
 }
 
