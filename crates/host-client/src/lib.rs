@@ -45,6 +45,9 @@ pub enum HostError {
     BadUrl(String, String),
     #[error("ferry host at {url} unreachable: {reason}")]
     Unreachable { url: String, reason: String },
+    /// No connection could be made: the request never reached the host.
+    #[error("ferry host at {url} unreachable (no connection): {reason}")]
+    NotConnected { url: String, reason: String },
     #[error("ferry host at {url} did not answer within {} s", after.as_secs_f64())]
     TimedOut { url: String, after: Duration },
     #[error("{url} answered {status}: {}", problem.detail.as_deref().unwrap_or(""))]
@@ -79,8 +82,15 @@ impl HostError {
     pub fn no_answer(&self) -> bool {
         matches!(
             self,
-            HostError::Unreachable { .. } | HostError::TimedOut { .. }
+            HostError::Unreachable { .. }
+                | HostError::NotConnected { .. }
+                | HostError::TimedOut { .. }
         )
+    }
+
+    /// The request never reached the host (no connection was made): it cannot have acted.
+    pub fn never_reached(&self) -> bool {
+        matches!(self, HostError::NotConnected { .. })
     }
 
     /// The ProblemDetails' detail (or the error itself), for messages.
@@ -167,7 +177,13 @@ impl HostClient {
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, HostError> {
         let resp = req.timeout(c.deadline).send().await.map_err(|e| {
-            if e.is_timeout() {
+            // First: a connect that timed out is also a request that never left.
+            if e.is_connect() {
+                HostError::NotConnected {
+                    url: c.url.clone(),
+                    reason: root_cause(&e),
+                }
+            } else if e.is_timeout() {
                 HostError::TimedOut {
                     url: c.url.clone(),
                     after: c.deadline,
@@ -665,7 +681,8 @@ mod tests {
             .health()
             .await
             .unwrap_err();
-        assert!(matches!(e, HostError::Unreachable { .. }), "{e}");
+        assert!(matches!(e, HostError::NotConnected { .. }), "{e}");
+        assert!(e.never_reached() && e.no_answer());
     }
 
     #[tokio::test]

@@ -13,13 +13,9 @@ pub enum Point {
     SourceOffered,
     /// Source: recorded `frozen`, the app frozen; before the dump.
     SourceFrozen,
-    /// Source: dumped; before the stream.
+    /// Source: dumped; before the commit decision.
     SourceDumped,
-    /// Source: the target has the images; before the restore order.
-    SourceTransferred,
-    /// Source: the target restored (parked); before the commit decision.
-    SourceRestored,
-    /// Source: recorded `committing`; before the commit is sent.
+    /// Source: recorded `committing`; before the images (which carry the commit) are sent.
     SourceCommitting,
     /// Source: recorded `committed`; before post-copy's wait and the cleanup.
     SourceCommitted,
@@ -27,22 +23,20 @@ pub enum Point {
     TargetPrepared,
     /// Target: recorded `images_received`; before answering.
     TargetImagesReceived,
-    /// Target: recorded `restored` (parked, lease running); before answering.
+    /// Target: recorded `restored` (parked); before the commit.
     TargetRestored,
     /// Target: recorded `committed`; before the copy is made reachable.
     TargetCommitted,
-    /// Target: the copy serves; before answering the commit.
+    /// Target: the copy serves; before answering the images call (or the commit).
     TargetServing,
 }
 
 impl Point {
-    pub const ALL: [Point; 13] = [
+    pub const ALL: [Point; 11] = [
         Point::SourcePreparing,
         Point::SourceOffered,
         Point::SourceFrozen,
         Point::SourceDumped,
-        Point::SourceTransferred,
-        Point::SourceRestored,
         Point::SourceCommitting,
         Point::SourceCommitted,
         Point::TargetPrepared,
@@ -58,8 +52,6 @@ impl Point {
             Point::SourceOffered => "source-offered",
             Point::SourceFrozen => "source-frozen",
             Point::SourceDumped => "source-dumped",
-            Point::SourceTransferred => "source-transferred",
-            Point::SourceRestored => "source-restored",
             Point::SourceCommitting => "source-committing",
             Point::SourceCommitted => "source-committed",
             Point::TargetPrepared => "target-prepared",

@@ -559,7 +559,13 @@ impl Run {
                     detail: "the source host's daemon stopped during the migration".into(),
                 })
             }
-            OutgoingState::Committing | OutgoingState::InDoubt => self.settle_then_finish(),
+            OutgoingState::Committing | OutgoingState::InDoubt => {
+                let phase = lock(&self.shared).rec.phase;
+                self.settle_then_finish(Failure {
+                    phase,
+                    detail: "the source host's daemon stopped while committing".into(),
+                })
+            }
             OutgoingState::Committed => self.after_commit(),
             OutgoingState::RollbackFailed => self.retry_thaw(),
             _ => {}
@@ -575,8 +581,8 @@ impl Run {
         }
     }
 
-    /// prepare -> (pre-copy) -> freeze -> dump -> transfer -> restore -> commit -> lazy ->
-    /// cleanup. An error is a failure before the commit decision; from the decision on,
+    /// prepare -> (pre-copy) -> freeze -> dump -> commit (recorded; the images call then
+    /// restores and commits on the target) -> lazy -> cleanup. An error is a failure before the commit decision; from the decision on,
     /// this function settles and finishes itself.
     fn forward(&mut self) -> Result<(), Failure> {
         let (request, lease_ms, fault, pages, engine) = {
@@ -730,67 +736,74 @@ impl Run {
         }
         self.hook(Point::SourceDumped);
 
-        // Transfer: the other images and the writable layer, checked on arrival; the target
-        // then restores at once, still unreachable there (one round trip for both).
+        // Commit ---- point of no return ----> recorded first, then the images go: the
+        // target restores and commits in the one call (channel protocol 5), so from here its
+        // durable record decides where the app runs, and a failure settles by asking it.
         self.phase(Phase::Transfer);
         let t = Instant::now();
         let upper = self.rt().upper_dir(&self.name);
         let manifest = stream::build_manifest(&image_dir, &upper, final_pages_bytes)
             .map_err(fail(Phase::Transfer))?;
+        self.set(OutgoingState::Committing)
+            .map_err(fail(Phase::Transfer))?;
+        self.hook(Point::SourceCommitting);
         let order = RestoreOrder {
             lazy_page_server_port: lazy_port,
         };
-        let (sent, streamed, reply) = self
-            .send_images(
-                manifest,
-                image_dir,
-                upper,
-                &order,
-                fault == Some(Fault::CorruptImage),
-            )
-            .map_err(fail(Phase::Transfer))?;
-        self.edit(|r| {
-            r.report.stream_bytes = sent;
-            r.report.timings.transfer_ms = Some(streamed.as_millis() as u64);
-        });
-        self.hook(Point::SourceTransferred);
-        self.phase(Phase::Restore);
-        let restored = match reply {
-            ImagesReply::Restored(r) => r,
-            ImagesReply::Failed { detail } => return Err(fail(Phase::Restore)(detail)),
-        };
-        self.edit(|r| {
-            r.report.timings.restore_ms = Some(restored.restore_ms);
-            r.report.timings.restore_call_ms =
-                Some(t.elapsed().saturating_sub(streamed).as_millis() as u64);
-        });
-        self.hook(Point::SourceRestored);
-
-        // Commit ---- point of no return ----> recorded first, then sent.
-        self.phase(Phase::Commit);
-        let t = Instant::now();
-        self.set(OutgoingState::Committing)
-            .map_err(fail(Phase::Commit))?;
-        self.hook(Point::SourceCommitting);
-        match self.block(self.client.commit(&self.id, &self.token)) {
-            Ok(s) if s.state == IncomingState::Committed => {
+        let sent = self.send_images(
+            manifest,
+            image_dir,
+            upper,
+            &order,
+            fault == Some(Fault::CorruptImage),
+        );
+        let restored = match sent {
+            Ok((bytes, streamed, ImagesReply::Committed(restored))) => {
                 self.edit(|r| {
-                    r.report.timings.commit_ms = Some(t.elapsed().as_millis() as u64);
-                    r.report.timings.frozen_ms = Some(frozen_at.elapsed().as_millis() as u64);
+                    r.report.stream_bytes = bytes;
+                    r.report.timings.transfer_ms = Some(streamed.as_millis() as u64);
                 });
-                self.committed();
+                restored
             }
-            answer => {
-                let why = match answer {
-                    Ok(s) => format!("the target answered the commit with state {}", s.state),
-                    Err(e) => e.to_string(),
-                };
-                tracing::warn!(migration = %self.id, "commit not confirmed ({why}); asking the target");
-                self.edit(|r| r.report.error = Some(format!("commit not confirmed: {why}")));
-                self.settle_then_finish();
+            // The target aborted (its record says so) and removed its copy.
+            Ok((_, _, ImagesReply::Failed { detail })) => {
+                self.rollback(Failure {
+                    phase: Phase::Restore,
+                    detail,
+                });
                 return Ok(());
             }
-        }
+            // Nothing reached the target: it holds no images, so it cannot have committed.
+            Err(ImagesError::NotSent(e)) => {
+                self.rollback(Failure {
+                    phase: Phase::Transfer,
+                    detail: e.to_string(),
+                });
+                return Ok(());
+            }
+            Err(ImagesError::Unanswered(e)) => {
+                tracing::warn!(migration = %self.id, error = %e, "the images call got no clear answer; asking the target");
+                self.edit(|r| r.report.error = Some(format!("commit not confirmed: {e}")));
+                self.settle_then_finish(Failure {
+                    phase: Phase::Transfer,
+                    detail: e.to_string(),
+                });
+                return Ok(());
+            }
+        };
+        let call = t.elapsed();
+        self.edit(|r| {
+            let timings = &mut r.report.timings;
+            let streamed = Duration::from_millis(timings.transfer_ms.unwrap_or(0));
+            timings.restore_ms = Some(restored.restore_ms);
+            timings.commit_ms = Some(restored.commit_ms);
+            timings.restore_call_ms = Some(
+                (call.saturating_sub(streamed).as_millis() as u64)
+                    .saturating_sub(restored.commit_ms),
+            );
+            timings.frozen_ms = Some(frozen_at.elapsed().as_millis() as u64);
+        });
+        self.committed();
         self.after_commit();
         Ok(())
     }
@@ -885,7 +898,7 @@ impl Run {
 
     /// Streams the images and writable layer (the tar is produced while it is sent, so
     /// nothing is written twice here) and returns the bytes sent, how long the stream took to
-    /// go out, and the target's answer: its restore's outcome.
+    /// go out, and the target's answer: its restore's and commit's outcome.
     fn send_images(
         &self,
         manifest: stream::Manifest,
@@ -893,7 +906,7 @@ impl Run {
         upper: PathBuf,
         order: &RestoreOrder,
         corrupt: bool,
-    ) -> Result<(u64, Duration, ImagesReply), MigrationError> {
+    ) -> Result<(u64, Duration, ImagesReply), ImagesError> {
         let total: u64 = manifest.entries.values().map(|e| e.size).sum();
         // A stream slower than 1 MB/s (plus a minute) means a link that stopped.
         let deadline = Duration::from_secs(60 + total / 1_000_000);
@@ -912,12 +925,16 @@ impl Run {
                 self.client
                     .send_images(&self.id, &self.token, body, order, deadline),
             );
+        // A stream cut short (or never connected) cannot be restored, let alone committed.
         let (bytes, streamed) = producer
             .join()
-            .map_err(|_| MigrationError::Io("the stream's producer panicked".into()))?;
-        let reply = answer?;
-        let bytes = bytes.map_err(|e| MigrationError::Io(format!("stream: {e}")))?;
-        Ok((bytes, streamed, reply))
+            .map_err(|_| ImagesError::NotSent("the stream's producer panicked".into()))?;
+        let bytes = bytes.map_err(|e| ImagesError::NotSent(format!("stream: {e}")))?;
+        match answer {
+            Ok(reply) => Ok((bytes, streamed, reply)),
+            Err(e) if e.never_reached() => Err(ImagesError::NotSent(e.to_string())),
+            Err(e) => Err(ImagesError::Unanswered(e.to_string())),
+        }
     }
 
     /// The target committed (it said so): recorded, and whoever steers traffic is told.
@@ -944,12 +961,13 @@ impl Run {
     }
 
     /// Settles a commit that was sent but not confirmed, then finishes or rolls back.
-    fn settle_then_finish(&mut self) {
+    /// `unheard` is what went wrong, for the report when the target aborted.
+    fn settle_then_finish(&mut self, unheard: Failure) {
         match self.resolve_commit() {
             Settled::Committed => self.after_commit(),
             Settled::Aborted => self.rollback(Failure {
-                phase: Phase::Commit,
-                detail: "the target dropped its copy before the commit reached it".into(),
+                phase: unheard.phase,
+                detail: format!("the target aborted its copy: {}", unheard.detail),
             }),
             Settled::Forced => self.rollback(Failure {
                 phase: Phase::Commit,
@@ -1209,6 +1227,16 @@ impl Run {
 
 /// Puts a round's page index, as the target received it, into the round's dir here: CRIU's
 /// lazy final dump reads it to leave the pages the target holds to the target.
+/// How an images call failed, as far as the source can know.
+enum ImagesError {
+    /// The target cannot hold the whole stream: nothing connected, or the stream broke off
+    /// on this side.
+    NotSent(String),
+    /// The stream went out but no answer, or an error answer, came back: the target may
+    /// have restored and committed; only its durable state says.
+    Unanswered(String),
+}
+
 fn write_index(dir: &Path, files: &[ferry_wire::channel::IndexFile]) -> Result<(), MigrationError> {
     for f in files {
         let plain = !f.name.contains('/') && f.name.ends_with(".img");

@@ -483,8 +483,11 @@ impl Engine {
     }
 
     /// `PUT .../images`: receives and verifies the stream (a bad stream aborts the migration
-    /// and fails the call), then restores as `order` says: one round trip for both, inside
-    /// the app's frozen window. The restore's outcome is the answer.
+    /// and fails the call), restores as `order` says and commits: the source sends the
+    /// images only once it recorded `committing`, so one round trip does all three inside
+    /// the app's frozen window. A failed restore is the answer `Failed`; a commit that
+    /// could not be recorded or made to serve fails the call (the source then asks for the
+    /// durable state, and commits again or hears `committed`).
     pub fn receive_images(
         &self,
         id: &MigrationId,
@@ -494,12 +497,18 @@ impl Engine {
         peer: IpAddr,
     ) -> Result<ImagesReply, MigrationError> {
         self.receive(id, token, input)?;
-        Ok(match self.restore(id, token, order, peer) {
-            Ok(r) => ImagesReply::Restored(r),
-            Err(e) => ImagesReply::Failed {
-                detail: e.to_string(),
-            },
-        })
+        let mut restored = match self.restore(id, token, order, peer) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(ImagesReply::Failed {
+                    detail: e.to_string(),
+                })
+            }
+        };
+        let t = Instant::now();
+        self.commit(id, token)?;
+        restored.commit_ms = t.elapsed().as_millis() as u64;
+        Ok(ImagesReply::Committed(restored))
     }
 
     fn receive(
@@ -571,6 +580,7 @@ impl Engine {
             m.deadline = Instant::now() + Duration::from_millis(m.rec.lease_ms);
             Ok(RestoreReply {
                 restore_ms,
+                commit_ms: 0,
                 pages_bytes: pages,
             })
         })();
@@ -586,7 +596,8 @@ impl Engine {
         }
     }
 
-    /// `POST .../commit`: the source decided. `committed` is written first, then the copy
+    /// The commit, from the images call or (`POST .../commit`) from a source settling a
+    /// commit whose answer it did not hear: `committed` is written first, then the copy
     /// becomes reachable. Idempotent.
     pub fn commit(&self, id: &MigrationId, token: &str) -> Result<ChannelState, MigrationError> {
         let m = self.authorized(id, token)?;

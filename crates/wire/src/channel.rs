@@ -5,8 +5,8 @@
 //! |---|---|---|
 //! | `POST /ferry/v1/channel` | [`Offer`] | records the migration, prepares the parked copy, a page server for cold; [`OfferReply`] |
 //! | `POST /ferry/v1/channel/{id}/rounds` | [`RoundRequest`] | pre-copy/hybrid: checks the last round's pages, a page server for the next; [`RoundReply`] |
-//! | `PUT /ferry/v1/channel/{id}/images[?lazy_page_server_port=P]` | tar stream | writes and verifies images and writable layer, then waits for the pages, checks their size and restores (still parked): one round trip for both; [`ImagesReply`] |
-//! | `POST /ferry/v1/channel/{id}/commit` | - | records `committed`, makes the copy reachable; [`ChannelState`] |
+//! | `PUT /ferry/v1/channel/{id}/images[?lazy_page_server_port=P]` | tar stream | writes and verifies images and writable layer, then waits for the pages, checks their size, restores, records `committed` and makes the copy reachable: one round trip for all, sent once the source recorded `committing`; [`ImagesReply`] |
+//! | `POST /ferry/v1/channel/{id}/commit` | - | a restored copy whose commit was not recorded (settling): records `committed`, makes the copy reachable; [`ChannelState`] |
 //! | `POST /ferry/v1/channel/{id}/abort` | - | records `aborted`, removes the uncommitted copy; [`ChannelState`] |
 //! | `GET /ferry/v1/channel/{id}` | - | [`ChannelState`]: the target's durable answer |
 //!
@@ -22,7 +22,7 @@ use crate::migration::{CheckpointEngine, IncomingState, MigrationId, PageTranspo
 
 /// Version of the host API and migration channel. Bump it for any change a peer of the old
 /// version would misread.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Header carrying the per-migration token.
 pub const AUTH_HEADER: &str = "authorization";
@@ -108,13 +108,15 @@ pub struct RestoreOrder {
 }
 
 /// Target -> source, the answer to the images call: they arrived whole (else the call
-/// fails), then the restore either worked or did not, so that the source tells a failed
-/// restore from a failed transfer.
+/// fails), then the restore either worked, and the copy is committed, or did not, so that
+/// the source tells a failed restore from a failed transfer. The source sends the images
+/// only once it recorded `committing`: a restore that works is the commit, with no round
+/// trip more inside the app's frozen window.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "restore", rename_all = "snake_case")]
 pub enum ImagesReply {
-    /// The copy is restored, still parked.
-    Restored(RestoreReply),
+    /// The copy is restored, `committed` is recorded and it serves.
+    Committed(RestoreReply),
     /// The restore failed and the copy is removed: the migration is aborted here.
     Failed { detail: String },
 }
@@ -122,6 +124,8 @@ pub enum ImagesReply {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreReply {
     pub restore_ms: u64,
+    /// The commit after the restore: the durable record and the unpark.
+    pub commit_ms: u64,
     /// Bytes of memory pages that arrived through the page server.
     pub pages_bytes: u64,
 }

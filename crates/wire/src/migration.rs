@@ -9,7 +9,8 @@
 //! The **source decides**; the **target's durable record is the truth** about the commit.
 //!
 //! 1. Each side persists a state *before* the step other parties can observe: the source
-//!    writes `Frozen` before it freezes, `Committing` before it sends the commit; the target
+//!    writes `Frozen` before it freezes, `Committing` before it sends the images (the images
+//!    call carries the commit: the target restores and commits in it); the target
 //!    writes `Prepared` before it answers the offer, `Committed` before it unparks the copy,
 //!    `Aborted` before it removes it. Both sides keep the migration id and the token (the
 //!    target its digest), so after any restart either can ask the other.
@@ -17,10 +18,14 @@
 //!    the target to abort (the target's copy is parked and never served).
 //! 3. From `Committing` on, the source never thaws on a guess. It asks the target:
 //!    `Committed` -> finish (`Committed`, then cleanup: `Completed`); `Restored` -> send the
-//!    commit again (idempotent); `Aborted` -> roll back. Anything else (unreachable, no
-//!    record) leaves it waiting; past the lease (plus a margin) it reports `InDoubt`
+//!    commit again (idempotent); `Aborted` -> roll back; `Prepared` or `ImagesReceived` (the
+//!    images never arrived whole or were not restored) -> ask it to abort, then roll back.
+//!    A source whose images call never connected, or whose stream broke off on its side,
+//!    rolls back at once: the target cannot restore a stream it does not hold whole.
+//!    Anything else (unreachable, no record) leaves it waiting; past the lease (plus a margin) it reports `InDoubt`
 //!    (outcome `unknown`) and keeps asking in the background.
-//! 4. The target commits only on the source's word. An uncommitted copy expires when its
+//! 4. The target commits only on the source's word (the images call, or the commit call
+//!    of a source that settles). An uncommitted copy expires when its
 //!    lease runs out, and a restarted target aborts every uncommitted copy: both write
 //!    `Aborted` first, so the source, asking later, learns it may roll back. A target never
 //!    changes `Committed` or `Aborted` afterwards, and keeps final records for a retention
@@ -41,9 +46,9 @@
 //!      |                       |                         |              Preparing -> Frozen)
 //!      +------ failure --------+-------- failure --------+--> RolledBack
 //!                                                        |
-//!                                        dump, transfer, restore ok
+//!                                                       dump ok
 //!                                                        v
-//!   RolledBack <--target aborted-- Committing --commit acknowledged--> Committed
+//!   RolledBack <--target aborted-- Committing --images: restored, committed--> Committed
 //!                                   |     ^                             |       \
 //!                    target unreachable  target answers             lazy done,   source's
 //!                    past lease+margin   (or operator)              cleanup      pages lost
@@ -59,6 +64,7 @@
 //!
 //! ```text
 //!  Prepared --images ok--> ImagesReceived --restored (parked)--> Restored --commit--> Committed
+//!                         (one images call: received, restored, committed, then it serves)
 //!      |   (pre-copy rounds      |                                 |
 //!      |    stay in Prepared)    |                                 | lease ran out,
 //!      +------- abort, failure, expiry, restart -------------------+ abort, restart
