@@ -499,7 +499,7 @@ async fn channel_round(
     blocking(move || Ok(Json(app.engine.round(&id, &token, req)?))).await
 }
 
-#[utoipa::path(put, path = "/channel/{id}/images", tag = "channel", description = "The image stream (manifest with sizes and SHA-256, then the files) of the final dump; once it is in and checked, the target restores the copy (still parked) and answers how that went.", params(("id" = String, Path, description = "the migration id"), ("lazy_page_server_port" = Option<u16>, Query, description = "post-copy: the port of the source's page server, on the address the call comes from")), request_body(content = Vec<u8>, content_type = "application/x-tar"), responses((status = 200, description = "received and verified; the restore's outcome", body = ferry_wire::channel::ImagesReply), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
+#[utoipa::path(put, path = "/channel/{id}/images", tag = "channel", description = "The image stream (manifest with sizes and SHA-256, then the files) of the final dump; once it is in and checked, the target restores the copy and, the source having recorded its commit before sending, commits it and makes it serve; it answers how that went.", params(("id" = String, Path, description = "the migration id"), ("lazy_page_server_port" = Option<u16>, Query, description = "post-copy: the port of the source's page server, on the address the call comes from")), request_body(content = Vec<u8>, content_type = "application/x-tar"), responses((status = 200, description = "received and verified; the restore's outcome", body = ferry_wire::channel::ImagesReply), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn channel_images(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
@@ -526,7 +526,7 @@ async fn channel_images(
     .await
 }
 
-#[utoipa::path(post, path = "/channel/{id}/commit", tag = "channel", params(("id" = String, Path, description = "the migration id")), responses((status = 200, body = ferry_wire::channel::ChannelState), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/channel/{id}/commit", tag = "channel", description = "A source settling a commit whose answer it did not hear: commits a restored copy (idempotent).", params(("id" = String, Path, description = "the migration id")), responses((status = 200, body = ferry_wire::channel::ChannelState), (status = "4XX", description = "refused: the ProblemDetails type says why (urn:ferry:problem:...)", body = ProblemDetails, content_type = "application/problem+json"), (status = "5XX", description = "the host failed to do its part", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn channel_commit(
     State(app): State<AppState>,
     headers: HeaderMap,
