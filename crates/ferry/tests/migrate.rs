@@ -636,6 +636,44 @@ fn cut_link_during_dump_times_out_and_rolls_back() {
     wait_b_clean(&pair);
 }
 
+/// Post-copy after the commit, the link stops for good: the source's page server would wait
+/// for the target forever. The dump deadline (here 3 s) bounds it: the outcome is `lost`,
+/// said as such, and no CRIU helper stays behind on the source.
+#[test]
+fn post_copy_pages_stopped_for_good_end_as_lost() {
+    let pair = Pair::start();
+    let (_conn, _before) = setup(&pair, 24);
+    // A slow link (20 Mbit/s: about 10 s for the ballast), so the pages are still moving.
+    let tc = std::process::Command::new("tc")
+        .args([
+            "-n", &pair.gw, "qdisc", "replace", "dev", "g2", "root", "tbf",
+        ])
+        .args(["rate", "20mbit", "burst", "32kb", "latency", "400ms"])
+        .status()
+        .unwrap();
+    assert!(tc.success());
+    let id = pair
+        .a
+        .start_migration(
+            "app",
+            json!({"target": TARGET, "technique": "post-copy", "dump_timeout_s": 3}),
+        )
+        .unwrap();
+    wait_for_phase(&pair, &id, "lazy");
+    pair.link(2, false);
+    let (state, report) = finish(&pair, &id);
+    pair.link(2, true);
+    eprintln!("lost: {report}");
+    assert_eq!(state, "lost", "{report}");
+    assert_eq!(report["outcome"], "lost", "{report}");
+    assert_eq!(report["failed_phase"], "lazy", "{report}");
+    assert_eq!(
+        ferry_runtime::criu::processes_under(pair.a.state_dir()),
+        Vec::<i32>::new(),
+        "no CRIU helper left on the source"
+    );
+}
+
 #[test]
 fn target_restarted_before_commit_is_rolled_back() {
     let mut pair = Pair::start();

@@ -597,14 +597,7 @@ impl Run {
         };
         let tls = self.engine.criu_tls(pages);
         let request = request.map_err(fail(Phase::Prepare))?;
-        let dump_timeout = lock(&self.shared)
-            .rec
-            .request
-            .dump_timeout_s
-            .map(Duration::from_secs)
-            .unwrap_or_else(|| {
-                default_dump_timeout(self.rt().memory_bytes(&self.name).unwrap_or(0))
-            });
+        let dump_timeout = self.dump_timeout();
 
         // Prepare ---- offer ----> the target records it and holds a parked copy.
         self.hook(Point::SourcePreparing);
@@ -1066,7 +1059,7 @@ impl Run {
         if lazy {
             self.phase(Phase::Lazy);
             let served_all = match self.lazy_dump.take() {
-                Some(mut child) => Some(child.wait().map(|s| s.success()).unwrap_or(false)),
+                Some(child) => Some(self.wait_lazy_dump(child)),
                 None => {
                     // A previous daemon's dump, still serving: wait until it is done.
                     while !self.rt().outgoing_helpers(&self.id).is_empty() {
@@ -1111,6 +1104,43 @@ impl Run {
         self.cleanup();
         if let Err(e) = self.set(OutgoingState::Completed) {
             tracing::error!(migration = %self.id, error = %e, "cannot record the completion");
+        }
+    }
+
+    /// The request's dump deadline, or one for the container's memory limit.
+    fn dump_timeout(&self) -> Duration {
+        lock(&self.shared)
+            .rec
+            .request
+            .dump_timeout_s
+            .map(Duration::from_secs)
+            .unwrap_or_else(|| {
+                default_dump_timeout(self.rt().memory_bytes(&self.name).unwrap_or(0))
+            })
+    }
+
+    /// Waits until the lazy dump served its last page (it ends then), bounded like a dump:
+    /// a link that stopped carrying pages for good would keep it waiting forever. Past the
+    /// deadline it is stopped, and the pages it still held are lost. Whether it served all.
+    fn wait_lazy_dump(&self, mut child: std::process::Child) -> bool {
+        let deadline = Instant::now() + self.dump_timeout();
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => {
+                    tracing::error!(migration = %self.id, container = %self.name,
+                        "post-copy: the pages did not all move within the dump deadline; stopping the source's page server");
+                    stop_lazy_dump(child);
+                    return false;
+                }
+                Err(_) => {
+                    stop_lazy_dump(child);
+                    return false;
+                }
+            }
         }
     }
 
