@@ -365,22 +365,23 @@ fn killed_target_daemon_is_rolled_back() {
     wait_b_clean(&pair);
 }
 
-/// The link goes down while the app is frozen, before the dump: cold's pages cannot reach
-/// the target's page server, the dump fails and the source rolls back on its own (it has
-/// not recorded `committing`). (Past that point the images carry the commit: see
+/// The link goes down once the target holds its parked copy, before the dump: cold's dump
+/// cannot reach the target's page server, and the source rolls back on its own (it has not
+/// recorded `committing`). (A cut while pages flow: `cut_link_during_dump_times_out_and_
+/// rolls_back`; past the dump the images carry the commit: see
 /// `cut_link_after_committing_settles_on_exactly_one_host`.)
 #[test]
 fn cut_link_is_rolled_back() {
     let pair = Pair::start();
     let (mut conn, before) = setup(&pair, 8);
-    pair.a.arm("source-frozen");
+    pair.a.arm("source-offered");
     let id = pair
         .a
         .start_migration("app", json!({"target": TARGET, "technique": "cold"}))
         .unwrap();
-    pair.a.wait_reached("source-frozen");
+    pair.a.wait_reached("source-offered");
     pair.link(2, false); // b unreachable from a
-    pair.a.release("source-frozen");
+    pair.a.release("source-offered");
     let (state, report) = finish(&pair, &id);
     pair.link(2, true);
     assert_eq!(state, "rolled_back", "{report}");

@@ -11,7 +11,8 @@ pub enum Point {
     SourcePreparing,
     /// Source: the target holds a parked copy; before pre-copy or the freeze.
     SourceOffered,
-    /// Source: recorded `frozen`, the app frozen; before the dump.
+    /// Source: recorded `frozen`, the app frozen; before the dump (a dump to a page server
+    /// has connected to it by then: it freezes the app at CRIU's word).
     SourceFrozen,
     /// Source: dumped; before the commit decision.
     SourceDumped,

@@ -657,22 +657,41 @@ impl Run {
             CheckpointEngine::Runc => None,
         };
 
-        // Freeze: recorded first; from here the app does not answer.
+        // Freeze: recorded first; from here the app does not answer. A dump to a page server
+        // (cold, pre-copy's last) freezes it only once CRIU has connected to the target's
+        // page server: the TCP and TLS handshakes happen while the app still serves.
         self.set(OutgoingState::Frozen)
             .map_err(fail(Phase::Freeze))?;
         self.phase(Phase::Freeze);
-        let frozen_at = Instant::now();
-        self.rt()
-            .freeze_outgoing(&self.name, &self.id, engine)
-            .map_err(fail(Phase::Freeze))?;
-        self.edit(|r| r.report.timings.freeze_ms = Some(frozen_at.elapsed().as_millis() as u64));
-        self.hook(Point::SourceFrozen);
-
-        // Dump. Cold and pre-copy: every (remaining) page goes to the target's page server
-        // as CRIU reads it. Post-copy and hybrid: everything but the memory; pages stay
-        // here, served on demand.
-        self.phase(Phase::Dump);
-        let t = Instant::now();
+        let frozen = std::cell::Cell::new(None);
+        let freeze_failed = std::cell::Cell::new(false);
+        let freeze = || -> Result<(), String> {
+            let t = Instant::now();
+            if let Err(e) = self.rt().freeze_outgoing(&self.name, &self.id, engine) {
+                freeze_failed.set(true);
+                return Err(e.to_string());
+            }
+            self.edit(|r| r.report.timings.freeze_ms = Some(t.elapsed().as_millis() as u64));
+            self.hook(Point::SourceFrozen);
+            // Dump. Cold and pre-copy: every (remaining) page goes to the target's page
+            // server as CRIU reads it. Post-copy and hybrid: everything but the memory;
+            // pages stay here, served on demand.
+            self.phase(Phase::Dump);
+            frozen.set(Some((t, Instant::now())));
+            Ok(())
+        };
+        let freeze_when_connected = !self.technique.is_lazy() && page_server.is_some();
+        if !freeze_when_connected {
+            freeze().map_err(fail(Phase::Freeze))?;
+        }
+        let dump_failed = |e: ferry_runtime::RuntimeError| Failure {
+            phase: if freeze_failed.get() {
+                Phase::Freeze
+            } else {
+                Phase::Dump
+            },
+            detail: e.to_string(),
+        };
         let image_dir = self.image_dir();
         let mut lazy_port = None;
         let mut final_pages_bytes = 0;
@@ -695,9 +714,10 @@ impl Run {
                         parent: parent.as_deref(),
                         timeout: LAZY_READY_TIMEOUT,
                         pid,
+                        connected: None,
                     },
                 )
-                .map_err(fail(Phase::Dump))?;
+                .map_err(dump_failed)?;
             self.lazy_dump = Some(child);
             lazy_port = Some(port);
         } else {
@@ -714,16 +734,22 @@ impl Run {
                         parent: parent.as_deref(),
                         timeout: dump_timeout,
                         pid,
+                        connected: freeze_when_connected
+                            .then_some(&freeze as &dyn Fn() -> Result<(), String>),
                     },
                 )
-                .map_err(fail(Phase::Dump))?;
+                .map_err(dump_failed)?;
             final_pages_bytes = stats.pages_written * 4096;
             self.edit(|r| {
                 r.report.pages_bytes += final_pages_bytes;
                 r.report.dump = Some(stats);
             });
         }
-        self.edit(|r| r.report.timings.dump_ms = Some(t.elapsed().as_millis() as u64));
+        // Frozen by now: no dump ends well without the freeze.
+        let (frozen_at, dump_from) = frozen
+            .get()
+            .ok_or_else(|| fail(Phase::Freeze)("the dump ended without freezing the app"))?;
+        self.edit(|r| r.report.timings.dump_ms = Some(dump_from.elapsed().as_millis() as u64));
         if fault == Some(Fault::BreakRestore) {
             break_core_image(&image_dir).map_err(fail(Phase::Dump))?;
         }
@@ -854,6 +880,7 @@ impl Run {
                     parent: parent.as_deref(),
                     timeout: dump_timeout,
                     pid,
+                    connected: None,
                 },
             )?;
             let bytes = stats.pages_written * 4096;

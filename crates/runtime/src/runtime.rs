@@ -728,6 +728,7 @@ impl Runtime {
                         leave_running: req.leave_running,
                         tcp_established: req.tcp_established,
                         timeout: CHECKPOINT_TIMEOUT,
+                        on_connected: None,
                     },
                 )
                 .map(|_| ())

@@ -186,6 +186,12 @@ pub struct Dump<'a> {
     /// The app's init (the native engine dumps it by pid; [`Runtime::init_pid`] before the
     /// freeze).
     pub pid: Option<i32>,
+    /// A dump to a page server: called once CRIU has connected to it (and shaken hands over
+    /// TLS), before it touches the app: the native engine's CRIU says so with its
+    /// `pre-dump` notification (ferry's CRIU sends it after the connect,
+    /// scripts/criu-patches/0012); runc's CLI, before it starts. A migration freezes the
+    /// app here, so that the connection is made while the app still serves.
+    pub connected: Option<&'a dyn Fn() -> Result<(), String>>,
 }
 
 fn native_pid(d: &Dump) -> Result<i32, RuntimeError> {
@@ -216,6 +222,7 @@ fn native_dump<'a>(
         None => None,
     };
     Ok(super::native::NativeDump {
+        on_connected: d.connected,
         image_dir: d.image_dir,
         work_dir: work,
         page_server,
@@ -470,6 +477,9 @@ impl Runtime {
             .map(|t| (t, End::Dials));
         match d.engine {
             CheckpointEngine::Runc => {
+                if let Some(connected) = d.connected {
+                    connected().map_err(RuntimeError::Invalid)?;
+                }
                 self.with_criu_config(name, spec::CRIU_CONFIG_PARKED, tls, || {
                     self.runc
                         .checkpoint(

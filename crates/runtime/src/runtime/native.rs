@@ -52,6 +52,9 @@ pub struct NativeDump<'a> {
     pub leave_running: bool,
     pub tcp_established: bool,
     pub timeout: Duration,
+    /// Called at CRIU's `pre-dump` notification: connected to the page server, the app
+    /// not yet touched (see `handoff::Dump::connected`).
+    pub on_connected: Option<&'a dyn Fn() -> Result<(), String>>,
 }
 
 fn path_str(p: &Path) -> Result<String, RuntimeError> {
@@ -275,7 +278,11 @@ impl Runtime {
                 .map_err(|e| criu_err("lazy dump", e));
         }
         let mut session = session;
-        let result = session.call(&req, d.timeout, |_, _| Ok(()), unblock);
+        let notified = |script: &str, _: Option<i32>| match d.on_connected {
+            Some(connected) if script == "pre-dump" => connected(),
+            _ => Ok(()),
+        };
+        let result = session.call(&req, d.timeout, notified, unblock);
         if timed_out.get() {
             return Err(RuntimeError::Criu {
                 action,
