@@ -598,12 +598,8 @@ fn target_daemon_down_at_prepare_is_refused_before_freezing() {
     assert_eq!(pair.whereabouts("app").1, None, "b holds nothing");
 }
 
-#[test]
-fn cut_link_during_dump_times_out_and_rolls_back() {
-    let pair = Pair::start();
-    let (mut conn, before) = setup(&pair, 24);
-    // A slow link (20 Mbit/s: about 10 s for the ballast), cut while CRIU sends pages: it
-    // would wait for TCP for many minutes; the dump deadline closes its connection instead.
+/// The gateway's link to b at 20 Mbit/s: about 10 s for a 24 MiB ballast.
+fn slow_link_to_b(pair: &Pair) {
     let tc = std::process::Command::new("tc")
         .args([
             "-n", &pair.gw, "qdisc", "replace", "dev", "g2", "root", "tbf",
@@ -612,6 +608,15 @@ fn cut_link_during_dump_times_out_and_rolls_back() {
         .status()
         .unwrap();
     assert!(tc.success());
+}
+
+#[test]
+fn cut_link_during_dump_times_out_and_rolls_back() {
+    let pair = Pair::start();
+    let (mut conn, before) = setup(&pair, 24);
+    // Cut while CRIU sends pages, it would wait for TCP for many minutes; the dump deadline
+    // closes its connection instead.
+    slow_link_to_b(&pair);
     let id = pair
         .a
         .start_migration(
@@ -644,15 +649,7 @@ fn cut_link_during_dump_times_out_and_rolls_back() {
 fn post_copy_pages_stopped_for_good_end_as_lost() {
     let pair = Pair::start();
     let (_conn, _before) = setup(&pair, 24);
-    // A slow link (20 Mbit/s: about 10 s for the ballast), so the pages are still moving.
-    let tc = std::process::Command::new("tc")
-        .args([
-            "-n", &pair.gw, "qdisc", "replace", "dev", "g2", "root", "tbf",
-        ])
-        .args(["rate", "20mbit", "burst", "32kb", "latency", "400ms"])
-        .status()
-        .unwrap();
-    assert!(tc.success());
+    slow_link_to_b(&pair); // the pages are still moving when the link goes
     let id = pair
         .a
         .start_migration(
