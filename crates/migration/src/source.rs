@@ -582,8 +582,8 @@ impl Run {
     }
 
     /// prepare -> (pre-copy) -> freeze -> dump -> commit (recorded; the images call then
-    /// restores and commits on the target) -> lazy -> cleanup. An error is a failure before the commit decision; from the decision on,
-    /// this function settles and finishes itself.
+    /// restores and commits on the target) -> lazy -> cleanup. An error is a failure before
+    /// the commit decision; from the decision on, this function settles and finishes itself.
     fn forward(&mut self) -> Result<(), Failure> {
         let (request, lease_ms, fault, pages, engine) = {
             let l = lock(&self.shared);
@@ -776,14 +776,8 @@ impl Run {
             &order,
             fault == Some(Fault::CorruptImage),
         );
-        let restored = match sent {
-            Ok((bytes, streamed, ImagesReply::Committed(restored))) => {
-                self.edit(|r| {
-                    r.report.stream_bytes = bytes;
-                    r.report.timings.transfer_ms = Some(streamed.as_millis() as u64);
-                });
-                restored
-            }
+        let (bytes, streamed, restored) = match sent {
+            Ok((bytes, streamed, ImagesReply::Committed(restored))) => (bytes, streamed, restored),
             // The target aborted (its record says so) and removed its copy.
             Ok((_, _, ImagesReply::Failed { detail })) => {
                 self.rollback(Failure {
@@ -812,8 +806,9 @@ impl Run {
         };
         let call = t.elapsed();
         self.edit(|r| {
+            r.report.stream_bytes = bytes;
             let timings = &mut r.report.timings;
-            let streamed = Duration::from_millis(timings.transfer_ms.unwrap_or(0));
+            timings.transfer_ms = Some(streamed.as_millis() as u64);
             timings.restore_ms = Some(restored.restore_ms);
             timings.commit_ms = Some(restored.commit_ms);
             timings.restore_call_ms = Some(
@@ -1282,8 +1277,6 @@ impl Run {
     }
 }
 
-/// Puts a round's page index, as the target received it, into the round's dir here: CRIU's
-/// lazy final dump reads it to leave the pages the target holds to the target.
 /// How an images call failed, as far as the source can know.
 enum ImagesError {
     /// The target cannot hold the whole stream: nothing connected, or the stream broke off
@@ -1294,6 +1287,8 @@ enum ImagesError {
     Unanswered(String),
 }
 
+/// Puts a round's page index, as the target received it, into the round's dir here: CRIU's
+/// lazy final dump reads it to leave the pages the target holds to the target.
 fn write_index(dir: &Path, files: &[ferry_wire::channel::IndexFile]) -> Result<(), MigrationError> {
     for f in files {
         let plain = !f.name.contains('/') && f.name.ends_with(".img");
