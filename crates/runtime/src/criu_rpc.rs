@@ -160,6 +160,10 @@ pub struct Opts {
     pub cgroup_yard: Option<String>,
     #[prost(enumeration = "NetworkLock", optional, tag = "64")]
     pub network_lock: Option<i32>,
+    /// ferry's CRIU patch 0014: KiB of filler sent to the page server right after
+    /// connecting, before the pre-dump notification (field number outside upstream's range).
+    #[prost(uint32, optional, tag = "1001")]
+    pub ps_warm_up_kib: Option<u32>,
 }
 
 #[derive(Clone, PartialEq, Message)]

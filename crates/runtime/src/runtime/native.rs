@@ -57,6 +57,10 @@ pub struct NativeDump<'a> {
     pub on_connected: Option<&'a dyn Fn() -> Result<(), String>>,
 }
 
+/// The warm-up before a dump to a page server: enough for TCP to grow its window past a
+/// 1 Gbit/s x 10 ms path's bandwidth-delay product (1.2 MB) from its initial 10 segments.
+const WARM_UP_KIB: u32 = 4096;
+
 fn path_str(p: &Path) -> Result<String, RuntimeError> {
     p.to_str()
         .map(str::to_string)
@@ -187,6 +191,12 @@ impl Runtime {
                 pid: None,
                 fd: None,
             });
+            // A dump that stops the app once connected (`on_connected`) opens the new
+            // connection's congestion window first, while the app still runs: otherwise TCP's
+            // ramp to the link's rate happens while it is stopped.
+            if d.on_connected.is_some() && !d.lazy {
+                o.ps_warm_up_kib = Some(WARM_UP_KIB);
+            }
         }
         if let Some(parent) = d.parent {
             o.parent_img = Some(parent.to_string());
