@@ -143,7 +143,9 @@ pub fn output_until(
                 break child.wait().ok();
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Short: runc's checkpoint and restore run here while an app is frozen, and each
+        // poll's wait is added to its downtime.
+        std::thread::sleep(std::time::Duration::from_millis(2));
     };
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default().trim().to_string();
