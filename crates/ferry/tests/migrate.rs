@@ -354,7 +354,9 @@ fn killed_target_daemon_is_rolled_back() {
         .start_migration("app", json!({"target": TARGET, "technique": "cold"}))
         .unwrap();
     pair.a.wait_reached("source-dumped");
-    pair.b.stop_daemon(); // the target dies while the source is frozen, pages already sent
+    // The target dies while the source is frozen, pages sent, its images call open (a
+    // graceful stop would wait for that call to end).
+    pair.b.kill_daemon();
     pair.a.release("source-dumped");
     let (state, report) = finish(&pair, &id);
     assert_eq!(state, "rolled_back", "{report}");

@@ -5,13 +5,15 @@
 //!           parked copy and, for cold, a page server)
 //! pre-copy  (pre-copy, hybrid) `pre_copying`: rounds of pre-dumps while the app runs, each
 //!           sending the pages dirtied since the round before to a page server on the target
-//! freeze    record `frozen`, then park the app's network and freeze it  <- downtime starts
+//! freeze    open the images call; record `frozen`, then park the app's network and freeze
+//!           it                                                       <- downtime starts
 //! dump      CRIU dump, memory pages straight to the target's page server (post-copy and
-//!           hybrid: none, they are pulled later); the original stays frozen
-//! transfer  stream the other images and the writable layer, with sizes and sha256
-//! restore   the target checks everything and restores, still parked
-//! commit    record `committing`, send the commit; the target records `committed` and
-//!           serves                                                   <- downtime ends
+//!           hybrid: none, they are pulled later), each other image into the images call as
+//!           CRIU closes it; the original stays frozen
+//! commit    record `committing`, then end the images call: what is left, the writable layer
+//!           and the manifest (sizes and sha256)
+//! restore   the target checks everything, restores, records `committed` and serves, and
+//!           answers the call                                         <- downtime ends
 //! lazy      (post-copy, hybrid) the target pulls the remaining pages from here
 //! cleanup   the frozen original is removed; `completed`
 //! ```
@@ -657,6 +659,28 @@ impl Run {
             CheckpointEngine::Runc => None,
         };
 
+        // The images call opens before the dump: each image CRIU closes goes to the target
+        // while the dump goes on; the rest and the manifest follow the commit's record.
+        let image_dir = self.image_dir();
+        let upper = self.rt().upper_dir(&self.name);
+        // Post-copy's page server, on the API's address: the target dials the address the
+        // channel's calls come from, and with TLS checks it against this host's certificate.
+        let lazy_port = match self.technique.is_lazy() {
+            true => Some(free_port(self.engine.cfg.listen_ip).map_err(fail(Phase::Dump))?),
+            false => None,
+        };
+        let images_call = self
+            .open_images_call(
+                &image_dir,
+                &upper,
+                RestoreOrder {
+                    lazy_page_server_port: lazy_port,
+                },
+                fault == Some(Fault::CorruptImage),
+                dump_timeout,
+            )
+            .map_err(fail(Phase::Transfer))?;
+
         // Freeze: recorded first; from here the app does not answer. A dump to a page server
         // (cold, pre-copy's last) freezes it only once CRIU has connected to the target's
         // page server: the TCP and TLS handshakes happen while the app still serves.
@@ -692,15 +716,9 @@ impl Run {
             },
             detail: e.to_string(),
         };
-        let image_dir = self.image_dir();
-        let mut lazy_port = None;
         let mut final_pages_bytes = 0;
-        if self.technique.is_lazy() {
-            // On the API's address: the target dials the address the channel's calls come
-            // from, and with TLS checks it against this host's certificate.
-            let ip = self.engine.cfg.listen_ip;
-            let port = free_port(ip).map_err(fail(Phase::Dump))?;
-            let listen = std::net::SocketAddr::new(ip, port).to_string();
+        if let Some(port) = lazy_port {
+            let listen = std::net::SocketAddr::new(self.engine.cfg.listen_ip, port).to_string();
             let child = self
                 .rt()
                 .dump_outgoing_lazy(
@@ -719,7 +737,6 @@ impl Run {
                 )
                 .map_err(dump_failed)?;
             self.lazy_dump = Some(child);
-            lazy_port = Some(port);
         } else {
             let stats = self
                 .rt()
@@ -760,22 +777,12 @@ impl Run {
         // durable record decides where the app runs, and a failure settles by asking it.
         self.phase(Phase::Transfer);
         let t = Instant::now();
-        let upper = self.rt().upper_dir(&self.name);
         let manifest = stream::build_manifest(&image_dir, &upper, final_pages_bytes)
             .map_err(fail(Phase::Transfer))?;
         self.set(OutgoingState::Committing)
             .map_err(fail(Phase::Transfer))?;
         self.hook(Point::SourceCommitting);
-        let order = RestoreOrder {
-            lazy_page_server_port: lazy_port,
-        };
-        let sent = self.send_images(
-            manifest,
-            image_dir,
-            upper,
-            &order,
-            fault == Some(Fault::CorruptImage),
-        );
+        let sent = images_call.finish(manifest, &self.engine.handle);
         let (bytes, streamed, restored) = match sent {
             Ok((bytes, streamed, ImagesReply::Committed(restored))) => (bytes, streamed, restored),
             // The target aborted (its record says so) and removed its copy.
@@ -911,45 +918,48 @@ impl Run {
         Ok((last, round))
     }
 
-    /// Streams the images and writable layer (the tar is produced while it is sent, so
-    /// nothing is written twice here) and returns the bytes sent, how long the stream took to
-    /// go out, and the target's answer: its restore's and commit's outcome.
-    fn send_images(
+    /// Opens the images call: a thread streams each image the dump closes in `images` at
+    /// once (watched with inotify), and on [`ImagesCall::finish`] what is left, the writable
+    /// layer `upper` and the manifest. Dropped unfinished, the call is abandoned.
+    fn open_images_call(
         &self,
-        manifest: stream::Manifest,
-        images: PathBuf,
-        upper: PathBuf,
-        order: &RestoreOrder,
+        images: &Path,
+        upper: &Path,
+        order: RestoreOrder,
         corrupt: bool,
-    ) -> Result<(u64, Duration, ImagesReply), ImagesError> {
-        let total: u64 = manifest.entries.values().map(|e| e.size).sum();
-        // A stream slower than 1 MB/s (plus a minute) means a link that stopped.
-        let deadline = Duration::from_secs(60 + total / 1_000_000);
-        let (mut writer, body) = ferry_host_client::body_writer();
-        let started = Instant::now();
+        dump_timeout: Duration,
+    ) -> Result<ImagesCall, MigrationError> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        std::fs::create_dir_all(images)
+            .map_err(|e| MigrationError::Io(format!("create the images dir: {e}")))?;
+        let watch = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .and_then(|w| {
+                w.add_watch(images, AddWatchFlags::IN_CLOSE_WRITE)
+                    .map(|_| w)
+            })
+            .map_err(|e| MigrationError::Io(format!("watch the images dir: {e}")))?;
+        // The dump's deadline, then a stream slower than 1 MB/s of the most it can carry
+        // (images within the app's memory, its writable layer) plus a minute: a link that
+        // stopped.
+        let most = self.rt().memory_bytes(&self.name).unwrap_or(0) + stream::dir_bytes(upper);
+        let deadline = dump_timeout + Duration::from_secs(60 + most / 1_000_000);
+        let (writer, body) = ferry_host_client::body_writer();
+        let (steps, next) = std::sync::mpsc::channel();
+        let (images, upper) = (images.to_path_buf(), upper.to_path_buf());
         let producer = std::thread::spawn(move || {
-            let written = stream::write_stream(&manifest, &images, &upper, &mut writer, corrupt);
-            match &written {
-                Ok(_) => drop(writer),
-                Err(e) => writer.fail(std::io::Error::new(e.kind(), e.to_string())),
-            }
-            (written, started.elapsed())
+            produce_images(writer, &watch, &images, &upper, corrupt, &next)
         });
-        let answer =
-            self.block(
-                self.client
-                    .send_images(&self.id, &self.token, body, order, deadline),
-            );
-        // A stream cut short (or never connected) cannot be restored, let alone committed.
-        let (bytes, streamed) = producer
-            .join()
-            .map_err(|_| ImagesError::NotSent("the stream's producer panicked".into()))?;
-        let bytes = bytes.map_err(|e| ImagesError::NotSent(format!("stream: {e}")))?;
-        match answer {
-            Ok(reply) => Ok((bytes, streamed, reply)),
-            Err(e) if e.never_reached() => Err(ImagesError::NotSent(e.to_string())),
-            Err(e) => Err(ImagesError::Unanswered(e.to_string())),
-        }
+        let (client, id, token) = (self.client.clone(), self.id.clone(), self.token.clone());
+        let answer = self.engine.handle.spawn(async move {
+            client
+                .send_images(&id, &token, body, &order, deadline)
+                .await
+        });
+        Ok(ImagesCall {
+            steps: Some(steps),
+            producer: Some(producer),
+            answer: Some(answer),
+        })
     }
 
     /// The target committed (it said so): recorded, and whoever steers traffic is told.
@@ -1275,6 +1285,124 @@ impl Run {
             }
         }
     }
+}
+
+/// The images call of a migration, open while its dump runs.
+struct ImagesCall {
+    /// Dropped before `finish`: the stream is abandoned.
+    steps: Option<std::sync::mpsc::Sender<stream::Manifest>>,
+    producer: Option<std::thread::JoinHandle<Result<(u64, Duration), String>>>,
+    answer: Option<tokio::task::JoinHandle<Result<ImagesReply, HostError>>>,
+}
+
+impl ImagesCall {
+    /// Sends what is left and the manifest, then waits for the target's answer. Returns the
+    /// bytes sent, how long the stream took after the dump, and the answer: its restore's
+    /// and commit's outcome.
+    fn finish(
+        mut self,
+        manifest: stream::Manifest,
+        rt: &tokio::runtime::Handle,
+    ) -> Result<(u64, Duration, ImagesReply), ImagesError> {
+        if let Some(steps) = self.steps.take() {
+            // A producer that is gone already says why when joined.
+            let _ = steps.send(manifest);
+        }
+        let produced = match self.producer.take().map(|p| p.join()) {
+            Some(Ok(produced)) => produced,
+            _ => Err("the stream's producer panicked".into()),
+        };
+        let answer = match self.answer.take() {
+            Some(answer) => rt
+                .block_on(answer)
+                .map_err(|e| format!("the images call's task ended: {e}")),
+            None => Err("the images call was not made".into()),
+        };
+        // A stream cut short (or never connected) cannot be restored, let alone committed.
+        let (bytes, streamed) = produced.map_err(ImagesError::NotSent)?;
+        match answer.map_err(ImagesError::Unanswered)? {
+            Ok(reply) => Ok((bytes, streamed, reply)),
+            Err(e) if e.never_reached() => Err(ImagesError::NotSent(e.to_string())),
+            Err(e) => Err(ImagesError::Unanswered(e.to_string())),
+        }
+    }
+}
+
+impl Drop for ImagesCall {
+    /// Unfinished (the dump or the commit's record failed): the producer abandons the stream,
+    /// which fails the call, so the target drops what it received.
+    fn drop(&mut self) {
+        self.steps.take();
+        if let Some(p) = self.producer.take() {
+            let _ = p.join();
+        }
+        if let Some(a) = self.answer.take() {
+            a.abort();
+        }
+    }
+}
+
+/// The images call's body: each image in `images` the dump closes (`watch`), at once; then,
+/// given the manifest, the rest and the manifest. The manifest's sender dropped: abandoned.
+fn produce_images(
+    mut writer: ferry_host_client::BodyWriter,
+    watch: &nix::sys::inotify::Inotify,
+    images: &Path,
+    upper: &Path,
+    corrupt: bool,
+    next: &std::sync::mpsc::Receiver<stream::Manifest>,
+) -> Result<(u64, Duration), String> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let result = (|| {
+        let mut w = stream::StreamWriter::new(&mut writer, corrupt);
+        loop {
+            if let Err(e) = send_closed_images(&mut w, watch, images) {
+                w.abandon();
+                return Err(e);
+            }
+            // Short: an image waits at most this long; the manifest not at all.
+            match next.recv_timeout(Duration::from_millis(1)) {
+                Ok(manifest) => {
+                    let t = Instant::now();
+                    return w
+                        .finish(&manifest, images, upper)
+                        .map(|bytes| (bytes, t.elapsed()))
+                        .map_err(|e| format!("stream: {e}"));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    w.abandon();
+                    return Err("the stream was abandoned".into());
+                }
+            }
+        }
+    })();
+    match &result {
+        Ok(_) => drop(writer),
+        Err(e) => writer.fail(std::io::Error::other(e.clone())),
+    }
+    result
+}
+
+fn send_closed_images(
+    w: &mut stream::StreamWriter<&mut ferry_host_client::BodyWriter>,
+    watch: &nix::sys::inotify::Inotify,
+    images: &Path,
+) -> Result<(), String> {
+    let events = match watch.read_events() {
+        Ok(events) => events,
+        Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+        Err(e) => return Err(format!("watch the images dir: {e}")),
+    };
+    for name in events.iter().filter_map(|e| e.name.as_ref()?.to_str()) {
+        match w.send_image(images, name) {
+            // Removed since: the manifest decides.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("stream: {e}")),
+            Ok(()) => {}
+        }
+    }
+    Ok(())
 }
 
 /// How an images call failed, as far as the source can know.

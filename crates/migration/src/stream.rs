@@ -4,13 +4,16 @@
 //! so the stream crosses the link in fewer of TCP's round trips):
 //!
 //! ```text
-//! MANIFEST.json        every entry below with kind, size and sha256, plus the page bytes
-//! images/<file>        CRIU image files
+//! images/<file>        CRIU image files, each as the dump closes it (the stream opens
+//!                      before the dump); one may come again, changed: the later one counts
+//! images/<file>        after the dump: those not sent yet or changed since
 //! upper/<path>         the overlay upper dir: files, dirs, symlinks, whiteouts (0:0 devices)
+//! MANIFEST.json        last: every entry above with kind, size and sha256, plus the page bytes
 //! ```
-//! The target writes each entry as it arrives, hashing it, and accepts the stream only when
-//! every entry matches the manifest and nothing is missing or extra. It never follows a
-//! symlink while writing, and refuses paths that leave the two directories.
+//! The target writes each entry as it arrives, hashing it, within limits counted as it goes,
+//! and accepts the stream only when every entry of the manifest arrived as listed; what
+//! arrived but is not listed is removed. It never follows a symlink while writing, and
+//! refuses paths that leave the two directories.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -117,6 +120,22 @@ fn walk(root: &Path, prefix: &str, out: &mut BTreeMap<String, Entry>) -> std::io
     Ok(())
 }
 
+/// Bytes of the regular files under `dir` (0 if it is not there); symlinks not followed.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) if m.is_file() => total += m.len(),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
 /// Hashes everything that will be streamed.
 pub fn build_manifest(
     images: &Path,
@@ -150,8 +169,141 @@ fn source_path(images: &Path, upper: &Path, key: &str) -> PathBuf {
     }
 }
 
-/// Writes the stream; `corrupt` flips one byte of the first image file (fault injection).
-/// Returns the bytes written.
+/// Writes a stream entry by entry: image files as the dump closes them ([`send_image`]),
+/// then whatever the manifest lists that did not go out as it is now, then the manifest
+/// ([`finish`]). `corrupt` flips one byte of the first image file on the wire (fault
+/// injection); what was sent is recorded as read, so the flip is not mended by a resend.
+///
+/// [`send_image`]: StreamWriter::send_image
+/// [`finish`]: StreamWriter::finish
+pub struct StreamWriter<W: Write> {
+    tar: tar::Builder<flate2::write::GzEncoder<CountingWriter<W>>>,
+    sent: BTreeMap<String, Entry>,
+    corrupt: bool,
+}
+
+impl<W: Write> StreamWriter<W> {
+    pub fn new(out: W, corrupt: bool) -> Self {
+        let counter = CountingWriter {
+            inner: out,
+            bytes: 0,
+            closed: false,
+        };
+        let gz = flate2::write::GzEncoder::new(counter, flate2::Compression::fast());
+        StreamWriter {
+            tar: tar::Builder::new(gz),
+            sent: BTreeMap::new(),
+            corrupt,
+        }
+    }
+
+    /// Sends the image file `name` of `images` now, as read in one go, and pushes it out of
+    /// the compressor: the target has it while the dump goes on.
+    pub fn send_image(&mut self, images: &Path, name: &str) -> std::io::Result<()> {
+        let path = images.join(name);
+        let meta = std::fs::symlink_metadata(&path)?;
+        if !meta.file_type().is_file() {
+            return Ok(());
+        }
+        let mut bytes = std::fs::read(&path)?;
+        let entry = Entry {
+            kind: Kind::File,
+            size: bytes.len() as u64,
+            mode: meta.permissions().mode() & 0o7777,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        };
+        let key = format!("images/{name}");
+        if std::mem::take(&mut self.corrupt) && !bytes.is_empty() {
+            bytes[0] ^= 0xff;
+        }
+        let mut h = file_header(&entry);
+        self.tar.append_data(&mut h, &key, bytes.as_slice())?;
+        self.sent.insert(key, entry);
+        self.tar.get_mut().flush()
+    }
+
+    fn append(&mut self, key: &str, path: &Path, entry: &Entry) -> std::io::Result<()> {
+        let tar = &mut self.tar;
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(entry.mode);
+        match entry.kind {
+            Kind::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_cksum();
+                tar.append_data(&mut h, key, std::io::empty())?;
+            }
+            Kind::Symlink => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                tar.append_link(&mut h, key, std::fs::read_link(path)?)?;
+            }
+            Kind::Whiteout => {
+                h.set_entry_type(tar::EntryType::Char);
+                h.set_device_major(0)?;
+                h.set_device_minor(0)?;
+                h.set_size(0);
+                h.set_cksum();
+                tar.append_data(&mut h, key, std::io::empty())?;
+            }
+            Kind::File => {
+                let mut h = file_header(entry);
+                if self.corrupt && key.starts_with("images/") && entry.size > 0 {
+                    let mut bytes = std::fs::read(path)?;
+                    bytes.truncate(entry.size as usize);
+                    bytes[0] ^= 0xff;
+                    self.corrupt = false;
+                    tar.append_data(&mut h, key, bytes.as_slice())?;
+                } else {
+                    tar.append_data(&mut h, key, File::open(path)?.take(entry.size))?;
+                }
+            }
+        }
+        self.sent.insert(key.to_string(), entry.clone());
+        Ok(())
+    }
+
+    /// Sends every entry of `manifest` not sent yet or changed since, then the manifest, and
+    /// ends the stream. Returns the bytes written.
+    pub fn finish(
+        mut self,
+        manifest: &Manifest,
+        images: &Path,
+        upper: &Path,
+    ) -> std::io::Result<u64> {
+        for (key, entry) in &manifest.entries {
+            if self.sent.get(key) != Some(entry) {
+                self.append(key, &source_path(images, upper, key), entry)?;
+            }
+        }
+        let body = serde_json::to_vec(manifest).map_err(std::io::Error::other)?;
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        self.tar.append_data(&mut h, MANIFEST, body.as_slice())?;
+        let mut counter = self.tar.into_inner()?.finish()?;
+        counter.inner.flush()?;
+        Ok(counter.bytes)
+    }
+
+    /// Gives up: nothing more reaches `out`, not even the ends a dropped compressor and
+    /// archive would write, so the target cannot take what it got for a whole stream.
+    pub fn abandon(mut self) {
+        self.tar.get_mut().get_mut().closed = true;
+    }
+}
+
+fn file_header(entry: &Entry) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(entry.mode);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(entry.size);
+    h.set_cksum();
+    h
+}
+
+/// Writes a whole stream at once (`corrupt`: see [`StreamWriter`]). Returns the bytes written.
 pub fn write_stream(
     manifest: &Manifest,
     images: &Path,
@@ -159,77 +311,29 @@ pub fn write_stream(
     out: impl Write,
     corrupt: bool,
 ) -> std::io::Result<u64> {
-    let mut counter = CountingWriter {
-        inner: out,
-        bytes: 0,
-    };
-    {
-        let gz = flate2::write::GzEncoder::new(&mut counter, flate2::Compression::fast());
-        let mut tar = tar::Builder::new(gz);
-        let body = serde_json::to_vec(manifest).map_err(std::io::Error::other)?;
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, MANIFEST, body.as_slice())?;
-        let mut corrupted = false;
-        for (key, entry) in &manifest.entries {
-            let path = source_path(images, upper, key);
-            let mut h = tar::Header::new_gnu();
-            h.set_mode(entry.mode);
-            match entry.kind {
-                Kind::Dir => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_size(0);
-                    h.set_cksum();
-                    tar.append_data(&mut h, key, std::io::empty())?;
-                }
-                Kind::Symlink => {
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    h.set_size(0);
-                    tar.append_link(&mut h, key, std::fs::read_link(&path)?)?;
-                }
-                Kind::Whiteout => {
-                    h.set_entry_type(tar::EntryType::Char);
-                    h.set_device_major(0)?;
-                    h.set_device_minor(0)?;
-                    h.set_size(0);
-                    h.set_cksum();
-                    tar.append_data(&mut h, key, std::io::empty())?;
-                }
-                Kind::File => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_size(entry.size);
-                    h.set_cksum();
-                    if corrupt && !corrupted && key.starts_with("images/") && entry.size > 0 {
-                        let mut bytes = std::fs::read(&path)?;
-                        bytes[0] ^= 0xff;
-                        corrupted = true;
-                        tar.append_data(&mut h, key, bytes.as_slice())?;
-                    } else {
-                        tar.append_data(&mut h, key, File::open(&path)?.take(entry.size))?;
-                    }
-                }
-            }
-        }
-        tar.into_inner()?.finish()?;
-    }
-    counter.inner.flush()?;
-    Ok(counter.bytes)
+    StreamWriter::new(out, corrupt).finish(manifest, images, upper)
 }
 
 struct CountingWriter<W> {
     inner: W,
     bytes: u64,
+    /// Abandoned: writes go nowhere.
+    closed: bool,
 }
 
 impl<W: Write> Write for CountingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
         let n = self.inner.write(buf)?;
         self.bytes += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
         self.inner.flush()
     }
 }
@@ -260,15 +364,18 @@ fn dest_path(images: &Path, upper: &Path, key: &str) -> Result<PathBuf, Migratio
     Ok(root.join(rel))
 }
 
-/// The most a stream may carry: checked against its manifest before anything is written, and
-/// each entry against the manifest while it arrives (so a lying stream stops at once).
+/// The most a stream may carry, counted while it arrives (a resent entry counts again), so a
+/// stream that would exceed them stops at once.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamLimits {
     pub bytes: u64,
     pub entries: u64,
 }
 
-/// Reads a stream into `images` and `upper`, verifying it against its manifest.
+/// Reads a stream into `images` and `upper`, verifying it against its manifest, which comes
+/// last: every entry it lists must have arrived as listed (a later copy of an entry replaces
+/// an earlier one), and what arrived but is not listed (an image the dump closed, then
+/// removed) is removed again.
 pub fn receive_stream(
     input: impl Read,
     images: &Path,
@@ -279,152 +386,181 @@ pub fn receive_stream(
     std::fs::create_dir_all(upper).map_err(io_err("create upper dir"))?;
     // The limits below count the entries' bytes as they come out of the decompressor.
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(input));
-    let mut entries = archive.entries().map_err(io_err("read stream"))?;
-    let manifest: Manifest = {
-        let mut first = entries
-            .next()
-            .ok_or_else(|| MigrationError::Integrity("empty stream".into()))?
-            .map_err(io_err("read stream"))?;
-        if first.path().map_err(io_err("read stream"))?.as_os_str() != MANIFEST
-            || first.size() > MAX_MANIFEST_BYTES
-        {
-            return Err(MigrationError::Integrity(
-                "the stream does not start with its manifest".into(),
-            ));
-        }
-        let mut body = Vec::new();
-        first
-            .read_to_end(&mut body)
-            .map_err(io_err("read manifest"))?;
-        serde_json::from_slice(&body)
-            .map_err(|e| MigrationError::Integrity(format!("bad manifest: {e}")))?
-    };
-    let announced: u64 = manifest
-        .entries
-        .values()
-        .fold(0u64, |sum, e| sum.saturating_add(e.size));
-    if manifest.entries.len() as u64 > limits.entries || announced > limits.bytes {
-        return Err(MigrationError::TooLarge(format!(
-            "the stream announces {} entries and {} MiB; this host takes at most {} entries and {} MiB for this container",
-            manifest.entries.len(),
-            announced >> 20,
-            limits.entries,
-            limits.bytes >> 20
-        )));
-    }
-    let mut seen = BTreeMap::new();
+    let entries = archive.entries().map_err(io_err("read stream"))?;
+    let mut got: BTreeMap<String, Entry> = BTreeMap::new();
+    let (mut bytes, mut count) = (0u64, 0u64);
+    let mut manifest: Option<Manifest> = None;
     for entry in entries {
         let mut entry = entry.map_err(io_err("read stream"))?;
+        if manifest.is_some() {
+            return Err(MigrationError::Integrity(
+                "an entry follows the manifest".into(),
+            ));
+        }
         let key = entry
             .path()
             .map_err(io_err("read stream"))?
             .to_string_lossy()
             .into_owned();
         let key = key.trim_end_matches('/').to_string();
-        let expected = manifest
-            .entries
-            .get(&key)
-            .ok_or_else(|| MigrationError::Integrity(format!("'{key}' is not in the manifest")))?;
-        let dest = dest_path(images, upper, &key)?;
-        let got = match entry.header().entry_type() {
-            tar::EntryType::Directory => {
-                std::fs::create_dir_all(&dest).map_err(io_err("create dir"))?;
-                Entry {
-                    kind: Kind::Dir,
-                    size: 0,
-                    mode: expected.mode,
-                    sha256: String::new(),
-                }
+        if key == MANIFEST {
+            if entry.size() > MAX_MANIFEST_BYTES {
+                return Err(MigrationError::Integrity(
+                    "the manifest is too large".into(),
+                ));
             }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(io_err("read symlink"))?
-                    .ok_or_else(|| {
-                        MigrationError::Integrity(format!("symlink '{key}' has no target"))
-                    })?;
-                std::os::unix::fs::symlink(&target, &dest).map_err(io_err("create symlink"))?;
-                let h = hex::encode(Sha256::digest(target.as_os_str().as_encoded_bytes()));
-                Entry {
-                    kind: Kind::Symlink,
-                    size: 0,
-                    mode: expected.mode,
-                    sha256: h,
-                }
-            }
-            tar::EntryType::Char => {
-                let (major, minor) = (
-                    entry.header().device_major().ok().flatten(),
-                    entry.header().device_minor().ok().flatten(),
-                );
-                if major != Some(0) || minor != Some(0) {
-                    return Err(MigrationError::Integrity(format!(
-                        "'{key}': only 0:0 whiteouts are allowed"
-                    )));
-                }
-                mknod_whiteout(&dest).map_err(io_err("create whiteout"))?;
-                Entry {
-                    kind: Kind::Whiteout,
-                    size: 0,
-                    mode: expected.mode,
-                    sha256: String::new(),
-                }
-            }
-            tar::EntryType::Regular => {
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&dest)
-                    .map_err(io_err("create file"))?;
-                let mut h = Sha256::new();
-                let mut buf = vec![0u8; 1 << 16];
-                let mut size = 0u64;
-                loop {
-                    let n = entry.read(&mut buf).map_err(io_err("read stream"))?;
-                    if n == 0 {
-                        break;
-                    }
-                    if size + n as u64 > expected.size {
-                        return Err(MigrationError::Integrity(format!(
-                            "'{key}' is larger than the manifest's {} bytes",
-                            expected.size
-                        )));
-                    }
-                    h.update(&buf[..n]);
-                    f.write_all(&buf[..n]).map_err(io_err("write file"))?;
-                    size += n as u64;
-                }
-                Entry {
-                    kind: Kind::File,
-                    size,
-                    mode: expected.mode,
-                    sha256: hex::encode(h.finalize()),
-                }
-            }
-            other => {
-                return Err(MigrationError::Integrity(format!(
-                    "'{key}': unexpected entry type {other:?}"
-                )))
-            }
-        };
-        if &got != expected {
-            return Err(MigrationError::Integrity(format!(
-                "'{key}' does not match the manifest (size {} vs {}, sha256 {} vs {})",
-                got.size, expected.size, got.sha256, expected.sha256
+            let mut body = Vec::new();
+            entry
+                .read_to_end(&mut body)
+                .map_err(io_err("read manifest"))?;
+            manifest = Some(
+                serde_json::from_slice(&body)
+                    .map_err(|e| MigrationError::Integrity(format!("bad manifest: {e}")))?,
+            );
+            continue;
+        }
+        count += 1;
+        bytes = bytes.saturating_add(entry.size());
+        if count > limits.entries || bytes > limits.bytes {
+            return Err(MigrationError::TooLarge(format!(
+                "the stream carries more than {} entries or {} MiB, the most this host takes for this container",
+                limits.entries,
+                limits.bytes >> 20
             )));
         }
-        if got.kind != Kind::Symlink {
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(expected.mode))
-                .map_err(io_err("chmod"))?;
+        let dest = dest_path(images, upper, &key)?;
+        // A directory stays as it is (with what is in it); anything else is written anew.
+        if got
+            .remove(&key)
+            .is_some_and(|earlier| earlier.kind != Kind::Dir)
+        {
+            std::fs::remove_file(&dest).map_err(io_err("replace an entry"))?;
         }
-        seen.insert(key, ());
+        let received = write_entry(&mut entry, &key, &dest)?;
+        got.insert(key, received);
     }
-    if let Some(missing) = manifest.entries.keys().find(|k| !seen.contains_key(*k)) {
-        return Err(MigrationError::Integrity(format!(
-            "'{missing}' is missing from the stream"
-        )));
+    let manifest = manifest
+        .ok_or_else(|| MigrationError::Integrity("the stream ended without its manifest".into()))?;
+    for (key, expected) in &manifest.entries {
+        match got.get(key) {
+            None => {
+                return Err(MigrationError::Integrity(format!(
+                    "'{key}' is missing from the stream"
+                )))
+            }
+            Some(g) if g != expected => {
+                return Err(MigrationError::Integrity(format!(
+                    "'{key}' does not match the manifest (size {} vs {}, sha256 {} vs {})",
+                    g.size, expected.size, g.sha256, expected.sha256
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, e) in &got {
+        if !manifest.entries.contains_key(key) {
+            remove_entry(&dest_path(images, upper, key)?, e.kind)
+                .map_err(io_err("remove an entry the manifest does not list"))?;
+        }
     }
     Ok(manifest)
+}
+
+/// Writes one entry at `dest` with its header's mode; returns what it wrote.
+fn write_entry(
+    entry: &mut tar::Entry<'_, impl Read>,
+    key: &str,
+    dest: &Path,
+) -> Result<Entry, MigrationError> {
+    let mode = entry.header().mode().map_err(io_err("read stream"))? & 0o7777;
+    let got = match entry.header().entry_type() {
+        tar::EntryType::Directory => {
+            std::fs::create_dir_all(dest).map_err(io_err("create dir"))?;
+            Entry {
+                kind: Kind::Dir,
+                size: 0,
+                mode,
+                sha256: String::new(),
+            }
+        }
+        tar::EntryType::Symlink => {
+            let target = entry
+                .link_name()
+                .map_err(io_err("read symlink"))?
+                .ok_or_else(|| {
+                    MigrationError::Integrity(format!("symlink '{key}' has no target"))
+                })?;
+            std::os::unix::fs::symlink(&target, dest).map_err(io_err("create symlink"))?;
+            let h = hex::encode(Sha256::digest(target.as_os_str().as_encoded_bytes()));
+            Entry {
+                kind: Kind::Symlink,
+                size: 0,
+                mode,
+                sha256: h,
+            }
+        }
+        tar::EntryType::Char => {
+            let (major, minor) = (
+                entry.header().device_major().ok().flatten(),
+                entry.header().device_minor().ok().flatten(),
+            );
+            if major != Some(0) || minor != Some(0) {
+                return Err(MigrationError::Integrity(format!(
+                    "'{key}': only 0:0 whiteouts are allowed"
+                )));
+            }
+            mknod_whiteout(dest).map_err(io_err("create whiteout"))?;
+            Entry {
+                kind: Kind::Whiteout,
+                size: 0,
+                mode,
+                sha256: String::new(),
+            }
+        }
+        tar::EntryType::Regular => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dest)
+                .map_err(io_err("create file"))?;
+            // The entry's reader ends at its header's size, which the limits counted.
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut size = 0u64;
+            loop {
+                let n = entry.read(&mut buf).map_err(io_err("read stream"))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                f.write_all(&buf[..n]).map_err(io_err("write file"))?;
+                size += n as u64;
+            }
+            Entry {
+                kind: Kind::File,
+                size,
+                mode,
+                sha256: hex::encode(h.finalize()),
+            }
+        }
+        other => {
+            return Err(MigrationError::Integrity(format!(
+                "'{key}': unexpected entry type {other:?}"
+            )))
+        }
+    };
+    if got.kind != Kind::Symlink {
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err("chmod"))?;
+    }
+    Ok(got)
+}
+
+fn remove_entry(path: &Path, kind: Kind) -> std::io::Result<()> {
+    match kind {
+        Kind::Dir => std::fs::remove_dir_all(path),
+        _ => std::fs::remove_file(path),
+    }
 }
 
 fn mknod_whiteout(path: &Path) -> std::io::Result<()> {
@@ -512,46 +648,122 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_over_the_limits_is_refused_before_anything_is_written() {
+    fn a_stream_over_the_limits_stops_at_the_entry_past_them() {
         let (t, images, upper) = fixture();
         let m = build_manifest(&images, &upper, 0).unwrap();
         let mut buf = Vec::new();
         write_stream(&m, &images, &upper, &mut buf, false).unwrap();
-        for limits in [
-            StreamLimits {
-                bytes: 5000,
-                ..ROOMY
-            },
-            StreamLimits {
-                entries: 2,
-                ..ROOMY
-            },
+        // In stream order: images/core-1.img (5000 bytes), images/inventory.img, upper/link, ...
+        for (limits, not_written) in [
+            (
+                StreamLimits {
+                    bytes: 5000,
+                    ..ROOMY
+                },
+                "images/inventory.img",
+            ),
+            (
+                StreamLimits {
+                    entries: 2,
+                    ..ROOMY
+                },
+                "upper/link",
+            ),
         ] {
-            let (a, b) = (t.path().join("a"), t.path().join("b"));
+            let d = tempfile::tempdir().unwrap();
+            let (a, b) = (d.path().join("a"), d.path().join("b"));
             let err = receive_stream(buf.as_slice(), &a, &b, limits).unwrap_err();
             assert!(matches!(err, MigrationError::TooLarge(_)), "{err}");
-            assert_eq!(std::fs::read_dir(&a).unwrap().count(), 0);
-            assert_eq!(std::fs::read_dir(&b).unwrap().count(), 0);
+            let path = dest_path(&a, &b, not_written).unwrap();
+            assert!(
+                std::fs::symlink_metadata(&path).is_err(),
+                "{not_written} was written"
+            );
         }
+        drop(t);
     }
 
     #[test]
-    fn an_entry_longer_than_its_manifest_stops_at_the_manifest_size() {
+    fn an_entry_past_the_limits_is_not_written() {
         let t = tempfile::tempdir().unwrap();
-        let mut m = Manifest::default();
-        m.entries.insert(
-            "images/core-1.img".into(),
-            Entry {
-                kind: Kind::File,
-                size: 10,
-                mode: 0o600,
-                sha256: String::new(),
-            },
+        let mut tar = tar::Builder::new(Vec::new());
+        let body = vec![1u8; 1 << 20];
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        tar.append_data(&mut h, "images/core-1.img", body.as_slice())
+            .unwrap();
+        // Compressed as a source's stream is: the 1 MiB of ones shrinks to a few KiB.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar.into_inner().unwrap()).unwrap();
+        let buf = gz.finish().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        let limits = StreamLimits {
+            bytes: 1000,
+            ..ROOMY
+        };
+        let err = receive_stream(buf.as_slice(), &a, &b, limits).unwrap_err();
+        assert!(matches!(err, MigrationError::TooLarge(_)), "{err}");
+        assert!(!a.join("core-1.img").exists());
+    }
+
+    #[test]
+    fn images_sent_while_dumped_are_sent_again_if_they_changed_and_removed_if_gone() {
+        let (t, images, upper) = fixture();
+        std::fs::write(images.join("tmp.img"), b"gone soon").unwrap();
+        let mut buf = Vec::new();
+        let mut w = StreamWriter::new(&mut buf, false);
+        for name in ["core-1.img", "inventory.img", "tmp.img"] {
+            w.send_image(&images, name).unwrap();
+        }
+        std::fs::write(images.join("inventory.img"), b"inventory, rewritten").unwrap();
+        std::fs::remove_file(images.join("tmp.img")).unwrap();
+        let m = build_manifest(&images, &upper, 0).unwrap();
+        w.finish(&m, &images, &upper).unwrap();
+        let (di, du) = (t.path().join("dst-images"), t.path().join("dst-upper"));
+        assert_eq!(receive_stream(buf.as_slice(), &di, &du, ROOMY).unwrap(), m);
+        assert_eq!(
+            std::fs::read(di.join("inventory.img")).unwrap(),
+            b"inventory, rewritten"
         );
+        assert!(!di.join("tmp.img").exists());
+        assert_eq!(std::fs::read(di.join("core-1.img")).unwrap().len(), 5000);
+    }
+
+    #[test]
+    fn a_byte_corrupted_while_dumped_is_not_mended_by_the_end() {
+        let (t, images, upper) = fixture();
+        let mut buf = Vec::new();
+        let mut w = StreamWriter::new(&mut buf, true);
+        w.send_image(&images, "core-1.img").unwrap();
+        let m = build_manifest(&images, &upper, 0).unwrap();
+        w.finish(&m, &images, &upper).unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        let err = receive_stream(buf.as_slice(), &a, &b, ROOMY).unwrap_err();
+        assert!(matches!(err, MigrationError::Integrity(_)), "{err}");
+    }
+
+    #[test]
+    fn an_abandoned_stream_is_refused() {
+        let (t, images, _upper) = fixture();
+        let mut buf = Vec::new();
+        let mut w = StreamWriter::new(&mut buf, false);
+        w.send_image(&images, "core-1.img").unwrap();
+        w.abandon();
+        assert!(!buf.is_empty(), "the image went out before the end");
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        assert!(receive_stream(buf.as_slice(), &a, &b, ROOMY).is_err());
+    }
+
+    #[test]
+    fn nothing_may_follow_the_manifest() {
+        let (t, images, upper) = fixture();
+        let m = build_manifest(&images, &upper, 0).unwrap();
         let mut tar = tar::Builder::new(Vec::new());
         for (path, body) in [
             (MANIFEST, serde_json::to_vec(&m).unwrap()),
-            ("images/core-1.img", vec![1u8; 1 << 20]),
+            ("images/extra.img", b"late".to_vec()),
         ] {
             let mut h = tar::Header::new_gnu();
             h.set_size(body.len() as u64);
@@ -559,15 +771,12 @@ mod tests {
             h.set_cksum();
             tar.append_data(&mut h, path, body.as_slice()).unwrap();
         }
-        // Compressed as a source's stream is: the 1 MiB of ones shrinks to a few KiB.
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar.into_inner().unwrap()).unwrap();
         let buf = gz.finish().unwrap();
         let (a, b) = (t.path().join("a"), t.path().join("b"));
         let err = receive_stream(buf.as_slice(), &a, &b, ROOMY).unwrap_err();
         assert!(matches!(err, MigrationError::Integrity(_)), "{err}");
-        let written = std::fs::metadata(a.join("core-1.img")).unwrap().len();
-        assert!(written <= 10, "wrote {written} bytes past the manifest");
     }
 
     #[test]

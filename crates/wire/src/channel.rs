@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `POST /ferry/v1/channel` | [`Offer`] | records the migration, prepares the parked copy, a page server for cold; [`OfferReply`] |
 //! | `POST /ferry/v1/channel/{id}/rounds` | [`RoundRequest`] | pre-copy/hybrid: checks the last round's pages, a page server for the next; [`RoundReply`] |
-//! | `PUT /ferry/v1/channel/{id}/images[?lazy_page_server_port=P]` | tar stream | writes and verifies images and writable layer, then waits for the pages, checks their size, restores, records `committed` and makes the copy reachable: one round trip for all, sent once the source recorded `committing`; [`ImagesReply`] |
+//! | `PUT /ferry/v1/channel/{id}/images[?lazy_page_server_port=P]` | tar stream | writes each image as it arrives (the call opens before the dump, images come as CRIU closes them), then the rest, the writable layer and last the manifest, which it checks everything against; then waits for the pages, checks their size, restores, records `committed` and makes the copy reachable: one call for all, whose manifest is sent once the source recorded `committing`; [`ImagesReply`] |
 //! | `POST /ferry/v1/channel/{id}/commit` | - | a restored copy whose commit was not recorded (settling): records `committed`, makes the copy reachable; [`ChannelState`] |
 //! | `POST /ferry/v1/channel/{id}/abort` | - | records `aborted`, removes the uncommitted copy; [`ChannelState`] |
 //! | `GET /ferry/v1/channel/{id}` | - | [`ChannelState`]: the target's durable answer |
@@ -22,7 +22,7 @@ use crate::migration::{CheckpointEngine, IncomingState, MigrationId, PageTranspo
 
 /// Version of the host API and migration channel. Bump it for any change a peer of the old
 /// version would misread.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Header carrying the per-migration token.
 pub const AUTH_HEADER: &str = "authorization";
