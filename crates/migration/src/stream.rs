@@ -48,6 +48,17 @@ pub struct Entry {
     pub sha256: String,
 }
 
+impl Entry {
+    fn symlink(target: &Path, mode: u32) -> Entry {
+        Entry {
+            kind: Kind::Symlink,
+            size: 0,
+            mode,
+            sha256: hex::encode(Sha256::digest(target.as_os_str().as_encoded_bytes())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Keyed by stream path (`images/...`, `upper/...`).
@@ -88,14 +99,7 @@ fn walk(root: &Path, prefix: &str, out: &mut BTreeMap<String, Entry>) -> std::io
                     sha256: String::new(),
                 }
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(e.path())?;
-                let h = hex::encode(Sha256::digest(target.as_os_str().as_encoded_bytes()));
-                Entry {
-                    kind: Kind::Symlink,
-                    size: 0,
-                    mode,
-                    sha256: h,
-                }
+                Entry::symlink(&std::fs::read_link(e.path())?, mode)
             } else if ft.is_char_device() && meta.rdev() == 0 {
                 Entry {
                     kind: Kind::Whiteout,
@@ -441,6 +445,9 @@ pub fn receive_stream(
     }
     let manifest = manifest
         .ok_or_else(|| MigrationError::Integrity("the stream ended without its manifest".into()))?;
+    // Whole or not at all: the source counts a stream it could not end as never received,
+    // so this side takes it only once the compressed stream's end (and its CRC) is in.
+    read_to_the_end(archive.into_inner())?;
     for (key, expected) in &manifest.entries {
         match got.get(key) {
             None => {
@@ -464,6 +471,27 @@ pub fn receive_stream(
         }
     }
     Ok(manifest)
+}
+
+/// Reads what follows the archive's end: at most the rest of its zero blocks, then the gzip
+/// trailer (checked), then the end of the input.
+fn read_to_the_end<R: Read>(mut gz: flate2::read::GzDecoder<R>) -> Result<(), MigrationError> {
+    let mut rest = Vec::new();
+    gz.by_ref()
+        .take(64 << 10)
+        .read_to_end(&mut rest)
+        .map_err(io_err("read the stream's end"))?;
+    let mut after = [0u8; 1];
+    let more = gz
+        .into_inner()
+        .read(&mut after)
+        .map_err(io_err("read the stream's end"))?;
+    if rest.len() >= 64 << 10 || rest.iter().any(|b| *b != 0) || more != 0 {
+        return Err(MigrationError::Integrity(
+            "data follows the archive's end".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Writes one entry at `dest` with its header's mode; returns what it wrote.
@@ -491,13 +519,7 @@ fn write_entry(
                     MigrationError::Integrity(format!("symlink '{key}' has no target"))
                 })?;
             std::os::unix::fs::symlink(&target, dest).map_err(io_err("create symlink"))?;
-            let h = hex::encode(Sha256::digest(target.as_os_str().as_encoded_bytes()));
-            Entry {
-                kind: Kind::Symlink,
-                size: 0,
-                mode,
-                sha256: h,
-            }
+            Entry::symlink(&target, mode)
         }
         tar::EntryType::Char => {
             let (major, minor) = (
@@ -600,6 +622,27 @@ mod tests {
         entries: 1000,
     };
 
+    /// Receiving `buf` into `dir` fails on an integrity check.
+    fn assert_refused_as_damaged(buf: &[u8], dir: &Path) {
+        let err = receive_stream(buf, &dir.join("a"), &dir.join("b"), ROOMY).unwrap_err();
+        assert!(matches!(err, MigrationError::Integrity(_)), "{err}");
+    }
+
+    /// A stream made by hand: regular files, in this order.
+    fn tar_gz(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, body) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            tar.append_data(&mut h, path, body.as_slice()).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar.into_inner().unwrap()).unwrap();
+        gz.finish().unwrap()
+    }
+
     fn fixture() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let t = tempfile::tempdir().unwrap();
         let images = t.path().join("src-images");
@@ -637,14 +680,7 @@ mod tests {
         let m = build_manifest(&images, &upper, 0).unwrap();
         let mut buf = Vec::new();
         write_stream(&m, &images, &upper, &mut buf, true).unwrap();
-        let err = receive_stream(
-            buf.as_slice(),
-            &t.path().join("a"),
-            &t.path().join("b"),
-            ROOMY,
-        )
-        .unwrap_err();
-        assert!(matches!(err, MigrationError::Integrity(_)), "{err}");
+        assert_refused_as_damaged(&buf, t.path());
     }
 
     #[test]
@@ -686,18 +722,8 @@ mod tests {
     #[test]
     fn an_entry_past_the_limits_is_not_written() {
         let t = tempfile::tempdir().unwrap();
-        let mut tar = tar::Builder::new(Vec::new());
-        let body = vec![1u8; 1 << 20];
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o600);
-        h.set_cksum();
-        tar.append_data(&mut h, "images/core-1.img", body.as_slice())
-            .unwrap();
         // Compressed as a source's stream is: the 1 MiB of ones shrinks to a few KiB.
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&tar.into_inner().unwrap()).unwrap();
-        let buf = gz.finish().unwrap();
+        let buf = tar_gz(&[("images/core-1.img", vec![1u8; 1 << 20])]);
         let (a, b) = (t.path().join("a"), t.path().join("b"));
         let limits = StreamLimits {
             bytes: 1000,
@@ -739,9 +765,7 @@ mod tests {
         w.send_image(&images, "core-1.img").unwrap();
         let m = build_manifest(&images, &upper, 0).unwrap();
         w.finish(&m, &images, &upper).unwrap();
-        let (a, b) = (t.path().join("a"), t.path().join("b"));
-        let err = receive_stream(buf.as_slice(), &a, &b, ROOMY).unwrap_err();
-        assert!(matches!(err, MigrationError::Integrity(_)), "{err}");
+        assert_refused_as_damaged(&buf, t.path());
     }
 
     #[test]
@@ -757,26 +781,32 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_is_taken_only_with_its_end() {
+        let (t, images, upper) = fixture();
+        let m = build_manifest(&images, &upper, 0).unwrap();
+        let mut buf = Vec::new();
+        write_stream(&m, &images, &upper, &mut buf, false).unwrap();
+        // Without gzip's trailer (CRC and length) every entry and the manifest are there.
+        buf.truncate(buf.len() - 8);
+        let err = receive_stream(
+            buf.as_slice(),
+            &t.path().join("a"),
+            &t.path().join("b"),
+            ROOMY,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("end"), "{err}");
+    }
+
+    #[test]
     fn nothing_may_follow_the_manifest() {
         let (t, images, upper) = fixture();
         let m = build_manifest(&images, &upper, 0).unwrap();
-        let mut tar = tar::Builder::new(Vec::new());
-        for (path, body) in [
+        let buf = tar_gz(&[
             (MANIFEST, serde_json::to_vec(&m).unwrap()),
             ("images/extra.img", b"late".to_vec()),
-        ] {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(body.len() as u64);
-            h.set_mode(0o600);
-            h.set_cksum();
-            tar.append_data(&mut h, path, body.as_slice()).unwrap();
-        }
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&tar.into_inner().unwrap()).unwrap();
-        let buf = gz.finish().unwrap();
-        let (a, b) = (t.path().join("a"), t.path().join("b"));
-        let err = receive_stream(buf.as_slice(), &a, &b, ROOMY).unwrap_err();
-        assert!(matches!(err, MigrationError::Integrity(_)), "{err}");
+        ]);
+        assert_refused_as_damaged(&buf, t.path());
     }
 
     #[test]
