@@ -35,7 +35,8 @@ pub const LEARN_MIN: usize = 3;
 /// pages took at the link rate the request named. Learned from the host's own migrations
 /// (the median of the latest [`LEARN_FROM`]) once it has [`LEARN_MIN`], else the defaults,
 /// measured on this project's 2-core machines (native engine, ferry's CRIU 4.2.1 build,
-/// 1 Gbit/s 5 ms: post-copy frozen 112-166 ms, cold about 500 ms beyond the link time).
+/// 1 Gbit/s 5 ms, 2026-12-06: post-copy frozen 85-104 ms, cold 120 ms beyond the link time
+/// at 64 MiB and 295 ms at 256 MiB, where the restore reads more).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FixedCosts {
     pub cold_ms: u64,
@@ -47,8 +48,8 @@ pub struct FixedCosts {
 
 impl FixedCosts {
     pub const DEFAULT: FixedCosts = FixedCosts {
-        cold_ms: 550,
-        post_copy_ms: 150,
+        cold_ms: 200,
+        post_copy_ms: 100,
         cold_from: 0,
         post_copy_from: 0,
     };
