@@ -75,8 +75,9 @@ const CONTROL_POINTS: [&str; 4] = [
 ];
 
 /// Before the target commits a killed party means a rollback; after it, completion. The
-/// source records `committing` before its images go out (they carry the commit), so a
-/// source killed there restarts to find the target without them: a rollback too.
+/// source records `committing` before the end of its images call goes out (the call carries
+/// the commit), so a source killed there restarts to find the target without them: a
+/// rollback too.
 fn expected(c: &Cell) -> Option<&'static str> {
     let before_commit = [
         "source-preparing",

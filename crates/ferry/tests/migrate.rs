@@ -704,8 +704,8 @@ fn target_restarted_before_commit_is_rolled_back() {
     wait_b_clean(&pair);
 }
 
-/// The link goes down once the source recorded `committing`, before its images (which
-/// carry the commit) go out. Unless the call never connected (then b cannot hold the
+/// The link goes down once the source recorded `committing`, before the end of its images
+/// call (which carries the commit) goes out. Unless the call never connected (then b cannot hold the
 /// images and the source rolls back at once), the source must neither resume nor give up
 /// while b may still restore and commit; the link comes back before b's lease runs out, and
 /// the target's word settles it: exactly one host serves, with the app's state.

@@ -16,7 +16,8 @@ pub enum Point {
     SourceFrozen,
     /// Source: dumped; before the commit decision.
     SourceDumped,
-    /// Source: recorded `committing`; before the images (which carry the commit) are sent.
+    /// Source: recorded `committing`; before the images call's end (the manifest: it carries
+    /// the commit) is sent.
     SourceCommitting,
     /// Source: recorded `committed`; before post-copy's wait and the cleanup.
     SourceCommitted,

@@ -772,9 +772,10 @@ impl Run {
         }
         self.hook(Point::SourceDumped);
 
-        // Commit ---- point of no return ----> recorded first, then the images go: the
-        // target restores and commits in the one call (channel protocol 5), so from here its
-        // durable record decides where the app runs, and a failure settles by asking it.
+        // Commit ---- point of no return ----> recorded first, then the images call ends (the
+        // rest of the images, the writable layer, the manifest): the target restores and
+        // commits in that call, so from here its durable record decides where the app runs,
+        // and a failure settles by asking it.
         self.phase(Phase::Transfer);
         let t = Instant::now();
         let manifest = stream::build_manifest(&image_dir, &upper, final_pages_bytes)

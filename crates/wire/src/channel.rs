@@ -109,9 +109,9 @@ pub struct RestoreOrder {
 
 /// Target -> source, the answer to the images call: they arrived whole (else the call
 /// fails), then the restore either worked, and the copy is committed, or did not, so that
-/// the source tells a failed restore from a failed transfer. The source sends the images
-/// only once it recorded `committing`: a restore that works is the commit, with no round
-/// trip more inside the app's frozen window.
+/// the source tells a failed restore from a failed transfer. The source sends the stream's
+/// manifest (and its end) only once it recorded `committing`: a restore that works is the
+/// commit, with no round trip more inside the app's frozen window.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "restore", rename_all = "snake_case")]
 pub enum ImagesReply {

@@ -9,8 +9,9 @@
 //! The **source decides**; the **target's durable record is the truth** about the commit.
 //!
 //! 1. Each side persists a state *before* the step other parties can observe: the source
-//!    writes `Frozen` before it freezes, `Committing` before it sends the images (the images
-//!    call carries the commit: the target restores and commits in it); the target
+//!    writes `Frozen` before it freezes, `Committing` before it ends the images call with
+//!    the manifest (that call carries the commit: the target restores and commits in it,
+//!    and takes no stream without its manifest and end); the target
 //!    writes `Prepared` before it answers the offer, `Committed` before it unparks the copy,
 //!    `Aborted` before it removes it. Both sides keep the migration id and the token (the
 //!    target its digest), so after any restart either can ask the other.
@@ -521,8 +522,9 @@ pub struct Timings {
     pub freeze_ms: Option<u64>,
     /// CRIU dump; for cold this includes sending every page to the target's page server.
     pub dump_ms: Option<u64>,
-    /// The images stream leaving the source (the images call goes on until the target has
-    /// restored: see `restore_call_ms`).
+    /// The images stream's tail leaving the source after the dump: what CRIU had not closed
+    /// during it, the writable layer and the manifest (the images call goes on until the
+    /// target has restored: see `restore_call_ms`).
     pub transfer_ms: Option<u64>,
     /// The target's restore (CRIU's and ferry's work there).
     pub restore_ms: Option<u64>,
