@@ -201,28 +201,23 @@ impl<W: Write> StreamWriter<W> {
         }
     }
 
-    /// Sends the image file `name` of `images` now, as read in one go, and pushes it out of
-    /// the compressor: the target has it while the dump goes on.
+    /// Sends the image file `name` of `images` now and pushes it out of the compressor: the
+    /// target has it while the dump goes on. Read from disk as it goes (an image may be
+    /// large); should it change meanwhile, what was recorded differs from the manifest at
+    /// the end and it goes again.
     pub fn send_image(&mut self, images: &Path, name: &str) -> std::io::Result<()> {
         let path = images.join(name);
         let meta = std::fs::symlink_metadata(&path)?;
         if !meta.file_type().is_file() {
             return Ok(());
         }
-        let mut bytes = std::fs::read(&path)?;
         let entry = Entry {
             kind: Kind::File,
-            size: bytes.len() as u64,
+            size: meta.len(),
             mode: meta.permissions().mode() & 0o7777,
-            sha256: hex::encode(Sha256::digest(&bytes)),
+            sha256: sha256_file(&path)?,
         };
-        let key = format!("images/{name}");
-        if std::mem::take(&mut self.corrupt) && !bytes.is_empty() {
-            bytes[0] ^= 0xff;
-        }
-        let mut h = file_header(&entry);
-        self.tar.append_data(&mut h, &key, bytes.as_slice())?;
-        self.sent.insert(key, entry);
+        self.append(&format!("images/{name}"), &path, &entry)?;
         self.tar.get_mut().flush()
     }
 
