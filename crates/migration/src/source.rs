@@ -1330,15 +1330,17 @@ impl ImagesCall {
 }
 
 impl Drop for ImagesCall {
-    /// Unfinished (the dump or the commit's record failed): the producer abandons the stream,
-    /// which fails the call, so the target drops what it received.
+    /// Unfinished (the dump or the commit's record failed): the call is cancelled and the
+    /// producer abandons the stream, so the target drops what it received.
     fn drop(&mut self) {
         self.steps.take();
-        if let Some(p) = self.producer.take() {
-            let _ = p.join();
-        }
+        // The call first: a producer blocked on a body nobody reads (a stalled link) is
+        // freed by the request's end, and would otherwise hold this join until the deadline.
         if let Some(a) = self.answer.take() {
             a.abort();
+        }
+        if let Some(p) = self.producer.take() {
+            let _ = p.join();
         }
     }
 }
