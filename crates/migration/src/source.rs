@@ -942,7 +942,7 @@ impl Run {
         // The dump's deadline, then a stream slower than 1 MB/s of the most it can carry
         // (images within the app's memory, its writable layer) plus a minute: a link that
         // stopped.
-        let most = self.rt().memory_bytes(&self.name).unwrap_or(0) + stream::dir_bytes(upper);
+        let most = self.rt().memory_bytes(&self.name).unwrap_or(0) + ferry_runtime::dir_size(upper);
         let deadline = dump_timeout + Duration::from_secs(60 + most / 1_000_000);
         let (writer, body) = ferry_host_client::body_writer();
         let (steps, next) = std::sync::mpsc::channel();

@@ -124,22 +124,6 @@ fn walk(root: &Path, prefix: &str, out: &mut BTreeMap<String, Entry>) -> std::io
     Ok(())
 }
 
-/// Bytes of the regular files under `dir` (0 if it is not there); symlinks not followed.
-pub fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) if m.is_file() => total += m.len(),
-                _ => {}
-            }
-        }
-    }
-    total
-}
-
 /// Hashes everything that will be streamed.
 pub fn build_manifest(
     images: &Path,
@@ -246,7 +230,9 @@ impl<W: Write> StreamWriter<W> {
                 tar.append_data(&mut h, key, std::io::empty())?;
             }
             Kind::File => {
-                let mut h = file_header(entry);
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(entry.size);
+                h.set_cksum();
                 if self.corrupt && key.starts_with("images/") && entry.size > 0 {
                     let mut bytes = std::fs::read(path)?;
                     bytes.truncate(entry.size as usize);
@@ -264,12 +250,28 @@ impl<W: Write> StreamWriter<W> {
 
     /// Sends every entry of `manifest` not sent yet or changed since, then the manifest, and
     /// ends the stream. Returns the bytes written.
+    /// A failure on the way abandons the stream, as [`abandon`](StreamWriter::abandon) does.
     pub fn finish(
         mut self,
         manifest: &Manifest,
         images: &Path,
         upper: &Path,
     ) -> std::io::Result<u64> {
+        if let Err(e) = self.append_rest(manifest, images, upper) {
+            self.abandon();
+            return Err(e);
+        }
+        let mut counter = self.tar.into_inner()?.finish()?;
+        counter.inner.flush()?;
+        Ok(counter.bytes)
+    }
+
+    fn append_rest(
+        &mut self,
+        manifest: &Manifest,
+        images: &Path,
+        upper: &Path,
+    ) -> std::io::Result<()> {
         for (key, entry) in &manifest.entries {
             if self.sent.get(key) != Some(entry) {
                 self.append(key, &source_path(images, upper, key), entry)?;
@@ -280,10 +282,7 @@ impl<W: Write> StreamWriter<W> {
         h.set_size(body.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        self.tar.append_data(&mut h, MANIFEST, body.as_slice())?;
-        let mut counter = self.tar.into_inner()?.finish()?;
-        counter.inner.flush()?;
-        Ok(counter.bytes)
+        self.tar.append_data(&mut h, MANIFEST, body.as_slice())
     }
 
     /// Gives up: nothing more reaches `out`, not even the ends a dropped compressor and
@@ -291,15 +290,6 @@ impl<W: Write> StreamWriter<W> {
     pub fn abandon(mut self) {
         self.tar.get_mut().get_mut().closed = true;
     }
-}
-
-fn file_header(entry: &Entry) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_mode(entry.mode);
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(entry.size);
-    h.set_cksum();
-    h
 }
 
 /// Writes a whole stream at once (`corrupt`: see [`StreamWriter`]). Returns the bytes written.

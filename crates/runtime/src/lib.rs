@@ -24,6 +24,6 @@ pub mod spec;
 
 pub use container::{Container, ContainerRequest, Owner, Status};
 pub use runtime::{
-    daemon_id, parse_dump_stats, CheckpointReport, CheckpointRequest, Dump, DumpStats,
+    daemon_id, dir_size, parse_dump_stats, CheckpointReport, CheckpointRequest, Dump, DumpStats,
     IncomingDirs, RestoreReport, RestoreRequest, Runtime, RuntimeConfig, RuntimeError,
 };

@@ -161,7 +161,8 @@ pub fn daemon_id(state_dir: &Path) -> String {
     short_hash(&[&state_dir.to_string_lossy()])
 }
 
-fn dir_size(path: &Path) -> u64 {
+/// Bytes under `path` (0 if it is not there); symlinks counted, not followed.
+pub fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };
